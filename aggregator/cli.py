@@ -1,0 +1,256 @@
+"""The ``xmargin`` command line.
+
+Commands read the configuration (:mod:`aggregator.config`) and the store; the ``devnet`` group drives
+the local chain used by the demo and the tests (it configures the product like any user would, by
+writing a config file with the chain's RPC URL and addresses).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from aggregator.config import ConfigError, Settings, load_settings
+from connectors.errors import InvalidAddressError
+from connectors.types import checksum
+from db.store import Store
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None)
+wallet_app = typer.Typer(no_args_is_help=True, help="Track wallets.")
+devnet_app = typer.Typer(no_args_is_help=True, help="The local chain with the protocols' own bytecode.")
+app.add_typer(wallet_app, name="wallet")
+app.add_typer(devnet_app, name="devnet")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Config file (TOML).", dir_okay=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+class _State:
+    config: Path | None = None
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings(_State.config)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _store(settings: Settings) -> Store:
+    return Store.open(settings.db_url)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _address(value: str) -> str:
+    try:
+        return checksum(value)
+    except InvalidAddressError as exc:
+        _fail(str(exc))
+
+
+@app.callback()
+def _root(
+    config: ConfigOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+) -> None:
+    """xmargin — one health for every position of a wallet, across venues."""
+    _State.config = config
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# ---------------------------------------------------------------------------------------------- wallets
+@wallet_app.command("add")
+def wallet_add(
+    address: str,
+    label: Annotated[str | None, typer.Option("--label", "-l", help="A name to show beside the address.")] = None,
+) -> None:
+    """Track ADDRESS."""
+    addr = _address(address)
+    with _store(_settings()) as store:
+        store.add_wallets([(addr, label)])
+    console.print(f"tracking {addr}" + (f" ({label})" if label else ""))
+
+
+@wallet_app.command("list")
+def wallet_list(as_json: JsonOpt = False) -> None:
+    """List tracked wallets."""
+    with _store(_settings()) as store:
+        rows = store.list_wallets()
+    if as_json:
+        print(json.dumps([{"address": w.address, "label": w.label} for w in rows]))
+        return
+    from rich.table import Table
+
+    table = Table("address", "label", "added")
+    for w in rows:
+        table.add_row(w.address, w.label or "", w.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+
+
+@wallet_app.command("remove")
+def wallet_remove(address: str) -> None:
+    """Stop tracking ADDRESS (its history stays in the store)."""
+    addr = _address(address)
+    with _store(_settings()) as store:
+        removed = store.remove_wallet(addr)
+    if not removed:
+        _fail(f"{addr} is not tracked", code=1)
+    console.print(f"removed {addr}")
+
+
+# ------------------------------------------------------------------------------------------------- sync
+@app.command("sync")
+def sync(
+    once: Annotated[bool, typer.Option("--once", help="Run one sync and exit (otherwise see `xmargin run`).")] = False,
+    block: Annotated[int | None, typer.Option("--block", help="Pin the read to this block (default: latest).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read every venue for every tracked wallet, compute health, store it."""
+    from aggregator.pipeline import sync_once
+    from aggregator.render import venue_summary_table
+
+    if not once:
+        _fail("use `xmargin sync --once`, or `xmargin run` for the schedule")
+    settings = _settings()
+    if not settings.chains:
+        _fail("no chain configured: set XMARGIN_CONFIG (see README), or run `xmargin devnet up`")
+    with _store(settings) as store:
+        labels = {w.address: w.label or "" for w in store.list_wallets()}
+        with console.status("syncing…", spinner="dots") if not as_json else nullcontext():
+            report = sync_once(settings, store)
+    summary = [
+        {"chain": b.chain, "block": b.block.number if b.block else None, "wallets": b.wallets,
+         "status": str(b.status), "sync_run_id": b.sync_run_id, "error": b.error}
+        for b in report.batches
+    ]
+    if as_json:
+        print(json.dumps({"seconds": round(report.seconds, 3), "batches": summary}))
+    else:
+        blocks = [b.block.number for b in report.batches if b.block]
+        console.print(venue_summary_table(list(report.healths()), labels, max(blocks) if blocks else None))
+        for b in report.batches:
+            if b.error:
+                err.print(f"[yellow]{b.chain}[/]: {b.status}: {b.error}")
+        console.print(f"synced {len(labels)} wallets in {report.seconds:.2f} s")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------------------------- health
+@app.command("health")
+def health(address: str, as_json: JsonOpt = False) -> None:
+    """Show ADDRESS's latest health on every venue, from the store."""
+    from aggregator.render import health_document, health_table
+
+    addr = _address(address)
+    with _store(_settings()) as store:
+        if store.get_wallet(addr) is None:
+            _fail(f"{addr} is not tracked: `xmargin wallet add {addr}` then `xmargin sync --once`", code=1)
+        latest = store.latest_health(addr)
+        kinds = {v.name: str(v.kind) for v in store.list_venues()}
+    doc = health_document(addr, latest, kinds)
+    if as_json:
+        print(json.dumps(doc))
+        return
+    if not latest:
+        console.print(f"{addr}: no snapshot yet — run `xmargin sync --once`")
+        return
+    for table in health_table(doc):
+        console.print(table)
+
+
+# -------------------------------------------------------------------------------------------- schedule
+@app.command("run")
+def run(
+    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between syncs.")] = None,
+) -> None:
+    """Sync on a schedule until interrupted (never overlapping, missed runs coalesced)."""
+    from aggregator.scheduler import run_forever
+
+    settings = _settings()
+    if interval is not None:
+        settings = settings.model_copy(update={"interval_s": interval})
+    run_forever(settings, console)
+
+
+@app.command("demo")
+def demo(
+    cycles: Annotated[int | None, typer.Option("--cycles", help="Stop after N sync cycles (default: run until Ctrl-C).",
+                                              min=1)] = None,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between cycles.")] = 2.0,
+) -> None:
+    """Boot the devnet, seed it, sync in cycles with price moves, and print health as it changes."""
+    from aggregator.demo import run_demo
+
+    raise typer.Exit(run_demo(console, cycles=cycles, interval_s=interval))
+
+
+# ----------------------------------------------------------------------------------------------- devnet
+@devnet_app.command("up")
+def devnet_up() -> None:
+    """Start the local chain (deploying and caching it on first use) and write its xmargin config."""
+    from aggregator.devnet_cli import up
+
+    info, config_path = up()
+    console.print(f"devnet up at {info['rpc_url']} (chain {info['chain_id']})")
+    console.print(f"config for xmargin: {config_path}  (export XMARGIN_CONFIG={config_path})")
+
+
+@devnet_app.command("info")
+def devnet_info(as_json: JsonOpt = False) -> None:
+    """Print the running devnet's RPC URL, chain id and addresses."""
+    from aggregator.devnet_cli import info
+
+    data: dict[str, Any] = info()
+    if as_json:
+        print(json.dumps(data))
+        return
+    console.print_json(json.dumps(data))
+
+
+@devnet_app.command("set-price")
+def devnet_set_price(symbol: str, usd: float) -> None:
+    """Move SYMBOL's oracle price to USD dollars."""
+    from aggregator.devnet_cli import set_price
+
+    set_price(symbol, usd)
+    console.print(f"{symbol.upper()} = ${usd:,}")
+
+
+@devnet_app.command("seed")
+def devnet_seed() -> None:
+    """Open the demo positions and track the demo wallets."""
+    from aggregator.devnet_cli import seed
+
+    for address, label in seed(_settings()):
+        console.print(f"seeded {address} ({label})")
+
+
+@devnet_app.command("down")
+def devnet_down() -> None:
+    """Stop the devnet."""
+    from aggregator.devnet_cli import down
+
+    console.print("devnet stopped" if down() else "no devnet was running")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

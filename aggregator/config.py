@@ -1,0 +1,202 @@
+"""Configuration: a TOML file plus environment variables (the environment wins).
+
+Resolution order for the file: ``--config`` option, ``XMARGIN_CONFIG``, ``$XMARGIN_HOME/config.toml``
+(if present). With no file at all, xmargin runs on embedded defaults: a SQLite store under
+``XMARGIN_HOME`` and no chains (a chain comes from the file, or ``XMARGIN_RPC_URL`` +
+``XMARGIN_AAVE_V3_PROVIDER`` for a single Aave market).
+
+Secrets never live in the file: a chain names the *environment variable* holding its RPC URL
+(``rpc_url_env``) when the URL carries an API key. Example::
+
+    db_url = "postgresql+psycopg://xmargin@db/xmargin"   # or env XMARGIN_DB_URL
+    interval_s = 30
+
+    [[chains]]
+    name = "ethereum"
+    chain_id = 1
+    rpc_url_env = "ETH_RPC_URL"           # the URL itself stays in the environment
+    fallback_rpc_url_envs = []
+
+    [[venues]]
+    name = "aave_v3"                       # the venue's name in the store and the output
+    type = "aave_v3"                       # connector: aave_v3 (Aave v3 and forks such as Spark)
+    chain = "ethereum"
+    deployment = "aave_v3_ethereum"        # a shipped deployment, or pool_addresses_provider = "0x…"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from connectors.types import Address
+
+__all__ = ["ChainConfig", "ConfigError", "Settings", "VenueConfig", "load_settings", "xmargin_home"]
+
+
+class ConfigError(ValueError):
+    """The configuration is missing, unreadable or inconsistent."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChainConfig(_Model):
+    """One EVM chain and how to reach it."""
+
+    name: str
+    chain_id: int
+    rpc_url: str | None = None
+    """Plain URL, for keyless local nodes only; prefer ``rpc_url_env``."""
+    rpc_url_env: str | None = None
+    timeout_s: float = 10.0
+    max_retries: int = 3
+
+    @model_validator(mode="after")
+    def _one_url_source(self) -> ChainConfig:
+        if (self.rpc_url is None) == (self.rpc_url_env is None):
+            raise ValueError(f"chain {self.name!r}: give exactly one of rpc_url, rpc_url_env")
+        return self
+
+    def resolve_rpc_url(self) -> str:
+        """The RPC URL, read from the environment when configured so."""
+        if self.rpc_url is not None:
+            return self.rpc_url
+        assert self.rpc_url_env is not None
+        url = os.environ.get(self.rpc_url_env)
+        if not url:
+            raise ConfigError(f"chain {self.name!r}: environment variable {self.rpc_url_env} is not set")
+        return url
+
+
+class VenueConfig(_Model):
+    """One venue deployment on one chain."""
+
+    name: str
+    type: Literal["aave_v3"]
+    chain: str
+    deployment: str | None = None
+    pool_addresses_provider: Address | None = None
+
+    @model_validator(mode="after")
+    def _one_deployment_source(self) -> VenueConfig:
+        if (self.deployment is None) == (self.pool_addresses_provider is None):
+            raise ValueError(f"venue {self.name!r}: give exactly one of deployment, pool_addresses_provider")
+        return self
+
+
+class Settings(_Model):
+    """Everything xmargin needs to run; build it with :func:`load_settings`."""
+
+    db_url: str | None = None
+    """None: the embedded SQLite file under ``XMARGIN_HOME``."""
+    interval_s: Annotated[float, Field(gt=0)] = 15.0
+    wallet_batch_size: Annotated[int, Field(gt=0)] = 1_000
+    chains: tuple[ChainConfig, ...] = ()
+    venues: tuple[VenueConfig, ...] = ()
+    source: str | None = None
+    """The file these settings came from (for messages)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        chains = [c.name for c in self.chains]
+        if len(set(chains)) != len(chains):
+            raise ValueError("chain names must be unique")
+        names = [v.name for v in self.venues]
+        if len(set(names)) != len(names):
+            raise ValueError("venue names must be unique")
+        for venue in self.venues:
+            if venue.chain not in chains:
+                raise ValueError(f"venue {venue.name!r} is on chain {venue.chain!r}, which is not configured")
+        return self
+
+    def chain(self, name: str) -> ChainConfig:
+        for chain in self.chains:
+            if chain.name == name:
+                return chain
+        raise ConfigError(f"unknown chain {name!r}")
+
+
+def xmargin_home() -> Path:
+    """``XMARGIN_HOME`` or ``~/.local/share/xmargin``."""
+    return Path(os.environ.get("XMARGIN_HOME") or Path.home() / ".local" / "share" / "xmargin")
+
+
+def _config_path(explicit: str | Path | None) -> Path | None:
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    env = os.environ.get("XMARGIN_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"XMARGIN_CONFIG points at a missing file: {path}")
+        return path
+    default = xmargin_home() / "config.toml"
+    return default if default.is_file() else None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read the config file (if any) and apply environment overrides.
+
+    Environment: ``XMARGIN_DB_URL``, ``XMARGIN_INTERVAL_S``; and, for a one-market setup without a
+    file, ``XMARGIN_RPC_URL`` with ``XMARGIN_AAVE_V3_PROVIDER`` (chain id read from ``XMARGIN_CHAIN_ID``,
+    default 1).
+    """
+    file = _config_path(path)
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = tomllib.loads(file.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {file}: {exc}") from exc
+        data["source"] = str(file)
+    if os.environ.get("XMARGIN_DB_URL"):
+        data["db_url"] = os.environ["XMARGIN_DB_URL"]
+    if os.environ.get("XMARGIN_INTERVAL_S"):
+        data["interval_s"] = os.environ["XMARGIN_INTERVAL_S"]
+    if os.environ.get("XMARGIN_RPC_URL") and not data.get("chains"):
+        data["chains"] = [{"name": "default", "chain_id": int(os.environ.get("XMARGIN_CHAIN_ID", "1")),
+                           "rpc_url_env": "XMARGIN_RPC_URL"}]
+        if os.environ.get("XMARGIN_AAVE_V3_PROVIDER"):
+            data["venues"] = [{"name": "aave_v3", "type": "aave_v3", "chain": "default",
+                               "pool_addresses_provider": os.environ["XMARGIN_AAVE_V3_PROVIDER"]}]
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        where = f" in {file}" if file else ""
+        raise ConfigError(f"invalid configuration{where}: {exc}") from exc
+
+
+def write_settings_toml(settings: Settings, path: Path) -> None:
+    """Write ``settings`` as a config file (used by ``xmargin devnet up`` for the local chain)."""
+    lines: list[str] = []
+    if settings.db_url:
+        lines.append(f"db_url = {_toml_str(settings.db_url)}")
+    lines.append(f"interval_s = {settings.interval_s}")
+    for chain in settings.chains:
+        lines += ["", "[[chains]]", f"name = {_toml_str(chain.name)}", f"chain_id = {chain.chain_id}"]
+        if chain.rpc_url is not None:
+            lines.append(f"rpc_url = {_toml_str(chain.rpc_url)}")
+        if chain.rpc_url_env is not None:
+            lines.append(f"rpc_url_env = {_toml_str(chain.rpc_url_env)}")
+    for venue in settings.venues:
+        lines += ["", "[[venues]]", f"name = {_toml_str(venue.name)}", f"type = {_toml_str(venue.type)}",
+                  f"chain = {_toml_str(venue.chain)}"]
+        if venue.deployment is not None:
+            lines.append(f"deployment = {_toml_str(venue.deployment)}")
+        if venue.pool_addresses_provider is not None:
+            lines.append(f"pool_addresses_provider = {_toml_str(venue.pool_addresses_provider)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,105 @@
+"""``xmargin demo`` / ``make demo``: the main job on embedded defaults.
+
+Boots a private devnet (Aave v3 from Aave's own deploy package), opens the demo positions, tracks the
+demo wallets in the embedded SQLite store, then runs sync cycles — moving the WETH price along a
+scripted path between them — and prints every wallet's health as it changes. ``cycles`` stops it
+(exit 0); without it, it runs until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from itertools import count
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+import devnet
+from aggregator.config import load_settings
+from aggregator.devnet_cli import devnet_settings
+from aggregator.pipeline import sync_once
+from aggregator.render import health_style
+from aggregator.views import VenueHealth
+from db.store import Store
+
+__all__ = ["price_path", "run_demo"]
+
+START_WETH_USD = 4_000.0
+
+
+def price_path(cycle: int) -> float:
+    """WETH price before sync ``cycle`` (0-based): a 7 % dip and recovery over 12 cycles, then repeat.
+
+    The dip takes the ``near_liquidation`` wallet below a health factor of 1 around cycle 3.
+    """
+    return round(START_WETH_USD * (1 - 0.07 * math.sin(2 * math.pi * cycle / 12)), 2)
+
+
+def _changes_table(
+    cycle: int, block: int | None, weth_usd: float, healths: list[VenueHealth],
+    previous: dict[tuple[str, str], float | None], labels: dict[str, str],
+) -> Table:
+    table = Table(title=f"cycle {cycle + 1} · block {block} · WETH ${weth_usd:,.2f}", title_justify="left")
+    for col in ("wallet", "venue", "health factor", "change", "collateral (USD)", "debt (USD)", "on-chain check"):
+        table.add_column(col, justify="left" if col in ("wallet", "venue") else "right")
+    for h in healths:
+        key = (h.wallet, h.venue)
+        hf = h.health_factor
+        before = previous.get(key)
+        if hf is None or before is None or key not in previous:
+            change = Text("")
+        else:
+            delta = hf - before
+            change = Text(f"{delta:+.4f}", style="red" if delta < 0 else "green" if delta > 0 else "")
+        hf_text = Text("∞" if hf is None else f"{hf:.4f}", style=health_style(hf))
+        if hf is not None and hf < 1:
+            hf_text.append("  LIQUIDATABLE", style="bold red")
+        table.add_row(
+            f"{labels.get(h.wallet, '')} {h.wallet[:8]}…", h.venue, hf_text, change,
+            f"{h.collateral_usd:,.2f}", f"{h.debt_usd:,.2f}",
+            Text("exact", style="green") if h.matches_onchain else Text("MISMATCH", style="bold red"),
+        )
+    return table
+
+
+def run_demo(console: Console, cycles: int | None = None, interval_s: float = 2.0) -> int:
+    """Run the demo; returns the process exit code."""
+    with console.status("installing the devnet (first run: npm packages, contracts)…"):
+        devnet.ensure_installed()
+    console.print("starting the devnet (the first run deploys Aave v3 and caches the chain state)…")
+    with devnet.Devnet.launch() as dn:
+        try:
+            _cycles(console, dn.info, cycles, interval_s)
+        except KeyboardInterrupt:
+            console.print("stopped")
+    return 0
+
+
+def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, interval_s: float) -> None:
+    console.print(f"devnet at {info.rpc_url}, chain {info.chain_id}; Aave v3 pool {info.contract('aave_v3.pool')}")
+    with console.status("opening demo positions…"):
+        seeded = [w for w in devnet.seed(info) if w.label != "lender"]
+    settings = devnet_settings(info, load_settings())
+    labels = {w.address: w.label for w in seeded}
+    order = list(labels)
+    previous: dict[tuple[str, str], float | None] = {}
+    with Store.open(settings.db_url) as store:
+        store.add_wallets([(w.address, w.label) for w in seeded])
+        console.print(f"store: {store.url}; tracking {len(seeded)} wallets")
+        for cycle in count():
+            if cycles is not None and cycle >= cycles:
+                return
+            weth = price_path(cycle)
+            devnet.set_price(info, "WETH", weth)
+            report = sync_once(settings, store, wallets=order)
+            blocks = [b.block.number for b in report.batches if b.block]
+            healths = sorted(report.healths(), key=lambda h: order.index(h.wallet))
+            console.print(_changes_table(cycle, max(blocks, default=None), weth, healths, previous, labels))
+            for b in report.batches:
+                if b.error:
+                    console.print(f"[yellow]{b.chain}: {b.status}: {b.error}")
+            previous = {(h.wallet, h.venue): h.health_factor for h in healths}
+            if cycles is None or cycle + 1 < cycles:
+                time.sleep(interval_s)

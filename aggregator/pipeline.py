@@ -1,0 +1,281 @@
+"""The sync pipeline: read → compute → store, for a batch of wallets at one block per chain.
+
+:func:`sync_batch` is the unit of work — a pure function of (wallet batch, block) plus the I/O
+handles it is given — so a sweep over many wallets can be sharded by batch. :func:`sync_once` runs
+every configured chain over every tracked wallet. One venue failing never blocks the others: its
+snapshots are written with ``status="error"`` and the run is ``partial``. A batch is written in one
+transaction: whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aggregator.config import ChainConfig, Settings, VenueConfig
+from aggregator.venues import aave
+from aggregator.views import VenueHealth, VenueReading
+from connectors.aave_v3.connector import AaveV3Connector
+from connectors.aave_v3.deployments import AaveDeployment, get_deployment
+from connectors.errors import ConnectorError, InvalidInputError
+from connectors.evm.multicall import Multicall
+from connectors.evm.rpc import RpcClient
+from connectors.types import BlockRef, checksum
+from db.rows import (
+    AssetRow,
+    HealthRow,
+    MarketRow,
+    PositionRow,
+    PositionSide,
+    PriceRow,
+    SnapshotRow,
+    SnapshotStatus,
+    SyncBatch,
+    SyncStatus,
+    VenueKind,
+    VenueRow,
+)
+from db.store import Store
+
+__all__ = ["BatchResult", "ChainContext", "SyncReport", "sync_batch", "sync_once"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChainContext:
+    """Open I/O handles for one chain: its RPC client, a Multicall3 reader and its venues' connectors."""
+
+    chain: ChainConfig
+    rpc: RpcClient
+    venues: list[tuple[VenueConfig, AaveV3Connector]]
+
+    @classmethod
+    def open(cls, settings: Settings, chain: ChainConfig) -> ChainContext:
+        rpc = RpcClient(chain.resolve_rpc_url(), timeout_s=chain.timeout_s, max_retries=chain.max_retries)
+        multicall = Multicall(rpc)
+        venues = [
+            (v, AaveV3Connector(rpc, _deployment(v, chain), multicall))
+            for v in settings.venues
+            if v.chain == chain.name
+        ]
+        return cls(chain=chain, rpc=rpc, venues=venues)
+
+    def close(self) -> None:
+        self.rpc.close()
+
+
+def _deployment(venue: VenueConfig, chain: ChainConfig) -> AaveDeployment:
+    if venue.deployment is not None:
+        return get_deployment(venue.deployment)
+    assert venue.pool_addresses_provider is not None
+    return AaveDeployment(
+        name=venue.name, chain_id=chain.chain_id, pool_addresses_provider=venue.pool_addresses_provider
+    )
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one (wallet batch, block) produced and whether it landed in the store."""
+
+    chain: str
+    block: BlockRef | None
+    wallets: int
+    status: SyncStatus
+    readings: tuple[VenueReading, ...]
+    sync_run_id: int | None
+    error: str | None = None
+
+
+@dataclass
+class SyncReport:
+    """All batches of one :func:`sync_once`."""
+
+    batches: list[BatchResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(b.status is SyncStatus.OK for b in self.batches)
+
+    def healths(self) -> Iterator[VenueHealth]:
+        for b in self.batches:
+            for r in b.readings:
+                yield from r.healths
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def read_venues(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) -> list[VenueReading]:
+    """Read and evaluate every venue of the chain for ``wallets`` at ``block``; a failing venue yields an error."""
+    readings = []
+    for venue, connector in ctx.venues:
+        try:
+            snapshot = connector.read_accounts(wallets, block)
+            readings.append(aave.evaluate(snapshot, venue.name))
+        except ConnectorError as exc:
+            log.warning("venue %s failed at block %d: %s", venue.name, block.number, exc)
+            readings.append(VenueReading(venue=venue.name, kind="lending", block=block, error=str(exc)))
+    return readings
+
+
+def _asset(chain_id: int, address: str, symbol: str, decimals: int) -> AssetRow:
+    return AssetRow(chain_id=chain_id, address=address, symbol=symbol, decimals=decimals)
+
+
+def _snapshot(
+    block: BlockRef,
+    wallet: str,
+    venue: str,
+    taken_at: datetime,
+    positions: tuple[PositionRow, ...] = (),
+    health: HealthRow | None = None,
+    error: str | None = None,
+) -> SnapshotRow:
+    return SnapshotRow(
+        wallet=wallet, venue=venue, chain_id=block.chain_id, block_number=block.number,
+        block_hash=block.hash, block_timestamp=_ts(block.timestamp), taken_at=taken_at,
+        status=SnapshotStatus.OK if error is None else SnapshotStatus.ERROR, error=error,
+        positions=positions, health=health,
+    )
+
+
+def to_sync_batch(
+    block: BlockRef, wallets: Sequence[str], readings: Sequence[VenueReading], started_at: datetime
+) -> SyncBatch:
+    """Turn the readings of one batch into the rows of one store transaction."""
+    chain_id = block.chain_id
+    now = _now()
+    snapshots: list[SnapshotRow] = []
+    prices: list[PriceRow] = []
+    markets: list[MarketRow] = []
+    for reading in readings:
+        if reading.error is not None:
+            snapshots += [_snapshot(block, w, reading.venue, now, error=reading.error) for w in wallets]
+            continue
+        assets = {p.asset_address: _asset(chain_id, p.asset_address, p.asset, p.decimals) for p in reading.prices}
+        for key, params in reading.markets.items():
+            markets.append(MarketRow(venue=reading.venue, key=key, name=str(params.get("symbol", key)),
+                                     asset=assets.get(key), params=params))
+        prices += [
+            PriceRow(
+                asset=assets[p.asset_address], block_number=block.number, source=p.source,
+                price_raw=p.price_raw, decimals=p.price_decimals, price_usd=p.price_usd, observed_at=now,
+                source_address=p.source_address,
+                updated_at=_ts(p.updated_at) if p.updated_at is not None else None,
+                age_s=p.age_s, flags=p.flags,
+            )
+            for p in reading.prices
+        ]
+        for h in reading.healths:
+            positions = tuple(
+                PositionRow(
+                    asset=_asset(chain_id, pos.asset_address, pos.asset, pos.decimals),
+                    side=PositionSide(pos.side), amount_raw=pos.amount_raw, amount=pos.amount,
+                    price_usd=pos.price_usd, value_usd=pos.value_usd, is_collateral=pos.is_collateral,
+                    market_key=pos.market_key,
+                )
+                for pos in h.positions
+            )
+            health = HealthRow(
+                computed_at=now, collateral_usd=h.collateral_usd, debt_usd=h.debt_usd,
+                health_factor=h.health_factor, health_factor_raw=h.health_factor_raw,
+                onchain_health_factor_raw=h.onchain_health_factor_raw,
+                liquidation_threshold=h.liquidation_threshold, matches_onchain=h.matches_onchain,
+                flags=h.flags,
+            )
+            snapshots.append(_snapshot(block, h.wallet, h.venue, now, positions, health))
+    failed = sum(r.error is not None for r in readings)
+    status = SyncStatus.OK if failed == 0 else SyncStatus.FAILED if failed == len(readings) else SyncStatus.PARTIAL
+    errors = "; ".join(f"{r.venue}: {r.error}" for r in readings if r.error)
+    return SyncBatch(
+        chain_id=chain_id, started_at=started_at, status=status, block_number=block.number,
+        block_hash=block.hash, block_timestamp=_ts(block.timestamp), finished_at=_now(),
+        error=errors or None, snapshots=tuple(snapshots), prices=tuple(prices), markets=tuple(markets),
+    )
+
+
+def sync_batch(ctx: ChainContext, store: Store, wallets: Sequence[str], block: BlockRef) -> BatchResult:
+    """Sync one batch of wallets at one block: read every venue, compute, write one transaction."""
+    started = _now()
+    readings = read_venues(ctx, wallets, block)
+    batch = to_sync_batch(block, wallets, readings, started)
+    run_id = store.write_sync(batch)
+    return BatchResult(chain=ctx.chain.name, block=block, wallets=len(wallets), status=batch.status,
+                       readings=tuple(readings), sync_run_id=run_id, error=batch.error)
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def register_venues(store: Store, settings: Settings) -> None:
+    """Make sure every configured venue exists in the store."""
+    rows = [
+        VenueRow(name=v.name, kind=VenueKind.LENDING, chain_id=settings.chain(v.chain).chain_id,
+                 config=v.model_dump(mode="json"))
+        for v in settings.venues
+    ]
+    if rows:
+        store.upsert_venues(rows)
+
+
+def sync_once(
+    settings: Settings,
+    store: Store,
+    wallets: Sequence[str] | None = None,
+    block_number: int | None = None,
+    on_batch: Callable[[BatchResult], None] | None = None,
+) -> SyncReport:
+    """Sync every configured chain for ``wallets`` (default: every active tracked wallet).
+
+    Each chain is pinned to one block (its latest, or ``block_number``) for all its batches. A chain
+    that cannot be reached yields a failed batch result (nothing written for it) and the other
+    chains proceed.
+    """
+    t0 = time.perf_counter()
+    if wallets is None:
+        wallets = [w.address for w in store.list_wallets()]
+    else:
+        wallets = [checksum(w) for w in wallets]
+    register_venues(store, settings)
+    report = SyncReport()
+    with ExitStack() as stack:
+        for chain in settings.chains:
+            if not any(v.chain == chain.name for v in settings.venues):
+                continue
+            try:
+                ctx = ChainContext.open(settings, chain)
+                stack.callback(ctx.close)
+                block = ctx.rpc.get_block(block_number if block_number is not None else "latest")
+                if block.chain_id != chain.chain_id:
+                    raise InvalidInputError(
+                        f"chain {chain.name!r} is configured as chain id {chain.chain_id}, "
+                        f"but its RPC serves chain id {block.chain_id}"
+                    )
+            except ConnectorError as exc:
+                log.error("chain %s unavailable: %s", chain.name, exc)
+                result = BatchResult(chain=chain.name, block=None, wallets=len(wallets),
+                                     status=SyncStatus.FAILED, readings=(), sync_run_id=None, error=str(exc))
+                report.batches.append(result)
+                if on_batch:
+                    on_batch(result)
+                continue
+            for chunk in _chunks(wallets, settings.wallet_batch_size):
+                result = sync_batch(ctx, store, chunk, block)
+                report.batches.append(result)
+                if on_batch:
+                    on_batch(result)
+    report.seconds = time.perf_counter() - t0
+    return report

@@ -1,0 +1,1 @@
+"""Venue adapters: connector snapshot → risk core → :mod:`aggregator.views`."""

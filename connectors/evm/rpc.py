@@ -1,0 +1,498 @@
+"""A small, fast JSON-RPC client over httpx: single calls, batches, retries, error mapping, counters.
+
+Error mapping (see :mod:`connectors.errors`)::
+
+    httpx timeout                              → RpcTimeoutError      (retried)
+    connection refused / reset, HTTP 5xx        → RpcUnavailableError  (retried)
+    HTTP 429                                    → RateLimitedError     (retried after Retry-After, if short)
+    HTTP 413, "out of gas", "request too large" → RequestTooLargeError (not retried: split the request)
+    JSON-RPC error with code 3, "revert" in the message, or Error/Panic revert bytes
+                                                → CallRevertedError    (never retried; reason decoded)
+    any other JSON-RPC error object             → RpcError
+    malformed JSON, missing result, wrong id    → DecodeError
+
+Only read methods go through this client, so every transient fault is retried (with exponential backoff
+and jitter). RPC URLs often carry API keys in their path or query: the URL is never put in a message or a
+repr except through :func:`redact_url`, and a filter on the ``httpx`` logger redacts the URLs httpx logs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from connectors.errors import (
+    CallRevertedError,
+    DecodeError,
+    InvalidInputError,
+    RateLimitedError,
+    RequestTooLargeError,
+    RpcError,
+    RpcTimeoutError,
+    RpcUnavailableError,
+    TransientError,
+)
+from connectors.evm.abi import ERROR_SELECTOR, PANIC_SELECTOR, decode_revert_reason
+from connectors.types import BlockRef
+
+__all__ = [
+    "BLOCK_TAGS",
+    "BlockId",
+    "RpcClient",
+    "RpcStats",
+    "block_param",
+    "redact_url",
+]
+
+BLOCK_TAGS = frozenset({"latest", "earliest", "pending", "safe", "finalized"})
+
+BlockId = int | str | BlockRef
+"""A block number, a tag (``"latest"``), a ``0x`` hex number, or a :class:`BlockRef`."""
+
+_TOO_LARGE_MARKERS = (
+    "out of gas",
+    "outofgas",
+    "gas required exceeds allowance",
+    "request too large",
+    "request entity too large",
+    "payload too large",
+    "body too large",
+    "batch too large",
+    "response size",
+    "response is too big",
+    "response too large",
+    "exceeds the configured cap",
+)
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """``scheme://host[:port]`` of ``url``: path, query, fragment and credentials dropped (they may hold keys)."""
+    try:
+        u = httpx.URL(str(url))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "<unparsable url>"
+    if not u.host:
+        return f"{u.scheme}://<no host>" if u.scheme else "<no host>"
+    port = f":{u.port}" if u.port is not None else ""
+    return f"{u.scheme}://{u.host}{port}"
+
+
+class _RedactUrlsFilter(logging.Filter):
+    """Rewrites the URLs in httpx's own log records (``HTTP Request: POST <url> ...``) to scheme+host."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, httpx.URL) for a in args):
+            record.args = tuple(redact_url(a) if isinstance(a, httpx.URL) else a for a in args)
+        return True
+
+
+def _install_log_redaction() -> None:
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactUrlsFilter) for f in logger.filters):
+        logger.addFilter(_RedactUrlsFilter())
+
+
+_install_log_redaction()
+
+
+def block_param(block: BlockId) -> str:
+    """The JSON-RPC block parameter for ``block``: a tag, or a ``0x`` hex number."""
+    if isinstance(block, BlockRef):
+        return hex(block.number)
+    if isinstance(block, bool):
+        raise InvalidInputError(f"not a block: {block!r}")
+    if isinstance(block, int):
+        if block < 0:
+            raise InvalidInputError(f"negative block number: {block}")
+        return hex(block)
+    if isinstance(block, str):
+        if block in BLOCK_TAGS:
+            return block
+        if block.startswith("0x"):
+            try:
+                return hex(int(block, 16))
+            except ValueError:
+                pass
+    raise InvalidInputError(f"not a block number or tag: {block!r}")
+
+
+@dataclass
+class RpcStats:
+    """Counters of one client. ``calls_by_method`` counts logical JSON-RPC calls (a retried call once);
+    ``http_requests`` counts every POST, retries included."""
+
+    http_requests: int = 0
+    http_retries: int = 0
+    calls_by_method: dict[str, int] = field(default_factory=dict)
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+    @property
+    def calls(self) -> int:
+        """Total JSON-RPC calls."""
+        return sum(self.calls_by_method.values())
+
+    def reset(self) -> None:
+        self.http_requests = self.http_retries = self.bytes_sent = self.bytes_received = 0
+        self.calls_by_method.clear()
+
+    def copy(self) -> RpcStats:
+        return RpcStats(
+            self.http_requests, self.http_retries, dict(self.calls_by_method), self.bytes_sent, self.bytes_received
+        )
+
+    def __sub__(self, other: RpcStats) -> RpcStats:
+        """The counts accumulated between two copies: ``after - before``."""
+        methods = {
+            m: n - other.calls_by_method.get(m, 0)
+            for m, n in self.calls_by_method.items()
+            if n != other.calls_by_method.get(m, 0)
+        }
+        return RpcStats(
+            self.http_requests - other.http_requests,
+            self.http_retries - other.http_retries,
+            methods,
+            self.bytes_sent - other.bytes_sent,
+            self.bytes_received - other.bytes_received,
+        )
+
+
+def _hex_to_bytes(value: object, what: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise DecodeError(f"{what}: expected 0x-hex, got {type(value).__name__}")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError as exc:
+        raise DecodeError(f"{what}: malformed hex") from exc
+
+
+def _hex_to_int(value: object, what: str) -> int:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise DecodeError(f"{what}: expected 0x-hex quantity, got {value!r}")
+    try:
+        return int(value, 16)
+    except ValueError as exc:
+        raise DecodeError(f"{what}: malformed hex quantity {value!r}") from exc
+
+
+def _revert_bytes(data: object) -> bytes:
+    """Revert bytes from an error's ``data`` (a hex string, or nested under ``data`` by some nodes)."""
+    for _ in range(4):
+        if isinstance(data, dict):
+            data = data.get("data", data.get("originalError"))
+            continue
+        if isinstance(data, str) and data.startswith("0x"):
+            try:
+                return bytes.fromhex(data[2:])
+            except ValueError:
+                return b""
+        return b""
+    return b""
+
+
+def map_rpc_error(error: object, method: str) -> RpcError:
+    """The :class:`RpcError` for one JSON-RPC error object (``{"code", "message", "data"}``)."""
+    if not isinstance(error, dict):
+        return RpcError(f"{method}: malformed error object {error!r}")
+    code = error.get("code")
+    code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    message = str(error.get("message", ""))
+    data = error.get("data")
+    lower = message.lower()
+    revert = _revert_bytes(data)
+    if any(m in lower for m in _TOO_LARGE_MARKERS):
+        return RequestTooLargeError(f"{method}: {message}", code=code, data=data)
+    if code == 3 or "revert" in lower or revert[:4] in (ERROR_SELECTOR, PANIC_SELECTOR):
+        reason = decode_revert_reason(revert)
+        if reason is None and ":" in message:
+            # geth / anvil without data: "execution reverted: <reason>"
+            reason = message.split(":", 1)[1].strip() or None
+        text = f"{method} reverted" + (f": {reason}" if reason else " without a reason")
+        return CallRevertedError(text, revert, reason=reason, code=code)
+    return RpcError(f"{method}: {message} (code {code})", code=code, data=data)
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class RpcClient:
+    """JSON-RPC over HTTP for one endpoint.
+
+    Parameters
+    ----------
+    url:
+        The endpoint; may hold an API key (never shown except as :func:`redact_url`).
+    timeout_s:
+        Per-request timeout in seconds (connect, read, write, pool).
+    max_retries:
+        Retries of a transient fault after the first attempt (0 disables retries).
+    backoff_s:
+        First backoff in seconds; doubles per retry, with jitter in [delay/2, delay], capped at ``max_backoff_s``.
+        A 429's ``Retry-After`` is honoured when it is not longer than ``max_backoff_s`` (else raised at once).
+    client, transport:
+        An existing ``httpx.Client`` (not closed by :meth:`close`) or a transport for a new one
+        (``httpx.MockTransport`` in tests).
+    sleep, rng:
+        Injected for tests.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 30.0,
+        client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        headers: dict[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_retries < 0:
+            raise InvalidInputError("max_retries must be >= 0")
+        self._url = url
+        self.redacted_url = redact_url(url)
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._owns_client = client is None
+        self._client = client or httpx.Client(timeout=timeout_s, transport=transport)
+        self._timeout = httpx.Timeout(timeout_s)
+        self._headers = {"content-type": "application/json", "accept": "application/json", **(headers or {})}
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._ids = itertools.count(1)
+        self._chain_id: int | None = None
+        self.stats = RpcStats()
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"RpcClient({self.redacted_url!r})"
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- transport -----------------------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._url, self.redacted_url) if self._url else text
+
+    def _backoff(self, attempt: int, err: TransientError) -> float:
+        delay = min(self.max_backoff_s, self.backoff_s * (1 << attempt))
+        delay = delay / 2 + self._rng.uniform(0, delay / 2)
+        if isinstance(err, RateLimitedError) and err.retry_after is not None:
+            delay = max(delay, err.retry_after)
+        return delay
+
+    def _post(self, payload: bytes, what: str) -> Any:
+        """POST ``payload``, retrying transient faults; returns the parsed JSON body."""
+        attempt = 0
+        while True:
+            err: TransientError
+            self.stats.http_requests += 1
+            self.stats.bytes_sent += len(payload)
+            try:
+                resp = self._client.post(self._url, content=payload, headers=self._headers, timeout=self._timeout)
+            except httpx.TimeoutException as exc:
+                err = RpcTimeoutError(f"{what}: {type(exc).__name__} from {self.redacted_url}")
+            except httpx.UnsupportedProtocol as exc:
+                raise InvalidInputError(f"unsupported RPC URL {self.redacted_url}: {self._scrub(str(exc))}") from None
+            except httpx.TransportError as exc:
+                err = RpcUnavailableError(
+                    f"{what}: {type(exc).__name__} from {self.redacted_url}: {self._scrub(str(exc))}"
+                )
+            else:
+                content = resp.content
+                self.stats.bytes_received += len(content)
+                status = resp.status_code
+                if status == 429:
+                    retry_after = _retry_after_s(resp.headers.get("retry-after"))
+                    err = RateLimitedError(f"{what}: HTTP 429 from {self.redacted_url}", retry_after=retry_after)
+                    if retry_after is not None and retry_after > self.max_backoff_s:
+                        raise err
+                elif status == 413:
+                    raise RequestTooLargeError(
+                        f"{what}: HTTP 413 from {self.redacted_url} ({len(payload)} bytes)", code=413
+                    )
+                elif status >= 500:
+                    body = self._try_json(content)
+                    if body is not None and self._is_revert_body(body):
+                        return body
+                    err = RpcUnavailableError(f"{what}: HTTP {status} from {self.redacted_url}")
+                elif status >= 400:
+                    body = self._try_json(content)
+                    if isinstance(body, list) or (isinstance(body, dict) and "error" in body):
+                        return body
+                    raise RpcError(f"{what}: HTTP {status} from {self.redacted_url}", code=status)
+                else:
+                    body = self._try_json(content)
+                    if body is None:
+                        raise DecodeError(
+                            f"{what}: malformed JSON from {self.redacted_url} ({len(content)} bytes, HTTP {status})"
+                        )
+                    return body
+            if attempt >= self.max_retries:
+                raise err
+            delay = self._backoff(attempt, err)
+            attempt += 1
+            self.stats.http_retries += 1
+            self._sleep(delay)
+
+    @staticmethod
+    def _try_json(content: bytes) -> Any:
+        try:
+            return json.loads(content)
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    @staticmethod
+    def _is_revert_body(body: Any) -> bool:
+        return isinstance(body, dict) and isinstance(map_rpc_error(body.get("error"), ""), CallRevertedError)
+
+    def _count(self, method: str) -> None:
+        self.stats.calls_by_method[method] = self.stats.calls_by_method.get(method, 0) + 1
+
+    # --- JSON-RPC ------------------------------------------------------------------------------------
+    def request(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """One JSON-RPC call; returns its ``result``."""
+        rid = next(self._ids)
+        self._count(method)
+        payload = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": list(params)}).encode()
+        body = self._post(payload, method)
+        if not isinstance(body, dict):
+            raise DecodeError(f"{method}: expected a JSON object, got {type(body).__name__}")
+        if "error" in body and body["error"] is not None:
+            raise map_rpc_error(body["error"], method)
+        if body.get("id") != rid:
+            raise DecodeError(f"{method}: response id {body.get('id')!r} does not match request id {rid}")
+        if "result" not in body:
+            raise DecodeError(f"{method}: response has neither result nor error")
+        return body["result"]
+
+    def batch(self, requests: Sequence[tuple[str, Sequence[Any]]], *, return_exceptions: bool = False) -> list[Any]:
+        """Several JSON-RPC calls in one HTTP POST; results in the order of ``requests`` (matched by id).
+
+        With ``return_exceptions`` a failed item's slot holds its :class:`RpcError` instead of raising the
+        first one. A whole-batch failure (HTTP, a single error object, malformed body) always raises.
+        """
+        if not requests:
+            return []
+        ids = [next(self._ids) for _ in requests]
+        payload_items = []
+        for rid, (method, params) in zip(ids, requests, strict=True):
+            self._count(method)
+            payload_items.append({"jsonrpc": "2.0", "id": rid, "method": method, "params": list(params)})
+        what = f"batch of {len(requests)}"
+        body = self._post(json.dumps(payload_items).encode(), what)
+        if isinstance(body, dict):
+            if body.get("error") is not None:
+                raise map_rpc_error(body["error"], what)
+            raise DecodeError(f"{what}: expected a JSON array, got an object without error")
+        if not isinstance(body, list):
+            raise DecodeError(f"{what}: expected a JSON array, got {type(body).__name__}")
+        wanted = set(ids)
+        by_id: dict[int, dict[str, Any]] = {}
+        for item in body:
+            if not isinstance(item, dict):
+                raise DecodeError(f"{what}: batch item is {type(item).__name__}, not an object")
+            item_id = item.get("id")
+            if not isinstance(item_id, int) or isinstance(item_id, bool) or item_id not in wanted:
+                raise DecodeError(f"{what}: response id {item_id!r} matches no request")
+            if item_id in by_id:
+                raise DecodeError(f"{what}: response id {item_id} appears twice")
+            by_id[item_id] = item
+        out: list[Any] = []
+        for rid, (method, _) in zip(ids, requests, strict=True):
+            item_or_none = by_id.get(rid)
+            exc: RpcError | DecodeError | None = None
+            if item_or_none is None:
+                exc = DecodeError(f"{method}: no response for request id {rid} in the batch")
+            elif item_or_none.get("error") is not None:
+                exc = map_rpc_error(item_or_none["error"], method)
+            elif "result" not in item_or_none:
+                exc = DecodeError(f"{method}: response has neither result nor error")
+            if exc is not None:
+                if not return_exceptions:
+                    raise exc
+                out.append(exc)
+            else:
+                out.append(item_or_none["result"] if item_or_none is not None else None)
+        return out
+
+    # --- helpers -------------------------------------------------------------------------------------
+    def chain_id(self, *, refresh: bool = False) -> int:
+        """``eth_chainId`` (cached after the first call: an endpoint's chain does not change)."""
+        if self._chain_id is None or refresh:
+            self._chain_id = _hex_to_int(self.request("eth_chainId"), "eth_chainId")
+        return self._chain_id
+
+    def block_number(self) -> int:
+        return _hex_to_int(self.request("eth_blockNumber"), "eth_blockNumber")
+
+    def get_block(self, number_or_tag: BlockId = "latest") -> BlockRef:
+        """The :class:`BlockRef` (chain id, number, hash, timestamp) of a block."""
+        param = block_param(number_or_tag)
+        chain_id = self.chain_id()
+        raw = self.request("eth_getBlockByNumber", [param, False])
+        if raw is None:
+            raise InvalidInputError(f"no block {number_or_tag!r} on chain {chain_id}")
+        if not isinstance(raw, dict):
+            raise DecodeError(f"eth_getBlockByNumber: expected an object, got {type(raw).__name__}")
+        block_hash = raw.get("hash")
+        if not isinstance(block_hash, str) or len(block_hash) != 66:
+            raise DecodeError(f"eth_getBlockByNumber: bad hash {block_hash!r}")
+        return BlockRef(
+            chain_id=chain_id,
+            number=_hex_to_int(raw.get("number"), "block number"),
+            hash=block_hash,
+            timestamp=_hex_to_int(raw.get("timestamp"), "block timestamp"),
+        )
+
+    @staticmethod
+    def call_params(to: str, data: bytes, block: BlockId, gas: int | None = None) -> list[Any]:
+        """``eth_call`` params for use in :meth:`batch`."""
+        tx: dict[str, str] = {"to": to, "data": "0x" + data.hex()}
+        if gas is not None:
+            tx["gas"] = hex(gas)
+        return [tx, block_param(block)]
+
+    def eth_call(self, to: str, data: bytes, block: BlockId, gas: int | None = None) -> bytes:
+        """``eth_call`` at ``block``; returns the raw return bytes (a revert raises CallRevertedError)."""
+        try:
+            result = self.request("eth_call", self.call_params(to, data, block, gas))
+        except CallRevertedError as exc:
+            exc.target = to
+            raise
+        return _hex_to_bytes(result, "eth_call result")

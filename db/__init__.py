@@ -1,0 +1,54 @@
+"""The xmargin store: schema, migrations and the :class:`Store` that reads and writes it.
+
+``db`` depends on SQLAlchemy, Alembic and psycopg only, never on ``connectors``, ``riskcore`` or
+``aggregator``: it speaks its own plain row types (:mod:`db.rows`), which the aggregator fills in.
+
+Backends: PostgreSQL 15+ (``postgresql+psycopg://``) and SQLite 3.35+ (the default, a file under
+``$XMARGIN_HOME``). Raw on-chain integers are stored exactly on both (see :class:`db.models.UInt256`).
+"""
+
+from db.errors import InvalidAddressError, StoreError, SyncWriteError, UnknownReferenceError
+from db.migrate import upgrade
+from db.rows import (
+    AssetRow,
+    HealthPoint,
+    HealthRow,
+    LatestVenueHealth,
+    MarketRow,
+    PositionRow,
+    PositionSide,
+    PriceRow,
+    SnapshotRow,
+    SnapshotStatus,
+    SyncBatch,
+    SyncStatus,
+    VenueKind,
+    VenueRow,
+    WalletRow,
+)
+from db.store import Store, canonical_address
+
+__all__ = [
+    "AssetRow",
+    "HealthPoint",
+    "HealthRow",
+    "InvalidAddressError",
+    "LatestVenueHealth",
+    "MarketRow",
+    "PositionRow",
+    "PositionSide",
+    "PriceRow",
+    "SnapshotRow",
+    "SnapshotStatus",
+    "Store",
+    "StoreError",
+    "SyncBatch",
+    "SyncStatus",
+    "SyncWriteError",
+    "UnknownReferenceError",
+    "VenueKind",
+    "VenueRow",
+    "WalletRow",
+    "canonical_address",
+    "upgrade",
+]

@@ -1,0 +1,316 @@
+"""The schema: SQLAlchemy 2.0 declarative models, and the two column types the project needs.
+
+``UInt256`` keeps raw on-chain integers exact: NUMERIC(78, 0) on PostgreSQL (78 digits hold 2**256-1 and
+-2**255), a decimal TEXT on SQLite (whose NUMERIC affinity would turn big values into floats). Values come back
+as ``int``; no float ever touches them. On SQLite the TEXT column cannot be compared or summed numerically in
+SQL: the store never does.
+
+``UTCDateTime`` refuses naive datetimes, stores UTC (TIMESTAMP WITH TIME ZONE on PostgreSQL, the fixed-width
+ISO text SQLAlchemy uses on SQLite, which sorts chronologically) and returns aware UTC datetimes.
+
+The migration in ``db/migrations/versions`` creates exactly these tables; ``tests/db`` checks that with
+alembic's ``compare_metadata``. Change both together.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = [
+    "ADDRESS_LEN",
+    "HASH_LEN",
+    "UINT256_MAX",
+    "Asset",
+    "Base",
+    "HealthResult",
+    "Id",
+    "JsonType",
+    "Market",
+    "Position",
+    "PositionSnapshot",
+    "Price",
+    "RawInt",
+    "SyncRun",
+    "UInt256",
+    "UTCDateTime",
+    "Venue",
+    "Wallet",
+]
+
+UINT256_MAX = 2**256 - 1
+INT256_MIN = -(2**255)
+ADDRESS_LEN = 42  # "0x" + 40 hex digits
+HASH_LEN = 66  # "0x" + 64 hex digits
+
+
+class UInt256(TypeDecorator[int]):
+    """An exact integer in [-2**255, 2**256-1]: NUMERIC(78,0) on PostgreSQL, decimal TEXT elsewhere."""
+
+    impl = Numeric(78, 0)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(78, 0, asdecimal=True))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"UInt256 wants an int, got {type(value).__name__}")
+        if not INT256_MIN <= value <= UINT256_MAX:
+            raise ValueError(f"integer out of the uint256/int256 range: {value}")
+        if dialect.name == "postgresql":
+            return Decimal(value)
+        return str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, Decimal):
+            return int(value)
+        return int(str(value))
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime, stored and returned in UTC; naive datetimes are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime (want timezone-aware): {value!r}")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+RawInt = Annotated[int, "uint256"]
+"""An exact on-chain integer column (``UInt256``)."""
+
+Id = Annotated[int, "id"]
+"""A surrogate key: BIGINT (BIGSERIAL) on PostgreSQL, INTEGER (the rowid) on SQLite."""
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+_BigInt = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base: one naming convention, and Python types mapped to column types in one place."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 (read by SQLAlchemy at class creation)
+        Id: _BigInt,
+        RawInt: UInt256(),
+        int: _BigInt,
+        float: Double(),
+        bool: Boolean(),
+        str: Text(),
+        datetime: UTCDateTime(),
+        dict[str, Any]: JsonType,
+        list[str]: JsonType,
+    }
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+_KINDS = ("lending", "lp", "perp")
+_SYNC_STATUSES = ("ok", "partial", "failed")
+_SNAPSHOT_STATUSES = ("ok", "error")
+_SIDES = ("collateral", "debt", "supply", "lp", "perp")
+
+
+class Wallet(Base):
+    __tablename__ = "wallets"
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(ADDRESS_LEN), unique=True)
+    label: Mapped[str | None]
+    created_at: Mapped[datetime]
+    active: Mapped[bool]
+
+
+class Venue(Base):
+    __tablename__ = "venues"
+    __table_args__ = (CheckConstraint(_one_of("kind", _KINDS), name="kind"),)
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    chain_id: Mapped[int | None]
+    config: Mapped[dict[str, Any]]
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+    __table_args__ = (UniqueConstraint("chain_id", "address"),)
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    chain_id: Mapped[int]
+    address: Mapped[str] = mapped_column(String(ADDRESS_LEN))
+    symbol: Mapped[str] = mapped_column(String(64))
+    decimals: Mapped[int] = mapped_column(SmallInteger)
+
+
+class Market(Base):
+    __tablename__ = "markets"
+    __table_args__ = (UniqueConstraint("venue_id", "key"),)
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    key: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str]
+    asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id"))
+    params: Mapped[dict[str, Any]]
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", _SYNC_STATUSES), name="status"),
+        Index(None, "chain_id", "block_number"),
+    )
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    chain_id: Mapped[int]
+    block_number: Mapped[int | None]
+    block_hash: Mapped[str | None] = mapped_column(String(HASH_LEN))
+    block_timestamp: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))
+    wallets: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None]
+
+
+class PositionSnapshot(Base):
+    __tablename__ = "position_snapshots"
+    __table_args__ = (
+        # Also serves "newest snapshot per (wallet, venue)" and history by wallet+venue.
+        UniqueConstraint("wallet_id", "venue_id", "block_number"),
+        CheckConstraint(_one_of("status", _SNAPSHOT_STATUSES), name="status"),
+        Index(None, "wallet_id", "block_number"),
+        Index(None, "sync_run_id"),
+        Index(None, "venue_id"),
+    )
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    sync_run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    chain_id: Mapped[int]
+    block_number: Mapped[int]
+    block_hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    block_timestamp: Mapped[datetime]
+    taken_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None]
+
+
+class Position(Base):
+    __tablename__ = "positions"
+    __table_args__ = (
+        CheckConstraint(_one_of("side", _SIDES), name="side"),
+        Index(None, "snapshot_id"),
+    )
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("position_snapshots.id", ondelete="CASCADE"))
+    market_id: Mapped[int | None] = mapped_column(ForeignKey("markets.id"))
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+    side: Mapped[str] = mapped_column(String(16))
+    amount_raw: Mapped[RawInt]
+    amount: Mapped[float]
+    price_usd: Mapped[float | None]
+    value_usd: Mapped[float | None]
+    is_collateral: Mapped[bool]
+    extra: Mapped[dict[str, Any]]
+
+
+class Price(Base):
+    __tablename__ = "prices"
+    __table_args__ = (
+        Index(None, "sync_run_id"),
+        Index(None, "asset_id", "block_number"),
+    )
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    sync_run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+    chain_id: Mapped[int]
+    block_number: Mapped[int]
+    source: Mapped[str] = mapped_column(String(64))
+    source_address: Mapped[str | None] = mapped_column(String(ADDRESS_LEN))
+    price_raw: Mapped[RawInt]
+    decimals: Mapped[int] = mapped_column(SmallInteger)
+    price_usd: Mapped[float]
+    updated_at: Mapped[datetime | None]
+    age_s: Mapped[float | None]
+    flags: Mapped[list[str]]
+    observed_at: Mapped[datetime]
+
+
+class HealthResult(Base):
+    __tablename__ = "health_results"
+    __table_args__ = (Index(None, "wallet_id", "venue_id", "block_number"),)
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("position_snapshots.id", ondelete="CASCADE"), unique=True)
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    block_number: Mapped[int]
+    computed_at: Mapped[datetime]
+    health_factor: Mapped[float | None]
+    health_factor_raw: Mapped[RawInt | None]
+    onchain_health_factor_raw: Mapped[RawInt | None]
+    collateral_usd: Mapped[float]
+    debt_usd: Mapped[float]
+    liquidation_threshold: Mapped[float | None]
+    matches_onchain: Mapped[bool | None]
+    flags: Mapped[list[str]]

@@ -1,0 +1,112 @@
+"""A local EVM chain (anvil) with Aave v3's own published bytecode, Chainlink-shaped price feeds the
+devnet can move, and Multicall3, driven from Python for tests and demos.
+
+Quick start::
+
+    from devnet import Devnet, set_price, seed
+    with Devnet.launch() as dn:
+        wallets = seed(dn.info)
+        set_price(dn.info, "WETH", 3500)
+
+The first start deploys (~20 s) and caches the state outside git; later starts load it in well under a
+second. See :mod:`devnet.chain` for the clock policy and :mod:`devnet.install` for what gets installed.
+"""
+
+from devnet.aave import (
+    MAX_UINT256,
+    AccountData,
+    EModeCategory,
+    RateMode,
+    account_data,
+    balance_of,
+    borrow,
+    create_emode_category,
+    decimals,
+    emode_category,
+    fund,
+    liquidate,
+    repay,
+    set_emode,
+    set_use_as_collateral,
+    supply,
+    user_emode,
+    withdraw,
+)
+from devnet.chain import Devnet, DevnetNotRunningError, down, info, up
+from devnet.deploy import ADMIN, MULTICALL3, feed_name
+from devnet.evm import (
+    DevnetError,
+    Receipt,
+    RevertedError,
+    RpcError,
+    block_timestamp,
+    encode_call,
+    eth_call,
+    increase_time,
+    mine,
+    revert,
+    rpc,
+    send_tx,
+    set_balance,
+    snapshot,
+    transact,
+)
+from devnet.feeds import RoundData, latest_round, refresh_feeds, set_price
+from devnet.install import InstallError, ensure_installed
+from devnet.models import DevnetInfo
+from devnet.seed import SEED_LABELS, SeedWallet, seed, wallet_address
+
+__all__ = [
+    "ADMIN",
+    "MAX_UINT256",
+    "MULTICALL3",
+    "SEED_LABELS",
+    "AccountData",
+    "Devnet",
+    "DevnetError",
+    "DevnetInfo",
+    "DevnetNotRunningError",
+    "EModeCategory",
+    "InstallError",
+    "RateMode",
+    "Receipt",
+    "RevertedError",
+    "RoundData",
+    "RpcError",
+    "SeedWallet",
+    "account_data",
+    "balance_of",
+    "block_timestamp",
+    "borrow",
+    "create_emode_category",
+    "decimals",
+    "down",
+    "emode_category",
+    "encode_call",
+    "ensure_installed",
+    "eth_call",
+    "feed_name",
+    "fund",
+    "increase_time",
+    "info",
+    "latest_round",
+    "liquidate",
+    "mine",
+    "refresh_feeds",
+    "repay",
+    "revert",
+    "rpc",
+    "seed",
+    "send_tx",
+    "set_balance",
+    "set_emode",
+    "set_price",
+    "set_use_as_collateral",
+    "snapshot",
+    "supply",
+    "transact",
+    "up",
+    "user_emode",
+    "wallet_address",
+    "withdraw",
+]

@@ -1,0 +1,116 @@
+"""Install the devnet's JavaScript side: npm packages, vendored Chainlink sources, compiled contracts.
+
+Three steps, each skipped when the stamp it leaves matches the hash of its inputs:
+
+1. ``npm ci --ignore-scripts`` in ``devnet/`` from the committed ``package-lock.json`` (anvil, Aave's deploy
+   package and artifacts, hardhat, solc-js). No install script is needed: the anvil binary comes in an
+   optional per-platform package.
+2. ``npm pack @chainlink/contracts@1.4.0`` (it cannot be ``npm install``-ed offline: a dependency of it is a
+   tarball outside the registry), checked against a pinned sha512 and untarred into ``devnet/vendor/``.
+3. ``node compile.js``: solc-js compiles Chainlink's ``MockV3Aggregator`` and the ``Multicall3`` source
+   Chainlink vendors (both MIT) into ``devnet/vendor/build/<Contract>.json``.
+
+Nothing third-party is committed: all of it lands in gitignored directories. A file lock serialises
+concurrent installers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from devnet._lock import file_lock
+from devnet.paths import BUILD_DIR, DEVNET_DIR, NODE_MODULES, VENDOR_DIR, anvil_bin
+
+__all__ = ["CHAINLINK_DIR", "InstallError", "artifact", "ensure_installed"]
+
+CHAINLINK_PACKAGE = "@chainlink/contracts@1.4.0"
+CHAINLINK_INTEGRITY = "sha512-SpNCJ0TPOI6pa2l702Wk4WIP8ccw5ARcRP1E/ZTqaFffXNoZeF03WhsVL8f3l3OTRFA9Z40O5KcZzmJmZQkoFA=="
+CHAINLINK_DIR = VENDOR_DIR / "chainlink-contracts-1.4.0"
+COMPILED = ("MockV3Aggregator", "Multicall3")
+_NPM_STAMP = NODE_MODULES / ".xmargin-stamp"
+_BUILD_STAMP = BUILD_DIR / ".xmargin-stamp"
+
+
+class InstallError(RuntimeError):
+    """A tool is missing or an install step failed; the message says which and shows its output."""
+
+
+def ensure_installed() -> Path:
+    """Make the devnet's npm packages and compiled contracts present and current; return ``devnet/``.
+
+    Idempotent (a few file reads when nothing changed) and quiet. Raises :class:`InstallError` if
+    ``node``/``npm`` are not on ``PATH`` or a step fails.
+    """
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            raise InstallError(f"`{tool}` not found on PATH: the devnet needs Node.js >= 20 and npm")
+    with file_lock(VENDOR_DIR / ".install.lock"):
+        _npm_ci()
+        _vendor_chainlink()
+        _compile_contracts()
+    return DEVNET_DIR
+
+
+def artifact(name: str) -> dict[str, object]:
+    """The compiled artifact ``{abi, bytecode, deployedBytecode, ...}`` of one of :data:`COMPILED`."""
+    data: dict[str, object] = json.loads((BUILD_DIR / f"{name}.json").read_text())
+    return data
+
+
+def _npm_ci() -> None:
+    stamp = _digest((DEVNET_DIR / "package-lock.json").read_bytes())
+    if anvil_bin().exists() and _read(_NPM_STAMP) == stamp:
+        return
+    _run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], DEVNET_DIR)
+    if not anvil_bin().exists():
+        raise InstallError(f"npm ci finished but the anvil binary is missing at {anvil_bin()}")
+    _NPM_STAMP.write_text(stamp)
+
+
+def _vendor_chainlink() -> None:
+    if (CHAINLINK_DIR / "package.json").exists():
+        return
+    with tempfile.TemporaryDirectory(dir=VENDOR_DIR) as tmp:
+        out = _run(["npm", "pack", CHAINLINK_PACKAGE, "--json", "--pack-destination", tmp], DEVNET_DIR)
+        tarball = Path(tmp) / json.loads(out)[0]["filename"]
+        integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
+        if integrity != CHAINLINK_INTEGRITY:
+            raise InstallError(f"{CHAINLINK_PACKAGE}: integrity {integrity} != pinned {CHAINLINK_INTEGRITY}")
+        with tarfile.open(tarball) as tar:
+            tar.extractall(tmp, filter="data")
+        shutil.rmtree(CHAINLINK_DIR, ignore_errors=True)
+        (Path(tmp) / "package").rename(CHAINLINK_DIR)
+
+
+def _compile_contracts() -> None:
+    script = DEVNET_DIR / "compile.js"
+    stamp = _digest(script.read_bytes() + (DEVNET_DIR / "package-lock.json").read_bytes())
+    outputs_present = all((BUILD_DIR / f"{name}.json").exists() for name in COMPILED)
+    if outputs_present and _read(_BUILD_STAMP) == stamp:
+        return
+    _run(["node", str(script), str(CHAINLINK_DIR), str(BUILD_DIR)], DEVNET_DIR)
+    _BUILD_STAMP.write_text(stamp)
+
+
+def _run(cmd: list[str], cwd: Path) -> str:
+    """Run ``cmd``; return its stdout, or raise :class:`InstallError` with the tail of its output."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-4000:]
+        raise InstallError(f"`{' '.join(cmd)}` failed in {cwd} (exit {proc.returncode}):\n{tail}")
+    return proc.stdout
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None

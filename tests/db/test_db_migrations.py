@@ -1,0 +1,119 @@
+"""The hand-written migration creates exactly what ``db.models`` declares, on both backends."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+import db
+from db.engine import make_engine
+from db.migrate import ALEMBIC_INI, MIGRATIONS_DIR, alembic_config, head_revision, upgrade
+from db.models import Base
+from db.store import Store
+
+
+def _diffs(engine: sa.Engine, metadata: sa.MetaData) -> list[object]:
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        return list(compare_metadata(ctx, metadata))
+
+
+def test_migration_matches_models(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine)
+        assert _diffs(engine, Base.metadata) == []
+        tables = set(sa.inspect(engine).get_table_names())
+        assert tables == set(Base.metadata.tables) | {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_comparison_sees_differences(db_url: str) -> None:
+    """Guard against a vacuous comparison: a changed model must show up as a diff."""
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine)
+        changed = sa.MetaData()
+        for table in Base.metadata.sorted_tables:
+            table.to_metadata(changed)
+        changed.tables["wallets"].append_column(sa.Column("extra_col", sa.Integer()))
+        changed.tables["positions"].c.side.type = sa.String(99)
+        diffs = _diffs(engine, changed)
+        assert any(d[0] == "add_column" for d in diffs if isinstance(d, tuple))
+        assert any(isinstance(d, list) and d[0][0] == "modify_type" for d in diffs)
+    finally:
+        engine.dispose()
+
+
+def test_check_constraints_match_models(db_url: str) -> None:
+    """Alembic does not compare CHECK constraints: compare their names directly."""
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine)
+        inspector = sa.inspect(engine)
+        for table in Base.metadata.sorted_tables:
+            want = {c.name for c in table.constraints if isinstance(c, sa.CheckConstraint)}
+            got = {c["name"] for c in inspector.get_check_constraints(table.name)}
+            assert got == want, table.name
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_is_idempotent_and_downgrade_works(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine)
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "base")
+        assert set(sa.inspect(engine).get_table_names()) <= {"alembic_version"}
+        upgrade(engine)
+        assert _diffs(engine, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_open_migrates_once(db_url: str) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def open_store() -> None:
+        try:
+            barrier.wait()
+            Store.open(db_url).close()
+        except BaseException as exc:  # collected and re-raised in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+        assert versions == [head_revision()]
+    finally:
+        engine.dispose()
+
+
+def test_migrations_ship_inside_the_package() -> None:
+    package_dir = Path(db.__file__).resolve().parent
+    assert MIGRATIONS_DIR.parent == package_dir
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert ALEMBIC_INI.parent == package_dir
+    assert ALEMBIC_INI.is_file()
+    assert alembic_config().get_main_option("script_location") == str(MIGRATIONS_DIR)
+    assert [p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py")] == ["0001_initial.py"]
