@@ -25,6 +25,7 @@ from connectors.errors import ConnectorError, InvalidInputError
 from connectors.evm.multicall import Multicall
 from connectors.evm.rpc import RpcClient
 from connectors.types import BlockRef, checksum
+from db.errors import SyncWriteError
 from db.rows import (
     AssetRow,
     HealthRow,
@@ -210,7 +211,12 @@ def sync_batch(ctx: ChainContext, store: Store, wallets: Sequence[str], block: B
     started = _now()
     readings = read_venues(ctx, wallets, block)
     batch = to_sync_batch(block, wallets, readings, started)
-    run_id = store.write_sync(batch)
+    try:
+        run_id = store.write_sync(batch)
+    except SyncWriteError as exc:
+        log.error("batch of %d wallets at block %d not stored: %s", len(wallets), block.number, exc)
+        return BatchResult(chain=ctx.chain.name, block=block, wallets=len(wallets), status=SyncStatus.FAILED,
+                           readings=tuple(readings), sync_run_id=exc.failed_run_id, error=str(exc))
     return BatchResult(chain=ctx.chain.name, block=block, wallets=len(wallets), status=batch.status,
                        readings=tuple(readings), sync_run_id=run_id, error=batch.error)
 

@@ -286,6 +286,13 @@ class Store:
         with write_transaction(self._engine) as conn:
             return _upsert_venues(conn, venues)
 
+    def list_venues(self) -> list[VenueRow]:
+        """Every venue known to the store, by name."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(VENUES).order_by(VENUES.c.name)).mappings().all()
+        return [VenueRow(name=r["name"], kind=VenueKind(r["kind"]), chain_id=r["chain_id"], config=r["config"])
+                for r in rows]
+
     def upsert_assets(self, assets: Sequence[AssetRow]) -> dict[tuple[int, str], int]:
         """Insert or update assets (symbol, decimals); returns (chain_id, checksummed address) → id."""
         with write_transaction(self._engine) as conn:

@@ -1,98 +1,13 @@
-"""Fixtures for the store tests: every ``store`` test runs on SQLite (a temp file) and on PostgreSQL.
-
-PostgreSQL: ``$XMARGIN_TEST_PG_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Each test
-gets its own freshly created schema (selected through ``search_path`` in the connection options) that is
-dropped afterwards, so concurrent test sessions on one server do not see each other. When the server cannot
-be reached the PostgreSQL cases are skipped, unless ``XMARGIN_TEST_PG_REQUIRED=1`` (CI) makes that a failure.
-Deselect them with ``-m "not postgres"``.
-"""
+"""Fixtures for the store tests: every ``store`` test runs on SQLite and on PostgreSQL (``db_url``, from the
+suite-wide conftest)."""
 
 from __future__ import annotations
 
-import os
-import sys
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
-
-def _unshadow_db_package() -> None:
-    """Make ``import db`` find the real package, not this directory.
-
-    With a conftest.py in ``tests/`` and pytest's default (prepend) import mode, ``tests/`` is put on
-    ``sys.path``; ``tests/db`` (no ``__init__.py``) is then a namespace-package candidate named ``db``, and the
-    editable install's finder runs only after the path finder has settled for it. A regular package found
-    anywhere on ``sys.path`` beats a namespace portion, so adding the repository root is enough. Harmless once
-    the suite imports tests another way (e.g. ``pythonpath = ["."]`` in the pytest config).
-    """
-    root = str(Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.append(root)
-    shadow = sys.modules.get("db")
-    if shadow is not None and getattr(shadow, "__file__", None) is None:
-        for name in [m for m in sys.modules if m == "db" or m.startswith("db.")]:
-            del sys.modules[name]
-
-
-_unshadow_db_package()
-
-from db import Store  # noqa: E402
-
-PG_URL = os.environ.get("XMARGIN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-_pg_error: list[str] = []
-
-
-def _admin_engine() -> sa.Engine:
-    url = make_url(PG_URL)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    return sa.create_engine(url, poolclass=sa.NullPool)
-
-
-def _require_pg() -> None:
-    if not _pg_error:
-        engine = _admin_engine()
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            _pg_error.append("")
-        except sa.exc.OperationalError as exc:
-            _pg_error.append(f"PostgreSQL not reachable: {str(exc).splitlines()[0]}")
-        finally:
-            engine.dispose()
-    if _pg_error[0]:
-        if os.environ.get("XMARGIN_TEST_PG_REQUIRED") == "1":
-            pytest.fail(_pg_error[0])
-        pytest.skip(_pg_error[0])
-
-
-def pg_schema_url() -> Iterator[str]:
-    """Create a uniquely named schema, yield a URL whose connections use it, then drop it."""
-    _require_pg()
-    schema = f"xmargin_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"
-    admin = _admin_engine()
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'xmargin.db'}"
-    else:
-        yield from pg_schema_url()
+from db import Store
 
 
 @pytest.fixture

@@ -8,17 +8,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from db_testdata import (
-    CHAIN,
-    USDC,
-    WETH,
-    batch,
-    block_time,
-    counts,
-    setup,
-    snapshot,
-    wallet,
-)
 
 from db import (
     PositionRow,
@@ -31,6 +20,17 @@ from db import (
 )
 from db import store as store_module
 from db.models import UINT256_MAX
+from tests.db.db_testdata import (
+    CHAIN,
+    USDC,
+    WETH,
+    batch,
+    block_time,
+    counts,
+    setup,
+    snapshot,
+    wallet,
+)
 
 EMPTY = dict.fromkeys(("sync_runs", "position_snapshots", "positions", "prices", "health_results"), 0)
 

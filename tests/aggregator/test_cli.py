@@ -1,0 +1,113 @@
+"""The ``xmargin`` command line: wallets, health, bad input; ``sync --once`` and ``devnet`` on the devnet."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import devnet
+from aggregator.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+WALLET = "0x52908400098527886E0F7030069857D2E4169EE7"  # EIP-55 test vector
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A private XMARGIN_HOME (embedded SQLite store) and devnet run file."""
+    monkeypatch.setenv("XMARGIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XMARGIN_DEVNET_RUN", str(tmp_path / "devnet-run.json"))
+    monkeypatch.delenv("XMARGIN_CONFIG", raising=False)
+    monkeypatch.delenv("XMARGIN_DB_URL", raising=False)
+    return {"XMARGIN_HOME": str(tmp_path / "home"), "XMARGIN_DEVNET_RUN": str(tmp_path / "devnet-run.json")}
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_wallet_add_list_remove(env: dict[str, str]) -> None:
+    assert run("wallet", "add", WALLET.lower(), "--label", "alice")[0] == 0
+    code, out, _ = run("wallet", "list", "--json")
+    assert code == 0
+    assert json.loads(out) == [{"address": WALLET, "label": "alice"}]
+    assert run("wallet", "remove", WALLET)[0] == 0
+    assert json.loads(run("wallet", "list", "--json")[1]) == []
+    code, _, err = run("wallet", "remove", WALLET)
+    assert code == 1
+    assert "not tracked" in err
+
+
+@pytest.mark.parametrize("bad", ["0x123", "hello", "0x52908400098527886E0F7030069857D2E4169Ee7", "0x" + "g" * 40])
+def test_invalid_addresses_get_a_clear_error_and_change_nothing(env: dict[str, str], bad: str) -> None:
+    code, _, err = run("wallet", "add", bad)
+    assert code == 2
+    assert "address" in err
+    assert json.loads(run("wallet", "list", "--json")[1]) == []
+    assert run("health", bad)[0] == 2
+
+
+def test_health_of_an_untracked_wallet_says_so(env: dict[str, str]) -> None:
+    code, _, err = run("health", WALLET, "--json")
+    assert code == 1
+    assert "not tracked" in err
+
+
+def test_sync_without_a_chain_explains_what_to_configure(env: dict[str, str]) -> None:
+    code, _, err = run("sync", "--once")
+    assert code == 2
+    assert "no chain configured" in err
+
+
+def test_a_broken_config_file_is_reported(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[venues]]\nname = "aave_v3"\ntype = "compound"\nchain = "x"\n')
+    code, _, err = run("--config", str(bad), "wallet", "list")
+    assert code == 2
+    assert "invalid configuration" in err
+
+
+@pytest.mark.chain
+def test_devnet_up_seed_sync_health_down_through_the_console_script(env: dict[str, str]) -> None:
+    """The real ``xmargin`` executable, as a user runs it, against the shared devnet it starts."""
+    exe = str(Path(sys.executable).with_name("xmargin"))
+    full_env = {**os.environ, **env}
+
+    def xm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([exe, *args], env=full_env, capture_output=True, text=True, check=check, timeout=300)
+
+    try:
+        xm("devnet", "up")
+        info = json.loads(xm("devnet", "info", "--json").stdout)
+        assert set(info) == {"rpc_url", "chain_id", "contracts", "tokens"}
+        assert {"aave_v3.pool", "aave_v3.oracle", "multicall3"} <= set(info["contracts"])
+        full_env["XMARGIN_CONFIG"] = str(Path(env["XMARGIN_HOME"]) / "devnet.toml")
+        seeded = xm("devnet", "seed").stdout
+        assert "near_liquidation" in seeded
+        assert xm("sync", "--once").returncode == 0
+        near = devnet.wallet_address("near_liquidation")
+        doc = json.loads(xm("health", near, "--json").stdout)
+        (venue,) = doc["venues"]
+        assert venue["matches_onchain"] is True
+        assert 1.0 < venue["health_factor"] < 1.1
+        assert xm("devnet", "set-price", "WETH", "3700").returncode == 0
+        assert xm("sync", "--once").returncode == 0
+        after = json.loads(xm("health", near, "--json").stdout)["venues"][0]
+        assert after["health_factor"] < 1.0
+        assert after["block"] > venue["block"]
+        table = xm("health", near).stdout
+        assert "WETH" in table
+        assert "health factor" in table
+        bad = xm("devnet", "set-price", "NOPE", "1", check=False)
+        assert bad.returncode != 0
+        assert "unknown symbol" in bad.stderr
+    finally:
+        xm("devnet", "down", check=False)
+    assert "no devnet" in xm("devnet", "down").stdout

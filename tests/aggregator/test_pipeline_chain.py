@@ -1,0 +1,190 @@
+"""The sync pipeline against the devnet, on both store backends: read → compute → store → show."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+import devnet
+from aggregator.config import ChainConfig, Settings, VenueConfig
+from aggregator.devnet_cli import devnet_settings
+from aggregator.pipeline import sync_once
+from aggregator.render import health_document
+from db.rows import SyncStatus
+from db.store import Store
+
+pytestmark = pytest.mark.chain
+
+
+@pytest.fixture(scope="module")
+def launched() -> Iterator[devnet.DevnetInfo]:
+    with devnet.Devnet.launch() as dn:
+        devnet.seed(dn.info)
+        yield dn.info
+
+
+@pytest.fixture
+def chain(launched: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
+    snap = devnet.snapshot(launched)
+    yield launched
+    devnet.revert(launched, snap)
+
+
+@pytest.fixture
+def seeded() -> dict[str, str]:
+    return {devnet.wallet_address(label): label for label in devnet.SEED_LABELS if label != "lender"}
+
+
+@pytest.fixture
+def store(db_url: str, seeded: dict[str, str]) -> Iterator[Store]:
+    with Store.open(db_url) as s:
+        s.add_wallets(list(seeded.items()))
+        yield s
+
+
+def _counts(store: Store) -> dict[str, int]:
+    with store.engine.connect() as conn:
+        return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("sync_runs", "position_snapshots", "positions", "prices", "health_results")}
+
+
+def test_sync_stores_exact_health_for_every_seeded_wallet(
+    chain: devnet.DevnetInfo, store: Store, seeded: dict[str, str]
+) -> None:
+    settings = devnet_settings(chain)
+    report = sync_once(settings, store)
+    assert report.ok, [b.error for b in report.batches]
+    healths = {h.wallet: h for h in report.healths()}
+    assert set(healths) == set(seeded)
+    for wallet, h in healths.items():
+        assert h.matches_onchain, (seeded[wallet], h)
+        onchain = devnet.account_data(chain, wallet)
+        assert h.health_factor_raw == onchain.health_factor_wad
+    near = healths[devnet.wallet_address("near_liquidation")]
+    assert near.health_factor is not None
+    assert 1.0 < near.health_factor < 1.1
+
+    block = report.batches[0].block
+    assert block is not None
+    latest = store.latest_health(devnet.wallet_address("multi"))
+    doc = health_document(devnet.wallet_address("multi"), latest, {"aave_v3": "lending"})
+    assert doc["block"] == block.number
+    assert doc["chain_id"] == chain.chain_id
+    (venue,) = doc["venues"]
+    assert venue["venue"] == "aave_v3"
+    assert venue["kind"] == "lending"
+    onchain = devnet.account_data(chain, devnet.wallet_address("multi"))
+    assert int(venue["health_factor_raw"]) == onchain.health_factor_wad
+    sides = {(p["asset"], p["side"]) for p in venue["positions"]}
+    assert {("WETH", "collateral"), ("LINK", "collateral"), ("AAVE", "collateral"),
+            ("DAI", "debt"), ("USDC", "debt"), ("LINK", "debt")} <= sides
+    total_coll = sum(p["value_usd"] for p in venue["positions"] if p["side"] == "collateral" and p["is_collateral"])
+    assert total_coll == pytest.approx(venue["collateral_usd"], rel=1e-9)
+    assert all(p["price_source"] == "aave_v3.oracle" and p["price_age_s"] is not None for p in venue["positions"])
+
+
+def test_a_price_move_shows_up_in_the_next_sync(chain: devnet.DevnetInfo, store: Store) -> None:
+    settings = devnet_settings(chain)
+    near = devnet.wallet_address("near_liquidation")
+    first = {h.wallet: h for h in sync_once(settings, store).healths()}[near]
+    devnet.set_price(chain, "WETH", 3_700)
+    second_report = sync_once(settings, store)
+    second = {h.wallet: h for h in second_report.healths()}[near]
+    assert first.health_factor is not None
+    assert second.health_factor is not None
+    assert second.health_factor < 1.0 < first.health_factor
+    assert second.matches_onchain
+    history = store.history(near)
+    assert len(history) == 2
+    assert history[0].block_number != history[1].block_number
+
+
+def test_wallet_without_aave_position_has_no_debt_and_null_health(chain: devnet.DevnetInfo, store: Store) -> None:
+    fresh = devnet.wallet_address("never-used-aave")
+    store.add_wallets([(fresh, "fresh")])
+    report = sync_once(devnet_settings(chain), store)
+    h = {x.wallet: x for x in report.healths()}[fresh]
+    assert h.health_factor is None
+    assert h.health_factor_raw is None
+    assert h.positions == ()
+    assert (h.collateral_usd, h.debt_usd) == (0.0, 0.0)
+    doc = health_document(fresh, store.latest_health(fresh), {})
+    assert doc["venues"][0]["health_factor"] is None
+
+
+def test_one_failing_venue_does_not_block_the_other(chain: devnet.DevnetInfo, store: Store) -> None:
+    good = devnet_settings(chain)
+    broken = VenueConfig(name="broken_fork", type="aave_v3", chain="devnet",
+                         pool_addresses_provider=chain.token("DAI"))  # an ERC-20, not a provider
+    settings = good.model_copy(update={"venues": (*good.venues, broken)})
+    report = sync_once(settings, store)
+    (batch,) = report.batches
+    assert batch.status is SyncStatus.PARTIAL
+    assert "broken_fork" in (batch.error or "")
+    ok = next(r for r in batch.readings if r.venue == "aave_v3")
+    assert ok.error is None
+    assert all(h.matches_onchain for h in ok.healths)
+    wallet = devnet.wallet_address("safe")
+    by_venue = {v.venue: v for v in store.latest_health(wallet)}
+    assert by_venue["aave_v3"].snapshot.health is not None
+    assert str(by_venue["broken_fork"].snapshot.status) == "error"
+    assert by_venue["broken_fork"].snapshot.positions == ()
+    assert by_venue["broken_fork"].snapshot.health is None
+
+
+def test_unreachable_node_writes_nothing(store: Store) -> None:
+    settings = Settings(
+        chains=(ChainConfig(name="down", chain_id=31337, rpc_url="http://127.0.0.1:9", timeout_s=0.5, max_retries=1),),
+        venues=(VenueConfig(name="aave_v3", type="aave_v3", chain="down",
+                            pool_addresses_provider="0x" + "11" * 20),),
+    )
+    before = _counts(store)
+    report = sync_once(settings, store)
+    (batch,) = report.batches
+    assert batch.status is SyncStatus.FAILED
+    assert batch.block is None
+    assert "127.0.0.1" in (batch.error or "")
+    assert _counts(store) == before
+
+
+def test_wrong_chain_id_is_refused_before_reading(chain: devnet.DevnetInfo, store: Store) -> None:
+    settings = devnet_settings(chain)
+    wrong = settings.model_copy(update={"chains": (settings.chains[0].model_copy(update={"chain_id": 1}),)})
+    before = _counts(store)
+    (batch,) = sync_once(wrong, store).batches
+    assert batch.status is SyncStatus.FAILED
+    assert "chain id 1" in (batch.error or "")
+    assert _counts(store) == before
+
+
+def test_store_failure_mid_write_leaves_nothing(
+    chain: devnet.DevnetInfo, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _counts(store)
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full (injected)")
+
+    monkeypatch.setattr(store, "_insert_positions", boom)
+    (batch,) = sync_once(devnet_settings(chain), store).batches
+    assert batch.status is SyncStatus.FAILED
+    assert "injected" in (batch.error or "")
+    after = _counts(store)
+    # Only the record of the failed run itself is added, in its own transaction.
+    assert after == {**before, "sync_runs": before["sync_runs"] + 1}
+    with store.engine.connect() as conn:
+        status = conn.execute(sa.text("SELECT status FROM sync_runs WHERE id = :i"), {"i": batch.sync_run_id})
+        assert status.scalar_one() == "failed"
+
+
+def test_sync_is_a_function_of_wallet_batch_and_block(chain: devnet.DevnetInfo, store: Store) -> None:
+    settings = devnet_settings(chain).model_copy(update={"wallet_batch_size": 2})
+    block = devnet.rpc(chain, "eth_blockNumber")
+    devnet.set_price(chain, "WETH", 3_900)  # a later block; the pinned read must not see it
+    report = sync_once(settings, store, block_number=int(block, 16))
+    assert len(report.batches) == 2  # 4 wallets in batches of 2, all at the same block
+    assert {b.block.number for b in report.batches if b.block} == {int(block, 16)}
+    near = {h.wallet: h for h in report.healths()}[devnet.wallet_address("near_liquidation")]
+    assert next(p for p in near.positions if p.asset == "WETH").price_usd == 4_000.0

@@ -1,0 +1,76 @@
+"""The schedule's policies, observed on a real APScheduler: no overlap, missed runs coalesced."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from aggregator.scheduler import SyncScheduler
+
+
+def _wait_for(predicate: object, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def test_a_slow_sync_never_overlaps_itself_and_late_ticks_are_skipped() -> None:
+    running = 0
+    max_running = 0
+    lock = threading.Lock()
+    release = threading.Event()
+    calls = 0
+
+    def slow_job() -> None:
+        nonlocal running, max_running, calls
+        with lock:
+            running += 1
+            calls += 1
+            max_running = max(max_running, running)
+        release.wait(5)  # far longer than the interval
+        with lock:
+            running -= 1
+
+    scheduler = SyncScheduler(slow_job, interval_s=0.1)
+    scheduler.start()
+    try:
+        _wait_for(lambda: scheduler.skipped >= 3)  # ticks came while the first run was still going
+        assert calls == 1
+        release.set()
+        _wait_for(lambda: scheduler.runs >= 2)
+    finally:
+        release.set()
+        scheduler.shutdown()
+    assert max_running == 1
+    assert scheduler.errors == 0
+
+
+def test_policies_are_set_on_the_job() -> None:
+    scheduler = SyncScheduler(lambda: None, interval_s=30)
+    scheduler.start(run_now=False)
+    try:
+        assert scheduler.job_policies == {"max_instances": 1, "coalesce": True, "misfire_grace_time": 30}
+    finally:
+        scheduler.shutdown()
+
+
+def test_a_failing_sync_is_counted_and_the_schedule_goes_on() -> None:
+    attempts = 0
+
+    def flaky() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise RuntimeError("node down (injected)")
+
+    scheduler = SyncScheduler(flaky, interval_s=0.05)
+    scheduler.start()
+    try:
+        _wait_for(lambda: scheduler.runs >= 3)
+    finally:
+        scheduler.shutdown()
+    assert scheduler.errors == 1
+    assert attempts >= 3
