@@ -42,23 +42,23 @@ def _changes_table(
     previous: dict[tuple[str, str], float | None], labels: dict[str, str],
 ) -> Table:
     table = Table(title=f"cycle {cycle + 1} · block {block} · WETH ${weth_usd:,.2f}", title_justify="left")
-    for col in ("wallet", "venue", "health factor", "change", "collateral (USD)", "debt (USD)", "on-chain check"):
-        table.add_column(col, justify="left" if col in ("wallet", "venue") else "right")
+    for col in ("wallet", "venue", "HF", "ΔHF", "coll $", "debt $", "check"):
+        table.add_column(col, justify="left" if col in ("wallet", "venue") else "right", no_wrap=True)
     for h in healths:
         key = (h.wallet, h.venue)
         hf = h.health_factor
         before = previous.get(key)
-        if hf is None or before is None or key not in previous:
-            change = Text("")
-        else:
+        change = Text("")
+        if hf is not None and before is not None:
             delta = hf - before
-            change = Text(f"{delta:+.4f}", style="red" if delta < 0 else "green" if delta > 0 else "")
+            change = Text(f"{delta:+.4f}" if abs(delta) >= 5e-5 else "·",
+                          style="red" if delta <= -5e-5 else "green" if delta >= 5e-5 else "")
         hf_text = Text("∞" if hf is None else f"{hf:.4f}", style=health_style(hf))
         if hf is not None and hf < 1:
-            hf_text.append("  LIQUIDATABLE", style="bold red")
+            hf_text.append(" LIQ", style="bold red")
         table.add_row(
-            f"{labels.get(h.wallet, '')} {h.wallet[:8]}…", h.venue, hf_text, change,
-            f"{h.collateral_usd:,.2f}", f"{h.debt_usd:,.2f}",
+            labels.get(h.wallet, h.wallet[:10]), h.venue, hf_text, change,
+            f"{h.collateral_usd:,.0f}", f"{h.debt_usd:,.0f}",
             Text("exact", style="green") if h.matches_onchain else Text("MISMATCH", style="bold red"),
         )
     return table
@@ -87,7 +87,9 @@ def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, inter
     previous: dict[tuple[str, str], float | None] = {}
     with Store.open(settings.db_url) as store:
         store.add_wallets([(w.address, w.label) for w in seeded])
-        console.print(f"store: {store.url}; tracking {len(seeded)} wallets")
+        console.print(f"store: {store.url}")
+        for w in seeded:
+            console.print(f"  tracking {w.address}  {w.label}")
         for cycle in count():
             if cycles is not None and cycle >= cycles:
                 return

@@ -111,3 +111,19 @@ def test_devnet_up_seed_sync_health_down_through_the_console_script(env: dict[st
     finally:
         xm("devnet", "down", check=False)
     assert "no devnet" in xm("devnet", "down").stdout
+
+
+@pytest.mark.chain
+def test_demo_runs_the_requested_cycles_and_leaves_health_in_the_store(env: dict[str, str]) -> None:
+    code, out, _ = run("demo", "--cycles", "4", "--interval", "0")
+    assert code == 0
+    assert "cycle 4" in out
+    assert "cycle 5" not in out
+    assert "MISMATCH" not in out
+    assert "LIQ" in out  # the scripted dip takes near_liquidation under 1
+    near = devnet.wallet_address("near_liquidation")
+    code, doc_text, _ = run("health", near, "--json")
+    assert code == 0
+    venue = json.loads(doc_text)["venues"][0]
+    assert venue["matches_onchain"] is True
+    assert venue["health_factor"] < 1.0  # the last cycle's price ($3,720) is what the store holds
