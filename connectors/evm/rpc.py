@@ -276,6 +276,7 @@ class RpcClient:
             raise InvalidInputError("max_retries must be >= 0")
         self._url = url
         self.redacted_url = redact_url(url)
+        self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -326,7 +327,9 @@ class RpcClient:
             try:
                 resp = self._client.post(self._url, content=payload, headers=self._headers, timeout=self._timeout)
             except httpx.TimeoutException as exc:
-                err = RpcTimeoutError(f"{what}: {type(exc).__name__} from {self.redacted_url}")
+                err = RpcTimeoutError(
+                    f"{what}: timed out after {self.timeout_s:g} s ({type(exc).__name__}) at {self.redacted_url}"
+                )
             except httpx.UnsupportedProtocol as exc:
                 raise InvalidInputError(f"unsupported RPC URL {self.redacted_url}: {self._scrub(str(exc))}") from None
             except httpx.TransportError as exc:

@@ -188,3 +188,67 @@ def test_sync_is_a_function_of_wallet_batch_and_block(chain: devnet.DevnetInfo, 
     assert {b.block.number for b in report.batches if b.block} == {int(block, 16)}
     near = {h.wallet: h for h in report.healths()}[devnet.wallet_address("near_liquidation")]
     assert next(p for p in near.positions if p.asset == "WETH").price_usd == 4_000.0
+
+
+class _SilentNode:
+    """A TCP server on loopback that accepts connections and never answers (a hung node)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+                self.conns.append(conn)
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()
+
+
+def test_a_hung_node_times_out_with_a_clear_error_and_writes_nothing(store: Store) -> None:
+    node = _SilentNode()
+    try:
+        settings = Settings(
+            chains=(ChainConfig(name="hung", chain_id=31337, rpc_url=f"http://127.0.0.1:{node.port}/key-abc123",
+                                timeout_s=0.3, max_retries=1),),
+            venues=(VenueConfig(name="aave_v3", type="aave_v3", chain="hung",
+                                pool_addresses_provider="0x" + "22" * 20),),
+        )
+        before = _counts(store)
+        (batch,) = sync_once(settings, store).batches
+    finally:
+        node.close()
+    assert batch.status is SyncStatus.FAILED
+    assert "timed out" in (batch.error or "").lower()
+    assert "key-abc123" not in (batch.error or "")  # the URL's secret part never reaches messages
+    assert _counts(store) == before
+
+
+def test_a_venue_that_reverts_is_reported_by_name(chain: devnet.DevnetInfo, store: Store) -> None:
+    # The pool addresses provider points at a contract whose getPool() reverts / does not exist.
+    settings = devnet_settings(chain)
+    wrong = settings.venues[0].model_copy(update={"pool_addresses_provider": chain.contract("aave_v3.pool")})
+    (batch,) = sync_once(settings.model_copy(update={"venues": (wrong,)}), store).batches
+    assert batch.status is SyncStatus.FAILED
+    error = batch.error or ""
+    assert "aave_v3" in error
+    assert "getPool" in error or "revert" in error.lower()
+    assert all(r.healths == () for r in batch.readings)
