@@ -19,7 +19,7 @@ from rich.text import Text
 import devnet
 from aggregator.config import load_settings
 from aggregator.devnet_cli import devnet_settings
-from aggregator.pipeline import sync_once
+from aggregator.pipeline import Syncer
 from aggregator.render import health_style
 from aggregator.views import VenueHealth
 from db.store import Store
@@ -85,7 +85,7 @@ def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, inter
     labels = {w.address: w.label for w in seeded}
     order = list(labels)
     previous: dict[tuple[str, str], float | None] = {}
-    with Store.open(settings.db_url) as store:
+    with Store.open(settings.db_url) as store, Syncer(settings, store) as syncer:
         store.add_wallets([(w.address, w.label) for w in seeded])
         console.print(f"store: {store.url}")
         for w in seeded:
@@ -95,7 +95,7 @@ def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, inter
                 return
             weth = price_path(cycle)
             devnet.set_price(info, "WETH", weth)
-            report = sync_once(settings, store, wallets=order)
+            report = syncer.run(wallets=order)
             blocks = [b.block.number for b in report.batches if b.block]
             healths = sorted(report.healths(), key=lambda h: order.index(h.wallet))
             console.print(_changes_table(cycle, max(blocks, default=None), weth, healths, previous, labels))

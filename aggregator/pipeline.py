@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -42,7 +41,7 @@ from db.rows import (
 )
 from db.store import Store
 
-__all__ = ["BatchResult", "ChainContext", "SyncReport", "sync_batch", "sync_once"]
+__all__ = ["BatchResult", "ChainContext", "SyncReport", "Syncer", "sync_batch", "sync_once"]
 
 log = logging.getLogger(__name__)
 
@@ -237,33 +236,61 @@ def register_venues(store: Store, settings: Settings) -> None:
         store.upsert_venues(rows)
 
 
-def sync_once(
-    settings: Settings,
-    store: Store,
-    wallets: Sequence[str] | None = None,
-    block_number: int | None = None,
-    on_batch: Callable[[BatchResult], None] | None = None,
-) -> SyncReport:
-    """Sync every configured chain for ``wallets`` (default: every active tracked wallet).
+class Syncer:
+    """Runs syncs for one configuration, keeping each chain's RPC client and connectors open between runs
+    (so contract discovery and HTTP connections are reused by the scheduler). Close it when done."""
 
-    Each chain is pinned to one block (its latest, or ``block_number``) for all its batches. A chain
-    that cannot be reached yields a failed batch result (nothing written for it) and the other
-    chains proceed.
-    """
-    t0 = time.perf_counter()
-    if wallets is None:
-        wallets = [w.address for w in store.list_wallets()]
-    else:
-        wallets = [checksum(w) for w in wallets]
-    register_venues(store, settings)
-    report = SyncReport()
-    with ExitStack() as stack:
-        for chain in settings.chains:
-            if not any(v.chain == chain.name for v in settings.venues):
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self._contexts: dict[str, ChainContext] = {}
+        register_venues(store, settings)
+
+    def close(self) -> None:
+        for ctx in self._contexts.values():
+            ctx.close()
+        self._contexts.clear()
+
+    def __enter__(self) -> Syncer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _context(self, chain: ChainConfig) -> ChainContext:
+        if chain.name not in self._contexts:
+            self._contexts[chain.name] = ChainContext.open(self.settings, chain)
+        return self._contexts[chain.name]
+
+    def run(
+        self,
+        wallets: Sequence[str] | None = None,
+        block_number: int | None = None,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> SyncReport:
+        """Sync every configured chain for ``wallets`` (default: every active tracked wallet).
+
+        Each chain is pinned to one block (its latest, or ``block_number``) for all its batches. A chain
+        that cannot be reached yields a failed batch result (nothing written for it) and the other
+        chains proceed.
+        """
+        t0 = time.perf_counter()
+        if wallets is None:
+            wallets = [w.address for w in self.store.list_wallets()]
+        else:
+            wallets = [checksum(w) for w in wallets]
+        report = SyncReport()
+
+        def emit(result: BatchResult) -> None:
+            report.batches.append(result)
+            if on_batch:
+                on_batch(result)
+
+        for chain in self.settings.chains:
+            if not any(v.chain == chain.name for v in self.settings.venues):
                 continue
             try:
-                ctx = ChainContext.open(settings, chain)
-                stack.callback(ctx.close)
+                ctx = self._context(chain)
                 block = ctx.rpc.get_block(block_number if block_number is not None else "latest")
                 if block.chain_id != chain.chain_id:
                     raise InvalidInputError(
@@ -272,16 +299,22 @@ def sync_once(
                     )
             except ConnectorError as exc:
                 log.error("chain %s unavailable: %s", chain.name, exc)
-                result = BatchResult(chain=chain.name, block=None, wallets=len(wallets),
-                                     status=SyncStatus.FAILED, readings=(), sync_run_id=None, error=str(exc))
-                report.batches.append(result)
-                if on_batch:
-                    on_batch(result)
+                emit(BatchResult(chain=chain.name, block=None, wallets=len(wallets), status=SyncStatus.FAILED,
+                                 readings=(), sync_run_id=None, error=str(exc)))
                 continue
-            for chunk in _chunks(wallets, settings.wallet_batch_size):
-                result = sync_batch(ctx, store, chunk, block)
-                report.batches.append(result)
-                if on_batch:
-                    on_batch(result)
-    report.seconds = time.perf_counter() - t0
-    return report
+            for chunk in _chunks(wallets, self.settings.wallet_batch_size):
+                emit(sync_batch(ctx, self.store, chunk, block))
+        report.seconds = time.perf_counter() - t0
+        return report
+
+
+def sync_once(
+    settings: Settings,
+    store: Store,
+    wallets: Sequence[str] | None = None,
+    block_number: int | None = None,
+    on_batch: Callable[[BatchResult], None] | None = None,
+) -> SyncReport:
+    """One :meth:`Syncer.run` with connections opened and closed around it."""
+    with Syncer(settings, store) as syncer:
+        return syncer.run(wallets, block_number, on_batch)

@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from rich.console import Console
 
 from aggregator.config import Settings
-from aggregator.pipeline import SyncReport, sync_once
+from aggregator.pipeline import Syncer, SyncReport
 from db.store import Store
 
 __all__ = ["SyncScheduler", "run_forever"]
@@ -88,10 +88,11 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
 
     stop = stop or threading.Event()
     store = Store.open(settings.db_url)
+    syncer = Syncer(settings, store)
 
     def job() -> SyncReport:
         labels = {w.address: w.label or "" for w in store.list_wallets()}
-        report = sync_once(settings, store)
+        report = syncer.run()
         blocks = [b.block.number for b in report.batches if b.block]
         console.print(venue_summary_table(list(report.healths()), labels, max(blocks) if blocks else None))
         return report
@@ -106,4 +107,5 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
         console.print("stopping…")
     finally:
         scheduler.shutdown(wait=True)
+        syncer.close()
         store.close()

@@ -252,3 +252,35 @@ def test_a_venue_that_reverts_is_reported_by_name(chain: devnet.DevnetInfo, stor
     assert "aave_v3" in error
     assert "getPool" in error or "revert" in error.lower()
     assert all(r.healths == () for r in batch.readings)
+
+
+def test_xmargin_run_syncs_on_its_schedule_until_stopped(chain: devnet.DevnetInfo, db_url: str,
+                                                         seeded: dict[str, str]) -> None:
+    import io
+    import threading
+
+    from rich.console import Console
+
+    from aggregator.scheduler import run_forever
+
+    with Store.open(db_url) as s:
+        s.add_wallets(list(seeded.items()))
+    settings = devnet_settings(chain).model_copy(update={"db_url": db_url, "interval_s": 0.2})
+    stop = threading.Event()
+    out = io.StringIO()
+    thread = threading.Thread(target=run_forever, args=(settings, Console(file=out, width=120), stop))
+    thread.start()
+    try:
+        with Store.open(db_url) as s:
+            for _ in range(200):
+                if len(s.history(devnet.wallet_address("safe"))) >= 2:
+                    break
+                devnet.mine(chain)  # a new block for each run (the same block twice is stored once)
+                threading.Event().wait(0.05)
+            assert len(s.history(devnet.wallet_address("safe"))) >= 2
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert "syncing every 0.2 s" in out.getvalue()
+    assert "exact" in out.getvalue()
