@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from connectors.aave_v3.decode import (
     RESERVE_DATA_TYPE,
@@ -46,11 +46,13 @@ from connectors.aave_v3.models import (
     AaveUserReserve,
     OnchainAccountData,
 )
+from connectors.base import Capabilities
 from connectors.chainlink.models import FeedRound
 from connectors.chainlink.reader import DEFAULT_HEARTBEAT_S, decode_feeds, plan_feeds
 from connectors.errors import DecodeError, InvalidInputError
 from connectors.evm.abi import Fn
 from connectors.evm.multicall import Call, CallResult, Multicall, Plan
+from connectors.evm.program import ReadProgram, run_program
 from connectors.evm.rpc import RpcClient
 from connectors.types import Address, BlockRef, checksum
 
@@ -126,7 +128,7 @@ class _WalletPhase1:
 
 
 class AaveV3Connector:
-    """Reads an Aave v3 market (``deployment``) and wallets' positions in it.
+    """Reads an Aave v3 market (``deployment``) and wallets' positions in it (Spark: the same, its own addresses).
 
     Parameters
     ----------
@@ -140,6 +142,11 @@ class AaveV3Connector:
         ``"flagged"``: debt balances only for reserves with the user's borrowing bit (one more round trip);
         ``"all"``: for every (wallet, reserve), in the same round trip as the supply balances.
     """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        venue_type="aave_v3", kind="lending", transport="evm", block_pinned=True, batch_wallets=True,
+        reports_own_health=True, positions=("collateral", "debt"),
+    )
 
     def __init__(
         self,
@@ -171,38 +178,53 @@ class AaveV3Connector:
             )
         return ref
 
-    def addresses(self, block: BlockRef) -> AaveAddresses:
-        """Pool, oracle and data provider from the PoolAddressesProvider (read once, then cached)."""
-        if self._addresses is None:
-            provider = self.deployment.pool_addresses_provider
-            res = self.multicall.execute(
-                [
-                    Call(provider, GET_POOL, allow_failure=False),
-                    Call(provider, GET_PRICE_ORACLE, allow_failure=False),
-                    Call(provider, GET_POOL_DATA_PROVIDER),
-                ],
-                block,
-            )
+    def _addresses_plan(self) -> Plan[AaveAddresses]:
+        """Round A: pool, oracle and data provider from the PoolAddressesProvider."""
+        provider = self.deployment.pool_addresses_provider
+        calls = [
+            Call(provider, GET_POOL, allow_failure=False),
+            Call(provider, GET_PRICE_ORACLE, allow_failure=False),
+            Call(provider, GET_POOL_DATA_PROVIDER),
+        ]
+
+        def decode(res: Sequence[CallResult]) -> AaveAddresses:
             pool, oracle = checksum(res[0].value[0]), checksum(res[1].value[0])
             data_provider = checksum(res[2].value[0]) if res[2].ok else ZERO_ADDRESS
             if pool == ZERO_ADDRESS or oracle == ZERO_ADDRESS:
                 raise DecodeError(f"{self.deployment.name}: provider {provider} has no pool or oracle set")
-            self._addresses = AaveAddresses(pool, oracle, data_provider)
+            return AaveAddresses(pool, oracle, data_provider)
+
+        return Plan(calls, decode)
+
+    def addresses(self, block: BlockRef) -> AaveAddresses:
+        """Pool, oracle and data provider from the PoolAddressesProvider (read once, then cached)."""
+        if self._addresses is None:
+            self._addresses = run_program(self.multicall, self._discover(), block)
+        return self._addresses
+
+    def _discover(self) -> ReadProgram[AaveAddresses]:
+        """Round A, skipped once the addresses are cached."""
+        if self._addresses is None:
+            (self._addresses,) = yield [self._addresses_plan()]
         return self._addresses
 
     # --- market rounds -------------------------------------------------------------------------------
-    def _read_core(self, block: BlockRef) -> tuple[AaveAddresses, int, list[_ReserveCore]]:
-        """Rounds A (cached), B and C."""
-        addrs = self.addresses(block)
-        res = self.multicall.execute(
-            [
-                Call(addrs.pool, GET_RESERVES_LIST, allow_failure=False),
-                Call(addrs.oracle, BASE_CURRENCY_UNIT, allow_failure=False),
-            ],
-            block,
-        )
-        assets = [checksum(a) for a in res[0].value[0]]
-        base_unit = int(res[1].value[0])
+    @staticmethod
+    def _head_plan(addrs: AaveAddresses) -> Plan[tuple[list[str], int]]:
+        """Round B: the reserve list and the oracle's base currency unit."""
+        calls = [
+            Call(addrs.pool, GET_RESERVES_LIST, allow_failure=False),
+            Call(addrs.oracle, BASE_CURRENCY_UNIT, allow_failure=False),
+        ]
+
+        def decode(res: Sequence[CallResult]) -> tuple[list[str], int]:
+            return [checksum(a) for a in res[0].value[0]], int(res[1].value[0])
+
+        return Plan(calls, decode)
+
+    @staticmethod
+    def _reserves_plan(addrs: AaveAddresses, assets: Sequence[str]) -> Plan[list[_ReserveCore]]:
+        """Round C: every reserve's data, indexes accrued to the block, price and price source, symbol."""
         calls: list[Call] = []
         for a in assets:
             calls += [
@@ -213,21 +235,31 @@ class AaveV3Connector:
                 Call(addrs.oracle, GET_SOURCE_OF_ASSET, (a,), allow_failure=False),
                 Call(a, SYMBOL, decoder=_decode_symbol),
             ]
-        out = self.multicall.execute(calls, block)
-        cores = []
-        for i, a in enumerate(assets):
-            rd, inc, vdebt, price, source, sym = out[6 * i : 6 * i + 6]
-            cores.append(
-                _ReserveCore(
-                    asset=a,
-                    symbol=sym.value if sym.ok else "",
-                    data=decode_reserve_data(rd.value[0]),
-                    normalized_income_ray=inc.value[0],
-                    normalized_variable_debt_ray=vdebt.value[0],
-                    price_raw=price.value[0],
-                    price_source=checksum(source.value[0]),
+
+        def decode(out: Sequence[CallResult]) -> list[_ReserveCore]:
+            cores = []
+            for i, a in enumerate(assets):
+                rd, inc, vdebt, price, source, sym = out[6 * i : 6 * i + 6]
+                cores.append(
+                    _ReserveCore(
+                        asset=a,
+                        symbol=sym.value if sym.ok else "",
+                        data=decode_reserve_data(rd.value[0]),
+                        normalized_income_ray=inc.value[0],
+                        normalized_variable_debt_ray=vdebt.value[0],
+                        price_raw=price.value[0],
+                        price_source=checksum(source.value[0]),
+                    )
                 )
-            )
+            return cores
+
+        return Plan(calls, decode)
+
+    def _core(self) -> ReadProgram[tuple[AaveAddresses, int, list[_ReserveCore]]]:
+        """Rounds A (cached), B and C."""
+        addrs = yield from self._discover()
+        ((assets, base_unit),) = yield [self._head_plan(addrs)]
+        (cores,) = yield [self._reserves_plan(addrs, assets)]
         return addrs, base_unit, cores
 
     def _feeds_and_emode_plan(
@@ -322,13 +354,17 @@ class AaveV3Connector:
             emode_categories=categories,
         )
 
+    def market_program(self, block: BlockRef) -> ReadProgram[AaveMarket]:
+        """The market alone: rounds A–E without wallets."""
+        addrs, base_unit, cores = yield from self._core()
+        ((feeds, emodes),) = yield [self._feeds_and_emode_plan(addrs, cores, block)]
+        (prices,) = yield [self._emode_price_plan(addrs, emodes)]
+        return self._build_market(addrs, base_unit, cores, feeds, emodes, prices)
+
     def read_market(self, block: BlockRef | int | None = None) -> AaveMarket:
         """Reserves, prices, feeds and e-mode categories at ``block`` (latest when None)."""
         ref = self._resolve_block(block)
-        addrs, base_unit, cores = self._read_core(ref)
-        feeds, emodes = self.multicall.run(self._feeds_and_emode_plan(addrs, cores, ref), ref)
-        prices = self.multicall.run(self._emode_price_plan(addrs, emodes), ref) if emodes else {}
-        return self._build_market(addrs, base_unit, cores, feeds, emodes, prices)
+        return run_program(self.multicall, self.market_program(ref), ref)
 
     # --- wallet rounds -------------------------------------------------------------------------------
     def _wallet_plan(
@@ -411,6 +447,36 @@ class AaveV3Connector:
 
         return Plan(calls, decode)
 
+    def program(self, wallets: Sequence[str], block: BlockRef) -> ReadProgram[AaveSnapshot]:
+        """The read program of :meth:`read_accounts` (see :mod:`connectors.evm.program`), for running
+        together with other venues' programs in shared round trips. Wallets are validated here, before
+        any I/O."""
+        if isinstance(wallets, str):
+            raise InvalidInputError("wallets must be a sequence of addresses, not one string")
+        if block.chain_id != self.deployment.chain_id:
+            raise InvalidInputError(
+                f"{self.deployment.name} is on chain {self.deployment.chain_id}, the block is on chain {block.chain_id}"
+            )
+        return self._accounts(wallet_addresses(wallets), block)
+
+    def _accounts(self, wallets: Sequence[Address], block: BlockRef) -> ReadProgram[AaveSnapshot]:
+        addrs, base_unit, cores = yield from self._core()
+        (feeds, emodes), phase1 = yield [
+            self._feeds_and_emode_plan(addrs, cores, block),
+            self._wallet_plan(addrs, cores, wallets),
+        ]
+        debts: dict[tuple[int, int], tuple[int, int]] = {}
+        price_plan = self._emode_price_plan(addrs, emodes)
+        if self.debt_reads == "flagged":
+            prices, debts = yield [price_plan, self._debt_plan(cores, phase1)]
+        elif price_plan.calls:
+            (prices,) = yield [price_plan]
+        else:
+            prices = {}
+        market = self._build_market(addrs, base_unit, cores, feeds, emodes, prices)
+        accounts = tuple(self._build_account(cores, wi, p, debts) for wi, p in enumerate(phase1))
+        return AaveSnapshot(block=block, market=market, accounts=accounts)
+
     def read_accounts(self, wallets: Sequence[str], block: BlockRef | int | None = None) -> AaveSnapshot:
         """The market and every wallet's Aave state, all read at one block (the latest when None).
 
@@ -421,19 +487,7 @@ class AaveV3Connector:
             raise InvalidInputError("wallets must be a sequence of addresses, not one string")
         checked = wallet_addresses(wallets)
         ref = self._resolve_block(block)
-        addrs, base_unit, cores = self._read_core(ref)
-        (feeds, emodes), phase1 = self.multicall.run_many(
-            [self._feeds_and_emode_plan(addrs, cores, ref), self._wallet_plan(addrs, cores, checked)], ref
-        )
-        debts: dict[tuple[int, int], tuple[int, int]] = {}
-        price_plan = self._emode_price_plan(addrs, emodes)
-        if self.debt_reads == "flagged":
-            prices, debts = self.multicall.run_many([price_plan, self._debt_plan(cores, phase1)], ref)
-        else:
-            prices = self.multicall.run(price_plan, ref) if price_plan.calls else {}
-        market = self._build_market(addrs, base_unit, cores, feeds, emodes, prices)
-        accounts = tuple(self._build_account(cores, wi, p, debts) for wi, p in enumerate(phase1))
-        return AaveSnapshot(block=ref, market=market, accounts=accounts)
+        return run_program(self.multicall, self._accounts(checked, ref), ref)
 
     @staticmethod
     def _build_account(

@@ -123,9 +123,13 @@ class CallResult:
     value: Any
     raw: bytes
     error: str | None = None
+    undecodable: bool = False
+    """The call succeeded on-chain but its return data could not be decoded."""
 
     def unwrap(self) -> Any:
-        """``value``, or raise :class:`CallRevertedError` when the call failed."""
+        """``value``, or raise :class:`CallRevertedError` (:class:`DecodeError` when undecodable) if it failed."""
+        if self.undecodable:
+            raise DecodeError(f"{self.call.describe()}: {self.error}")
         if not self.ok:
             raise CallRevertedError(
                 f"{self.call.describe()} failed: {self.error}", self.raw, self.call.target, reason=self.error
@@ -273,11 +277,13 @@ class Multicall:
         return groups
 
     # --- execution -----------------------------------------------------------------------------------
-    def execute(self, calls: Sequence[Call], block: int | BlockRef) -> list[CallResult]:
+    def execute(self, calls: Sequence[Call], block: int | BlockRef, *, strict: bool = True) -> list[CallResult]:
         """Make every call at ``block``; results in the order of ``calls``.
 
         Raises :class:`CallRevertedError` / :class:`DecodeError` naming the target and function when a call
-        with ``allow_failure=False`` fails; RPC faults propagate as raised by the client.
+        with ``allow_failure=False`` fails, unless ``strict`` is false: then every failure comes back as a
+        ``CallResult`` with ``ok=False`` (for callers that isolate failures per plan, see
+        :mod:`connectors.evm.program`). RPC faults propagate as raised by the client.
         """
         if isinstance(block, BlockRef):
             number = block.number
@@ -314,7 +320,7 @@ class Multicall:
                 elif isinstance(answer, BaseException):
                     raise self._chunk_error(answer, calls, rng, number)
                 else:
-                    self._decode_chunk(calls, rng, answer, results)
+                    self._decode_chunk(calls, rng, answer, results, strict)
             queue.extend(self._pack(retry))
         self.stats.sub_calls += len(calls)
         return [r for r in results if r is not None]
@@ -337,7 +343,9 @@ class Multicall:
             return CallRevertedError(msg, exc.revert_data, self.address, reason=exc.reason, code=exc.code)
         return exc
 
-    def _decode_chunk(self, calls: Sequence[Call], rng: range, answer: Any, results: list[CallResult | None]) -> None:
+    def _decode_chunk(
+        self, calls: Sequence[Call], rng: range, answer: Any, results: list[CallResult | None], strict: bool
+    ) -> None:
         if not isinstance(answer, str) or not answer.startswith("0x"):
             raise DecodeError(f"aggregate3: eth_call result is not hex: {type(answer).__name__}")
         try:
@@ -356,12 +364,12 @@ class Multicall:
                     results[i] = CallResult(call, True, call.decode(ret), ret)
                     continue
                 except DecodeError as exc:
-                    if not call.allow_failure:
+                    if strict and not call.allow_failure:
                         raise DecodeError(f"{call.describe()}: {exc}") from exc
-                    results[i] = CallResult(call, False, None, ret, str(exc))
+                    results[i] = CallResult(call, False, None, ret, str(exc), undecodable=True)
                     continue
             reason = decode_revert_reason(ret) or "reverted without a reason"
-            if not call.allow_failure:
+            if strict and not call.allow_failure:
                 raise CallRevertedError(f"{call.describe()} reverted: {reason}", ret, call.target, reason=reason)
             results[i] = CallResult(call, False, None, ret, reason)
 

@@ -1,0 +1,74 @@
+"""What every venue connector declares and offers: capabilities as data, and one way to read.
+
+A venue is one folder under ``connectors/`` with the same shape::
+
+    connectors/<venue>/
+        models.py        typed boundary models (pydantic, frozen; raw integers kept, raw payloads kept)
+        decode.py        pure decoding of the venue's raw answers (ABI words, JSON payloads)
+        deployments.py   where the venue lives (addresses / base URLs), as configuration
+        connector.py     the I/O: a class with ``capabilities`` and ``read_accounts``
+
+On-chain connectors also offer ``program(wallets, block)`` — a :data:`~connectors.evm.program.ReadProgram`
+that :func:`~connectors.evm.program.run_programs` runs together with the other venues of the chain in
+shared Multicall3 round trips at one pinned block. Off-chain connectors (perp venues' HTTP APIs) read
+over httpx and stamp each snapshot with the venue's own time.
+
+Each venue has one subclass of the shared conformance suite (``tests/connectors/conformance.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from connectors.evm.program import ReadProgram
+from connectors.types import BlockRef, Frozen
+
+__all__ = ["Capabilities", "OffchainConnector", "OnchainConnector", "RateLimit", "VenueKind"]
+
+VenueKind = Literal["lending", "lp", "perp"]
+
+
+class RateLimit(Frozen):
+    """A venue's documented request budget, declared as data (e.g. Hyperliquid: 1,200 weight per minute)."""
+
+    weight_per_minute: int
+    weight_per_request: int = 1
+
+
+class Capabilities(Frozen):
+    """What a connector can do, declared as data on its class (``Connector.capabilities``)."""
+
+    venue_type: str
+    """The connector's name in configuration: ``aave_v3``, ``morpho_blue``, ``uniswap_v3``, ``hyperliquid``…"""
+    kind: VenueKind
+    transport: Literal["evm", "http"]
+    block_pinned: bool
+    """Every read of a snapshot is pinned to one block (on-chain venues)."""
+    batch_wallets: bool
+    """Many wallets are read in one pass whose request count does not grow with the wallet count."""
+    reports_own_health: bool
+    """The venue reports its own health / margin figure, which xmargin recomputes and cross-checks."""
+    positions: tuple[str, ...]
+    """Position sides the venue yields: ``collateral``, ``debt``, ``lp``, ``perp``."""
+    rate_limit: RateLimit | None = None
+
+
+@runtime_checkable
+class OnchainConnector(Protocol):
+    """An EVM venue: reads many wallets at one block through Multicall3."""
+
+    capabilities: ClassVar[Capabilities]
+
+    def program(self, wallets: Sequence[str], block: BlockRef) -> ReadProgram[Any]: ...
+
+    def read_accounts(self, wallets: Sequence[str], block: BlockRef | int | None = None) -> Any: ...
+
+
+@runtime_checkable
+class OffchainConnector(Protocol):
+    """An HTTP venue: reads many wallets; its snapshot carries the venue's own timestamp."""
+
+    capabilities: ClassVar[Capabilities]
+
+    def read_accounts(self, wallets: Sequence[str]) -> Any: ...
