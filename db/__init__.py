@@ -10,6 +10,7 @@ Backends: PostgreSQL 15+ (``postgresql+psycopg://``) and SQLite 3.35+ (the defau
 from db.errors import InvalidAddressError, StoreError, SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
 from db.rows import (
+    OFFCHAIN_CHAIN_ID,
     AssetRow,
     HealthPoint,
     HealthRow,
@@ -29,6 +30,7 @@ from db.rows import (
 from db.store import Store, canonical_address
 
 __all__ = [
+    "OFFCHAIN_CHAIN_ID",
     "AssetRow",
     "HealthPoint",
     "HealthRow",

@@ -35,6 +35,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -249,6 +250,7 @@ class PositionSnapshot(Base):
     block_hash: Mapped[str] = mapped_column(String(HASH_LEN))
     block_timestamp: Mapped[datetime]
     taken_at: Mapped[datetime]
+    venue_timestamp: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None]
 
@@ -314,3 +316,4 @@ class HealthResult(Base):
     liquidation_threshold: Mapped[float | None]
     matches_onchain: Mapped[bool | None]
     flags: Mapped[list[str]]
+    extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))

@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "OFFCHAIN_CHAIN_ID",
     "AssetRow",
     "HealthPoint",
     "HealthRow",
@@ -39,6 +40,10 @@ __all__ = [
     "VenueRow",
     "WalletRow",
 ]
+
+
+OFFCHAIN_CHAIN_ID = 0
+"""The chain id under which off-chain instruments are stored."""
 
 
 class VenueKind(StrEnum):
@@ -97,7 +102,10 @@ class VenueRow:
 
 @dataclass(frozen=True, slots=True)
 class AssetRow:
-    """A token on one chain. ``decimals`` scales its ``*_raw`` amounts (amount = raw / 10**decimals)."""
+    """A token on one chain. ``decimals`` scales its ``*_raw`` amounts (amount = raw / 10**decimals).
+
+    Off-chain instruments (a perp market of an exchange) use ``chain_id`` :data:`OFFCHAIN_CHAIN_ID` and a
+    ``venue:SYMBOL`` key as ``address`` (e.g. ``hyperliquid:ETH``)."""
 
     chain_id: int
     address: str
@@ -179,6 +187,8 @@ class HealthRow:
     liquidation_threshold: float | None = None
     matches_onchain: bool | None = None
     flags: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Venue-specific figures as plain JSON (perps: ``equity_usd``, ``maintenance_margin_usd``…)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +202,8 @@ class SnapshotRow:
     block_hash: str
     block_timestamp: datetime
     taken_at: datetime
+    venue_timestamp: datetime | None = None
+    """Off-chain venues: the venue's own time of the data (the block is the chain's at the read)."""
     status: SnapshotStatus = SnapshotStatus.OK
     error: str | None = None
     positions: tuple[PositionRow, ...] = ()

@@ -364,6 +364,7 @@ class Store:
                         "block_hash": s.block_hash,
                         "block_timestamp": s.block_timestamp,
                         "taken_at": s.taken_at,
+                        "venue_timestamp": s.venue_timestamp,
                         "status": SnapshotStatus(s.status).value,
                         "error": s.error,
                     }
@@ -653,7 +654,7 @@ def _upsert_venues(conn: Connection, venues: Sequence[VenueRow]) -> dict[str, in
 def _upsert_assets(conn: Connection, assets: Iterable[AssetRow]) -> dict[tuple[int, str], int]:
     rows: dict[tuple[int, str], dict[str, Any]] = {}
     for a in assets:
-        key = (a.chain_id, canonical_address(a.address))
+        key = (a.chain_id, _canonical_key(a.address))
         rows[key] = {"chain_id": key[0], "address": key[1], "symbol": a.symbol, "decimals": a.decimals}
     return _get_or_create(conn, ASSETS, ("chain_id", "address"), rows, update=("symbol", "decimals"))
 
@@ -669,7 +670,7 @@ def _upsert_markets(
         key = (venue_ids[m.venue], _canonical_key(m.key))
         asset_id = None
         if m.asset is not None:
-            asset_id = asset_ids[(m.asset.chain_id, canonical_address(m.asset.address))]
+            asset_id = asset_ids[(m.asset.chain_id, _canonical_key(m.asset.address))]
         rows[key] = {
             "venue_id": key[0],
             "key": key[1],
@@ -733,7 +734,7 @@ def _get_or_create(
 
 
 def _position_params(p: PositionRow, snapshot_id: int, venue_id: int, refs: _Refs) -> dict[str, Any]:
-    asset_id = refs.assets[(p.asset.chain_id, canonical_address(p.asset.address))]
+    asset_id = refs.assets[(p.asset.chain_id, _canonical_key(p.asset.address))]
     market_id = None
     if p.market_key is not None:
         market_id = refs.markets[(venue_id, _canonical_key(p.market_key))]
@@ -766,13 +767,14 @@ def _health_params(h: HealthRow, snapshot_id: int, wallet_id: int, venue_id: int
         "liquidation_threshold": h.liquidation_threshold,
         "matches_onchain": h.matches_onchain,
         "flags": list(h.flags),
+        "extra": dict(h.extra),
     }
 
 
 def _price_params(p: PriceRow, run_id: int, refs: _Refs) -> dict[str, Any]:
     return {
         "sync_run_id": run_id,
-        "asset_id": refs.assets[(p.asset.chain_id, canonical_address(p.asset.address))],
+        "asset_id": refs.assets[(p.asset.chain_id, _canonical_key(p.asset.address))],
         "chain_id": p.asset.chain_id,
         "block_number": p.block_number,
         "source": p.source,
@@ -824,6 +826,7 @@ def _health_row(r: Mapping[Any, Any]) -> HealthRow:
         liquidation_threshold=r["liquidation_threshold"],
         matches_onchain=r["matches_onchain"],
         flags=tuple(r["flags"]),
+        extra=r["extra"],
     )
 
 
@@ -918,6 +921,7 @@ def _snapshot_row(
         block_hash=s["block_hash"],
         block_timestamp=s["block_timestamp"],
         taken_at=s["taken_at"],
+        venue_timestamp=s["venue_timestamp"],
         status=SnapshotStatus(s["status"]),
         error=s["error"],
         positions=positions,

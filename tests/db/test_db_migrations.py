@@ -116,4 +116,4 @@ def test_migrations_ship_inside_the_package() -> None:
     assert ALEMBIC_INI.parent == package_dir
     assert ALEMBIC_INI.is_file()
     assert alembic_config().get_main_option("script_location") == str(MIGRATIONS_DIR)
-    assert [p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py")] == ["0001_initial.py"]
+    assert sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py")) == ["0001_initial.py", "0002_venues.py"]
