@@ -30,13 +30,13 @@ from db.rows import (
 from db.store import Store, canonical_address
 
 __all__ = [
-    "OFFCHAIN_CHAIN_ID",
     "AssetRow",
     "HealthPoint",
     "HealthRow",
     "InvalidAddressError",
     "LatestVenueHealth",
     "MarketRow",
+    "OFFCHAIN_CHAIN_ID",
     "PositionRow",
     "PositionSide",
     "PriceRow",
