@@ -35,7 +35,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from connectors.types import Address
 
-__all__ = ["ChainConfig", "ConfigError", "Settings", "VenueConfig", "load_settings", "xmargin_home"]
+__all__ = [
+    "ChainConfig",
+    "ConfigError",
+    "Settings",
+    "VenueConfig",
+    "load_settings",
+    "write_settings_toml",
+    "xmargin_home",
+]
 
 
 class ConfigError(ValueError):
@@ -75,18 +83,50 @@ class ChainConfig(_Model):
 
 
 class VenueConfig(_Model):
-    """One venue deployment on one chain."""
+    """One venue: a connector type, where it lives, and (for on-chain venues) its chain.
+
+    Per type, the fields it reads:
+
+    * ``aave_v3`` (Aave v3 and forks, e.g. Spark): ``deployment`` (a shipped one) or ``pool_addresses_provider``;
+    * ``morpho_blue``: ``morpho`` (the Morpho contract) and ``markets`` (market ids to watch);
+    * ``uniswap_v3``: ``position_manager`` and ``factory``;
+    * ``hyperliquid``: ``base_url`` (the API root that serves ``/info``);
+    * ``dydx_v4``: ``base_url`` (the indexer) and ``accounts`` (EVM wallet → ``dydx1…`` address).
+
+    Off-chain venues (``hyperliquid``, ``dydx_v4``) are read in the same sync as ``chain``'s venues and
+    stored against that chain's block, with their own timestamp beside it.
+    """
 
     name: str
-    type: Literal["aave_v3"]
+    type: Literal["aave_v3", "morpho_blue", "uniswap_v3", "hyperliquid", "dydx_v4"]
     chain: str
     deployment: str | None = None
     pool_addresses_provider: Address | None = None
+    morpho: Address | None = None
+    markets: tuple[str, ...] = ()
+    position_manager: Address | None = None
+    factory: Address | None = None
+    base_url: str | None = None
+    accounts: dict[str, str] = {}
+    timeout_s: float = 10.0
+
+    @property
+    def onchain(self) -> bool:
+        return self.type in ("aave_v3", "morpho_blue", "uniswap_v3")
 
     @model_validator(mode="after")
-    def _one_deployment_source(self) -> VenueConfig:
-        if (self.deployment is None) == (self.pool_addresses_provider is None):
+    def _fields_of_its_type(self) -> VenueConfig:
+        need: dict[str, tuple[str, ...]] = {
+            "morpho_blue": ("morpho",),
+            "uniswap_v3": ("position_manager", "factory"),
+            "hyperliquid": ("base_url",),
+            "dydx_v4": ("base_url",),
+        }
+        if self.type == "aave_v3" and (self.deployment is None) == (self.pool_addresses_provider is None):
             raise ValueError(f"venue {self.name!r}: give exactly one of deployment, pool_addresses_provider")
+        missing = [f for f in need.get(self.type, ()) if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"venue {self.name!r} ({self.type}) needs {', '.join(missing)}")
         return self
 
 
@@ -188,14 +228,28 @@ def write_settings_toml(settings: Settings, path: Path) -> None:
         if chain.rpc_url_env is not None:
             lines.append(f"rpc_url_env = {_toml_str(chain.rpc_url_env)}")
     for venue in settings.venues:
-        lines += ["", "[[venues]]", f"name = {_toml_str(venue.name)}", f"type = {_toml_str(venue.type)}",
-                  f"chain = {_toml_str(venue.chain)}"]
-        if venue.deployment is not None:
-            lines.append(f"deployment = {_toml_str(venue.deployment)}")
-        if venue.pool_addresses_provider is not None:
-            lines.append(f"pool_addresses_provider = {_toml_str(venue.pool_addresses_provider)}")
+        lines += ["", "[[venues]]"]
+        for key, value in venue.model_dump(exclude_defaults=True).items():
+            if isinstance(value, dict):
+                continue
+            lines.append(f"{key} = {_toml_value(value)}")
+        if venue.accounts:
+            lines.append("[venues.accounts]")
+            lines += [f"{_toml_str(k)} = {_toml_str(v)}" for k, v in venue.accounts.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, str):
+        return _toml_str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
 def _toml_str(value: str) -> str:

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aggregator.config import ChainConfig, Settings, VenueConfig
-from aggregator.venues import aave
+from aggregator.venues import KINDS, OffchainVenue, OnchainVenue, open_offchain, open_onchain
 from aggregator.views import VenueHealth, VenueReading
-from connectors.aave_v3.connector import AaveV3Connector
-from connectors.aave_v3.deployments import AaveDeployment, get_deployment
 from connectors.errors import ConnectorError, InvalidInputError
 from connectors.evm.multicall import Multicall
+from connectors.evm.program import run_programs
 from connectors.evm.rpc import RpcClient
 from connectors.types import BlockRef, checksum
 from db.errors import SyncWriteError
@@ -48,34 +47,32 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ChainContext:
-    """Open I/O handles for one chain: its RPC client, a Multicall3 reader and its venues' connectors."""
+    """Open I/O handles for one chain: its RPC client, a Multicall3 reader, its on-chain venues, and the
+    off-chain venues stored against its blocks."""
 
     chain: ChainConfig
     rpc: RpcClient
-    venues: list[tuple[VenueConfig, AaveV3Connector]]
+    multicall: Multicall
+    onchain: list[OnchainVenue]
+    offchain: list[OffchainVenue]
 
     @classmethod
     def open(cls, settings: Settings, chain: ChainConfig) -> ChainContext:
         rpc = RpcClient(chain.resolve_rpc_url(), timeout_s=chain.timeout_s, max_retries=chain.max_retries)
         multicall = Multicall(rpc)
-        venues = [
-            (v, AaveV3Connector(rpc, _deployment(v, chain), multicall))
-            for v in settings.venues
-            if v.chain == chain.name
-        ]
-        return cls(chain=chain, rpc=rpc, venues=venues)
+        mine = [v for v in settings.venues if v.chain == chain.name]
+        return cls(
+            chain=chain,
+            rpc=rpc,
+            multicall=multicall,
+            onchain=[open_onchain(v, chain, rpc, multicall) for v in mine if v.onchain],
+            offchain=[open_offchain(v) for v in mine if not v.onchain],
+        )
 
     def close(self) -> None:
+        for venue in self.offchain:
+            venue.close()
         self.rpc.close()
-
-
-def _deployment(venue: VenueConfig, chain: ChainConfig) -> AaveDeployment:
-    if venue.deployment is not None:
-        return get_deployment(venue.deployment)
-    assert venue.pool_addresses_provider is not None
-    return AaveDeployment(
-        name=venue.name, chain_id=chain.chain_id, pool_addresses_provider=venue.pool_addresses_provider
-    )
 
 
 @dataclass(frozen=True)
@@ -116,17 +113,46 @@ def _ts(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def _failed(cfg: VenueConfig, block: BlockRef, exc: Exception) -> VenueReading:
+    log.warning("venue %s failed at block %d: %s", cfg.name, block.number, exc)
+    return VenueReading(venue=cfg.name, kind=KINDS[cfg.type], block=block, error=str(exc) or type(exc).__name__)
+
+
 def read_venues(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) -> list[VenueReading]:
-    """Read and evaluate every venue of the chain for ``wallets`` at ``block``; a failing venue yields an error."""
-    readings = []
-    for venue, connector in ctx.venues:
+    """Read and evaluate every venue of the chain for ``wallets`` at ``block``.
+
+    The on-chain venues' read programs run together (shared Multicall3 round trips, one pinned block);
+    the off-chain venues are read after them. A failing venue yields an error reading; the others go on.
+    """
+    readings: dict[str, VenueReading] = {}
+    programs = {}
+    for venue in ctx.onchain:
         try:
-            snapshot = connector.read_accounts(wallets, block)
-            readings.append(aave.evaluate(snapshot, venue.name))
+            programs[venue.config.name] = venue.connector.program(wallets, block)
         except ConnectorError as exc:
-            log.warning("venue %s failed at block %d: %s", venue.name, block.number, exc)
-            readings.append(VenueReading(venue=venue.name, kind="lending", block=block, error=str(exc)))
-    return readings
+            readings[venue.config.name] = _failed(venue.config, block, exc)
+    try:
+        results = run_programs(ctx.multicall, programs, block)
+    except ConnectorError as exc:  # the node itself failed: every on-chain venue of the chain is stale
+        results = dict.fromkeys(programs, exc)
+    for venue in ctx.onchain:
+        name = venue.config.name
+        if name in readings:
+            continue
+        result = results[name]
+        try:
+            if isinstance(result, ConnectorError):
+                raise result
+            readings[name] = venue.evaluate(result)
+        except (ConnectorError, ValueError, KeyError) as exc:
+            readings[name] = _failed(venue.config, block, exc)
+    for off in ctx.offchain:
+        try:
+            readings[off.config.name] = off.evaluate(off.read(wallets), block)
+        except (ConnectorError, ValueError, KeyError) as exc:
+            readings[off.config.name] = _failed(off.config, block, exc)
+    order = [v.config.name for v in ctx.onchain] + [v.config.name for v in ctx.offchain]
+    return [readings[name] for name in order]
 
 
 def _asset(chain_id: int, address: str, symbol: str, decimals: int) -> AssetRow:
@@ -141,12 +167,14 @@ def _snapshot(
     positions: tuple[PositionRow, ...] = (),
     health: HealthRow | None = None,
     error: str | None = None,
+    venue_time_ms: int | None = None,
 ) -> SnapshotRow:
     return SnapshotRow(
         wallet=wallet, venue=venue, chain_id=block.chain_id, block_number=block.number,
         block_hash=block.hash, block_timestamp=_ts(block.timestamp), taken_at=taken_at,
         status=SnapshotStatus.OK if error is None else SnapshotStatus.ERROR, error=error,
         positions=positions, health=health,
+        venue_timestamp=datetime.fromtimestamp(venue_time_ms / 1000, UTC) if venue_time_ms is not None else None,
     )
 
 
@@ -183,7 +211,7 @@ def to_sync_batch(
                     asset=_asset(chain_id, pos.asset_address, pos.asset, pos.decimals),
                     side=PositionSide(pos.side), amount_raw=pos.amount_raw, amount=pos.amount,
                     price_usd=pos.price_usd, value_usd=pos.value_usd, is_collateral=pos.is_collateral,
-                    market_key=pos.market_key,
+                    market_key=pos.market_key, extra=pos.extra,
                 )
                 for pos in h.positions
             )
@@ -192,9 +220,10 @@ def to_sync_batch(
                 health_factor=h.health_factor, health_factor_raw=h.health_factor_raw,
                 onchain_health_factor_raw=h.onchain_health_factor_raw,
                 liquidation_threshold=h.liquidation_threshold, matches_onchain=h.matches_onchain,
-                flags=h.flags,
+                flags=h.flags, extra=h.extra,
             )
-            snapshots.append(_snapshot(block, h.wallet, h.venue, now, positions, health))
+            snapshots.append(_snapshot(block, h.wallet, h.venue, now, positions, health,
+                                       venue_time_ms=reading.venue_time_ms))
     failed = sum(r.error is not None for r in readings)
     status = SyncStatus.OK if failed == 0 else SyncStatus.FAILED if failed == len(readings) else SyncStatus.PARTIAL
     errors = "; ".join(f"{r.venue}: {r.error}" for r in readings if r.error)
@@ -228,8 +257,9 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 def register_venues(store: Store, settings: Settings) -> None:
     """Make sure every configured venue exists in the store."""
     rows = [
-        VenueRow(name=v.name, kind=VenueKind.LENDING, chain_id=settings.chain(v.chain).chain_id,
-                 config=v.model_dump(mode="json"))
+        VenueRow(name=v.name, kind=VenueKind(KINDS[v.type]),
+                 chain_id=settings.chain(v.chain).chain_id if v.onchain else None,
+                 config=v.model_dump(mode="json", exclude={"accounts"}))
         for v in settings.venues
     ]
     if rows:

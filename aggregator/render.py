@@ -15,6 +15,10 @@ from db.rows import LatestVenueHealth
 __all__ = ["health_document", "health_style", "health_table", "venue_summary_table"]
 
 
+PERP_FIELDS = ("maintenance_margin_usd", "equity_usd", "liquidation_price")
+"""Per-venue fields of a perp venue in the health document."""
+
+
 def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else x
 
@@ -47,6 +51,8 @@ def health_document(wallet: str, latest: Sequence[LatestVenueHealth], kinds: dic
             "debt_usd": h.debt_usd if h else None,
             "liquidation_threshold": h.liquidation_threshold if h else None,
             "flags": list(h.flags) if h else [],
+            **({k: h.extra.get(k) for k in PERP_FIELDS} if kinds.get(item.venue) == "perp" and h else {}),
+            "venue_timestamp": snap.venue_timestamp.isoformat() if snap.venue_timestamp else None,
             "positions": [
                 {
                     "asset": p.asset.symbol,
@@ -59,6 +65,7 @@ def health_document(wallet: str, latest: Sequence[LatestVenueHealth], kinds: dic
                     "is_collateral": p.is_collateral,
                     "price_source": prices[p.asset.address].source if p.asset.address in prices else None,
                     "price_age_s": prices[p.asset.address].age_s if p.asset.address in prices else None,
+                    **({"detail": dict(p.extra)} if p.extra else {}),
                 }
                 for p in snap.positions
             ],

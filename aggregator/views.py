@@ -13,7 +13,7 @@ from connectors.types import BlockRef
 
 __all__ = ["PositionView", "PriceView", "VenueHealth", "VenueReading"]
 
-Side = Literal["collateral", "debt"]
+Side = Literal["collateral", "debt", "lp", "perp"]
 Kind = Literal["lending", "lp", "perp"]
 
 
@@ -33,6 +33,8 @@ class PositionView:
     is_collateral: bool
     market_key: str
     """The venue's key for the market (Aave: the reserve's asset address)."""
+    extra: dict[str, object] = field(default_factory=dict)
+    """Venue-specific detail as plain JSON (LP: range, fees, delta/gamma; perp: entry, liquidation price…)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,8 @@ class VenueHealth:
     """The threshold in force (weighted average over collateral), a fraction; None without collateral."""
     positions: tuple[PositionView, ...]
     flags: tuple[str, ...] = ()
+    extra: dict[str, object] = field(default_factory=dict)
+    """Venue-specific figures (perps: ``equity_usd``, ``maintenance_margin_usd``, ``liquidation_price``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,5 +92,7 @@ class VenueReading:
     healths: tuple[VenueHealth, ...] = ()
     prices: tuple[PriceView, ...] = ()
     error: str | None = None
+    venue_time_ms: int | None = None
+    """Off-chain venues: the venue's own time of the data (unix ms)."""
     markets: dict[str, dict[str, object]] = field(default_factory=dict)
     """Per market key: its parameters (for the store's ``markets`` table)."""

@@ -1,1 +1,88 @@
-"""Venue adapters: connector snapshot → risk core → :mod:`aggregator.views`."""
+"""Venue adapters: connector snapshot → risk core → :mod:`aggregator.views`.
+
+One registry maps each configured venue type to how its connector is built and how its snapshot is
+evaluated. On-chain venues expose a read program (run together with the chain's other venues in shared
+Multicall3 round trips at one block); off-chain venues are read over HTTP and stamped with their own time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aggregator.config import ChainConfig, VenueConfig
+from aggregator.views import Kind, VenueReading
+from connectors.base import OnchainConnector
+from connectors.evm.multicall import Multicall
+from connectors.evm.rpc import RpcClient
+from connectors.types import BlockRef
+
+__all__ = ["KINDS", "OffchainVenue", "OnchainVenue", "open_offchain", "open_onchain"]
+
+
+@dataclass(frozen=True)
+class OnchainVenue:
+    """A configured on-chain venue: its connector and how its snapshot becomes a reading."""
+
+    config: VenueConfig
+    connector: OnchainConnector
+    evaluate: Callable[[Any], VenueReading]
+
+
+@dataclass(frozen=True)
+class OffchainVenue:
+    """A configured off-chain venue: how to read wallets and evaluate the snapshot against a chain block."""
+
+    config: VenueConfig
+    read: Callable[[Sequence[str]], Any]
+    evaluate: Callable[[Any, BlockRef], VenueReading]
+    close: Callable[[], None]
+
+
+def _aave(cfg: VenueConfig, chain: ChainConfig, rpc: RpcClient, multicall: Multicall) -> OnchainVenue:
+    from aggregator.venues import aave
+    from connectors.aave_v3.connector import AaveV3Connector
+    from connectors.aave_v3.deployments import AaveDeployment, get_deployment
+
+    if cfg.deployment is not None:
+        deployment = get_deployment(cfg.deployment)
+    else:
+        assert cfg.pool_addresses_provider is not None
+        deployment = AaveDeployment(name=cfg.name, chain_id=chain.chain_id,
+                                    pool_addresses_provider=cfg.pool_addresses_provider)
+    connector = AaveV3Connector(rpc, deployment, multicall)
+    return OnchainVenue(cfg, connector, lambda snapshot: aave.evaluate(snapshot, cfg.name))
+
+
+_ONCHAIN: dict[str, Callable[[VenueConfig, ChainConfig, RpcClient, Multicall], OnchainVenue]] = {
+    "aave_v3": _aave,
+}
+_OFFCHAIN: dict[str, Callable[[VenueConfig], OffchainVenue]] = {}
+
+KINDS: dict[str, Kind] = {
+    "aave_v3": "lending",
+    "morpho_blue": "lending",
+    "uniswap_v3": "lp",
+    "hyperliquid": "perp",
+    "dydx_v4": "perp",
+}
+"""The kind of venue each connector type is."""
+
+
+def open_onchain(cfg: VenueConfig, chain: ChainConfig, rpc: RpcClient, multicall: Multicall) -> OnchainVenue:
+    """Build the on-chain venue ``cfg`` over the chain's client."""
+    try:
+        build = _ONCHAIN[cfg.type]
+    except KeyError:
+        raise ValueError(f"venue {cfg.name!r}: type {cfg.type!r} has no on-chain connector") from None
+    return build(cfg, chain, rpc, multicall)
+
+
+def open_offchain(cfg: VenueConfig) -> OffchainVenue:
+    """Build the off-chain venue ``cfg``."""
+    try:
+        build = _OFFCHAIN[cfg.type]
+    except KeyError:
+        raise ValueError(f"venue {cfg.name!r}: type {cfg.type!r} has no off-chain connector") from None
+    return build(cfg)
