@@ -286,3 +286,36 @@ def test_xmargin_run_syncs_on_its_schedule_until_stopped(chain: devnet.DevnetInf
     assert not thread.is_alive()
     assert "syncing every 0.2 s" in out.getvalue()
     assert "exact" in out.getvalue()
+
+
+def test_venues_of_a_chain_share_round_trips_and_one_block(
+    chain: devnet.DevnetInfo, store: Store, seeded: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two venues cost the round trips of one: their read programs run in lock-step in shared batches."""
+    from aggregator import pipeline
+
+    contexts: list[pipeline.ChainContext] = []
+    original = pipeline.ChainContext.open
+
+    def spy(settings: Settings, chain_cfg: ChainConfig) -> pipeline.ChainContext:
+        ctx = original(settings, chain_cfg)
+        contexts.append(ctx)
+        return ctx
+
+    monkeypatch.setattr(pipeline.ChainContext, "open", staticmethod(spy))
+    one = devnet_settings(chain)
+    second = one.venues[0].model_copy(update={"name": "aave_v3_again"})
+    two = one.model_copy(update={"venues": (*one.venues, second)})
+    sync_once(one, store)
+    devnet.mine(chain)
+    sync_once(two, store)
+    single, double = (c.rpc.stats for c in contexts)
+    assert double.http_requests == single.http_requests
+    assert double.calls_by_method["eth_call"] == single.calls_by_method["eth_call"]
+    wallet = devnet.wallet_address("multi")
+    latest = {v.venue: v.snapshot for v in store.latest_health(wallet)}
+    assert latest["aave_v3"].block_number == latest["aave_v3_again"].block_number
+    first, again = latest["aave_v3"].health, latest["aave_v3_again"].health
+    assert first is not None
+    assert again is not None
+    assert first.health_factor_raw == again.health_factor_raw
