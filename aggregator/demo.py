@@ -20,7 +20,7 @@ import devnet
 from aggregator.config import load_settings
 from aggregator.devnet_cli import devnet_settings
 from aggregator.pipeline import Syncer
-from aggregator.render import health_style
+from aggregator.render import check_text, has_exposure, health_style
 from aggregator.views import VenueHealth
 from db.store import Store
 
@@ -44,7 +44,7 @@ def _changes_table(
     table = Table(title=f"cycle {cycle + 1} · block {block} · WETH ${weth_usd:,.2f}", title_justify="left")
     for col in ("wallet", "venue", "HF", "ΔHF", "coll $", "debt $", "check"):
         table.add_column(col, justify="left" if col in ("wallet", "venue") else "right", no_wrap=True)
-    for h in healths:
+    for h in filter(has_exposure, healths):
         key = (h.wallet, h.venue)
         hf = h.health_factor
         before = previous.get(key)
@@ -59,7 +59,7 @@ def _changes_table(
         table.add_row(
             labels.get(h.wallet, h.wallet[:10]), h.venue, hf_text, change,
             f"{h.collateral_usd:,.0f}", f"{h.debt_usd:,.0f}",
-            Text("exact", style="green") if h.matches_onchain else Text("MISMATCH", style="bold red"),
+            check_text(h),
         )
     return table
 
@@ -78,6 +78,8 @@ def run_demo(console: Console, cycles: int | None = None, interval_s: float = 2.
 
 
 def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, interval_s: float) -> None:
+    if not console.is_terminal:
+        console.width = max(console.width, 110)  # piped output: room for every venue's column
     console.print(f"devnet at {info.rpc_url}, chain {info.chain_id}; Aave v3 pool {info.contract('aave_v3.pool')}")
     with console.status("opening demo positions…"):
         seeded = [w for w in devnet.seed(info) if w.label != "lender"]

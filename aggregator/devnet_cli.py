@@ -12,6 +12,7 @@ from typing import Any
 import devnet
 from aggregator.config import ChainConfig, Settings, VenueConfig, write_settings_toml, xmargin_home
 from db.store import Store
+from devnet.perp_api import dydx_address
 
 __all__ = ["devnet_config_path", "devnet_settings", "down", "info", "seed", "set_price", "up"]
 
@@ -24,14 +25,28 @@ def devnet_config_path() -> Path:
 
 
 def devnet_settings(info: devnet.DevnetInfo, base: Settings | None = None) -> Settings:
-    """Settings that point xmargin at ``info``'s chain and Aave market (keeping ``base``'s store and interval)."""
+    """Settings that point xmargin at every venue of ``info``'s devnet, as a user's config file would
+    (keeping ``base``'s store and interval): Aave v3, and where deployed Morpho Blue, Uniswap v3 and the
+    local perp API's Hyperliquid and dYdX."""
     base = base or Settings()
     chain = ChainConfig(name="devnet", chain_id=info.chain_id, rpc_url=info.rpc_url, timeout_s=10.0)
-    venue = VenueConfig(
-        name=VENUE, type="aave_v3", chain="devnet",
-        pool_addresses_provider=info.contract("aave_v3.pool_addresses_provider"),
-    )
-    return base.model_copy(update={"chains": (chain,), "venues": (venue,)})
+    c = info.contracts
+    venues = [VenueConfig(name=VENUE, type="aave_v3", chain="devnet",
+                          pool_addresses_provider=c["aave_v3.pool_addresses_provider"])]
+    if "morpho_blue.morpho" in c:
+        markets = tuple(mid for name, mid in sorted(info.markets.items()) if name.startswith("morpho_blue."))
+        venues.append(VenueConfig(name="morpho_blue", type="morpho_blue", chain="devnet",
+                                  morpho=c["morpho_blue.morpho"], markets=markets))
+    if "uniswap_v3.position_manager" in c:
+        venues.append(VenueConfig(name="uniswap_v3", type="uniswap_v3", chain="devnet",
+                                  position_manager=c["uniswap_v3.position_manager"], factory=c["uniswap_v3.factory"]))
+    perp_url = info.services.get("perp_api")
+    if perp_url is not None:
+        hedged = devnet.wallet_address("hedged")
+        venues.append(VenueConfig(name="hyperliquid", type="hyperliquid", chain="devnet", base_url=perp_url))
+        venues.append(VenueConfig(name="dydx_v4", type="dydx_v4", chain="devnet", base_url=perp_url,
+                                  accounts={hedged: dydx_address("hedged")}))
+    return base.model_copy(update={"chains": (chain,), "venues": tuple(venues)})
 
 
 def up() -> tuple[dict[str, Any], Path]:
@@ -44,8 +59,8 @@ def up() -> tuple[dict[str, Any], Path]:
 
 
 def info() -> dict[str, Any]:
-    """The running devnet's ``{"rpc_url", "chain_id", "contracts", "tokens"}``."""
-    return devnet.info().as_json()
+    """The running devnet's ``{"rpc_url", "chain_id", "contracts", "tokens", "markets", "services"}``."""
+    return devnet.info().as_json(with_markets=True)
 
 
 def set_price(symbol: str, usd: float) -> None:

@@ -25,6 +25,7 @@ from connectors.evm.rpc import RpcClient
 from connectors.types import BlockRef, checksum
 from db.errors import SyncWriteError
 from db.rows import (
+    OFFCHAIN_CHAIN_ID,
     AssetRow,
     HealthRow,
     MarketRow,
@@ -135,7 +136,9 @@ def read_venues(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) -> l
         results = run_programs(ctx.multicall, programs, block)
     except ConnectorError as exc:  # the node itself failed: every on-chain venue of the chain is stale
         results = dict.fromkeys(programs, exc)
-    for venue in ctx.onchain:
+    book: dict[str, float] = {}
+    # Price sources first: their oracle prices (same block) value the other venues' positions.
+    for venue in sorted(ctx.onchain, key=lambda v: not v.price_source):
         name = venue.config.name
         if name in readings:
             continue
@@ -143,9 +146,12 @@ def read_venues(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) -> l
         try:
             if isinstance(result, ConnectorError):
                 raise result
-            readings[name] = venue.evaluate(result)
+            readings[name] = venue.evaluate(result, book)
         except (ConnectorError, ValueError, KeyError) as exc:
             readings[name] = _failed(venue.config, block, exc)
+            continue
+        if venue.price_source:
+            book.update({p.asset_address: p.price_usd for p in readings[name].prices if not p.flags})
     for off in ctx.offchain:
         try:
             readings[off.config.name] = off.evaluate(off.read(wallets), block)
@@ -208,7 +214,8 @@ def to_sync_batch(
         for h in reading.healths:
             positions = tuple(
                 PositionRow(
-                    asset=_asset(chain_id, pos.asset_address, pos.asset, pos.decimals),
+                    asset=_asset(chain_id if pos.onchain else OFFCHAIN_CHAIN_ID, pos.asset_address, pos.asset,
+                                 pos.decimals),
                     side=PositionSide(pos.side), amount_raw=pos.amount_raw, amount=pos.amount,
                     price_usd=pos.price_usd, value_usd=pos.value_usd, is_collateral=pos.is_collateral,
                     market_key=pos.market_key, extra=pos.extra,

@@ -12,7 +12,14 @@ from rich.text import Text
 from aggregator.views import VenueHealth
 from db.rows import LatestVenueHealth
 
-__all__ = ["health_document", "health_style", "health_table", "venue_summary_table"]
+__all__ = [
+    "check_text",
+    "has_exposure",
+    "health_document",
+    "health_style",
+    "health_table",
+    "venue_summary_table",
+]
 
 
 PERP_FIELDS = ("maintenance_margin_usd", "equity_usd", "liquidation_price")
@@ -84,6 +91,21 @@ def health_style(hf: float | None) -> str:
     return "green"
 
 
+def check_text(h: VenueHealth) -> Text:
+    """How xmargin's figures compare with the venue's own: exact (Aave), agrees within rounding (perps),
+    or no venue figure to compare (–)."""
+    if h.matches_onchain is None:
+        return Text("–", style="dim")
+    if not h.matches_onchain:
+        return Text("MISMATCH", style="bold red")
+    return Text("exact" if h.kind == "lending" else "agrees", style="green")
+
+
+def has_exposure(h: VenueHealth) -> bool:
+    """Whether the wallet holds anything on the venue (rows of empty venues are left out of summaries)."""
+    return bool(h.positions) or h.debt_usd != 0 or h.collateral_usd != 0
+
+
 def _hf_text(hf: float | None) -> Text:
     return Text("∞ (no debt)" if hf is None else f"{hf:.4f}", style=health_style(hf))
 
@@ -92,7 +114,7 @@ def health_table(doc: dict[str, Any]) -> list[Table]:
     """One table per venue: its health line, then its positions."""
     tables = []
     for v in doc["venues"]:
-        title = f"{v['venue']} · block {v['block']} · {v['status']}"
+        title = f"{v['venue']} ({v['kind']}) · block {v['block']} · {v['status']}"
         table = Table(title=title, title_justify="left", expand=False)
         for col in ("asset", "side", "amount", "price (USD)", "value (USD)", "collateral"):
             table.add_column(col, justify="right" if col not in ("asset", "side") else "left")
@@ -101,9 +123,18 @@ def health_table(doc: dict[str, Any]) -> list[Table]:
                           f"{p['value_usd']:,.2f}", "yes" if p["is_collateral"] else "no")
         hf = Text.assemble("health factor ", _hf_text(v["health_factor"]))
         lt = v["liquidation_threshold"]
+        if v["kind"] == "perp":
+            equity, maintenance = v.get("equity_usd") or 0, v.get("maintenance_margin_usd") or 0
+            amounts = f"  equity ${equity:,.2f}  maintenance ${maintenance:,.2f}"
+            liq = v.get("liquidation_price") or {}
+            amounts += "".join(f"  liq {coin} ${px:,.2f}" for coin, px in liq.items() if px is not None)
+        elif v["kind"] == "lp":
+            amounts = f"  value ${v['collateral_usd'] or 0:,.2f}"
+        else:
+            amounts = f"  collateral ${v['collateral_usd'] or 0:,.2f}  debt ${v['debt_usd'] or 0:,.2f}"
         table.caption = Text.assemble(
             hf,
-            f"  collateral ${v['collateral_usd'] or 0:,.2f}  debt ${v['debt_usd'] or 0:,.2f}",
+            amounts,
             f"  LT {lt:.2%}" if lt is not None else "",
             ("  matches on-chain" if v["matches_onchain"] else "  DIFFERS FROM ON-CHAIN")
             if v["matches_onchain"] is not None else "",
@@ -120,7 +151,7 @@ def venue_summary_table(healths: Sequence[VenueHealth], labels: dict[str, str], 
     table = Table(title=f"health at block {block}" if block is not None else "health", title_justify="left")
     for col in ("wallet", "label", "venue", "health factor", "collateral (USD)", "debt (USD)", "LT", "check"):
         table.add_column(col, justify="left" if col in ("wallet", "label", "venue") else "right")
-    for h in healths:
+    for h in filter(has_exposure, healths):
         table.add_row(
             h.wallet[:10] + "…",
             labels.get(h.wallet, ""),
@@ -129,6 +160,6 @@ def venue_summary_table(healths: Sequence[VenueHealth], labels: dict[str, str], 
             f"{h.collateral_usd:,.2f}",
             f"{h.debt_usd:,.2f}",
             f"{h.liquidation_threshold:.2%}" if h.liquidation_threshold is not None else "-",
-            Text("exact", style="green") if h.matches_onchain else Text("MISMATCH", style="bold red"),
+            check_text(h),
         )
     return table

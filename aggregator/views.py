@@ -13,7 +13,7 @@ from connectors.types import BlockRef
 
 __all__ = ["PositionView", "PriceView", "VenueHealth", "VenueReading"]
 
-Side = Literal["collateral", "debt", "lp", "perp"]
+Side = Literal["collateral", "debt", "supply", "lp", "perp"]
 Kind = Literal["lending", "lp", "perp"]
 
 
@@ -35,6 +35,11 @@ class PositionView:
     """The venue's key for the market (Aave: the reserve's asset address)."""
     extra: dict[str, object] = field(default_factory=dict)
     """Venue-specific detail as plain JSON (LP: range, fees, delta/gamma; perp: entry, liquidation price…)."""
+
+    @property
+    def onchain(self) -> bool:
+        """A token on the reading's chain (off-chain instruments are keyed ``<venue>:<SYMBOL>``)."""
+        return self.asset_address.startswith("0x")
 
 
 @dataclass(frozen=True, slots=True)

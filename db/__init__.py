@@ -10,7 +10,6 @@ Backends: PostgreSQL 15+ (``postgresql+psycopg://``) and SQLite 3.35+ (the defau
 from db.errors import InvalidAddressError, StoreError, SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
 from db.rows import (
-    OFFCHAIN_CHAIN_ID,
     AssetRow,
     HealthPoint,
     HealthRow,
@@ -36,7 +35,6 @@ __all__ = [
     "InvalidAddressError",
     "LatestVenueHealth",
     "MarketRow",
-    "OFFCHAIN_CHAIN_ID",
     "PositionRow",
     "PositionSide",
     "PriceRow",

@@ -1,17 +1,21 @@
-"""A local EVM chain (anvil) with Aave v3's own published bytecode, Chainlink-shaped price feeds the
-devnet can move, and Multicall3, driven from Python for tests and demos.
+"""A local EVM chain (anvil) with Aave v3's own published bytecode, Morpho Blue (compiled from its npm
+source) and Uniswap v3 (its npm artifacts) on the same tokens, Chainlink-shaped price feeds the devnet
+can move on every venue at once, and Multicall3, driven from Python for tests and demos.
 
 Quick start::
 
-    from devnet import Devnet, set_price, seed
+    from devnet import Devnet, morpho, set_price, seed, uniswap
     with Devnet.launch() as dn:
         wallets = seed(dn.info)
-        set_price(dn.info, "WETH", 3500)
+        set_price(dn.info, "WETH", 3500)  # feed, Aave, Morpho oracles, Uniswap pools, perp mark
+        morpho.position(dn.info, "WETH_USDC", wallet_address("hedged"))
+        uniswap.pool_state(dn.info, "WETH_USDC_500")
 
-The first start deploys (~20 s) and caches the state outside git; later starts load it in well under a
+The first start deploys (~30 s) and caches the state outside git; later starts load it in well under a
 second. See :mod:`devnet.chain` for the clock policy and :mod:`devnet.install` for what gets installed.
 """
 
+from devnet import morpho, uniswap
 from devnet.aave import (
     MAX_UINT256,
     AccountData,
@@ -54,10 +58,14 @@ from devnet.evm import (
 from devnet.feeds import RoundData, latest_round, refresh_feeds, set_price
 from devnet.install import InstallError, ensure_installed
 from devnet.models import DevnetInfo
-from devnet.seed import SEED_LABELS, SeedWallet, seed, wallet_address
+from devnet.seed import HEDGED_VENUES, SEED_LABELS, SeedWallet, seed
+from devnet.venues import LIQUIDITY, mint_tokens
+from devnet.wallets import wallet_address
 
 __all__ = [
     "ADMIN",
+    "HEDGED_VENUES",
+    "LIQUIDITY",
     "MAX_UINT256",
     "MULTICALL3",
     "SEED_LABELS",
@@ -92,6 +100,8 @@ __all__ = [
     "latest_round",
     "liquidate",
     "mine",
+    "mint_tokens",
+    "morpho",
     "refresh_feeds",
     "repay",
     "revert",
@@ -105,6 +115,7 @@ __all__ = [
     "snapshot",
     "supply",
     "transact",
+    "uniswap",
     "up",
     "user_emode",
     "wallet_address",

@@ -3,14 +3,15 @@
 Layout under :func:`devnet.paths.cache_root` (outside git)::
 
     <key>/state.json        anvil state (anvil_dumpState, un-gzipped), loaded with --load-state
-    <key>/deployment.json   {"chain_id", "contracts", "tokens", "created_at"}
+    <key>/deployment.json   {"chain_id", "contracts", "tokens", "markets", "created_at", "deploy_s"}
     <key>.lock              flock serialising the first run across processes
 
 Only the :data:`KEEP_ENTRIES` newest entries are kept.
 
-``<key>`` hashes ``package-lock.json``, ``hardhat.config.js``, ``compile.js``, ``deploy.py`` and
-:data:`CACHE_FORMAT`, so changing what gets deployed (or how) starts a new cache entry. An entry is
-written to a temporary directory and renamed into place, so readers never see a partial one.
+``<key>`` hashes ``package-lock.json``, ``hardhat.config.js``, ``compile.js``, the deploy code
+(``deploy.py``, ``venues.py``, ``morpho.py``, ``uniswap.py``) and :data:`CACHE_FORMAT`, so changing what
+gets deployed (or how) starts a new cache entry. An entry is written to a temporary directory and renamed
+into place, so readers never see a partial one.
 """
 
 from __future__ import annotations
@@ -33,10 +34,18 @@ from devnet.paths import DEVNET_DIR, cache_root
 
 __all__ = ["CACHE_FORMAT", "CachedState", "cache_key", "ensure_state"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 KEEP_ENTRIES = 3
 """Entries kept after a deployment (the newest ones); older keys' entries are deleted."""
-_KEY_FILES = ("package-lock.json", "hardhat.config.js", "compile.js", "deploy.py")
+_KEY_FILES = (
+    "package-lock.json",
+    "hardhat.config.js",
+    "compile.js",
+    "deploy.py",
+    "venues.py",
+    "morpho.py",
+    "uniswap.py",
+)
 
 
 @dataclass(frozen=True)
@@ -93,15 +102,18 @@ def _prune(root: Path) -> None:
 
 def _load(directory: Path) -> CachedState:
     data = json.loads((directory / "deployment.json").read_text())
-    return CachedState(directory, int(data["chain_id"]), Deployment(data["contracts"], data["tokens"]))
+    deployment = Deployment(data["contracts"], data["tokens"], data.get("markets", {}))
+    return CachedState(directory, int(data["chain_id"]), deployment)
 
 
 def _build(directory: Path) -> None:
     """Deploy onto a fresh private anvil, dump its state, and move the finished entry into place."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     node = AttachedNode(None, None)
+    began = time.perf_counter()
     try:
         deployment = deploy_all(node.url)
+        deploy_s = time.perf_counter() - began
         chain_id = int(rpc(node.url, "eth_chainId"), 16)
         state = gzip.decompress(bytes.fromhex(rpc(node.url, "anvil_dumpState")[2:]))
     finally:
@@ -113,7 +125,9 @@ def _build(directory: Path) -> None:
             "chain_id": chain_id,
             "contracts": deployment.contracts,
             "tokens": deployment.tokens,
+            "markets": deployment.markets,
             "created_at": int(time.time()),
+            "deploy_s": round(deploy_s, 1),
         }
         (staging / "deployment.json").write_text(json.dumps(meta, indent=1))
         shutil.rmtree(directory, ignore_errors=True)  # an incomplete leftover, if any

@@ -11,11 +11,15 @@ moves time (:func:`devnet.evm.increase_time`; then call :func:`devnet.feeds.refr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -24,8 +28,9 @@ from devnet.cache import CachedState, ensure_state
 from devnet.evm import DevnetError, RpcError, block_timestamp, mine, rpc
 from devnet.feeds import refresh_feeds
 from devnet.models import DevnetInfo
-from devnet.node import AttachedNode, is_anvil, kill_detached, spawn_detached
+from devnet.node import AttachedNode, free_port, is_anvil, kill_detached, spawn_detached
 from devnet.paths import run_file
+from devnet.perp_api import PerpApi
 
 __all__ = ["Devnet", "DevnetNotRunningError", "down", "info", "up"]
 
@@ -44,6 +49,7 @@ class Devnet:
     def __init__(self) -> None:
         self._node: AttachedNode | None = None
         self._info: DevnetInfo | None = None
+        self._perp: PerpApi | None = None
         self.deployed = False
         """Whether starting this devnet had to deploy (no cache entry existed): False means loaded."""
         self.startup_s = 0.0
@@ -64,7 +70,9 @@ class Devnet:
         state, self.deployed = ensure_state()
         self._node = AttachedNode(port, state.state_file)
         try:
-            self._info = _ready(state, self._node.url)
+            ready = _ready(state, self._node.url)
+            self._perp = PerpApi()
+            self._info = replace(ready, services={"perp_api": self._perp.start()})
         except BaseException:
             self.stop()
             raise
@@ -72,7 +80,10 @@ class Devnet:
         return self._info
 
     def stop(self) -> None:
-        """Stop the anvil process. Idempotent."""
+        """Stop the anvil process and the perp API. Idempotent."""
+        if self._perp is not None:
+            self._perp.stop()
+            self._perp = None
         if self._node is not None:
             self._node.stop()
         self._node = None
@@ -101,14 +112,20 @@ def up(port: int | None = None) -> DevnetInfo:
     path = run_file()
     log_file = path.with_suffix(".log")
     pid, url = spawn_detached(port, state.state_file, log_file)
+    perp_pid = None
     try:
         devnet = _ready(state, url)
+        perp_pid, perp_url = _spawn_perp_api(log_file)
+        devnet = replace(devnet, services={"perp_api": perp_url})
     except BaseException:
         kill_detached(pid)
+        if perp_pid is not None:
+            _kill_group(perp_pid)
         raise
     record = {
-        **devnet.as_json(),
+        **devnet.as_json(with_markets=True),
         "pid": pid,
+        "perp_api_pid": perp_pid,
         "log": str(log_file),
         "state_file": str(state.state_file),
         "started_at": int(time.time()),
@@ -142,13 +159,48 @@ def down() -> bool:
     pid = int(record["pid"])
     if is_anvil(pid):
         kill_detached(pid)
+    if record.get("perp_api_pid"):
+        _kill_group(int(record["perp_api_pid"]))
     path.unlink(missing_ok=True)
     return True
 
 
+def _spawn_perp_api(log_file: Path) -> tuple[int, str]:
+    """Start the local perp API in its own session (it outlives this process); wait until it answers."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "devnet.perp_api", "--port", str(port)]
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    pid = os.posix_spawn(cmd[0], cmd, dict(os.environ), file_actions=actions, setsid=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v4/perpetualMarkets", timeout=1.0).status_code == 200:
+                return pid, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    _kill_group(pid)
+    raise DevnetError(f"the perp API did not answer at {url} within 15 s; see {log_file}")
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)  # reap it when it is our child (started in this process)
+
+
 def _ready(state: CachedState, url: str) -> DevnetInfo:
     """The info of a node that just loaded ``state``, after syncing its clock and feeds to wall time."""
-    devnet = DevnetInfo(url, state.chain_id, dict(state.deployment.contracts), dict(state.deployment.tokens))
+    deployment = state.deployment
+    devnet = DevnetInfo(
+        url, state.chain_id, dict(deployment.contracts), dict(deployment.tokens), dict(deployment.markets)
+    )
     now = int(time.time())
     if now > block_timestamp(devnet):
         rpc(devnet, "anvil_setTime", [now])

@@ -1,27 +1,41 @@
-// Compile the vendored third-party contracts the devnet places on chain, with solc-js (offline).
-// Usage: node compile.js <source root> <output dir>
-// Writes <output dir>/<Contract>.json = {abi, bytecode, deployedBytecode} for each entry of CONTRACTS.
+// Compile the third-party contracts the devnet places on chain, with solc-js 0.8.19 (offline).
+// Usage: node compile.js <output dir> <job>=<source root> [<job>=<source root> ...]
+// Jobs: chainlink (the untarred @chainlink/contracts package), morpho (node_modules/@morpho-org/morpho-blue).
+// Writes <output dir>/<Contract>.json = {abi, bytecode, deployedBytecode, ...} for each contract of each job.
 const fs = require("fs");
 const path = require("path");
 const solc = require("solc");
 
-// Paths relative to the source root (the untarred @chainlink/contracts package).
-const CONTRACTS = {
-  MockV3Aggregator: "src/v0.8/shared/mocks/MockV3Aggregator.sol",
-  Multicall3: "src/v0.8/vendor/multicall/ebd8b64/src/Multicall3.sol",
+const JOBS = {
+  // Both MIT; the settings of the devnet's first version.
+  chainlink: {
+    contracts: {
+      MockV3Aggregator: "src/v0.8/shared/mocks/MockV3Aggregator.sol",
+      Multicall3: "src/v0.8/vendor/multicall/ebd8b64/src/Multicall3.sol",
+    },
+    settings: { evmVersion: "paris", optimizer: { enabled: true, runs: 200 } },
+  },
+  // @morpho-org/morpho-blue@1.0.0 with the settings Morpho deployed with (via-IR, 999999 runs); its own mocks.
+  morpho: {
+    contracts: {
+      Morpho: "src/Morpho.sol",
+      IrmMock: "src/mocks/IrmMock.sol",
+      OracleMock: "src/mocks/OracleMock.sol",
+    },
+    settings: { evmVersion: "paris", viaIR: true, optimizer: { enabled: true, runs: 999999 } },
+  },
 };
 
-function main() {
-  const [root, outDir] = process.argv.slice(2);
-  if (!root || !outDir) throw new Error("usage: node compile.js <source root> <output dir>");
+function compileJob(name, root, outDir) {
+  const job = JOBS[name];
+  if (!job) throw new Error(`unknown job ${name}; known: ${Object.keys(JOBS)}`);
   const input = {
     language: "Solidity",
     sources: Object.fromEntries(
-      Object.values(CONTRACTS).map((rel) => [rel, { content: fs.readFileSync(path.join(root, rel), "utf8") }])
+      Object.values(job.contracts).map((rel) => [rel, { content: fs.readFileSync(path.join(root, rel), "utf8") }])
     ),
     settings: {
-      evmVersion: "paris",
-      optimizer: { enabled: true, runs: 200 },
+      ...job.settings,
       outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
     },
   };
@@ -33,17 +47,28 @@ function main() {
   const errors = (output.errors || []).filter((e) => e.severity === "error");
   if (errors.length) throw new Error(errors.map((e) => e.formattedMessage).join("\n"));
   fs.mkdirSync(outDir, { recursive: true });
-  for (const [name, rel] of Object.entries(CONTRACTS)) {
-    const c = output.contracts[rel][name];
+  for (const [contract, rel] of Object.entries(job.contracts)) {
+    const c = output.contracts[rel][contract];
     const artifact = {
-      contractName: name,
+      contractName: contract,
       source: rel,
       compiler: `solc-js ${solc.version()}`,
+      settings: job.settings,
       abi: c.abi,
       bytecode: "0x" + c.evm.bytecode.object,
       deployedBytecode: "0x" + c.evm.deployedBytecode.object,
     };
-    fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(artifact, null, 1));
+    fs.writeFileSync(path.join(outDir, `${contract}.json`), JSON.stringify(artifact, null, 1));
+  }
+}
+
+function main() {
+  const [outDir, ...jobs] = process.argv.slice(2);
+  if (!outDir || !jobs.length) throw new Error("usage: node compile.js <output dir> <job>=<source root> ...");
+  for (const spec of jobs) {
+    const eq = spec.indexOf("=");
+    if (eq < 0) throw new Error(`expected <job>=<source root>, got ${spec}`);
+    compileJob(spec.slice(0, eq), spec.slice(eq + 1), outDir);
   }
 }
 

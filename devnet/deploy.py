@@ -6,6 +6,9 @@
    starting at the price AaveOracle reports for it, then ``AaveOracle.setAssetSources`` (governance path,
    sent by the pool admin) points the oracle at them.
 3. Multicall3 at its canonical address, placed with ``anvil_setCode`` (anvil 1.7.1 has no code there).
+4. Morpho Blue (compiled from its npm source by ``compile.js``) and Uniswap v3 (its npm artifacts) with
+   markets and pools on the Aave tokens at the feeds' prices, and their liquidity (:mod:`devnet.venues`,
+   :mod:`devnet.morpho`, :mod:`devnet.uniswap`).
 
 Every address is read from the deployment: none is hard-coded except Multicall3's canonical one and the
 deployer (anvil's dev account 0, which the Aave scripts make deployer, ACL admin and pool admin).
@@ -17,13 +20,14 @@ import json
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_utils.address import to_checksum_address
 
 from devnet.evm import deploy_contract, eth_call, rpc, transact
 from devnet.install import artifact
+from devnet.models import DevnetInfo
 from devnet.paths import DEVNET_DIR, NODE_MODULES
 
 __all__ = ["ADMIN", "FEED_DECIMALS", "MULTICALL3", "DeployError", "Deployment", "deploy_all", "feed_name"]
@@ -61,10 +65,12 @@ class DeployError(RuntimeError):
 
 @dataclass(frozen=True)
 class Deployment:
-    """Addresses (checksummed) of what :func:`deploy_all` put on chain, named as in ``DevnetInfo``."""
+    """Addresses (checksummed) of what :func:`deploy_all` put on chain, and market ids, named as in
+    ``DevnetInfo``."""
 
     contracts: dict[str, str]
     tokens: dict[str, str]
+    markets: dict[str, str] = field(default_factory=dict)
 
 
 def feed_name(symbol: str) -> str:
@@ -73,10 +79,13 @@ def feed_name(symbol: str) -> str:
 
 
 def deploy_all(rpc_url: str) -> Deployment:
-    """Deploy the Aave test market, the Chainlink feeds and Multicall3 onto the fresh node at ``rpc_url``.
+    """Deploy the Aave test market, the Chainlink feeds, Multicall3, Morpho Blue and Uniswap v3 onto the
+    fresh node at ``rpc_url``.
 
-    Takes ~20 s (hardhat). Needs :func:`devnet.install.ensure_installed` to have run.
+    Takes ~25 s (hardhat ~20 s). Needs :func:`devnet.install.ensure_installed` to have run.
     """
+    from devnet.venues import deploy_venues  # venues -> morpho/uniswap -> this module
+
     accounts = [to_checksum_address(a) for a in rpc(rpc_url, "eth_accounts")]
     if not accounts or accounts[0] != ADMIN:
         raise DeployError(f"expected anvil's default dev account 0 {ADMIN}, node has {accounts[:1]}")
@@ -85,7 +94,10 @@ def deploy_all(rpc_url: str) -> Deployment:
         contracts, tokens = _read_deployments(Path(tmp) / "anvil")
     contracts.update(_deploy_feeds(rpc_url, contracts["aave_v3.oracle"], tokens))
     contracts["multicall3"] = _place_multicall3(rpc_url)
-    return Deployment(dict(sorted(contracts.items())), dict(sorted(tokens.items())))
+    chain_id = int(rpc(rpc_url, "eth_chainId"), 16)
+    venue_contracts, markets = deploy_venues(DevnetInfo(rpc_url, chain_id, dict(contracts), dict(tokens)))
+    contracts.update(venue_contracts)
+    return Deployment(dict(sorted(contracts.items())), dict(sorted(tokens.items())), dict(sorted(markets.items())))
 
 
 def _hardhat_deploy(rpc_url: str, deployments_dir: Path) -> None:

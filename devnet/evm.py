@@ -1,8 +1,8 @@
 """JSON-RPC, ABI encoding and transactions against a devnet node (anvil), for deploys, seeding and tests.
 
 Functions take an *endpoint*: a :class:`~devnet.models.DevnetInfo` or a bare RPC URL. Calls are written as
-signatures (``"balanceOf(address)"``) with explicit return types; arguments must be flat ABI types (no
-tuples). Transactions are sent with ``eth_sendTransaction`` from any address: the devnet's anvil runs
+signatures (``"balanceOf(address)"``, tuples allowed: ``"f((address,uint256),bytes)"``) with explicit
+return types. Transactions are sent with ``eth_sendTransaction`` from any address: the devnet's anvil runs
 with ``--auto-impersonate``, and senders short of ETH are topped up first.
 
 Errors::
@@ -237,10 +237,22 @@ def _decode_reason(data: str) -> str:
 
 
 def _arg_types(signature: str) -> list[str]:
+    """The argument types of ``signature``, split on top-level commas (tuples such as a struct
+    ``(address,uint256)`` stay whole; pass their values as Python tuples)."""
     inner = signature[signature.index("(") + 1 : signature.rindex(")")]
-    if "(" in inner:
-        raise ValueError(f"tuple arguments are not supported: {signature}")
-    return [t.strip() for t in inner.split(",")] if inner.strip() else []
+    types: list[str] = []
+    depth = 0
+    current = ""
+    for char in inner:
+        depth += (char == "(") - (char == ")")
+        if char == "," and depth == 0:
+            types.append(current.strip())
+            current = ""
+        else:
+            current += char
+    if depth != 0:
+        raise ValueError(f"unbalanced parentheses in {signature}")
+    return [*types, current.strip()] if current.strip() else types
 
 
 def disconnect(target: Endpoint) -> None:

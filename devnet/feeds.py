@@ -1,6 +1,7 @@
 """The devnet's Chainlink-shaped USD price feeds (``MockV3Aggregator``, 8 decimals), one per reserve.
 
-AaveOracle reads them (``latestAnswer``), and so can any connector (``latestRoundData``/``decimals``).
+AaveOracle reads them (``latestAnswer``), and so can any connector (``latestRoundData``/``decimals``);
+:func:`set_price` also moves the other venues' prices to match (Morpho oracles, Uniswap pools, perp mark).
 ``updateAnswer`` stamps ``updatedAt`` with the block timestamp and starts a new round.
 """
 
@@ -36,10 +37,21 @@ class RoundData:
 
 
 def set_price(info: DevnetInfo, symbol: str, usd: float | Decimal) -> Receipt:
-    """Set the USD price of reserve ``symbol`` (rounded to 8 decimals) with ``updateAnswer``."""
+    """Set the USD price of reserve ``symbol`` (rounded to 8 decimals) on every venue; return the receipt
+    of the feed's ``updateAnswer``.
+
+    Every Morpho Blue oracle whose collateral or loan token is ``symbol`` (recomputed from both tokens'
+    feed answers, the new one included), every Uniswap v3 pool holding ``symbol`` (swapped to the ratio of
+    both answers), the local perp API's mark price when ``devnet.perp_api.set_mark`` exists (see
+    :func:`devnet.venues.sync_prices`), and last the Chainlink feed itself (which AaveOracle reads), so
+    that the feed's ``updatedAt`` is still the latest block's timestamp afterwards.
+    """
+    from devnet.venues import sync_prices  # venues -> morpho/uniswap -> this module
+
     answer = (Decimal(str(usd)) * _SCALE).to_integral_value(ROUND_HALF_EVEN)
     if answer <= 0:
         raise ValueError(f"price must be positive, got {usd}")
+    sync_prices(info, symbol, usd, int(answer))
     return transact(info, ADMIN, info.contract(feed_name(symbol)), "updateAnswer(int256)", int(answer))
 
 

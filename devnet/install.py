@@ -3,12 +3,17 @@
 Three steps, each skipped when the stamp it leaves matches the hash of its inputs:
 
 1. ``npm ci --ignore-scripts`` in ``devnet/`` from the committed ``package-lock.json`` (anvil, Aave's deploy
-   package and artifacts, hardhat, solc-js). No install script is needed: the anvil binary comes in an
+   package and artifacts, hardhat, solc-js, Uniswap v3's core and periphery packages with their published
+   artifacts, Morpho Blue's Solidity source). No install script is needed: the anvil binary comes in an
    optional per-platform package.
 2. ``npm pack @chainlink/contracts@1.4.0`` (it cannot be ``npm install``-ed offline: a dependency of it is a
    tarball outside the registry), checked against a pinned sha512 and untarred into ``devnet/vendor/``.
-3. ``node compile.js``: solc-js compiles Chainlink's ``MockV3Aggregator`` and the ``Multicall3`` source
-   Chainlink vendors (both MIT) into ``devnet/vendor/build/<Contract>.json``.
+3. ``node compile.js``: solc-js 0.8.19 compiles Chainlink's ``MockV3Aggregator`` and the ``Multicall3``
+   source Chainlink vendors (both MIT), and Morpho Blue's ``Morpho`` with its own ``IrmMock`` and
+   ``OracleMock`` (via-IR, 999,999 optimizer runs, as Morpho deployed; ~15 s) into
+   ``devnet/vendor/build/<Contract>.json``.
+
+Uniswap v3 is not compiled: :func:`artifact` reads the bytecode its npm packages ship (:data:`NPM_ARTIFACTS`).
 
 Nothing third-party is committed: all of it lands in gitignored directories. A file lock serialises
 concurrent installers.
@@ -28,12 +33,22 @@ from pathlib import Path
 from devnet._lock import file_lock
 from devnet.paths import BUILD_DIR, DEVNET_DIR, NODE_MODULES, VENDOR_DIR, anvil_bin
 
-__all__ = ["CHAINLINK_DIR", "InstallError", "artifact", "ensure_installed"]
+__all__ = ["CHAINLINK_DIR", "COMPILED", "MORPHO_DIR", "NPM_ARTIFACTS", "InstallError", "artifact", "ensure_installed"]
 
 CHAINLINK_PACKAGE = "@chainlink/contracts@1.4.0"
 CHAINLINK_INTEGRITY = "sha512-SpNCJ0TPOI6pa2l702Wk4WIP8ccw5ARcRP1E/ZTqaFffXNoZeF03WhsVL8f3l3OTRFA9Z40O5KcZzmJmZQkoFA=="
 CHAINLINK_DIR = VENDOR_DIR / "chainlink-contracts-1.4.0"
-COMPILED = ("MockV3Aggregator", "Multicall3")
+MORPHO_DIR = NODE_MODULES / "@morpho-org" / "morpho-blue"
+COMPILED = ("MockV3Aggregator", "Multicall3", "Morpho", "IrmMock", "OracleMock")
+NPM_ARTIFACTS = {
+    "UniswapV3Factory": "@uniswap/v3-core/artifacts/contracts/UniswapV3Factory.sol/UniswapV3Factory.json",
+    "UniswapV3Pool": "@uniswap/v3-core/artifacts/contracts/UniswapV3Pool.sol/UniswapV3Pool.json",
+    "NonfungiblePositionManager": (
+        "@uniswap/v3-periphery/artifacts/contracts/NonfungiblePositionManager.sol/NonfungiblePositionManager.json"
+    ),
+    "SwapRouter": "@uniswap/v3-periphery/artifacts/contracts/SwapRouter.sol/SwapRouter.json",
+}
+"""Contracts whose published artifacts (with bytecode) come in npm packages, by name: path under node_modules."""
 _NPM_STAMP = NODE_MODULES / ".xmargin-stamp"
 _BUILD_STAMP = BUILD_DIR / ".xmargin-stamp"
 
@@ -59,8 +74,10 @@ def ensure_installed() -> Path:
 
 
 def artifact(name: str) -> dict[str, object]:
-    """The compiled artifact ``{abi, bytecode, deployedBytecode, ...}`` of one of :data:`COMPILED`."""
-    data: dict[str, object] = json.loads((BUILD_DIR / f"{name}.json").read_text())
+    """The artifact ``{abi, bytecode, deployedBytecode, ...}`` of one of :data:`COMPILED` (built here) or
+    :data:`NPM_ARTIFACTS` (as published)."""
+    path = NODE_MODULES / NPM_ARTIFACTS[name] if name in NPM_ARTIFACTS else BUILD_DIR / f"{name}.json"
+    data: dict[str, object] = json.loads(path.read_text())
     return data
 
 
@@ -95,7 +112,8 @@ def _compile_contracts() -> None:
     outputs_present = all((BUILD_DIR / f"{name}.json").exists() for name in COMPILED)
     if outputs_present and _read(_BUILD_STAMP) == stamp:
         return
-    _run(["node", str(script), str(CHAINLINK_DIR), str(BUILD_DIR)], DEVNET_DIR)
+    jobs = [f"chainlink={CHAINLINK_DIR}", f"morpho={MORPHO_DIR}"]
+    _run(["node", str(script), str(BUILD_DIR), *jobs], DEVNET_DIR)
     _BUILD_STAMP.write_text(stamp)
 
 

@@ -16,31 +16,46 @@ class DevnetInfo:
     ``aave_v3.pool_addresses_provider``, ``aave_v3.pool_data_provider``, ``aave_v3.pool_configurator``,
     ``aave_v3.acl_manager``, ``aave_v3.faucet``, ``aave_v3.a_token.<SYM>``,
     ``aave_v3.variable_debt_token.<SYM>``, ``aave_v3.stable_debt_token.<SYM>``, ``chainlink.<SYM>_USD``,
-    ``multicall3`` and a few more. ``tokens`` maps reserve symbols to the underlying token addresses.
+    ``multicall3``, ``morpho_blue.morpho``, ``morpho_blue.irm``, ``morpho_blue.oracle.<COLL>_<LOAN>``,
+    ``uniswap_v3.factory``, ``uniswap_v3.position_manager``, ``uniswap_v3.swap_router``,
+    ``uniswap_v3.pool.<SYM0>_<SYM1>_<FEE>`` and a few more. ``tokens`` maps reserve symbols to the
+    underlying token addresses (Morpho's markets and Uniswap's pools use the same tokens). ``markets`` maps
+    market names to ids that are not addresses: ``morpho_blue.<COLL>_<LOAN>`` -> bytes32 market id (hex).
     """
 
     rpc_url: str
     chain_id: int
     contracts: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    markets: dict[str, str] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)
+    """Off-chain services of the devnet by name, e.g. ``perp_api`` → its base URL (Hyperliquid ``/info`` and
+    the dYdX indexer routes)."""
 
-    def as_json(self) -> dict[str, Any]:
-        """``{"rpc_url", "chain_id", "contracts": {name: address}, "tokens": {symbol: address}}``."""
-        return {
+    def as_json(self, with_markets: bool = False) -> dict[str, Any]:
+        """``{"rpc_url", "chain_id", "contracts": {name: address}, "tokens": {symbol: address}}``, plus
+        ``"markets": {name: id}`` and ``"services": {name: url}`` when ``with_markets``."""
+        data: dict[str, Any] = {
             "rpc_url": self.rpc_url,
             "chain_id": self.chain_id,
             "contracts": dict(self.contracts),
             "tokens": dict(self.tokens),
         }
+        if with_markets:
+            data["markets"] = dict(self.markets)
+            data["services"] = dict(self.services)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DevnetInfo:
-        """Inverse of :meth:`as_json` (extra keys are ignored)."""
+        """Inverse of :meth:`as_json` (``"markets"`` optional, other extra keys ignored)."""
         return cls(
             rpc_url=str(data["rpc_url"]),
             chain_id=int(data["chain_id"]),
             contracts={str(k): str(v) for k, v in data["contracts"].items()},
             tokens={str(k): str(v) for k, v in data["tokens"].items()},
+            markets={str(k): str(v) for k, v in data.get("markets", {}).items()},
+            services={str(k): str(v) for k, v in data.get("services", {}).items()},
         )
 
     def contract(self, name: str) -> str:
@@ -56,3 +71,10 @@ class DevnetInfo:
             return self.tokens[symbol]
         except KeyError:
             raise KeyError(f"no token {symbol!r} on this devnet; known: {sorted(self.tokens)}") from None
+
+    def market(self, name: str) -> str:
+        """The id of market ``name`` (e.g. ``morpho_blue.WETH_USDC``); ``KeyError`` lists the known names."""
+        try:
+            return self.markets[name]
+        except KeyError:
+            raise KeyError(f"no market {name!r} on this devnet; known: {sorted(self.markets)}") from None

@@ -11,24 +11,35 @@ near_liq.      10 WETH                                          31,400 DAI (vari
 multi          5 WETH, 1,000 LINK, 50 AAVE                      10k DAI + 200 LINK (variable), 2.03
                                                                 8k USDC (stable)
 emode          10,000 USDC, in e-mode 1 (stablecoins)           9,000 DAI (variable)           1.094
+hedged         20 WETH                                          40,000 USDC (variable)         1.65
 ============== ================================================ ============================== =========
+
+``hedged`` (last, so the others' positions are opened exactly as before) also holds, where the devnet has
+those venues (:data:`HEDGED_VENUES`):
+
+- Morpho Blue ``WETH_USDC`` (LLTV 86 %): 10 WETH collateral, 20,000 USDC borrowed (health 1.72);
+- Uniswap v3 ``WETH_USDC_500``: one LP position of up to 5 WETH + 20,000 USDC (paid from its borrows)
+  over WETH ±15 % around the feed price;
+- a short ETH perp, opened off-chain by the local perp API (not here).
 
 ``near_liquidation`` becomes liquidatable when WETH falls ~5 % (to ~$3,806). Seeding is meant for a freshly
 started devnet (each start loads the unseeded state); on a devnet where the lender already has a position
-it does nothing and returns the same wallets.
+it does nothing and returns the same wallets. The Morpho markets' and Uniswap pools' own liquidity is in
+the cached deployment already (:data:`devnet.venues.LIQUIDITY`), not opened here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
-from eth_hash.auto import keccak
-from eth_utils.address import to_checksum_address
-
+from devnet import morpho, uniswap
 from devnet.aave import RateMode, account_data, borrow, decimals, fund, set_emode, supply
+from devnet.feeds import latest_round
 from devnet.models import DevnetInfo
+from devnet.wallets import wallet_address
 
-__all__ = ["SEED_LABELS", "SeedWallet", "seed", "wallet_address"]
+__all__ = ["HEDGED_VENUES", "SEED_LABELS", "HedgedVenues", "SeedWallet", "seed", "wallet_address"]
 
 _STABLE_EMODE = 1
 # label -> (supplies, borrows); amounts in whole tokens, borrows as (symbol, tokens, rate mode)
@@ -41,8 +52,27 @@ _PLAN: dict[str, tuple[list[tuple[str, int]], list[tuple[str, int, RateMode]]]] 
         [("DAI", 10_000, RateMode.VARIABLE), ("USDC", 8_000, RateMode.STABLE), ("LINK", 200, RateMode.VARIABLE)],
     ),
     "emode": ([("USDC", 10_000)], [("DAI", 9_000, RateMode.VARIABLE)]),
+    "hedged": ([("WETH", 20)], [("USDC", 40_000, RateMode.VARIABLE)]),
 }
 SEED_LABELS = tuple(_PLAN)
+
+
+@dataclass(frozen=True)
+class HedgedVenues:
+    """The ``hedged`` wallet's positions beyond Aave (whole tokens)."""
+
+    morpho_market: str = "WETH_USDC"
+    morpho_collateral_weth: int = 10
+    morpho_borrow_usdc: int = 20_000
+    uniswap_pool: str = "WETH_USDC_500"
+    uniswap_weth: int = 5
+    uniswap_usdc: int = 20_000
+    uniswap_band: Decimal = Decimal("0.15")
+    """The LP range: the WETH feed price ×(1 ± band)."""
+
+
+HEDGED_VENUES = HedgedVenues()
+"""The ``hedged`` wallet's positions beyond Aave (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -51,12 +81,6 @@ class SeedWallet:
 
     label: str
     address: str
-
-
-def wallet_address(label: str) -> str:
-    """The deterministic address of seed wallet ``label``: the last 20 bytes of
-    ``keccak("xmargin.devnet.<label>")``."""
-    return to_checksum_address(keccak(f"xmargin.devnet.{label}".encode())[-20:])
 
 
 def seed(info: DevnetInfo) -> list[SeedWallet]:
@@ -79,3 +103,24 @@ def _open(info: DevnetInfo, wallet: SeedWallet) -> None:
         supply(info, wallet.address, symbol, amount_raw)
     for symbol, tokens, mode in borrows:
         borrow(info, wallet.address, symbol, tokens * 10 ** decimals(info, symbol), mode)
+    if wallet.label == "hedged":
+        _open_hedged_venues(info, wallet.address)
+
+
+def _open_hedged_venues(info: DevnetInfo, wallet: str) -> None:
+    plan = HEDGED_VENUES
+    weth_unit, usdc_unit = 10 ** decimals(info, "WETH"), 10 ** decimals(info, "USDC")
+    if "morpho_blue.morpho" in info.contracts:
+        collateral = plan.morpho_collateral_weth * weth_unit
+        fund(info, wallet, "WETH", collateral)
+        morpho.supply_collateral(info, wallet, plan.morpho_market, collateral)
+        morpho.borrow(info, wallet, plan.morpho_market, plan.morpho_borrow_usdc * usdc_unit)
+    if "uniswap_v3.factory" in info.contracts:
+        pool = plan.uniswap_pool
+        weth, usdc = plan.uniswap_weth * weth_unit, plan.uniswap_usdc * usdc_unit
+        fund(info, wallet, "WETH", weth)
+        usd = latest_round(info, "WETH").price_usd
+        band = plan.uniswap_band
+        lower, upper = uniswap.ticks_for_usd_range(info, pool, usd * (1 - band), usd * (1 + band))
+        amounts = (weth, usdc) if uniswap.pool_tokens(info, pool).base_is_token0 else (usdc, weth)
+        uniswap.mint_position(info, wallet, pool, lower, upper, *amounts)

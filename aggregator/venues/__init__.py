@@ -7,7 +7,7 @@ Multicall3 round trips at one block); off-chain venues are read over HTTP and st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,10 @@ class OnchainVenue:
 
     config: VenueConfig
     connector: OnchainConnector
-    evaluate: Callable[[Any], VenueReading]
+    evaluate: Callable[[Any, Mapping[str, float]], VenueReading]
+    """``(snapshot, usd_prices)``: USD prices by token address, from the price sources of the same block."""
+    price_source: bool = False
+    """Its readings' prices feed the book the other venues of the chain are valued with."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,77 @@ def _aave(cfg: VenueConfig, chain: ChainConfig, rpc: RpcClient, multicall: Multi
         deployment = AaveDeployment(name=cfg.name, chain_id=chain.chain_id,
                                     pool_addresses_provider=cfg.pool_addresses_provider)
     connector = AaveV3Connector(rpc, deployment, multicall)
-    return OnchainVenue(cfg, connector, lambda snapshot: aave.evaluate(snapshot, cfg.name))
+    return OnchainVenue(cfg, connector, lambda snapshot, _prices: aave.evaluate(snapshot, cfg.name), price_source=True)
+
+
+def _morpho(cfg: VenueConfig, chain: ChainConfig, rpc: RpcClient, multicall: Multicall) -> OnchainVenue:
+    from aggregator.venues import morpho
+    from connectors.morpho_blue.connector import MorphoBlueConnector
+    from connectors.morpho_blue.deployments import MorphoDeployment
+
+    assert cfg.morpho is not None
+    deployment = MorphoDeployment(name=cfg.name, chain_id=chain.chain_id, morpho=cfg.morpho, markets=cfg.markets)
+    connector = MorphoBlueConnector(rpc, deployment, multicall)
+    return OnchainVenue(cfg, connector, lambda snapshot, prices: morpho.evaluate(snapshot, cfg.name, prices))
+
+
+def _uniswap(cfg: VenueConfig, chain: ChainConfig, rpc: RpcClient, multicall: Multicall) -> OnchainVenue:
+    from aggregator.venues import uniswap
+    from connectors.uniswap_v3.connector import UniswapV3Connector
+    from connectors.uniswap_v3.deployments import UniswapV3Deployment
+
+    assert cfg.position_manager is not None
+    assert cfg.factory is not None
+    deployment = UniswapV3Deployment(name=cfg.name, chain_id=chain.chain_id, position_manager=cfg.position_manager,
+                                     factory=cfg.factory)
+    connector = UniswapV3Connector(rpc, deployment, multicall)
+    return OnchainVenue(cfg, connector, lambda snapshot, prices: uniswap.evaluate(snapshot, cfg.name, prices))
+
+
+def _hyperliquid(cfg: VenueConfig) -> OffchainVenue:
+    from aggregator.venues.perps import evaluate_hyperliquid
+    from connectors.hyperliquid.connector import HyperliquidConnector
+
+    assert cfg.base_url is not None
+    connector = HyperliquidConnector(cfg.base_url, timeout_s=cfg.timeout_s)
+    return OffchainVenue(
+        cfg,
+        read=connector.read_accounts,
+        evaluate=lambda snapshot, block: evaluate_hyperliquid(snapshot, cfg.name, block),
+        close=connector.close,
+    )
+
+
+def _dydx(cfg: VenueConfig) -> OffchainVenue:
+    from aggregator.venues.perps import evaluate_dydx
+    from connectors.dydx_v4.connector import DydxConnector
+    from connectors.types import checksum
+
+    assert cfg.base_url is not None
+    connector = DydxConnector(cfg.base_url, timeout_s=cfg.timeout_s)
+    accounts = {checksum(wallet): account for wallet, account in cfg.accounts.items()}
+    wallets_by_account = {account.split("/")[0]: wallet for wallet, account in accounts.items()}
+
+    def read(wallets: Sequence[str]) -> Any:
+        return connector.read_accounts([accounts[w] for w in wallets if w in accounts])
+
+    return OffchainVenue(
+        cfg,
+        read=read,
+        evaluate=lambda snapshot, block: evaluate_dydx(snapshot, cfg.name, block, wallets_by_account),
+        close=connector.close,
+    )
 
 
 _ONCHAIN: dict[str, Callable[[VenueConfig, ChainConfig, RpcClient, Multicall], OnchainVenue]] = {
     "aave_v3": _aave,
+    "morpho_blue": _morpho,
+    "uniswap_v3": _uniswap,
 }
-_OFFCHAIN: dict[str, Callable[[VenueConfig], OffchainVenue]] = {}
+_OFFCHAIN: dict[str, Callable[[VenueConfig], OffchainVenue]] = {
+    "hyperliquid": _hyperliquid,
+    "dydx_v4": _dydx,
+}
 
 KINDS: dict[str, Kind] = {
     "aave_v3": "lending",

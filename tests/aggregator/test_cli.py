@@ -86,7 +86,8 @@ def test_devnet_up_seed_sync_health_down_through_the_console_script(env: dict[st
     try:
         xm("devnet", "up")
         info = json.loads(xm("devnet", "info", "--json").stdout)
-        assert set(info) == {"rpc_url", "chain_id", "contracts", "tokens"}
+        assert {"rpc_url", "chain_id", "contracts", "tokens"} <= set(info)
+        assert "perp_api" in info["services"]
         assert {"aave_v3.pool", "aave_v3.oracle", "multicall3"} <= set(info["contracts"])
         full_env["XMARGIN_CONFIG"] = str(Path(env["XMARGIN_HOME"]) / "devnet.toml")
         seeded = xm("devnet", "seed").stdout
@@ -94,12 +95,12 @@ def test_devnet_up_seed_sync_health_down_through_the_console_script(env: dict[st
         assert xm("sync", "--once").returncode == 0
         near = devnet.wallet_address("near_liquidation")
         doc = json.loads(xm("health", near, "--json").stdout)
-        (venue,) = doc["venues"]
+        venue = next(v for v in doc["venues"] if v["venue"] == "aave_v3")
         assert venue["matches_onchain"] is True
         assert 1.0 < venue["health_factor"] < 1.1
         assert xm("devnet", "set-price", "WETH", "3700").returncode == 0
         assert xm("sync", "--once").returncode == 0
-        after = json.loads(xm("health", near, "--json").stdout)["venues"][0]
+        after = next(v for v in json.loads(xm("health", near, "--json").stdout)["venues"] if v["venue"] == "aave_v3")
         assert after["health_factor"] < 1.0
         assert after["block"] > venue["block"]
         table = xm("health", near).stdout
@@ -124,6 +125,6 @@ def test_demo_runs_the_requested_cycles_and_leaves_health_in_the_store(env: dict
     near = devnet.wallet_address("near_liquidation")
     code, doc_text, _ = run("health", near, "--json")
     assert code == 0
-    venue = json.loads(doc_text)["venues"][0]
+    venue = next(v for v in json.loads(doc_text)["venues"] if v["venue"] == "aave_v3")
     assert venue["matches_onchain"] is True
     assert venue["health_factor"] < 1.0  # the last cycle's price ($3,720) is what the store holds

@@ -9,13 +9,20 @@ import sqlalchemy as sa
 
 import devnet
 from aggregator.config import ChainConfig, Settings, VenueConfig
-from aggregator.devnet_cli import devnet_settings
+from aggregator.devnet_cli import devnet_settings as all_venues
 from aggregator.pipeline import sync_once
 from aggregator.render import health_document
 from db.rows import SyncStatus
 from db.store import Store
 
 pytestmark = pytest.mark.chain
+
+
+def devnet_settings(info: devnet.DevnetInfo) -> Settings:
+    """The devnet's Aave market alone: these tests are about the pipeline (the hedged wallet's test covers
+    every venue together)."""
+    settings = all_venues(info)
+    return settings.model_copy(update={"venues": tuple(v for v in settings.venues if v.type == "aave_v3")})
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from db import (
-    OFFCHAIN_CHAIN_ID,
     AssetRow,
     HealthRow,
     PositionRow,
@@ -18,6 +17,7 @@ from db import (
     VenueKind,
     VenueRow,
 )
+from db.rows import OFFCHAIN_CHAIN_ID
 from tests.db.db_testdata import CHAIN, T0, block_time, wallet
 
 

@@ -1,0 +1,103 @@
+"""Morpho Blue: from the connector's snapshot to per-wallet health across the watched markets.
+
+Each Morpho market is isolated; a wallet's venue-level health is that of its weakest market (the first to
+be liquidated), and every market's own figures are kept in ``extra["markets"]``. USD values need the loan
+token's USD price, taken from the price book of the same block (the chain's other venues' oracles): the
+collateral is valued as Morpho values it — through its own oracle, in loan tokens — then in USD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aggregator.views import PositionView, VenueHealth, VenueReading
+from connectors.morpho_blue.models import MorphoMarket, MorphoSnapshot
+from riskcore.health.morpho import MorphoMarketState, position_health
+from riskcore.units import WAD, from_raw
+
+__all__ = ["evaluate"]
+
+
+def _state(m: MorphoMarket) -> MorphoMarketState:
+    return MorphoMarketState(
+        total_supply_assets=m.accrued_total_supply_assets_raw,
+        total_supply_shares=m.accrued_total_supply_shares,
+        total_borrow_assets=m.accrued_total_borrow_assets_raw,
+        total_borrow_shares=m.accrued_total_borrow_shares,
+        last_update=m.accrued_to,
+        fee_wad=m.fee_wad,
+    )
+
+
+def _usd(m: MorphoMarket, usd_prices: Mapping[str, float]) -> tuple[float, int, int]:
+    """The loan token's USD price and both decimals; ValueError when the book lacks them."""
+    if m.loan_decimals is None or m.collateral_decimals is None:
+        raise ValueError(f"market {m.market_id}: token decimals unknown")
+    if m.loan_token not in usd_prices:
+        raise ValueError(f"market {m.market_id}: no USD price for loan token {m.loan_symbol or m.loan_token}")
+    return usd_prices[m.loan_token], m.loan_decimals, m.collateral_decimals
+
+
+def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, float]) -> VenueReading:
+    """Every wallet's health on every watched market, exactly as ``Morpho._isHealthy`` judges it."""
+    markets = {m.market_id: m for m in snapshot.markets}
+    healths = []
+    for account in snapshot.accounts:
+        positions: list[PositionView] = []
+        per_market: list[dict[str, object]] = []
+        collateral_usd = debt_usd = 0.0
+        worst_wad: int | None = None
+        for pos in account.open_positions:
+            m = markets[pos.market_id]
+            loan_usd, loan_dec, coll_dec = _usd(m, usd_prices)
+            h = position_health(pos.collateral_raw, pos.borrow_shares, _state(m), m.price_raw, m.lltv_wad)
+            coll_price_usd = (m.price or 0.0) * loan_usd
+            coll_usd = from_raw(h.collateral_value_raw, loan_dec) * loan_usd
+            borrowed_usd = from_raw(h.borrowed_raw, loan_dec) * loan_usd
+            collateral_usd += coll_usd
+            debt_usd += borrowed_usd
+            if h.health_wad is not None:
+                worst_wad = h.health_wad if worst_wad is None else min(worst_wad, h.health_wad)
+            for side, token, symbol, decimals, raw, price, value, is_coll in (
+                ("collateral", m.collateral_token, m.collateral_symbol, coll_dec, pos.collateral_raw,
+                 coll_price_usd, coll_usd, True),
+                ("debt", m.loan_token, m.loan_symbol, loan_dec, h.borrowed_raw, loan_usd, borrowed_usd, False),
+                ("supply", m.loan_token, m.loan_symbol, loan_dec, pos.supply_assets_raw, loan_usd,
+                 from_raw(pos.supply_assets_raw, loan_dec) * loan_usd, False),
+            ):
+                if raw:
+                    positions.append(PositionView(
+                        asset=symbol, asset_address=token, decimals=decimals,
+                        side=side,  # type: ignore[arg-type]
+                        amount_raw=raw, amount=from_raw(raw, decimals), price_usd=price, value_usd=value,
+                        is_collateral=is_coll, market_key=m.market_id,
+                    ))
+            per_market.append({
+                "market_id": m.market_id,
+                "pair": f"{m.collateral_symbol}/{m.loan_symbol}",
+                "lltv": from_raw(m.lltv_wad, 18),
+                "health_factor": h.health,
+                "health_factor_raw": str(h.health_wad) if h.health_wad is not None else None,
+                "max_borrow_usd": from_raw(h.max_borrow_raw, loan_dec) * loan_usd,
+                "max_borrow_increase_raw": str(h.max_borrow_increase_raw),
+                "liquidation_price": (
+                    from_raw(h.liquidation_price_raw, 36 + loan_dec - coll_dec) * loan_usd
+                    if h.liquidation_price_raw is not None else None
+                ),
+                "liquidation_incentive_factor": from_raw(h.liquidation_incentive_factor_wad, 18),
+            })
+        healths.append(VenueHealth(
+            wallet=account.wallet, venue=venue, kind="lending",
+            health_factor=worst_wad / WAD if worst_wad is not None else None,
+            health_factor_raw=worst_wad,
+            onchain_health_factor_raw=None, matches_onchain=None,
+            collateral_usd=collateral_usd, debt_usd=debt_usd, liquidation_threshold=None,
+            positions=tuple(positions), extra={"markets": per_market},
+        ))
+    params: dict[str, dict[str, object]] = {
+        m.market_id: {"symbol": f"{m.collateral_symbol}/{m.loan_symbol}", "lltv_wad": str(m.lltv_wad),
+                      "oracle": m.oracle, "irm": m.irm, "loan_token": m.loan_token,
+                      "collateral_token": m.collateral_token}
+        for m in snapshot.markets
+    }
+    return VenueReading(venue=venue, kind="lending", block=snapshot.block, healths=tuple(healths), markets=params)

@@ -1,0 +1,110 @@
+"""Uniswap v3 LP: from the connector's snapshot to each wallet's ranges — exact token amounts and fees at
+the block, USD value at the block's oracle prices, and delta / gamma in each token for netting.
+
+An LP position is never liquidated: its health factor is null; ``collateral_usd`` carries its value (what
+it would return if closed now: principal plus uncollected fees). Each NFT yields one ``lp`` position per
+token, whose ``extra`` holds the range, the fees and the Greeks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aggregator.views import PositionView, VenueHealth, VenueReading
+from connectors.uniswap_v3.models import LpPosition, PoolState, UniswapSnapshot
+from riskcore.lp.uniswap_v3 import (
+    PoolPositionParams,
+    PositionAmounts,
+    TickFeeGrowth,
+    UniswapV3PoolParams,
+    UniswapV3PositionParams,
+    get_sqrt_ratio_at_tick,
+    lp_usd_greeks,
+    position_amounts,
+)
+from riskcore.units import from_raw
+
+__all__ = ["evaluate", "exact_amounts"]
+
+Q96 = 2**96
+
+
+def exact_amounts(p: LpPosition, pool: PoolState) -> PositionAmounts:
+    """What ``decreaseLiquidity(full)`` and ``collect(max)`` would return for ``p`` at the snapshot's block."""
+    lower, upper = pool.tick_state(p.tick_lower), pool.tick_state(p.tick_upper)
+    shared = pool.position_state(p.tick_lower, p.tick_upper)
+    return position_amounts(
+        UniswapV3PositionParams(p.tick_lower, p.tick_upper, p.liquidity, p.fee_growth_inside0_last_x128,
+                                p.fee_growth_inside1_last_x128, p.tokens_owed0, p.tokens_owed1),
+        UniswapV3PoolParams(pool.sqrt_price_x96, pool.tick, pool.fee_growth_global0_x128,
+                            pool.fee_growth_global1_x128),
+        TickFeeGrowth(lower.fee_growth_outside0_x128, lower.fee_growth_outside1_x128),
+        TickFeeGrowth(upper.fee_growth_outside0_x128, upper.fee_growth_outside1_x128),
+        PoolPositionParams(shared.liquidity, shared.fee_growth_inside0_last_x128, shared.fee_growth_inside1_last_x128,
+                           shared.tokens_owed0, shared.tokens_owed1),
+    )
+
+
+def _price(book: Mapping[str, float], token: str, symbol: str) -> float:
+    if token not in book:
+        raise ValueError(f"no USD price for {symbol or token} at this block")
+    return book[token]
+
+
+def evaluate(snapshot: UniswapSnapshot, venue: str, usd_prices: Mapping[str, float]) -> VenueReading:
+    """Every wallet's LP ranges valued at the block; USD prices come from the chain's price sources."""
+    healths = []
+    for account in snapshot.accounts:
+        positions: list[PositionView] = []
+        value = 0.0
+        delta: dict[str, float] = {}
+        for p in account.positions:
+            pool = snapshot.pool(p.pool)
+            amounts = exact_amounts(p, pool)
+            if not (amounts.total0_raw or amounts.total1_raw):
+                continue  # a closed NFT with nothing left to collect
+            p0 = _price(usd_prices, p.token0, p.token0_symbol)
+            p1 = _price(usd_prices, p.token1, p.token1_symbol)
+            greeks = lp_usd_greeks(
+                p.liquidity, pool.sqrt_price_x96 / Q96, get_sqrt_ratio_at_tick(p.tick_lower) / Q96,
+                get_sqrt_ratio_at_tick(p.tick_upper) / Q96, p.token0_decimals, p.token1_decimals, p0, p1,
+            )
+            detail = {
+                "token_id": p.token_id, "pool": p.pool, "fee": p.fee,
+                "tick_lower": p.tick_lower, "tick_upper": p.tick_upper, "tick": pool.tick,
+                "in_range": p.tick_lower <= pool.tick < p.tick_upper, "liquidity": str(p.liquidity),
+                "gamma00": float(greeks.gamma00), "gamma01": float(greeks.gamma01), "gamma11": float(greeks.gamma11),
+            }
+            legs = (
+                (p.token0, p.token0_symbol, p.token0_decimals, amounts.amount0_raw, amounts.fees0_raw, p0,
+                 float(greeks.delta0)),
+                (p.token1, p.token1_symbol, p.token1_decimals, amounts.amount1_raw, amounts.fees1_raw, p1,
+                 float(greeks.delta1)),
+            )
+            for token, symbol, decimals, principal, fees, price, leg_delta in legs:
+                total = principal + fees
+                leg_value = from_raw(total, decimals) * price
+                value += leg_value
+                delta[symbol] = delta.get(symbol, 0.0) + leg_delta
+                positions.append(PositionView(
+                    asset=symbol, asset_address=token, decimals=decimals, side="lp", amount_raw=total,
+                    amount=from_raw(total, decimals), price_usd=price, value_usd=leg_value, is_collateral=False,
+                    market_key=p.pool,
+                    extra={**detail, "principal_raw": str(principal), "fees_raw": str(fees), "delta": leg_delta},
+                ))
+        healths.append(VenueHealth(
+            wallet=account.wallet, venue=venue, kind="lp", health_factor=None, health_factor_raw=None,
+            onchain_health_factor_raw=None, matches_onchain=None, collateral_usd=value, debt_usd=0.0,
+            liquidation_threshold=None, positions=tuple(positions),
+            extra={"value_usd": value, "delta": delta},
+        ))
+    markets: dict[str, dict[str, object]] = {
+        pool.address: {"symbol": f"{_symbol(snapshot, pool.token0)}/{_symbol(snapshot, pool.token1)} {pool.fee}",
+                       "fee": pool.fee, "token0": pool.token0, "token1": pool.token1}
+        for pool in snapshot.pools
+    }
+    return VenueReading(venue=venue, kind="lp", block=snapshot.block, healths=tuple(healths), markets=markets)
+
+
+def _symbol(snapshot: UniswapSnapshot, token: str) -> str:
+    return next((t.symbol for t in snapshot.tokens if t.address == token), token[:8])

@@ -1,0 +1,148 @@
+"""dYdX v4 connector: subaccounts and the perpetual markets they are margined against, from the indexer.
+
+Read plan of :meth:`DydxConnector.read_accounts` (each a ``GET``)::
+
+    /v4/perpetualMarkets                                   once per read
+    /v4/addresses/{address}/subaccountNumber/{n}           once per subaccount (404: unknown → empty)
+
+Accounts are the venue's own ids: bech32 ``dydx1…`` addresses (not EVM addresses), optionally with a
+subaccount number, ``dydx1…/N`` (default: the connector's ``subaccount_number``, 0). They are validated
+(shape and bech32 checksum) before any request.
+
+Rate limit: the indexer (``comlink``) limits GETs per IP to ``RATE_LIMIT_GET_POINTS`` per
+``RATE_LIMIT_GET_DURATION_SECONDS`` (defaults 100 per 10 s, one point per request); a deployment may
+configure it otherwise. The indexer's answers carry no time of their own: snapshots are stamped with the
+HTTP ``Date`` header (else this machine's clock), and keep the indexer's block heights.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import ClassVar, Self
+from urllib.parse import quote
+
+import httpx
+
+from connectors.base import Capabilities, RateLimit
+from connectors.dydx_v4.address import parse_account
+from connectors.dydx_v4.decode import decode_perpetual_markets, decode_subaccount, empty_subaccount
+from connectors.dydx_v4.deployments import DYDX_MAINNET
+from connectors.dydx_v4.models import DydxMarkets, DydxSnapshot, DydxSubaccount, TimeSource
+from connectors.http import HttpStats, JsonHttpClient
+
+__all__ = ["DydxConnector"]
+
+
+class DydxConnector:
+    """Reads dYdX v4 subaccounts and perpetual markets from an indexer.
+
+    Parameters
+    ----------
+    indexer_url:
+        The indexer's base URL without ``/v4`` (``https://indexer.dydx.trade``; a local
+        :class:`devnet.perp_api.PerpApi` in tests).
+    subaccount_number:
+        The subaccount read for an account given without ``/N``.
+    client, transport, timeout_s, max_retries, backoff_s, max_backoff_s:
+        See :class:`~connectors.http.JsonHttpClient`.
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        venue_type="dydx_v4",
+        kind="perp",
+        transport="http",
+        block_pinned=False,
+        batch_wallets=False,
+        reports_own_health=True,
+        positions=("perp",),
+        rate_limit=RateLimit(weight_per_minute=600, weight_per_request=1),
+    )
+
+    def __init__(
+        self,
+        indexer_url: str = DYDX_MAINNET.indexer_url,
+        *,
+        subaccount_number: int = 0,
+        client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout_s: float = 10.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.http = JsonHttpClient(
+            indexer_url,
+            client=client,
+            transport=transport,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            sleep=sleep,
+        )
+        self.subaccount_number = subaccount_number
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+
+    def __repr__(self) -> str:
+        return f"DydxConnector({self.http.redacted_url!r})"
+
+    @property
+    def stats(self) -> HttpStats:
+        return self.http.stats
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _time(self, date_ms: int | None) -> tuple[int, TimeSource]:
+        return (date_ms, "http_date") if date_ms is not None else (self._clock_ms(), "local_clock")
+
+    def read_markets(self) -> DydxMarkets:
+        """Every perpetual market: oracle price, margin fractions, open interest and its caps."""
+        resp = self.http.get("/v4/perpetualMarkets", name="perpetualMarkets")
+        return decode_perpetual_markets(resp.body, *self._time(resp.date_ms))
+
+    def read_subaccount(self, account: str) -> DydxSubaccount:
+        """One subaccount (``dydx1…`` or ``dydx1…/N``); one the indexer does not know reads as empty."""
+        address, n = parse_account(account, self.subaccount_number)
+        resp = self.http.get(
+            f"/v4/addresses/{quote(address)}/subaccountNumber/{n}", name="subaccount", allow_status=(404,)
+        )
+        observed, source = self._time(resp.date_ms)
+        if resp.status == 404:
+            return empty_subaccount(address, n, observed, source, resp.body)
+        return decode_subaccount(resp.body, address, n, observed, source)
+
+    def read_accounts(self, wallets: Sequence[str]) -> DydxSnapshot:
+        """The markets, then each subaccount; every account id is validated before any request.
+
+        Raises
+        ------
+        InvalidAddressError
+            An account is not a ``dydx1…`` bech32 address (or has a bad subaccount number), before any I/O.
+        RpcTimeoutError, RpcUnavailableError, RateLimitedError
+            The indexer did not answer (after retries).
+        DecodeError
+            An answer did not have the documented shape.
+        """
+        accounts = list(dict.fromkeys(parse_account(w, self.subaccount_number) for w in wallets))
+        markets = self.read_markets()
+        subaccounts = tuple(self.read_subaccount(f"{a}/{n}") for a, n in accounts)
+        times = [(markets.observed_at_ms, markets.observed_at_source)] + [
+            (s.observed_at_ms, s.observed_at_source) for s in subaccounts
+        ]
+        rank = {"venue": 0, "http_date": 1, "local_clock": 2}
+        best = min(rank[s] for _, s in times)
+        observed, source = min(((t, s) for t, s in times if rank[s] == best), key=lambda ts: ts[0])
+        return DydxSnapshot(markets=markets, accounts=subaccounts, observed_at_ms=observed, observed_at_source=source)

@@ -1,0 +1,354 @@
+"""A small JSON-over-HTTP client for the off-chain venues (perp exchanges' REST APIs): retries, error
+mapping, the server's ``Date``, counters.
+
+Error mapping (see :mod:`connectors.errors`), the same as :class:`~connectors.evm.rpc.RpcClient`'s::
+
+    httpx timeout                              → RpcTimeoutError      (retried)
+    connection refused / reset, HTTP 5xx        → RpcUnavailableError  (retried)
+    HTTP 429                                    → RateLimitedError     (retried after Retry-After, if short)
+    HTTP 400 / 404 / 422 (unless allowed)       → InvalidInputError    (the request was wrong: never retried)
+    any other HTTP 4xx                          → RpcError(code=status)
+    malformed JSON                              → DecodeError
+
+Only idempotent reads go through this client, so every transient fault is retried (exponential backoff
+with jitter). Base URLs may carry API keys: they are shown only through
+:func:`~connectors.evm.rpc.redact_url`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from connectors.errors import (
+    DecodeError,
+    InvalidInputError,
+    RateLimitedError,
+    RpcError,
+    RpcTimeoutError,
+    RpcUnavailableError,
+    TransientError,
+)
+from connectors.evm.rpc import redact_url
+
+__all__ = [
+    "HttpResponse",
+    "HttpStats",
+    "JsonHttpClient",
+    "http_date_ms",
+    "json_decimal",
+    "json_dict",
+    "json_int",
+    "json_list",
+    "json_str",
+    "retry_after_s",
+]
+
+_CALLER_FAULTS = frozenset({400, 404, 422})
+
+
+def http_date_ms(value: str | None) -> int | None:
+    """An HTTP ``Date`` header (RFC 7231 IMF-fixdate) as unix milliseconds; None when absent or unparsable."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return int(when.timestamp() * 1000)
+
+
+def retry_after_s(value: str | None, now_s: float | None = None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds or an HTTP date; None when absent or unparsable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now_s is None else now_s))
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A decoded answer: its JSON ``body``, HTTP ``status`` and the server's ``Date`` (unix ms, if sent)."""
+
+    body: Any
+    status: int
+    date_ms: int | None
+
+
+@dataclass
+class HttpStats:
+    """Counters of one client: ``http_requests`` counts every request, retries included."""
+
+    http_requests: int = 0
+    http_retries: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    requests_by_name: dict[str, int] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        self.http_requests = self.http_retries = self.bytes_sent = self.bytes_received = 0
+        self.requests_by_name.clear()
+
+
+class JsonHttpClient:
+    """JSON requests to one base URL.
+
+    Parameters
+    ----------
+    base_url:
+        ``scheme://host[:port][/prefix]``; request paths are appended to it.
+    timeout_s:
+        Per-request timeout in seconds (connect, read, write, pool).
+    max_retries:
+        Retries of a transient fault after the first attempt (0 disables retries).
+    backoff_s, max_backoff_s:
+        First backoff in seconds, doubling per retry with jitter in [delay/2, delay], capped at
+        ``max_backoff_s``. A 429's ``Retry-After`` is honoured when not longer than ``max_backoff_s``
+        (else raised at once, carrying ``retry_after``).
+    client, transport:
+        An existing ``httpx.Client`` (not closed by :meth:`close`) or a transport for a new one
+        (``httpx.MockTransport`` in tests).
+    sleep, rng:
+        Injected for tests.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 10.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 30.0,
+        client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        headers: dict[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_retries < 0:
+            raise InvalidInputError("max_retries must be >= 0")
+        if timeout_s <= 0:
+            raise InvalidInputError("timeout_s must be > 0")
+        self._base = base_url.rstrip("/")
+        self.redacted_url = redact_url(base_url)
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._owns_client = client is None
+        self._client = client or httpx.Client(timeout=timeout_s, transport=transport)
+        self._timeout = httpx.Timeout(timeout_s)
+        self._headers = {"accept": "application/json", **(headers or {})}
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.stats = HttpStats()
+
+    def __repr__(self) -> str:
+        return f"JsonHttpClient({self.redacted_url!r})"
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- requests ------------------------------------------------------------------------------------
+    def get(self, path: str, *, name: str | None = None, allow_status: Collection[int] = ()) -> HttpResponse:
+        """``GET {base_url}{path}``; statuses in ``allow_status`` come back instead of raising."""
+        return self._request("GET", path, None, name or path, allow_status)
+
+    def post(
+        self, path: str, payload: Any, *, name: str | None = None, allow_status: Collection[int] = ()
+    ) -> HttpResponse:
+        """``POST {base_url}{path}`` with ``payload`` as its JSON body."""
+        return self._request("POST", path, json.dumps(payload).encode(), name or path, allow_status)
+
+    # --- internals -----------------------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._base, self.redacted_url) if self._base else text
+
+    def _backoff(self, attempt: int, err: TransientError) -> float:
+        delay = min(self.max_backoff_s, self.backoff_s * (1 << attempt))
+        delay = delay / 2 + self._rng.uniform(0, delay / 2)
+        if isinstance(err, RateLimitedError) and err.retry_after is not None:
+            delay = max(delay, err.retry_after)
+        return delay
+
+    def _request(
+        self, method: str, path: str, content: bytes | None, name: str, allow_status: Collection[int]
+    ) -> HttpResponse:
+        url = self._base + path
+        headers = dict(self._headers)
+        if content is not None:
+            headers["content-type"] = "application/json"
+        self.stats.requests_by_name[name] = self.stats.requests_by_name.get(name, 0) + 1
+        attempt = 0
+        while True:
+            err: TransientError
+            self.stats.http_requests += 1
+            self.stats.bytes_sent += len(content or b"")
+            try:
+                resp = self._client.request(method, url, content=content, headers=headers, timeout=self._timeout)
+            except httpx.TimeoutException as exc:
+                err = RpcTimeoutError(
+                    f"{name}: timed out after {self.timeout_s:g} s ({type(exc).__name__}) at {self.redacted_url}"
+                )
+            except httpx.UnsupportedProtocol as exc:
+                raise InvalidInputError(f"unsupported URL {self.redacted_url}: {self._scrub(str(exc))}") from None
+            except httpx.TransportError as exc:
+                err = RpcUnavailableError(
+                    f"{name}: {type(exc).__name__} from {self.redacted_url}: {self._scrub(str(exc))}"
+                )
+            else:
+                body_bytes = resp.content
+                self.stats.bytes_received += len(body_bytes)
+                status = resp.status_code
+                if status == 429:
+                    retry_after = retry_after_s(resp.headers.get("retry-after"))
+                    err = RateLimitedError(f"{name}: HTTP 429 from {self.redacted_url}", retry_after=retry_after)
+                    if retry_after is not None and retry_after > self.max_backoff_s:
+                        raise err
+                elif status >= 500:
+                    err = RpcUnavailableError(f"{name}: HTTP {status} from {self.redacted_url}")
+                else:
+                    return self._answer(resp, body_bytes, status, name, allow_status)
+            if attempt >= self.max_retries:
+                raise err
+            delay = self._backoff(attempt, err)
+            attempt += 1
+            self.stats.http_retries += 1
+            self._sleep(delay)
+
+    def _answer(
+        self, resp: httpx.Response, body_bytes: bytes, status: int, name: str, allow_status: Collection[int]
+    ) -> HttpResponse:
+        date_ms = http_date_ms(resp.headers.get("date"))
+        if status >= 400 and status not in allow_status:
+            detail = _error_detail(body_bytes)
+            text = f"{name}: HTTP {status} from {self.redacted_url}" + (f": {detail}" if detail else "")
+            if status in _CALLER_FAULTS:
+                raise InvalidInputError(text)
+            raise RpcError(text, code=status)
+        try:
+            body = json.loads(body_bytes)
+        except (ValueError, UnicodeDecodeError):
+            raise DecodeError(
+                f"{name}: malformed JSON from {self.redacted_url} ({len(body_bytes)} bytes, HTTP {status})"
+            ) from None
+        return HttpResponse(body=body, status=status, date_ms=date_ms)
+
+
+def _error_detail(body: bytes, limit: int = 200) -> str:
+    """A short, printable detail of an error body (dYdX: ``{"errors": [{"msg": ...}]}``; else the text)."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return body[:limit].decode("utf-8", errors="replace").strip()
+    if isinstance(parsed, dict) and isinstance(parsed.get("errors"), list):
+        msgs = [str(e.get("msg")) for e in parsed["errors"] if isinstance(e, dict) and "msg" in e]
+        if msgs:
+            return "; ".join(msgs)[:limit]
+    return json.dumps(parsed)[:limit]
+
+
+# --- field decoding of JSON payloads (every failure is a DecodeError naming the field) ---------------
+_MISSING = object()
+
+
+def _get(obj: Mapping[str, Any], key: str, what: str, default: Any) -> Any:
+    if not isinstance(obj, Mapping):
+        raise DecodeError(f"{what}: expected an object, got {type(obj).__name__}")
+    value = obj.get(key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise DecodeError(f"{what}: missing field {key!r}")
+        return default
+    return value
+
+
+def json_decimal(obj: Mapping[str, Any], key: str, what: str, default: Any = _MISSING) -> Any:
+    """``obj[key]`` as an exact :class:`~decimal.Decimal` (a decimal string or an integer; a JSON float is
+    read through its shortest repr). ``None`` stays ``None`` only when ``default`` is given as ``None``."""
+    value = _get(obj, key, what, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise DecodeError(f"{what}.{key}: expected a decimal string, got {value!r}")
+    try:
+        out = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, ValueError):
+        raise DecodeError(f"{what}.{key}: not a decimal number: {value!r}") from None
+    if not out.is_finite():
+        raise DecodeError(f"{what}.{key}: not a finite number: {value!r}")
+    return out
+
+
+def json_int(obj: Mapping[str, Any], key: str, what: str, default: Any = _MISSING) -> Any:
+    """``obj[key]`` as an ``int`` (a JSON integer or an integer string)."""
+    value = _get(obj, key, what, default)
+    if value is default and default is not _MISSING:
+        return value
+    if isinstance(value, bool):
+        raise DecodeError(f"{what}.{key}: expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise DecodeError(f"{what}.{key}: expected an integer, got {value!r}")
+
+
+def json_str(obj: Mapping[str, Any], key: str, what: str, default: Any = _MISSING) -> Any:
+    value = _get(obj, key, what, default)
+    if value is default and default is not _MISSING:
+        return value
+    if not isinstance(value, str):
+        raise DecodeError(f"{what}.{key}: expected a string, got {value!r}")
+    return value
+
+
+def json_dict(obj: Mapping[str, Any], key: str, what: str, default: Any = _MISSING) -> Any:
+    value = _get(obj, key, what, default)
+    if value is default and default is not _MISSING:
+        return value
+    if not isinstance(value, dict):
+        raise DecodeError(f"{what}.{key}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def json_list(obj: Mapping[str, Any], key: str, what: str, default: Any = _MISSING) -> Any:
+    value = _get(obj, key, what, default)
+    if value is default and default is not _MISSING:
+        return value
+    if not isinstance(value, list):
+        raise DecodeError(f"{what}.{key}: expected an array, got {type(value).__name__}")
+    return value

@@ -1,0 +1,166 @@
+"""Hyperliquid connector: wallets' perp accounts and the markets they are margined against, over HTTP.
+
+Read plan of :meth:`HyperliquidConnector.read_accounts` (each a ``POST {base_url}/info``)::
+
+    {"type": "metaAndAssetCtxs"}                   once per read   (weight 20)
+    {"type": "clearinghouseState", "user": ADDR}    once per wallet (weight 2)
+
+Hyperliquid has no multi-user account query, so requests grow with the wallet count
+(``batch_wallets=False``). Rate limit (docs, *Rate limits*): 1,200 weight per minute per IP;
+``clearinghouseState`` weighs 2, ``metaAndAssetCtxs`` 20.
+
+Every snapshot is stamped with the venue's own time: ``clearinghouseState.time`` (ms) when present, else the
+HTTP ``Date`` header, else (neither present) this machine's clock, and says which (``observed_at_source``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import httpx
+
+from connectors.base import Capabilities, RateLimit
+from connectors.http import HttpStats, JsonHttpClient
+from connectors.hyperliquid.decode import decode_clearinghouse_state, decode_meta_and_asset_ctxs
+from connectors.hyperliquid.deployments import HYPERLIQUID_MAINNET
+from connectors.hyperliquid.models import HyperliquidAccount, HyperliquidMarket, HyperliquidSnapshot, TimeSource
+from connectors.types import checksum
+
+__all__ = ["REQUEST_WEIGHTS", "HyperliquidConnector", "snapshot_time"]
+
+REQUEST_WEIGHTS = {"clearinghouseState": 2, "metaAndAssetCtxs": 20}
+"""IP rate-limit weight of each info request the connector makes (docs, *Rate limits*)."""
+
+
+class HyperliquidConnector:
+    """Reads Hyperliquid perp accounts (``clearinghouseState``) and markets (``metaAndAssetCtxs``).
+
+    Parameters
+    ----------
+    base_url:
+        The API server (``https://api.hyperliquid.xyz``; a local :class:`devnet.perp_api.PerpApi` in tests).
+    client, transport:
+        An ``httpx.Client`` to share (not closed here) or a transport for a new one (``httpx.MockTransport``).
+    timeout_s, max_retries, backoff_s, max_backoff_s:
+        See :class:`~connectors.http.JsonHttpClient`.
+    dex:
+        Perp dex name (HIP-3); ``""`` is the first perp dex.
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        venue_type="hyperliquid",
+        kind="perp",
+        transport="http",
+        block_pinned=False,
+        batch_wallets=False,
+        reports_own_health=True,
+        positions=("perp",),
+        rate_limit=RateLimit(weight_per_minute=1200, weight_per_request=REQUEST_WEIGHTS["clearinghouseState"]),
+    )
+
+    def __init__(
+        self,
+        base_url: str = HYPERLIQUID_MAINNET.base_url,
+        *,
+        client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout_s: float = 10.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 30.0,
+        dex: str = "",
+        sleep: Callable[[float], None] = time.sleep,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.http = JsonHttpClient(
+            base_url,
+            client=client,
+            transport=transport,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            sleep=sleep,
+        )
+        self.dex = dex
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.weight_used = 0
+        """Rate-limit weight of the requests made so far (retries included)."""
+
+    def __repr__(self) -> str:
+        return f"HyperliquidConnector({self.http.redacted_url!r})"
+
+    @property
+    def stats(self) -> HttpStats:
+        return self.http.stats
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- requests ------------------------------------------------------------------------------------
+    def _info(self, payload: dict[str, Any]) -> tuple[Any, int | None]:
+        kind = str(payload["type"])
+        if self.dex:
+            payload = {**payload, "dex": self.dex}
+        before = self.http.stats.http_requests
+        try:
+            resp = self.http.post("/info", payload, name=kind)
+        finally:
+            self.weight_used += REQUEST_WEIGHTS.get(kind, 20) * (self.http.stats.http_requests - before)
+        return resp.body, resp.date_ms
+
+    def read_market(self) -> HyperliquidMarket:
+        """Every perpetual's mark/oracle price and margin tiers (one ``metaAndAssetCtxs``)."""
+        body, date_ms = self._info({"type": "metaAndAssetCtxs"})
+        source: TimeSource = "http_date" if date_ms is not None else "local_clock"
+        return decode_meta_and_asset_ctxs(body, date_ms if date_ms is not None else self._clock_ms(), source)
+
+    def read_account(self, wallet: str) -> HyperliquidAccount:
+        """One wallet's ``clearinghouseState`` (an unknown wallet: an empty account)."""
+        address = checksum(wallet)
+        body, date_ms = self._info({"type": "clearinghouseState", "user": address.lower()})
+        return decode_clearinghouse_state(body, address, http_date_ms=date_ms, local_ms=self._clock_ms())
+
+    def read_accounts(self, wallets: Sequence[str]) -> HyperliquidSnapshot:
+        """The market, then each wallet's account; every address is validated before any request.
+
+        Raises
+        ------
+        InvalidAddressError
+            A wallet is not a 20-byte hex address (before any I/O).
+        RpcTimeoutError, RpcUnavailableError, RateLimitedError
+            The venue did not answer (after retries).
+        DecodeError
+            An answer did not have the documented shape.
+        """
+        addresses = list(dict.fromkeys(checksum(w) for w in wallets))
+        market = self.read_market()
+        accounts = tuple(self.read_account(a) for a in addresses)
+        times = [(market.observed_at_ms, market.observed_at_source)] + [
+            (a.observed_at_ms, a.observed_at_source) for a in accounts
+        ]
+        observed_at_ms, source = snapshot_time(times)
+        return HyperliquidSnapshot(
+            market=market, accounts=accounts, observed_at_ms=observed_at_ms, observed_at_source=source
+        )
+
+
+_SOURCE_RANK: dict[TimeSource, int] = {"venue": 0, "http_date": 1, "local_clock": 2}
+
+
+def snapshot_time(times: Sequence[tuple[int, TimeSource]]) -> tuple[int, TimeSource]:
+    """The snapshot's time: the oldest of the times from the best source present (venue > HTTP Date > local)."""
+    best = min(_SOURCE_RANK[s] for _, s in times)
+    chosen = [(t, s) for t, s in times if _SOURCE_RANK[s] == best]
+    return min(chosen, key=lambda ts: ts[0])
