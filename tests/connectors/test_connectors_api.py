@@ -21,8 +21,32 @@ def test_the_expected_modules_exist() -> None:
         "connectors.aave_v3.connector",
         "connectors.aave_v3.decode",
         "connectors.aave_v3.deployments",
+        "connectors.evm.program",
+        "connectors.base",
+        "connectors.http",
     ):
         assert name in MODULES
+
+
+VENUES = ("aave_v3", "morpho_blue", "uniswap_v3", "hyperliquid", "dydx_v4")
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_every_venue_has_the_same_shape(venue: str) -> None:
+    """One folder of the same shape per venue, a connector class declaring its capabilities, one
+    conformance subclass."""
+    from pathlib import Path
+
+    from connectors.base import Capabilities
+
+    for part in ("models", "decode", "deployments", "connector"):
+        assert f"connectors.{venue}.{part}" in MODULES, f"{venue} lacks {part}.py"
+    module = importlib.import_module(f"connectors.{venue}.connector")
+    classes = [c for c in vars(module).values() if isinstance(getattr(c, "capabilities", None), Capabilities)]
+    assert len(classes) == 1, f"connectors.{venue}.connector must define one connector class"
+    assert classes[0].capabilities.venue_type == venue
+    tests_dir = Path(__file__).resolve().parent
+    assert (tests_dir / f"test_{venue.split('_')[0]}_conformance.py").is_file()
 
 
 @pytest.mark.parametrize("name", MODULES)
