@@ -53,7 +53,10 @@ def _changes_table(
             delta = hf - before
             change = Text(f"{delta:+.4f}" if abs(delta) >= 5e-5 else "·",
                           style="red" if delta <= -5e-5 else "green" if delta >= 5e-5 else "")
-        hf_text = Text("∞" if hf is None else f"{hf:.4f}", style=health_style(hf))
+        if h.kind == "lp":
+            hf_text = Text("– (LP)", style="dim")  # a liquidity range is never liquidated
+        else:
+            hf_text = Text("∞" if hf is None else f"{hf:.4f}", style=health_style(hf))
         if hf is not None and hf < 1:
             hf_text.append(" LIQ", style="bold red")
         table.add_row(
