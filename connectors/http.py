@@ -1,5 +1,6 @@
 """A small JSON-over-HTTP client for the off-chain venues (perp exchanges' REST APIs): retries, error
-mapping, the server's ``Date``, counters.
+mapping, the server's ``Date``, counters; and :class:`HttpVenueConnector`, the lifecycle those venues'
+connectors share.
 
 Error mapping (see :mod:`connectors.errors`), the same as :class:`~connectors.evm.rpc.RpcClient`'s::
 
@@ -12,7 +13,8 @@ Error mapping (see :mod:`connectors.errors`), the same as :class:`~connectors.ev
 
 Only idempotent reads go through this client, so every transient fault is retried (exponential backoff
 with jitter). Base URLs may carry API keys: they are shown only through
-:func:`~connectors.evm.rpc.redact_url`.
+:func:`~connectors.transport.redact_url`. The retry loop, the timeout / connection / 429 mapping and
+``retry_after_s`` live in :mod:`connectors.transport`, shared with the JSON-RPC client.
 """
 
 from __future__ import annotations
@@ -20,29 +22,27 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, TypeVar
 
 import httpx
 
 from connectors.errors import (
     DecodeError,
     InvalidInputError,
-    RateLimitedError,
     RpcError,
-    RpcTimeoutError,
     RpcUnavailableError,
     TransientError,
 )
-from connectors.evm.rpc import redact_url
+from connectors.transport import ClosingContext, RetryingHttpClient, retry_after_s
 
 __all__ = [
     "HttpResponse",
     "HttpStats",
+    "HttpVenueConnector",
     "JsonHttpClient",
     "http_date_ms",
     "json_decimal",
@@ -51,7 +51,10 @@ __all__ = [
     "json_list",
     "json_str",
     "retry_after_s",
+    "snapshot_time",
 ]
+
+S = TypeVar("S", bound=str)
 
 _CALLER_FAULTS = frozenset({400, 404, 422})
 
@@ -67,21 +70,6 @@ def http_date_ms(value: str | None) -> int | None:
     if when.tzinfo is None:
         return None
     return int(when.timestamp() * 1000)
-
-
-def retry_after_s(value: str | None, now_s: float | None = None) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds or an HTTP date; None when absent or unparsable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now_s is None else now_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +96,7 @@ class HttpStats:
         self.requests_by_name.clear()
 
 
-class JsonHttpClient:
+class JsonHttpClient(RetryingHttpClient):
     """JSON requests to one base URL.
 
     Parameters
@@ -130,6 +118,8 @@ class JsonHttpClient:
         Injected for tests.
     """
 
+    stats: HttpStats
+
     def __init__(
         self,
         base_url: str,
@@ -148,34 +138,20 @@ class JsonHttpClient:
             raise InvalidInputError("max_retries must be >= 0")
         if timeout_s <= 0:
             raise InvalidInputError("timeout_s must be > 0")
-        self._base = base_url.rstrip("/")
-        self.redacted_url = redact_url(base_url)
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout_s, transport=transport)
-        self._timeout = httpx.Timeout(timeout_s)
-        self._headers = {"accept": "application/json", **(headers or {})}
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        super().__init__(
+            base_url,
+            endpoint=base_url.rstrip("/"),
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            client=client,
+            transport=transport,
+            headers={"accept": "application/json", **(headers or {})},
+            sleep=sleep,
+            rng=rng,
+        )
         self.stats = HttpStats()
-
-    def __repr__(self) -> str:
-        return f"JsonHttpClient({self.redacted_url!r})"
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # --- requests ------------------------------------------------------------------------------------
     def get(self, path: str, *, name: str | None = None, allow_status: Collection[int] = ()) -> HttpResponse:
@@ -189,60 +165,21 @@ class JsonHttpClient:
         return self._request("POST", path, json.dumps(payload).encode(), name or path, allow_status)
 
     # --- internals -----------------------------------------------------------------------------------
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._base, self.redacted_url) if self._base else text
-
-    def _backoff(self, attempt: int, err: TransientError) -> float:
-        delay = min(self.max_backoff_s, self.backoff_s * (1 << attempt))
-        delay = delay / 2 + self._rng.uniform(0, delay / 2)
-        if isinstance(err, RateLimitedError) and err.retry_after is not None:
-            delay = max(delay, err.retry_after)
-        return delay
-
     def _request(
         self, method: str, path: str, content: bytes | None, name: str, allow_status: Collection[int]
     ) -> HttpResponse:
-        url = self._base + path
         headers = dict(self._headers)
         if content is not None:
             headers["content-type"] = "application/json"
         self.stats.requests_by_name[name] = self.stats.requests_by_name.get(name, 0) + 1
-        attempt = 0
-        while True:
-            err: TransientError
-            self.stats.http_requests += 1
-            self.stats.bytes_sent += len(content or b"")
-            try:
-                resp = self._client.request(method, url, content=content, headers=headers, timeout=self._timeout)
-            except httpx.TimeoutException as exc:
-                err = RpcTimeoutError(
-                    f"{name}: timed out after {self.timeout_s:g} s ({type(exc).__name__}) at {self.redacted_url}"
-                )
-            except httpx.UnsupportedProtocol as exc:
-                raise InvalidInputError(f"unsupported URL {self.redacted_url}: {self._scrub(str(exc))}") from None
-            except httpx.TransportError as exc:
-                err = RpcUnavailableError(
-                    f"{name}: {type(exc).__name__} from {self.redacted_url}: {self._scrub(str(exc))}"
-                )
-            else:
-                body_bytes = resp.content
-                self.stats.bytes_received += len(body_bytes)
-                status = resp.status_code
-                if status == 429:
-                    retry_after = retry_after_s(resp.headers.get("retry-after"))
-                    err = RateLimitedError(f"{name}: HTTP 429 from {self.redacted_url}", retry_after=retry_after)
-                    if retry_after is not None and retry_after > self.max_backoff_s:
-                        raise err
-                elif status >= 500:
-                    err = RpcUnavailableError(f"{name}: HTTP {status} from {self.redacted_url}")
-                else:
-                    return self._answer(resp, body_bytes, status, name, allow_status)
-            if attempt >= self.max_retries:
-                raise err
-            delay = self._backoff(attempt, err)
-            attempt += 1
-            self.stats.http_retries += 1
-            self._sleep(delay)
+
+        def answer(resp: httpx.Response, body_bytes: bytes) -> HttpResponse | TransientError:
+            status = resp.status_code
+            if status >= 500:
+                return RpcUnavailableError(f"{name}: HTTP {status} from {self.redacted_url}")
+            return self._answer(resp, body_bytes, status, name, allow_status)
+
+        return self._send(method, self._endpoint + path, content, headers, name, answer)
 
     def _answer(
         self, resp: httpx.Response, body_bytes: bytes, status: int, name: str, allow_status: Collection[int]
@@ -261,6 +198,63 @@ class JsonHttpClient:
                 f"{name}: malformed JSON from {self.redacted_url} ({len(body_bytes)} bytes, HTTP {status})"
             ) from None
         return HttpResponse(body=body, status=status, date_ms=date_ms)
+
+
+class HttpVenueConnector(ClosingContext):
+    """What the off-chain venues' connectors share: their :class:`JsonHttpClient` (``http``, its ``stats``),
+    ``close`` and the context manager, the repr (the redacted base URL) and the clock a snapshot falls back on.
+
+    Parameters are those of :class:`JsonHttpClient`, and ``clock_ms`` (unix ms; defaults to this machine's).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client: httpx.Client | None,
+        transport: httpx.BaseTransport | None,
+        timeout_s: float,
+        max_retries: int,
+        backoff_s: float,
+        max_backoff_s: float,
+        sleep: Callable[[float], None],
+        clock_ms: Callable[[], int] | None,
+    ) -> None:
+        self.http = JsonHttpClient(
+            base_url,
+            client=client,
+            transport=transport,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            sleep=sleep,
+        )
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.http.redacted_url!r})"
+
+    @property
+    def stats(self) -> HttpStats:
+        return self.http.stats
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _time(self, date_ms: int | None) -> tuple[int, Literal["http_date", "local_clock"]]:
+        """An answer's time: its HTTP ``Date`` when sent, else this machine's clock; and which it is."""
+        return (date_ms, "http_date") if date_ms is not None else (self._clock_ms(), "local_clock")
+
+
+_SOURCE_RANK = {"venue": 0, "http_date": 1, "local_clock": 2}
+
+
+def snapshot_time(times: Sequence[tuple[int, S]]) -> tuple[int, S]:
+    """The snapshot's time: the oldest of the times from the best source present (venue > HTTP Date > local)."""
+    best = min(_SOURCE_RANK[s] for _, s in times)
+    chosen = [(t, s) for t, s in times if _SOURCE_RANK[s] == best]
+    return min(chosen, key=lambda ts: ts[0])
 
 
 def _error_detail(body: bytes, limit: int = 200) -> str:

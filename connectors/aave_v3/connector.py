@@ -50,10 +50,11 @@ from connectors.base import Capabilities
 from connectors.chainlink.models import FeedRound
 from connectors.chainlink.reader import DEFAULT_HEARTBEAT_S, decode_feeds, plan_feeds
 from connectors.errors import DecodeError, InvalidInputError
-from connectors.evm.abi import Fn
+from connectors.evm.abi import SYMBOL, Fn, decode_symbol
 from connectors.evm.multicall import Call, CallResult, Multicall, Plan
 from connectors.evm.program import ReadProgram, run_program
 from connectors.evm.rpc import RpcClient
+from connectors.evm.venue import EvmVenueConnector, wallet_addresses
 from connectors.types import Address, BlockRef, checksum
 
 __all__ = ["AaveAddresses", "AaveV3Connector", "wallet_addresses"]
@@ -70,7 +71,6 @@ GET_RESERVE_NORMALIZED_INCOME = Fn("getReserveNormalizedIncome(address)(uint256)
 GET_RESERVE_NORMALIZED_VARIABLE_DEBT = Fn("getReserveNormalizedVariableDebt(address)(uint256)")
 GET_ASSET_PRICE = Fn("getAssetPrice(address)(uint256)")
 GET_SOURCE_OF_ASSET = Fn("getSourceOfAsset(address)(address)")
-SYMBOL = Fn("symbol()(string)")
 SYMBOL_BYTES32 = Fn("symbol()(bytes32)")
 GET_EMODE_CATEGORY_DATA = Fn("getEModeCategoryData(uint8)((uint16,uint16,uint16,address,string))")
 GET_USER_CONFIGURATION = Fn("getUserConfiguration(address)((uint256))")
@@ -80,16 +80,6 @@ SCALED_BALANCE_OF = Fn("scaledBalanceOf(address)(uint256)")
 BALANCE_OF = Fn("balanceOf(address)(uint256)")
 
 DebtReads = Literal["flagged", "all"]
-
-
-def _decode_symbol(data: bytes) -> str:
-    """``symbol()`` as ``string``, or as ``bytes32`` for old tokens (MKR)."""
-    try:
-        return str(SYMBOL.decode_one(data))
-    except DecodeError:
-        if len(data) == 32:
-            return data.rstrip(b"\0").decode("utf-8", errors="replace")
-        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +117,7 @@ class _WalletPhase1:
     """Per reserve when ``debt_reads="all"``; None when read in round E."""
 
 
-class AaveV3Connector:
+class AaveV3Connector(EvmVenueConnector[AaveDeployment]):
     """Reads an Aave v3 market (``deployment``) and wallets' positions in it (Spark: the same, its own addresses).
 
     Parameters
@@ -159,25 +149,12 @@ class AaveV3Connector:
     ) -> None:
         if debt_reads not in ("flagged", "all"):
             raise InvalidInputError(f"debt_reads must be 'flagged' or 'all', got {debt_reads!r}")
-        self.rpc = rpc
-        self.deployment = deployment
-        self.multicall = multicall or Multicall(rpc)
+        super().__init__(rpc, deployment, multicall)
         self.heartbeat_s = heartbeat_s
         self.debt_reads: DebtReads = debt_reads
         self._addresses: AaveAddresses | None = None
 
-    def __repr__(self) -> str:
-        return f"AaveV3Connector({self.deployment.name!r}, {self.rpc!r})"
-
-    # --- block & discovery ---------------------------------------------------------------------------
-    def _resolve_block(self, block: BlockRef | int | None) -> BlockRef:
-        ref = block if isinstance(block, BlockRef) else self.rpc.get_block("latest" if block is None else block)
-        if ref.chain_id != self.deployment.chain_id:
-            raise InvalidInputError(
-                f"{self.deployment.name} is on chain {self.deployment.chain_id}, the block is on chain {ref.chain_id}"
-            )
-        return ref
-
+    # --- discovery -----------------------------------------------------------------------------------
     def _addresses_plan(self) -> Plan[AaveAddresses]:
         """Round A: pool, oracle and data provider from the PoolAddressesProvider."""
         provider = self.deployment.pool_addresses_provider
@@ -233,7 +210,7 @@ class AaveV3Connector:
                 Call(addrs.pool, GET_RESERVE_NORMALIZED_VARIABLE_DEBT, (a,), allow_failure=False),
                 Call(addrs.oracle, GET_ASSET_PRICE, (a,), allow_failure=False),
                 Call(addrs.oracle, GET_SOURCE_OF_ASSET, (a,), allow_failure=False),
-                Call(a, SYMBOL, decoder=_decode_symbol),
+                Call(a, SYMBOL, decoder=decode_symbol),
             ]
 
         def decode(out: Sequence[CallResult]) -> list[_ReserveCore]:
@@ -451,13 +428,7 @@ class AaveV3Connector:
         """The read program of :meth:`read_accounts` (see :mod:`connectors.evm.program`), for running
         together with other venues' programs in shared round trips. Wallets are validated here, before
         any I/O."""
-        if isinstance(wallets, str):
-            raise InvalidInputError("wallets must be a sequence of addresses, not one string")
-        if block.chain_id != self.deployment.chain_id:
-            raise InvalidInputError(
-                f"{self.deployment.name} is on chain {self.deployment.chain_id}, the block is on chain {block.chain_id}"
-            )
-        return self._accounts(wallet_addresses(wallets), block)
+        return self._accounts(self._program_wallets(wallets, block), block)
 
     def _accounts(self, wallets: Sequence[Address], block: BlockRef) -> ReadProgram[AaveSnapshot]:
         addrs, base_unit, cores = yield from self._core()
@@ -483,10 +454,7 @@ class AaveV3Connector:
         Wallets are validated (EIP-55) before any I/O and de-duplicated, order kept. A wallet that never
         used the market comes back as an empty account (health factor = uint256 max on-chain).
         """
-        if isinstance(wallets, str):
-            raise InvalidInputError("wallets must be a sequence of addresses, not one string")
-        checked = wallet_addresses(wallets)
-        ref = self._resolve_block(block)
+        checked, ref = self._read_inputs(wallets, block)
         return run_program(self.multicall, self._accounts(checked, ref), ref)
 
     @staticmethod
@@ -526,8 +494,3 @@ class AaveV3Connector:
             reserves=tuple(reserves),
             onchain=p.onchain,
         )
-
-
-def wallet_addresses(wallets: Sequence[str]) -> list[Address]:
-    """Checksummed, de-duplicated wallets (order kept); :class:`InvalidAddressError` on the first bad one."""
-    return list(dict.fromkeys(checksum(w) for w in wallets))

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -29,13 +28,13 @@ from connectors.base import Capabilities, RateLimit
 from connectors.dydx_v4.address import parse_account
 from connectors.dydx_v4.decode import decode_perpetual_markets, decode_subaccount, empty_subaccount
 from connectors.dydx_v4.deployments import DYDX_MAINNET
-from connectors.dydx_v4.models import DydxMarkets, DydxSnapshot, DydxSubaccount, TimeSource
-from connectors.http import HttpStats, JsonHttpClient
+from connectors.dydx_v4.models import DydxMarkets, DydxSnapshot, DydxSubaccount
+from connectors.http import HttpVenueConnector, snapshot_time
 
 __all__ = ["DydxConnector"]
 
 
-class DydxConnector:
+class DydxConnector(HttpVenueConnector):
     """Reads dYdX v4 subaccounts and perpetual markets from an indexer.
 
     Parameters
@@ -74,7 +73,7 @@ class DydxConnector:
         sleep: Callable[[float], None] = time.sleep,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
-        self.http = JsonHttpClient(
+        super().__init__(
             indexer_url,
             client=client,
             transport=transport,
@@ -83,30 +82,9 @@ class DydxConnector:
             backoff_s=backoff_s,
             max_backoff_s=max_backoff_s,
             sleep=sleep,
+            clock_ms=clock_ms,
         )
         self.subaccount_number = subaccount_number
-        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
-
-    def __repr__(self) -> str:
-        return f"DydxConnector({self.http.redacted_url!r})"
-
-    @property
-    def stats(self) -> HttpStats:
-        return self.http.stats
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def _time(self, date_ms: int | None) -> tuple[int, TimeSource]:
-        return (date_ms, "http_date") if date_ms is not None else (self._clock_ms(), "local_clock")
 
     def read_markets(self) -> DydxMarkets:
         """Every perpetual market: oracle price, margin fractions, open interest and its caps."""
@@ -142,7 +120,5 @@ class DydxConnector:
         times = [(markets.observed_at_ms, markets.observed_at_source)] + [
             (s.observed_at_ms, s.observed_at_source) for s in subaccounts
         ]
-        rank = {"venue": 0, "http_date": 1, "local_clock": 2}
-        best = min(rank[s] for _, s in times)
-        observed, source = min(((t, s) for t, s in times if rank[s] == best), key=lambda ts: ts[0])
+        observed, source = snapshot_time(times)
         return DydxSnapshot(markets=markets, accounts=subaccounts, observed_at_ms=observed, observed_at_source=source)

@@ -7,6 +7,9 @@ range checks eth-abi makes; anything else goes through eth-abi. Every decoding f
 :class:`~connectors.errors.DecodeError` naming the function.
 
 Addresses come back as lower-case ``0x`` hex strings, exactly as eth-abi returns them.
+
+ERC-20 ``symbol()`` (:data:`SYMBOL`, :func:`decode_symbol`) is here too: every on-chain venue reads it, and
+old tokens (MKR) answer ``bytes32`` instead of ``string``.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ __all__ = [
     "ERROR_SELECTOR",
     "PANIC_CODES",
     "PANIC_SELECTOR",
+    "SYMBOL",
     "Fn",
     "decode_revert_reason",
+    "decode_symbol",
     "split_types",
 ]
 
@@ -339,3 +344,17 @@ def decode_revert_reason(data: bytes) -> str | None:
     if len(data) >= 4:
         return f"custom error 0x{sel.hex()}" + (f" with {len(body)} bytes of arguments" if body else "")
     return f"revert data 0x{data.hex()}"
+
+
+SYMBOL = Fn("symbol()(string)")
+"""ERC-20 ``symbol()``; decode its answer with :func:`decode_symbol`."""
+
+
+def decode_symbol(data: bytes) -> str:
+    """``symbol()`` as ``string``, or as ``bytes32`` for old tokens (MKR)."""
+    try:
+        return str(SYMBOL.decode_one(data))
+    except DecodeError:
+        if len(data) == 32:
+            return data.rstrip(b"\0").decode("utf-8", errors="replace")
+        raise

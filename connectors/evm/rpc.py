@@ -14,20 +14,19 @@ Error mapping (see :mod:`connectors.errors`)::
 Only read methods go through this client, so every transient fault is retried (with exponential backoff
 and jitter). RPC URLs often carry API keys in their path or query: the URL is never put in a message or a
 repr except through :func:`redact_url`, and a filter on the ``httpx`` logger redacts the URLs httpx logs.
+The retry loop, the timeout / connection / 429 mapping and the redaction live in :mod:`connectors.transport`,
+shared with the perp venues' :class:`~connectors.http.JsonHttpClient`.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import logging
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar
 
 import httpx
 
@@ -35,14 +34,12 @@ from connectors.errors import (
     CallRevertedError,
     DecodeError,
     InvalidInputError,
-    RateLimitedError,
     RequestTooLargeError,
     RpcError,
-    RpcTimeoutError,
     RpcUnavailableError,
-    TransientError,
 )
 from connectors.evm.abi import ERROR_SELECTOR, PANIC_SELECTOR, decode_revert_reason
+from connectors.transport import RetryingHttpClient, redact_url
 from connectors.types import BlockRef
 
 __all__ = [
@@ -73,37 +70,6 @@ _TOO_LARGE_MARKERS = (
     "response too large",
     "exceeds the configured cap",
 )
-
-
-def redact_url(url: str | httpx.URL) -> str:
-    """``scheme://host[:port]`` of ``url``: path, query, fragment and credentials dropped (they may hold keys)."""
-    try:
-        u = httpx.URL(str(url))
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return "<unparsable url>"
-    if not u.host:
-        return f"{u.scheme}://<no host>" if u.scheme else "<no host>"
-    port = f":{u.port}" if u.port is not None else ""
-    return f"{u.scheme}://{u.host}{port}"
-
-
-class _RedactUrlsFilter(logging.Filter):
-    """Rewrites the URLs in httpx's own log records (``HTTP Request: POST <url> ...``) to scheme+host."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and any(isinstance(a, httpx.URL) for a in args):
-            record.args = tuple(redact_url(a) if isinstance(a, httpx.URL) else a for a in args)
-        return True
-
-
-def _install_log_redaction() -> None:
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _RedactUrlsFilter) for f in logger.filters):
-        logger.addFilter(_RedactUrlsFilter())
-
-
-_install_log_redaction()
 
 
 def block_param(block: BlockId) -> str:
@@ -223,21 +189,7 @@ def map_rpc_error(error: object, method: str) -> RpcError:
     return RpcError(f"{method}: {message} (code {code})", code=code, data=data)
 
 
-def _retry_after_s(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-class RpcClient:
+class RpcClient(RetryingHttpClient):
     """JSON-RPC over HTTP for one endpoint.
 
     Parameters
@@ -258,6 +210,9 @@ class RpcClient:
         Injected for tests.
     """
 
+    _url_label: ClassVar[str] = "RPC URL"
+    stats: RpcStats
+
     def __init__(
         self,
         url: str,
@@ -274,104 +229,50 @@ class RpcClient:
     ) -> None:
         if max_retries < 0:
             raise InvalidInputError("max_retries must be >= 0")
-        self._url = url
-        self.redacted_url = redact_url(url)
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout_s, transport=transport)
-        self._timeout = httpx.Timeout(timeout_s)
-        self._headers = {"content-type": "application/json", "accept": "application/json", **(headers or {})}
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        super().__init__(
+            url,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            client=client,
+            transport=transport,
+            headers={"content-type": "application/json", "accept": "application/json", **(headers or {})},
+            sleep=sleep,
+            rng=rng,
+        )
         self._ids = itertools.count(1)
         self._chain_id: int | None = None
         self.stats = RpcStats()
 
-    # --- lifecycle -----------------------------------------------------------------------------------
-    def __repr__(self) -> str:
-        return f"RpcClient({self.redacted_url!r})"
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     # --- transport -----------------------------------------------------------------------------------
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._url, self.redacted_url) if self._url else text
-
-    def _backoff(self, attempt: int, err: TransientError) -> float:
-        delay = min(self.max_backoff_s, self.backoff_s * (1 << attempt))
-        delay = delay / 2 + self._rng.uniform(0, delay / 2)
-        if isinstance(err, RateLimitedError) and err.retry_after is not None:
-            delay = max(delay, err.retry_after)
-        return delay
-
     def _post(self, payload: bytes, what: str) -> Any:
         """POST ``payload``, retrying transient faults; returns the parsed JSON body."""
-        attempt = 0
-        while True:
-            err: TransientError
-            self.stats.http_requests += 1
-            self.stats.bytes_sent += len(payload)
-            try:
-                resp = self._client.post(self._url, content=payload, headers=self._headers, timeout=self._timeout)
-            except httpx.TimeoutException as exc:
-                err = RpcTimeoutError(
-                    f"{what}: timed out after {self.timeout_s:g} s ({type(exc).__name__}) at {self.redacted_url}"
+
+        def answer(resp: httpx.Response, content: bytes) -> Any:
+            status = resp.status_code
+            if status == 413:
+                raise RequestTooLargeError(
+                    f"{what}: HTTP 413 from {self.redacted_url} ({len(payload)} bytes)", code=413
                 )
-            except httpx.UnsupportedProtocol as exc:
-                raise InvalidInputError(f"unsupported RPC URL {self.redacted_url}: {self._scrub(str(exc))}") from None
-            except httpx.TransportError as exc:
-                err = RpcUnavailableError(
-                    f"{what}: {type(exc).__name__} from {self.redacted_url}: {self._scrub(str(exc))}"
-                )
-            else:
-                content = resp.content
-                self.stats.bytes_received += len(content)
-                status = resp.status_code
-                if status == 429:
-                    retry_after = _retry_after_s(resp.headers.get("retry-after"))
-                    err = RateLimitedError(f"{what}: HTTP 429 from {self.redacted_url}", retry_after=retry_after)
-                    if retry_after is not None and retry_after > self.max_backoff_s:
-                        raise err
-                elif status == 413:
-                    raise RequestTooLargeError(
-                        f"{what}: HTTP 413 from {self.redacted_url} ({len(payload)} bytes)", code=413
-                    )
-                elif status >= 500:
-                    body = self._try_json(content)
-                    if body is not None and self._is_revert_body(body):
-                        return body
-                    err = RpcUnavailableError(f"{what}: HTTP {status} from {self.redacted_url}")
-                elif status >= 400:
-                    body = self._try_json(content)
-                    if isinstance(body, list) or (isinstance(body, dict) and "error" in body):
-                        return body
-                    raise RpcError(f"{what}: HTTP {status} from {self.redacted_url}", code=status)
-                else:
-                    body = self._try_json(content)
-                    if body is None:
-                        raise DecodeError(
-                            f"{what}: malformed JSON from {self.redacted_url} ({len(content)} bytes, HTTP {status})"
-                        )
+            if status >= 500:
+                body = self._try_json(content)
+                if body is not None and self._is_revert_body(body):
                     return body
-            if attempt >= self.max_retries:
-                raise err
-            delay = self._backoff(attempt, err)
-            attempt += 1
-            self.stats.http_retries += 1
-            self._sleep(delay)
+                return RpcUnavailableError(f"{what}: HTTP {status} from {self.redacted_url}")
+            if status >= 400:
+                body = self._try_json(content)
+                if isinstance(body, list) or (isinstance(body, dict) and "error" in body):
+                    return body
+                raise RpcError(f"{what}: HTTP {status} from {self.redacted_url}", code=status)
+            body = self._try_json(content)
+            if body is None:
+                raise DecodeError(
+                    f"{what}: malformed JSON from {self.redacted_url} ({len(content)} bytes, HTTP {status})"
+                )
+            return body
+
+        return self._send("POST", self._endpoint, payload, self._headers, what, answer)
 
     @staticmethod
     def _try_json(content: bytes) -> Any:

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import httpx
 
 from connectors.base import Capabilities, RateLimit
-from connectors.http import HttpStats, JsonHttpClient
+from connectors.http import HttpVenueConnector, snapshot_time
 from connectors.hyperliquid.decode import decode_clearinghouse_state, decode_meta_and_asset_ctxs
 from connectors.hyperliquid.deployments import HYPERLIQUID_MAINNET
-from connectors.hyperliquid.models import HyperliquidAccount, HyperliquidMarket, HyperliquidSnapshot, TimeSource
+from connectors.hyperliquid.models import HyperliquidAccount, HyperliquidMarket, HyperliquidSnapshot
 from connectors.types import checksum
 
 __all__ = ["REQUEST_WEIGHTS", "HyperliquidConnector", "snapshot_time"]
@@ -35,7 +34,7 @@ REQUEST_WEIGHTS = {"clearinghouseState": 2, "metaAndAssetCtxs": 20}
 """IP rate-limit weight of each info request the connector makes (docs, *Rate limits*)."""
 
 
-class HyperliquidConnector:
+class HyperliquidConnector(HttpVenueConnector):
     """Reads Hyperliquid perp accounts (``clearinghouseState``) and markets (``metaAndAssetCtxs``).
 
     Parameters
@@ -75,7 +74,7 @@ class HyperliquidConnector:
         sleep: Callable[[float], None] = time.sleep,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
-        self.http = JsonHttpClient(
+        super().__init__(
             base_url,
             client=client,
             transport=transport,
@@ -84,29 +83,11 @@ class HyperliquidConnector:
             backoff_s=backoff_s,
             max_backoff_s=max_backoff_s,
             sleep=sleep,
+            clock_ms=clock_ms,
         )
         self.dex = dex
-        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.weight_used = 0
         """Rate-limit weight of the requests made so far (retries included)."""
-
-    def __repr__(self) -> str:
-        return f"HyperliquidConnector({self.http.redacted_url!r})"
-
-    @property
-    def stats(self) -> HttpStats:
-        return self.http.stats
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # --- requests ------------------------------------------------------------------------------------
     def _info(self, payload: dict[str, Any]) -> tuple[Any, int | None]:
@@ -123,8 +104,7 @@ class HyperliquidConnector:
     def read_market(self) -> HyperliquidMarket:
         """Every perpetual's mark/oracle price and margin tiers (one ``metaAndAssetCtxs``)."""
         body, date_ms = self._info({"type": "metaAndAssetCtxs"})
-        source: TimeSource = "http_date" if date_ms is not None else "local_clock"
-        return decode_meta_and_asset_ctxs(body, date_ms if date_ms is not None else self._clock_ms(), source)
+        return decode_meta_and_asset_ctxs(body, *self._time(date_ms))
 
     def read_account(self, wallet: str) -> HyperliquidAccount:
         """One wallet's ``clearinghouseState`` (an unknown wallet: an empty account)."""
@@ -155,12 +135,3 @@ class HyperliquidConnector:
             market=market, accounts=accounts, observed_at_ms=observed_at_ms, observed_at_source=source
         )
 
-
-_SOURCE_RANK: dict[TimeSource, int] = {"venue": 0, "http_date": 1, "local_clock": 2}
-
-
-def snapshot_time(times: Sequence[tuple[int, TimeSource]]) -> tuple[int, TimeSource]:
-    """The snapshot's time: the oldest of the times from the best source present (venue > HTTP Date > local)."""
-    best = min(_SOURCE_RANK[s] for _, s in times)
-    chosen = [(t, s) for t, s in times if _SOURCE_RANK[s] == best]
-    return min(chosen, key=lambda ts: ts[0])

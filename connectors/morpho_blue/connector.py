@@ -29,10 +29,11 @@ from typing import ClassVar
 
 from connectors.base import Capabilities
 from connectors.errors import DecodeError, InvalidInputError
-from connectors.evm.abi import Fn
+from connectors.evm.abi import SYMBOL, Fn, decode_symbol
 from connectors.evm.multicall import Call, CallResult, Multicall, Plan
 from connectors.evm.program import ReadProgram, run_program
 from connectors.evm.rpc import RpcClient
+from connectors.evm.venue import EvmVenueConnector, wallet_addresses
 from connectors.morpho_blue.decode import (
     MARKET_PARAMS_TYPE,
     MARKET_TYPE,
@@ -48,7 +49,7 @@ from connectors.morpho_blue.decode import (
 )
 from connectors.morpho_blue.deployments import MorphoDeployment
 from connectors.morpho_blue.models import MorphoAccount, MorphoMarket, MorphoPosition, MorphoSnapshot
-from connectors.types import Address, BlockRef, checksum
+from connectors.types import Address, BlockRef
 
 __all__ = [
     "BORROW_RATE_VIEW",
@@ -71,17 +72,6 @@ POSITION = Fn("position(bytes32,address)(uint256,uint128,uint128)")
 PRICE = Fn("price()(uint256)")
 BORROW_RATE_VIEW = Fn(f"borrowRateView({MARKET_PARAMS_TYPE},{MARKET_TYPE})(uint256)")
 DECIMALS = Fn("decimals()(uint8)")
-SYMBOL = Fn("symbol()(string)")
-
-
-def _decode_symbol(data: bytes) -> str:
-    """``symbol()`` as ``string``, or as ``bytes32`` for old tokens."""
-    try:
-        return str(SYMBOL.decode_one(data))
-    except DecodeError:
-        if len(data) == 32:
-            return data.rstrip(b"\0").decode("utf-8", errors="replace")
-        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +90,7 @@ class _Round1:
     """Per wallet, per market."""
 
 
-class MorphoBlueConnector:
+class MorphoBlueConnector(EvmVenueConnector[MorphoDeployment]):
     """Reads a chain's Morpho Blue (``deployment``: the contract and the markets to watch) and wallets' positions.
 
     Parameters
@@ -119,26 +109,12 @@ class MorphoBlueConnector:
     )
 
     def __init__(self, rpc: RpcClient, deployment: MorphoDeployment, multicall: Multicall | None = None) -> None:
-        self.rpc = rpc
-        self.deployment = deployment
-        self.multicall = multicall or Multicall(rpc)
+        super().__init__(rpc, deployment, multicall)
         self._params: dict[str, MarketParams] = {}
         self._tokens: dict[str, TokenInfo] = {}
 
     def __repr__(self) -> str:
         return f"MorphoBlueConnector({self.deployment.name!r}, {len(self.deployment.markets)} markets, {self.rpc!r})"
-
-    # --- block ---------------------------------------------------------------------------------------
-    def _check_chain(self, block: BlockRef) -> None:
-        if block.chain_id != self.deployment.chain_id:
-            raise InvalidInputError(
-                f"{self.deployment.name} is on chain {self.deployment.chain_id}, the block is on chain {block.chain_id}"
-            )
-
-    def _resolve_block(self, block: BlockRef | int | None) -> BlockRef:
-        ref = block if isinstance(block, BlockRef) else self.rpc.get_block("latest" if block is None else block)
-        self._check_chain(ref)
-        return ref
 
     # --- round 1 -------------------------------------------------------------------------------------
     def _round1_plan(self, wallets: Sequence[str], block: BlockRef) -> Plan[_Round1]:
@@ -206,7 +182,7 @@ class MorphoBlueConnector:
         )
         token_at = len(calls)
         for a in new_tokens:
-            calls += [Call(a, DECIMALS), Call(a, SYMBOL, decoder=_decode_symbol)]
+            calls += [Call(a, DECIMALS), Call(a, SYMBOL, decoder=decode_symbol)]
 
         def decode(res: Sequence[CallResult]) -> tuple[tuple[int, ...], tuple[int | None, ...]]:
             for k, a in enumerate(new_tokens):
@@ -223,10 +199,7 @@ class MorphoBlueConnector:
         """The read program of :meth:`read_accounts` (see :mod:`connectors.evm.program`), for running
         together with other venues' programs in shared round trips. Wallets are validated here, before
         any I/O."""
-        if isinstance(wallets, str):
-            raise InvalidInputError("wallets must be a sequence of addresses, not one string")
-        self._check_chain(block)
-        return self._accounts(wallet_addresses(wallets), block)
+        return self._accounts(self._program_wallets(wallets, block), block)
 
     def market_program(self, block: BlockRef) -> ReadProgram[tuple[MorphoMarket, ...]]:
         """The watched markets alone (the same two rounds without positions)."""
@@ -289,10 +262,7 @@ class MorphoBlueConnector:
         Wallets are validated (EIP-55) before any I/O and de-duplicated, order kept. A wallet that never used
         a market has a position of zeros there.
         """
-        if isinstance(wallets, str):
-            raise InvalidInputError("wallets must be a sequence of addresses, not one string")
-        checked = wallet_addresses(wallets)
-        ref = self._resolve_block(block)
+        checked, ref = self._read_inputs(wallets, block)
         return run_program(self.multicall, self._accounts(checked, ref), ref)
 
     def read_markets(self, block: BlockRef | int | None = None) -> tuple[MorphoMarket, ...]:
@@ -314,8 +284,3 @@ def _build_position(m: MorphoMarket, raw: PositionRaw) -> MorphoPosition:
             raw.borrow_shares, m.accrued_total_borrow_assets_raw, m.accrued_total_borrow_shares
         ),
     )
-
-
-def wallet_addresses(wallets: Sequence[str]) -> list[Address]:
-    """Checksummed, de-duplicated wallets (order kept); :class:`InvalidAddressError` on the first bad one."""
-    return list(dict.fromkeys(checksum(w) for w in wallets))

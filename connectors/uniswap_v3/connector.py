@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from connectors.base import Capabilities
-from connectors.errors import DecodeError, InvalidInputError
-from connectors.evm.multicall import Call, CallResult, Multicall, Plan
+from connectors.errors import DecodeError
+from connectors.evm.multicall import Call, CallResult, Plan
 from connectors.evm.program import ReadProgram, run_program
-from connectors.evm.rpc import RpcClient
+from connectors.evm.venue import EvmVenueConnector, wallet_addresses
 from connectors.types import Address, BlockRef, checksum
 from connectors.uniswap_v3.decode import (
     BALANCE_OF,
@@ -103,7 +103,7 @@ def _describe(owned: _Owned) -> str:
     return f"position {owned.token_id} of {owned.wallet} ({d.token0}/{d.token1}, fee {d.fee})"
 
 
-class UniswapV3Connector:
+class UniswapV3Connector(EvmVenueConnector[UniswapV3Deployment]):
     """Reads the Uniswap v3 positions (NFTs of ``deployment.position_manager``) of many wallets, with the
     state of their pools, at one block.
 
@@ -121,14 +121,6 @@ class UniswapV3Connector:
         venue_type="uniswap_v3", kind="lp", transport="evm", block_pinned=True, batch_wallets=True,
         reports_own_health=False, positions=("lp",),
     )
-
-    def __init__(self, rpc: RpcClient, deployment: UniswapV3Deployment, multicall: Multicall | None = None) -> None:
-        self.rpc = rpc
-        self.deployment = deployment
-        self.multicall = multicall or Multicall(rpc)
-
-    def __repr__(self) -> str:
-        return f"UniswapV3Connector({self.deployment.name!r}, {self.rpc!r})"
 
     # --- rounds --------------------------------------------------------------------------------------
     def _balances_plan(self, wallets: Sequence[str]) -> Plan[tuple[str, list[int]]]:
@@ -283,13 +275,7 @@ class UniswapV3Connector:
         """The read program of :meth:`read_accounts` (see :mod:`connectors.evm.program`), for running
         together with other venues' programs in shared round trips. Wallets are validated here, before
         any I/O."""
-        if isinstance(wallets, str):
-            raise InvalidInputError("wallets must be a sequence of addresses, not one string")
-        if block.chain_id != self.deployment.chain_id:
-            raise InvalidInputError(
-                f"{self.deployment.name} is on chain {self.deployment.chain_id}, the block is on chain {block.chain_id}"
-            )
-        return self._accounts(wallet_addresses(wallets), block)
+        return self._accounts(self._program_wallets(wallets, block), block)
 
     def _accounts(self, wallets: Sequence[Address], block: BlockRef) -> ReadProgram[UniswapSnapshot]:
         ((factory, counts),) = yield [self._balances_plan(wallets)]
@@ -378,27 +364,11 @@ class UniswapV3Connector:
             accounts=tuple(UniswapAccount(wallet=w, positions=tuple(ps)) for w, ps in per_wallet.items()),
         )
 
-    def _resolve_block(self, block: BlockRef | int | None) -> BlockRef:
-        ref = block if isinstance(block, BlockRef) else self.rpc.get_block("latest" if block is None else block)
-        if ref.chain_id != self.deployment.chain_id:
-            raise InvalidInputError(
-                f"{self.deployment.name} is on chain {self.deployment.chain_id}, the block is on chain {ref.chain_id}"
-            )
-        return ref
-
     def read_accounts(self, wallets: Sequence[str], block: BlockRef | int | None = None) -> UniswapSnapshot:
         """Every wallet's position NFTs and their pools, all read at one block (the latest when None).
 
         Wallets are validated (EIP-55) before any I/O and de-duplicated, order kept. A wallet without
         NFTs comes back as an account with no positions (one round trip when no wallet has any).
         """
-        if isinstance(wallets, str):
-            raise InvalidInputError("wallets must be a sequence of addresses, not one string")
-        checked = wallet_addresses(wallets)
-        ref = self._resolve_block(block)
+        checked, ref = self._read_inputs(wallets, block)
         return run_program(self.multicall, self._accounts(checked, ref), ref)
-
-
-def wallet_addresses(wallets: Sequence[str]) -> list[Address]:
-    """Checksummed, de-duplicated wallets (order kept); :class:`InvalidAddressError` on the first bad one."""
-    return list(dict.fromkeys(checksum(w) for w in wallets))

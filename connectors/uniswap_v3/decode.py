@@ -13,7 +13,7 @@ from typing import Any
 from eth_hash.auto import keccak
 
 from connectors.errors import DecodeError, InvalidInputError
-from connectors.evm.abi import Fn
+from connectors.evm.abi import SYMBOL, Fn, decode_symbol
 from connectors.types import checksum
 
 __all__ = [
@@ -64,7 +64,6 @@ TICKS = Fn("ticks(int24)(uint128,int128,uint256,uint256,int56,uint160,uint32,boo
 POOL_POSITIONS = Fn("positions(bytes32)(uint128,uint256,uint256,uint128,uint128)")
 # ERC-20
 DECIMALS = Fn("decimals()(uint8)")
-SYMBOL = Fn("symbol()(string)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,16 +131,6 @@ def decode_pool_position(value: Sequence[Any]) -> tuple[int, int, int, int, int]
     if len(value) != 5:
         raise DecodeError(f"pool positions() has 5 fields, got {len(value)}")
     return tuple(int(v) for v in value)  # type: ignore[return-value]
-
-
-def decode_symbol(data: bytes) -> str:
-    """``symbol()`` as ``string``, or as ``bytes32`` for old tokens (MKR)."""
-    try:
-        return str(SYMBOL.decode_one(data))
-    except DecodeError:
-        if len(data) == 32:
-            return data.rstrip(b"\0").decode("utf-8", errors="replace")
-        raise
 
 
 def _address_bytes(address: str) -> bytes:
