@@ -1,16 +1,26 @@
-"""Benchmark of one refresh: N devnet wallets with real Aave v3 positions, read and stored by the pipeline.
+"""Benchmark of one refresh: N devnet wallets with positions on every on-chain venue, read and stored by the pipeline.
 
 What it measures, all in one run on one private devnet (``make bench``)::
 
-    setup     N wallets (default 1,000) open 1-3 collateral positions among WETH/AAVE/LINK/DAI/USDC and most
-              borrow DAI/USDC/LINK (variable or stable; some in e-mode 1), sent as JSON-RPC batches of
-              eth_sendTransaction with automine off, mined 100 transactions per block (~3 s for 1,000 wallets).
-    connector AaveV3Connector.read_accounts of all N wallets at one pinned block (a fresh connector per
-              repeat, as every sync_once builds): HTTP requests, eth_calls, aggregate3 sub-calls, bytes.
-    naive     the very same sub-calls, one eth_call per read and one HTTP POST each (plain httpx, keep-alive,
-              same pinned block), executed, timed, and checked byte for byte against the multicall results.
+    setup     N wallets (default 1,000), sent as JSON-RPC batches of eth_sendTransaction with automine off,
+              mined 100 transactions per block:
+              Aave v3   1-3 collateral positions among WETH/AAVE/LINK/DAI/USDC, most borrow DAI/USDC/LINK
+                        (variable or stable; some in e-mode 1);
+              Morpho    ~55 % post WETH collateral in WETH_USDC and/or WETH_DAI, ~2/3 of those borrow;
+              Uniswap   ~40 % mint 1-2 LP NFTs in WETH_USDC_500 / WETH_DAI_3000, in range or out of it.
+    batched   every on-chain venue of the devnet config (aave_v3, morpho_blue, uniswap_v3) read together
+              through run_programs at one pinned block (one shared Multicall3 round trip per round, fresh
+              connectors per repeat as every sync_once builds, then once more with them warm as a long-running
+              Syncer has them), and each venue alone for comparison (interleaved with the joint reads):
+              HTTP requests, eth_calls, aggregate3 sub-calls (reads), bytes, seconds, per round too.
+    naive     the very same sub-calls of all venues, one eth_call per read and one HTTP POST each (plain
+              httpx, keep-alive, same pinned block), executed, timed, and checked byte for byte against the
+              multicall results.
     sync_once the whole pipeline (block, read, health, one store transaction) into a SQLite file, one new
-              block per repeat so every repeat writes every row.
+              block per repeat so every repeat writes every row: with the on-chain venues only, and with
+              every venue of the devnet config (the perps are HTTP to the devnet's local perp API, counted
+              apart from the chain's JSON-RPC; repeated only within ``--perp-budget-s``, as that API answers
+              each of its one-per-wallet requests in ~45 ms).
     store     Store.write_sync of the pipeline's own SyncBatch, and of a synthetic batch that repeats its
               snapshots over more wallets, on SQLite and on PostgreSQL (a private schema, dropped at the end).
 
@@ -25,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import itertools
 import json
 import math
@@ -36,7 +47,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,14 +60,17 @@ from sqlalchemy.engine import make_url
 
 import devnet
 from aggregator import pipeline
-from aggregator.config import Settings
+from aggregator.config import ChainConfig, Settings, VenueConfig
 from aggregator.devnet_cli import devnet_settings
-from connectors.aave_v3.connector import AaveV3Connector
-from connectors.aave_v3.deployments import AaveDeployment
+from aggregator.venues import open_onchain
 from connectors.aave_v3.models import AaveSnapshot
+from connectors.errors import ConnectorError
 from connectors.evm.multicall import Call, CallResult, Multicall
+from connectors.evm.program import ReadProgram, run_programs
 from connectors.evm.rpc import RpcClient, RpcStats
+from connectors.morpho_blue.models import MorphoSnapshot
 from connectors.types import BlockRef
+from connectors.uniswap_v3.models import UniswapSnapshot
 from db.rows import SyncBatch
 from db.store import Store
 
@@ -68,10 +82,26 @@ STABLE_EMODE = 1
 # Whole-token ranges of one supply (each within one faucet mint of 10,000 tokens).
 SUPPLY_RANGE = {"WETH": (0.25, 2.5), "AAVE": (5, 30), "LINK": (50, 300), "DAI": (500, 10_000), "USDC": (500, 10_000)}
 POOL_GAS = 1_500_000
+LP_GAS = 1_000_000
+MORPHO_GAS = 500_000
 SMALL_GAS = 300_000
 WALLET_ETH = 100 * 10**18
 MAX_UINT256 = 2**256 - 1
-ROUND_NAMES = ("A pool discovery", "B reserve list", "C reserves", "D wallets + feeds", "E debts")
+# Morpho: share of wallets with collateral, of those with two markets, of positions that borrow; WETH per market;
+# debt as a fraction of the position's borrowing power (LLTV).
+MORPHO_SHARE, MORPHO_TWO_MARKETS, MORPHO_BORROWS = 0.55, 0.3, 0.65
+MORPHO_WETH = (0.2, 3.0)
+MORPHO_DEBT = (0.2, 0.85)
+# Uniswap: share of wallets with LP NFTs, of those with two; range placement weights; WETH per position (the
+# quote token of equal USD value is offered too); half-widths / offsets / widths in tick spacings.
+LP_SHARE, LP_TWO = 0.4, 0.35
+LP_PLACES = {"in": 60, "below": 20, "above": 20}
+LP_WETH = (0.05, 1.5)
+MARKET_PARAMS = "(address,address,address,address,uint256)"  # Morpho's MarketParams
+MORPHO_SUPPLY_COLLATERAL = f"supplyCollateral({MARKET_PARAMS},uint256,address,bytes)"
+MORPHO_BORROW = f"borrow({MARKET_PARAMS},uint256,uint256,address,address)"
+NPM_MINT = "mint((address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256))"
+ONCHAIN_TYPES = ("aave_v3", "morpho_blue", "uniswap_v3")
 
 
 # --- small helpers ------------------------------------------------------------------------------------------
@@ -128,11 +158,30 @@ class RawRpc:
 
 
 @dataclass
+class MorphoLeg:
+    market: str  # "WETH_USDC", "WETH_DAI"
+    collateral_raw: int  # WETH
+    borrow_raw: int  # loan token; 0: no debt
+
+
+@dataclass
+class LpLeg:
+    pool: str  # "WETH_USDC_500", "WETH_DAI_3000"
+    tick_lower: int
+    tick_upper: int
+    amount0_raw: int  # desired (on-chain token order); the position manager takes what the range needs
+    amount1_raw: int
+    place: str  # "in" range at setup, or "below" / "above" the pool's tick
+
+
+@dataclass
 class WalletPlan:
     address: str
     emode: bool
     supplies: list[tuple[str, int]]  # (symbol, raw)
     borrows: list[tuple[str, int, int]]  # (symbol, raw, rate mode 1 stable / 2 variable)
+    morpho: list[MorphoLeg] = field(default_factory=list)
+    lps: list[LpLeg] = field(default_factory=list)
 
 
 @dataclass
@@ -156,6 +205,16 @@ class SetupReport:
     stable_borrowers: int
     collateral_assets: Counter[int] = field(default_factory=Counter)
     lender_supplied: dict[str, float] = field(default_factory=dict)
+    morpho_wallets: int = 0
+    morpho_borrowers: int = 0
+    morpho_positions: Counter[str] = field(default_factory=Counter)  # per market
+    morpho_borrows: Counter[str] = field(default_factory=Counter)  # per market
+    lp_wallets: int = 0
+    lp_nfts: int = 0
+    lp_per_wallet: Counter[int] = field(default_factory=Counter)
+    lp_places: Counter[str] = field(default_factory=Counter)  # "<pool> <place>"
+    wallets_on_all: int = 0  # Aave + Morpho + Uniswap
+    transactions_by_venue: Counter[str] = field(default_factory=Counter)
 
 
 def plan_wallets(
@@ -191,6 +250,119 @@ def plan_wallets(
                 borrows.append((sym, raw, mode))
         plans.append(WalletPlan(label_address(f"wallet.{i}"), emode, supplies, borrows))
     return plans
+
+
+@dataclass(frozen=True)
+class VenueSetup:
+    """What planning Morpho and Uniswap positions needs to know of the devnet (read once)."""
+
+    morpho: str
+    markets: dict[str, tuple[tuple[Any, ...], str, int]]  # name -> (MarketParams tuple, loan symbol, LLTV WAD)
+    manager: str
+    pools: dict[str, tuple[devnet.uniswap.PoolTokens, int]]  # name -> (tokens, current tick)
+
+
+def venue_setup(info: devnet.DevnetInfo) -> VenueSetup:
+    markets = {}
+    for name in devnet.morpho.market_names(info):
+        _, loan, lltv, _ = devnet.morpho.MARKETS[name]
+        markets[name] = (devnet.morpho.market_params(info, name).as_tuple(), loan, lltv)
+    pools = {
+        name: (devnet.uniswap.pool_tokens(info, name), devnet.uniswap.pool_state(info, name).tick)
+        for name in devnet.uniswap.pool_names(info)
+    }
+    return VenueSetup(info.contract("morpho_blue.morpho"), markets, info.contract("uniswap_v3.position_manager"),
+                      pools)
+
+
+def plan_venues(
+    plans: Sequence[WalletPlan], rng: random.Random, venues: VenueSetup, prices: dict[str, int],
+    decimals: dict[str, int],
+) -> None:
+    """Add Morpho collateral / debt and Uniswap LP ranges to some of the wallets (their own random stream, so the
+    Aave positions stay those of the seed)."""
+    weth_usd = prices["WETH"] / 1e8
+    for p in plans:
+        if rng.random() < MORPHO_SHARE:
+            for name in rng.sample(sorted(venues.markets), 2 if rng.random() < MORPHO_TWO_MARKETS else 1):
+                _, loan, lltv = venues.markets[name]
+                weth = rng.uniform(*MORPHO_WETH)
+                debt = 0
+                if rng.random() < MORPHO_BORROWS:
+                    usd = weth * weth_usd * lltv / 1e18 * rng.uniform(*MORPHO_DEBT)
+                    debt = int(usd * 1e8 / prices[loan] * 10 ** decimals[loan])
+                p.morpho.append(MorphoLeg(name, int(weth * 10**18), debt))
+        if rng.random() < LP_SHARE:
+            for _ in range(2 if rng.random() < LP_TWO else 1):
+                name = rng.choice(sorted(venues.pools))
+                tokens, tick = venues.pools[name]
+                sp = tokens.tick_spacing
+                base = tick // sp * sp  # base <= tick < base + sp
+                place = rng.choices(list(LP_PLACES), weights=list(LP_PLACES.values()))[0]
+                if place == "in":
+                    lower, upper = base - rng.randint(1, 60) * sp, base + rng.randint(1, 60) * sp
+                elif place == "above":
+                    lower = base + rng.randint(1, 100) * sp
+                    upper = lower + rng.randint(1, 50) * sp
+                else:
+                    upper = base - rng.randint(0, 100) * sp
+                    lower = upper - rng.randint(1, 50) * sp
+                quote = tokens.symbol1 if tokens.base_is_token0 else tokens.symbol0
+                weth = rng.uniform(*LP_WETH)
+                weth_raw = int(weth * 10**18)
+                quote_raw = int(weth * weth_usd * 1e8 / prices[quote] * 10 ** decimals[quote])
+                a0, a1 = (weth_raw, quote_raw) if tokens.base_is_token0 else (quote_raw, weth_raw)
+                p.lps.append(LpLeg(name, lower, upper, a0, a1, place))
+
+
+def venue_txs(
+    p: WalletPlan, info: devnet.DevnetInfo, venues: VenueSetup, cap_raw: Mapping[str, int]
+) -> tuple[list[Tx], list[Tx]]:
+    """The wallet's Morpho and Uniswap transactions: (funding, collateral, LP mints), (Morpho borrows)."""
+    first: list[Tx] = []
+    weth = info.token("WETH")
+    if p.morpho:
+        total = sum(leg.collateral_raw for leg in p.morpho)
+        first.append(Tx(p.address, weth, calldata("deposit()"), "WETH deposit (Morpho)", value=total))
+        first.append(Tx(p.address, weth, calldata("approve(address,uint256)", venues.morpho, MAX_UINT256),
+                        "approve WETH (Morpho)"))
+        first += [
+            Tx(p.address, venues.morpho, calldata(MORPHO_SUPPLY_COLLATERAL, venues.markets[leg.market][0],
+                                                  leg.collateral_raw, p.address, b""),
+               f"Morpho supplyCollateral {leg.market}", gas=MORPHO_GAS)
+            for leg in p.morpho
+        ]
+    if p.lps:
+        need: Counter[str] = Counter()
+        for leg in p.lps:
+            tokens, _ = venues.pools[leg.pool]
+            need[tokens.symbol0] += leg.amount0_raw
+            need[tokens.symbol1] += leg.amount1_raw
+        for sym, raw in need.items():
+            token = info.token(sym)
+            if sym == "WETH":
+                first.append(Tx(p.address, token, calldata("deposit()"), "WETH deposit (LP)", value=raw))
+            else:
+                for k in range(math.ceil(raw / cap_raw[sym])):
+                    chunk = min(cap_raw[sym], raw - k * cap_raw[sym])
+                    first.append(Tx(p.address, info.contract("aave_v3.faucet"),
+                                    calldata("mint(address,address,uint256)", token, p.address, chunk),
+                                    f"mint {sym} (LP)"))
+            first.append(Tx(p.address, token, calldata("approve(address,uint256)", venues.manager, MAX_UINT256),
+                            f"approve {sym} (LP)"))
+        for leg in p.lps:
+            tokens, _ = venues.pools[leg.pool]
+            params = (tokens.token0, tokens.token1, tokens.fee, leg.tick_lower, leg.tick_upper, leg.amount0_raw,
+                      leg.amount1_raw, 0, 0, p.address, MAX_UINT256)
+            first.append(Tx(p.address, venues.manager, calldata(NPM_MINT, params),
+                            f"LP mint {leg.pool} [{leg.tick_lower}, {leg.tick_upper})", gas=LP_GAS))
+    borrows = [
+        Tx(p.address, venues.morpho, calldata(MORPHO_BORROW, venues.markets[leg.market][0], leg.borrow_raw, 0,
+                                              p.address, p.address), f"Morpho borrow {leg.market}", gas=MORPHO_GAS)
+        for leg in p.morpho
+        if leg.borrow_raw
+    ]
+    return first, borrows
 
 
 def _send(chain: RawRpc, txs: Sequence[Tx], nonces: dict[str, int]) -> list[str]:
@@ -243,8 +415,11 @@ def _run_phase(chain: RawRpc, txs: Sequence[Tx], nonces: dict[str, int], per_blo
     return blocks
 
 
-def setup_wallets(info: devnet.DevnetInfo, n: int, seed: int, per_block: int = 100) -> tuple[list[str], SetupReport]:
-    """Open positions for ``n`` wallets; returns their addresses (plus the seed wallets' demo positions)."""
+def setup_wallets(
+    info: devnet.DevnetInfo, n: int, seed: int, per_block: int = 100
+) -> tuple[list[WalletPlan], SetupReport]:
+    """Open positions for ``n`` wallets on Aave, Morpho and Uniswap; returns their plans (the seed wallets'
+    demo positions are opened too, but not returned)."""
     t0 = time.perf_counter()
     devnet.seed(info)
     chain = RawRpc(info.rpc_url)
@@ -257,7 +432,10 @@ def setup_wallets(info: devnet.DevnetInfo, n: int, seed: int, per_block: int = 1
             cfg = devnet.eth_call(info, dp, "getReserveConfigurationData(address)", [token], ["uint256"] * 6)
             decimals[sym], ltv[sym] = int(cfg[0]), int(cfg[1])
         (cap_tokens,) = devnet.eth_call(info, faucet, "getMaximumMintAmount()", (), ["uint256"])
+        cap_raw = {sym: int(cap_tokens) * 10 ** d for sym, d in decimals.items()}
         plans = plan_wallets(n, random.Random(seed), prices, decimals, ltv)
+        venues = venue_setup(info)
+        plan_venues(plans, random.Random(f"{seed}.venues"), venues, prices, decimals)
 
         # Liquidity: a lender supplies 1.25x of everything borrowed, on top of the seed lender's.
         need: Counter[str] = Counter()
@@ -267,8 +445,11 @@ def setup_wallets(info: devnet.DevnetInfo, n: int, seed: int, per_block: int = 1
         lender = label_address("lender")
         lender_plan = WalletPlan(lender, False, [(s, raw * 5 // 4) for s, raw in need.items()], [])
 
-        phase1: list[Tx] = []  # e-mode, mint / wrap, approve, supply (per sender, in nonce order)
+        by_venue: Counter[str] = Counter()
+        phase1: list[Tx] = []  # per sender, in nonce order: Aave (e-mode, mint / wrap, approve, supply), then venues
+        phase2: list[Tx] = []  # debts (Aave needs the lender's supply first)
         for p in [lender_plan, *plans]:
+            start = len(phase1)
             if p.emode:
                 phase1.append(Tx(p.address, pool, calldata("setUserEMode(uint8)", STABLE_EMODE), "setUserEMode",
                                  gas=POOL_GAS))
@@ -277,21 +458,27 @@ def setup_wallets(info: devnet.DevnetInfo, n: int, seed: int, per_block: int = 1
                 if sym == "WETH":
                     phase1.append(Tx(p.address, token, calldata("deposit()"), "WETH deposit", value=raw))
                 else:
-                    cap_raw = int(cap_tokens) * 10 ** decimals[sym]
-                    for k in range(math.ceil(raw / cap_raw)):
-                        chunk = min(cap_raw, raw - k * cap_raw)
+                    for k in range(math.ceil(raw / cap_raw[sym])):
+                        chunk = min(cap_raw[sym], raw - k * cap_raw[sym])
                         phase1.append(Tx(p.address, faucet, calldata("mint(address,address,uint256)", token,
                                                                      p.address, chunk), f"mint {sym}"))
                 phase1.append(Tx(p.address, token, calldata("approve(address,uint256)", pool, MAX_UINT256),
                                  f"approve {sym}"))
                 phase1.append(Tx(p.address, pool, calldata("supply(address,uint256,address,uint16)", token, raw,
                                                            p.address, 0), f"supply {sym}", gas=POOL_GAS))
-        phase2 = [
-            Tx(p.address, pool, calldata("borrow(address,uint256,uint256,uint16,address)", info.token(sym), raw,
-                                         mode, 0, p.address), f"borrow {sym} mode {mode}", gas=POOL_GAS)
-            for p in plans
-            for sym, raw, mode in p.borrows
-        ]
+            by_venue["aave_v3"] += len(phase1) - start
+            first, morpho_borrows = venue_txs(p, info, venues, cap_raw)
+            phase1 += first
+            by_venue["morpho_blue"] += sum("Morpho" in t.what for t in first) + len(morpho_borrows)
+            by_venue["uniswap_v3"] += sum("LP" in t.what for t in first)
+            aave_borrows = [
+                Tx(p.address, pool, calldata("borrow(address,uint256,uint256,uint16,address)", info.token(sym), raw,
+                                             mode, 0, p.address), f"borrow {sym} mode {mode}", gas=POOL_GAS)
+                for sym, raw, mode in p.borrows
+            ]
+            by_venue["aave_v3"] += len(aave_borrows)
+            phase2 += aave_borrows + morpho_borrows
+        assert sum(by_venue.values()) == len(phase1) + len(phase2), by_venue
 
         senders = [lender] + [p.address for p in plans]
         chain.batch([("anvil_setBalance", [a, hex(WALLET_ETH)]) for a in senders])
@@ -316,18 +503,28 @@ def setup_wallets(info: devnet.DevnetInfo, n: int, seed: int, per_block: int = 1
             stable_borrowers=sum(any(m == 1 for _, _, m in p.borrows) for p in plans),
             collateral_assets=Counter(len(p.supplies) for p in plans),
             lender_supplied={s: raw / 10 ** decimals[s] for s, raw in lender_plan.supplies},
+            morpho_wallets=sum(bool(p.morpho) for p in plans),
+            morpho_borrowers=sum(any(leg.borrow_raw for leg in p.morpho) for p in plans),
+            morpho_positions=Counter(leg.market for p in plans for leg in p.morpho),
+            morpho_borrows=Counter(leg.market for p in plans for leg in p.morpho if leg.borrow_raw),
+            lp_wallets=sum(bool(p.lps) for p in plans),
+            lp_nfts=sum(len(p.lps) for p in plans),
+            lp_per_wallet=Counter(len(p.lps) for p in plans if p.lps),
+            lp_places=Counter(f"{leg.pool} {leg.place}" for p in plans for leg in p.lps),
+            wallets_on_all=sum(bool(p.supplies and p.morpho and p.lps) for p in plans),
+            transactions_by_venue=by_venue,
         )
-        return [p.address for p in plans], report
+        return plans, report
     finally:
         chain.close()
 
 
-# --- connector read, recorded ----------------------------------------------------------------------------------
+# --- batched read of the on-chain venues, recorded -------------------------------------------------------------
 
 
 @dataclass
 class RoundFigures:
-    """One Multicall.execute (one round trip of the connector's read plan)."""
+    """One Multicall.execute (one round trip: one round of every still-running read program)."""
 
     sub_calls: int
     eth_calls: int
@@ -339,17 +536,17 @@ class RoundFigures:
 
 class RecordingMulticall(Multicall):
     """A Multicall that keeps every sub-call it made with its result (for the naive replay), and the
-    counters of each execute (each round of the read plan)."""
+    counters of each execute (each round of the read programs)."""
 
     def __init__(self, rpc: RpcClient) -> None:
         super().__init__(rpc)
         self.log: list[CallResult] = []
         self.rounds: list[RoundFigures] = []
 
-    def execute(self, calls: Sequence[Call], block: int | BlockRef) -> list[CallResult]:
+    def execute(self, calls: Sequence[Call], block: int | BlockRef, *, strict: bool = True) -> list[CallResult]:
         before = self.rpc.stats.copy()
         t0 = time.perf_counter()
-        results = super().execute(calls, block)
+        results = super().execute(calls, block, strict=strict)
         dt = time.perf_counter() - t0
         d = self.rpc.stats - before
         self.rounds.append(RoundFigures(len(calls), d.calls_by_method.get("eth_call", 0), d.http_requests,
@@ -388,17 +585,133 @@ def med_figures(runs: Sequence[ReadFigures]) -> ReadFigures:
     )
 
 
-def read_connector(
-    info: devnet.DevnetInfo, deployment: AaveDeployment, wallets: Sequence[str], block: BlockRef
-) -> tuple[ReadFigures, AaveSnapshot, RecordingMulticall]:
-    """One read as every sync_once makes it: a new client and connector (so pool discovery is re-read)."""
-    with RpcClient(info.rpc_url, timeout_s=120) as rpc:
+def counted(program: ReadProgram[Any], per_round: list[int]) -> ReadProgram[Any]:
+    """``program``, noting the sub-calls it asks for in each of its rounds."""
+    try:
+        plans = next(program)
+        while True:
+            per_round.append(sum(len(p.calls) for p in plans))
+            values = yield plans
+            plans = program.send(values)
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        program.close()
+
+
+@dataclass
+class ProgramRun:
+    """One run_programs of some on-chain venues at one block."""
+
+    figures: ReadFigures
+    rounds: list[RoundFigures]
+    per_venue: dict[str, list[int]]  # venue -> sub-calls in each of its rounds
+    snapshots: dict[str, Any]
+    log: list[CallResult]
+
+    @property
+    def round_trips(self) -> int:
+        return len(self.rounds)
+
+
+def onchain_config(settings: Settings) -> tuple[ChainConfig, list[VenueConfig]]:
+    (chain,) = settings.chains
+    return chain, [v for v in settings.venues if v.onchain]
+
+
+def read_programs(
+    chain: ChainConfig, venues: Sequence[VenueConfig], wallets: Sequence[str], block: BlockRef, passes: int = 1
+) -> list[ProgramRun]:
+    """``venues`` read together through run_programs at ``block``, with connectors built as the pipeline builds
+    them (one client, one Multicall shared by the venues). The first pass is cold (new connectors: Aave
+    discovers its pool, Morpho learns market params and tokens, as in every sync_once); further passes reuse
+    the connectors (as a long-running Syncer does between refreshes)."""
+    out = []
+    with RpcClient(chain.resolve_rpc_url(), timeout_s=120) as rpc:
         mc = RecordingMulticall(rpc)
-        connector = AaveV3Connector(rpc, deployment, mc)
-        t0 = time.perf_counter()
-        snap = connector.read_accounts(wallets, block)
-        dt = time.perf_counter() - t0
-        return ReadFigures.of(dt, rpc.stats, mc.stats.sub_calls), snap, mc
+        opened = [open_onchain(cfg, chain, rpc, mc) for cfg in venues]
+        for _ in range(passes):
+            gc.collect()  # start each timed pass from the same collector state (the bench keeps big results alive)
+            before, subs_before = rpc.stats.copy(), mc.stats.sub_calls
+            mc.log, mc.rounds = [], []
+            per_venue: dict[str, list[int]] = {v.config.name: [] for v in opened}
+            programs = {
+                v.config.name: counted(v.connector.program(wallets, block), per_venue[v.config.name]) for v in opened
+            }
+            t0 = time.perf_counter()
+            results = run_programs(mc, programs, block)
+            dt = time.perf_counter() - t0
+            for name, result in results.items():
+                if isinstance(result, ConnectorError):
+                    raise RuntimeError(f"{name} failed: {result}") from result
+            d = rpc.stats - before
+            out.append(ProgramRun(ReadFigures.of(dt, d, mc.stats.sub_calls - subs_before), mc.rounds, per_venue,
+                                  results, mc.log))
+    return out
+
+
+@dataclass
+class VenueReadFigures:
+    """Medians of repeated reads of one set of venues."""
+
+    name: str
+    figures: ReadFigures
+    round_trips: int
+    rounds: list[RoundFigures]  # seconds: medians per round
+    per_venue: dict[str, list[int]]
+
+
+def summarize(name: str, runs: Sequence[ProgramRun]) -> VenueReadFigures:
+    first = runs[0]
+    for r in runs[1:]:
+        assert r.per_venue == first.per_venue, (name, r.per_venue, first.per_venue)
+    rounds = [
+        dataclasses.replace(rf, seconds=median([r.rounds[k].seconds for r in runs]))
+        for k, rf in enumerate(first.rounds)
+    ]
+    return VenueReadFigures(name, med_figures([r.figures for r in runs]), first.round_trips, rounds, first.per_venue)
+
+
+@dataclass
+class OnchainCheck:
+    """What the batched read found on chain, against what the setup opened."""
+
+    aave_collateral: int
+    aave_debt: int
+    morpho_collateral_positions: int
+    morpho_debt_positions: int
+    lp_nfts: int
+    lp_in_range: int
+    wallets_on_all: int
+
+
+def check_snapshots(snapshots: Mapping[str, Any], plans: Sequence[WalletPlan], setup: SetupReport) -> OnchainCheck:
+    aave, morpho, uni = (snapshots[k] for k in ONCHAIN_TYPES)
+    assert isinstance(aave, AaveSnapshot)
+    assert isinstance(morpho, MorphoSnapshot)
+    assert isinstance(uni, UniswapSnapshot)
+    n = len(plans)
+    assert len(aave.accounts) == len(morpho.accounts) == len(uni.accounts) == n
+    with_collateral = sum(a.onchain.total_collateral_base_raw > 0 for a in aave.accounts)
+    assert with_collateral == n, f"only {with_collateral} of {n} wallets have Aave collateral"
+    coll = [(a.wallet, p.market_id) for a in morpho.accounts for p in a.positions if p.collateral_raw > 0]
+    debt = [(a.wallet, p.market_id) for a in morpho.accounts for p in a.positions if p.borrow_shares > 0]
+    assert len(coll) == sum(setup.morpho_positions.values()), (len(coll), setup.morpho_positions)
+    assert len(debt) == sum(setup.morpho_borrows.values()), (len(debt), setup.morpho_borrows)
+    ticks = {p.address: p.tick for p in uni.pools}
+    nfts = [p for a in uni.accounts for p in a.positions]
+    assert len(nfts) == setup.lp_nfts, (len(nfts), setup.lp_nfts)
+    in_range = sum(p.tick_lower <= ticks[p.pool] < p.tick_upper for p in nfts)
+    owners = {a.wallet for a in uni.accounts if a.positions} & {w for w, _ in coll}
+    return OnchainCheck(
+        aave_collateral=with_collateral,
+        aave_debt=sum(a.onchain.total_debt_base_raw > 0 for a in aave.accounts),
+        morpho_collateral_positions=len(coll),
+        morpho_debt_positions=len(debt),
+        lp_nfts=len(nfts),
+        lp_in_range=in_range,
+        wallets_on_all=len(owners),
+    )
 
 
 # --- naive baseline: one eth_call per read, one HTTP request each ---------------------------------------------
@@ -519,45 +832,83 @@ def captured_contexts() -> Iterator[list[pipeline.ChainContext]]:
         pipeline.ChainContext.open = original  # type: ignore[method-assign]
 
 
+def offchain_http(ctx: pipeline.ChainContext) -> dict[str, tuple[int, int, int]]:
+    """(HTTP requests, bytes up, bytes down) of each off-chain venue's client (its connector is the object the
+    venue's ``close`` is bound to)."""
+    out = {}
+    for off in ctx.offchain:
+        stats = getattr(getattr(off.close, "__self__", None), "stats", None)
+        if stats is not None:
+            out[off.config.name] = (stats.http_requests, stats.bytes_sent, stats.bytes_received)
+    return out
+
+
 @dataclass
 class SyncFigures:
-    read: ReadFigures  # rpc counters of the whole sync_once; seconds = whole sync_once
+    label: str
+    repeats: int
+    venues: list[str]
+    read: ReadFigures  # chain JSON-RPC counters of the whole sync_once; seconds = whole sync_once
     write_seconds: float
-    snapshots: int
-    positions: int
-    matches_onchain: int
-    wallets_with_debt: int
+    snapshots: Counter[str]  # per venue
+    positions: Counter[str]  # per venue
+    perp_http: dict[str, tuple[int, int, int]]  # per off-chain venue: HTTP requests, bytes up, bytes down
+    matches_onchain: int  # Aave healths equal to getUserAccountData's
+    aave_healths: int
+    with_debt: Counter[str]  # per venue
+
+    @property
+    def perp_requests(self) -> int:
+        return sum(r for r, _, _ in self.perp_http.values())
 
 
 def run_sync_once(
-    info: devnet.DevnetInfo, wallets: Sequence[str], repeats: int, tmp: Path
+    info: devnet.DevnetInfo, wallets: Sequence[str], repeats: int, tmp: Path, onchain_only: bool,
+    budget_s: float | None = None,
 ) -> tuple[SyncFigures, SyncBatch]:
-    url = f"sqlite:///{tmp / 'sync_once.db'}"
+    """``repeats`` sync_once of ``wallets`` (fewer when their time passes ``budget_s``; at least one)."""
+    label = "onchain" if onchain_only else "all"
+    url = f"sqlite:///{tmp / f'sync_once_{label}.db'}"
     settings = devnet_settings(info, Settings(db_url=url))
+    if onchain_only:
+        settings = settings.model_copy(update={"venues": tuple(v for v in settings.venues if v.onchain)})
     store = TimedStore(Store.open(url).engine)  # Store.open migrates
     try:
         store.add_wallets([(w, None) for w in wallets])
         runs: list[ReadFigures] = []
+        perp: list[dict[str, tuple[int, int, int]]] = []
         for _ in range(repeats):
             devnet.mine(info)  # a new block: every repeat writes every snapshot (none skipped as already stored)
             with captured_contexts() as ctxs:
                 t0 = time.perf_counter()
                 report = pipeline.sync_once(settings, store, wallets=wallets)
                 dt = time.perf_counter() - t0
-            assert report.ok, report
+            assert report.ok, [b.error for b in report.batches]
             assert len(report.batches) == 1, report
             (ctx,) = ctxs
-            runs.append(ReadFigures.of(dt, ctx.rpc.stats, ctx.venues[0][1].multicall.stats.sub_calls))
+            runs.append(ReadFigures.of(dt, ctx.rpc.stats, ctx.multicall.stats.sub_calls))
+            perp.append(offchain_http(ctx))
+            if budget_s is not None and sum(r.seconds for r in runs) > budget_s:
+                break
+        for p in perp[1:]:
+            assert {k: v[0] for k, v in p.items()} == {k: v[0] for k, v in perp[0].items()}, perp
         healths = list(report.healths())
+        aave = [h for h in healths if h.venue == "aave_v3"]
         batch = store.last_batch
         assert batch is not None
         figures = SyncFigures(
+            label=label,
+            repeats=len(runs),
+            venues=[v.name for v in settings.venues],
             read=med_figures(runs),
             write_seconds=median(store.write_seconds),
-            snapshots=len(batch.snapshots),
-            positions=sum(len(s.positions) for s in batch.snapshots),
-            matches_onchain=sum(bool(h.matches_onchain) for h in healths),
-            wallets_with_debt=sum(h.debt_usd > 0 for h in healths),
+            snapshots=Counter(s.venue for s in batch.snapshots),
+            positions=Counter(s.venue for s in batch.snapshots for _ in s.positions),
+            perp_http={k: (v[0], int(median([p[k][1] for p in perp])), int(median([p[k][2] for p in perp])))
+                       for k, v in perp[0].items()},
+            matches_onchain=sum(bool(h.matches_onchain) for h in aave),
+            aave_healths=len(aave),
+            with_debt=Counter(h.venue for h in healths if h.debt_usd > 0),
         )
         return figures, batch
     finally:
@@ -614,11 +965,11 @@ def write_throughput(
         block = (real.block_number or 0) + 1_000
         out = []
         cases: list[tuple[str, Callable[[int], SyncBatch]]] = [
-            (f"pipeline ({len(real.snapshots)} wallets)", lambda b: at_block(real, b)),
+            (f"pipeline ({len(real.snapshots)} snapshots)", lambda b: at_block(real, b)),
         ]
         if synthetic_wallets:
             cases.append(
-                (f"synthetic ({len(synthetic_wallets)} wallets)", lambda b: at_block(real, b, synthetic_wallets))
+                (f"synthetic ({len(synthetic_wallets)} snapshots)", lambda b: at_block(real, b, synthetic_wallets))
             )
         for name, make in cases:
             secs = []
@@ -676,10 +1027,27 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
             print("  " + "  ".join("-" * w for w in widths))
 
 
+@dataclass
+class Results:
+    setup: SetupReport
+    together: VenueReadFigures
+    warm: VenueReadFigures
+    alone: list[VenueReadFigures]
+    check: OnchainCheck
+    naive: NaiveFigures
+    syncs: list[SyncFigures]
+    writes: list[WriteFigures]
+    pg_note: str
+    total_s: float = 0.0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--wallets", type=int, default=1_000, help="wallets with positions (default 1000)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats per measurement; medians are shown (default 3)")
+    ap.add_argument("--perp-budget-s", type=float, default=20.0,
+                    help="no further repeat of the sync_once with the perp venues once its runs took this long "
+                         "(the devnet's perp API takes ~45 ms per request, one per wallet; default 20)")
     ap.add_argument("--synthetic-wallets", type=int, default=20_000,
                     help="wallets of the synthetic store batch (0: skip it; default 20000)")
     ap.add_argument("--naive-budget-s", type=float, default=120.0,
@@ -699,44 +1067,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = dn.info
         print(f"devnet up in {dn.startup_s:.1f} s ({'deployed' if dn.deployed else 'cached state'}); "
               f"setting up {args.wallets} wallets…", flush=True)
-        wallets, setup = setup_wallets(info, args.wallets, args.seed)
+        plans, setup = setup_wallets(info, args.wallets, args.seed)
+        wallets = [p.address for p in plans]
         print(f"setup: {setup.transactions} transactions in {setup.blocks} blocks, {setup.seconds:.1f} s", flush=True)
 
-        deployment = AaveDeployment(name="devnet", chain_id=info.chain_id,
-                                    pool_addresses_provider=info.contract("aave_v3.pool_addresses_provider"))
+        settings = devnet_settings(info, Settings())
+        chain, venues = onchain_config(settings)
+        assert tuple(v.name for v in venues) == ONCHAIN_TYPES, [v.name for v in venues]
         with RpcClient(info.rpc_url) as rpc:
             block = rpc.get_block("latest")
 
-        # 1. connector read at the pinned block
-        runs, mcs, snap = [], [], None
-        for _ in range(args.repeats):
-            fig, snap, mc = read_connector(info, deployment, wallets, block)
-            runs.append(fig)
-            mcs.append(mc)
-        assert snap is not None
-        conn_fig = med_figures(runs)
-        recorded = mcs[0].log
-        rounds = [
-            dataclasses.replace(r, seconds=median([m.rounds[k].seconds for m in mcs]))
-            for k, r in enumerate(mcs[0].rounds)
-        ]
-        with_collateral = sum(a.onchain.total_collateral_base_raw > 0 for a in snap.accounts)
-        with_debt = sum(a.onchain.total_debt_base_raw > 0 for a in snap.accounts)
-        assert with_collateral == len(wallets), f"only {with_collateral} of {len(wallets)} wallets have collateral"
-        assert len(recorded) == conn_fig.sub_calls
-        print(f"connector read: {conn_fig.sub_calls} reads in {conn_fig.seconds * 1e3:.0f} ms; naive replay…",
-              flush=True)
+        # 1. all on-chain venues together (cold, then warm connectors), then each alone, at the pinned block;
+        # interleaved, so that drift of the machine weighs on both alike. Only the first run keeps its results.
+        cold: list[ProgramRun] = []
+        warm: list[ProgramRun] = []
+        alone_runs: dict[str, list[ProgramRun]] = {v.name: [] for v in venues}
+        for k in range(args.repeats):
+            c, w = read_programs(chain, venues, wallets, block, passes=2)
+            cold.append(c)
+            warm.append(w)
+            for v in venues:
+                alone_runs[v.name] += read_programs(chain, [v], wallets, block)
+            for run in [w, *(r[-1] for r in alone_runs.values()), *([c] if k else [])]:
+                run.log, run.snapshots = [], {}
+        together = summarize("together (run_programs)", cold)
+        together_warm = summarize("together, warm connectors", warm)
+        alone = [summarize(name, runs) for name, runs in alone_runs.items()]
+        check = check_snapshots(cold[0].snapshots, plans, setup)
+        assert together.figures.sub_calls == sum(a.figures.sub_calls for a in alone)
+        assert together.round_trips == max(a.round_trips for a in alone)
+        recorded = cold[0].log
+        assert len(recorded) == together.figures.sub_calls
+        print(f"batched read: {together.figures.sub_calls} reads of {len(venues)} venues in "
+              f"{together.figures.seconds * 1e3:.0f} ms; naive replay…", flush=True)
 
         # 2. naive baseline: the same reads, one eth_call / one HTTP request each
         naive = naive_baseline(info.rpc_url, recorded, block, args.repeats, args.naive_budget_s, args.seed)
         print(f"naive: {naive.reads_executed} reads in {naive.seconds_executed:.1f} s; sync_once…", flush=True)
 
-        # 3. the whole pipeline into SQLite
-        settings = devnet_settings(info, Settings())
-        sync_fig, real_batch = run_sync_once(info, wallets, args.repeats, Path(tmpdir))
-        print(f"sync_once: {sync_fig.read.seconds:.2f} s; store writes…", flush=True)
+        # 3. the whole pipeline into SQLite: on-chain venues only, then every venue of the devnet config
+        syncs = []
+        for onchain_only in (True, False):
+            budget = None if onchain_only else args.perp_budget_s
+            fig, real_batch = run_sync_once(info, wallets, args.repeats, Path(tmpdir), onchain_only, budget)
+            syncs.append(fig)
+            print(f"sync_once ({fig.label}): {fig.read.seconds:.2f} s", flush=True)
 
-        # 4. store write throughput per backend
+        # 4. store write throughput per backend (the batch of the all-venue sync_once)
         synthetic = [label_address(f"synthetic.{i}") for i in range(args.synthetic_wallets)]
         writes = write_throughput("sqlite", f"sqlite:///{Path(tmpdir) / 'writes.db'}", settings, real_batch,
                                   synthetic, args.repeats)
@@ -749,52 +1126,69 @@ def main(argv: Sequence[str] | None = None) -> int:
                     writes += write_throughput("postgresql", pg_url, settings, real_batch, synthetic, args.repeats)
                     pg_note = "ok (private schema, dropped)"
 
-    total_s = time.perf_counter() - t_start
-    report(args, setup, conn_fig, rounds, naive, sync_fig, writes, with_debt, pg_note, total_s)
+    res = Results(setup, together, together_warm, alone, check, naive, syncs, writes, pg_note,
+                  time.perf_counter() - t_start)
+    report(args, res)
     return 0
 
 
-def report(
-    args: argparse.Namespace,
-    setup: SetupReport,
-    conn: ReadFigures,
-    rounds: Sequence[RoundFigures],
-    naive: NaiveFigures,
-    sync: SyncFigures,
-    writes: Sequence[WriteFigures],
-    with_debt: int,
-    pg_note: str,
-    total_s: float,
-) -> None:
-    n = setup.wallets
-    print(f"\n=== bench_sync: {n} wallets, medians of {args.repeats} repeats, "
-          f"{os.cpu_count()} CPUs ===")
-    mix = ", ".join(f"{k} asset(s): {v}" for k, v in sorted(setup.collateral_assets.items()))
-    print(f"setup     {setup.seconds:.1f} s: {setup.transactions} txs in {setup.blocks} blocks; collateral {mix}; "
-          f"{setup.borrowers} borrow ({setup.stable_borrowers} with a stable-rate debt), {setup.emode} in e-mode; "
-          f"on chain: {n} with collateral, {with_debt} with debt")
+def _read_row(name: str, v: VenueReadFigures, reads: int | None = None) -> list[Any]:
+    f = v.figures
+    naive_http = f.sub_calls if reads is None else reads
+    return [name, v.round_trips, f.http_requests, f.eth_calls, f.sub_calls, f"{f.sub_calls / f.eth_calls:.0f}",
+            mb(f.bytes_sent), mb(f.bytes_received), f"{f.seconds * 1e3:.0f}", naive_http,
+            f"{naive_http / f.http_requests:.0f}x"]
 
+
+def report(args: argparse.Namespace, res: Results) -> None:
+    setup, conn, naive = res.setup, res.together.figures, res.naive
+    n = setup.wallets
+    print(f"\n=== bench_sync: {n} wallets x {len(res.alone)} on-chain venues (+ 2 perp venues over HTTP in "
+          f"sync_once all), medians of {args.repeats} repeats, {os.cpu_count()} CPUs ===")
+    by_venue = ", ".join(f"{k} {v}" for k, v in sorted(setup.transactions_by_venue.items()))
+    print(f"setup     {setup.seconds:.1f} s: {setup.transactions} txs ({by_venue}) in {setup.blocks} blocks")
+    mix = ", ".join(f"{k} asset(s): {v}" for k, v in sorted(setup.collateral_assets.items()))
+    print(f"  aave_v3     {n} wallets: collateral {mix}; {setup.borrowers} borrow ({setup.stable_borrowers} with a "
+          f"stable-rate debt), {setup.emode} in e-mode")
+    mp = ", ".join(f"{m} {c} ({setup.morpho_borrows[m]} borrowing)" for m, c in sorted(setup.morpho_positions.items()))
+    print(f"  morpho_blue {setup.morpho_wallets} wallets with WETH collateral ({setup.morpho_borrowers} borrowing): "
+          f"{mp}")
+    per = ", ".join(f"{k} NFT(s): {v}" for k, v in sorted(setup.lp_per_wallet.items()))
+    places = ", ".join(f"{k} {v}" for k, v in sorted(setup.lp_places.items()))
+    print(f"  uniswap_v3  {setup.lp_wallets} wallets with {setup.lp_nfts} LP NFTs ({per}): {places}")
+    c = res.check
+    print(f"  on chain at the pinned block: Aave {c.aave_collateral} with collateral, {c.aave_debt} with debt; "
+          f"Morpho {c.morpho_collateral_positions} positions with collateral, {c.morpho_debt_positions} with debt; "
+          f"Uniswap {c.lp_nfts} NFTs, {c.lp_in_range} in range; {c.wallets_on_all} wallets on all three")
+
+    on, alls = res.syncs
     naive_http = naive.reads_total  # one POST per read (the pinned block is given, like the batched read)
     naive_time = naive.seconds_full
+    up = naive.bytes_sent * naive.reads_total / naive.reads_executed
+    down = naive.bytes_received * naive.reads_total / naive.reads_executed
     rows: list[list[Any]] = [
-        ["HTTP requests", conn.http_requests, sync.read.http_requests, naive_http,
+        ["JSON-RPC HTTP requests", conn.http_requests, on.read.http_requests, alls.read.http_requests, naive_http,
          f"{naive_http / conn.http_requests:.0f}x"],
-        ["eth_call", conn.eth_calls, sync.read.eth_calls, naive_http, f"{naive_http / conn.eth_calls:.0f}x"],
-        ["other JSON-RPC calls", conn.other_calls, sync.read.other_calls, 0, ""],
-        ["reads (aggregate3 sub-calls)", conn.sub_calls, sync.read.sub_calls, naive.reads_total, ""],
+        ["eth_call", conn.eth_calls, on.read.eth_calls, alls.read.eth_calls, naive_http,
+         f"{naive_http / conn.eth_calls:.0f}x"],
+        ["other JSON-RPC calls", conn.other_calls, on.read.other_calls, alls.read.other_calls, 0, ""],
+        ["reads (aggregate3 sub-calls)", conn.sub_calls, on.read.sub_calls, alls.read.sub_calls, naive.reads_total,
+         ""],
         ["reads per eth_call", f"{conn.sub_calls / conn.eth_calls:.0f}",
-         f"{sync.read.sub_calls / sync.read.eth_calls:.0f}", 1, ""],
-        ["bytes up", mb(conn.bytes_sent), mb(sync.read.bytes_sent),
-         mb(naive.bytes_sent * naive.reads_total / naive.reads_executed), ""],
-        ["bytes down", mb(conn.bytes_received), mb(sync.read.bytes_received),
-         mb(naive.bytes_received * naive.reads_total / naive.reads_executed), ""],
-        ["seconds", f"{conn.seconds:.3f}", f"{sync.read.seconds:.3f}",
+         f"{on.read.sub_calls / on.read.eth_calls:.0f}", f"{alls.read.sub_calls / alls.read.eth_calls:.0f}", 1, ""],
+        ["bytes up (JSON-RPC)", mb(conn.bytes_sent), mb(on.read.bytes_sent), mb(alls.read.bytes_sent), mb(up),
+         f"{up / conn.bytes_sent:.1f}x"],
+        ["bytes down (JSON-RPC)", mb(conn.bytes_received), mb(on.read.bytes_received),
+         mb(alls.read.bytes_received), mb(down), f"{down / conn.bytes_received:.1f}x"],
+        ["perp API HTTP requests", "", on.perp_requests, alls.perp_requests, "", ""],
+        ["seconds", f"{conn.seconds:.3f}", f"{on.read.seconds:.3f}", f"{alls.read.seconds:.3f}",
          f"{naive_time:.2f}" + ("*" if naive.sampled else ""), f"{naive_time / conn.seconds:.0f}x"],
     ]
     print_table(
-        "Per refresh of all wallets (batched = AaveV3Connector.read_accounts at a pinned block; "
-        "sync_once = block + read + health + store write)",
-        ["", "batched read", "sync_once", "naive 1 call/read", "naive / batched"],
+        f"Per refresh of {n} wallets x aave_v3 + morpho_blue + uniswap_v3 (batched = run_programs of the three "
+        "at a pinned block, cold connectors; sync_once = block + read + health + store write)",
+        ["", "batched read", "sync_once on-chain", f"sync_once all ({alls.repeats} run(s))", "naive 1 call/read",
+         "naive / batched"],
         rows,
     )
     if naive.sampled:
@@ -803,40 +1197,79 @@ def report(
               f"linearly to all reads, request counts are one per read.")
     else:
         print(f"  naive: all {naive.reads_total} reads executed, median of {naive.repeats} pass(es).")
-    print(f"  verified: {naive.verified} naive eth_call results equal the aggregate3 sub-results byte for byte; "
-          f"{sync.matches_onchain}/{sync.snapshots} healths match Aave's getUserAccountData exactly.")
-    print(f"  sync_once: {sync.snapshots} snapshots, {sync.positions} positions; of its "
-          f"{sync.read.seconds:.2f} s, {sync.write_seconds:.2f} s are Store.write_sync (SQLite).")
-    print_table(
-        "Rounds of the batched read (A-E of the read plan in connectors/aave_v3/connector.py; each depends on the "
-        "one before)",
-        ["round", "reads", "aggregate3", "reads/aggregate3", "HTTP", "up", "down", "ms"],
-        [
-            [ROUND_NAMES[k] if k < len(ROUND_NAMES) else str(k + 1), r.sub_calls, r.eth_calls,
-             f"{r.sub_calls / r.eth_calls:.0f}", r.http_requests, mb(r.bytes_sent), mb(r.bytes_received),
-             f"{r.seconds * 1e3:.1f}"]
-            for k, r in enumerate(rounds)
-        ],
+    print(f"  verified: {naive.verified} naive eth_call results equal the aggregate3 sub-results byte for byte.")
+    print("  bytes: aggregate3 carries more bytes per read than a small JSON request of its own (ABI heads and "
+          "offsets, hex-encoded); what the naive way pays for is the round trips.")
+    perp = "; ".join(f"{k}: {r} requests, {mb(u)} up, {mb(d)} down" for k, (r, u, d) in alls.perp_http.items())
+    per_request = (alls.read.seconds - on.read.seconds) / max(1, alls.perp_requests)
+    print(f"  sync_once all: the perp venues are HTTP to the devnet's local perp API, not JSON-RPC ({perp}); "
+          f"~{per_request * 1e3:.0f} ms per perp request (sync_once all - on-chain, per request).")
+    for s in res.syncs:
+        per_venue = ", ".join(f"{v} {s.snapshots[v]}/{s.positions[v]}/{s.with_debt[v]}" for v in s.venues)
+        print(f"  sync_once {s.label}: {s.read.seconds:.2f} s of which {s.write_seconds:.2f} s Store.write_sync "
+              f"(SQLite); snapshots/positions/with debt per venue: {per_venue}; {s.matches_onchain}/"
+              f"{s.aave_healths} Aave healths match getUserAccountData exactly.")
+
+    summed = ReadFigures(
+        seconds=sum(a.figures.seconds for a in res.alone),
+        **{k: sum(getattr(a.figures, k) for a in res.alone)
+           for k in ("http_requests", "eth_calls", "other_calls", "sub_calls", "bytes_sent", "bytes_received")},
     )
+    sum_row = VenueReadFigures("sum", summed, sum(a.round_trips for a in res.alone), [], {})
+    print_table(
+        "Each on-chain venue alone vs all together (run_programs: one shared aggregate3 batch per round); "
+        "naive HTTP = one request per read",
+        ["venue(s)", "round trips", "HTTP", "eth_call", "reads", "reads/eth_call", "up", "down", "ms", "naive HTTP",
+         "naive/batched HTTP"],
+        [*(_read_row(a.name, a) for a in res.alone), _read_row("sum of the three alone", sum_row),
+         _read_row(res.together.name, res.together), _read_row(res.warm.name, res.warm)],
+    )
+    print(f"  together: {res.together.round_trips} round trips = the longest program "
+          f"({max(res.alone, key=lambda a: a.round_trips).name}, {max(a.round_trips for a in res.alone)}), not the "
+          f"sum ({sum_row.round_trips}); warm connectors (a long-running Syncer) skip Aave's pool discovery and "
+          f"Morpho's market params / token metadata.")
+
+    names = list(res.together.per_venue)
+    round_rows = []
+    for k, r in enumerate(res.together.rounds):
+        asked = [res.together.per_venue[v][k] if k < len(res.together.per_venue[v]) else "-" for v in names]
+        round_rows.append([k + 1, *asked, r.sub_calls, r.eth_calls, f"{r.sub_calls / r.eth_calls:.0f}",
+                           r.http_requests, mb(r.bytes_sent), mb(r.bytes_received), f"{r.seconds * 1e3:.1f}"])
+    print_table(
+        "Rounds of the batched read of all three (cold): reads each venue's program asked for, per shared round trip",
+        ["round", *names, "reads", "aggregate3", "reads/aggregate3", "HTTP", "up", "down", "ms"],
+        round_rows,
+    )
+    print("  aave_v3: A pool discovery, B reserve list, C reserves, D feeds + e-modes + wallets, E debts; "
+          "morpho_blue: 1 markets + positions, 2 oracle prices + IRM rates (+ tokens, cold); uniswap_v3: 1 NFT "
+          "counts, 2 token ids, 3 positions, 4 tokens + pool state (CREATE2 addresses).")
 
     print_table(
-        "Store.write_sync throughput (rows = snapshots + positions + health + prices; one transaction)",
+        "Store.write_sync throughput (rows = snapshots + positions + health + prices; one transaction; the batch "
+        "of sync_once all)",
         ["backend", "batch", "rows", "positions", "seconds", "rows/s"],
-        [[w.backend, w.batch, w.rows, w.positions, f"{w.seconds:.3f}", f"{w.rows_per_s:,.0f}"] for w in writes],
+        [[w.backend, w.batch, w.rows, w.positions, f"{w.seconds:.3f}", f"{w.rows_per_s:,.0f}"] for w in res.writes],
     )
-    print(f"  postgresql: {pg_note}")
-    print(f"\ntotal {total_s:.0f} s")
+    print(f"  postgresql: {res.pg_note}")
+    print(f"\ntotal {res.total_s:.0f} s")
 
     if args.json:
         data = {
             "wallets": n,
             "repeats": args.repeats,
-            "setup": {**dataclasses.asdict(setup), "collateral_assets": dict(setup.collateral_assets),
-                      "wallets_with_debt_onchain": with_debt},
-            "batched_read": {**dataclasses.asdict(conn), "rounds": [dataclasses.asdict(r) for r in rounds]},
-            "sync_once": {**dataclasses.asdict(sync.read), "write_seconds": sync.write_seconds,
-                          "snapshots": sync.snapshots, "positions": sync.positions,
-                          "matches_onchain": sync.matches_onchain, "wallets_with_debt": sync.wallets_with_debt},
+            "setup": {**dataclasses.asdict(setup), **{k: dict(getattr(setup, k)) for k in (
+                "collateral_assets", "morpho_positions", "morpho_borrows", "lp_per_wallet", "lp_places",
+                "transactions_by_venue")}},
+            "onchain": dataclasses.asdict(res.check),
+            "batched_read": {v.name: {**dataclasses.asdict(v.figures), "round_trips": v.round_trips,
+                                      "rounds": [dataclasses.asdict(r) for r in v.rounds],
+                                      "reads_per_round": v.per_venue}
+                             for v in [res.together, res.warm, *res.alone]},
+            "sync_once": {s.label: {**dataclasses.asdict(s.read), "write_seconds": s.write_seconds,
+                                    "venues": s.venues, "snapshots": dict(s.snapshots),
+                                    "positions": dict(s.positions), "with_debt": dict(s.with_debt),
+                                    "perp_http": s.perp_http, "matches_onchain": s.matches_onchain}
+                          for s in res.syncs},
             "naive": {**dataclasses.asdict(naive), "sampled": naive.sampled, "seconds_full": naive.seconds_full},
             "ratios": {
                 "http_requests": naive_http / conn.http_requests,
@@ -844,9 +1277,9 @@ def report(
                 "reads_per_eth_call": conn.sub_calls / conn.eth_calls,
                 "time": naive_time / conn.seconds,
             },
-            "store_writes": [{**dataclasses.asdict(w), "rows_per_s": w.rows_per_s} for w in writes],
-            "postgresql": pg_note,
-            "total_s": total_s,
+            "store_writes": [{**dataclasses.asdict(w), "rows_per_s": w.rows_per_s} for w in res.writes],
+            "postgresql": res.pg_note,
+            "total_s": res.total_s,
         }
         args.json.write_text(json.dumps(data, indent=1))
         print(f"figures written to {args.json}")

@@ -603,6 +603,7 @@ class PerpApi:
 def _handler_for(api: PerpApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as separate writes: no delayed-ACK stall
 
         def _respond(self, method: str) -> None:
             length = int(self.headers.get("content-length") or 0)
