@@ -176,6 +176,102 @@ def health(address: str, as_json: JsonOpt = False) -> None:
         console.print(table)
 
 
+# ------------------------------------------------------------------------------------------------- risk
+def _risk_inputs(addr: str) -> tuple[Any, list[dict[str, Any]]]:
+    from aggregator.render import health_document
+    from aggregator.risk import wallet_book
+
+    with _store(_settings()) as store:
+        if store.get_wallet(addr) is None:
+            _fail(f"{addr} is not tracked: `xmargin wallet add {addr}` then `xmargin sync --once`", code=1)
+        latest = store.latest_health(addr)
+        venues = store.list_venues()
+    if not latest:
+        _fail(f"{addr}: no snapshot yet — run `xmargin sync --once`", code=1)
+    types = {v.name: str(v.config.get("type", "")) for v in venues}
+    kinds = {v.name: str(v.kind) for v in venues}
+    doc = health_document(addr, latest, kinds)
+    per_venue = [{k: v.get(k) for k in ("venue", "kind", "health_factor", "block")} for v in doc["venues"]]
+    return wallet_book(addr, latest, types), per_venue
+
+
+@app.command("risk")
+def risk(
+    address: str,
+    as_json: JsonOpt = False,
+    horizon: Annotated[float, typer.Option("--horizon-days", help="Scenario horizon (days).", min=0.01)] = 1.0,
+) -> None:
+    """ADDRESS's risk across venues: unified health, scenario margin, netting benefit, first liquidation, VaR/ES."""
+    from aggregator.risk import assess_wallet, risk_document
+
+    addr = _address(address)
+    inputs, per_venue = _risk_inputs(addr)
+    result, scenarios, extra = assess_wallet(inputs, horizon)
+    doc = risk_document(inputs, result, scenarios, extra, per_venue)
+    if as_json:
+        print(json.dumps(doc))
+        return
+    from rich.table import Table
+
+    uh = doc["unified_health"]
+    console.print(f"[bold]{addr}[/] at block {doc['block']}: unified health "
+                  f"{'∞' if uh is None else f'{uh:.3f}'} · equity ${doc['equity_usd']:,.2f} · "
+                  f"portfolio margin ${doc['portfolio_margin_usd']:,.2f} (worst: {doc['worst_scenario']})")
+    console.print(f"sum of per-venue margins ${doc['sum_of_venue_margins_usd']:,.2f} → netting benefit "
+                  f"${doc['netting_benefit_usd']:,.2f}")
+    fl = doc["first_liquidation"]
+    for side in ("down", "up"):
+        if fl[side]["move"] is not None:
+            console.print(f"first liquidation on a uniform move {side}: {fl[side]['move']:.2%} ({fl[side]['venue']})")
+    table = Table("factor", "net exposure (USD)", "scan range", title="net exposure", title_justify="left")
+    for f, v in doc["net_exposure_usd"].items():
+        rng = doc["scan_ranges"].get(f)
+        table.add_row(f, f"{v:,.2f}", f"{rng:.1%}" if rng is not None else "-")
+    console.print(table)
+    liq = Table("venue", "asset", "liquidation price", "now", title="liquidation prices", title_justify="left")
+    for row in doc["liquidation_prices"]:
+        liq.add_row(row["venue"], row["asset"], f"${row['price_usd']:,.2f} ({row['side']})",
+                    f"${row['current_price_usd']:,.2f}")
+    console.print(liq)
+    if doc["var_es"]:
+        var = Table("horizon", *(f"VaR {a}" for a in doc["var_es"]["1d"]), title="VaR / ES (USD, delta-normal EWMA)",
+                    title_justify="left")
+        for horizon_name, levels in doc["var_es"].items():
+            var.add_row(horizon_name, *(f"{x['var_usd']:,.0f} / {x['es_usd']:,.0f}" for x in levels.values()))
+        console.print(var)
+
+
+@app.command("stress")
+def stress(
+    address: str,
+    replay: Annotated[str, typer.Option("--replay", help="YYYY-MM-DD[:YYYY-MM-DD]: a real price path to replay.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay a real price path on ADDRESS's book: venues liquidate in order, hedges vanish."""
+    from aggregator.stress import replay_path
+
+    addr = _address(address)
+    inputs, _ = _risk_inputs(addr)
+    try:
+        doc = replay_path(inputs, replay)
+    except ValueError as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(doc))
+        return
+    console.print(f"replay {doc['start']} → {doc['end']} ({doc['steps']} days) on {addr}: equity "
+                  f"${doc['equity_start_usd']:,.2f} → ${doc['equity_end_usd']:,.2f}, liquidation losses "
+                  f"${doc['liquidation_loss_usd']:,.2f}")
+    from rich.table import Table
+
+    table = Table("date", "venue", "loss (USD)", "repaid (USD)", "seized (USD)", title="liquidations, in order",
+                  title_justify="left")
+    for e in doc["events"]:
+        table.add_row(e["date"], e["venue"], f"{e['loss_usd']:,.2f}", f"{e['repaid_usd']:,.2f}",
+                      f"{e['seized_usd']:,.2f}")
+    console.print(table)
+
+
 # -------------------------------------------------------------------------------------------- schedule
 @app.command("run")
 def run(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aggregator.views import PositionView, PriceView, VenueHealth, VenueReading
-from connectors.aave_v3.models import AaveAccount, AaveMarket, AaveReserve, AaveSnapshot
+from connectors.aave_v3.models import AaveAccount, AaveEModeCategory, AaveMarket, AaveReserve, AaveSnapshot
 from riskcore.fixedpoint import ray_mul
 from riskcore.health.aave import AaveEMode, AaveReserveParams, AaveUserBalance, account_data
 from riskcore.units import UINT256_MAX, bps_to_fraction, from_raw
@@ -70,10 +70,19 @@ def prices(snapshot: AaveSnapshot, source: str) -> tuple[PriceView, ...]:
     return tuple(out)
 
 
-def _positions(account: AaveAccount, by_asset: dict[str, AaveReserve], base: int) -> list[PositionView]:
+def _positions(
+    account: AaveAccount, by_asset: dict[str, AaveReserve], base: int, categories: dict[int, AaveEModeCategory]
+) -> list[PositionView]:
     out: list[PositionView] = []
+    category = categories.get(account.emode_category) if account.emode_category else None
     for ur in account.reserves:
         r = by_asset[ur.asset]
+        # The threshold and bonus the protocol applies to this reserve for this wallet (e-mode replaces them).
+        src = category if category is not None and r.emode_category == account.emode_category else r
+        detail: dict[str, object] = {
+            "liquidation_threshold_bps": src.liquidation_threshold_bps,
+            "liquidation_bonus_bps": src.liquidation_bonus_bps,
+        }
         price_usd = from_raw(r.price_raw, base)
         unit = 10**r.decimals
         supplied = ray_mul(ur.scaled_a_token_balance_raw, r.normalized_income_ray)
@@ -95,9 +104,11 @@ def _positions(account: AaveAccount, by_asset: dict[str, AaveReserve], base: int
                     and ur.usage_as_collateral
                     and r.liquidation_threshold_bps != 0,
                     market_key=r.asset,
+                    extra=detail,
                 )
             )
     return out
+
 
 
 def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
@@ -111,6 +122,7 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
     base = _base_decimals(market)
     reserves, emodes = market_params(market)
     by_asset = {r.asset: r for r in market.reserves}
+    categories = {c.category_id: c for c in market.emode_categories}
     price_list = prices(snapshot, f"{venue}.oracle")
     bad_assets = {p.asset_address for p in price_list if p.flags}
     healths = []
@@ -158,7 +170,7 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
                     if data.total_collateral_base_raw
                     else None
                 ),
-                positions=tuple(_positions(account, by_asset, base)),
+                positions=tuple(_positions(account, by_asset, base, categories)),
                 flags=tuple(flags),
             )
         )

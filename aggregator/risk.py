@@ -1,0 +1,259 @@
+"""The wallet's true risk across venues: from the store's latest snapshots to the netting engine and back.
+
+:func:`wallet_book` turns one wallet's newest snapshot on every venue into a :class:`riskcore.book.Book`
+(Aave accounts with each reserve's threshold and bonus as the protocol applies them, Morpho markets with their
+LLTV, perp cross accounts with their maintenance rate, Uniswap ranges). :func:`assess_wallet` runs the
+liquidation-aware scenario margin over SPAN-style scenarios whose scan ranges follow EWMA volatility from the
+market data (dynamic margin) plus a correlation breakdown, and VaR / ES (delta-normal with EWMA covariance).
+
+Tokens map to risk factors through :data:`riskcore.assets.DEFAULT_ASSET_MAP` (WETH → ETH); stablecoins keep
+their own factor at $1; a factor without market history (e.g. AAVE) borrows ETH's, flagged ``proxy``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aggregator.marketdata import MarketDataNotFoundError, PriceHistory, load_prices
+from db.rows import LatestVenueHealth, PositionSide
+from riskcore.assets import DEFAULT_ASSET_MAP, AssetKind
+from riskcore.book import AaveAccountSpec, Book, LpSpec, MorphoMarketSpec, PerpAccountSpec, WalletSpec
+from riskcore.ewma import ewma_covariance
+from riskcore.margin import Assessment, assess
+from riskcore.scenarios import ScenarioSet, correlation_breakdown, fhs_volatility, scan_ranges, span_scenarios
+from riskcore.var import CONFIDENCE_LEVELS, HORIZONS_DAYS, parametric_var_es
+
+__all__ = ["RiskInputs", "assess_wallet", "risk_document", "wallet_book"]
+
+PROXY = "ETH"
+"""The factor whose history stands in for a factor the market data lacks."""
+SCAN_K = 3.0
+"""Scan range = max(floor, k × daily EWMA vol × √horizon)."""
+SCAN_FLOOR = 0.10
+
+
+@dataclass(frozen=True)
+class RiskInputs:
+    """One wallet's book and what it was built from."""
+
+    wallet: str
+    book: Book
+    factors: tuple[str, ...]
+    """The book's underlyings (risk factors), in book order."""
+    stable: frozenset[str]
+    block: int | None
+
+
+def _factor(symbol: str) -> tuple[str, bool]:
+    """(risk factor, is a stablecoin) of a token symbol."""
+    try:
+        spec = DEFAULT_ASSET_MAP[symbol]
+    except KeyError:
+        return symbol, False
+    if spec.kind is AssetKind.STABLE:
+        return symbol, True  # each stablecoin is its own factor, pinned at $1 unless it depegs
+    return spec.underlying, False
+
+
+def wallet_book(wallet: str, latest: Sequence[LatestVenueHealth], venue_types: Mapping[str, str]) -> RiskInputs:
+    """The wallet's positions on every venue as one book (prices: the snapshots' own USD prices)."""
+    prices: dict[str, float] = {}
+    stable: set[str] = set()
+    accounts: list[Any] = []
+
+    def factor(symbol: str, price: float | None) -> str:
+        name, is_stable = _factor(symbol)
+        if is_stable:
+            stable.add(name)
+        if price is not None and name not in prices:
+            prices[name] = 1.0 if is_stable else price
+        return name
+
+    block = None
+    for item in latest:
+        snap = item.snapshot
+        if snap.health is None:
+            continue
+        block = snap.block_number if block is None else max(block, snap.block_number)
+        kind = venue_types.get(item.venue, "")
+        positions = snap.positions
+        if kind == "aave_v3":
+            collateral: dict[str, tuple[float, float]] = {}
+            debt: dict[str, float] = defaultdict(float)
+            bonus_num = bonus_den = 0.0
+            for p in positions:
+                f = factor(p.asset.symbol, p.price_usd)
+                if p.side is PositionSide.COLLATERAL:
+                    lt = float(p.extra.get("liquidation_threshold_bps", 0)) / 1e4 if p.is_collateral else 0.0
+                    amount, _ = collateral.get(f, (0.0, lt))
+                    collateral[f] = (amount + p.amount, lt)
+                    if p.is_collateral and p.value_usd:
+                        bonus_num += p.value_usd * (float(p.extra.get("liquidation_bonus_bps", 10_000)) / 1e4 - 1)
+                        bonus_den += p.value_usd
+                elif p.side is PositionSide.DEBT:
+                    debt[f] += p.amount
+            bonus = bonus_num / bonus_den if bonus_den else 0.05
+            accounts.append(AaveAccountSpec(collateral, dict(debt), bonus=bonus, venue=item.venue))
+        elif kind == "morpho_blue":
+            by_market: dict[str, dict[str, Any]] = defaultdict(dict)
+            for p in positions:
+                f = factor(p.asset.symbol, p.price_usd)
+                if p.market_key is not None and p.side in (PositionSide.COLLATERAL, PositionSide.DEBT):
+                    by_market[p.market_key][str(p.side)] = (f, p.amount)
+            lltv = {str(m["market_id"]): float(m["lltv"]) for m in snap.health.extra.get("markets", [])}
+            for market_id, legs in by_market.items():
+                coll_f, coll = legs.get("collateral", (None, 0.0))
+                loan_f, owed = legs.get("debt", (None, 0.0))
+                if coll_f is None or loan_f is None:
+                    continue  # supply only, or collateral without debt: nothing to liquidate
+                accounts.append(MorphoMarketSpec(coll_f, coll, loan_f, owed, lltv.get(market_id, 0.0),
+                                                 venue=item.venue))
+        elif kind in ("hyperliquid", "dydx_v4"):
+            perps = [p for p in positions if p.side is PositionSide.PERP]
+            if not perps:
+                continue
+            notional = sum(abs(p.amount) * (p.price_usd or 0.0) for p in perps)
+            maintenance = float(snap.health.extra.get("maintenance_margin_usd", 0.0))
+            mmr = maintenance / notional if notional else 0.0
+            equity = float(snap.health.extra.get("equity_usd", snap.health.collateral_usd))
+            sizes = {factor(p.asset.symbol, p.price_usd): (p.amount, mmr) for p in perps}
+            cash = equity - sum(p.amount * (p.price_usd or 0.0) for p in perps)
+            accounts.append(PerpAccountSpec(cash, sizes, venue=item.venue))
+        elif kind == "uniswap_v3":
+            legs_by_nft: dict[str, list[Any]] = defaultdict(list)
+            for p in positions:
+                if p.side is PositionSide.LP:
+                    legs_by_nft[str(p.extra.get("token_id"))].append(p)
+            for nft_legs in legs_by_nft.values():
+                if len(nft_legs) != 2:
+                    continue
+                t0, t1 = nft_legs
+                f0, f1 = factor(t0.asset.symbol, t0.price_usd), factor(t1.asset.symbol, t1.price_usd)
+                d0, d1 = t0.asset.decimals, t1.asset.decimals
+                liquidity = int(str(t0.extra["liquidity"])) / 10 ** ((d0 + d1) / 2)
+                lo = 1.0001 ** int(str(t0.extra["tick_lower"])) * 10 ** (d0 - d1)
+                hi = 1.0001 ** int(str(t0.extra["tick_upper"])) * 10 ** (d0 - d1)
+                accounts.append(LpSpec(f0, f1, liquidity, lo, hi, venue=item.venue))
+    book = Book.from_wallets([WalletSpec(wallet, tuple(accounts))], prices, stable=stable)
+    return RiskInputs(wallet, book, book.underlyings, frozenset(stable), block)
+
+
+def _history(factors: Sequence[str]) -> tuple[PriceHistory | None, dict[str, str]]:
+    """Daily history for the risky factors (proxying the ones the data lacks)."""
+    source = {f: f for f in factors}
+    try:
+        available = set(load_prices(["ETH"]).symbols)
+        for f in factors:
+            try:
+                load_prices([f])
+                available.add(f)
+            except (MarketDataNotFoundError, KeyError, ValueError):
+                source[f] = PROXY
+        names = sorted({source[f] for f in factors})
+        return load_prices(names), source
+    except MarketDataNotFoundError:
+        return None, source
+
+
+def assess_wallet(inputs: RiskInputs, horizon_days: float = 1.0) -> tuple[Assessment, ScenarioSet, dict[str, Any]]:
+    """Scenario margin (SPAN-style with dynamic scan ranges + correlation breakdown) and VaR / ES of one wallet."""
+    risky = [f for f in inputs.factors if f not in inputs.stable]
+    history, source = _history(risky)
+    flags: list[str] = [f"proxy:{f}={PROXY}" for f in risky if source[f] != f]
+    if history is not None and risky:
+        col = {s: i for i, s in enumerate(history.symbols)}
+        returns = history.log_returns()
+        idx = [col[source[f]] for f in risky]
+        _, vol_now = fhs_volatility(returns[:, idx])
+        ranges = scan_ranges(vol_now, horizon_days, k=SCAN_K, floors=SCAN_FLOOR)
+        cov = ewma_covariance(history.simple_returns()[:, idx])
+    else:
+        flags.append("no_market_data")
+        vol_now = np.full(len(risky), math.nan)
+        ranges = np.full(len(risky), 0.3)
+        cov = None
+    scenarios = span_scenarios(risky, ranges, horizon_days=horizon_days) if risky else None
+    breakdown = correlation_breakdown(risky, horizon_days=horizon_days) if risky else None
+    sets = [s for s in (scenarios, breakdown) if s is not None]
+    scenario_set = ScenarioSet.concat(*sets) if sets else user_noop(inputs.factors, horizon_days)
+    result = assess(inputs.book, scenario_set)
+    var: dict[str, Any] = {}
+    if cov is not None:
+        x = inputs.book
+        deltas = np.zeros(len(risky))
+        values = x.position_value_usd()
+        for i, f in enumerate(risky):
+            u = x.underlyings.index(f)
+            deltas[i] = float(values[x.pos_underlying == u].sum())
+        for name, h in HORIZONS_DAYS.items():
+            out = parametric_var_es(deltas[None, :], cov, list(CONFIDENCE_LEVELS), h)
+            var[name] = {f"{a:g}": {"var_usd": float(out.var[k][0]), "es_usd": float(out.es[k][0])}
+                         for k, a in enumerate(CONFIDENCE_LEVELS)}
+    extra = {"scan_ranges": dict(zip(risky, map(float, ranges), strict=True)),
+             "ewma_vol_daily": dict(zip(risky, map(float, vol_now), strict=True)),
+             "var_es": var, "flags": flags}
+    return result, scenario_set, extra
+
+
+def user_noop(factors: Sequence[str], horizon_days: float) -> ScenarioSet:
+    """A single unchanged scenario (a book of stablecoins only)."""
+    return ScenarioSet(names=("unchanged",), underlyings=tuple(factors),
+                       price_multipliers=np.ones((1, len(factors))), vol_shift=np.zeros(1),
+                       horizon_days=horizon_days)
+
+
+def _f(x: float) -> float | None:
+    return float(x) if math.isfinite(float(x)) else None
+
+
+def risk_document(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSet, extra: Mapping[str, Any],
+                  per_venue: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``xmargin risk --json`` document."""
+    book = inputs.book
+    h = result.health
+    values = book.position_value_usd()
+    exposure = {f: float(values[book.pos_underlying == i].sum()) for i, f in enumerate(book.underlyings)}
+    move = result.moves
+    first_down = int(move.down_account[0])
+    first_up = int(move.up_account[0])
+    liq = result.liquidation_prices
+    liquidation_prices = [
+        {"venue": book.venues[int(book.acc_venue[a])], "asset": book.underlyings[int(u)],
+         "price_usd": _f(p), "current_price_usd": float(c), "side": "below" if s < 0 else "above"}
+        for a, u, p, c, s in zip(liq.account, liq.underlying, liq.price_usd, liq.current_price_usd, liq.side,
+                                 strict=True)
+        if s != 0
+    ]
+    groups = result.scenarios
+    venue_margins = {book.venues[int(v)]: float(m) for v, m in zip(groups.group_venue, h.venue_margin_usd,
+                                                                     strict=True)}
+    worst = int(h.worst_scenario[0])
+    return {
+        "wallet": inputs.wallet,
+        "block": inputs.block,
+        "unified_health": _f(h.health[0]),
+        "equity_usd": float(h.equity_usd[0]),
+        "portfolio_margin_usd": float(h.margin_usd[0]),
+        "maintenance_factor": h.maintenance_factor,
+        "venue_margins_usd": venue_margins,
+        "sum_of_venue_margins_usd": float(h.venue_margin_sum_usd[0]),
+        "netting_benefit_usd": float(h.netting_benefit_usd[0]),
+        "worst_scenario": scenarios.names[worst] if 0 <= worst < len(scenarios.names) else None,
+        "scenario_count": len(scenarios.names),
+        "first_liquidation": {
+            "down": {"move": _f(move.down[0]), "venue": book.venues[int(book.acc_venue[first_down])]
+                     if first_down >= 0 else None},
+            "up": {"move": _f(move.up[0]), "venue": book.venues[int(book.acc_venue[first_up])]
+                   if first_up >= 0 else None},
+        },
+        "liquidation_prices": liquidation_prices,
+        "net_exposure_usd": exposure,
+        "venues": list(per_venue),
+        **dict(extra),
+    }
