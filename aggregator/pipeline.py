@@ -9,9 +9,10 @@ transaction: whole or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -32,6 +33,7 @@ from db.rows import (
     PositionRow,
     PositionSide,
     PriceRow,
+    RiskRow,
     SnapshotRow,
     SnapshotStatus,
     SyncBatch,
@@ -69,6 +71,12 @@ class ChainContext:
             onchain=[open_onchain(v, chain, rpc, multicall) for v in mine if v.onchain],
             offchain=[open_offchain(v) for v in mine if not v.onchain],
         )
+
+    @property
+    def venue_types(self) -> dict[str, str]:
+        """Venue name → connector type, for the risk engine."""
+        configs = [v.config for v in self.onchain] + [v.config for v in self.offchain]
+        return {c.name: c.type for c in configs}
 
     def close(self) -> None:
         for venue in self.offchain:
@@ -241,11 +249,42 @@ def to_sync_batch(
     )
 
 
+def risk_rows(snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str]) -> tuple[RiskRow, ...]:
+    """The netting engine over the batch's wallets (one vectorized book), as rows stored with the sync.
+
+    The engine's failure never costs the sync: it is logged and the batch is stored without risk rows.
+    """
+    from aggregator.risk import assess_book, build_book, risk_document
+
+    by_wallet: dict[str, list[SnapshotRow]] = {}
+    for snap in snapshots:
+        if snap.health is not None:
+            by_wallet.setdefault(snap.wallet, []).append(snap)
+    if not by_wallet:
+        return ()
+    try:
+        inputs = build_book(by_wallet, venue_types)
+        result, scenarios, extras = assess_book(inputs)
+        now = _now()
+        rows = []
+        for w, wallet in enumerate(inputs.wallets):
+            doc = risk_document(inputs, result, scenarios, extras[w], [], wallet=w)
+            rows.append(RiskRow(wallet=wallet, block_number=inputs.block or 0, computed_at=now,
+                                unified_health=doc["unified_health"], equity_usd=doc["equity_usd"],
+                                margin_usd=doc["portfolio_margin_usd"],
+                                netting_benefit_usd=doc["netting_benefit_usd"], document=doc))
+        return tuple(rows)
+    except (ValueError, KeyError, ArithmeticError, OSError) as exc:
+        log.error("risk engine failed for %d wallets: %s", len(by_wallet), exc)
+        return ()
+
+
 def sync_batch(ctx: ChainContext, store: Store, wallets: Sequence[str], block: BlockRef) -> BatchResult:
     """Sync one batch of wallets at one block: read every venue, compute, write one transaction."""
     started = _now()
     readings = read_venues(ctx, wallets, block)
     batch = to_sync_batch(block, wallets, readings, started)
+    batch = dataclasses.replace(batch, risks=risk_rows(batch.snapshots, ctx.venue_types))
     try:
         run_id = store.write_sync(batch)
     except SyncWriteError as exc:

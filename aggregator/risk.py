@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from aggregator.marketdata import MarketDataNotFoundError, PriceHistory, load_prices
-from db.rows import LatestVenueHealth, PositionSide
+from db.rows import LatestVenueHealth, PositionSide, SnapshotRow
 from riskcore.assets import DEFAULT_ASSET_MAP, AssetKind
 from riskcore.book import AaveAccountSpec, Book, LpSpec, MorphoMarketSpec, PerpAccountSpec, WalletSpec
 from riskcore.ewma import ewma_covariance
@@ -29,7 +29,7 @@ from riskcore.margin import Assessment, assess
 from riskcore.scenarios import ScenarioSet, correlation_breakdown, fhs_volatility, scan_ranges, span_scenarios
 from riskcore.var import CONFIDENCE_LEVELS, HORIZONS_DAYS, parametric_var_es
 
-__all__ = ["RiskInputs", "assess_wallet", "risk_document", "wallet_book"]
+__all__ = ["RiskInputs", "assess_book", "build_book", "risk_document", "wallet_book"]
 
 PROXY = "ETH"
 """The factor whose history stands in for a factor the market data lacks."""
@@ -40,9 +40,9 @@ SCAN_FLOOR = 0.10
 
 @dataclass(frozen=True)
 class RiskInputs:
-    """One wallet's book and what it was built from."""
+    """Wallets' book and what it was built from."""
 
-    wallet: str
+    wallets: tuple[str, ...]
     book: Book
     factors: tuple[str, ...]
     """The book's underlyings (risk factors), in book order."""
@@ -62,9 +62,23 @@ def _factor(symbol: str) -> tuple[str, bool]:
 
 
 def wallet_book(wallet: str, latest: Sequence[LatestVenueHealth], venue_types: Mapping[str, str]) -> RiskInputs:
-    """The wallet's positions on every venue as one book (prices: the snapshots' own USD prices)."""
+    """One wallet's newest snapshot on every venue as a book (prices: the snapshots' own USD prices)."""
+    return build_book({wallet: [item.snapshot for item in latest]}, venue_types)
+
+
+def build_book(snapshots: Mapping[str, Sequence[SnapshotRow]], venue_types: Mapping[str, str]) -> RiskInputs:
+    """Many wallets' snapshots (wallet → its snapshots, one per venue) as one vectorized book."""
     prices: dict[str, float] = {}
     stable: set[str] = set()
+    wallets = [WalletSpec(w, tuple(_accounts(snaps, venue_types, prices, stable))) for w, snaps in snapshots.items()]
+    blocks = [s.block_number for snaps in snapshots.values() for s in snaps]
+    book = Book.from_wallets(wallets, prices, stable=stable)
+    return RiskInputs(tuple(snapshots), book, book.underlyings, frozenset(stable), max(blocks) if blocks else None)
+
+
+def _accounts(
+    snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str], prices: dict[str, float], stable: set[str]
+) -> list[Any]:
     accounts: list[Any] = []
 
     def factor(symbol: str, price: float | None) -> str:
@@ -75,13 +89,10 @@ def wallet_book(wallet: str, latest: Sequence[LatestVenueHealth], venue_types: M
             prices[name] = 1.0 if is_stable else price
         return name
 
-    block = None
-    for item in latest:
-        snap = item.snapshot
+    for snap in snapshots:
         if snap.health is None:
             continue
-        block = snap.block_number if block is None else max(block, snap.block_number)
-        kind = venue_types.get(item.venue, "")
+        kind = venue_types.get(snap.venue, "")
         positions = snap.positions
         if kind == "aave_v3":
             collateral: dict[str, tuple[float, float]] = {}
@@ -99,7 +110,7 @@ def wallet_book(wallet: str, latest: Sequence[LatestVenueHealth], venue_types: M
                 elif p.side is PositionSide.DEBT:
                     debt[f] += p.amount
             bonus = bonus_num / bonus_den if bonus_den else 0.05
-            accounts.append(AaveAccountSpec(collateral, dict(debt), bonus=bonus, venue=item.venue))
+            accounts.append(AaveAccountSpec(collateral, dict(debt), bonus=bonus, venue=snap.venue))
         elif kind == "morpho_blue":
             by_market: dict[str, dict[str, Any]] = defaultdict(dict)
             for p in positions:
@@ -113,7 +124,7 @@ def wallet_book(wallet: str, latest: Sequence[LatestVenueHealth], venue_types: M
                 if coll_f is None or loan_f is None:
                     continue  # supply only, or collateral without debt: nothing to liquidate
                 accounts.append(MorphoMarketSpec(coll_f, coll, loan_f, owed, lltv.get(market_id, 0.0),
-                                                 venue=item.venue))
+                                                 venue=snap.venue))
         elif kind in ("hyperliquid", "dydx_v4"):
             perps = [p for p in positions if p.side is PositionSide.PERP]
             if not perps:
@@ -124,7 +135,7 @@ def wallet_book(wallet: str, latest: Sequence[LatestVenueHealth], venue_types: M
             equity = float(snap.health.extra.get("equity_usd", snap.health.collateral_usd))
             sizes = {factor(p.asset.symbol, p.price_usd): (p.amount, mmr) for p in perps}
             cash = equity - sum(p.amount * (p.price_usd or 0.0) for p in perps)
-            accounts.append(PerpAccountSpec(cash, sizes, venue=item.venue))
+            accounts.append(PerpAccountSpec(cash, sizes, venue=snap.venue))
         elif kind == "uniswap_v3":
             legs_by_nft: dict[str, list[Any]] = defaultdict(list)
             for p in positions:
@@ -139,9 +150,8 @@ def wallet_book(wallet: str, latest: Sequence[LatestVenueHealth], venue_types: M
                 liquidity = int(str(t0.extra["liquidity"])) / 10 ** ((d0 + d1) / 2)
                 lo = 1.0001 ** int(str(t0.extra["tick_lower"])) * 10 ** (d0 - d1)
                 hi = 1.0001 ** int(str(t0.extra["tick_upper"])) * 10 ** (d0 - d1)
-                accounts.append(LpSpec(f0, f1, liquidity, lo, hi, venue=item.venue))
-    book = Book.from_wallets([WalletSpec(wallet, tuple(accounts))], prices, stable=stable)
-    return RiskInputs(wallet, book, book.underlyings, frozenset(stable), block)
+                accounts.append(LpSpec(f0, f1, liquidity, lo, hi, venue=snap.venue))
+    return accounts
 
 
 def _history(factors: Sequence[str]) -> tuple[PriceHistory | None, dict[str, str]]:
@@ -161,8 +171,11 @@ def _history(factors: Sequence[str]) -> tuple[PriceHistory | None, dict[str, str
         return None, source
 
 
-def assess_wallet(inputs: RiskInputs, horizon_days: float = 1.0) -> tuple[Assessment, ScenarioSet, dict[str, Any]]:
-    """Scenario margin (SPAN-style with dynamic scan ranges + correlation breakdown) and VaR / ES of one wallet."""
+def assess_book(
+    inputs: RiskInputs, horizon_days: float = 1.0
+) -> tuple[Assessment, ScenarioSet, list[dict[str, Any]]]:
+    """Scenario margin (SPAN-style with dynamic scan ranges + correlation breakdown) and VaR / ES of every
+    wallet of the book at once; the third item holds each wallet's extra figures (book order)."""
     risky = [f for f in inputs.factors if f not in inputs.stable]
     history, source = _history(risky)
     flags: list[str] = [f"proxy:{f}={PROXY}" for f in risky if source[f] != f]
@@ -183,22 +196,25 @@ def assess_wallet(inputs: RiskInputs, horizon_days: float = 1.0) -> tuple[Assess
     sets = [s for s in (scenarios, breakdown) if s is not None]
     scenario_set = ScenarioSet.concat(*sets) if sets else user_noop(inputs.factors, horizon_days)
     result = assess(inputs.book, scenario_set)
-    var: dict[str, Any] = {}
+    book = inputs.book
+    n_w = book.n_wallets
+    var: list[dict[str, Any]] = [{} for _ in range(n_w)]
     if cov is not None:
-        x = inputs.book
-        deltas = np.zeros(len(risky))
-        values = x.position_value_usd()
-        for i, f in enumerate(risky):
-            u = x.underlyings.index(f)
-            deltas[i] = float(values[x.pos_underlying == u].sum())
+        # USD delta per (wallet, risky factor): the linear exposure delta-normal VaR needs, shape (W, R).
+        column = {book.underlyings.index(f): i for i, f in enumerate(risky)}
+        deltas = np.zeros((n_w, len(risky)))
+        values = book.position_value_usd()
+        for u, i in column.items():
+            sel = book.pos_underlying == u
+            np.add.at(deltas[:, i], book.pos_wallet[sel], values[sel])
         for name, h in HORIZONS_DAYS.items():
-            out = parametric_var_es(deltas[None, :], cov, list(CONFIDENCE_LEVELS), h)
-            var[name] = {f"{a:g}": {"var_usd": float(out.var[k][0]), "es_usd": float(out.es[k][0])}
-                         for k, a in enumerate(CONFIDENCE_LEVELS)}
-    extra = {"scan_ranges": dict(zip(risky, map(float, ranges), strict=True)),
-             "ewma_vol_daily": dict(zip(risky, map(float, vol_now), strict=True)),
-             "var_es": var, "flags": flags}
-    return result, scenario_set, extra
+            out = parametric_var_es(deltas, cov, list(CONFIDENCE_LEVELS), h)
+            for w in range(n_w):
+                var[w][name] = {f"{a:g}": {"var_usd": float(out.var[k][w]), "es_usd": float(out.es[k][w])}
+                                for k, a in enumerate(CONFIDENCE_LEVELS)}
+    common = {"scan_ranges": dict(zip(risky, map(float, ranges), strict=True)),
+              "ewma_vol_daily": dict(zip(risky, map(float, vol_now), strict=True)), "flags": flags}
+    return result, scenario_set, [{**common, "var_es": v} for v in var]
 
 
 def user_noop(factors: Sequence[str], horizon_days: float) -> ScenarioSet:
@@ -213,43 +229,46 @@ def _f(x: float) -> float | None:
 
 
 def risk_document(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSet, extra: Mapping[str, Any],
-                  per_venue: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The ``xmargin risk --json`` document."""
+                  per_venue: Sequence[Mapping[str, Any]], wallet: int = 0) -> dict[str, Any]:
+    """The ``xmargin risk --json`` document of the book's ``wallet``-th wallet."""
     book = inputs.book
     h = result.health
+    w = wallet
     values = book.position_value_usd()
-    exposure = {f: float(values[book.pos_underlying == i].sum()) for i, f in enumerate(book.underlyings)}
+    mine = book.pos_wallet == w
+    exposure = {f: float(values[mine & (book.pos_underlying == i)].sum()) for i, f in enumerate(book.underlyings)
+                if np.any(mine & (book.pos_underlying == i))}
     move = result.moves
-    first_down = int(move.down_account[0])
-    first_up = int(move.up_account[0])
+    first_down = int(move.down_account[w])
+    first_up = int(move.up_account[w])
     liq = result.liquidation_prices
     liquidation_prices = [
         {"venue": book.venues[int(book.acc_venue[a])], "asset": book.underlyings[int(u)],
          "price_usd": _f(p), "current_price_usd": float(c), "side": "below" if s < 0 else "above"}
         for a, u, p, c, s in zip(liq.account, liq.underlying, liq.price_usd, liq.current_price_usd, liq.side,
                                  strict=True)
-        if s != 0
+        if s != 0 and int(book.acc_wallet[a]) == w
     ]
     groups = result.scenarios
-    venue_margins = {book.venues[int(v)]: float(m) for v, m in zip(groups.group_venue, h.venue_margin_usd,
-                                                                     strict=True)}
-    worst = int(h.worst_scenario[0])
+    venue_margins = {book.venues[int(v)]: float(m) for gw, v, m in zip(groups.group_wallet, groups.group_venue,
+                                                                        h.venue_margin_usd, strict=True) if gw == w}
+    worst = int(h.worst_scenario[w])
     return {
-        "wallet": inputs.wallet,
+        "wallet": inputs.wallets[w],
         "block": inputs.block,
-        "unified_health": _f(h.health[0]),
-        "equity_usd": float(h.equity_usd[0]),
-        "portfolio_margin_usd": float(h.margin_usd[0]),
+        "unified_health": _f(h.health[w]),
+        "equity_usd": float(h.equity_usd[w]),
+        "portfolio_margin_usd": float(h.margin_usd[w]),
         "maintenance_factor": h.maintenance_factor,
         "venue_margins_usd": venue_margins,
-        "sum_of_venue_margins_usd": float(h.venue_margin_sum_usd[0]),
-        "netting_benefit_usd": float(h.netting_benefit_usd[0]),
+        "sum_of_venue_margins_usd": float(h.venue_margin_sum_usd[w]),
+        "netting_benefit_usd": float(h.netting_benefit_usd[w]),
         "worst_scenario": scenarios.names[worst] if 0 <= worst < len(scenarios.names) else None,
         "scenario_count": len(scenarios.names),
         "first_liquidation": {
-            "down": {"move": _f(move.down[0]), "venue": book.venues[int(book.acc_venue[first_down])]
+            "down": {"move": _f(move.down[w]), "venue": book.venues[int(book.acc_venue[first_down])]
                      if first_down >= 0 else None},
-            "up": {"move": _f(move.up[0]), "venue": book.venues[int(book.acc_venue[first_up])]
+            "up": {"move": _f(move.up[w]), "venue": book.venues[int(book.acc_venue[first_up])]
                    if first_up >= 0 else None},
         },
         "liquidation_prices": liquidation_prices,

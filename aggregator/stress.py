@@ -63,7 +63,7 @@ def replay_path(inputs: RiskInputs, window: str) -> dict[str, Any]:
     result = replay(book, path)
     dates = [str(d)[:10] for d in history.dates]
     return {
-        "wallet": inputs.wallet,
+        "wallet": inputs.wallets[0],
         "start": dates[0],
         "end": dates[-1],
         "steps": len(dates),

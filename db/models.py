@@ -317,3 +317,21 @@ class HealthResult(Base):
     matches_onchain: Mapped[bool | None]
     flags: Mapped[list[str]]
     extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+
+
+class RiskResult(Base):
+    """The netting engine's view of one wallet across venues at one sync (block)."""
+
+    __tablename__ = "risk_results"
+    __table_args__ = (Index(None, "wallet_id", "block_number"),)
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    sync_run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    block_number: Mapped[int]
+    computed_at: Mapped[datetime]
+    unified_health: Mapped[float | None]
+    equity_usd: Mapped[float]
+    margin_usd: Mapped[float]
+    netting_benefit_usd: Mapped[float]
+    document: Mapped[dict[str, Any]]

@@ -32,6 +32,7 @@ __all__ = [
     "PositionRow",
     "PositionSide",
     "PriceRow",
+    "RiskRow",
     "SnapshotRow",
     "SnapshotStatus",
     "SyncBatch",
@@ -211,6 +212,24 @@ class SnapshotRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RiskRow:
+    """The netting engine's view of one wallet across venues at the batch's block.
+
+    ``unified_health`` is equity / portfolio margin (``None``: no margin needed); ``document`` is the full
+    ``xmargin risk --json`` document as plain JSON.
+    """
+
+    wallet: str
+    block_number: int
+    computed_at: datetime
+    unified_health: float | None
+    equity_usd: float
+    margin_usd: float
+    netting_benefit_usd: float
+    document: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class SyncBatch:
     """One sync run, written by :meth:`db.Store.write_sync` in a single transaction.
 
@@ -230,6 +249,8 @@ class SyncBatch:
     snapshots: tuple[SnapshotRow, ...] = ()
     prices: tuple[PriceRow, ...] = ()
     markets: tuple[MarketRow, ...] = ()
+    risks: tuple[RiskRow, ...] = ()
+    """The netting engine's results for the batch's wallets, written in the same transaction."""
 
 
 @dataclass(frozen=True, slots=True)

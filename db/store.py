@@ -48,6 +48,7 @@ from db.rows import (
     PositionRow,
     PositionSide,
     PriceRow,
+    RiskRow,
     SnapshotRow,
     SnapshotStatus,
     SyncBatch,
@@ -78,6 +79,7 @@ SNAPSHOTS = _T["position_snapshots"]
 POSITIONS = _T["positions"]
 PRICES = _T["prices"]
 HEALTH = _T["health_results"]
+RISK = _T["risk_results"]
 
 _POSITION_COPY_COLUMNS = (
     ("snapshot_id", "int8"),
@@ -402,7 +404,32 @@ class Store:
             conn.execute(sa.insert(HEALTH), health)
         if batch.prices:
             conn.execute(sa.insert(PRICES), [_price_params(p, run_id, refs) for p in batch.prices])
+        if batch.risks:
+            conn.execute(sa.insert(RISK), [
+                {"sync_run_id": run_id, "wallet_id": refs.wallets[canonical_address(r.wallet)],
+                 "block_number": r.block_number, "computed_at": r.computed_at, "unified_health": r.unified_health,
+                 "equity_usd": r.equity_usd, "margin_usd": r.margin_usd,
+                 "netting_benefit_usd": r.netting_benefit_usd, "document": dict(r.document)}
+                for r in batch.risks
+            ])
         return run_id
+
+    def latest_risk(self, address: str) -> RiskRow | None:
+        """The newest stored netting-engine result of ``address`` (None when there is none)."""
+        query = (
+            sa.select(RISK, WALLETS.c.address)
+            .join(WALLETS, WALLETS.c.id == RISK.c.wallet_id)
+            .where(WALLETS.c.address == canonical_address(address))
+            .order_by(RISK.c.block_number.desc(), RISK.c.id.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            r = conn.execute(query).mappings().first()
+        if r is None:
+            return None
+        return RiskRow(wallet=r["address"], block_number=r["block_number"], computed_at=r["computed_at"],
+                       unified_health=r["unified_health"], equity_usd=r["equity_usd"], margin_usd=r["margin_usd"],
+                       netting_benefit_usd=r["netting_benefit_usd"], document=r["document"])
 
     def _insert_positions(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -596,7 +623,8 @@ def _unique_snapshots(snapshots: Iterable[SnapshotRow]) -> list[SnapshotRow]:
 
 def _resolve(conn: Connection, batch: SyncBatch, snapshots: Sequence[SnapshotRow]) -> _Refs:
     venue_ids = _venue_ids(conn, {s.venue for s in snapshots} | {m.venue for m in batch.markets})
-    wallet_ids = _wallet_ids(conn, {canonical_address(s.wallet) for s in snapshots})
+    wallet_ids = _wallet_ids(conn, {canonical_address(s.wallet) for s in snapshots}
+                             | {canonical_address(r.wallet) for r in batch.risks})
     assets: list[AssetRow] = [p.asset for p in batch.prices]
     assets += [m.asset for m in batch.markets if m.asset is not None]
     assets += [p.asset for s in snapshots for p in s.positions]

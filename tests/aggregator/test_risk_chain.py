@@ -112,3 +112,19 @@ def test_stress_replays_a_real_crash_on_the_book(env: devnet.DevnetInfo) -> None
     assert doc["liquidation_loss_usd"] > 0
     bad = CliRunner().invoke(app, ["stress", HEDGED, "--replay", "2020-13-01"])
     assert bad.exit_code == 2
+
+
+def test_each_sync_stores_the_netting_engines_result(env: devnet.DevnetInfo) -> None:
+    _sync(env)
+    with Store.open() as store:
+        first = store.latest_risk(HEDGED)
+        assert first is not None
+        devnet.set_price(env, "WETH", 3_600)
+        assert sync_once(devnet_settings(env), store).ok
+        second = store.latest_risk(HEDGED)
+    assert second is not None
+    assert second.block_number > first.block_number
+    assert second.document["wallet"] == HEDGED
+    assert second.equity_usd != first.equity_usd
+    assert second.unified_health == second.document["unified_health"]
+    assert set(second.document["venue_margins_usd"]) >= {"aave_v3", "hyperliquid"}

@@ -116,4 +116,8 @@ def test_migrations_ship_inside_the_package() -> None:
     assert ALEMBIC_INI.parent == package_dir
     assert ALEMBIC_INI.is_file()
     assert alembic_config().get_main_option("script_location") == str(MIGRATIONS_DIR)
-    assert sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py")) == ["0001_initial.py", "0002_venues.py"]
+    assert sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py")) == [
+        "0001_initial.py",
+        "0002_venues.py",
+        "0003_risk.py",
+    ]
