@@ -347,6 +347,15 @@ def devnet_down() -> None:
     console.print("devnet stopped" if down() else "no devnet was running")
 
 
+def _register_commands() -> None:
+    from aggregator.backtest_cli import register
+
+    register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
