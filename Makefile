@@ -41,6 +41,7 @@ test: devnet-install lint typecheck
 
 bench: devnet-install
 	$(BIN)/python benchmarks/bench_sync.py
+	$(BIN)/python benchmarks/bench_risk.py
 
 clean:
 	rm -rf $(VENV) devnet/node_modules devnet/vendor devnet/cache devnet/artifacts devnet/deployments
