@@ -4,7 +4,8 @@
 (Aave accounts with each reserve's threshold and bonus as the protocol applies them, Morpho markets with their
 LLTV, perp cross accounts with their maintenance rate, Uniswap ranges). :func:`assess_wallet` runs the
 liquidation-aware scenario margin over SPAN-style scenarios whose scan ranges follow EWMA volatility from the
-market data (dynamic margin) plus a correlation breakdown, and VaR / ES (delta-normal with EWMA covariance).
+market data (dynamic margin), a correlation breakdown and every historical 1-day joint move scaled to today's
+volatility (filtered historical simulation), and VaR / ES (delta-normal with EWMA covariance, and historical).
 
 Tokens map to risk factors through :data:`riskcore.assets.DEFAULT_ASSET_MAP` (WETH → ETH); stablecoins keep
 their own factor at $1; a factor without market history (e.g. AAVE) borrows ETH's, flagged ``proxy``.
@@ -26,8 +27,15 @@ from riskcore.assets import DEFAULT_ASSET_MAP, AssetKind
 from riskcore.book import AaveAccountSpec, Book, LpSpec, MorphoMarketSpec, PerpAccountSpec, WalletSpec
 from riskcore.ewma import ewma_covariance
 from riskcore.margin import Assessment, assess
-from riskcore.scenarios import ScenarioSet, correlation_breakdown, fhs_volatility, scan_ranges, span_scenarios
-from riskcore.var import CONFIDENCE_LEVELS, HORIZONS_DAYS, parametric_var_es
+from riskcore.scenarios import (
+    ScenarioSet,
+    correlation_breakdown,
+    fhs_volatility,
+    historical_scenarios,
+    scan_ranges,
+    span_scenarios,
+)
+from riskcore.var import CONFIDENCE_LEVELS, HORIZONS_DAYS, historical_var_es_portfolios, parametric_var_es
 
 __all__ = ["RiskInputs", "assess_book", "build_book", "risk_document", "wallet_book"]
 
@@ -179,13 +187,20 @@ def assess_book(
     risky = [f for f in inputs.factors if f not in inputs.stable]
     history, source = _history(risky)
     flags: list[str] = [f"proxy:{f}={PROXY}" for f in risky if source[f] != f]
+    historical: ScenarioSet | None = None
+    simple: np.ndarray[Any, np.dtype[np.float64]] | None = None
     if history is not None and risky:
         col = {s: i for i, s in enumerate(history.symbols)}
-        returns = history.log_returns()
         idx = [col[source[f]] for f in risky]
-        _, vol_now = fhs_volatility(returns[:, idx])
+        returns = history.log_returns()[:, idx]
+        vol_then, vol_now = fhs_volatility(returns)
         ranges = scan_ranges(vol_now, horizon_days, k=SCAN_K, floors=SCAN_FLOOR)
-        cov = ewma_covariance(history.simple_returns()[:, idx])
+        simple = history.simple_returns()[:, idx]
+        cov = ewma_covariance(simple)
+        if float(horizon_days).is_integer():
+            # Filtered historical simulation: every joint move since the data starts, at today's volatility.
+            historical = historical_scenarios(risky, returns, history.dates[1:], int(horizon_days),
+                                              vol_now=vol_now, vol_then=vol_then)
     else:
         flags.append("no_market_data")
         vol_now = np.full(len(risky), math.nan)
@@ -193,7 +208,7 @@ def assess_book(
         cov = None
     scenarios = span_scenarios(risky, ranges, horizon_days=horizon_days) if risky else None
     breakdown = correlation_breakdown(risky, horizon_days=horizon_days) if risky else None
-    sets = [s for s in (scenarios, breakdown) if s is not None]
+    sets = [s for s in (scenarios, breakdown, historical) if s is not None]
     scenario_set = ScenarioSet.concat(*sets) if sets else user_noop(inputs.factors, horizon_days)
     result = assess(inputs.book, scenario_set)
     book = inputs.book
@@ -209,9 +224,16 @@ def assess_book(
             np.add.at(deltas[:, i], book.pos_wallet[sel], values[sel])
         for name, h in HORIZONS_DAYS.items():
             out = parametric_var_es(deltas, cov, list(CONFIDENCE_LEVELS), h)
+            hist = None if simple is None else historical_var_es_portfolios(simple, deltas, list(CONFIDENCE_LEVELS), h)
             for w in range(n_w):
-                var[w][name] = {f"{a:g}": {"var_usd": float(out.var[k][w]), "es_usd": float(out.es[k][w])}
-                                for k, a in enumerate(CONFIDENCE_LEVELS)}
+                var[w][name] = {
+                    f"{a:g}": {
+                        "var_usd": float(out.var[k][w]), "es_usd": float(out.es[k][w]),
+                        "historical_var_usd": float(hist.var[k][w]) if hist is not None else None,
+                        "historical_es_usd": float(hist.es[k][w]) if hist is not None else None,
+                    }
+                    for k, a in enumerate(CONFIDENCE_LEVELS)
+                }
     common = {"scan_ranges": dict(zip(risky, map(float, ranges), strict=True)),
               "ewma_vol_daily": dict(zip(risky, map(float, vol_now), strict=True)), "flags": flags}
     return result, scenario_set, [{**common, "var_es": v} for v in var]

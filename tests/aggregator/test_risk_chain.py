@@ -128,3 +128,13 @@ def test_each_sync_stores_the_netting_engines_result(env: devnet.DevnetInfo) -> 
     assert second.equity_usd != first.equity_usd
     assert second.unified_health == second.document["unified_health"]
     assert set(second.document["venue_margins_usd"]) >= {"aave_v3", "hyperliquid"}
+
+
+def test_historical_moves_and_historical_var_are_part_of_the_view(env: devnet.DevnetInfo) -> None:
+    _sync(env)
+    doc = _risk()
+    # SPAN (16 per factor + joint) + correlation breakdown + every 1-day joint move of the history.
+    assert doc["scenario_count"] > 1_000
+    day = doc["var_es"]["1d"]["0.99"]
+    assert day["historical_es_usd"] >= day["historical_var_usd"] > 0
+    assert doc["var_es"]["1h"]["0.99"]["historical_var_usd"] < day["historical_var_usd"]
