@@ -59,7 +59,11 @@ class RiskInputs:
 
 
 def _factor(symbol: str) -> tuple[str, bool]:
-    """(risk factor, is a stablecoin) of a token symbol."""
+    """(risk factor, is a stablecoin) of a token symbol or a perp market (``ETH-USD`` → ETH)."""
+    for suffix in ("-USD", "-PERP", "-USDC"):
+        if symbol.endswith(suffix):
+            symbol = symbol[: -len(suffix)]
+            break
     try:
         spec = DEFAULT_ASSET_MAP[symbol]
     except KeyError:
@@ -215,13 +219,8 @@ def assess_book(
     n_w = book.n_wallets
     var: list[dict[str, Any]] = [{} for _ in range(n_w)]
     if cov is not None:
-        # USD delta per (wallet, risky factor): the linear exposure delta-normal VaR needs, shape (W, R).
-        column = {book.underlyings.index(f): i for i, f in enumerate(risky)}
-        deltas = np.zeros((n_w, len(risky)))
-        values = book.position_value_usd()
-        for u, i in column.items():
-            sel = book.pos_underlying == u
-            np.add.at(deltas[:, i], book.pos_wallet[sel], values[sel])
+        # USD delta per (wallet, risky factor): the linear exposure the VaR models need, shape (W, R).
+        deltas = book.factor_exposure_usd()[:, [book.underlyings.index(f) for f in risky]]
         for name, h in HORIZONS_DAYS.items():
             out = parametric_var_es(deltas, cov, list(CONFIDENCE_LEVELS), h)
             hist = None if simple is None else historical_var_es_portfolios(simple, deltas, list(CONFIDENCE_LEVELS), h)
@@ -256,10 +255,10 @@ def risk_document(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSet
     book = inputs.book
     h = result.health
     w = wallet
-    values = book.position_value_usd()
-    mine = book.pos_wallet == w
-    exposure = {f: float(values[mine & (book.pos_underlying == i)].sum()) for i, f in enumerate(book.underlyings)
-                if np.any(mine & (book.pos_underlying == i))}
+    held = {int(u) for u in book.pos_underlying[book.pos_wallet == w]}
+    held |= {int(u) for u in book.pos_underlying2[book.pos_wallet == w] if u >= 0}
+    row = book.factor_exposure_usd()[w]
+    exposure = {f: float(row[i]) for i, f in enumerate(book.underlyings) if i in held}
     move = result.moves
     first_down = int(move.down_account[w])
     first_up = int(move.up_account[w])

@@ -268,6 +268,23 @@ class Book:
             )
         return np.asarray(value, dtype=np.float64)
 
+    def factor_exposure_usd(self) -> F64:
+        """USD delta of each wallet to each underlying, shape (W, U): ``Σ quantity × price`` per factor, with a
+        Uniswap range split into its two legs (``x × price0`` to token0's factor, ``y × price1`` to token1's)."""
+        value = self.pos_quantity * self.price_usd[self.pos_underlying]
+        out = np.zeros((self.n_wallets, self.n_underlyings))
+        lp = self.pos_kind == Kind.LP
+        np.add.at(out, (self.pos_wallet[~lp], self.pos_underlying[~lp]), value[~lp])
+        idx = np.nonzero(lp)[0]
+        if idx.size:
+            p0 = self.price_usd[self.pos_underlying[idx]]
+            p1 = self.price_usd[self.pos_underlying2[idx]]
+            x, y = amounts_float(self.pos_quantity[idx], np.sqrt(p0 / p1), self.pos_sqrt_lower[idx],
+                                 self.pos_sqrt_upper[idx])
+            np.add.at(out, (self.pos_wallet[idx], self.pos_underlying[idx]), x * p0)
+            np.add.at(out, (self.pos_wallet[idx], self.pos_underlying2[idx]), y * p1)
+        return out
+
     def wallet_equity_usd(self, price_usd: npt.ArrayLike | None = None) -> F64:
         """Each wallet's equity: its positions' values plus its perp accounts' cash, USD, shape (W,)."""
         v = np.bincount(self.pos_wallet, weights=self.position_value_usd(price_usd), minlength=self.n_wallets)

@@ -138,3 +138,16 @@ def test_historical_moves_and_historical_var_are_part_of_the_view(env: devnet.De
     day = doc["var_es"]["1d"]["0.99"]
     assert day["historical_es_usd"] >= day["historical_var_usd"] > 0
     assert doc["var_es"]["1h"]["0.99"]["historical_var_usd"] < day["historical_var_usd"]
+
+
+def test_every_venues_eth_nets_into_one_factor(env: devnet.DevnetInfo) -> None:
+    """WETH on Aave, Morpho and Uniswap, ETH on Hyperliquid and ETH-USD on dYdX are one risk factor."""
+    _sync(env)
+    doc = _risk()
+    assert set(doc["net_exposure_usd"]) == {"ETH", "USDC"}
+    with Store.open() as store:
+        latest = store.latest_health(HEDGED)
+    long_eth = sum(p.value_usd or 0.0 for v in latest for p in v.snapshot.positions
+                   if p.asset.symbol == "WETH" and str(p.side) in ("collateral", "lp"))
+    short_eth = sum(p.value_usd or 0.0 for v in latest for p in v.snapshot.positions if str(p.side) == "perp")
+    assert doc["net_exposure_usd"]["ETH"] == pytest.approx(long_eth + short_eth, rel=1e-9)
