@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -151,3 +152,42 @@ def test_every_venues_eth_nets_into_one_factor(env: devnet.DevnetInfo) -> None:
                    if p.asset.symbol == "WETH" and str(p.side) in ("collateral", "lp"))
     short_eth = sum(p.value_usd or 0.0 for v in latest for p in v.snapshot.positions if str(p.side) == "perp")
     assert doc["net_exposure_usd"]["ETH"] == pytest.approx(long_eth + short_eth, rel=1e-9)
+
+
+def test_a_cascade_the_engine_predicts_is_what_the_venues_do(env: devnet.DevnetInfo) -> None:
+    """ETH spikes (the short perps are liquidated: the hedge is gone), then crashes (Aave and Morpho follow).
+    The engine's cascade on the stored book names the venues in that order; moving the devnet along the same
+    path, each venue's own figures flip at those steps."""
+    from aggregator.risk import wallet_book
+    from riskcore.cascade import replay
+
+    _sync(env)
+    with Store.open() as store:
+        latest = store.latest_health(HEDGED)
+        types = {v.name: str(v.config.get("type", "")) for v in store.list_venues()}
+    inputs = wallet_book(HEDGED, latest, types)
+    eth = inputs.book.underlyings.index("ETH")
+    path_eth = [4_000.0, 6_000.0, 2_200.0]
+    path = np.tile(inputs.book.price_usd, (len(path_eth), 1))
+    path[:, eth] = path_eth
+    result = replay(inputs.book, path)
+    steps = {e.venue: e.step for e in result.events}
+    assert steps["hyperliquid"] == 1
+    assert steps["dydx_v4"] == 1
+    assert steps["aave_v3"] == 2
+    assert steps["morpho_blue"] == 2
+    assert result.equity_usd[-1, 0] < result.equity_usd[0, 0]
+
+    settings = devnet_settings(env)
+    with Store.open() as store:
+        devnet.set_price(env, "WETH", 6_000)
+        assert sync_once(settings, store).ok
+        venues = {v.venue: v.snapshot.health for v in store.latest_health(HEDGED)}
+        assert venues["hyperliquid"] is not None
+        assert venues["dydx_v4"] is not None
+        assert "liquidatable" in venues["hyperliquid"].flags
+        assert "liquidatable" in venues["dydx_v4"].flags
+        assert devnet.account_data(env, HEDGED).health_factor_wad > 10**18  # the lending legs are fine
+        devnet.set_price(env, "WETH", 2_200)
+    assert devnet.account_data(env, HEDGED).health_factor_wad < 10**18  # Aave's own verdict
+    assert devnet.morpho.health_factor_wad(env, "WETH_USDC", HEDGED) < 10**18  # Morpho's
