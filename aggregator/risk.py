@@ -35,7 +35,13 @@ from riskcore.scenarios import (
     scan_ranges,
     span_scenarios,
 )
-from riskcore.var import CONFIDENCE_LEVELS, HORIZONS_DAYS, historical_var_es_portfolios, parametric_var_es
+from riskcore.var import (
+    CONFIDENCE_LEVELS,
+    HORIZONS_DAYS,
+    historical_var_es_portfolios,
+    monte_carlo_var_es,
+    parametric_var_es,
+)
 
 __all__ = ["RiskInputs", "assess_book", "build_book", "risk_document", "wallet_book"]
 
@@ -44,6 +50,9 @@ PROXY = "ETH"
 SCAN_K = 3.0
 """Scan range = max(floor, k × daily EWMA vol × √horizon)."""
 SCAN_FLOOR = 0.10
+MC_SCENARIOS = 10_000
+"""Monte Carlo draws per horizon (multivariate normal with the EWMA covariance; common to all wallets)."""
+MC_SEED = 20_251_121
 
 
 @dataclass(frozen=True)
@@ -224,12 +233,17 @@ def assess_book(
         for name, h in HORIZONS_DAYS.items():
             out = parametric_var_es(deltas, cov, list(CONFIDENCE_LEVELS), h)
             hist = None if simple is None else historical_var_es_portfolios(simple, deltas, list(CONFIDENCE_LEVELS), h)
+            # Seeded per horizon, so a wallet's figure does not change between identical runs.
+            mc = monte_carlo_var_es(deltas, np.random.default_rng(MC_SEED), MC_SCENARIOS, list(CONFIDENCE_LEVELS),
+                                    covariance=cov, horizon_days=h)
             for w in range(n_w):
                 var[w][name] = {
                     f"{a:g}": {
                         "var_usd": float(out.var[k][w]), "es_usd": float(out.es[k][w]),
                         "historical_var_usd": float(hist.var[k][w]) if hist is not None else None,
                         "historical_es_usd": float(hist.es[k][w]) if hist is not None else None,
+                        "monte_carlo_var_usd": float(mc.var[k][w]),
+                        "monte_carlo_es_usd": float(mc.es[k][w]),
                     }
                     for k, a in enumerate(CONFIDENCE_LEVELS)
                 }

@@ -139,6 +139,9 @@ def test_historical_moves_and_historical_var_are_part_of_the_view(env: devnet.De
     day = doc["var_es"]["1d"]["0.99"]
     assert day["historical_es_usd"] >= day["historical_var_usd"] > 0
     assert doc["var_es"]["1h"]["0.99"]["historical_var_usd"] < day["historical_var_usd"]
+    # Monte Carlo from the same EWMA covariance lands near the delta-normal figure (10,000 draws).
+    assert day["monte_carlo_var_usd"] == pytest.approx(day["var_usd"], rel=0.05)
+    assert day["monte_carlo_es_usd"] >= day["monte_carlo_var_usd"]
 
 
 def test_every_venues_eth_nets_into_one_factor(env: devnet.DevnetInfo) -> None:
