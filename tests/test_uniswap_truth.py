@@ -23,22 +23,18 @@ import pytest
 from eth_abi import decode
 
 import devnet
+from aggregator.venues.uniswap import exact_amounts
 from connectors.evm.multicall import Multicall
 from connectors.evm.rpc import RpcClient
 from connectors.uniswap_v3.connector import UniswapV3Connector
 from connectors.uniswap_v3.deployments import UniswapV3Deployment
-from connectors.uniswap_v3.models import LpPosition, PoolState, UniswapSnapshot
+from connectors.uniswap_v3.models import LpPosition, UniswapSnapshot
 from devnet import uniswap
 from riskcore.lp.uniswap_v3 import (
     UINT128_MAX,
-    PoolPositionParams,
     PositionAmounts,
-    TickFeeGrowth,
-    UniswapV3PoolParams,
-    UniswapV3PositionParams,
     get_sqrt_ratio_at_tick,
     lp_greeks,
-    position_amounts,
     sqrt_price_float,
 )
 
@@ -131,21 +127,6 @@ def _trade(info: devnet.DevnetInfo, rng: np.random.Generator, trader: str, bound
                 uniswap.swap_to_sqrt_price(info, name, target)
 
 
-def _params(p: LpPosition, pool: PoolState) -> tuple[Any, ...]:
-    lower, upper = pool.tick_state(p.tick_lower), pool.tick_state(p.tick_upper)
-    agg = pool.position_state(p.tick_lower, p.tick_upper)
-    return (
-        UniswapV3PositionParams(p.tick_lower, p.tick_upper, p.liquidity, p.fee_growth_inside0_last_x128,
-                                p.fee_growth_inside1_last_x128, p.tokens_owed0, p.tokens_owed1),
-        UniswapV3PoolParams(pool.sqrt_price_x96, pool.tick, pool.fee_growth_global0_x128,
-                            pool.fee_growth_global1_x128),
-        TickFeeGrowth(lower.fee_growth_outside0_x128, lower.fee_growth_outside1_x128),
-        TickFeeGrowth(upper.fee_growth_outside0_x128, upper.fee_growth_outside1_x128),
-        PoolPositionParams(agg.liquidity, agg.fee_growth_inside0_last_x128, agg.fee_growth_inside1_last_x128,
-                           agg.tokens_owed0, agg.tokens_owed1),
-    )
-
-
 def _onchain(rpc: RpcClient, manager: str, positions: list[LpPosition], block: int) -> list[tuple[Any, Any]]:
     """Per position: (decreaseLiquidity(full) result or None when it has no liquidity, collect(max) result)."""
     requests: list[tuple[str, list[Any]]] = []
@@ -180,7 +161,7 @@ def _check(info: devnet.DevnetInfo, rpc: RpcClient, connector: UniswapV3Connecto
     mismatches = []
     for p, (dec, col) in zip(positions, onchain, strict=True):
         pool = snap.pool(p.pool)
-        ours: PositionAmounts = position_amounts(*_params(p, pool))
+        ours: PositionAmounts = exact_amounts(p, pool)
         if dec is not None:
             stats["decrease"] += 1
             if (ours.amount0_raw, ours.amount1_raw) != tuple(dec):
@@ -242,7 +223,7 @@ def test_amounts_and_fees_equal_decrease_liquidity_and_collect(chain: devnet.Dev
         # The float path agrees with the exact one on the final book (delta = token0 held).
         for p in positions[:40]:
             pool = snap.pool(p.pool)
-            ours = position_amounts(*_params(p, pool))
+            ours = exact_amounts(p, pool)
             g = lp_greeks(p.liquidity, sqrt_price_float(pool.sqrt_price_x96),
                           sqrt_price_float(get_sqrt_ratio_at_tick(p.tick_lower)),
                           sqrt_price_float(get_sqrt_ratio_at_tick(p.tick_upper)), p.token0_decimals,
