@@ -14,8 +14,13 @@ rule          account                                 positions (kinds)
 ``AAVE``      wallet × Aave(-like) market             ``COLLATERAL`` (LT in ``threshold``), ``DEBT``
 ``MORPHO``    wallet × Morpho Blue market             ``COLLATERAL`` (LLTV in ``threshold``), ``DEBT``
 ``PERP``      wallet × perp venue (cross account)     ``PERP`` (maintenance rate in ``mmr``); ``cash_usd``
-``NONE``      wallet × venue, never liquidated        ``LP`` (Uniswap v3 range), ``SPOT`` (tokens held)
+``NONE``      wallet × venue, never liquidated        ``LP`` (Uniswap v3 range), ``SPOT`` (tokens held),
+                                                      ``OPTION`` (European option, Black-76)
 ============  ======================================  =========================================================
+
+Options are held in a ``NONE`` account (venue ``"options"`` by default): no options venue's margin rule is
+modelled, so an option position is never liquidated; it only adds its (non-linear) value and P&L to the wallet.
+A venue that margins options together with perps (Deribit portfolio margin) would need a rule of its own.
 
 Units and signs
 ---------------
@@ -24,7 +29,12 @@ Units and signs
   *human* liquidity ``L_h`` (``L / 10**((decimals0 + decimals1) / 2)``), so that with ``s = sqrt(P)``, ``P``
   the pool price in token1 per token0, the amounts are ``x = L_h (1/s − 1/s_b)``, ``y = L_h (s − s_a)`` (clipped
   to the range ``[s_a, s_b]`` = ``sqrt_lower``, ``sqrt_upper``); token0 is ``underlying``, token1 ``underlying2``.
-  The pool is taken as arbitraged to the oracle ratio ``P = price0 / price1``.
+  The pool is taken as arbitraged to the oracle ratio ``P = price0 / price1``. For ``OPTION`` it is the signed
+  number of contracts on one unit of ``underlying`` each (long > 0, written < 0).
+* An option's USD value is ``quantity × black76_price(F = price_usd[underlying], strike, expiry, vol, is_call)``
+  (the forward is taken at the spot/oracle price, no discounting: ``r = 0``); its USD delta is
+  ``quantity × Black-76 delta × price``. ``strike`` is USD per unit, ``expiry`` years (ACT/365), ``vol``
+  annualized.
 * A position's USD value is ``quantity × price_usd[underlying]`` (LP: ``x × price0 + y × price1``); a perp
   account's equity is ``cash_usd + Σ size × price``; a wallet's equity is the sum of its positions' values and
   its perp accounts' cash.
@@ -51,6 +61,7 @@ import numpy as np
 import numpy.typing as npt
 
 from riskcore.lp.uniswap_v3 import amounts_float
+from riskcore.options import black76_greeks, black76_price
 
 __all__ = [
     "AaveAccountSpec",
@@ -58,12 +69,14 @@ __all__ = [
     "Kind",
     "LpSpec",
     "MorphoMarketSpec",
+    "OptionSpec",
     "PerpAccountSpec",
     "Rule",
     "SpotSpec",
     "WalletSpec",
     "lp_value_usd",
     "morpho_lif",
+    "option_value_usd",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -83,6 +96,7 @@ class Kind(IntEnum):
     PERP = 2
     LP = 3
     SPOT = 4
+    OPTION = 5
 
 
 class Rule(IntEnum):
@@ -95,7 +109,7 @@ class Rule(IntEnum):
 
 
 _ALLOWED_KINDS: dict[Rule, frozenset[Kind]] = {
-    Rule.NONE: frozenset({Kind.LP, Kind.SPOT}),
+    Rule.NONE: frozenset({Kind.LP, Kind.SPOT, Kind.OPTION}),
     Rule.AAVE: frozenset({Kind.COLLATERAL, Kind.DEBT}),
     Rule.MORPHO: frozenset({Kind.COLLATERAL, Kind.DEBT}),
     Rule.PERP: frozenset({Kind.PERP}),
@@ -163,12 +177,30 @@ class SpotSpec:
     venue: str = "wallet"
 
 
-AccountSpec = AaveAccountSpec | MorphoMarketSpec | PerpAccountSpec | LpSpec | SpotSpec
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """A European option on ``underlying`` (Black-76 on the USD price; never liquidated).
+
+    ``quantity`` is signed contracts on one unit each (long > 0, written < 0); ``strike_usd`` USD per unit;
+    ``expiry_years`` time to expiry (ACT/365); ``vol`` annualized implied volatility (0.6 = 60%).
+    """
+
+    underlying: str
+    quantity: float
+    strike_usd: float
+    expiry_years: float
+    vol: float
+    is_call: bool
+    venue: str = "options"
+
+
+AccountSpec = AaveAccountSpec | MorphoMarketSpec | PerpAccountSpec | LpSpec | SpotSpec | OptionSpec
 
 
 @dataclass(frozen=True, slots=True)
 class WalletSpec:
-    """A wallet and what it holds; each entry becomes one account (LP and spot entries of one venue share one)."""
+    """A wallet and what it holds; each entry becomes one account (LP, spot and option entries of one venue share
+    one)."""
 
     name: str
     accounts: Sequence[AccountSpec] = ()
@@ -199,6 +231,10 @@ class Book:
         Perp maintenance margin rate (fraction); 0 elsewhere.
     pos_sqrt_lower, pos_sqrt_upper : ndarray of shape (P,)
         LP range in ``sqrt(token1 per token0)``; ``nan`` elsewhere.
+    pos_strike, pos_expiry, pos_vol : ndarray of shape (P,)
+        Option strike (USD), time to expiry (years) and volatility; ``nan``, 0 and 0 elsewhere.
+    pos_is_call : ndarray of shape (P,), bool
+        Option is a call (False elsewhere).
     acc_wallet, acc_venue : ndarray of shape (A,), int
     acc_rule : ndarray of shape (A,), int8 (:class:`Rule`)
     acc_bonus : ndarray of shape (A,)
@@ -228,6 +264,10 @@ class Book:
     pos_mmr: F64
     pos_sqrt_lower: F64
     pos_sqrt_upper: F64
+    pos_strike: F64
+    pos_expiry: F64
+    pos_vol: F64
+    pos_is_call: npt.NDArray[np.bool_]
     acc_wallet: I64
     acc_venue: I64
     acc_rule: npt.NDArray[np.int8]
@@ -266,13 +306,23 @@ class Book:
             value[lp] = lp_value_usd(
                 self.pos_quantity[lp], self.pos_sqrt_lower[lp], self.pos_sqrt_upper[lp], p0, p1
             )
+        opt = np.nonzero(self.pos_kind == Kind.OPTION)[0]
+        if opt.size:
+            value[opt] = option_value_usd(self.pos_quantity[opt], px[self.pos_underlying[opt]], self.pos_strike[opt],
+                                          self.pos_expiry[opt], self.pos_vol[opt], self.pos_is_call[opt])
         return np.asarray(value, dtype=np.float64)
 
     def factor_exposure_usd(self) -> F64:
         """USD delta of each wallet to each underlying, shape (W, U): ``Σ quantity × price`` per factor, with a
-        Uniswap range split into its two legs (``x × price0`` to token0's factor, ``y × price1`` to token1's)."""
+        Uniswap range split into its two legs (``x × price0`` to token0's factor, ``y × price1`` to token1's) and an
+        option counted at its Black-76 delta (``quantity × delta × price``)."""
         value = self.pos_quantity * self.price_usd[self.pos_underlying]
         out = np.zeros((self.n_wallets, self.n_underlyings))
+        opt = np.nonzero(self.pos_kind == Kind.OPTION)[0]
+        if opt.size:
+            delta = black76_greeks(self.price_usd[self.pos_underlying[opt]], self.pos_strike[opt],
+                                   self.pos_expiry[opt], self.pos_vol[opt], self.pos_is_call[opt]).delta
+            value[opt] *= delta
         lp = self.pos_kind == Kind.LP
         np.add.at(out, (self.pos_wallet[~lp], self.pos_underlying[~lp]), value[~lp])
         idx = np.nonzero(lp)[0]
@@ -313,6 +363,10 @@ class Book:
         pos_mmr: npt.ArrayLike | None = None,
         pos_sqrt_lower: npt.ArrayLike | None = None,
         pos_sqrt_upper: npt.ArrayLike | None = None,
+        pos_strike: npt.ArrayLike | None = None,
+        pos_expiry: npt.ArrayLike | None = None,
+        pos_vol: npt.ArrayLike | None = None,
+        pos_is_call: npt.ArrayLike | None = None,
         acc_bonus: npt.ArrayLike | None = None,
         acc_close_factor: npt.ArrayLike | None = None,
         acc_full_close_hf: npt.ArrayLike | None = None,
@@ -321,7 +375,8 @@ class Book:
     ) -> Book:
         """Build a book from flat arrays (any order); validates, then sorts accounts by (wallet, venue) and
         positions by account. ``acc_lltv`` (Morpho accounts) gives ``acc_lif``; when omitted, the LLTV is
-        taken from the account's collateral ``pos_threshold``.
+        taken from the account's collateral ``pos_threshold``. ``pos_strike`` (> 0), ``pos_expiry`` (≥ 0),
+        ``pos_vol`` (≥ 0) and ``pos_is_call`` are read for ``OPTION`` positions only.
         """
         u = len(underlyings)
         px = np.asarray(price_usd, dtype=np.float64).reshape(-1)
@@ -365,6 +420,12 @@ class Book:
         mmr = pos_arr(pos_mmr, 0.0)
         s_lo = pos_arr(pos_sqrt_lower, math.nan)
         s_hi = pos_arr(pos_sqrt_upper, math.nan)
+        strike = pos_arr(pos_strike, math.nan)
+        expiry = pos_arr(pos_expiry, 0.0)
+        vol = pos_arr(pos_vol, 0.0)
+        is_call = np.zeros(p, dtype=bool) if pos_is_call is None else np.asarray(pos_is_call, dtype=bool).reshape(-1)
+        if is_call.shape != (p,):
+            raise ValueError(f"position arrays must have shape ({p},)")
         bonus = acc_arr(acc_bonus, 0.0)
         cf = acc_arr(acc_close_factor, AAVE_CLOSE_FACTOR)
         full_hf = acc_arr(acc_full_close_hf, AAVE_FULL_CLOSE_HF)
@@ -409,6 +470,16 @@ class Book:
                 raise ValueError("LP positions need a token1 underlying")
             if not np.all((s_lo[lp] > 0) & (s_hi[lp] > s_lo[lp]) & (qty[lp] >= 0)):
                 raise ValueError("LP positions need 0 < sqrt_lower < sqrt_upper and liquidity >= 0")
+        opt = kind == Kind.OPTION
+        if opt.any() and not np.all(
+            np.isfinite(strike[opt]) & (strike[opt] > 0) & np.isfinite(expiry[opt]) & (expiry[opt] >= 0)
+            & np.isfinite(vol[opt]) & (vol[opt] >= 0)
+        ):
+            raise ValueError("option positions need strike > 0, expiry >= 0 and vol >= 0 (finite)")
+        strike = np.where(opt, strike, math.nan)
+        expiry = np.where(opt, expiry, 0.0)
+        vol = np.where(opt, vol, 0.0)
+        is_call = opt & is_call
         thr = np.where(kind == Kind.COLLATERAL, thr, 0.0)
         mmr = np.where(kind == Kind.PERP, mmr, 0.0)
 
@@ -450,6 +521,10 @@ class Book:
             pos_mmr=mmr[p_order],
             pos_sqrt_lower=s_lo[p_order],
             pos_sqrt_upper=s_hi[p_order],
+            pos_strike=np.asarray(strike, dtype=np.float64)[p_order],
+            pos_expiry=np.asarray(expiry, dtype=np.float64)[p_order],
+            pos_vol=np.asarray(vol, dtype=np.float64)[p_order],
+            pos_is_call=is_call[p_order],
             acc_wallet=acc_w_s,
             acc_venue=acc_v[a_order],
             acc_rule=rule[a_order],
@@ -469,8 +544,8 @@ class Book:
         price_usd: Mapping[str, float],
         stable: Iterable[str] = ("USDC", "USDT", "DAI", "USDS", "USDe"),
     ) -> Book:
-        """Build a book from per-wallet specifications (one account per spec; LP and spot specs of one wallet
-        and venue share an account). ``price_usd`` must price every asset named; ``stable`` marks stablecoins.
+        """Build a book from per-wallet specifications (one account per spec; LP, spot and option specs of one
+        wallet and venue share an account). ``price_usd`` must price every asset named; ``stable`` marks stablecoins.
         """
         underlyings = tuple(price_usd)
         u_index = {name: i for i, name in enumerate(underlyings)}
@@ -492,6 +567,10 @@ class Book:
         p_mmr: list[float] = []
         p_lo: list[float] = []
         p_hi: list[float] = []
+        p_strike: list[float] = []
+        p_expiry: list[float] = []
+        p_vol: list[float] = []
+        p_call: list[bool] = []
 
         def und(name: str) -> int:
             if name not in u_index:
@@ -511,7 +590,8 @@ class Book:
             return len(acc_w) - 1
 
         def add(acc: int, u: int, kind: Kind, qty: float, *, thr: float = 0.0, mmr: float = 0.0, u2: int = -1,
-                lo: float = math.nan, hi: float = math.nan) -> None:
+                lo: float = math.nan, hi: float = math.nan, strike: float = math.nan, expiry: float = 0.0,
+                vol: float = 0.0, call: bool = False) -> None:
             p_acc.append(acc)
             p_und.append(u)
             p_und2.append(u2)
@@ -521,6 +601,10 @@ class Book:
             p_mmr.append(mmr)
             p_lo.append(lo)
             p_hi.append(hi)
+            p_strike.append(strike)
+            p_expiry.append(expiry)
+            p_vol.append(vol)
+            p_call.append(call)
 
         for w, wallet in enumerate(wallets):
             standalone: dict[str, int] = {}
@@ -545,6 +629,12 @@ class Book:
                         standalone[spec.venue] = new_account(w, spec.venue, Rule.NONE)
                     add(standalone[spec.venue], und(spec.token0), Kind.LP, float(spec.liquidity),
                         u2=und(spec.token1), lo=math.sqrt(spec.price_lower), hi=math.sqrt(spec.price_upper))
+                elif isinstance(spec, OptionSpec):
+                    if spec.venue not in standalone:
+                        standalone[spec.venue] = new_account(w, spec.venue, Rule.NONE)
+                    add(standalone[spec.venue], und(spec.underlying), Kind.OPTION, float(spec.quantity),
+                        strike=float(spec.strike_usd), expiry=float(spec.expiry_years), vol=float(spec.vol),
+                        call=bool(spec.is_call))
                 else:
                     if spec.venue not in standalone:
                         standalone[spec.venue] = new_account(w, spec.venue, Rule.NONE)
@@ -565,6 +655,10 @@ class Book:
             pos_mmr=p_mmr,
             pos_sqrt_lower=p_lo,
             pos_sqrt_upper=p_hi,
+            pos_strike=p_strike,
+            pos_expiry=p_expiry,
+            pos_vol=p_vol,
+            pos_is_call=p_call,
             acc_wallet=np.asarray(acc_w, dtype=np.intp),
             acc_venue=np.asarray(acc_v, dtype=np.intp),
             acc_rule=np.asarray(acc_rule, dtype=np.int8),
@@ -627,3 +721,17 @@ def lp_value_usd(
     hi = np.asarray(sqrt_upper, dtype=np.float64)
     x, y = amounts_float(liquidity, np.sqrt(p0 / p1), lo, hi)
     return np.asarray(x * p0 + y * p1, dtype=np.float64)
+
+
+def option_value_usd(
+    quantity: npt.ArrayLike,
+    price_usd: npt.ArrayLike,
+    strike_usd: npt.ArrayLike,
+    expiry_years: npt.ArrayLike,
+    vol: npt.ArrayLike,
+    is_call: npt.ArrayLike,
+) -> F64:
+    """USD value of option positions: ``quantity × black76_price(price_usd, strike, expiry, vol, is_call)``
+    (forward at the USD price, ``r = 0``). All arguments broadcast."""
+    px = black76_price(price_usd, strike_usd, expiry_years, vol, is_call)
+    return np.asarray(np.asarray(quantity, dtype=np.float64) * px, dtype=np.float64)

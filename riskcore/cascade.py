@@ -15,6 +15,9 @@ The next step starts from the changed book: closed positions no longer move, so 
 is gone for the others — a short perp liquidated on a spike no longer offsets the Aave collateral that falls
 afterwards. Within one step the venues act independently (each rule reads only its own account); events of a
 step are listed in account order. Nothing accrues between steps (no funding, interest or fees).
+
+Options (never liquidated) are revalued with Black-76 at each step's prices with today's volatility and time to
+expiry: a path has no clock, so there is no time decay and no volatility shock along it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from riskcore.book import Book, Kind, Rule, lp_value_usd
+from riskcore.book import Book, Kind, Rule, lp_value_usd, option_value_usd
 from riskcore.margin import aave_liquidation, morpho_liquidation, perp_liquidation_loss
 
 __all__ = ["CascadeEvent", "CascadeResult", "replay"]
@@ -80,6 +83,10 @@ def _equity(book: Book, q: F64, cash: F64, px: F64) -> F64:
     if lp.size:
         value[lp] = lp_value_usd(q[lp], book.pos_sqrt_lower[lp], book.pos_sqrt_upper[lp],
                                  px[book.pos_underlying[lp]], px[book.pos_underlying2[lp]])
+    opt = np.nonzero(book.pos_kind == Kind.OPTION)[0]
+    if opt.size:
+        value[opt] = option_value_usd(q[opt], px[book.pos_underlying[opt]], book.pos_strike[opt],
+                                      book.pos_expiry[opt], book.pos_vol[opt], book.pos_is_call[opt])
     return np.asarray(
         np.bincount(book.pos_wallet, weights=value, minlength=book.n_wallets)
         + np.bincount(book.acc_wallet, weights=cash, minlength=book.n_wallets),

@@ -10,8 +10,20 @@ A scenario multiplies each underlying's USD price by a factor ≥ 0 (``price_mul
 the book's underlyings by name; a stablecoin the scenario set does not name stays at 1). Any object with the
 attributes of ``riskcore.scenarios.ScenarioSet`` (``names``, ``underlyings``, ``price_multipliers``,
 ``weights``) will do (:class:`ScenarioLike`). ``weights`` (S,) is the fraction of a scenario's loss that counts
-(0.35 for SPAN's extreme moves). The book holds no options, so ``vol_shift`` is not used; nothing accrues over
-``horizon_days`` (no funding, interest or fees are projected).
+(0.35 for SPAN's extreme moves). Only option positions read the volatility shock and the horizon (see
+"Options" below); nothing else accrues over ``horizon_days`` (no funding, interest or fees are projected).
+
+Options
+-------
+An ``OPTION`` position (held in a never-liquidated account) is fully revalued in every scenario with Black-76:
+forward = today's USD price × the underlying's multiplier; time to expiry ``max(T − horizon_days / 365, 0)``
+(so its P&L includes the time decay over the horizon; an option expiring inside the horizon is worth its
+intrinsic value); volatility shocked by the scenario set's own rule when it has one
+(``ScenarioSet.shocked_vols``: ``σ·(1 + rel·g(DTE)) + abs``, floored), otherwise, for a plain
+:class:`ScenarioLike`, ``max(σ + vol_shift, 0)`` when it has a ``vol_shift`` ((S,) or (S, U_s)) and ``σ``
+unchanged when it has none; a scenario set without ``horizon_days`` has no time decay. An underlying the set does
+not name (a stablecoin) keeps its volatility. The P&L ``quantity × (new price − today's price)`` is added to the
+wallet's and its (wallet, venue)'s P&L exactly like an LP range's.
 
 A scenario is a *single shock*: prices gap from today's to the scenario's, and every venue looks at its accounts
 at the shocked prices (no path in between; :mod:`riskcore.cascade` replays paths).
@@ -35,7 +47,8 @@ collateral, ``D`` debt value, ``E`` perp equity, ``M`` perp maintenance requirem
   at the shocked price and the remaining equity, at most the maintenance margin, is lost to the liquidator
   (Hyperliquid's backstop: "the maintenance margin is not returned"): ``loss = max(E, 0)`` (< ``M``). This is
   the conservative reading; a liquidation through the book that returns the remainder would cost less.
-* **LP ranges and tokens held** are never liquidated; LP ranges are revalued along the Uniswap v3 curve.
+* **LP ranges, options and tokens held** are never liquidated; LP ranges are revalued along the Uniswap v3 curve,
+  options with Black-76.
 
 No limited liability is applied: an account whose collateral cannot cover its debt (bad debt) still counts the
 unpaid debt, or a perp account's negative equity, as the wallet's loss (conservative; Morpho and Aave 3.3 would
@@ -70,8 +83,8 @@ Every quantity a venue rule reads is linear in the price multipliers (``|size ×
 for ``m > 0``), so the book is first reduced to per-account USD exposures per underlying (``(A, U)`` matrices for
 value, seizable collateral, weighted collateral, requirement, and the health margin ``g`` — ``W − D`` or
 ``E − M``); a scenario chunk is then one matrix product ``(2A, U) @ (U, S_c)``. Only the (account, scenario)
-pairs with ``g < 0`` go through the venue mechanics. LP ranges, the one non-linear kind, are revalued per
-position. Per-venue and per-wallet sums are ``np.add.reduceat`` over the sorted accounts; scenarios are chunked
+pairs with ``g < 0`` go through the venue mechanics. LP ranges and options, the non-linear kinds, are revalued
+per position. Per-venue and per-wallet sums are ``np.add.reduceat`` over the sorted accounts; scenarios are chunked
 so that no intermediate exceeds about ``chunk_elements`` values.
 """
 
@@ -83,7 +96,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from riskcore.book import Book, Kind, Rule, lp_value_usd
+from riskcore.book import Book, Kind, Rule, lp_value_usd, option_value_usd
+from riskcore.options import DAYS_PER_YEAR, black76_price
 
 __all__ = [
     "MAINTENANCE_FACTOR",
@@ -102,6 +116,7 @@ __all__ = [
     "exposures",
     "liquidation_prices",
     "morpho_liquidation",
+    "option_scenario_inputs",
     "perp_liquidation_loss",
     "prepare",
     "revalue",
@@ -243,8 +258,9 @@ class Exposures:
     """Per-account USD exposures per underlying at today's prices; each (A, U). A feature at multipliers ``m``
     (U,) is ``X @ m``.
 
-    ``value``: Σ quantity × price of the account's non-LP positions; ``collateral``: seizable collateral;
-    ``weighted``: collateral × threshold; ``requirement``: debt (lending) or ``|size| × price × mmr`` (perps);
+    ``value``: Σ quantity × price of the account's linear positions (not LP, not options); ``collateral``:
+    seizable collateral; ``weighted``: collateral × threshold; ``requirement``: debt (lending) or
+    ``|size| × price × mmr`` (perps);
     ``health``: the rule's margin ``g`` (``weighted − requirement``; perps ``value − requirement``), to which
     ``health_const`` (A,) is added (perp cash; ``+inf`` for accounts that are never liquidated).
     """
@@ -269,7 +285,7 @@ def exposures(book: Book, pos_quantity: npt.ArrayLike | None = None) -> Exposure
     def acc(mask: npt.NDArray[np.bool_], weights: F64) -> F64:
         return np.asarray(np.bincount(idx[mask], weights=weights[mask], minlength=n), dtype=np.float64).reshape(a, u)
 
-    value = acc(kind != Kind.LP, pv)
+    value = acc((kind != Kind.LP) & (kind != Kind.OPTION), pv)
     coll_mask = (kind == Kind.COLLATERAL) & (book.pos_threshold > 0)
     collateral = acc(coll_mask, pv)
     weighted = acc(coll_mask, pv * book.pos_threshold)
@@ -420,8 +436,8 @@ class PreparedBook:
     """A book reduced once to what :func:`revalue` multiplies by the scenarios (reuse it across scenario sets).
 
     ``rows`` (R, U) stacks, in this order: seizable collateral, weighted collateral and debt of the lending
-    accounts ``lend``; value and maintenance requirement of the open perp accounts ``perp``; the non-LP value of
-    each (wallet, venue) group and of each wallet. LP positions are kept apart (non-linear).
+    accounts ``lend``; value and maintenance requirement of the open perp accounts ``perp``; the linear value of
+    each (wallet, venue) group and of each wallet. LP and option positions are kept apart (non-linear).
     """
 
     book: Book
@@ -445,6 +461,17 @@ class PreparedBook:
     lp_value0: F64
     lp_group: I64
     lp_wallet: I64
+    opt_pos: I64
+    opt_u: I64
+    opt_q: F64
+    opt_p: F64
+    opt_strike: F64
+    opt_expiry: F64
+    opt_vol: F64
+    opt_call: npt.NDArray[np.bool_]
+    opt_value0: F64
+    opt_group: I64
+    opt_wallet: I64
 
     @property
     def n_groups(self) -> int:
@@ -480,6 +507,9 @@ def prepare(book: Book) -> PreparedBook:
     lp_q, lp_lo, lp_hi = (book.pos_quantity[lp][:, None], book.pos_sqrt_lower[lp][:, None],
                           book.pos_sqrt_upper[lp][:, None])
     lp_p0, lp_p1 = book.price_usd[lp_u0][:, None], book.price_usd[lp_u1][:, None]
+    opt = np.nonzero(book.pos_kind == Kind.OPTION)[0].astype(np.intp)
+    opt_args = (book.pos_quantity[opt], book.price_usd[book.pos_underlying[opt]], book.pos_strike[opt],
+                book.pos_expiry[opt], book.pos_vol[opt], book.pos_is_call[opt])
     return PreparedBook(
         book=book,
         exposures=x,
@@ -502,7 +532,56 @@ def prepare(book: Book) -> PreparedBook:
         lp_value0=lp_value_usd(lp_q, lp_lo, lp_hi, lp_p0, lp_p1),
         lp_group=acc_group[book.pos_account[lp]],
         lp_wallet=book.pos_wallet[lp],
+        opt_pos=opt,
+        opt_u=book.pos_underlying[opt],
+        opt_q=opt_args[0][:, None],
+        opt_p=opt_args[1][:, None],
+        opt_strike=opt_args[2][:, None],
+        opt_expiry=opt_args[3][:, None],
+        opt_vol=opt_args[4],
+        opt_call=opt_args[5][:, None],
+        opt_value0=option_value_usd(*opt_args)[:, None],
+        opt_group=acc_group[book.pos_account[opt]],
+        opt_wallet=book.pos_wallet[opt],
     )
+
+
+def option_scenario_inputs(book: Book, scenarios: ScenarioLike) -> tuple[F64, float]:
+    """Shocked volatility of each option position of ``book`` in each scenario, shape (S, O) (options in position
+    order), and the horizon in years (see "Options" in the module notes for the rule)."""
+    opt = np.nonzero(book.pos_kind == Kind.OPTION)[0]
+    names = tuple(scenarios.underlyings)
+    s = np.asarray(scenarios.price_multipliers).shape[0]
+    vol = book.pos_vol[opt]
+    out = np.broadcast_to(vol, (s, opt.size)).copy()
+    col = {name: i for i, name in enumerate(names)}
+    und = book.pos_underlying[opt]
+    named = np.array([book.underlyings[j] in col for j in und.tolist()], dtype=bool)
+    horizon = float(getattr(scenarios, "horizon_days", 0.0))
+    t = book.pos_expiry[opt]
+    if named.any():
+        idx = np.array([col[book.underlyings[j]] for j in und[named].tolist()], dtype=np.intp)
+        shocked_vols = getattr(scenarios, "shocked_vols", None)
+        if callable(shocked_vols):
+            out[:, named] = np.asarray(shocked_vols(vol[named], idx, days_to_expiry=t[named] * DAYS_PER_YEAR))
+        else:
+            raw = getattr(scenarios, "vol_shift", None)
+            if raw is not None:
+                shift = np.asarray(raw, dtype=np.float64)
+                shift = np.broadcast_to(shift[:, None] if shift.ndim == 1 else shift, (s, len(names)))
+                out[:, named] = np.maximum(vol[named] + shift[:, idx], 0.0)
+    if not np.all(np.isfinite(out) & (out >= 0)):
+        raise ValueError("shocked volatilities must be finite and >= 0")
+    if not (np.isfinite(horizon) and horizon >= 0):
+        raise ValueError("horizon_days must be finite and >= 0")
+    return np.asarray(out, dtype=np.float64), horizon / DAYS_PER_YEAR
+
+
+def _option_pnl(pb: PreparedBook, mt: F64, vols: F64, horizon_years: float) -> F64:
+    """Option P&L (O, Sc) at multipliers ``mt`` (U, Sc) and shocked volatilities ``vols`` (O, Sc)."""
+    t_after = np.maximum(pb.opt_expiry - horizon_years, 0.0)
+    price = black76_price(pb.opt_p * mt[pb.opt_u], pb.opt_strike, t_after, vols, pb.opt_call)
+    return np.asarray(pb.opt_q * price - pb.opt_value0, dtype=np.float64)
 
 
 def _lp_pnl(pb: PreparedBook, mt: F64) -> F64:
@@ -559,6 +638,10 @@ def revalue(
     o_g = o_v + 2 * n_p
     o_w = o_g + n_g
     has_lp = pb.lp_u0.shape[0] > 0
+    n_o = pb.opt_pos.shape[0]
+    if n_o:
+        opt_vols, horizon_years = option_scenario_inputs(bk, scenarios)
+        opt_vols_t = np.ascontiguousarray(opt_vols.T)  # (O, S)
 
     pnl_lin = np.zeros((n_w, s_total))
     liq_w = np.zeros((n_w, s_total))
@@ -570,7 +653,7 @@ def revalue(
     liq_scn: list[I64] = []
     liq_loss: list[F64] = []
 
-    chunk = max(1, min(s_total, chunk_elements // max(rows.shape[0] + pb.lp_u0.shape[0], 1)))
+    chunk = max(1, min(s_total, chunk_elements // max(rows.shape[0] + pb.lp_u0.shape[0] + n_o, 1)))
     buf = np.empty((rows.shape[0], chunk))  # reused: fresh large arrays per chunk cost page faults
     for s0 in range(0, s_total, chunk):
         s1 = min(s_total, s0 + chunk)
@@ -587,6 +670,12 @@ def revalue(
             sums, ids = _segment_sums(v, pb.lp_group)
             grp[ids] += sums
             sums, ids = _segment_sums(v, pb.lp_wallet)
+            wal[ids] += sums
+        if n_o:
+            v = _option_pnl(pb, np.ascontiguousarray(mc.T), opt_vols_t[:, s0:s1], horizon_years)
+            sums, ids = _segment_sums(v, pb.opt_group)
+            grp[ids] += sums
+            sums, ids = _segment_sums(v, pb.opt_wallet)
             wal[ids] += sums
         pnl_lin[:, s0:s1] = wal
 

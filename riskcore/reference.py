@@ -3,9 +3,12 @@
 :func:`revalue_reference` walks wallet → scenario → account → position with Python floats and ``math`` only
 (numpy arrays are turned into lists before the loops). It is the check on the vectorized engine in the tests and
 its baseline in ``benchmarks/bench_risk.py``: the results agree to float rounding (summation order differs).
+Options are priced with a scalar Black-76 of its own (``math.erfc``), with the scenario's absolute volatility shift
+and the horizon (the simple rule :mod:`riskcore.margin` applies to a scenario set without ``shocked_vols``).
 
 :func:`synthetic_book` and :func:`synthetic_scenarios` build reproducible random books (lending accounts near
-their thresholds, leveraged perp accounts, LP ranges, tokens) and scenario sets, from a ``numpy.random.Generator``.
+their thresholds, leveraged perp accounts, LP ranges, tokens, optionally options) and scenario sets, from a
+``numpy.random.Generator``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "ReferenceResult",
     "SyntheticScenarios",
     "aave_liquidation_loss",
+    "black76_price_scalar",
     "morpho_liquidation_loss",
     "perp_liquidation_loss",
     "revalue_reference",
@@ -34,6 +38,7 @@ __all__ = [
 F64 = npt.NDArray[np.float64]
 
 _COLL, _DEBT, _PERP, _LP = int(Kind.COLLATERAL), int(Kind.DEBT), int(Kind.PERP), int(Kind.LP)
+_OPT = int(Kind.OPTION)
 _AAVE, _MORPHO, _RPERP = int(Rule.AAVE), int(Rule.MORPHO), int(Rule.PERP)
 
 
@@ -69,6 +74,22 @@ def morpho_liquidation_loss(c: float, w: float, d: float, lif: float) -> float:
     return 0.0
 
 
+def black76_price_scalar(forward: float, strike: float, time_years: float, vol: float, is_call: bool) -> float:
+    """Black-76 price with ``r = 0`` (scalar, ``math`` only); intrinsic value where ``σ√T = 0`` or ``F = 0``."""
+    s = vol * math.sqrt(time_years)
+    if s > 0 and forward > 0:
+        d1 = math.log(forward / strike) / s + 0.5 * s
+        d2 = d1 - s
+
+        def n(x: float) -> float:
+            return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+        if is_call:
+            return forward * n(d1) - strike * n(d2)
+        return strike * n(-d2) - forward * n(-d1)
+    return max(forward - strike, 0.0) if is_call else max(strike - forward, 0.0)
+
+
 def perp_liquidation_loss(equity: float, maintenance: float) -> float:
     """Perp penalty: ``max(E, 0)`` where ``0 < M`` and ``E < M`` (scalar)."""
     if maintenance > 0 and equity < maintenance:
@@ -97,7 +118,7 @@ class ReferenceResult:
     """(wallet, venue) → worst weighted loss of that venue alone."""
 
 
-_Position = tuple[int, int, int, float, float, float, float, float]
+_Position = tuple[int, int, int, float, float, float, float, float, float, float, float, bool]
 
 
 def revalue_reference(
@@ -105,10 +126,22 @@ def revalue_reference(
     multipliers: npt.ArrayLike,
     weights: npt.ArrayLike,
     wallets: Sequence[int] | None = None,
+    vol_shift: npt.ArrayLike | None = None,
+    horizon_days: float = 0.0,
 ) -> ReferenceResult:
     """Plain-Python liquidation-aware revaluation of ``wallets`` (default all) under ``multipliers`` (S, U) in the
-    book's underlying order (see :func:`riskcore.margin.scenario_multipliers`) with ``weights`` (S,)."""
+    book's underlying order (see :func:`riskcore.margin.scenario_multipliers`) with ``weights`` (S,).
+
+    Options are repriced at ``max(σ + vol_shift[s, u], 0)`` (``vol_shift`` (S, U) in the book's order, or (S,);
+    default 0) and time to expiry ``max(T − horizon_days / 365, 0)``."""
     mult: list[list[float]] = np.asarray(multipliers, dtype=np.float64).tolist()
+    n_u = book.n_underlyings
+    if vol_shift is None:
+        dvol: list[list[float]] = [[0.0] * n_u for _ in mult]
+    else:
+        vs = np.asarray(vol_shift, dtype=np.float64)
+        dvol = np.broadcast_to(vs[:, None] if vs.ndim == 1 else vs, (len(mult), n_u)).tolist()
+    tau = float(horizon_days) / 365.0
     wts: list[float] = np.asarray(weights, dtype=np.float64).reshape(-1).tolist()
     chosen = list(range(book.n_wallets)) if wallets is None else [int(w) for w in wallets]
     price: list[float] = book.price_usd.tolist()
@@ -121,7 +154,9 @@ def revalue_reference(
         book.pos_kind[pos_sel].tolist(), book.pos_underlying[pos_sel].tolist(),
         book.pos_underlying2[pos_sel].tolist(), book.pos_quantity[pos_sel].tolist(),
         book.pos_threshold[pos_sel].tolist(), book.pos_mmr[pos_sel].tolist(),
-        book.pos_sqrt_lower[pos_sel].tolist(), book.pos_sqrt_upper[pos_sel].tolist(), strict=True,
+        book.pos_sqrt_lower[pos_sel].tolist(), book.pos_sqrt_upper[pos_sel].tolist(),
+        book.pos_strike[pos_sel].tolist(), book.pos_expiry[pos_sel].tolist(), book.pos_vol[pos_sel].tolist(),
+        book.pos_is_call[pos_sel].tolist(), strict=True,
     )
     positions_of: dict[int, list[_Position]] = {}
     for a, row in zip(pos_acc, cols, strict=True):
@@ -145,11 +180,18 @@ def revalue_reference(
     worst_s: list[int] = []
     venue_worst: dict[tuple[int, int], float] = {}
     ones = [1.0] * len(price)
+    zeros = [0.0] * len(price)
 
-    def account_value(positions: list[_Position], m: list[float]) -> tuple[float, float, float, float, bool]:
+    def account_value(
+        positions: list[_Position], m: list[float], dv: list[float], dt: float
+    ) -> tuple[float, float, float, float, bool]:
         value = coll = cap = req = 0.0
         is_open = False
-        for kind, u, u2, q, thr, mmr, lo, hi in positions:
+        for kind, u, u2, q, thr, mmr, lo, hi, strike, expiry, vol, call in positions:
+            if kind == _OPT:
+                v = max(vol + dv[u], 0.0)
+                value += q * black76_price_scalar(price[u] * m[u], strike, max(expiry - dt, 0.0), v, call)
+                continue
             if kind == _LP:
                 p0 = price[u] * m[u]
                 p1 = price[u2] * m[u2]
@@ -176,7 +218,7 @@ def revalue_reference(
 
     for w in chosen:
         accs = accounts_of.get(w, [])
-        base = {a: account_value(positions_of.get(a, []), ones)[0] for a in accs}
+        base = {a: account_value(positions_of.get(a, []), ones, zeros, 0.0)[0] for a in accs}
         lin_row: list[float] = []
         loss_row: list[float] = []
         n_row: list[int] = []
@@ -184,12 +226,13 @@ def revalue_reference(
         best_s = 0
         for s in range(n_s):
             m = mult[s]
+            dv = dvol[s]
             lin = 0.0
             lost = 0.0
             count = 0
             per_venue: dict[int, float] = {}
             for a in accs:
-                value, coll, cap, req, is_open = account_value(positions_of.get(a, []), m)
+                value, coll, cap, req, is_open = account_value(positions_of.get(a, []), m, dv, tau)
                 pnl = value - base[a]
                 loss = 0.0
                 r = rule[a]
@@ -278,14 +321,17 @@ _VENUES = ("aave", "morpho", "hyperliquid", "dydx", "uniswap-v3", "wallet")
 
 
 def synthetic_book(
-    rng: np.random.Generator, n_wallets: int, positions_per_wallet: int = 50, n_underlyings: int = 20
+    rng: np.random.Generator, n_wallets: int, positions_per_wallet: int = 50, n_underlyings: int = 20,
+    n_options: int = 0,
 ) -> Book:
     """A random book: per wallet one Aave account, Morpho markets, two perp accounts, LP ranges and tokens.
 
     Underlying 0 is ``USDC`` (stable, $1); the others ``T1``… have lognormal prices. Lending accounts start with
     health in [1.02, 2], perp accounts at 2.5–25× leverage, so that the scenarios liquidate some of them.
     For 50 positions a wallet has 8 Aave collateral + 2 debt, 3 Morpho markets (2 each), 14 + 10 perps, 2 LP
-    ranges, 8 tokens; other sizes scale these counts.
+    ranges, 8 tokens; other sizes scale these counts. ``n_options`` > 0 adds that many options per wallet (long
+    and written calls and puts, strikes 0.6–1.4× the price, 1–180 days, vols 0.3–1.2) in an ``"options"``
+    account, drawn after everything else (the rest of the book is the same as without them).
     """
     if positions_per_wallet < 12:
         raise ValueError("need at least 12 positions per wallet")
@@ -312,7 +358,7 @@ def synthetic_book(
     def usd(mean: float, *shape: int) -> F64:
         return np.asarray(np.exp(rng.normal(math.log(mean), 0.8, size=shape)), dtype=np.float64)
 
-    acc_per_w = 1 + n_mo + 2 + 1 + (1 if n_sp else 0)
+    acc_per_w = 1 + n_mo + 2 + 1 + (1 if n_sp else 0) + (1 if n_options else 0)
     wal = np.arange(n_w)
     acc_base = wal * acc_per_w
     blocks: list[dict[str, npt.NDArray[np.generic]]] = []
@@ -324,7 +370,8 @@ def synthetic_book(
         b: dict[str, npt.NDArray[np.generic]] = {
             "acc": acc.reshape(-1), "und": und.reshape(-1), "kind": np.full(n, int(kind), np.int8),
             "qty": qty.reshape(-1), "und2": np.full(n, -1, np.intp), "thr": np.zeros(n), "mmr": np.zeros(n),
-            "lo": np.full(n, np.nan), "hi": np.full(n, np.nan),
+            "lo": np.full(n, np.nan), "hi": np.full(n, np.nan), "strike": np.full(n, np.nan),
+            "expiry": np.zeros(n), "vol": np.zeros(n), "call": np.zeros(n, dtype=bool),
         }
         for k, v in extra.items():
             b[k] = np.asarray(v).reshape(-1)
@@ -382,12 +429,22 @@ def synthetic_book(
         block(np.repeat(acc_base + 4 + n_mo, n_sp).reshape(n_w, n_sp), sp_und, Kind.SPOT,
               usd(5_000.0, n_w, n_sp) / price[sp_und])
 
+    if n_options:
+        o_acc = np.repeat(acc_base + acc_per_w - 1, n_options).reshape(n_w, n_options)
+        o_und = risky(n_w, n_options)
+        o_qty = np.where(rng.random((n_w, n_options)) < 0.6, 1.0, -1.0) * usd(10_000.0, n_w, n_options) / price[o_und]
+        o_strike = price[o_und] * rng.uniform(0.6, 1.4, size=(n_w, n_options))
+        o_expiry = rng.uniform(1.0, 180.0, size=(n_w, n_options)) / 365.0
+        o_vol = rng.uniform(0.3, 1.2, size=(n_w, n_options))
+        o_call = rng.random((n_w, n_options)) < 0.5
+        block(o_acc, o_und, Kind.OPTION, o_qty, strike=o_strike, expiry=o_expiry, vol=o_vol, call=o_call)
+
     def cat(key: str) -> npt.NDArray[np.generic]:
         return np.concatenate([b[key] for b in blocks])
 
-    slot_venue = [0] + [1] * n_mo + [2, 3, 4] + ([5] if n_sp else [])
+    slot_venue = [0] + [1] * n_mo + [2, 3, 4] + ([5] if n_sp else []) + ([6] if n_options else [])
     slot_rule = [int(Rule.AAVE)] + [int(Rule.MORPHO)] * n_mo + [int(Rule.PERP)] * 2 + [int(Rule.NONE)] * (
-        2 if n_sp else 1
+        1 + (1 if n_sp else 0) + (1 if n_options else 0)
     )
     acc_venue = np.tile(np.asarray(slot_venue, np.intp), n_w)
     acc_rule = np.tile(np.asarray(slot_rule, np.int8), n_w)
@@ -398,7 +455,7 @@ def synthetic_book(
     return Book.from_arrays(
         wallets=[f"w{i}" for i in range(n_w)],
         underlyings=underlyings,
-        venues=_VENUES,
+        venues=_VENUES + (("options",) if n_options else ()),
         price_usd=price,
         stable=[True] + [False] * (u - 1),
         pos_account=cat("acc"),
@@ -410,6 +467,10 @@ def synthetic_book(
         pos_mmr=cat("mmr"),
         pos_sqrt_lower=cat("lo"),
         pos_sqrt_upper=cat("hi"),
+        pos_strike=cat("strike"),
+        pos_expiry=cat("expiry"),
+        pos_vol=cat("vol"),
+        pos_is_call=cat("call"),
         acc_wallet=np.repeat(wal, acc_per_w),
         acc_venue=acc_venue,
         acc_rule=acc_rule,
