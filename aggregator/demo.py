@@ -67,6 +67,22 @@ def _changes_table(
     return table
 
 
+def _print_unified(console: Console, store: Store, seeded: list[devnet.SeedWallet]) -> None:
+    """The netting engine's view of wallets on several venues, as stored with this sync."""
+    for w in seeded:
+        risk = store.latest_risk(w.address)
+        if risk is None or len(risk.document.get("venue_margins_usd", {})) < 2:
+            continue
+        uh = risk.unified_health
+        down = risk.document.get("first_liquidation", {}).get("down", {})
+        first = f"; first liquidation: {down['venue']} after a {down['move']:.1%} fall" if down.get("move") else ""
+        console.print(
+            f"  {w.label}: unified health {'∞' if uh is None else f'{uh:.2f}'} · portfolio margin "
+            f"${risk.margin_usd:,.0f} vs ${risk.document.get('sum_of_venue_margins_usd', 0):,.0f} venue by venue "
+            f"(netting benefit ${risk.netting_benefit_usd:,.0f}){first}"
+        )
+
+
 def run_demo(console: Console, cycles: int | None = None, interval_s: float = 2.0) -> int:
     """Run the demo; returns the process exit code."""
     with console.status("installing the devnet (first run: npm packages, contracts)…"):
@@ -108,5 +124,6 @@ def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, inter
                 if b.error:
                     console.print(f"[yellow]{b.chain}: {b.status}: {b.error}")
             previous = {(h.wallet, h.venue): h.health_factor for h in healths}
+            _print_unified(console, store, seeded)
             if cycles is None or cycle + 1 < cycles:
                 time.sleep(interval_s)

@@ -122,6 +122,8 @@ def test_demo_runs_the_requested_cycles_and_leaves_health_in_the_store(env: dict
     assert "cycle 5" not in out
     assert "MISMATCH" not in out
     assert "LIQ" in out  # the scripted dip takes near_liquidation under 1
+    assert "hedged: unified health" in out  # the netting engine's view of the wallet on several venues
+    assert "netting benefit" in out
     near = devnet.wallet_address("near_liquidation")
     code, doc_text, _ = run("health", near, "--json")
     assert code == 0
