@@ -24,7 +24,7 @@ import numpy as np
 from aggregator.marketdata import MarketDataNotFoundError, PriceHistory, load_prices
 from db.rows import LatestVenueHealth, PositionSide, SnapshotRow
 from riskcore.assets import DEFAULT_ASSET_MAP, AssetKind
-from riskcore.book import AaveAccountSpec, Book, LpSpec, MorphoMarketSpec, PerpAccountSpec, WalletSpec
+from riskcore.book import AaveAccountSpec, Book, LpSpec, MorphoMarketSpec, PerpAccountSpec, SpotSpec, WalletSpec
 from riskcore.ewma import ewma_covariance
 from riskcore.margin import Assessment, assess
 from riskcore.scenarios import (
@@ -136,15 +136,20 @@ def _accounts(
             by_market: dict[str, dict[str, Any]] = defaultdict(dict)
             for p in positions:
                 f = factor(p.asset.symbol, p.price_usd)
-                if p.market_key is not None and p.side in (PositionSide.COLLATERAL, PositionSide.DEBT):
+                if p.side is PositionSide.SUPPLY:  # lending to the market: held, never liquidated
+                    accounts.append(SpotSpec(f, p.amount, venue=snap.venue))
+                elif p.market_key is not None and p.side in (PositionSide.COLLATERAL, PositionSide.DEBT):
                     by_market[p.market_key][str(p.side)] = (f, p.amount)
-            lltv = {str(m["market_id"]): float(m["lltv"]) for m in snap.health.extra.get("markets", [])}
+            markets = {str(m["market_id"]): m for m in snap.health.extra.get("markets", [])}
             for market_id, legs in by_market.items():
                 coll_f, coll = legs.get("collateral", (None, 0.0))
                 loan_f, owed = legs.get("debt", (None, 0.0))
-                if coll_f is None or loan_f is None:
-                    continue  # supply only, or collateral without debt: nothing to liquidate
-                accounts.append(MorphoMarketSpec(coll_f, coll, loan_f, owed, lltv.get(market_id, 0.0),
+                meta = markets.get(market_id, {})
+                if coll_f is None:
+                    continue  # debt without collateral cannot be opened on Morpho
+                if loan_f is None:  # collateral without debt: still the wallet's exposure, never liquidated
+                    loan_f = coll_f
+                accounts.append(MorphoMarketSpec(coll_f, coll, loan_f, owed, float(meta.get("lltv", 0.0)),
                                                  venue=snap.venue))
         elif kind in ("hyperliquid", "dydx_v4"):
             perps = [p for p in positions if p.side is PositionSide.PERP]
