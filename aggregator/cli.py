@@ -202,12 +202,12 @@ def risk(
     horizon: Annotated[float, typer.Option("--horizon-days", help="Scenario horizon (days).", min=0.01)] = 1.0,
 ) -> None:
     """ADDRESS's risk across venues: unified health, scenario margin, netting benefit, first liquidation, VaR/ES."""
-    from aggregator.risk import assess_book, risk_document
+    from aggregator.risk import assess_book, risk_documents
 
     addr = _address(address)
     inputs, per_venue = _risk_inputs(addr)
     result, scenarios, extras = assess_book(inputs, horizon)
-    doc = risk_document(inputs, result, scenarios, extras[0], per_venue)
+    doc = {**risk_documents(inputs, result, scenarios, extras)[0], "venues": per_venue}
     if as_json:
         print(json.dumps(doc))
         return

@@ -254,7 +254,7 @@ def risk_rows(snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str]) 
 
     The engine's failure never costs the sync: it is logged and the batch is stored without risk rows.
     """
-    from aggregator.risk import assess_book, build_book, risk_document
+    from aggregator.risk import assess_book, build_book, risk_documents
 
     by_wallet: dict[str, list[SnapshotRow]] = {}
     for snap in snapshots:
@@ -266,13 +266,13 @@ def risk_rows(snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str]) 
         inputs = build_book(by_wallet, venue_types)
         result, scenarios, extras = assess_book(inputs)
         now = _now()
-        rows = []
-        for w, wallet in enumerate(inputs.wallets):
-            doc = risk_document(inputs, result, scenarios, extras[w], [], wallet=w)
-            rows.append(RiskRow(wallet=wallet, block_number=inputs.block or 0, computed_at=now,
-                                unified_health=doc["unified_health"], equity_usd=doc["equity_usd"],
-                                margin_usd=doc["portfolio_margin_usd"],
-                                netting_benefit_usd=doc["netting_benefit_usd"], document=doc))
+        rows = [
+            RiskRow(wallet=doc["wallet"], block_number=inputs.block or 0, computed_at=now,
+                    unified_health=doc["unified_health"], equity_usd=doc["equity_usd"],
+                    margin_usd=doc["portfolio_margin_usd"], netting_benefit_usd=doc["netting_benefit_usd"],
+                    document=doc)
+            for doc in risk_documents(inputs, result, scenarios, extras)
+        ]
         return tuple(rows)
     except (ValueError, KeyError, ArithmeticError, OSError) as exc:
         log.error("risk engine failed for %d wallets: %s", len(by_wallet), exc)

@@ -43,7 +43,7 @@ from riskcore.var import (
     parametric_var_es,
 )
 
-__all__ = ["RiskInputs", "assess_book", "build_book", "risk_document", "wallet_book"]
+__all__ = ["RiskInputs", "assess_book", "build_book", "risk_documents", "wallet_book"]
 
 PROXY = "ETH"
 """The factor whose history stands in for a factor the market data lacks."""
@@ -268,51 +268,60 @@ def _f(x: float) -> float | None:
     return float(x) if math.isfinite(float(x)) else None
 
 
-def risk_document(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSet, extra: Mapping[str, Any],
-                  per_venue: Sequence[Mapping[str, Any]], wallet: int = 0) -> dict[str, Any]:
-    """The ``xmargin risk --json`` document of the book's ``wallet``-th wallet."""
+def risk_documents(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSet,
+                   extras: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The ``xmargin risk --json`` document of every wallet of the book (book order).
+
+    Whole-book quantities (factor exposures, liquidation prices, per-venue margins) are computed once and
+    grouped by wallet, so a batch costs one pass over the book, not one per wallet.
+    """
     book = inputs.book
     h = result.health
-    w = wallet
-    held = {int(u) for u in book.pos_underlying[book.pos_wallet == w]}
-    held |= {int(u) for u in book.pos_underlying2[book.pos_wallet == w] if u >= 0}
-    row = book.factor_exposure_usd()[w]
-    exposure = {f: float(row[i]) for i, f in enumerate(book.underlyings) if i in held}
     move = result.moves
-    first_down = int(move.down_account[w])
-    first_up = int(move.up_account[w])
+    exposure = book.factor_exposure_usd()
+    held: list[set[int]] = [set() for _ in range(book.n_wallets)]
+    for w, u, u2 in zip(book.pos_wallet, book.pos_underlying, book.pos_underlying2, strict=True):
+        held[int(w)].add(int(u))
+        if u2 >= 0:
+            held[int(w)].add(int(u2))
     liq = result.liquidation_prices
-    liquidation_prices = [
-        {"venue": book.venues[int(book.acc_venue[a])], "asset": book.underlyings[int(u)],
-         "price_usd": _f(p), "current_price_usd": float(c), "side": "below" if s < 0 else "above"}
-        for a, u, p, c, s in zip(liq.account, liq.underlying, liq.price_usd, liq.current_price_usd, liq.side,
-                                 strict=True)
-        if s != 0 and int(book.acc_wallet[a]) == w
-    ]
+    liquidation_prices: list[list[dict[str, Any]]] = [[] for _ in range(book.n_wallets)]
+    for a, u, p, c, side in zip(liq.account, liq.underlying, liq.price_usd, liq.current_price_usd, liq.side,
+                                strict=True):
+        if side != 0:
+            liquidation_prices[int(book.acc_wallet[a])].append({
+                "venue": book.venues[int(book.acc_venue[a])], "asset": book.underlyings[int(u)],
+                "price_usd": _f(p), "current_price_usd": float(c), "side": "below" if side < 0 else "above",
+            })
+    venue_margins: list[dict[str, float]] = [{} for _ in range(book.n_wallets)]
     groups = result.scenarios
-    venue_margins = {book.venues[int(v)]: float(m) for gw, v, m in zip(groups.group_wallet, groups.group_venue,
-                                                                        h.venue_margin_usd, strict=True) if gw == w}
-    worst = int(h.worst_scenario[w])
-    return {
-        "wallet": inputs.wallets[w],
-        "block": inputs.block,
-        "unified_health": _f(h.health[w]),
-        "equity_usd": float(h.equity_usd[w]),
-        "portfolio_margin_usd": float(h.margin_usd[w]),
-        "maintenance_factor": h.maintenance_factor,
-        "venue_margins_usd": venue_margins,
-        "sum_of_venue_margins_usd": float(h.venue_margin_sum_usd[w]),
-        "netting_benefit_usd": float(h.netting_benefit_usd[w]),
-        "worst_scenario": scenarios.names[worst] if 0 <= worst < len(scenarios.names) else None,
-        "scenario_count": len(scenarios.names),
-        "first_liquidation": {
-            "down": {"move": _f(move.down[w]), "venue": book.venues[int(book.acc_venue[first_down])]
-                     if first_down >= 0 else None},
-            "up": {"move": _f(move.up[w]), "venue": book.venues[int(book.acc_venue[first_up])]
-                   if first_up >= 0 else None},
-        },
-        "liquidation_prices": liquidation_prices,
-        "net_exposure_usd": exposure,
-        "venues": list(per_venue),
-        **dict(extra),
-    }
+    for gw, v, m in zip(groups.group_wallet, groups.group_venue, h.venue_margin_usd, strict=True):
+        venue_margins[int(gw)][book.venues[int(v)]] = float(m)
+
+    def venue_of(account: int) -> str | None:
+        return book.venues[int(book.acc_venue[account])] if account >= 0 else None
+
+    docs = []
+    for w, wallet in enumerate(inputs.wallets):
+        worst = int(h.worst_scenario[w])
+        docs.append({
+            "wallet": wallet,
+            "block": inputs.block,
+            "unified_health": _f(h.health[w]),
+            "equity_usd": float(h.equity_usd[w]),
+            "portfolio_margin_usd": float(h.margin_usd[w]),
+            "maintenance_factor": h.maintenance_factor,
+            "venue_margins_usd": venue_margins[w],
+            "sum_of_venue_margins_usd": float(h.venue_margin_sum_usd[w]),
+            "netting_benefit_usd": float(h.netting_benefit_usd[w]),
+            "worst_scenario": scenarios.names[worst] if 0 <= worst < len(scenarios.names) else None,
+            "scenario_count": len(scenarios.names),
+            "first_liquidation": {
+                "down": {"move": _f(move.down[w]), "venue": venue_of(int(move.down_account[w]))},
+                "up": {"move": _f(move.up[w]), "venue": venue_of(int(move.up_account[w]))},
+            },
+            "liquidation_prices": liquidation_prices[w],
+            "net_exposure_usd": {f: float(exposure[w, i]) for i, f in enumerate(book.underlyings) if i in held[w]},
+            **dict(extras[w]),
+        })
+    return docs
