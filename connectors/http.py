@@ -321,28 +321,23 @@ def json_int(obj: Mapping[str, Any], key: str, what: str, default: Any = _MISSIN
     raise DecodeError(f"{what}.{key}: expected an integer, got {value!r}")
 
 
-def json_str(obj: Mapping[str, Any], key: str, what: str, default: Any = _MISSING) -> Any:
+def _json_typed(obj: Mapping[str, Any], key: str, what: str, default: Any, kind: type, label: str) -> Any:
     value = _get(obj, key, what, default)
     if value is default and default is not _MISSING:
         return value
-    if not isinstance(value, str):
-        raise DecodeError(f"{what}.{key}: expected a string, got {value!r}")
+    if not isinstance(value, kind):
+        shown = repr(value) if kind is str else type(value).__name__
+        raise DecodeError(f"{what}.{key}: expected {label}, got {shown}")
     return value
+
+
+def json_str(obj: Mapping[str, Any], key: str, what: str, default: Any = _MISSING) -> Any:
+    return _json_typed(obj, key, what, default, str, "a string")
 
 
 def json_dict(obj: Mapping[str, Any], key: str, what: str, default: Any = _MISSING) -> Any:
-    value = _get(obj, key, what, default)
-    if value is default and default is not _MISSING:
-        return value
-    if not isinstance(value, dict):
-        raise DecodeError(f"{what}.{key}: expected an object, got {type(value).__name__}")
-    return value
+    return _json_typed(obj, key, what, default, dict, "an object")
 
 
 def json_list(obj: Mapping[str, Any], key: str, what: str, default: Any = _MISSING) -> Any:
-    value = _get(obj, key, what, default)
-    if value is default and default is not _MISSING:
-        return value
-    if not isinstance(value, list):
-        raise DecodeError(f"{what}.{key}: expected an array, got {type(value).__name__}")
-    return value
+    return _json_typed(obj, key, what, default, list, "an array")
