@@ -7,6 +7,7 @@ Backends: PostgreSQL 15+ (``postgresql+psycopg://``) and SQLite 3.35+ (the defau
 ``$XMARGIN_HOME``). Raw on-chain integers are stored exactly on both (see :class:`db.models.UInt256`).
 """
 
+from db.automation import AlertRow, NewAlert, NewTx, PlanRow, RuleRow, RuleUpdate, TxRow
 from db.errors import InvalidAddressError, StoreError, SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
 from db.rows import (
@@ -30,16 +31,22 @@ from db.rows import (
 from db.store import Store, canonical_address
 
 __all__ = [
+    "AlertRow",
     "AssetRow",
     "HealthPoint",
     "HealthRow",
     "InvalidAddressError",
     "LatestVenueHealth",
     "MarketRow",
+    "NewAlert",
+    "NewTx",
+    "PlanRow",
     "PositionRow",
     "PositionSide",
     "PriceRow",
     "RiskRow",
+    "RuleRow",
+    "RuleUpdate",
     "SnapshotRow",
     "SnapshotStatus",
     "Store",
@@ -47,6 +54,7 @@ __all__ = [
     "SyncBatch",
     "SyncStatus",
     "SyncWriteError",
+    "TxRow",
     "UnknownReferenceError",
     "VenueKind",
     "VenueRow",

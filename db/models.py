@@ -45,11 +45,15 @@ __all__ = [
     "ADDRESS_LEN",
     "HASH_LEN",
     "UINT256_MAX",
+    "Alert",
+    "AlertRule",
     "Asset",
     "Base",
     "HealthResult",
     "Id",
     "JsonType",
+    "KeeperPlan",
+    "KeeperTx",
     "Market",
     "Position",
     "PositionSnapshot",
@@ -335,3 +339,125 @@ class RiskResult(Base):
     margin_usd: Mapped[float]
     netting_benefit_usd: Mapped[float]
     document: Mapped[dict[str, Any]]
+
+
+# -- automation: alert rules, alerts, keeper plans ---------------------------------------------------------
+
+RULE_KINDS = ("venue_health_below", "unified_health_below", "move_to_liquidation_below", "oracle_invalid",
+              "price_cross")
+ALERT_STATES = ("fired", "delivered", "failed")
+SEVERITIES = ("info", "warning", "critical")
+PLAN_STATUSES = ("planned", "infeasible", "refused", "simulated", "simulation_failed", "executing", "executed",
+                 "failed")
+TX_STATUSES = ("signed", "sent", "confirmed", "reverted", "dropped")
+
+
+class AlertRule(Base):
+    """A rule watched after every sync, with its firing state (hysteresis, cooldown, episode count)."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", RULE_KINDS), name="kind"),
+        CheckConstraint(_one_of("severity", SEVERITIES), name="severity"),
+        Index(None, "wallet_id"),
+    )
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]]
+    hysteresis: Mapped[float]
+    cooldown_s: Mapped[float]
+    severity: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool]
+    created_at: Mapped[datetime]
+    active: Mapped[bool]
+    """The condition holds (an episode is open)."""
+    episode: Mapped[int]
+    """Episodes opened so far; an alert's event is (rule, episode)."""
+    last_value: Mapped[float | None]
+    last_block: Mapped[int | None]
+    last_fired_at: Mapped[datetime | None]
+    deleted: Mapped[bool]
+
+
+class Alert(Base):
+    """One firing of a rule: the event, and its delivery state. ``event_id`` is unique: an event is stored,
+    and sent, once."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", ALERT_STATES), name="state"),
+        Index(None, "wallet_id", "fired_at"),
+        Index(None, "state"),
+    )
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id"))
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    episode: Mapped[int]
+    fired_at: Mapped[datetime]
+    chain_id: Mapped[int | None]
+    block_number: Mapped[int | None]
+    value: Mapped[float | None]
+    threshold: Mapped[float | None]
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str]
+    payload: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None]
+    delivered_at: Mapped[datetime | None]
+
+
+class KeeperPlan(Base):
+    """A rebalance plan for one wallet at one block, and where it got to. ``plan_key`` is unique: the same
+    plan is never stored, or executed, twice."""
+
+    __tablename__ = "keeper_plans"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", PLAN_STATUSES), name="status"),
+        Index(None, "wallet_id", "created_at"),
+        Index(None, "status"),
+    )
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    plan_key: Mapped[str] = mapped_column(String(66), unique=True)
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    chain_id: Mapped[int]
+    block_number: Mapped[int]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(24))
+    execute: Mapped[bool]
+    """False: a dry run (planned and simulated, never sent)."""
+    signer: Mapped[str | None] = mapped_column(String(ADDRESS_LEN))
+    usd_total: Mapped[float]
+    plan: Mapped[dict[str, Any]]
+    simulation: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None]
+
+
+class KeeperTx(Base):
+    """One transaction of a plan, stored signed *before* it is broadcast, so a restart re-sends the same
+    bytes (same nonce, same hash) instead of building a new transaction."""
+
+    __tablename__ = "keeper_txs"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "seq"),
+        CheckConstraint(_one_of("status", TX_STATUSES), name="status"),
+    )
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("keeper_plans.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str]
+    to_address: Mapped[str] = mapped_column(String(ADDRESS_LEN))
+    nonce: Mapped[int]
+    tx_hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    raw_tx: Mapped[str]
+    status: Mapped[str] = mapped_column(String(16))
+    block_number: Mapped[int | None]
+    gas_used: Mapped[int | None]
+    updated_at: Mapped[datetime]

@@ -35,6 +35,7 @@ from eth_utils.address import to_checksum_address
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 
+from db.automation import AutomationStore
 from db.engine import make_engine, read_transaction, safe_url, write_transaction
 from db.errors import InvalidAddressError, SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
@@ -142,7 +143,7 @@ class _Refs:
     markets: dict[tuple[int, str], int]
 
 
-class Store:
+class Store(AutomationStore):
     """The xmargin database. Open with :meth:`open`; close with :meth:`close` (or use it as a context manager).
 
     Thread-safe in the way an SQLAlchemy ``Engine`` is: every method takes its own connection from the pool.

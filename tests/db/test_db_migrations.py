@@ -120,4 +120,5 @@ def test_migrations_ship_inside_the_package() -> None:
         "0001_initial.py",
         "0002_venues.py",
         "0003_risk.py",
+        "0004_automation.py",
     ]

@@ -1,0 +1,149 @@
+"""Rules, alerts and keeper plans in the store, on SQLite and PostgreSQL: the exactly-once guarantees the alert
+engine and the keeper rely on are the database's."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from db import NewAlert, NewTx, RuleUpdate, Store, UnknownReferenceError
+
+ADDR = "0x52908400098527886E0F7030069857D2E4169EE7"
+OTHER = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def wallets(store: Store) -> Store:
+    store.add_wallets([(ADDR, "main"), (OTHER, None)])
+    return store
+
+
+def _alert(rule_id: int, episode: int, wallet: str = ADDR) -> NewAlert:
+    return NewAlert(event_id=f"rule-{rule_id}-episode-{episode}", rule_id=rule_id, wallet=wallet, episode=episode,
+                    fired_at=NOW, chain_id=31337, block_number=100 + episode, value=1.02, threshold=1.1,
+                    severity="critical", message="aave health 1.02 < 1.1", payload={"venue": "aave"})
+
+
+def test_rule_crud(wallets: Store) -> None:
+    rule = wallets.add_rule(ADDR.lower(), "venue_health_below", {"venue": "aave", "threshold": 1.2},
+                            hysteresis=0.05, cooldown_s=600, severity="critical", now=NOW)
+    other = wallets.add_rule(OTHER, "price_cross", {"asset": "WETH", "level": 3000, "direction": "below"}, now=NOW)
+    assert rule.wallet == ADDR and rule.params == {"venue": "aave", "threshold": 1.2}
+    assert (rule.active, rule.episode, rule.last_fired_at) == (False, 0, None)
+    assert [r.id for r in wallets.list_rules()] == [rule.id, other.id]
+    assert [r.id for r in wallets.list_rules(ADDR)] == [rule.id]
+    assert wallets.list_rules("0x" + "1" * 40) == []
+    assert wallets.remove_rule(rule.id) is True
+    assert wallets.remove_rule(rule.id) is False
+    assert [r.id for r in wallets.list_rules()] == [other.id]
+    assert wallets.get_rule(rule.id) is None
+
+
+@pytest.mark.parametrize(("kind", "severity"), [("health_is_bad", "warning"), ("price_cross", "panic")])
+def test_rule_rejects_unknown_kind_and_severity(wallets: Store, kind: str, severity: str) -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        wallets.add_rule(ADDR, kind, {}, severity=severity, now=NOW)
+    assert wallets.list_rules() == []
+
+
+def test_rule_for_unknown_wallet(wallets: Store) -> None:
+    with pytest.raises(UnknownReferenceError, match="unknown wallet"):
+        wallets.add_rule("0x" + "2" * 40, "oracle_invalid", {}, now=NOW)
+
+
+def test_alert_is_stored_and_returned_once(wallets: Store) -> None:
+    rule = wallets.add_rule(ADDR, "venue_health_below", {"venue": "aave", "threshold": 1.1}, now=NOW)
+    update = RuleUpdate(rule.id, active=True, episode=1, last_value=1.02, last_block=101, last_fired_at=NOW)
+    first = wallets.record_evaluation([update], [_alert(rule.id, 1)])
+    assert [a.event_id for a in first] == [f"rule-{rule.id}-episode-1"]
+    assert first[0].state == "fired" and first[0].wallet == ADDR and first[0].payload == {"venue": "aave"}
+    # The same event again (a restart re-evaluating the same sync): nothing new to send.
+    assert wallets.record_evaluation([update], [_alert(rule.id, 1), _alert(rule.id, 1)]) == []
+    stored = wallets.get_rule(rule.id)
+    assert stored is not None and (stored.active, stored.episode, stored.last_block) == (True, 1, 101)
+    assert len(wallets.list_alerts(ADDR)) == 1
+    # a new episode is a new event
+    assert len(wallets.record_evaluation([], [_alert(rule.id, 2)])) == 1
+
+
+def test_delivery_state(wallets: Store) -> None:
+    rule = wallets.add_rule(ADDR, "oracle_invalid", {}, now=NOW)
+    a1, a2 = wallets.record_evaluation([], [_alert(rule.id, 1), _alert(rule.id, 2)])
+    assert [a.id for a in wallets.undelivered_alerts()] == [a1.id, a2.id]
+    wallets.mark_alert(a1.id, "delivered", attempts=2, delivered_at=NOW)
+    wallets.mark_alert(a2.id, "failed", attempts=4, error="HTTP 500")
+    assert wallets.undelivered_alerts() == []
+    by_id = {a.id: a for a in wallets.list_alerts()}
+    assert (by_id[a1.id].state, by_id[a1.id].attempts, by_id[a1.id].delivered_at) == ("delivered", 2, NOW)
+    assert (by_id[a2.id].state, by_id[a2.id].last_error) == ("failed", "HTTP 500")
+    with pytest.raises(ValueError, match="alert state"):
+        wallets.mark_alert(a1.id, "lost", attempts=0)
+
+
+def _plan(store: Store, key: str, wallet: str = ADDR, usd: float = 1_000.0) -> int:
+    row = store.insert_plan(plan_key=key, wallet=wallet, chain_id=31337, block_number=7, status="planned",
+                            execute=True, signer=wallet, usd_total=usd, plan={"actions": []}, now=NOW)
+    assert row is not None
+    return row.id
+
+
+def _tx(seq: int) -> NewTx:
+    return NewTx(seq=seq, description=f"tx {seq}", to_address=OTHER, nonce=seq, tx_hash="0x" + f"{seq:064x}",
+                 raw_tx="0x02f8")
+
+
+def test_plan_is_stored_once(wallets: Store) -> None:
+    _plan(wallets, "k1")
+    assert wallets.insert_plan(plan_key="k1", wallet=ADDR, chain_id=1, block_number=8, status="planned",
+                               execute=False, signer=None, usd_total=0, plan={}, now=NOW) is None
+    assert [p.plan_key for p in wallets.list_plans(ADDR)] == ["k1"]
+
+
+def test_begin_execution_is_compare_and_set(wallets: Store) -> None:
+    plan_id = _plan(wallets, "k1")
+    assert wallets.begin_execution(plan_id, [_tx(0)], now=NOW) is False  # not simulated yet
+    assert wallets.update_plan(plan_id, "simulated", now=NOW, simulation={"ok": True}, expect=["planned"])
+    assert wallets.begin_execution(plan_id, [_tx(0), _tx(1)], now=NOW) is True
+    assert wallets.begin_execution(plan_id, [_tx(0)], now=NOW) is False  # a second start (restart) is refused
+    assert [t.seq for t in wallets.plan_txs(plan_id)] == [0, 1]
+    assert [p.id for p in wallets.executing_plans(ADDR)] == [plan_id]
+    # another plan of the same wallet cannot start while this one is executing
+    second = _plan(wallets, "k2")
+    wallets.update_plan(second, "simulated", now=NOW)
+    assert wallets.begin_execution(second, [_tx(2)], now=NOW) is False
+    assert wallets.plan_txs(second) == []
+    # other wallets are not blocked
+    third = _plan(wallets, "k3", wallet=OTHER)
+    wallets.update_plan(third, "simulated", now=NOW)
+    assert wallets.begin_execution(third, [], now=NOW) is True
+
+
+def test_concurrent_begin_execution_starts_once(wallets: Store) -> None:
+    plan_id = _plan(wallets, "race")
+    wallets.update_plan(plan_id, "simulated", now=NOW)
+    results: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        barrier.wait()
+        results.append(wallets.begin_execution(plan_id, [_tx(0)], now=NOW))
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    assert len(wallets.plan_txs(plan_id)) == 1
+
+
+def test_daily_spend(wallets: Store) -> None:
+    for key, usd, status in (("a", 1_000.0, "executed"), ("b", 2_500.0, "executing"), ("c", 9_999.0, "refused")):
+        plan_id = _plan(wallets, key, usd=usd)
+        wallets.update_plan(plan_id, status, now=NOW)
+    assert wallets.executed_usd_since(NOW - timedelta(days=1)) == pytest.approx(3_500.0)
+    assert wallets.executed_usd_since(NOW + timedelta(seconds=1)) == 0.0
+    assert wallets.executed_usd_since(NOW - timedelta(days=1), signer=OTHER) == 0.0
