@@ -36,10 +36,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from connectors.types import Address
 
 __all__ = [
+    "AlertsConfig",
     "ChainConfig",
     "ConfigError",
+    "KeeperConfig",
     "Settings",
+    "TargetConfig",
     "VenueConfig",
+    "WebhookConfig",
     "load_settings",
     "write_settings_toml",
     "xmargin_home",
@@ -130,6 +134,102 @@ class VenueConfig(_Model):
         return self
 
 
+class WebhookConfig(_Model):
+    """A webhook that receives every alert, signed with HMAC-SHA256 (see :mod:`aggregator.alerts.sinks`).
+
+    The URL may carry a token: give it inline (``url``) only when it does not, else name its environment
+    variable (``url_env``). The signing secret always comes from the environment (``secret_env``).
+    """
+
+    name: str = "webhook"
+    url: str | None = None
+    url_env: str | None = None
+    secret_env: str
+    timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    max_attempts: Annotated[int, Field(ge=1)] = 4
+
+    @model_validator(mode="after")
+    def _one_url_source(self) -> WebhookConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError(f"webhook {self.name!r}: give exactly one of url, url_env")
+        return self
+
+    def resolve(self) -> tuple[str, str]:
+        """(URL, secret) from the configuration and the environment."""
+        url = self.url if self.url is not None else os.environ.get(self.url_env or "")
+        if not url:
+            raise ConfigError(f"webhook {self.name!r}: environment variable {self.url_env} is not set")
+        secret = os.environ.get(self.secret_env)
+        if not secret:
+            raise ConfigError(f"webhook {self.name!r}: environment variable {self.secret_env} is not set")
+        return url, secret
+
+
+class AlertsConfig(_Model):
+    """Where alerts go: the log (always, unless turned off) and any webhooks."""
+
+    log: bool = True
+    webhooks: tuple[WebhookConfig, ...] = ()
+
+
+class TargetConfig(_Model):
+    """A venue's target health and offset, as DeFi Saver's automation defines them: the keeper acts when the
+    health is below ``target - offset`` and brings it back to at least ``target`` (and no more than
+    ``target + offset`` on the venues it repairs)."""
+
+    target: Annotated[float, Field(gt=1.0)] = 1.5
+    offset: Annotated[float, Field(ge=0.0)] = 0.1
+
+    @model_validator(mode="after")
+    def _trigger_above_one(self) -> TargetConfig:
+        if self.target - self.offset <= 1.0:
+            raise ValueError("target - offset must stay above 1.0 (the liquidation line)")
+        return self
+
+
+class KeeperConfig(_Model):
+    """The keeper: plans cross-venue rebalances after every sync, simulates them, and executes them only with
+    an explicitly configured signer and ``execute = true``. Dry-run is the default.
+
+    The signer's key comes from the environment (``signer_key_env``) or an encrypted keystore file
+    (``keystore`` + ``keystore_password_env``), never from this file. The keeper only signs for the wallets in
+    ``wallets`` whose address is the signer's (withdrawals must come from the owner); the others are planned
+    and simulated only.
+    """
+
+    enabled: bool = False
+    execute: bool = False
+    wallets: tuple[Address, ...] = ()
+    """Wallets the keeper manages (plans for); empty: none."""
+    signer_key_env: str | None = None
+    keystore: str | None = None
+    keystore_password_env: str | None = None
+    targets: dict[str, TargetConfig] = {}
+    """Per venue name; venues not listed use ``default_target``."""
+    default_target: TargetConfig = TargetConfig()
+    max_action_usd: Annotated[float, Field(gt=0)] = 50_000.0
+    max_daily_usd: Annotated[float, Field(gt=0)] = 200_000.0
+    max_fee_gwei: Annotated[float, Field(gt=0)] = 200.0
+    max_priority_fee_gwei: Annotated[float, Field(ge=0)] = 2.0
+    max_gas_per_tx: Annotated[int, Field(gt=21_000)] = 1_500_000
+    buffer: Annotated[float, Field(ge=0, lt=0.1)] = 0.002
+    """Plans aim this fraction above the target, for interest accrued and rounding between plan and block."""
+    receipt_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+
+    @model_validator(mode="after")
+    def _one_signer(self) -> KeeperConfig:
+        if self.signer_key_env is not None and self.keystore is not None:
+            raise ValueError("keeper: give at most one of signer_key_env, keystore")
+        if self.keystore is not None and self.keystore_password_env is None:
+            raise ValueError("keeper: a keystore needs keystore_password_env")
+        if self.execute and self.signer_key_env is None and self.keystore is None:
+            raise ValueError("keeper: execute = true needs a signer (signer_key_env or keystore)")
+        return self
+
+    def target(self, venue: str) -> TargetConfig:
+        return self.targets.get(venue, self.default_target)
+
+
 class Settings(_Model):
     """Everything xmargin needs to run; build it with :func:`load_settings`."""
 
@@ -139,6 +239,8 @@ class Settings(_Model):
     wallet_batch_size: Annotated[int, Field(gt=0)] = 1_000
     chains: tuple[ChainConfig, ...] = ()
     venues: tuple[VenueConfig, ...] = ()
+    alerts: AlertsConfig = AlertsConfig()
+    keeper: KeeperConfig = KeeperConfig()
     source: str | None = None
     """The file these settings came from (for messages)."""
 
@@ -153,6 +255,9 @@ class Settings(_Model):
         for venue in self.venues:
             if venue.chain not in chains:
                 raise ValueError(f"venue {venue.name!r} is on chain {venue.chain!r}, which is not configured")
+        unknown = sorted(set(self.keeper.targets) - set(names))
+        if unknown:
+            raise ValueError(f"keeper targets name unknown venue(s): {', '.join(unknown)}")
         return self
 
     def chain(self, name: str) -> ChainConfig:

@@ -1,0 +1,128 @@
+"""The alert engine: after every sync, evaluate every enabled rule on its wallet's newest data, store what fired
+(with the rules' new state, in one transaction), then deliver every alert not yet delivered to every sink.
+
+Delivery is at-least-once with a stable event id: an alert is stored once per event (rule + episode), and a
+restart delivers the alerts a crash left undelivered. An alert is ``delivered`` when every sink took it, and
+``failed`` when a sink gave up after its retries (its error is kept); failed alerts are not retried by later
+runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aggregator.alerts.rules import evaluate_rule, event_id, observe, validate_params
+from aggregator.alerts.sinks import AlertEvent, DeliveryResult, LogSink, Sink, WebhookSink
+from aggregator.config import AlertsConfig
+from db import AlertRow, NewAlert, RuleRow, RuleUpdate, Store
+
+__all__ = ["AlertEngine", "AlertReport", "sinks_from_config", "to_event"]
+
+log = logging.getLogger(__name__)
+
+
+def sinks_from_config(config: AlertsConfig) -> list[Sink]:
+    """The sinks the configuration names (webhook URLs and secrets resolved from the environment)."""
+    sinks: list[Sink] = [LogSink()] if config.log else []
+    for hook in config.webhooks:
+        url, secret = hook.resolve()
+        sinks.append(WebhookSink(url, secret, name=hook.name, timeout_s=hook.timeout_s,
+                                 max_attempts=hook.max_attempts))
+    return sinks
+
+
+def to_event(alert: AlertRow, kind: str) -> AlertEvent:
+    """The delivered form of a stored alert."""
+    return AlertEvent(
+        event_id=alert.event_id, rule_id=alert.rule_id, wallet=alert.wallet, kind=kind,
+        severity=alert.severity,  # type: ignore[arg-type]
+        message=alert.message, value=alert.value, threshold=alert.threshold, chain_id=alert.chain_id,
+        block_number=alert.block_number, fired_at=alert.fired_at, details=dict(alert.payload),
+    )
+
+
+@dataclass
+class AlertReport:
+    """One run of the engine: rules evaluated, alerts fired (newly stored), and delivery outcomes."""
+
+    evaluated: int = 0
+    fired: list[AlertRow] = field(default_factory=list)
+    deliveries: list[tuple[AlertRow, tuple[DeliveryResult, ...]]] = field(default_factory=list)
+
+
+class AlertEngine:
+    """Evaluates rules and delivers alerts; one per process, reused across scheduled runs."""
+
+    def __init__(self, store: Store, sinks: Sequence[Sink], clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self.sinks = list(sinks)
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+    def evaluate(self, wallets: Sequence[str] | None = None) -> tuple[int, list[AlertRow]]:
+        """Evaluate the enabled rules (of ``wallets``, default all); store state and new alerts; return
+        (rules evaluated, alerts newly fired)."""
+        rules = self.store.list_rules(enabled_only=True)
+        if wallets is not None:
+            wanted = {w.lower() for w in wallets}
+            rules = [r for r in rules if r.wallet.lower() in wanted]
+        by_wallet: dict[str, list[RuleRow]] = {}
+        for rule in rules:
+            by_wallet.setdefault(rule.wallet, []).append(rule)
+        now = self._clock()
+        updates: list[RuleUpdate] = []
+        alerts: list[NewAlert] = []
+        for wallet, wallet_rules in by_wallet.items():
+            obs = observe(wallet, self.store.latest_health(wallet), self.store.latest_risk(wallet))
+            for rule in wallet_rules:
+                try:
+                    ev = evaluate_rule(rule, obs, now)
+                except ValueError as exc:  # a rule stored before its kind's parameters changed: say so, go on
+                    log.error("rule %d (%s) cannot be evaluated: %s", rule.id, rule.kind, exc)
+                    continue
+                updates.append(RuleUpdate(rule.id, active=ev.active, episode=ev.episode, last_value=ev.value,
+                                          last_block=obs.block_number, last_fired_at=ev.last_fired_at))
+                if ev.fires:
+                    alerts.append(NewAlert(
+                        event_id=event_id(rule.id, ev.episode), rule_id=rule.id, wallet=wallet, episode=ev.episode,
+                        fired_at=now, chain_id=obs.chain_id, block_number=obs.block_number, value=ev.value,
+                        threshold=ev.threshold, severity=rule.severity, message=ev.message,
+                        payload={"kind": rule.kind, "params": dict(rule.params), "venue_health": dict(
+                            obs.venue_health), "unified_health": obs.unified_health,
+                            "oracle_problems": {k: list(v) for k, v in obs.oracle_problems.items()}},
+                    ))
+        fired = self.store.record_evaluation(updates, alerts)
+        return len(updates), fired
+
+    def deliver(self) -> list[tuple[AlertRow, tuple[DeliveryResult, ...]]]:
+        """Send every undelivered alert to every sink and record the outcome."""
+        kinds = {r.id: r.kind for r in self.store.list_rules()}
+        out = []
+        for alert in self.store.undelivered_alerts():
+            kind = kinds.get(alert.rule_id) or str(alert.payload.get("kind", "unknown"))
+            event = to_event(alert, kind)
+            results = tuple(sink.deliver(event) for sink in self.sinks)
+            ok = all(r.ok for r in results)
+            errors = "; ".join(f"{r.sink}: {r.error}" for r in results if not r.ok) or None
+            self.store.mark_alert(alert.id, "delivered" if ok else "failed", attempts=max(
+                (r.attempts for r in results), default=0), error=errors, delivered_at=self._clock() if ok else None)
+            if not ok:
+                log.error("alert %s not delivered: %s", alert.event_id, errors)
+            out.append((alert, results))
+        return out
+
+    def run(self, wallets: Sequence[str] | None = None) -> AlertReport:
+        """Evaluate, then deliver (including alerts an earlier run left undelivered)."""
+        evaluated, fired = self.evaluate(wallets)
+        return AlertReport(evaluated=evaluated, fired=fired, deliveries=self.deliver())
+
+
+def check_rule(kind: str, params: dict[str, object]) -> dict[str, object]:
+    """Validate a rule's parameters for storing (the CLI's and the API's entry point)."""
+    return validate_params(kind, params).stored()

@@ -1,0 +1,159 @@
+"""Alert rules: each kind's value, the hysteresis and cooldown that keep a rule from flapping, and the engine
+storing each firing once and delivering it to a real webhook receiver with a valid signature."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from aggregator.alerts.engine import AlertEngine, check_rule
+from aggregator.alerts.rules import Observation, evaluate_rule, event_id, observe
+from aggregator.alerts.sinks import LogSink, WebhookSink
+from db import RuleRow, Store
+from tests.db import db_testdata as td
+from tests.webhook_receiver import WebhookReceiver
+
+T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+WALLET = "0x52908400098527886E0F7030069857D2E4169EE7"
+
+
+def _rule(kind: str, params: dict[str, Any], *, hysteresis: float = 0.0, cooldown_s: float = 0.0) -> RuleRow:
+    return RuleRow(id=7, wallet=WALLET, kind=kind, params=params, hysteresis=hysteresis, cooldown_s=cooldown_s,
+                   severity="warning", enabled=True, created_at=T0, active=False, episode=0, last_value=None,
+                   last_block=None, last_fired_at=None)
+
+
+def _obs(**kw: Any) -> Observation:
+    base: dict[str, Any] = {"wallet": WALLET, "chain_id": 1, "block_number": 100, "venue_health": {},
+                            "unified_health": None, "move_to_liquidation_pct": None, "prices_usd": {},
+                            "oracle_problems": {}}
+    return Observation(**(base | kw))
+
+
+def _run(rule: RuleRow, observations: list[Observation], step_s: float = 60.0) -> tuple[list[bool], RuleRow]:
+    """Feed observations one minute apart; return which evaluations fired and the final state."""
+    fired = []
+    for i, obs in enumerate(observations):
+        ev = evaluate_rule(rule, obs, T0 + timedelta(seconds=step_s * i))
+        fired.append(ev.fires)
+        rule = replace(rule, active=ev.active, episode=ev.episode, last_value=ev.value, last_fired_at=ev.last_fired_at)
+    return fired, rule
+
+
+def test_venue_health_fires_once_per_crossing_with_hysteresis() -> None:
+    rule = _rule("venue_health_below", {"venue": "aave", "threshold": 1.2}, hysteresis=0.05)
+    values = [1.5, 1.19, 1.21, 1.18, 1.22, 1.3, 1.1]  # dips, wobbles inside the band, recovers, dips again
+    fired, final = _run(rule, [_obs(venue_health={"aave": v}) for v in values])
+    assert fired == [False, True, False, False, False, False, True]
+    assert final.episode == 2
+    assert final.active is True
+
+
+def test_cooldown_delays_the_next_alert_until_it_has_passed() -> None:
+    rule = _rule("unified_health_below", {"threshold": 1.1}, cooldown_s=300)
+    values = [1.0, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # re-arms at once, but the second alert waits 300 s
+    fired, _ = _run(rule, [_obs(unified_health=v) for v in values], step_s=60)
+    assert fired == [True, False, False, False, False, True, False, False]
+
+
+def test_missing_value_changes_nothing() -> None:
+    rule = _rule("venue_health_below", {"venue": "aave", "threshold": 1.2})
+    fired, final = _run(rule, [_obs(venue_health={"aave": 1.1}), _obs(venue_health={}),
+                               _obs(venue_health={"aave": None}), _obs(venue_health={"aave": 1.1})])
+    assert fired == [True, False, False, False]
+    assert final.active is True
+
+
+@pytest.mark.parametrize(("direction", "prices", "expected"), [
+    ("below", [3100, 2999, 2990, 3050, 2950], [False, True, False, False, True]),
+    ("above", [2900, 3001, 3100, 2950, 3010], [False, True, False, False, True]),
+])
+def test_price_cross(direction: str, prices: list[float], expected: list[bool]) -> None:
+    rule = _rule("price_cross", {"asset": "WETH", "level": 3000, "direction": direction}, hysteresis=25)
+    fired, _ = _run(rule, [_obs(prices_usd={"WETH": p}) for p in prices])
+    assert fired == expected
+
+
+def test_move_to_liquidation_and_oracle_rules() -> None:
+    move = _rule("move_to_liquidation_below", {"threshold": 10.0})
+    assert _run(move, [_obs(move_to_liquidation_pct=v) for v in (25.0, 9.5, 8.0)])[0] == [False, True, False]
+    oracle = _rule("oracle_invalid", {})
+    fired, _ = _run(oracle, [_obs(), _obs(oracle_problems={"WETH": ("stale",)}), _obs(), _obs(
+        oracle_problems={"venue:aave": ("bad_oracle",)})])
+    assert fired == [False, True, False, True]
+    scoped = _rule("oracle_invalid", {"asset": "DAI"})
+    assert _run(scoped, [_obs(oracle_problems={"WETH": ("stale",)})])[0] == [False]
+
+
+@pytest.mark.parametrize(("kind", "params", "match"), [
+    ("venue_health_below", {"threshold": 1.2}, "needs venue"),
+    ("price_cross", {"asset": "WETH", "level": 3000}, "needs direction"),
+    ("unified_health_below", {"threshold": -1}, "positive"),
+    ("price_cross", {"asset": "WETH", "level": 0, "direction": "below"}, "level"),
+    ("unified_health_below", {"threshold": 1.0, "colour": "red"}, "colour"),
+])
+def test_invalid_rule_parameters(kind: str, params: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        check_rule(kind, params)
+
+
+def test_event_ids_are_stable_and_distinct() -> None:
+    assert event_id(3, 1) == event_id(3, 1)
+    assert len({event_id(3, 1), event_id(3, 2), event_id(4, 1)}) == 3
+
+
+def test_engine_stores_each_firing_once_and_delivers_it_signed(tmp_path: Any) -> None:
+    secret = "whsec-test"
+    store = Store.open(f"sqlite:///{tmp_path / 'x.db'}")
+    wallets = td.setup(store, 1)
+    wallet = wallets[0]
+    store.write_sync(td.batch(wallets, 100))
+    latest = store.latest_health(wallet)
+    hf = latest[0].health.health_factor if latest[0].health else None
+    assert hf is not None
+    assert observe(wallet, latest, None).venue_health == {"aave_v3": hf}
+    store.add_rule(wallet, "venue_health_below", {"venue": "aave_v3", "threshold": hf + 0.5}, now=T0)
+    store.add_rule(wallet, "venue_health_below", {"venue": "aave_v3", "threshold": hf - 0.5}, now=T0)
+    with WebhookReceiver(secret) as rx:
+        engine = AlertEngine(store, [LogSink(), WebhookSink(rx.url, secret, timeout_s=2)], clock=lambda: T0)
+        report = engine.run()
+        assert report.evaluated == 2
+        assert len(report.fired) == 1  # only the rule whose threshold is above the health
+        rx.wait_for(1, timeout=10)
+        # The same sync evaluated again (a restart, or a second process): nothing new fires or is sent.
+        again = engine.run()
+        assert again.fired == []
+        assert again.deliveries == []
+        engine.close()
+        assert len(rx.accepted) == 1
+        body = rx.accepted[0].json
+        assert body["event_id"] == report.fired[0].event_id
+        assert body["wallet"] == wallet
+        assert body["value"] == pytest.approx(hf)
+    alerts = store.list_alerts(wallet)
+    assert [a.state for a in alerts] == ["delivered"]
+    store.close()
+
+
+def test_engine_records_a_failed_delivery_and_does_not_resend(tmp_path: Any) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'x.db'}")
+    wallets = td.setup(store, 1)
+    store.write_sync(td.batch(wallets, 100))
+    store.add_rule(wallets[0], "venue_health_below", {"venue": "aave_v3", "threshold": 1e9}, now=T0)
+    with WebhookReceiver("s") as rx:
+        rx.script([500, 500])
+        sink = WebhookSink(rx.url, "s", max_attempts=2, backoff_s=0, sleep=lambda _s: None)
+        engine = AlertEngine(store, [sink], clock=lambda: T0)
+        report = engine.run()
+        assert [r.ok for _, results in report.deliveries for r in results] == [False]
+        assert engine.run().deliveries == []
+        engine.close()
+        assert len(rx.received) == 2
+    (alert,) = store.list_alerts()
+    assert alert.state == "failed"
+    assert alert.attempts == 2
+    assert "500" in (alert.last_error or "")
+    store.close()
