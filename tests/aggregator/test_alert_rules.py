@@ -130,6 +130,7 @@ def test_engine_stores_each_firing_once_and_delivers_it_signed(tmp_path: Any) ->
         engine.close()
         assert len(rx.accepted) == 1
         body = rx.accepted[0].json
+        assert isinstance(body, dict)
         assert body["event_id"] == report.fired[0].event_id
         assert body["wallet"] == wallet
         assert body["value"] == pytest.approx(hf)
