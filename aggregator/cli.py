@@ -277,7 +277,8 @@ def stress(
 def run(
     interval: Annotated[float | None, typer.Option("--interval", help="Seconds between syncs.")] = None,
 ) -> None:
-    """Sync on a schedule until interrupted (never overlapping, missed runs coalesced)."""
+    """Sync, evaluate alert rules and run the keeper on a schedule until interrupted (never overlapping, missed
+    runs coalesced)."""
     from aggregator.scheduler import run_forever
 
     settings = _settings()
@@ -348,9 +349,10 @@ def devnet_down() -> None:
 
 
 def _register_commands() -> None:
-    from aggregator.backtest_cli import register
+    from aggregator import automation_cli, backtest_cli
 
-    register(app)
+    backtest_cli.register(app)
+    automation_cli.register(app, _settings, _store, _address)
 
 
 _register_commands()

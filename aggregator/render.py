@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
 from aggregator.views import VenueHealth
 from db.rows import LatestVenueHealth
+
+if TYPE_CHECKING:
+    from aggregator.cycle import CycleReport
 
 __all__ = [
     "check_text",
@@ -163,3 +166,22 @@ def venue_summary_table(healths: Sequence[VenueHealth], labels: dict[str, str], 
             check_text(h),
         )
     return table
+
+
+def cycle_summary(report: CycleReport) -> list[str]:
+    """One line per alert fired and per keeper outcome of a ``xmargin run`` cycle (nothing when quiet)."""
+    lines: list[str] = []
+    if report.alerts is not None:
+        for alert, results in report.alerts.deliveries:
+            sent = ", ".join(f"{r.sink} {'ok' if r.ok else 'FAILED'}" for r in results) or "no sink"
+            lines.append(f"[bold]alert[/] {alert.severity}: {alert.message} ({sent})")
+    for outcome in report.keeper:
+        if outcome.status == "healthy":
+            continue
+        plan = f" plan {outcome.plan_id}" if outcome.plan_id is not None else ""
+        actions = "; ".join(f"{a.kind} {a.amount:,.6g} on {a.venue}" for a in (outcome.plan.actions if outcome.plan
+                                                                                 else ()))
+        lines.append(f"[bold]keeper[/] {outcome.wallet}{plan}: {outcome.status}"
+                     + (f" — {actions}" if actions else "") + (f" ({outcome.message})" if outcome.message else ""))
+    lines += [f"[red]{e}[/]" for e in report.errors]
+    return lines

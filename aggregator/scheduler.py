@@ -17,7 +17,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from rich.console import Console
 
 from aggregator.config import Settings
-from aggregator.pipeline import Syncer, SyncReport
 from db.store import Store
 
 __all__ = ["SyncScheduler", "run_forever"]
@@ -83,23 +82,29 @@ class SyncScheduler:
 
 
 def run_forever(settings: Settings, console: Console, stop: threading.Event | None = None) -> None:
-    """``xmargin run``: sync on the configured interval until Ctrl-C (or ``stop`` is set)."""
-    from aggregator.render import venue_summary_table
+    """``xmargin run``: sync, evaluate alert rules and run the keeper on the configured interval until Ctrl-C
+    (or ``stop`` is set)."""
+    from aggregator.cycle import Cycle, CycleReport
+    from aggregator.render import cycle_summary, venue_summary_table
 
     stop = stop or threading.Event()
     store = Store.open(settings.db_url)
-    syncer = Syncer(settings, store)
+    cycle = Cycle(settings, store)
 
-    def job() -> SyncReport:
+    def job() -> CycleReport:
         labels = {w.address: w.label or "" for w in store.list_wallets()}
-        report = syncer.run()
-        blocks = [b.block.number for b in report.batches if b.block]
-        console.print(venue_summary_table(list(report.healths()), labels, max(blocks) if blocks else None))
+        report = cycle.run()
+        blocks = [b.block.number for b in report.sync.batches if b.block]
+        console.print(venue_summary_table(list(report.sync.healths()), labels, max(blocks) if blocks else None))
+        for line in cycle_summary(report):
+            console.print(line)
         return report
 
     scheduler = SyncScheduler(job, settings.interval_s)
     scheduler.start()
-    console.print(f"syncing every {settings.interval_s:g} s; Ctrl-C to stop")
+    keeper = settings.keeper
+    mode = ("off" if not keeper.enabled else "executing" if keeper.execute else "dry run")
+    console.print(f"syncing every {settings.interval_s:g} s; keeper {mode}; Ctrl-C to stop")
     try:
         while not stop.wait(0.5):
             pass
@@ -107,5 +112,5 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
         console.print("stopping…")
     finally:
         scheduler.shutdown(wait=True)
-        syncer.close()
+        cycle.close()
         store.close()

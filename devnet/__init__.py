@@ -60,7 +60,7 @@ from devnet.install import InstallError, ensure_installed
 from devnet.models import DevnetInfo
 from devnet.seed import HEDGED_VENUES, SEED_LABELS, SeedWallet, seed
 from devnet.venues import LIQUIDITY, mint_tokens
-from devnet.wallets import wallet_address
+from devnet.wallets import wallet_address, wallet_key
 
 __all__ = [
     "ADMIN",
@@ -119,5 +119,6 @@ __all__ = [
     "up",
     "user_emode",
     "wallet_address",
+    "wallet_key",
     "withdraw",
 ]

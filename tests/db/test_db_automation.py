@@ -31,7 +31,8 @@ def test_rule_crud(wallets: Store) -> None:
     rule = wallets.add_rule(ADDR.lower(), "venue_health_below", {"venue": "aave", "threshold": 1.2},
                             hysteresis=0.05, cooldown_s=600, severity="critical", now=NOW)
     other = wallets.add_rule(OTHER, "price_cross", {"asset": "WETH", "level": 3000, "direction": "below"}, now=NOW)
-    assert rule.wallet == ADDR and rule.params == {"venue": "aave", "threshold": 1.2}
+    assert rule.wallet == ADDR
+    assert rule.params == {"venue": "aave", "threshold": 1.2}
     assert (rule.active, rule.episode, rule.last_fired_at) == (False, 0, None)
     assert [r.id for r in wallets.list_rules()] == [rule.id, other.id]
     assert [r.id for r in wallets.list_rules(ADDR)] == [rule.id]
@@ -59,11 +60,14 @@ def test_alert_is_stored_and_returned_once(wallets: Store) -> None:
     update = RuleUpdate(rule.id, active=True, episode=1, last_value=1.02, last_block=101, last_fired_at=NOW)
     first = wallets.record_evaluation([update], [_alert(rule.id, 1)])
     assert [a.event_id for a in first] == [f"rule-{rule.id}-episode-1"]
-    assert first[0].state == "fired" and first[0].wallet == ADDR and first[0].payload == {"venue": "aave"}
+    assert first[0].state == "fired"
+    assert first[0].wallet == ADDR
+    assert first[0].payload == {"venue": "aave"}
     # The same event again (a restart re-evaluating the same sync): nothing new to send.
     assert wallets.record_evaluation([update], [_alert(rule.id, 1), _alert(rule.id, 1)]) == []
     stored = wallets.get_rule(rule.id)
-    assert stored is not None and (stored.active, stored.episode, stored.last_block) == (True, 1, 101)
+    assert stored is not None
+    assert (stored.active, stored.episode, stored.last_block) == (True, 1, 101)
     assert len(wallets.list_alerts(ADDR)) == 1
     # a new episode is a new event
     assert len(wallets.record_evaluation([], [_alert(rule.id, 2)])) == 1

@@ -1,0 +1,77 @@
+"""One cycle of ``xmargin run``: sync every tracked wallet, evaluate the alert rules on what was stored and
+deliver the alerts, then let the keeper plan (and, when configured, execute) rebalances.
+
+Each stage's failure is logged and the next stage still runs on what the store holds: a failed alert delivery
+never stops the keeper, and neither stops the next sync.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aggregator.alerts.engine import AlertEngine, AlertReport, sinks_from_config
+from aggregator.alerts.sinks import Sink
+from aggregator.config import Settings
+from aggregator.keeper.runner import Keeper, KeeperOutcome
+from aggregator.pipeline import Syncer, SyncReport
+from db import Store
+
+__all__ = ["Cycle", "CycleReport"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did."""
+
+    sync: SyncReport
+    alerts: AlertReport | None = None
+    keeper: list[KeeperOutcome] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Cycle:
+    """Sync + alerts + keeper for one configuration, keeping connections open between cycles."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        sinks: list[Sink] | None = None,
+        keeper: Keeper | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.syncer = Syncer(settings, store)
+        self.alerts = AlertEngine(store, sinks if sinks is not None else sinks_from_config(settings.alerts))
+        self.keeper = keeper if keeper is not None else (Keeper(settings, store) if settings.keeper.enabled else None)
+
+    def close(self) -> None:
+        self.syncer.close()
+        self.alerts.close()
+        if self.keeper is not None:
+            self.keeper.close()
+
+    def __enter__(self) -> Cycle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self) -> CycleReport:
+        report = CycleReport(sync=self.syncer.run())
+        try:
+            report.alerts = self.alerts.run()
+        except Exception as exc:  # the keeper and the next sync still run
+            log.exception("alert engine failed")
+            report.errors.append(f"alerts: {exc}")
+        if self.keeper is not None:
+            try:
+                report.keeper = self.keeper.run()
+            except Exception as exc:
+                log.exception("keeper failed")
+                report.errors.append(f"keeper: {exc}")
+        return report

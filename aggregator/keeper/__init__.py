@@ -1,0 +1,1 @@
+"""The keeper: turns rebalance plans into transactions, simulates them, signs and sends them."""

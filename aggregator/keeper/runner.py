@@ -1,0 +1,470 @@
+"""The keeper: after a sync, plan a rebalance for every managed wallet that needs one, simulate it, and execute
+it only when configured to — never twice.
+
+One wallet, one cycle:
+
+1. **reconcile** plans a previous run left ``executing`` (a crash between broadcast and receipt): each stored
+   signed transaction is looked up, re-sent byte for byte if the chain does not have it (same nonce, same
+   hash: the chain executes it at most once), and the plan closed ``executed`` or ``failed``. A wallet with a
+   plan still open gets no new plan.
+2. **plan** from the newest sync (:func:`aggregator.keeper.state.wallet_state`) with the MILP planner
+   (:func:`riskcore.rebalance.plan_rebalance`). Healthy: nothing is stored. No plan reaches the targets:
+   stored ``infeasible`` and reported, never executed.
+3. **limits**: an action above ``max_action_usd``, or a plan that would take the signer's last 24 h over
+   ``max_daily_usd``: stored ``refused``.
+4. **simulate** the transactions (approvals included) with ``eth_simulateV1`` against the latest block, and
+   read every lending venue's health in the simulated state (Aave's ``getUserAccountData``, Morpho's
+   position, market and oracle): a failing call, or a venue left below its target, is ``simulation_failed``.
+5. **execute**, only with ``execute = true``, a configured signer, and a wallet that is the signer's own: the
+   transactions are signed (EIP-1559, gas and fee caps), stored signed with the plan moved to ``executing``
+   in one transaction (compare-and-set: a plan starts once), then sent one by one, each awaited.
+
+A plan's key hashes (wallet, chain, block, actions): the same plan at the same block is stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
+
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
+from eth_hash.auto import keccak
+
+from aggregator.config import ChainConfig, KeeperConfig, Settings
+from aggregator.keeper.chain import (
+    GasPolicy,
+    KeeperChainError,
+    Read,
+    SignedTx,
+    Signer,
+    get_receipt,
+    send_raw,
+    sign_calls,
+    simulate,
+    wait_receipt,
+)
+from aggregator.keeper.state import StateError, WalletState, wallet_state
+from aggregator.keeper.txs import ActionSpec, MarketParams, allowance_call_data, build_calls
+from aggregator.venues import open_onchain
+from connectors.errors import ConnectorError
+from connectors.evm.multicall import Multicall
+from connectors.evm.rpc import RpcClient
+from connectors.types import checksum
+from db import NewTx, PlanRow, Store
+from riskcore.health.morpho import health_factor_raw
+from riskcore.rebalance import Action, Plan, plan_rebalance
+
+__all__ = ["Keeper", "KeeperOutcome", "signer_from_config"]
+
+log = logging.getLogger(__name__)
+
+GWEI = 10**9
+WAD = 10**18
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(signature.encode())[:4]
+
+
+ACCOUNT_DATA = _selector("getUserAccountData(address)")
+MORPHO_POSITION = _selector("position(bytes32,address)")
+MORPHO_MARKET = _selector("market(bytes32)")
+MORPHO_PARAMS = _selector("idToMarketParams(bytes32)")
+ORACLE_PRICE = _selector("price()")
+ALLOWANCE = _selector("allowance(address,address)")
+
+
+def signer_from_config(cfg: KeeperConfig) -> Signer | None:
+    """The configured signer (key from the environment or a keystore), or ``None`` when none is configured."""
+    if cfg.signer_key_env is not None:
+        return Signer.from_env(cfg.signer_key_env)
+    if cfg.keystore is not None:
+        assert cfg.keystore_password_env is not None
+        return Signer.from_keystore(cfg.keystore, cfg.keystore_password_env)
+    return None
+
+
+@dataclass
+class KeeperOutcome:
+    """What the keeper did for one wallet in one cycle."""
+
+    wallet: str
+    status: str
+    """``healthy``, ``busy``, ``waiting``, ``duplicate``, ``error``, or the stored plan's status (``infeasible``,
+    ``refused``, ``simulated``, ``simulation_failed``, ``executed``, ``failed``, ``executing``)."""
+    message: str = ""
+    plan_id: int | None = None
+    plan: Plan | None = None
+    tx_hashes: list[str] = field(default_factory=list)
+
+
+def _plan_document(state: WalletState, plan: Plan) -> dict[str, Any]:
+    return {
+        "status": plan.status,
+        "message": plan.message,
+        "block": state.block_number,
+        "actions": [
+            {"kind": a.kind, "venue": a.venue, "token": a.token,
+             "symbol": state.tokens[a.token].symbol if a.token in state.tokens else a.token,
+             "amount": a.amount, "usd": a.usd}
+            for a in plan.actions
+        ],
+        "health_before": _finite_map(plan.health_before),
+        "health_after": _finite_map(plan.health_after),
+        "targets": {v.name: {"target": v.target, "offset": v.offset} for v in state.venues},
+        "surplus_before_usd": plan.surplus_before_usd,
+        "surplus_after_usd": plan.surplus_after_usd,
+    }
+
+
+def _finite_map(values: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: (v if v is not None and math.isfinite(v) else None) for k, v in values.items()}
+
+
+def _plan_key(state: WalletState, doc: dict[str, Any]) -> str:
+    body = json.dumps({"wallet": state.wallet, "chain_id": state.chain_id, "block": state.block_number,
+                       "actions": doc["actions"], "status": doc["status"]}, sort_keys=True)
+    return "0x" + hashlib.sha256(body.encode()).hexdigest()
+
+
+def _raw(amount: float, decimals: int, *, up: bool) -> int:
+    scaled = Decimal(repr(amount)).scaleb(decimals)
+    return int(scaled.to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR))
+
+
+class Keeper:
+    """Runs keeper cycles for one configuration. Close it when done."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        signer: Signer | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.keeper
+        self.store = store
+        self.signer = signer if signer is not None else signer_from_config(self.cfg)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._rpcs: dict[str, RpcClient] = {}
+        self._pools: dict[str, str] = {}
+        self.policy = GasPolicy(
+            max_fee_per_gas_wei=int(self.cfg.max_fee_gwei * GWEI),
+            max_priority_fee_per_gas_wei=int(self.cfg.max_priority_fee_gwei * GWEI),
+            max_gas_per_tx=self.cfg.max_gas_per_tx,
+        )
+
+    def close(self) -> None:
+        for rpc in self._rpcs.values():
+            rpc.close()
+        self._rpcs.clear()
+
+    def __enter__(self) -> Keeper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _rpc(self, chain: ChainConfig) -> RpcClient:
+        if chain.name not in self._rpcs:
+            self._rpcs[chain.name] = RpcClient(chain.resolve_rpc_url(), timeout_s=chain.timeout_s,
+                                               max_retries=chain.max_retries)
+        return self._rpcs[chain.name]
+
+    def _chains(self) -> list[ChainConfig]:
+        lending = {v.chain for v in self.settings.venues if v.type in ("aave_v3", "morpho_blue")}
+        return [c for c in self.settings.chains if c.name in lending]
+
+    # -- the cycle ------------------------------------------------------------------------------------------------
+
+    def run(self, wallets: Sequence[str] | None = None) -> list[KeeperOutcome]:
+        """One keeper cycle over the managed wallets (or ``wallets``); every wallet's failure is its own."""
+        if not self.cfg.enabled:
+            return []
+        targets = [checksum(w) for w in (wallets if wallets is not None else self.cfg.wallets)]
+        self.reconcile()
+        out = []
+        for chain in self._chains():
+            for wallet in targets:
+                try:
+                    out.append(self.run_wallet(wallet, chain))
+                except (ConnectorError, KeeperChainError, StateError, ValueError) as exc:
+                    log.error("keeper: %s on %s: %s", wallet, chain.name, exc)
+                    out.append(KeeperOutcome(wallet=wallet, status="error", message=str(exc)))
+        return out
+
+    def run_wallet(self, wallet: str, chain: ChainConfig) -> KeeperOutcome:
+        """Plan, check, simulate and (when configured) execute for one wallet on one chain."""
+        if self.store.executing_plans(wallet):
+            return KeeperOutcome(wallet=wallet, status="busy", message="a plan is still executing")
+        rpc = self._rpc(chain)
+        state = wallet_state(self.store, self.settings, wallet, rpc, chain.name)
+        landed = self._last_execution_block(wallet, state.chain_id)
+        if landed is not None and landed > state.block_number:
+            return KeeperOutcome(wallet=wallet, status="waiting",
+                                 message=f"the newest sync (block {state.block_number}) predates the last executed "
+                                         f"plan (block {landed}); waiting for the next sync")
+        plan = plan_rebalance(state.venues, state.balances(), buffer=self.cfg.buffer, allow_reduce=False)
+        if plan.status == "noop":
+            return KeeperOutcome(wallet=wallet, status="healthy", plan=plan)
+        doc = _plan_document(state, plan)
+        now = self._clock()
+        execute = self.cfg.execute and self.signer is not None and self.signer.address == wallet
+        common: dict[str, Any] = {"plan_key": _plan_key(state, doc), "wallet": wallet, "chain_id": state.chain_id,
+                  "block_number": state.block_number, "execute": execute,
+                  "signer": self.signer.address if self.signer is not None else None,
+                  "usd_total": float(sum(a.usd for a in plan.actions)), "plan": doc, "now": now}
+        if plan.status == "infeasible":
+            row = self.store.insert_plan(status="infeasible", error=plan.message, **common)
+            log.error("keeper: no plan brings %s to its targets: %s", wallet, plan.message)
+            return self._outcome(wallet, row, "infeasible", plan.message, plan)
+        refusal = self._check_limits(plan, now)
+        if refusal is not None:
+            row = self.store.insert_plan(status="refused", error=refusal, **common)
+            log.error("keeper: plan for %s refused: %s", wallet, refusal)
+            return self._outcome(wallet, row, "refused", refusal, plan)
+        row = self.store.insert_plan(status="planned", **common)
+        if row is None:
+            return KeeperOutcome(wallet=wallet, status="duplicate", message="this plan is already stored", plan=plan)
+        sender = self.signer.address if execute and self.signer is not None else wallet
+        specs = self._action_specs(state, plan, rpc, chain)
+        calls = build_calls(specs, self._allowances(rpc, wallet, specs))
+        reads, judge = self._health_reads(state, rpc, chain)
+        sim = simulate(rpc, sender, calls, reads)
+        verdict = judge(sim.reads) if sim.ok else {}
+        short = {k: v for k, v in verdict.items() if v["health"] is not None and v["health"] < v["target"]}
+        simulation = {"ok": sim.ok and not short, "gas_used": list(sim.gas_used), "error": sim.error,
+                      "failed_index": sim.failed_index, "health": verdict,
+                      "calls": [c.description for c in calls]}
+        if not sim.ok or short:
+            error = sim.error if not sim.ok else f"simulated health below target on {', '.join(sorted(short))}"
+            self.store.update_plan(row.id, "simulation_failed", now=self._clock(), simulation=simulation,
+                                   error=error)
+            log.error("keeper: plan %d for %s failed simulation: %s", row.id, wallet, error)
+            return KeeperOutcome(wallet=wallet, status="simulation_failed", message=error or "", plan_id=row.id,
+                                 plan=plan)
+        self.store.update_plan(row.id, "simulated", now=self._clock(), simulation=simulation)
+        if not execute:
+            why = "dry run" if not self.cfg.execute else "no signer for this wallet"
+            log.info("keeper: plan %d for %s simulated (%s, not executed)", row.id, wallet, why)
+            return KeeperOutcome(wallet=wallet, status="simulated", message=why, plan_id=row.id, plan=plan)
+        assert self.signer is not None
+        signed = sign_calls(self.signer, rpc, calls, sim.gas_used, self.policy)
+        txs = [NewTx(seq=t.seq, description=t.description, to_address=t.to, nonce=t.nonce, tx_hash=t.tx_hash,
+                     raw_tx=t.raw) for t in signed]
+        if not self.store.begin_execution(row.id, txs, now=self._clock()):
+            return KeeperOutcome(wallet=wallet, status="busy", message="plan already started", plan_id=row.id)
+        status, message, hashes = self._send(row.id)
+        return KeeperOutcome(wallet=wallet, status=status, message=message, plan_id=row.id, plan=plan,
+                             tx_hashes=hashes)
+
+    def _last_execution_block(self, wallet: str, chain_id: int) -> int | None:
+        """The block of the last transaction of the wallet's newest executed or failed plan on the chain."""
+        for plan in self.store.list_plans(wallet, limit=20):
+            if plan.chain_id == chain_id and plan.status in ("executed", "failed"):
+                blocks = [t.block_number for t in self.store.plan_txs(plan.id) if t.block_number is not None]
+                if blocks:
+                    return max(blocks)
+        return None
+
+    @staticmethod
+    def _outcome(wallet: str, row: PlanRow | None, status: str, message: str, plan: Plan) -> KeeperOutcome:
+        if row is None:
+            return KeeperOutcome(wallet=wallet, status="duplicate", message=message, plan=plan)
+        return KeeperOutcome(wallet=wallet, status=status, message=message, plan_id=row.id, plan=plan)
+
+    def _check_limits(self, plan: Plan, now: datetime) -> str | None:
+        over = [a for a in plan.actions if a.usd > self.cfg.max_action_usd]
+        if over:
+            a = over[0]
+            return (f"{a.kind} of ${a.usd:,.0f} on {a.venue} is over the per-action limit "
+                    f"${self.cfg.max_action_usd:,.0f}")
+        total = sum(a.usd for a in plan.actions)
+        signer = self.signer.address if self.signer is not None else None
+        spent = self.store.executed_usd_since(now - timedelta(days=1), signer=signer)
+        if spent + total > self.cfg.max_daily_usd:
+            return (f"plan of ${total:,.0f} with ${spent:,.0f} already moved in 24 h is over the daily limit "
+                    f"${self.cfg.max_daily_usd:,.0f}")
+        return None
+
+    # -- transactions ------------------------------------------------------------------------------------------
+
+    def _venue_config(self, name: str) -> Any:
+        return next(v for v in self.settings.venues if v.name == name)
+
+    def _aave_pool(self, rpc: RpcClient, chain: ChainConfig, venue: str) -> str:
+        if venue not in self._pools:
+            onchain = open_onchain(self._venue_config(venue), chain, rpc, Multicall(rpc))
+            block = rpc.get_block("latest")
+            self._pools[venue] = str(onchain.connector.addresses(block).pool)  # type: ignore[attr-defined]
+        return self._pools[venue]
+
+    def _market_params(self, rpc: RpcClient, morpho: str, market_id: str) -> MarketParams:
+        data = rpc.eth_call(morpho, MORPHO_PARAMS + bytes.fromhex(market_id[2:]), "latest")
+        loan, coll, oracle, irm, lltv = abi_decode(["address", "address", "address", "address", "uint256"], data)
+        return MarketParams(loan_token=checksum(loan), collateral_token=checksum(coll), oracle=checksum(oracle),
+                            irm=checksum(irm), lltv=int(lltv))
+
+    def _action_specs(self, state: WalletState, plan: Plan, rpc: RpcClient, chain: ChainConfig) -> list[ActionSpec]:
+        """Planner actions in on-chain terms: raw amounts (repay and supply rounded up, withdraw down, each capped
+        by what the wallet owes, holds or has supplied), the contract, the market."""
+        available = dict(state.idle_raw)
+        specs = []
+        for action in plan.actions:
+            planned = state.mapping[action.venue]
+            token = state.tokens[action.token]
+            spec_kind = action.kind
+            if spec_kind == "reduce":
+                raise ValueError("perp reductions are planned only with allow_reduce; the keeper cannot execute them")
+            amount = _raw(action.amount, token.decimals, up=spec_kind != "withdraw")
+            if spec_kind == "withdraw":
+                amount = min(amount, planned.collateral_raw.get(action.token, 0))
+                available[action.token] = available.get(action.token, 0) + amount
+            else:
+                if spec_kind == "repay":
+                    amount = min(amount, planned.debt_raw.get(action.token, amount))
+                amount = min(amount, available.get(action.token, 0))
+                available[action.token] = available.get(action.token, 0) - amount
+            if amount <= 0:
+                continue
+            if planned.protocol == "aave_v3":
+                target, market = self._aave_pool(rpc, chain, planned.venue), None
+            elif planned.protocol == "morpho_blue":
+                cfg = self._venue_config(planned.venue)
+                assert cfg.morpho is not None
+                assert planned.market_key is not None
+                target, market = cfg.morpho, self._market_params(rpc, cfg.morpho, planned.market_key)
+            else:
+                raise ValueError(f"{planned.venue}: the keeper cannot execute on {planned.protocol}")
+            specs.append(ActionSpec(kind=spec_kind, protocol=planned.protocol,  # type: ignore[arg-type]
+                                    venue=planned.venue, wallet=state.wallet, token=action.token,
+                                    symbol=token.symbol, decimals=token.decimals, amount_raw=amount, target=target,
+                                    market=market))
+        return specs
+
+    @staticmethod
+    def _allowances(rpc: RpcClient, wallet: str, specs: Sequence[ActionSpec]) -> dict[tuple[str, str], int]:
+        pairs = sorted({(s.token, s.target) for s in specs if s.kind in ("repay", "supply")})
+        if not pairs:
+            return {}
+        answers = rpc.batch([("eth_call", RpcClient.call_params(t, allowance_call_data(wallet, spender), "latest"))
+                             for t, spender in pairs])
+        return {pair: int(str(a), 16) for pair, a in zip(pairs, answers, strict=True)}
+
+    def _health_reads(
+        self, state: WalletState, rpc: RpcClient, chain: ChainConfig
+    ) -> tuple[list[Read], Callable[[Sequence[bytes]], dict[str, dict[str, Any]]]]:
+        """Reads appended to the simulation, and the function that turns their results into each lending venue's
+        simulated health (the protocol's own figures) beside its target."""
+        reads: list[Read] = []
+        decoders: list[tuple[str, float, int, Callable[[Sequence[bytes]], float | None]]] = []
+        owner = abi_encode(["address"], [state.wallet])
+        for venue in state.venues:
+            planned = state.mapping[venue.name]
+            start = len(reads)
+            if planned.protocol == "aave_v3":
+                pool = self._aave_pool(rpc, chain, planned.venue)
+                reads.append(Read(to=pool, data=ACCOUNT_DATA + owner))
+
+                def aave(out: Sequence[bytes]) -> float | None:
+                    hf = abi_decode(["uint256"] * 6, out[0])[5]
+                    return None if hf >= 2**255 else hf / WAD
+
+                decoders.append((venue.name, venue.target, start, aave))
+            elif planned.protocol == "morpho_blue":
+                cfg = self._venue_config(planned.venue)
+                assert cfg.morpho is not None
+                assert planned.market_key is not None
+                market_id = bytes.fromhex(planned.market_key[2:])
+                params = self._market_params(rpc, cfg.morpho, planned.market_key)
+                reads += [Read(to=cfg.morpho, data=MORPHO_POSITION + market_id + owner),
+                          Read(to=cfg.morpho, data=MORPHO_MARKET + market_id),
+                          Read(to=params.oracle, data=ORACLE_PRICE)]
+                lltv = params.lltv
+
+                def morpho(out: Sequence[bytes], lltv: int = lltv) -> float | None:
+                    _, borrow_shares, collateral = abi_decode(["uint256", "uint128", "uint128"], out[0])
+                    market = abi_decode(["uint128"] * 6, out[1])
+                    price = abi_decode(["uint256"], out[2])[0]
+                    if borrow_shares == 0:
+                        return None
+                    return float(health_factor_raw(collateral, borrow_shares, market[2], market[3], price, lltv))
+
+                decoders.append((venue.name, venue.target, start, morpho))
+
+        def judge(results: Sequence[bytes]) -> dict[str, dict[str, Any]]:
+            verdict = {}
+            for name, target, start, decode in decoders:
+                verdict[name] = {"health": decode(results[start:]), "target": target}
+            return verdict
+
+        return reads, judge
+
+    def _send(self, plan_id: int) -> tuple[str, str, list[str]]:
+        """Send a started plan's stored transactions in order (re-sending the stored bytes), each awaited; close
+        the plan ``executed`` or ``failed``."""
+        plan = self.store.get_plan(plan_id)
+        assert plan is not None
+        chain = next(c for c in self.settings.chains if c.chain_id == plan.chain_id)
+        rpc = self._rpc(chain)
+        hashes = []
+        for tx in self.store.plan_txs(plan_id):
+            hashes.append(tx.tx_hash)
+            if tx.status in ("confirmed",):
+                continue
+            if tx.status in ("reverted", "dropped"):
+                error = f"transaction {tx.seq} ({tx.description}) {tx.status}"
+                return self._close(plan_id, "failed", error), error, hashes
+            try:
+                receipt = get_receipt(rpc, tx.tx_hash)
+                if receipt is None:
+                    send_raw(rpc, SignedTx(seq=tx.seq, description=tx.description, to=tx.to_address, nonce=tx.nonce,
+                                           gas_limit=0, max_fee_per_gas=0, raw=tx.raw_tx, tx_hash=tx.tx_hash))
+                    self.store.update_tx(tx.id, "sent", now=self._clock())
+                    receipt = wait_receipt(rpc, tx.tx_hash, timeout_s=self.cfg.receipt_timeout_s)
+            except (KeeperChainError, ConnectorError) as exc:
+                # Unknown outcome: the plan stays executing; the next cycle reconciles it (never re-signs).
+                log.error("keeper: plan %d transaction %d: %s", plan_id, tx.seq, exc)
+                return "executing", f"transaction {tx.seq} pending: {exc}", hashes
+            status = "confirmed" if receipt.status == 1 else "reverted"
+            self.store.update_tx(tx.id, status, now=self._clock(), block_number=receipt.block_number,
+                                 gas_used=receipt.gas_used)
+            if status == "reverted":
+                error = f"transaction {tx.seq} ({tx.description}) reverted"
+                return self._close(plan_id, "failed", error), error, hashes
+        return self._close(plan_id, "executed", ""), "", hashes
+
+    def _close(self, plan_id: int, status: str, error: str) -> str:
+        self.store.update_plan(plan_id, status, now=self._clock(), error=error or None, expect=["executing"])
+        if status == "executed":
+            log.warning("keeper: plan %d executed", plan_id)
+        else:
+            log.error("keeper: plan %d %s: %s", plan_id, status, error)
+        return status
+
+    def reconcile(self) -> list[tuple[int, str]]:
+        """Finish plans a previous run left ``executing`` (see the module docstring)."""
+        done = []
+        for plan in self.store.executing_plans():
+            if not any(c.chain_id == plan.chain_id for c in self.settings.chains):
+                continue
+            status, _, _ = self._send(plan.id)
+            done.append((plan.id, status))
+        return done
+
+
+def describe_actions(actions: Sequence[Action], symbols: dict[str, str]) -> list[str]:
+    """One line per action, for the CLI."""
+    return [f"{a.kind} {a.amount:,.6g} {symbols.get(a.token, a.token)} on {a.venue} (${a.usd:,.2f})"
+            for a in actions]
+

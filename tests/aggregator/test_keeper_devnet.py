@@ -1,0 +1,236 @@
+"""The keeper on the devnet, with the hedged wallet (Aave + Morpho + Uniswap + perps): a healthy wallet gets no
+plan; a crash gets a plan that is simulated, executed with the wallet's devnet key and leaves every lending
+venue at or above its target *as the protocols report it*; a dry run sends nothing; an infeasible or over-limit
+plan is stored, reported and never executed; a keeper killed after storing its signed transactions finishes the
+same plan once after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import devnet
+from aggregator.config import KeeperConfig, Settings, TargetConfig
+from aggregator.devnet_cli import devnet_settings
+from aggregator.keeper.chain import SignedTx, send_raw, wait_receipt
+from aggregator.keeper.runner import Keeper
+from aggregator.pipeline import sync_once
+from connectors.evm.rpc import RpcClient
+from db import Store
+from devnet import aave, morpho
+from devnet.evm import rpc, transact
+
+pytestmark = pytest.mark.chain
+
+HEDGED = devnet.wallet_address("hedged")
+KEY_ENV = "XMARGIN_TEST_KEEPER_KEY"
+TARGET = TargetConfig(target=1.4, offset=0.1)
+CRASH_USD = 3_000  # from $4,000: Aave 1.65 → 1.24, Morpho 1.72 → 1.29, both under the 1.3 trigger
+
+
+@pytest.fixture(scope="module")
+def launched() -> Iterator[devnet.DevnetInfo]:
+    with devnet.Devnet.launch() as dn:
+        devnet.seed(dn.info)
+        yield dn.info
+
+
+@pytest.fixture
+def chain(launched: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
+    snap = devnet.snapshot(launched)
+    yield launched
+    devnet.revert(launched, snap)
+    devnet.set_price(launched, "WETH", 4_000)  # the perp API's marks are not in the chain's snapshot
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(f"sqlite:///{tmp_path / 'keeper.db'}") as s:
+        s.add_wallets([(HEDGED, "hedged")])
+        yield s
+
+
+def _settings(info: devnet.DevnetInfo, **keeper: Any) -> Settings:
+    base = devnet_settings(info)
+    cfg = {"enabled": True, "execute": True, "wallets": (HEDGED,), "signer_key_env": KEY_ENV,
+           "default_target": TARGET, "buffer": 0.002, **keeper}
+    return base.model_copy(update={"keeper": KeeperConfig(**cfg)})
+
+
+@pytest.fixture
+def signer_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, devnet.wallet_key("hedged"))
+
+
+def _nonce(info: devnet.DevnetInfo) -> int:
+    return int(rpc(info, "eth_getTransactionCount", [HEDGED, "latest"]), 16)
+
+
+def _chain_health(info: devnet.DevnetInfo) -> tuple[float, float]:
+    """(Aave, Morpho WETH/USDC) health factors as the protocols compute them now."""
+    return (aave.account_data(info, HEDGED).health_factor_wad / 10**18,
+            morpho.health_factor_wad(info, "WETH_USDC", HEDGED) / 10**18)
+
+
+def _crash(info: devnet.DevnetInfo, settings: Settings, store: Store) -> None:
+    devnet.set_price(info, "WETH", CRASH_USD)
+    assert sync_once(settings, store).ok
+
+
+def test_healthy_wallet_gets_no_plan(chain: devnet.DevnetInfo, store: Store, signer_env: None) -> None:
+    settings = _settings(chain)
+    assert sync_once(settings, store).ok
+    nonce = _nonce(chain)
+    with Keeper(settings, store) as keeper:
+        (outcome,) = keeper.run()
+    assert outcome.status == "healthy"
+    assert store.list_plans() == []
+    assert _nonce(chain) == nonce
+
+
+def test_crash_is_repaired_to_target_as_the_chain_reports_it(
+    chain: devnet.DevnetInfo, store: Store, signer_env: None
+) -> None:
+    settings = _settings(chain)
+    _crash(chain, settings, store)
+    before = _chain_health(chain)
+    assert all(h < TARGET.target - TARGET.offset for h in before)
+    nonce = _nonce(chain)
+    with Keeper(settings, store) as keeper:
+        (outcome,) = keeper.run()
+        assert outcome.status == "executed", outcome.message
+        assert outcome.plan is not None
+        assert sorted((a.kind, a.venue.split(":")[0]) for a in outcome.plan.actions) == [
+            ("repay", "aave_v3"), ("repay", "morpho_blue")]  # idle USDC repays both: two actions, no more
+        plan = store.get_plan(outcome.plan_id or 0)
+        assert plan is not None
+        assert plan.status == "executed"
+        assert plan.simulation is not None
+        simulated = {k: v["health"] for k, v in plan.simulation["health"].items()}
+        txs = store.plan_txs(plan.id)
+        assert [t.status for t in txs] == ["confirmed"] * len(txs)
+        assert _nonce(chain) == nonce + len(txs)  # two approvals, two repays
+        # Measured from the chain, not from the plan: both venues at or above target, within the band.
+        after = _chain_health(chain)
+        for health in after:
+            assert TARGET.target <= health <= TARGET.target + TARGET.offset + 0.01
+        # The simulation predicted what the chain now says (interest of a few blocks apart).
+        assert sorted(simulated.values()) == pytest.approx(sorted(after), rel=1e-4)
+        # The next sync sees the repaired wallet: no new plan.
+        assert sync_once(settings, store).ok
+        (again,) = keeper.run()
+        assert again.status == "healthy"
+        assert len(store.list_plans()) == 1
+        assert _nonce(chain) == nonce + len(txs)
+
+
+def test_dry_run_simulates_and_sends_nothing(chain: devnet.DevnetInfo, store: Store) -> None:
+    settings = _settings(chain, execute=False, signer_key_env=None)
+    _crash(chain, settings, store)
+    nonce, before = _nonce(chain), _chain_health(chain)
+    with Keeper(settings, store) as keeper:
+        (outcome,) = keeper.run()
+    assert outcome.status == "simulated"
+    assert outcome.message == "dry run"
+    (plan,) = store.list_plans()
+    assert plan.status == "simulated"
+    assert plan.execute is False
+    assert plan.simulation is not None
+    assert all(v["health"] >= TARGET.target for v in plan.simulation["health"].values())
+    assert store.plan_txs(plan.id) == []
+    assert _nonce(chain) == nonce
+    assert _chain_health(chain) == pytest.approx(before, rel=1e-6)
+
+
+def test_infeasible_plan_is_reported_and_not_executed(
+    chain: devnet.DevnetInfo, store: Store, signer_env: None
+) -> None:
+    settings = _settings(chain)
+    for symbol in ("USDC", "WETH"):  # no idle funds, and both lending venues need help: nothing can donate
+        balance = aave.balance_of(chain, symbol, HEDGED)
+        if balance:
+            transact(chain, HEDGED, chain.tokens[symbol], "transfer(address,uint256)", "0x" + "de" * 20, balance)
+    _crash(chain, settings, store)
+    nonce = _nonce(chain)
+    with Keeper(settings, store) as keeper:
+        (outcome,) = keeper.run()
+    assert outcome.status == "infeasible"
+    assert "aave_v3" in outcome.message
+    (plan,) = store.list_plans()
+    assert (plan.status, plan.error) == ("infeasible", outcome.message)
+    assert store.plan_txs(plan.id) == []
+    assert _nonce(chain) == nonce
+
+
+@pytest.mark.parametrize(("limits", "why"), [({"max_action_usd": 1_000.0}, "per-action limit"),
+                                             ({"max_daily_usd": 2_000.0}, "daily limit")])
+def test_over_limit_plan_is_refused(
+    chain: devnet.DevnetInfo, store: Store, signer_env: None, limits: dict[str, float], why: str
+) -> None:
+    settings = _settings(chain, **limits)
+    _crash(chain, settings, store)
+    nonce = _nonce(chain)
+    with Keeper(settings, store) as keeper:
+        (outcome,) = keeper.run()
+    assert outcome.status == "refused"
+    assert why in outcome.message
+    (plan,) = store.list_plans()
+    assert plan.status == "refused"
+    assert store.plan_txs(plan.id) == []
+    assert _nonce(chain) == nonce
+
+
+def test_gas_cap_stops_signing(chain: devnet.DevnetInfo, store: Store, signer_env: None) -> None:
+    settings = _settings(chain, max_gas_per_tx=30_000)
+    _crash(chain, settings, store)
+    nonce = _nonce(chain)
+    with Keeper(settings, store) as keeper:
+        (outcome,) = keeper.run()
+    assert outcome.status == "error"
+    assert "gas" in outcome.message
+    (plan,) = store.list_plans()
+    assert plan.status == "simulated"  # never started: nothing signed is stored
+    assert store.plan_txs(plan.id) == []
+    assert _nonce(chain) == nonce
+
+
+@pytest.mark.parametrize("sent_before_crash", [0, 1])
+def test_restart_finishes_a_started_plan_once(
+    chain: devnet.DevnetInfo, store: Store, signer_env: None, monkeypatch: pytest.MonkeyPatch,
+    sent_before_crash: int,
+) -> None:
+    """The keeper dies after storing its signed transactions (and after sending ``sent_before_crash`` of them);
+    a new keeper process re-sends the stored bytes, so each transaction runs exactly once."""
+    settings = _settings(chain)
+    _crash(chain, settings, store)
+    nonce = _nonce(chain)
+    with Keeper(settings, store) as doomed, monkeypatch.context() as patch:
+        patch.setattr(Keeper, "_send", lambda self, plan_id: ("executing", "killed", []))
+        (outcome,) = doomed.run()
+    assert outcome.status == "executing"
+    (plan,) = store.executing_plans()
+    txs = store.plan_txs(plan.id)
+    assert len(txs) >= 2
+    assert _nonce(chain) == nonce
+    client = RpcClient(chain.rpc_url)
+    for tx in txs[:sent_before_crash]:
+        send_raw(client, SignedTx(seq=tx.seq, description=tx.description, to=tx.to_address, nonce=tx.nonce,
+                                  gas_limit=0, max_fee_per_gas=0, raw=tx.raw_tx, tx_hash=tx.tx_hash))
+        wait_receipt(client, tx.tx_hash)
+    client.close()
+    assert _nonce(chain) == nonce + sent_before_crash
+    with Keeper(settings, store) as restarted:
+        assert sync_once(settings, store).ok  # a sync of the wallet mid-plan, before the restarted keeper runs
+        outcomes = restarted.run()
+        # The restart finished the stored plan; the sync predates it, so no new plan comes from it.
+        assert [o.status for o in outcomes] == ["waiting"]
+        assert store.get_plan(plan.id).status == "executed"  # type: ignore[union-attr]
+        assert [t.status for t in store.plan_txs(plan.id)] == ["confirmed"] * len(txs)
+        assert _nonce(chain) == nonce + len(txs)
+        assert restarted.reconcile() == []
+    assert len(store.list_plans()) == 1
+    assert all(h >= TARGET.target for h in _chain_health(chain))
