@@ -130,3 +130,50 @@ def test_demo_runs_the_requested_cycles_and_leaves_health_in_the_store(env: dict
     venue = next(v for v in json.loads(doc_text)["venues"] if v["venue"] == "aave_v3")
     assert venue["matches_onchain"] is True
     assert venue["health_factor"] < 1.0  # the last cycle's price ($3,720) is what the store holds
+
+
+def test_alert_add_list_remove(env: dict[str, str]) -> None:
+    assert run("wallet", "add", WALLET)[0] == 0
+    code, out, _ = run("alert", "add", WALLET, "price_cross", "--asset", "WETH", "--level", "3000", "--direction",
+                       "below", "--hysteresis", "25", "--cooldown", "600", "--json")
+    assert code == 0
+    rule = json.loads(out)
+    assert rule["params"] == {"asset": "WETH", "level": 3000.0, "direction": "below"}
+    code, out, _ = run("alert", "add", WALLET, "unified_health_below", "--threshold", "1.2", "--severity", "critical")
+    assert code == 0
+    listed = json.loads(run("alert", "list", "--json")[1])
+    assert [(r["kind"], r["hysteresis"], r["cooldown_s"], r["active"]) for r in listed] == [
+        ("price_cross", 25.0, 600.0, False), ("unified_health_below", 0.0, 0.0, False)]
+    assert run("alert", "remove", str(rule["id"]))[0] == 0
+    assert [r["kind"] for r in json.loads(run("alert", "list", WALLET, "--json")[1])] == ["unified_health_below"]
+    code, _, err = run("alert", "remove", str(rule["id"]))
+    assert code == 1
+    assert "no alert rule" in err
+    assert json.loads(run("alert", "history", "--json")[1]) == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["venue_health_below", "--threshold", "1.2"], "needs venue"),
+    (["venue_health_below", "--venue", "nowhere", "--threshold", "1.2"], "unknown venue"),
+    (["price_cross", "--asset", "WETH", "--level", "-5", "--direction", "below"], "level"),
+    (["unified_health_below", "--threshold", "1.2", "--cooldown", "-1"], "cooldown"),
+])
+def test_alert_add_rejects_bad_rules_and_stores_nothing(env: dict[str, str], args: list[str], message: str) -> None:
+    assert run("wallet", "add", WALLET)[0] == 0
+    code, _, err = run("alert", "add", WALLET, *args)
+    assert code == 2
+    assert message in err
+    assert json.loads(run("alert", "list", "--json")[1]) == []
+
+
+def test_alert_for_an_untracked_wallet_says_so(env: dict[str, str]) -> None:
+    code, _, err = run("alert", "add", WALLET, "oracle_invalid")
+    assert code == 2
+    assert "not tracked" in err
+    assert run("alert", "add", "0x123", "oracle_invalid")[0] == 2
+
+
+def test_keeper_plans_is_empty_before_any_plan(env: dict[str, str]) -> None:
+    code, out, _ = run("keeper", "plans", "--json")
+    assert code == 0
+    assert json.loads(out) == []

@@ -100,3 +100,65 @@ def test_written_config_reads_back_the_same(tmp_path: Path, monkeypatch: pytest.
     again = load_settings(out)
     assert again.model_dump(exclude={"source"}) == settings.model_dump(exclude={"source"})
     assert isinstance(again, Settings)
+
+
+_CHAIN = """
+[[chains]]
+name = "eth"
+chain_id = 1
+rpc_url = "http://127.0.0.1:8545"
+
+[[venues]]
+name = "aave"
+type = "aave_v3"
+chain = "eth"
+deployment = "aave_v3_ethereum"
+"""
+
+
+def test_alerts_and_keeper_from_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(_CHAIN + """
+[[alerts.webhooks]]
+name = "ops"
+url_env = "OPS_HOOK_URL"
+secret_env = "OPS_HOOK_SECRET"
+
+[keeper]
+enabled = true
+wallets = ["0x52908400098527886e0f7030069857d2e4169ee7"]
+signer_key_env = "KEEPER_KEY"
+execute = true
+max_daily_usd = 1000
+
+[keeper.targets.aave]
+target = 1.8
+offset = 0.2
+""")
+    settings = load_settings(path)
+    assert settings.keeper.wallets == ("0x52908400098527886E0F7030069857D2E4169EE7",)
+    assert settings.keeper.target("aave").target == 1.8
+    assert settings.keeper.target("elsewhere") == settings.keeper.default_target
+    hook = settings.alerts.webhooks[0]
+    with pytest.raises(ConfigError, match="OPS_HOOK_URL is not set"):
+        hook.resolve()
+    monkeypatch.setenv("OPS_HOOK_URL", "https://hooks.example/abc?token=t")
+    with pytest.raises(ConfigError, match="OPS_HOOK_SECRET is not set"):
+        hook.resolve()
+    monkeypatch.setenv("OPS_HOOK_SECRET", "s3cret")
+    assert hook.resolve() == ("https://hooks.example/abc?token=t", "s3cret")
+
+
+@pytest.mark.parametrize(("keeper", "message"), [
+    ('execute = true', "needs a signer"),
+    ('signer_key_env = "K"\nkeystore = "/k.json"\nkeystore_password_env = "P"', "at most one"),
+    ('keystore = "/k.json"', "keystore_password_env"),
+    ('[keeper.targets.nowhere]\ntarget = 1.5', "unknown venue"),
+    ('[keeper.default_target]\ntarget = 1.1\noffset = 0.2', "above 1.0"),
+    ('max_action_usd = 0', "greater than 0"),
+])
+def test_keeper_config_errors(tmp_path: Path, keeper: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(_CHAIN + "\n[keeper]\n" + keeper + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path)
