@@ -9,7 +9,8 @@ Layout under :func:`devnet.paths.cache_root` (outside git)::
 Only the :data:`KEEP_ENTRIES` newest entries are kept.
 
 ``<key>`` hashes ``package-lock.json``, ``hardhat.config.js``, ``compile.js``, the deploy code
-(``deploy.py``, ``venues.py``, ``morpho.py``, ``uniswap.py``) and :data:`CACHE_FORMAT`, so changing what
+(``deploy.py``, ``venues.py``, ``morpho.py``, ``uniswap.py``, and ``wallets.py``: the liquidity wallet's address is
+derived there) and :data:`CACHE_FORMAT`, so changing what
 gets deployed (or how) starts a new cache entry. An entry is written to a temporary directory and renamed
 into place, so readers never see a partial one.
 """
@@ -45,6 +46,7 @@ _KEY_FILES = (
     "venues.py",
     "morpho.py",
     "uniswap.py",
+    "wallets.py",
 )
 
 
