@@ -5,6 +5,7 @@ Registered by :mod:`aggregator.cli`; the settings and the store come from there 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -165,13 +166,13 @@ def keeper_plan(address: str, as_json: JsonOpt = False) -> None:
     settings = _Ctx.settings()
     dry = settings.model_copy(update={"keeper": settings.keeper.model_copy(update={"enabled": True,
                                                                                    "execute": False})})
-    with _Ctx.store(settings) as store, Keeper(dry, store, signer=None) as keeper:
+    with _Ctx.store(settings) as store, Keeper(dry, store, dry_run=True) as keeper:
         outcomes = keeper.run([wallet])
     if not outcomes:
         _fail("no chain with a lending venue is configured")
     if as_json:
         _print_json([{"wallet": o.wallet, "status": o.status, "message": o.message, "plan_id": o.plan_id,
-                      "actions": [a.__dict__ for a in o.plan.actions] if o.plan else [],
+                      "actions": [dataclasses.asdict(a) for a in o.plan.actions] if o.plan else [],
                       "health_before": o.plan.health_before if o.plan else None,
                       "health_after": o.plan.health_after if o.plan else None} for o in outcomes])
         return

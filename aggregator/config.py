@@ -215,6 +215,10 @@ class KeeperConfig(_Model):
     buffer: Annotated[float, Field(ge=0, lt=0.1)] = 0.002
     """Plans aim this fraction above the target, for interest accrued and rounding between plan and block."""
     receipt_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    resend_window_s: Annotated[float, Field(gt=0)] = 120.0
+    """A stored transaction the chain never saw is (re-)sent only this long after its plan started."""
+    max_state_age_s: Annotated[float, Field(gt=0)] = 300.0
+    """No plan from a sync whose block is older than this behind the chain's head."""
 
     @model_validator(mode="after")
     def _one_signer(self) -> KeeperConfig:

@@ -1,5 +1,5 @@
-"""One cycle of ``xmargin run``: sync every tracked wallet, evaluate the alert rules on what was stored and
-deliver the alerts, then let the keeper plan (and, when configured, execute) rebalances.
+"""One cycle of ``xmargin run``: sync every tracked wallet, evaluate the alert rules on what was stored, let the
+keeper plan (and, when configured, execute) rebalances, then deliver the alerts.
 
 Each stage's failure is logged and the next stage still runs on what the store holds: a failed alert delivery
 never stops the keeper, and neither stops the next sync.
@@ -62,11 +62,18 @@ class Cycle:
         self.close()
 
     def run(self) -> CycleReport:
-        report = CycleReport(sync=self.syncer.run())
+        """Sync, evaluate the rules (storing what fired), run the keeper, then deliver the alerts: a slow or
+        failing webhook never delays a rebalance."""
         try:
-            report.alerts = self.alerts.run()
-        except Exception as exc:  # the keeper and the next sync still run
-            log.exception("alert engine failed")
+            report = CycleReport(sync=self.syncer.run())
+        except Exception as exc:  # the alerts and the keeper still run on what the store holds
+            log.exception("sync failed")
+            report = CycleReport(sync=SyncReport(), errors=[f"sync: {exc}"])
+        try:
+            evaluated, fired = self.alerts.evaluate()
+            report.alerts = AlertReport(evaluated=evaluated, fired=fired)
+        except Exception as exc:
+            log.exception("alert evaluation failed")
             report.errors.append(f"alerts: {exc}")
         if self.keeper is not None:
             try:
@@ -74,4 +81,12 @@ class Cycle:
             except Exception as exc:
                 log.exception("keeper failed")
                 report.errors.append(f"keeper: {exc}")
+        try:
+            deliveries = self.alerts.deliver()
+            if report.alerts is None:
+                report.alerts = AlertReport()
+            report.alerts.deliveries = deliveries
+        except Exception as exc:
+            log.exception("alert delivery failed")
+            report.errors.append(f"alert delivery: {exc}")
         return report

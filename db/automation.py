@@ -250,7 +250,7 @@ class AutomationStore:
         """Store rules' new states and the alerts they fired, in one transaction.
 
         An alert whose ``event_id`` is already stored is not inserted again; the alerts returned are the ones
-        this call inserted (the ones to deliver).
+        this call inserted (the ones to deliver), taken from ``INSERT … RETURNING``.
         """
         with write_transaction(self._engine) as conn:
             if updates:
@@ -272,16 +272,17 @@ class AutomationStore:
             fresh = [a for a in {a.event_id: a for a in alerts}.values() if a.event_id not in existing]
             if not fresh:
                 return []
-            insert = _insert(conn, ALERTS).on_conflict_do_nothing(index_elements=["event_id"])
-            conn.execute(insert, [
+            insert = _insert(conn, ALERTS).on_conflict_do_nothing(index_elements=["event_id"]).returning(ALERTS.c.id)
+            inserted = [conn.execute(insert, row).scalar() for row in [
                 {"event_id": a.event_id, "rule_id": a.rule_id, "wallet_id": wallet_ids[a.wallet],
                  "episode": a.episode, "fired_at": a.fired_at, "chain_id": a.chain_id,
                  "block_number": a.block_number, "value": a.value, "threshold": a.threshold,
                  "severity": a.severity, "message": a.message, "payload": dict(a.payload), "state": "fired",
                  "attempts": 0, "last_error": None, "delivered_at": None}
                 for a in fresh
-            ])
-            return _alerts(conn, ALERTS.c.event_id.in_([a.event_id for a in fresh]))
+            ]]
+            ids = [i for i in inserted if i is not None]
+            return _alerts(conn, ALERTS.c.id.in_(ids)) if ids else []
 
     def undelivered_alerts(self, limit: int = 1_000) -> list[AlertRow]:
         """Alerts still ``fired`` (not delivered nor given up), oldest first: what a restart must still send."""
@@ -382,8 +383,10 @@ class AutomationStore:
     def begin_execution(self, plan_id: int, txs: Sequence[NewTx], *, now: datetime) -> bool:
         """Move a ``simulated`` plan to ``executing`` and store its signed transactions, in one transaction.
 
-        Refused (``False``, nothing written) when the plan is not ``simulated`` or another plan of the same
-        wallet is still executing: a plan is sent at most once.
+        Refused (``False``, nothing written) when the plan is not ``simulated``, when another plan of the same
+        wallet on the chain is executing, or when one started (or finished) after this plan was made — its
+        basis is then stale (two keepers sharing a store planned from different syncs): a plan is sent at
+        most once, and never on top of another plan it did not see.
         """
         with write_transaction(self._engine) as conn:
             plan = _plans(conn, PLANS.c.id == plan_id)
@@ -393,8 +396,12 @@ class AutomationStore:
             # Serialise plan starts per wallet (a row lock on PostgreSQL; SQLite's write lock is already held).
             conn.execute(sa.select(WALLETS.c.id).where(WALLETS.c.id == wallet_id).with_for_update())
             busy = conn.execute(
-                sa.select(sa.func.count()).select_from(PLANS)
-                .where(PLANS.c.wallet_id == wallet_id, PLANS.c.status.in_(_OPEN_PLAN), PLANS.c.id != plan_id)
+                sa.select(sa.func.count()).select_from(PLANS).where(
+                    PLANS.c.wallet_id == wallet_id, PLANS.c.chain_id == plan[0].chain_id, PLANS.c.id != plan_id,
+                    sa.or_(PLANS.c.status.in_(_OPEN_PLAN),
+                           sa.and_(PLANS.c.status.in_(("executed", "failed")),
+                                   PLANS.c.updated_at >= plan[0].created_at)),
+                )
             ).scalar_one()
             if busy:
                 return False
@@ -432,9 +439,11 @@ class AutomationStore:
         return self.list_plans(wallet, status="executing", limit=10_000)
 
     def executed_usd_since(self, since: datetime, *, signer: str | None = None) -> float:
-        """USD moved by plans sent (executing or executed) since ``since``: the daily limit's spend."""
+        """USD moved by plans started since ``since`` (executing, executed, or failed after sending: a failed plan
+        may have moved part of it): the daily limit's spend."""
         query = sa.select(sa.func.coalesce(sa.func.sum(PLANS.c.usd_total), 0.0)).where(
-            PLANS.c.status.in_(["executing", "executed"]), PLANS.c.updated_at >= since, PLANS.c.execute.is_(True))
+            PLANS.c.status.in_(["executing", "executed", "failed"]), PLANS.c.updated_at >= since,
+            PLANS.c.execute.is_(True))
         if signer is not None:
             query = query.where(PLANS.c.signer == signer)
         with read_transaction(self._engine) as conn:

@@ -10,6 +10,7 @@ runs.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,7 +87,8 @@ class AlertEngine:
                 except ValueError as exc:  # a rule stored before its kind's parameters changed: say so, go on
                     log.error("rule %d (%s) cannot be evaluated: %s", rule.id, rule.kind, exc)
                     continue
-                updates.append(RuleUpdate(rule.id, active=ev.active, episode=ev.episode, last_value=ev.value,
+                stored = ev.value if ev.value is not None and math.isfinite(ev.value) else None
+                updates.append(RuleUpdate(rule.id, active=ev.active, episode=ev.episode, last_value=stored,
                                           last_block=obs.block_number, last_fired_at=ev.last_fired_at))
                 if ev.fires:
                     alerts.append(NewAlert(

@@ -23,7 +23,8 @@ the condition still holds — and latches. A latched rule re-arms only when the 
 threshold by at least ``hysteresis`` (in the value's own unit: health, percent or USD), so a value that
 oscillates around the threshold fires once. Each firing opens a new *episode*; the alert's event id is
 (rule, episode), so the same firing is stored and delivered once even if a sync is evaluated twice.
-A missing value (venue not read, no debt) changes nothing.
+A missing value (a venue not read, no risk result) changes nothing; a venue without debt counts as infinitely
+healthy (the rule re-arms).
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ def observe(wallet: str, latest: Sequence[LatestVenueHealth], risk: RiskRow | No
     if risk is not None:
         unified = risk.unified_health
         first = risk.document.get("first_liquidation") or {}
-        moves = [abs(side["move"]) for side in first.values() if isinstance(side, dict) and side.get("move")]
+        moves = [abs(side["move"]) for side in first.values()
+                 if isinstance(side, dict) and side.get("move") is not None]  # 0.0: already liquidatable
         move = min(moves) * 100 if moves else None
     return Observation(
         wallet=wallet, chain_id=chain_id, block_number=block, venue_health=venue_health, unified_health=unified,
@@ -179,9 +181,13 @@ def _value(params: RuleParams, obs: Observation) -> tuple[float | None, bool, bo
         if price is None:
             return None, False, False, ""
         return price, False, False, f"{params.asset} ${price:,.2f}"
+    value: float | None
     if kind == "venue_health_below":
         assert params.venue is not None
-        value = obs.venue_health.get(params.venue)
+        if params.venue not in obs.venue_health:  # not read in the newest sync: no value
+            return None, False, False, ""
+        health = obs.venue_health[params.venue]
+        value = math.inf if health is None else health  # no debt: as healthy as it gets (the rule re-arms)
         what = f"{params.venue} health"
     elif kind == "unified_health_below":
         value, what = obs.unified_health, "unified health"

@@ -43,6 +43,7 @@ from aggregator.keeper.chain import (
     GasPolicy,
     KeeperChainError,
     Read,
+    SendError,
     SignedTx,
     Signer,
     get_receipt,
@@ -58,9 +59,9 @@ from connectors.errors import ConnectorError
 from connectors.evm.multicall import Multicall
 from connectors.evm.rpc import RpcClient
 from connectors.types import checksum
-from db import NewTx, PlanRow, Store
+from db import NewTx, PlanRow, Store, TxRow
 from riskcore.health.morpho import health_factor_raw
-from riskcore.rebalance import Action, Plan, plan_rebalance
+from riskcore.rebalance import Action, PerpVenue, Plan, plan_rebalance
 
 __all__ = ["Keeper", "KeeperOutcome", "signer_from_config"]
 
@@ -129,9 +130,17 @@ def _finite_map(values: dict[str, float | None]) -> dict[str, float | None]:
     return {k: (v if v is not None and math.isfinite(v) else None) for k, v in values.items()}
 
 
-def _plan_key(state: WalletState, doc: dict[str, Any]) -> str:
+def moved_usd(actions: Sequence[Action]) -> float:
+    """USD a plan moves, each transfer counted once: a withdrawal re-supplied elsewhere is one movement, so the
+    larger of what leaves the venues and what enters them."""
+    out = sum(a.usd for a in actions if a.kind == "withdraw")
+    into = sum(a.usd for a in actions if a.kind in ("repay", "supply"))
+    return float(max(out, into))
+
+
+def _plan_key(state: WalletState, doc: dict[str, Any], execute: bool) -> str:
     body = json.dumps({"wallet": state.wallet, "chain_id": state.chain_id, "block": state.block_number,
-                       "actions": doc["actions"], "status": doc["status"]}, sort_keys=True)
+                       "actions": doc["actions"], "status": doc["status"], "execute": execute}, sort_keys=True)
     return "0x" + hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -150,11 +159,15 @@ class Keeper:
         *,
         signer: Signer | None = None,
         clock: Callable[[], datetime] | None = None,
+        dry_run: bool = False,
     ) -> None:
+        """``dry_run``: plan and simulate only — no signer is loaded, no stored plan is reconciled or sent
+        (``xmargin keeper plan``)."""
         self.settings = settings
         self.cfg = settings.keeper
         self.store = store
-        self.signer = signer if signer is not None else signer_from_config(self.cfg)
+        self.dry_run = dry_run
+        self.signer = None if dry_run else signer if signer is not None else signer_from_config(self.cfg)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._rpcs: dict[str, RpcClient] = {}
         self._pools: dict[str, str] = {}
@@ -192,7 +205,11 @@ class Keeper:
         if not self.cfg.enabled:
             return []
         targets = [checksum(w) for w in (wallets if wallets is not None else self.cfg.wallets)]
-        self.reconcile()
+        if not self.dry_run:
+            try:
+                self.reconcile()
+            except Exception:  # one stuck plan must not stop the keeper for every wallet
+                log.exception("keeper: reconciling open plans failed")
         out = []
         for chain in self._chains():
             for wallet in targets:
@@ -201,6 +218,9 @@ class Keeper:
                 except (ConnectorError, KeeperChainError, StateError, ValueError) as exc:
                     log.error("keeper: %s on %s: %s", wallet, chain.name, exc)
                     out.append(KeeperOutcome(wallet=wallet, status="error", message=str(exc)))
+                except Exception as exc:  # a bug for one wallet is logged with its trace; the others go on
+                    log.exception("keeper: %s on %s failed", wallet, chain.name)
+                    out.append(KeeperOutcome(wallet=wallet, status="error", message=f"{type(exc).__name__}: {exc}"))
         return out
 
     def run_wallet(self, wallet: str, chain: ChainConfig) -> KeeperOutcome:
@@ -214,21 +234,31 @@ class Keeper:
             return KeeperOutcome(wallet=wallet, status="waiting",
                                  message=f"the newest sync (block {state.block_number}) predates the last executed "
                                          f"plan (block {landed}); waiting for the next sync")
-        plan = plan_rebalance(state.venues, state.balances(), buffer=self.cfg.buffer, allow_reduce=False)
+        head = rpc.get_block("latest")
+        age = head.timestamp - state.block_timestamp
+        if age > self.cfg.max_state_age_s:
+            return KeeperOutcome(wallet=wallet, status="stale",
+                                 message=f"the newest sync (block {state.block_number}) is {age} s behind the chain; "
+                                         "no plan from stale state")
+        # Perp reductions need the venue's own order signing, which the keeper does not do: perps are left out
+        # of the plan (their health is the venue's business; a perp below target never blocks a lending repair).
+        venues = [v for v in state.venues if not isinstance(v, PerpVenue)]
+        plan = plan_rebalance(venues, state.balances(), buffer=self.cfg.buffer, allow_reduce=False)
         if plan.status == "noop":
             return KeeperOutcome(wallet=wallet, status="healthy", plan=plan)
         doc = _plan_document(state, plan)
         now = self._clock()
-        execute = self.cfg.execute and self.signer is not None and self.signer.address == wallet
-        common: dict[str, Any] = {"plan_key": _plan_key(state, doc), "wallet": wallet, "chain_id": state.chain_id,
-                  "block_number": state.block_number, "execute": execute,
-                  "signer": self.signer.address if self.signer is not None else None,
-                  "usd_total": float(sum(a.usd for a in plan.actions)), "plan": doc, "now": now}
+        execute = (not self.dry_run and self.cfg.execute and self.signer is not None
+                   and self.signer.address == wallet)
+        common: dict[str, Any] = {"plan_key": _plan_key(state, doc, execute), "wallet": wallet,
+                                  "chain_id": state.chain_id, "block_number": state.block_number, "execute": execute,
+                                  "signer": self.signer.address if self.signer is not None else None,
+                                  "usd_total": moved_usd(plan.actions), "plan": doc, "now": now}
         if plan.status == "infeasible":
             row = self.store.insert_plan(status="infeasible", error=plan.message, **common)
             log.error("keeper: no plan brings %s to its targets: %s", wallet, plan.message)
             return self._outcome(wallet, row, "infeasible", plan.message, plan)
-        refusal = self._check_limits(plan, now)
+        refusal = self._check_limits(plan, now, common["usd_total"])
         if refusal is not None:
             row = self.store.insert_plan(status="refused", error=refusal, **common)
             log.error("keeper: plan for %s refused: %s", wallet, refusal)
@@ -283,13 +313,12 @@ class Keeper:
             return KeeperOutcome(wallet=wallet, status="duplicate", message=message, plan=plan)
         return KeeperOutcome(wallet=wallet, status=status, message=message, plan_id=row.id, plan=plan)
 
-    def _check_limits(self, plan: Plan, now: datetime) -> str | None:
+    def _check_limits(self, plan: Plan, now: datetime, total: float) -> str | None:
         over = [a for a in plan.actions if a.usd > self.cfg.max_action_usd]
         if over:
             a = over[0]
             return (f"{a.kind} of ${a.usd:,.0f} on {a.venue} is over the per-action limit "
                     f"${self.cfg.max_action_usd:,.0f}")
-        total = sum(a.usd for a in plan.actions)
         signer = self.signer.address if self.signer is not None else None
         spent = self.store.executed_usd_since(now - timedelta(days=1), signer=signer)
         if spent + total > self.cfg.max_daily_usd:
@@ -411,16 +440,22 @@ class Keeper:
         return reads, judge
 
     def _send(self, plan_id: int) -> tuple[str, str, list[str]]:
-        """Send a started plan's stored transactions in order (re-sending the stored bytes), each awaited; close
-        the plan ``executed`` or ``failed``."""
+        """Send a started plan's stored transactions in order (the stored bytes, never re-signed), each awaited;
+        close the plan ``executed`` or ``failed``.
+
+        A transaction the chain has never seen is sent only within ``resend_window_s`` of the plan's start: after
+        that the state it was simulated against is old, so it and the rest of the plan are ``dropped`` and the
+        plan ``failed`` (the next sync plans afresh). A nonce taken by another transaction drops it too.
+        """
         plan = self.store.get_plan(plan_id)
         assert plan is not None
         chain = next(c for c in self.settings.chains if c.chain_id == plan.chain_id)
         rpc = self._rpc(chain)
-        hashes = []
-        for tx in self.store.plan_txs(plan_id):
+        hashes: list[str] = []
+        txs = self.store.plan_txs(plan_id)
+        for i, tx in enumerate(txs):
             hashes.append(tx.tx_hash)
-            if tx.status in ("confirmed",):
+            if tx.status == "confirmed":
                 continue
             if tx.status in ("reverted", "dropped"):
                 error = f"transaction {tx.seq} ({tx.description}) {tx.status}"
@@ -428,9 +463,23 @@ class Keeper:
             try:
                 receipt = get_receipt(rpc, tx.tx_hash)
                 if receipt is None:
-                    send_raw(rpc, SignedTx(seq=tx.seq, description=tx.description, to=tx.to_address, nonce=tx.nonce,
-                                           gas_limit=0, max_fee_per_gas=0, raw=tx.raw_tx, tx_hash=tx.tx_hash))
-                    self.store.update_tx(tx.id, "sent", now=self._clock())
+                    known = rpc.request("eth_getTransactionByHash", [tx.tx_hash]) is not None
+                    if not known:
+                        age = (self._clock() - plan.updated_at).total_seconds()
+                        if tx.status == "sent" or age > self.cfg.resend_window_s:
+                            why = ("was sent but the node no longer knows it" if tx.status == "sent"
+                                   else f"was not broadcast within {self.cfg.resend_window_s:g} s of the plan's start")
+                            return self._drop(plan_id, txs[i:], f"transaction {tx.seq} ({tx.description}) {why}"), \
+                                why, hashes
+                        try:
+                            send_raw(rpc, SignedTx(seq=tx.seq, description=tx.description, to=tx.to_address,
+                                                   nonce=tx.nonce, gas_limit=0, max_fee_per_gas=0, raw=tx.raw_tx,
+                                                   tx_hash=tx.tx_hash))
+                        except SendError as exc:
+                            if "used by another transaction" in str(exc):
+                                return self._drop(plan_id, txs[i:], str(exc)), str(exc), hashes
+                            raise
+                        self.store.update_tx(tx.id, "sent", now=self._clock())
                     receipt = wait_receipt(rpc, tx.tx_hash, timeout_s=self.cfg.receipt_timeout_s)
             except (KeeperChainError, ConnectorError) as exc:
                 # Unknown outcome: the plan stays executing; the next cycle reconciles it (never re-signs).
@@ -443,6 +492,11 @@ class Keeper:
                 error = f"transaction {tx.seq} ({tx.description}) reverted"
                 return self._close(plan_id, "failed", error), error, hashes
         return self._close(plan_id, "executed", ""), "", hashes
+
+    def _drop(self, plan_id: int, txs: Sequence[TxRow], error: str) -> str:
+        for tx in txs:
+            self.store.update_tx(tx.id, "dropped", now=self._clock())
+        return self._close(plan_id, "failed", error)
 
     def _close(self, plan_id: int, status: str, error: str) -> str:
         self.store.update_plan(plan_id, status, now=self._clock(), error=error or None, expect=["executing"])

@@ -63,6 +63,8 @@ class WalletState:
     chain: str
     chain_id: int
     block_number: int
+    block_timestamp: int
+    """Unix seconds of the sync's block."""
     venues: tuple[LendingVenue | PerpVenue, ...]
     mapping: Mapping[str, PlannedVenue]
     """Planner venue name → configured venue and market."""
@@ -125,7 +127,10 @@ def _lending_morpho(item: LatestVenueHealth, cfg: KeeperConfig, tokens: dict[str
                 raise StateError(f"{item.venue}: {p.asset.symbol} has no USD price")
             _token(tokens, p.asset.address, p.asset.symbol, p.asset.decimals, p.price_usd, item.venue)
             if p.side == "collateral":
-                collateral.append(CollateralLine(token=p.asset.address, amount=p.amount, threshold=lltv))
+                # Morpho values collateral with the market's own oracle, which may differ from the token's USD
+                # price used for every venue: scale the LLTV so that the planner's health is Morpho's.
+                scale = p.price_usd / tokens[p.asset.address].price_usd
+                collateral.append(CollateralLine(token=p.asset.address, amount=p.amount, threshold=lltv * scale))
                 coll_raw[p.asset.address] = p.amount_raw
             elif p.side == "debt":
                 debt.append(DebtLine(token=p.asset.address, amount=p.amount))
@@ -190,6 +195,7 @@ def wallet_state(store: Store, settings: Settings, wallet: str, rpc: RpcClient, 
     venues: list[LendingVenue | PerpVenue] = []
     mapping: dict[str, PlannedVenue] = {}
     blocks = set()
+    stamps: dict[int, int] = {}
     for item in latest:
         kind = types[item.venue]
         if item.health is None:
@@ -198,6 +204,7 @@ def wallet_state(store: Store, settings: Settings, wallet: str, rpc: RpcClient, 
             continue
         if kind in ("aave_v3", "morpho_blue"):
             blocks.add(item.snapshot.block_number)
+            stamps[item.snapshot.block_number] = int(item.snapshot.block_timestamp.timestamp())
         if kind == "aave_v3":
             pairs = [_lending_aave(item, cfg, tokens)]
         elif kind == "morpho_blue":
@@ -221,4 +228,5 @@ def wallet_state(store: Store, settings: Settings, wallet: str, rpc: RpcClient, 
     block = blocks.pop()
     idle = read_idle_balances(rpc, wallet, sorted(tokens), block)
     return WalletState(wallet=wallet, chain=chain, chain_id=chain_cfg.chain_id, block_number=block,
-                       venues=tuple(venues), mapping=mapping, tokens=tokens, idle_raw=idle)
+                       block_timestamp=stamps[block], venues=tuple(venues), mapping=mapping, tokens=tokens,
+                       idle_raw=idle)

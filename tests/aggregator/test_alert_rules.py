@@ -12,7 +12,7 @@ import pytest
 from aggregator.alerts.engine import AlertEngine, check_rule
 from aggregator.alerts.rules import Observation, evaluate_rule, event_id, observe
 from aggregator.alerts.sinks import LogSink, WebhookSink
-from db import RuleRow, Store
+from db import RiskRow, RuleRow, Store
 from tests.db import db_testdata as td
 from tests.webhook_receiver import WebhookReceiver
 
@@ -61,8 +61,8 @@ def test_cooldown_delays_the_next_alert_until_it_has_passed() -> None:
 
 def test_missing_value_changes_nothing() -> None:
     rule = _rule("venue_health_below", {"venue": "aave", "threshold": 1.2})
-    fired, final = _run(rule, [_obs(venue_health={"aave": 1.1}), _obs(venue_health={}),
-                               _obs(venue_health={"aave": None}), _obs(venue_health={"aave": 1.1})])
+    fired, final = _run(rule, [_obs(venue_health={"aave": 1.1}), _obs(venue_health={}),  # the venue not read
+                               _obs(venue_health={"other": 2.0}), _obs(venue_health={"aave": 1.1})])
     assert fired == [True, False, False, False]
     assert final.active is True
 
@@ -158,3 +158,18 @@ def test_engine_records_a_failed_delivery_and_does_not_resend(tmp_path: Any) -> 
     assert alert.attempts == 2
     assert "500" in (alert.last_error or "")
     store.close()
+
+
+def test_repaid_debt_re_arms_and_a_liquidatable_wallet_fires() -> None:
+    rule = _rule("venue_health_below", {"venue": "aave", "threshold": 1.1})
+    # fires at 1.05, the debt is repaid (no health: infinitely healthy), later it falls again: fires again
+    fired, _ = _run(rule, [_obs(venue_health={"aave": 1.05}), _obs(venue_health={"aave": None}),
+                           _obs(venue_health={"aave": 1.02})])
+    assert fired == [True, False, True]
+    move = _rule("move_to_liquidation_below", {"threshold": 5.0})
+    doc = {"first_liquidation": {"down": {"move": 0.0, "venue": "aave"}, "up": {"move": None, "venue": None}}}
+    risk = RiskRow(wallet=WALLET, block_number=1, computed_at=T0, unified_health=0.9, equity_usd=1.0,
+                   margin_usd=1.0, netting_benefit_usd=0.0, document=doc)
+    obs = observe(WALLET, [], risk)
+    assert obs.move_to_liquidation_pct == 0.0  # already liquidatable: the smallest move is none at all
+    assert evaluate_rule(move, obs, T0).fires

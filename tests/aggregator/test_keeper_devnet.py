@@ -8,6 +8,7 @@ same plan once after a restart.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,72 @@ def test_restart_finishes_a_started_plan_once(
         assert restarted.reconcile() == []
     assert len(store.list_plans()) == 1
     assert all(h >= TARGET.target for h in _chain_health(chain))
+
+
+def test_keeper_plan_command_is_a_dry_run(
+    chain: devnet.DevnetInfo, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``xmargin keeper plan`` plans and simulates from the newest sync with the configured targets, and never
+    sends, even when the configuration says execute."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from aggregator.cli import app
+    from aggregator.config import write_settings_toml
+
+    settings = _settings(chain)
+    path = tmp_path / "config.toml"
+    write_settings_toml(settings, path)
+    monkeypatch.setenv("XMARGIN_CONFIG", str(path))
+    monkeypatch.setenv("XMARGIN_DB_URL", store.engine.url.render_as_string(hide_password=False))
+    _crash(chain, settings, store)
+    nonce = _nonce(chain)
+    result = CliRunner().invoke(app, ["keeper", "plan", HEDGED, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    (doc,) = json.loads(result.stdout)
+    assert doc["status"] == "simulated"
+    assert sorted(a["kind"] for a in doc["actions"]) == ["repay", "repay"]
+    assert all(h >= 1.5 for h in doc["health_after"].values() if h is not None)  # the file's default target
+    assert _nonce(chain) == nonce
+    (plan,) = store.list_plans()
+    assert plan.execute is False
+
+
+def test_a_perp_below_its_target_does_not_block_the_lending_repair(
+    chain: devnet.DevnetInfo, store: Store, signer_env: None
+) -> None:
+    """Perp reductions need the venue's own signing: the keeper leaves perps out of its plans, so a perp under
+    its (here absurd) target cannot make the Aave / Morpho repair infeasible."""
+    settings = _settings(chain, execute=False, targets={"hyperliquid": TargetConfig(target=1_000.0, offset=0.1)})
+    _crash(chain, settings, store)
+    with Keeper(settings, store) as keeper:
+        (outcome,) = keeper.run()
+    assert outcome.status == "simulated", outcome.message
+    assert outcome.plan is not None
+    assert "hyperliquid" not in outcome.plan.health_before
+
+
+def test_a_stored_plan_never_broadcast_is_dropped_once_stale(
+    chain: devnet.DevnetInfo, store: Store, signer_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keeper that died before broadcasting leaves signed transactions simulated against a state that has since
+    moved: after ``resend_window_s`` they are dropped (never sent) and the plan fails, so the next sync plans
+    afresh."""
+    settings = _settings(chain, resend_window_s=60)
+    _crash(chain, settings, store)
+    nonce = _nonce(chain)
+    with Keeper(settings, store) as doomed, monkeypatch.context() as patch:
+        patch.setattr(Keeper, "_send", lambda self, plan_id: ("executing", "killed", []))
+        (outcome,) = doomed.run()
+    assert outcome.status == "executing"
+    (plan,) = store.executing_plans()
+    later = plan.updated_at + timedelta(seconds=61)
+    with Keeper(settings, store, clock=lambda: later) as restarted:
+        assert restarted.reconcile() == [(plan.id, "failed")]
+    failed = store.get_plan(plan.id)
+    assert failed is not None
+    assert failed.status == "failed"
+    assert "not broadcast within 60 s" in (failed.error or "")
+    assert {t.status for t in store.plan_txs(plan.id)} == {"dropped"}
+    assert _nonce(chain) == nonce

@@ -151,3 +151,23 @@ def test_daily_spend(wallets: Store) -> None:
     assert wallets.executed_usd_since(NOW - timedelta(days=1)) == pytest.approx(3_500.0)
     assert wallets.executed_usd_since(NOW + timedelta(seconds=1)) == 0.0
     assert wallets.executed_usd_since(NOW - timedelta(days=1), signer=OTHER) == 0.0
+
+
+def test_a_plan_made_before_another_one_ran_cannot_start(wallets: Store) -> None:
+    """Two keepers sharing a store: B planned while A's plan was running; once A has finished, B's plan (made
+    from a state A changed) must not start."""
+    a = _plan(wallets, "a")
+    b_row = wallets.insert_plan(plan_key="b", wallet=ADDR, chain_id=31337, block_number=8, status="planned",
+                                execute=True, signer=ADDR, usd_total=1.0, plan={}, now=NOW)
+    assert b_row is not None
+    later = NOW + timedelta(seconds=5)
+    wallets.update_plan(a, "simulated", now=NOW)
+    assert wallets.begin_execution(a, [_tx(0)], now=later)
+    wallets.update_plan(a, "executed", now=later, expect=["executing"])
+    wallets.update_plan(b_row.id, "simulated", now=later)
+    assert wallets.begin_execution(b_row.id, [_tx(1)], now=later) is False
+    # a plan made after A finished may start
+    c = wallets.insert_plan(plan_key="c", wallet=ADDR, chain_id=31337, block_number=9, status="simulated",
+                            execute=True, signer=ADDR, usd_total=1.0, plan={}, now=later + timedelta(seconds=1))
+    assert c is not None
+    assert wallets.begin_execution(c.id, [_tx(2)], now=later + timedelta(seconds=2)) is True
