@@ -304,3 +304,29 @@ def test_a_stored_plan_never_broadcast_is_dropped_once_stale(
     assert "not broadcast within 60 s" in (failed.error or "")
     assert {t.status for t in store.plan_txs(plan.id)} == {"dropped"}
     assert _nonce(chain) == nonce
+
+
+def test_surplus_collateral_moves_from_a_healthy_venue_to_the_one_in_need(
+    chain: devnet.DevnetInfo, store: Store, signer_env: None
+) -> None:
+    """No idle funds: the keeper withdraws surplus WETH from Morpho (down to Morpho's own target, not below) and
+    supplies it to Aave — two actions, executed, both venues at target as the protocols report it."""
+    aave_target, morpho_target = TargetConfig(target=1.5, offset=0.1), TargetConfig(target=1.1, offset=0.05)
+    settings = _settings(chain, targets={"aave_v3": aave_target, "morpho_blue": morpho_target})
+    for symbol in ("USDC", "WETH"):
+        balance = aave.balance_of(chain, symbol, HEDGED)
+        if balance:
+            transact(chain, HEDGED, chain.tokens[symbol], "transfer(address,uint256)", "0x" + "de" * 20, balance)
+    devnet.set_price(chain, "WETH", 3_300)  # Aave 1.36 (< 1.4 trigger), Morpho 1.42 (a donor above 1.1)
+    assert sync_once(settings, store).ok
+    with Keeper(settings, store) as keeper:
+        (outcome,) = keeper.run()
+    assert outcome.status == "executed", outcome.message
+    assert outcome.plan is not None
+    assert [(a.kind, a.venue.split(":")[0]) for a in outcome.plan.actions] == [
+        ("withdraw", "morpho_blue"), ("supply", "aave_v3")]
+    withdrawn, supplied = (a.amount for a in outcome.plan.actions)
+    assert supplied == pytest.approx(withdrawn, rel=1e-9)  # no idle WETH: what Aave gets is what Morpho gave
+    aave_hf, morpho_hf = _chain_health(chain)
+    assert aave_target.target <= aave_hf <= aave_target.target + aave_target.offset + 0.01
+    assert morpho_hf >= morpho_target.target
