@@ -43,7 +43,7 @@ from eth_account.signers.local import LocalAccount
 from aggregator.keeper.txs import Call
 from connectors.errors import DecodeError, RpcError
 from connectors.evm.abi import decode_revert_reason
-from connectors.evm.rpc import RpcClient, block_param
+from connectors.evm.rpc import RpcClient, block_param, hex_to_bytes, hex_to_int
 from connectors.types import checksum
 
 __all__ = [
@@ -182,8 +182,8 @@ def simulate(
     if not isinstance(results, list) or len(results) != len(items):
         raise SimulationError(f"eth_simulateV1: expected {len(items)} call results, got {_shape(results)}")
     try:
-        number = _quantity(sim_block.get("number"), "block number") if "number" in sim_block else None
-        timestamp = _quantity(sim_block.get("timestamp"), "block timestamp") if "timestamp" in sim_block else None
+        number = hex_to_int(sim_block.get("number"), "block number") if "number" in sim_block else None
+        timestamp = hex_to_int(sim_block.get("timestamp"), "block timestamp") if "timestamp" in sim_block else None
         decoded = [_call_result(r, i) for i, r in enumerate(results)]
     except DecodeError as exc:
         raise SimulationError(f"eth_simulateV1: {exc}") from exc
@@ -204,9 +204,9 @@ def _call_result(raw: object, index: int) -> tuple[bool, int, bytes, str | None]
     """(ok, gas used, return data, error text) of one simulated call."""
     if not isinstance(raw, dict):
         raise DecodeError(f"call {index}: result is {type(raw).__name__}, not an object")
-    status = _quantity(raw.get("status"), f"call {index} status")
-    gas_used = _quantity(raw.get("gasUsed"), f"call {index} gasUsed")
-    data = _hex_bytes(raw.get("returnData", "0x"), f"call {index} returnData")
+    status = hex_to_int(raw.get("status"), f"call {index} status")
+    gas_used = hex_to_int(raw.get("gasUsed"), f"call {index} gasUsed")
+    data = hex_to_bytes(raw.get("returnData", "0x"), f"call {index} returnData")
     if status == 1:
         return True, gas_used, data, None
     err = raw.get("error")
@@ -214,31 +214,13 @@ def _call_result(raw: object, index: int) -> tuple[bool, int, bytes, str | None]
     revert = data
     if not revert and isinstance(err, dict) and isinstance(err.get("data"), str):
         try:
-            revert = _hex_bytes(err["data"], "error data")
+            revert = hex_to_bytes(err["data"], "error data")
         except DecodeError:
             revert = b""
     reason = decode_revert_reason(revert)
     if reason is None:
         reason = message or "reverted without a reason"
     return False, gas_used, data, reason
-
-
-def _quantity(value: object, what: str) -> int:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise DecodeError(f"{what}: expected a 0x-hex quantity, got {value!r}")
-    try:
-        return int(value, 16)
-    except ValueError as exc:
-        raise DecodeError(f"{what}: malformed hex quantity {value!r}") from exc
-
-
-def _hex_bytes(value: object, what: str) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise DecodeError(f"{what}: expected 0x-hex, got {type(value).__name__}")
-    try:
-        return bytes.fromhex(value[2:])
-    except ValueError as exc:
-        raise DecodeError(f"{what}: malformed hex") from exc
 
 
 def _shape(value: object) -> str:
@@ -413,7 +395,7 @@ def sign_calls(
         )
     max_fee = min(policy.max_fee_per_gas_wei, 2 * base_fee + priority)
     chain_id = rpc.chain_id()
-    first = nonce if nonce is not None else _quantity(
+    first = nonce if nonce is not None else hex_to_int(
         rpc.request("eth_getTransactionCount", [signer.address, "pending"]), "eth_getTransactionCount"
     )
     out: list[SignedTx] = []
@@ -442,7 +424,7 @@ def _base_fee(rpc: RpcClient) -> int:
     if block.get("baseFeePerGas") is None:
         raise KeeperChainError("the latest block has no base fee: the chain does not support EIP-1559")
     try:
-        return _quantity(block["baseFeePerGas"], "baseFeePerGas")
+        return hex_to_int(block["baseFeePerGas"], "baseFeePerGas")
     except DecodeError as exc:
         raise KeeperChainError(str(exc)) from exc
 
@@ -501,9 +483,9 @@ def get_receipt(rpc: RpcClient, tx_hash: str) -> Receipt | None:
         return None
     return Receipt(
         tx_hash=tx_hash,
-        status=_quantity(raw.get("status"), "receipt status"),
-        block_number=_quantity(raw.get("blockNumber"), "receipt blockNumber"),
-        gas_used=_quantity(raw.get("gasUsed"), "receipt gasUsed"),
+        status=hex_to_int(raw.get("status"), "receipt status"),
+        block_number=hex_to_int(raw.get("blockNumber"), "receipt blockNumber"),
+        gas_used=hex_to_int(raw.get("gasUsed"), "receipt gasUsed"),
     )
 
 

@@ -48,6 +48,8 @@ __all__ = [
     "RpcClient",
     "RpcStats",
     "block_param",
+    "hex_to_bytes",
+    "hex_to_int",
     "redact_url",
 ]
 
@@ -134,7 +136,8 @@ class RpcStats:
         )
 
 
-def _hex_to_bytes(value: object, what: str) -> bytes:
+def hex_to_bytes(value: object, what: str) -> bytes:
+    """``0x``-hex data as bytes; :class:`DecodeError` naming ``what`` otherwise."""
     if not isinstance(value, str) or not value.startswith("0x"):
         raise DecodeError(f"{what}: expected 0x-hex, got {type(value).__name__}")
     try:
@@ -143,7 +146,8 @@ def _hex_to_bytes(value: object, what: str) -> bytes:
         raise DecodeError(f"{what}: malformed hex") from exc
 
 
-def _hex_to_int(value: object, what: str) -> int:
+def hex_to_int(value: object, what: str) -> int:
+    """A ``0x``-hex quantity as an int; :class:`DecodeError` naming ``what`` otherwise."""
     if not isinstance(value, str) or not value.startswith("0x"):
         raise DecodeError(f"{what}: expected 0x-hex quantity, got {value!r}")
     try:
@@ -359,11 +363,11 @@ class RpcClient(RetryingHttpClient):
     def chain_id(self, *, refresh: bool = False) -> int:
         """``eth_chainId`` (cached after the first call: an endpoint's chain does not change)."""
         if self._chain_id is None or refresh:
-            self._chain_id = _hex_to_int(self.request("eth_chainId"), "eth_chainId")
+            self._chain_id = hex_to_int(self.request("eth_chainId"), "eth_chainId")
         return self._chain_id
 
     def block_number(self) -> int:
-        return _hex_to_int(self.request("eth_blockNumber"), "eth_blockNumber")
+        return hex_to_int(self.request("eth_blockNumber"), "eth_blockNumber")
 
     def get_block(self, number_or_tag: BlockId = "latest") -> BlockRef:
         """The :class:`BlockRef` (chain id, number, hash, timestamp) of a block."""
@@ -379,9 +383,9 @@ class RpcClient(RetryingHttpClient):
             raise DecodeError(f"eth_getBlockByNumber: bad hash {block_hash!r}")
         return BlockRef(
             chain_id=chain_id,
-            number=_hex_to_int(raw.get("number"), "block number"),
+            number=hex_to_int(raw.get("number"), "block number"),
             hash=block_hash,
-            timestamp=_hex_to_int(raw.get("timestamp"), "block timestamp"),
+            timestamp=hex_to_int(raw.get("timestamp"), "block timestamp"),
         )
 
     @staticmethod
@@ -399,4 +403,4 @@ class RpcClient(RetryingHttpClient):
         except CallRevertedError as exc:
             exc.target = to
             raise
-        return _hex_to_bytes(result, "eth_call result")
+        return hex_to_bytes(result, "eth_call result")

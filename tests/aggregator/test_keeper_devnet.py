@@ -77,6 +77,14 @@ def _chain_health(info: devnet.DevnetInfo) -> tuple[float, float]:
             morpho.health_factor_wad(info, "WETH_USDC", HEDGED) / 10**18)
 
 
+def _drain_idle(info: devnet.DevnetInfo) -> None:
+    """Send the hedged wallet's idle USDC and WETH away."""
+    for symbol in ("USDC", "WETH"):
+        balance = aave.balance_of(info, symbol, HEDGED)
+        if balance:
+            transact(info, HEDGED, info.tokens[symbol], "transfer(address,uint256)", "0x" + "de" * 20, balance)
+
+
 def _crash(info: devnet.DevnetInfo, settings: Settings, store: Store) -> None:
     devnet.set_price(info, "WETH", CRASH_USD)
     assert sync_once(settings, store).ok
@@ -151,10 +159,7 @@ def test_infeasible_plan_is_reported_and_not_executed(
     chain: devnet.DevnetInfo, store: Store, signer_env: None
 ) -> None:
     settings = _settings(chain)
-    for symbol in ("USDC", "WETH"):  # no idle funds, and both lending venues need help: nothing can donate
-        balance = aave.balance_of(chain, symbol, HEDGED)
-        if balance:
-            transact(chain, HEDGED, chain.tokens[symbol], "transfer(address,uint256)", "0x" + "de" * 20, balance)
+    _drain_idle(chain)  # no idle funds, and both lending venues need help: nothing can donate
     _crash(chain, settings, store)
     nonce = _nonce(chain)
     with Keeper(settings, store) as keeper:
@@ -313,10 +318,7 @@ def test_surplus_collateral_moves_from_a_healthy_venue_to_the_one_in_need(
     supplies it to Aave — two actions, executed, both venues at target as the protocols report it."""
     aave_target, morpho_target = TargetConfig(target=1.5, offset=0.1), TargetConfig(target=1.1, offset=0.05)
     settings = _settings(chain, targets={"aave_v3": aave_target, "morpho_blue": morpho_target})
-    for symbol in ("USDC", "WETH"):
-        balance = aave.balance_of(chain, symbol, HEDGED)
-        if balance:
-            transact(chain, HEDGED, chain.tokens[symbol], "transfer(address,uint256)", "0x" + "de" * 20, balance)
+    _drain_idle(chain)
     devnet.set_price(chain, "WETH", 3_300)  # Aave 1.36 (< 1.4 trigger), Morpho 1.42 (a donor above 1.1)
     assert sync_once(settings, store).ok
     with Keeper(settings, store) as keeper:
