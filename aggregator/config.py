@@ -170,6 +170,8 @@ class AlertsConfig(_Model):
 
     log: bool = True
     webhooks: tuple[WebhookConfig, ...] = ()
+    retry_for_s: Annotated[float, Field(ge=0)] = 3_600.0
+    """An alert a sink could not take is tried again every run for this long after it fired."""
 
 
 class TargetConfig(_Model):

@@ -46,7 +46,8 @@ class Cycle:
         self.settings = settings
         self.store = store
         self.syncer = Syncer(settings, store)
-        self.alerts = AlertEngine(store, sinks if sinks is not None else sinks_from_config(settings.alerts))
+        self.alerts = AlertEngine(store, sinks if sinks is not None else sinks_from_config(settings.alerts),
+                                  retry_for_s=settings.alerts.retry_for_s)
         self.keeper = keeper if keeper is not None else (Keeper(settings, store) if settings.keeper.enabled else None)
 
     def close(self) -> None:

@@ -2,9 +2,10 @@
 (with the rules' new state, in one transaction), then deliver every alert not yet delivered to every sink.
 
 Delivery is at-least-once with a stable event id: an alert is stored once per event (rule + episode), and a
-restart delivers the alerts a crash left undelivered. An alert is ``delivered`` when every sink took it, and
-``failed`` when a sink gave up after its retries (its error is kept); failed alerts are not retried by later
-runs.
+restart delivers the alerts a crash left undelivered. An alert is ``delivered`` when every sink took it. When a
+sink gives up after its own retries the alert stays ``fired`` (its error kept) and is tried again by the
+following runs until ``retry_for_s`` after it fired; then it is ``failed`` for good. A sink that took it on an
+earlier run gets it again on a retry (receivers dedupe on the event id).
 """
 
 from __future__ import annotations
@@ -57,9 +58,17 @@ class AlertReport:
 class AlertEngine:
     """Evaluates rules and delivers alerts; one per process, reused across scheduled runs."""
 
-    def __init__(self, store: Store, sinks: Sequence[Sink], clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sinks: Sequence[Sink],
+        clock: Callable[[], datetime] | None = None,
+        *,
+        retry_for_s: float = 3_600.0,
+    ) -> None:
         self.store = store
         self.sinks = list(sinks)
+        self.retry_for_s = retry_for_s
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def close(self) -> None:
@@ -112,10 +121,14 @@ class AlertEngine:
             results = tuple(sink.deliver(event) for sink in self.sinks)
             ok = all(r.ok for r in results)
             errors = "; ".join(f"{r.sink}: {r.error}" for r in results if not r.ok) or None
-            self.store.mark_alert(alert.id, "delivered" if ok else "failed", attempts=max(
-                (r.attempts for r in results), default=0), error=errors, delivered_at=self._clock() if ok else None)
+            now = self._clock()
+            give_up = (now - alert.fired_at).total_seconds() >= self.retry_for_s
+            state = "delivered" if ok else "failed" if give_up else "fired"
+            self.store.mark_alert(alert.id, state, attempts=max((r.attempts for r in results), default=0),
+                                  error=errors, delivered_at=now if ok else None)
             if not ok:
-                log.error("alert %s not delivered: %s", alert.event_id, errors)
+                log.error("alert %s not delivered%s: %s", alert.event_id,
+                          " (given up)" if give_up else " (retried next run)", errors)
             out.append((alert, results))
         return out
 

@@ -139,24 +139,47 @@ def test_engine_stores_each_firing_once_and_delivers_it_signed(tmp_path: Any) ->
     store.close()
 
 
-def test_engine_records_a_failed_delivery_and_does_not_resend(tmp_path: Any) -> None:
+def test_engine_retries_a_failed_delivery_on_later_runs_then_gives_up(tmp_path: Any) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'x.db'}")
     wallets = td.setup(store, 1)
     store.write_sync(td.batch(wallets, 100))
     store.add_rule(wallets[0], "venue_health_below", {"venue": "aave_v3", "threshold": 1e9}, now=T0)
+    now = [T0]
     with WebhookReceiver("s") as rx:
-        rx.script([500, 500])
+        rx.script([500, 500, 503, 503])  # the receiver is down for two runs, then back
         sink = WebhookSink(rx.url, "s", max_attempts=2, backoff_s=0, sleep=lambda _s: None)
-        engine = AlertEngine(store, [sink], clock=lambda: T0)
+        engine = AlertEngine(store, [sink], clock=lambda: now[0], retry_for_s=600)
         report = engine.run()
         assert [r.ok for _, results in report.deliveries for r in results] == [False]
-        assert engine.run().deliveries == []
+        (alert,) = store.list_alerts()
+        assert alert.state == "fired"  # kept for the next run
+        assert "500" in (alert.last_error or "")
+        now[0] = T0 + timedelta(seconds=60)
+        assert [r.ok for _, rs in engine.run().deliveries for r in rs] == [False]
+        now[0] = T0 + timedelta(seconds=120)
+        assert [r.ok for _, rs in engine.run().deliveries for r in rs] == [True]
+        assert engine.run().deliveries == []  # delivered: never sent again
         engine.close()
-        assert len(rx.received) == 2
+        assert len(rx.received) == 5
+        assert len({r.event_id for r in rx.received}) == 1
     (alert,) = store.list_alerts()
-    assert alert.state == "failed"
-    assert alert.attempts == 2
-    assert "500" in (alert.last_error or "")
+    assert (alert.state, alert.attempts) == ("delivered", 5)
+    # A receiver that stays down: given up once retry_for_s has passed since the alert fired.
+    store.add_rule(wallets[0], "venue_health_below", {"venue": "aave_v3", "threshold": 2e9}, now=T0)
+    with WebhookReceiver("s") as rx:
+        rx.script([500] * 10)
+        sink = WebhookSink(rx.url, "s", max_attempts=1, backoff_s=0, sleep=lambda _s: None)
+        engine = AlertEngine(store, [sink], clock=lambda: now[0], retry_for_s=600)
+        engine.run()
+        now[0] += timedelta(seconds=599)
+        engine.run()
+        assert sorted(a.state for a in store.list_alerts()) == ["delivered", "fired"]
+        now[0] += timedelta(seconds=1)
+        engine.run()
+        engine.close()
+        assert len(rx.received) == 3
+    states = sorted(a.state for a in store.list_alerts())
+    assert states == ["delivered", "failed"]
     store.close()
 
 
