@@ -407,8 +407,9 @@ def parametric_var_es(
 def normal_scenarios(covariance: npt.ArrayLike, n_scenarios: int, rng: np.random.Generator) -> FloatArray:
     """Draw zero-mean multivariate-normal return scenarios.
 
-    The factor is ``V sqrt(max(w, 0))`` from the eigendecomposition ``Σ = V diag(w) Vᵀ``, so a covariance
-    that is only positive semi-definite (stablecoins, a hedged pair) is accepted.
+    The factor is ``V sqrt(w⁺)`` from the eigendecomposition ``Σ = V diag(w) Vᵀ``, where ``w⁺`` zeroes the
+    eigenvalues below ``n · eps · max|w|`` (rounding noise), so a covariance that is only positive
+    semi-definite (stablecoins, a hedged pair, a duplicated asset) is accepted and its exact dependencies kept.
 
     Parameters
     ----------
@@ -427,7 +428,10 @@ def normal_scenarios(covariance: npt.ArrayLike, n_scenarios: int, rng: np.random
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise ValueError(f"covariance must be square, got {cov.shape}")
     w, v = np.linalg.eigh(0.5 * (cov + cov.T))
-    factor = v * np.sqrt(np.maximum(w, 0.0))
+    # Eigenvalues within rounding of zero are zero: a rank-deficient covariance (a duplicated asset) gives an
+    # eigenvalue of ±1e-20 rather than 0, whose square root (1e-10) would let copies of one asset drift apart.
+    tol = cov.shape[0] * np.finfo(np.float64).eps * max(float(np.max(np.abs(w), initial=0.0)), 0.0)
+    factor = v * np.sqrt(np.where(w > tol, w, 0.0))
     z = rng.standard_normal((n_scenarios, cov.shape[0]))
     return np.asarray(z @ factor.T, dtype=np.float64)
 
