@@ -171,6 +171,7 @@ class Keeper:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._rpcs: dict[str, RpcClient] = {}
         self._pools: dict[str, str] = {}
+        self._markets: dict[tuple[str, str], MarketParams] = {}
         self.policy = GasPolicy(
             max_fee_per_gas_wei=int(self.cfg.max_fee_gwei * GWEI),
             max_priority_fee_per_gas_wei=int(self.cfg.max_priority_fee_gwei * GWEI),
@@ -339,10 +340,15 @@ class Keeper:
         return self._pools[venue]
 
     def _market_params(self, rpc: RpcClient, morpho: str, market_id: str) -> MarketParams:
-        data = rpc.eth_call(morpho, MORPHO_PARAMS + bytes.fromhex(market_id[2:]), "latest")
-        loan, coll, oracle, irm, lltv = abi_decode(["address", "address", "address", "address", "uint256"], data)
-        return MarketParams(loan_token=checksum(loan), collateral_token=checksum(coll), oracle=checksum(oracle),
-                            irm=checksum(irm), lltv=int(lltv))
+        """A Morpho market's parameters (immutable once created: read once per keeper)."""
+        key = (morpho, market_id)
+        if key not in self._markets:
+            data = rpc.eth_call(morpho, MORPHO_PARAMS + bytes.fromhex(market_id[2:]), "latest")
+            loan, coll, oracle, irm, lltv = abi_decode(["address", "address", "address", "address", "uint256"],
+                                                       data)
+            self._markets[key] = MarketParams(loan_token=checksum(loan), collateral_token=checksum(coll),
+                                              oracle=checksum(oracle), irm=checksum(irm), lltv=int(lltv))
+        return self._markets[key]
 
     def _action_specs(self, state: WalletState, plan: Plan, rpc: RpcClient, chain: ChainConfig) -> list[ActionSpec]:
         """Planner actions in on-chain terms: raw amounts (repay and supply rounded up, withdraw down, each capped
