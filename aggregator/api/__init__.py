@@ -1,0 +1,1 @@
+"""xmargin's HTTP API (FastAPI): :func:`aggregator.api.app.create_app`."""
