@@ -34,10 +34,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
-from eth_abi.abi import decode as abi_decode
-from eth_abi.abi import encode as abi_encode
-from eth_hash.auto import keccak
-
 from aggregator.config import ChainConfig, KeeperConfig, Settings
 from aggregator.keeper.chain import (
     GasPolicy,
@@ -55,9 +51,14 @@ from aggregator.keeper.chain import (
 from aggregator.keeper.state import StateError, WalletState, wallet_state
 from aggregator.keeper.txs import ActionSpec, MarketParams, allowance_call_data, build_calls
 from aggregator.venues import open_onchain
+from connectors.aave_v3.connector import GET_USER_ACCOUNT_DATA
 from connectors.errors import ConnectorError
 from connectors.evm.multicall import Multicall
 from connectors.evm.rpc import RpcClient
+from connectors.morpho_blue.connector import ID_TO_MARKET_PARAMS
+from connectors.morpho_blue.connector import MARKET as MORPHO_MARKET
+from connectors.morpho_blue.connector import POSITION as MORPHO_POSITION
+from connectors.morpho_blue.connector import PRICE as ORACLE_PRICE
 from connectors.types import checksum
 from db import NewTx, PlanRow, Store, TxRow
 from riskcore.health.morpho import health_factor_raw
@@ -69,18 +70,6 @@ log = logging.getLogger(__name__)
 
 GWEI = 10**9
 WAD = 10**18
-
-
-def _selector(signature: str) -> bytes:
-    return keccak(signature.encode())[:4]
-
-
-ACCOUNT_DATA = _selector("getUserAccountData(address)")
-MORPHO_POSITION = _selector("position(bytes32,address)")
-MORPHO_MARKET = _selector("market(bytes32)")
-MORPHO_PARAMS = _selector("idToMarketParams(bytes32)")
-ORACLE_PRICE = _selector("price()")
-ALLOWANCE = _selector("allowance(address,address)")
 
 
 def signer_from_config(cfg: KeeperConfig) -> Signer | None:
@@ -343,9 +332,8 @@ class Keeper:
         """A Morpho market's parameters (immutable once created: read once per keeper)."""
         key = (morpho, market_id)
         if key not in self._markets:
-            data = rpc.eth_call(morpho, MORPHO_PARAMS + bytes.fromhex(market_id[2:]), "latest")
-            loan, coll, oracle, irm, lltv = abi_decode(["address", "address", "address", "address", "uint256"],
-                                                       data)
+            data = rpc.eth_call(morpho, ID_TO_MARKET_PARAMS.encode(bytes.fromhex(market_id[2:])), "latest")
+            loan, coll, oracle, irm, lltv = ID_TO_MARKET_PARAMS.decode(data)
             self._markets[key] = MarketParams(loan_token=checksum(loan), collateral_token=checksum(coll),
                                               oracle=checksum(oracle), irm=checksum(irm), lltv=int(lltv))
         return self._markets[key]
@@ -403,16 +391,15 @@ class Keeper:
         simulated health (the protocol's own figures) beside its target."""
         reads: list[Read] = []
         decoders: list[tuple[str, float, int, Callable[[Sequence[bytes]], float | None]]] = []
-        owner = abi_encode(["address"], [state.wallet])
         for venue in state.venues:
             planned = state.mapping[venue.name]
             start = len(reads)
             if planned.protocol == "aave_v3":
                 pool = self._aave_pool(rpc, chain, planned.venue)
-                reads.append(Read(to=pool, data=ACCOUNT_DATA + owner))
+                reads.append(Read(to=pool, data=GET_USER_ACCOUNT_DATA.encode(state.wallet)))
 
                 def aave(out: Sequence[bytes]) -> float | None:
-                    hf = abi_decode(["uint256"] * 6, out[0])[5]
+                    hf = GET_USER_ACCOUNT_DATA.decode(out[0])[5]
                     return None if hf >= 2**255 else hf / WAD
 
                 decoders.append((venue.name, venue.target, start, aave))
@@ -422,15 +409,15 @@ class Keeper:
                 assert planned.market_key is not None
                 market_id = bytes.fromhex(planned.market_key[2:])
                 params = self._market_params(rpc, cfg.morpho, planned.market_key)
-                reads += [Read(to=cfg.morpho, data=MORPHO_POSITION + market_id + owner),
-                          Read(to=cfg.morpho, data=MORPHO_MARKET + market_id),
-                          Read(to=params.oracle, data=ORACLE_PRICE)]
+                reads += [Read(to=cfg.morpho, data=MORPHO_POSITION.encode(market_id, state.wallet)),
+                          Read(to=cfg.morpho, data=MORPHO_MARKET.encode(market_id)),
+                          Read(to=params.oracle, data=ORACLE_PRICE.encode())]
                 lltv = params.lltv
 
                 def morpho(out: Sequence[bytes], lltv: int = lltv) -> float | None:
-                    _, borrow_shares, collateral = abi_decode(["uint256", "uint128", "uint128"], out[0])
-                    market = abi_decode(["uint128"] * 6, out[1])
-                    price = abi_decode(["uint256"], out[2])[0]
+                    _, borrow_shares, collateral = MORPHO_POSITION.decode(out[0])
+                    market = MORPHO_MARKET.decode(out[1])
+                    price = ORACLE_PRICE.decode_one(out[2])
                     if borrow_shares == 0:
                         return None
                     return float(health_factor_raw(collateral, borrow_shares, market[2], market[3], price, lltv))
@@ -521,10 +508,3 @@ class Keeper:
             status, _, _ = self._send(plan.id)
             done.append((plan.id, status))
         return done
-
-
-def describe_actions(actions: Sequence[Action], symbols: dict[str, str]) -> list[str]:
-    """One line per action, for the CLI."""
-    return [f"{a.kind} {a.amount:,.6g} {symbols.get(a.token, a.token)} on {a.venue} (${a.usd:,.2f})"
-            for a in actions]
-

@@ -15,16 +15,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from eth_abi.abi import decode as abi_decode
-
 from aggregator.config import KeeperConfig, Settings
-from connectors.evm.rpc import RpcClient
+from connectors.aave_v3.connector import BALANCE_OF
+from connectors.evm.rpc import RpcClient, hex_to_bytes
 from db import LatestVenueHealth, PositionRow, Store
 from riskcore.rebalance import CollateralLine, DebtLine, LendingVenue, PerpLine, PerpVenue, TokenBalance
 
 __all__ = ["PlannedVenue", "StateError", "TokenInfo", "WalletState", "read_idle_balances", "wallet_state"]
 
-BALANCE_OF = bytes.fromhex("70a08231")
 
 
 class StateError(ValueError):
@@ -172,11 +170,10 @@ def _token(tokens: dict[str, TokenInfo], address: str, symbol: str, decimals: in
 
 def read_idle_balances(rpc: RpcClient, wallet: str, tokens: Sequence[str], block: int) -> dict[str, int]:
     """The wallet's ERC-20 balances of ``tokens`` at ``block`` (one JSON-RPC batch)."""
-    owner = bytes.fromhex(wallet[2:].rjust(64, "0"))
-    requests = [("eth_call", RpcClient.call_params(t, BALANCE_OF + owner, block)) for t in tokens]
-    answers = rpc.batch(requests) if requests else []
-    return {t: int(abi_decode(["uint256"], bytes.fromhex(str(a)[2:]))[0]) for t, a in zip(tokens, answers,
-                                                                                             strict=True)}
+    calldata = BALANCE_OF.encode(wallet)
+    answers = rpc.batch([("eth_call", RpcClient.call_params(t, calldata, block)) for t in tokens]) if tokens else []
+    return {t: int(BALANCE_OF.decode_one(hex_to_bytes(a, f"balanceOf on {t}")))
+            for t, a in zip(tokens, answers, strict=True)}
 
 
 def wallet_state(store: Store, settings: Settings, wallet: str, rpc: RpcClient, chain: str) -> WalletState:
