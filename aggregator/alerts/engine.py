@@ -113,11 +113,9 @@ class AlertEngine:
 
     def deliver(self) -> list[tuple[AlertRow, tuple[DeliveryResult, ...]]]:
         """Send every undelivered alert to every sink and record the outcome."""
-        kinds = {r.id: r.kind for r in self.store.list_rules()}
         out = []
         for alert in self.store.undelivered_alerts():
-            kind = kinds.get(alert.rule_id) or str(alert.payload.get("kind", "unknown"))
-            event = to_event(alert, kind)
+            event = to_event(alert, str(alert.payload.get("kind", "unknown")))  # the rule's kind, stored with it
             results = tuple(sink.deliver(event) for sink in self.sinks)
             ok = all(r.ok for r in results)
             errors = "; ".join(f"{r.sink}: {r.error}" for r in results if not r.ok) or None

@@ -133,6 +133,7 @@ def test_engine_stores_each_firing_once_and_delivers_it_signed(tmp_path: Any) ->
         assert isinstance(body, dict)
         assert body["event_id"] == report.fired[0].event_id
         assert body["wallet"] == wallet
+        assert body["kind"] == "venue_health_below"
         assert body["value"] == pytest.approx(hf)
     alerts = store.list_alerts(wallet)
     assert [a.state for a in alerts] == ["delivered"]
