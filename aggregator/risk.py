@@ -26,12 +26,13 @@ from db.rows import LatestVenueHealth, PositionSide, SnapshotRow
 from riskcore.assets import DEFAULT_ASSET_MAP, AssetKind
 from riskcore.book import AaveAccountSpec, Book, LpSpec, MorphoMarketSpec, PerpAccountSpec, SpotSpec, WalletSpec
 from riskcore.ewma import ewma_covariance
-from riskcore.margin import Assessment, assess
+from riskcore.margin import Assessment, ScenarioResult, assess, revalue
 from riskcore.scenarios import (
     ScenarioSet,
     correlation_breakdown,
     fhs_volatility,
     historical_scenarios,
+    price_vol_grid,
     scan_ranges,
     span_scenarios,
 )
@@ -43,7 +44,7 @@ from riskcore.var import (
     parametric_var_es,
 )
 
-__all__ = ["RiskInputs", "assess_book", "build_book", "risk_documents", "wallet_book"]
+__all__ = ["RiskInputs", "assess_book", "build_book", "pnl_grids", "risk_documents", "wallet_book"]
 
 PROXY = "ETH"
 """The factor whose history stands in for a factor the market data lacks."""
@@ -53,6 +54,10 @@ SCAN_FLOOR = 0.10
 MC_SCENARIOS = 10_000
 """Monte Carlo draws per horizon (multivariate normal with the EWMA covariance; common to all wallets)."""
 MC_SEED = 20_251_121
+GRID_PRICE_MOVES: tuple[float, ...] = tuple(round(-0.5 + 0.05 * i, 2) for i in range(21))
+"""The P&L heatmap's joint price moves of every non-stable underlying: −50 % … +50 % in 5 % steps."""
+GRID_VOL_SHIFTS: tuple[float, ...] = (-0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
+"""The heatmap's relative volatility shifts (options and other vol-sensitive positions; ×0.5 … ×2)."""
 
 
 @dataclass(frozen=True)
@@ -254,7 +259,29 @@ def assess_book(
                 }
     common = {"scan_ranges": dict(zip(risky, map(float, ranges), strict=True)),
               "ewma_vol_daily": dict(zip(risky, map(float, vol_now), strict=True)), "flags": flags}
-    return result, scenario_set, [{**common, "var_es": v} for v in var]
+    grids = pnl_grids(book, risky, horizon_days)
+    return result, scenario_set, [{**common, "var_es": v, "pnl_grid": g} for v, g in zip(var, grids, strict=True)]
+
+
+def pnl_grids(book: Book, risky: Sequence[str], horizon_days: float = 1.0) -> list[dict[str, Any] | None]:
+    """Each wallet's liquidation-aware P&L over the price × volatility heatmap grid (``None`` without risky
+    underlyings): ``pnl_usd``, ``liquidation_loss_usd`` and the venues ``liquidated`` in each (vol, move) cell,
+    as V lists of P values (:data:`GRID_VOL_SHIFTS` × :data:`GRID_PRICE_MOVES`)."""
+    if not risky:
+        return [None] * book.n_wallets
+    grid = price_vol_grid(risky, GRID_PRICE_MOVES, GRID_VOL_SHIFTS, horizon_days=horizon_days)
+    out: ScenarioResult = revalue(book, grid)
+    n_v, n_p = len(GRID_VOL_SHIFTS), len(GRID_PRICE_MOVES)
+    liquidated: list[list[list[set[str]]]] = [[[set() for _ in range(n_p)] for _ in range(n_v)]
+                                              for _ in range(book.n_wallets)]
+    for a, s in zip(out.liq_account, out.liq_scenario, strict=True):
+        liquidated[int(book.acc_wallet[a])][int(s) // n_p][int(s) % n_p].add(book.venues[int(book.acc_venue[a])])
+    pnl = out.pnl_usd.reshape(book.n_wallets, n_v, n_p)
+    loss = out.liquidation_loss_usd.reshape(book.n_wallets, n_v, n_p)
+    return [{"price_moves": list(GRID_PRICE_MOVES), "vol_shifts": list(GRID_VOL_SHIFTS), "underlyings": list(risky),
+             "pnl_usd": pnl[w].tolist(), "liquidation_loss_usd": loss[w].tolist(),
+             "liquidated": [[sorted(cell) for cell in row] for row in liquidated[w]]}
+            for w in range(book.n_wallets)]
 
 
 def user_noop(factors: Sequence[str], horizon_days: float) -> ScenarioSet:

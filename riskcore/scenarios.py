@@ -57,6 +57,7 @@ __all__ = [
     "deribit_grid",
     "fhs_volatility",
     "historical_scenarios",
+    "price_vol_grid",
     "scan_ranges",
     "span_scenarios",
     "user_scenarios",
@@ -594,6 +595,51 @@ def deribit_grid(
     weights = np.array([1.0] * len(core) + [extended_weight] * len(ext))
     vol_abs = np.zeros((len(labels), len(unds)))
     return _grid("DRB", unds, labels, moves, vol_abs, vol_rel, weights, joint, horizon_days, vol_term)
+
+
+def price_vol_grid(
+    underlyings: Sequence[str],
+    price_moves: npt.ArrayLike,
+    vol_shifts: npt.ArrayLike,
+    *,
+    horizon_days: float = 1.0,
+) -> ScenarioSet:
+    """A price × volatility grid in which every underlying moves together, for P&L heatmaps.
+
+    Scenario ``(v, p)`` multiplies every underlying's price by ``1 + price_moves[p]`` and its volatility by
+    ``1 + vol_shifts[v]`` (relative shift, no term scaling); volatility-major order, so scenario ``v·P + p`` is row
+    ``v``, column ``p`` of a (V, P) heatmap. Every scenario counts in full (weight 1).
+
+    Parameters
+    ----------
+    underlyings : sequence of str, length U ≥ 1
+        Risk factors that move (stablecoins are left out: they stay at 1 in a revaluation).
+    price_moves : array_like, shape (P,)
+        Joint fractional price moves (−0.3 = every underlying 30 % lower), each ≥ −1.
+    vol_shifts : array_like, shape (V,)
+        Relative volatility shifts (+0.5 = ×1.5), each > −1.
+    horizon_days : float, default 1
+
+    Returns
+    -------
+    ScenarioSet
+        ``V·P`` scenarios named ``"grid vol <v> move <p>"``, group ``"grid"``.
+    """
+    unds = tuple(underlyings)
+    moves = np.asarray(price_moves, dtype=np.float64).reshape(-1)
+    vols = np.asarray(vol_shifts, dtype=np.float64).reshape(-1)
+    if not unds or moves.size == 0 or vols.size == 0:
+        raise ValueError("price_vol_grid needs at least one underlying, price move and volatility shift")
+    if not (np.all(np.isfinite(moves)) and np.all(moves >= -1)):
+        raise ValueError("price moves must be finite and >= -1")
+    if not (np.all(np.isfinite(vols)) and np.all(vols > -1)):
+        raise ValueError("volatility shifts must be finite and > -1")
+    n_v, n_p, n_u = vols.size, moves.size, len(unds)
+    mult = np.repeat(np.tile(1.0 + moves, n_v)[:, None], n_u, axis=1)  # (V·P, U)
+    rel = np.repeat(np.repeat(vols, n_p)[:, None], n_u, axis=1)
+    names = tuple(f"grid vol {v:+g} move {m:+g}" for v in vols for m in moves)
+    return ScenarioSet(names=names, underlyings=unds, price_multipliers=mult, vol_shift=np.zeros((n_v * n_p, n_u)),
+                       horizon_days=horizon_days, vol_shift_relative=rel, groups=("grid",) * (n_v * n_p))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aggregator.risk import build_book
+from aggregator.risk import GRID_PRICE_MOVES, GRID_VOL_SHIFTS, build_book, pnl_grids
 from db.rows import AssetRow, HealthRow, PositionRow, PositionSide, SnapshotRow
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
@@ -33,3 +33,36 @@ def test_morpho_collateral_without_debt_and_lender_supply_are_counted() -> None:
     assert exposure["USDC"] == pytest.approx(5_000.0)
     assert float(inputs.book.wallet_equity_usd()[0]) == pytest.approx(11_000.0)
     assert inputs.block == 7
+
+
+def test_pnl_grid_liquidates_the_morpho_market_past_its_lltv() -> None:
+    """2 WETH at $3,000 against 4,000 USDC at an LLTV of 0.86: liquidatable once WETH falls below
+    4,000 / (2 × 0.86) = $2,325.58, a 22.5 % fall; the grid's cells from −25 % down list the market's venue."""
+    market = "0x" + "aa" * 32
+    morpho = _snap("morpho_blue", (
+        PositionRow(WETH, PositionSide.COLLATERAL, 2 * 10**18, 2.0, 3_000.0, 6_000.0, True, market),
+        PositionRow(USDC, PositionSide.DEBT, 4_000 * 10**6, 4_000.0, 1.0, 4_000.0, False, market),
+    ), {"markets": [{"market_id": market, "pair": "WETH/USDC", "lltv": 0.86}]})
+    inputs = build_book({WALLET: [morpho]}, {"morpho_blue": "morpho_blue"})
+    (grid,) = pnl_grids(inputs.book, ["ETH"])
+    assert grid is not None
+    moves, vols = grid["price_moves"], grid["vol_shifts"]
+    assert moves == list(GRID_PRICE_MOVES)
+    assert vols == list(GRID_VOL_SHIFTS)
+    assert len(grid["pnl_usd"]) == len(vols)
+    assert all(len(row) == len(moves) for row in grid["pnl_usd"])
+    for v in range(len(vols)):
+        for p, move in enumerate(moves):
+            liquidated = move < -0.225
+            assert grid["liquidated"][v][p] == (["morpho_blue"] if liquidated else []), move
+            loss = grid["liquidation_loss_usd"][v][p]
+            assert (loss > 0) == liquidated, move
+            # Unliquidated, the P&L is the collateral's move; liquidated, the liquidation penalty comes off too.
+            assert grid["pnl_usd"][v][p] == pytest.approx(6_000.0 * move - loss, abs=1e-6)
+            assert grid["pnl_usd"][v][p] == pytest.approx(grid["pnl_usd"][0][p])  # no vol-sensitive position
+
+
+def test_pnl_grid_is_absent_without_a_risky_underlying() -> None:
+    aave = _snap("aave_v3", (PositionRow(USDC, PositionSide.SUPPLY, 10**6, 1.0, 1.0, 1.0, True),), {})
+    inputs = build_book({WALLET: [aave]}, {"aave_v3": "aave_v3"})
+    assert pnl_grids(inputs.book, []) == [None]

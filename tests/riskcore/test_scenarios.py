@@ -17,6 +17,7 @@ from riskcore.scenarios import (
     deribit_grid,
     fhs_volatility,
     historical_scenarios,
+    price_vol_grid,
     scan_ranges,
     span_scenarios,
     user_scenarios,
@@ -404,3 +405,20 @@ def test_user_scenarios() -> None:
         user_scenarios(("ETH",), {"x": {"SOL": -0.1}})
     with pytest.raises(KeyError, match="unknown scenarios"):
         user_scenarios(("ETH",), {"x": {}}, weights={"y": 0.5})
+
+
+def test_price_vol_grid_is_volatility_major_and_moves_every_underlying_together() -> None:
+    grid = price_vol_grid(["ETH", "BTC"], [-0.2, 0.0, 0.1], [0.0, 0.5])
+    assert len(grid) == 6
+    # Row v, column p of the heatmap is scenario v·P + p.
+    np.testing.assert_allclose(grid.price_multipliers[:, 0], [0.8, 1.0, 1.1, 0.8, 1.0, 1.1])
+    np.testing.assert_array_equal(grid.price_multipliers[:, 0], grid.price_multipliers[:, 1])
+    np.testing.assert_allclose(grid.vol_shift_relative[:, 1], [0, 0, 0, 0.5, 0.5, 0.5])
+    assert not grid.vol_shift.any()
+    assert grid.names[4] == "grid vol +0.5 move +0"
+    with pytest.raises(ValueError, match="price moves"):
+        price_vol_grid(["ETH"], [-1.5], [0.0])
+    with pytest.raises(ValueError, match="volatility shifts"):
+        price_vol_grid(["ETH"], [0.0], [-1.0])
+    with pytest.raises(ValueError, match="at least one underlying"):
+        price_vol_grid([], [0.0], [0.0])
