@@ -7,6 +7,7 @@ Backends: PostgreSQL 15+ (``postgresql+psycopg://``) and SQLite 3.35+ (the defau
 ``$XMARGIN_HOME``). Raw on-chain integers are stored exactly on both (see :class:`db.models.UInt256`).
 """
 
+from db.apikeys import ApiKeyRow, DuplicateNameError
 from db.automation import AlertRow, NewAlert, NewTx, PlanRow, RuleRow, RuleUpdate, TxRow
 from db.errors import InvalidAddressError, StoreError, SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
@@ -32,7 +33,9 @@ from db.store import Store, canonical_address
 
 __all__ = [
     "AlertRow",
+    "ApiKeyRow",
     "AssetRow",
+    "DuplicateNameError",
     "HealthPoint",
     "HealthRow",
     "InvalidAddressError",

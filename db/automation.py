@@ -237,6 +237,35 @@ class AutomationStore:
             found = _rules(conn, RULES.c.id == rule_id, RULES.c.deleted.is_(False))
         return found[0] if found else None
 
+    def update_rule(
+        self,
+        rule_id: int,
+        *,
+        params: Mapping[str, Any] | None = None,
+        hysteresis: float | None = None,
+        cooldown_s: float | None = None,
+        severity: str | None = None,
+        enabled: bool | None = None,
+    ) -> RuleRow | None:
+        """Change a rule's settings (``None`` leaves one as it is); ``None`` when there is no such rule.
+
+        New parameters re-arm the rule (its open episode ends): it fires again if the new threshold is already
+        crossed; the episode counter keeps counting, so the next alert has a new event id.
+        """
+        values: dict[str, Any] = {k: v for k, v in (("params", params), ("hysteresis", hysteresis),
+                                                     ("cooldown_s", cooldown_s), ("severity", severity),
+                                                     ("enabled", enabled)) if v is not None}
+        with write_transaction(self._engine) as conn:
+            where = (RULES.c.id == rule_id, RULES.c.deleted.is_(False))
+            current = _rules(conn, *where)
+            if not current:
+                return None
+            if params is not None and dict(params) != dict(current[0].params):
+                values["active"] = False
+            if values:
+                conn.execute(sa.update(RULES).where(*where).values(**values))
+            return _rules(conn, *where)[0]
+
     def remove_rule(self, rule_id: int) -> bool:
         """Remove a rule (its alerts are kept); ``False`` when there is no such rule."""
         with write_transaction(self._engine) as conn:
@@ -312,6 +341,12 @@ class AutomationStore:
                     return []
                 where.append(ALERTS.c.wallet_id == wallet_id)
             return _alerts(conn, *where, limit=limit, newest_first=True)
+
+    def alert_counts(self) -> dict[str, int]:
+        """Stored alerts per delivery state (every state present, 0 when none)."""
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(sa.select(ALERTS.c.state, sa.func.count()).group_by(ALERTS.c.state)).all()
+        return dict.fromkeys(ALERT_STATES, 0) | {r[0]: int(r[1]) for r in rows}
 
     # -- keeper plans ----------------------------------------------------------------------------------------
 

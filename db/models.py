@@ -461,3 +461,17 @@ class KeeperTx(Base):
     block_number: Mapped[int | None]
     gas_used: Mapped[int | None]
     updated_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """An HTTP API key: only its SHA-256 is stored (the key itself is shown once, when created); ``prefix`` —
+    the key's first characters — names it in listings and logs."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

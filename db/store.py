@@ -35,6 +35,7 @@ from eth_utils.address import to_checksum_address
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 
+from db.apikeys import ApiKeyStore
 from db.automation import AutomationStore
 from db.engine import make_engine, read_transaction, safe_url, write_transaction
 from db.errors import InvalidAddressError, SyncWriteError, UnknownReferenceError
@@ -143,7 +144,7 @@ class _Refs:
     markets: dict[tuple[int, str], int]
 
 
-class Store(AutomationStore):
+class Store(AutomationStore, ApiKeyStore):
     """The xmargin database. Open with :meth:`open`; close with :meth:`close` (or use it as a context manager).
 
     Thread-safe in the way an SQLAlchemy ``Engine`` is: every method takes its own connection from the pool.
@@ -274,6 +275,12 @@ class Store(AutomationStore):
             query = query.where(WALLETS.c.active.is_(True))
         with read_transaction(self._engine) as conn:
             return [_wallet_row(r) for r in conn.execute(query).mappings()]
+
+    def count_wallets(self) -> int:
+        """Tracked (active) wallets."""
+        with read_transaction(self._engine) as conn:
+            return int(conn.execute(
+                sa.select(sa.func.count()).select_from(WALLETS).where(WALLETS.c.active.is_(True))).scalar_one())
 
     def get_wallet(self, address: str) -> WalletRow | None:
         """The wallet with this address (any case), active or not; ``None`` when unknown."""
@@ -573,6 +580,24 @@ class Store(AutomationStore):
         with read_transaction(self._engine) as conn:
             value: int | None = conn.execute(query).scalar_one()
         return value
+
+    def latest_prices(self, chain_id: int | None = None) -> list[PriceRow]:
+        """The newest stored observation of every (chain, asset, source), ordered by chain, symbol and source.
+
+        One grouped pass over the prices table (it holds a few rows per sync run, and :meth:`prune` bounds it).
+        """
+        newest = sa.select(sa.func.max(PRICES.c.id).label("id")).group_by(PRICES.c.asset_id, PRICES.c.source)
+        if chain_id is not None:
+            newest = newest.where(PRICES.c.chain_id == chain_id)
+        ids = newest.subquery()
+        query = (
+            sa.select(PRICES, *_asset_columns())
+            .join(ids, ids.c.id == PRICES.c.id)
+            .join(ASSETS, ASSETS.c.id == PRICES.c.asset_id)
+            .order_by(PRICES.c.chain_id, ASSETS.c.symbol, PRICES.c.source)
+        )
+        with read_transaction(self._engine) as conn:
+            return [_price_row(r) for r in conn.execute(query).mappings()]
 
     def prune(self, keep_last_n_per_wallet_venue: int) -> int:
         """Delete all but the newest ``n`` snapshots of each (wallet, venue), with their positions and health,
@@ -921,22 +946,24 @@ def _prices_for(conn: Connection, run_ids: set[int], addresses: set[str]) -> dic
         for r in conn.execute(query).mappings():
             if r["a_address"] not in addresses:
                 continue
-            out.setdefault(r["sync_run_id"], []).append(
-                PriceRow(
-                    asset=_asset_row(r),
-                    block_number=r["block_number"],
-                    source=r["source"],
-                    price_raw=r["price_raw"],
-                    decimals=r["decimals"],
-                    price_usd=r["price_usd"],
-                    observed_at=r["observed_at"],
-                    source_address=r["source_address"],
-                    updated_at=r["updated_at"],
-                    age_s=r["age_s"],
-                    flags=tuple(r["flags"]),
-                )
-            )
+            out.setdefault(r["sync_run_id"], []).append(_price_row(r))
     return out
+
+
+def _price_row(r: Mapping[Any, Any]) -> PriceRow:
+    return PriceRow(
+        asset=_asset_row(r),
+        block_number=r["block_number"],
+        source=r["source"],
+        price_raw=r["price_raw"],
+        decimals=r["decimals"],
+        price_usd=r["price_usd"],
+        observed_at=r["observed_at"],
+        source_address=r["source_address"],
+        updated_at=r["updated_at"],
+        age_s=r["age_s"],
+        flags=tuple(r["flags"]),
+    )
 
 
 def _snapshot_row(

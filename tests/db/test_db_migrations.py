@@ -121,4 +121,5 @@ def test_migrations_ship_inside_the_package() -> None:
         "0002_venues.py",
         "0003_risk.py",
         "0004_automation.py",
+        "0005_api_keys.py",
     ]

@@ -1,0 +1,72 @@
+"""API keys on both backends: only the hash is stored, the key verifies until revoked, names are unique;
+the newest price of every (asset, source)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from db import DuplicateNameError, Store
+from db.apikeys import KEY_PREFIX, hash_key
+from tests.db import db_testdata as td
+
+NOW = datetime(2026, 11, 21, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    with Store.open(db_url) as s:
+        yield s
+
+
+def test_a_key_verifies_until_revoked_and_is_stored_only_hashed(store: Store) -> None:
+    row, key = store.create_api_key("analytics", now=NOW)
+    other_row, other = store.create_api_key("keeper-ops", now=NOW)
+    assert key.startswith(KEY_PREFIX)
+    assert len(key) == len(KEY_PREFIX) + 43
+    assert key != other
+    assert row.prefix == key[:10]
+    assert row.active
+    assert store.verify_api_key(key) == row
+    assert store.verify_api_key(other) == other_row
+    for wrong in (key[:-1] + ("A" if key[-1] != "A" else "B"), key + "x", "", "Bearer " + key, key.upper()):
+        assert store.verify_api_key(wrong) is None, wrong
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT name, prefix, key_hash FROM api_keys ORDER BY id")).all()
+    assert [tuple(r) for r in stored] == [("analytics", key[:10], hash_key(key)),
+                                          ("keeper-ops", other[:10], hash_key(other))]
+    assert all(key not in str(r) and other not in str(r) for r in stored)
+
+    with pytest.raises(DuplicateNameError, match="analytics"):
+        store.create_api_key("analytics", now=NOW)
+    with pytest.raises(ValueError, match="needs a name"):
+        store.create_api_key("  ", now=NOW)
+
+    assert store.revoke_api_key("analytics", now=NOW)
+    assert not store.revoke_api_key("analytics", now=NOW)  # already revoked
+    assert store.verify_api_key(key) is None
+    assert store.verify_api_key(other) == other_row
+    assert store.revoke_api_key(other_row.id, now=NOW)
+    assert store.verify_api_key(other) is None
+    assert not store.revoke_api_key(999, now=NOW)
+    assert [(k.name, k.active) for k in store.list_api_keys()] == [("analytics", False), ("keeper-ops", False)]
+
+
+def test_latest_prices_are_the_newest_per_asset_and_source(store: Store) -> None:
+    wallets = td.setup(store, 2)
+    assert store.latest_prices() == []
+    store.write_sync(td.batch(wallets, 100))
+    newer = td.batch(wallets, 101)
+    bumped = tuple(dataclasses.replace(p, price_usd=p.price_usd * 1.01) for p in newer.prices)
+    store.write_sync(dataclasses.replace(newer, prices=bumped))
+    latest = store.latest_prices()
+    assert sorted((p.asset.symbol, p.source) for p in latest) == sorted((p.asset.symbol, p.source) for p in bumped)
+    assert {p.block_number for p in latest} == {101}
+    assert {(p.asset.symbol, p.source): p.price_usd for p in latest} == pytest.approx(
+        {(p.asset.symbol, p.source): p.price_usd for p in bumped})
+    assert store.latest_prices(chain_id=td.CHAIN + 1) == []
+    assert len(store.latest_prices(chain_id=td.CHAIN)) == len(bumped)
