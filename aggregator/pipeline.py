@@ -22,7 +22,7 @@ from aggregator.views import VenueHealth, VenueReading
 from connectors.errors import ConnectorError, InvalidInputError
 from connectors.evm.multicall import Multicall
 from connectors.evm.program import run_programs
-from connectors.evm.rpc import RpcClient
+from connectors.evm.rpc import RpcClient, RpcStats
 from connectors.types import BlockRef, checksum
 from db.errors import SyncWriteError
 from db.rows import (
@@ -332,6 +332,10 @@ class Syncer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def rpc_stats(self) -> dict[str, RpcStats]:
+        """Each open chain's RPC counters (cumulative since its client opened)."""
+        return {name: ctx.rpc.stats.copy() for name, ctx in list(self._contexts.items())}
 
     def _context(self, chain: ChainConfig) -> ChainContext:
         if chain.name not in self._contexts:

@@ -32,6 +32,7 @@ import httpx
 
 from connectors.errors import (
     CallRevertedError,
+    ConnectorError,
     DecodeError,
     InvalidInputError,
     RequestTooLargeError,
@@ -98,13 +99,15 @@ def block_param(block: BlockId) -> str:
 @dataclass
 class RpcStats:
     """Counters of one client. ``calls_by_method`` counts logical JSON-RPC calls (a retried call once);
-    ``http_requests`` counts every POST, retries included."""
+    ``http_requests`` counts every POST, retries included; ``errors`` counts calls that failed (after retries;
+    a batch that failed whole counts each of its calls) for any reason but a revert, which is an answer."""
 
     http_requests: int = 0
     http_retries: int = 0
     calls_by_method: dict[str, int] = field(default_factory=dict)
     bytes_sent: int = 0
     bytes_received: int = 0
+    errors: int = 0
 
     @property
     def calls(self) -> int:
@@ -112,12 +115,13 @@ class RpcStats:
         return sum(self.calls_by_method.values())
 
     def reset(self) -> None:
-        self.http_requests = self.http_retries = self.bytes_sent = self.bytes_received = 0
+        self.http_requests = self.http_retries = self.bytes_sent = self.bytes_received = self.errors = 0
         self.calls_by_method.clear()
 
     def copy(self) -> RpcStats:
         return RpcStats(
-            self.http_requests, self.http_retries, dict(self.calls_by_method), self.bytes_sent, self.bytes_received
+            self.http_requests, self.http_retries, dict(self.calls_by_method), self.bytes_sent, self.bytes_received,
+            self.errors,
         )
 
     def __sub__(self, other: RpcStats) -> RpcStats:
@@ -133,6 +137,7 @@ class RpcStats:
             methods,
             self.bytes_sent - other.bytes_sent,
             self.bytes_received - other.bytes_received,
+            self.errors - other.errors,
         )
 
 
@@ -295,6 +300,15 @@ class RpcClient(RetryingHttpClient):
     # --- JSON-RPC ------------------------------------------------------------------------------------
     def request(self, method: str, params: Sequence[Any] = ()) -> Any:
         """One JSON-RPC call; returns its ``result``."""
+        try:
+            return self._request(method, params)
+        except CallRevertedError:
+            raise
+        except ConnectorError:
+            self.stats.errors += 1
+            raise
+
+    def _request(self, method: str, params: Sequence[Any]) -> Any:
         rid = next(self._ids)
         self._count(method)
         payload = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": list(params)}).encode()
@@ -317,6 +331,17 @@ class RpcClient(RetryingHttpClient):
         """
         if not requests:
             return []
+        try:
+            out = self._batch(requests, return_exceptions)
+        except CallRevertedError:
+            raise
+        except ConnectorError:
+            self.stats.errors += len(requests)
+            raise
+        self.stats.errors += sum(isinstance(x, ConnectorError) and not isinstance(x, CallRevertedError) for x in out)
+        return out
+
+    def _batch(self, requests: Sequence[tuple[str, Sequence[Any]]], return_exceptions: bool) -> list[Any]:
         ids = [next(self._ids) for _ in requests]
         payload_items = []
         for rid, (method, params) in zip(ids, requests, strict=True):

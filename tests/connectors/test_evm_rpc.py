@@ -126,16 +126,21 @@ def test_batch_item_errors_are_mapped_and_optionally_returned() -> None:
         assert isinstance(out[2], RequestTooLargeError)
         assert type(out[3]) is RpcError
         assert out[3].code == -32601
+        # The out-of-gas and unknown-method items failed; the revert is an answer, not an error.
+        assert client.stats.errors == 2
         with pytest.raises(CallRevertedError, match="nope"):
             client.batch(reqs)
+        assert client.stats.errors == 2
 
 
 def test_whole_batch_error_object_raises() -> None:
     def handler(req: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "bad"}})
 
-    with make(handler) as client, pytest.raises(RpcError, match="bad"):
-        client.batch([("eth_chainId", [])])
+    with make(handler) as client:
+        with pytest.raises(RpcError, match="bad"):
+            client.batch([("eth_chainId", []), ("eth_blockNumber", [])])
+        assert client.stats.errors == 2  # every call of a batch that failed whole
 
 
 def test_empty_batch_sends_nothing() -> None:
@@ -167,8 +172,10 @@ def test_5xx_is_retried_with_exponential_backoff_then_succeeds() -> None:
 
 def test_5xx_exhausts_retries_as_unavailable() -> None:
     script = Script(lambda r: httpx.Response(503))
-    with make(script, max_retries=2) as client, pytest.raises(RpcUnavailableError, match="HTTP 503"):
-        client.chain_id()
+    with make(script, max_retries=2) as client:
+        with pytest.raises(RpcUnavailableError, match="HTTP 503"):
+            client.chain_id()
+        assert (client.stats.errors, client.stats.http_requests) == (1, 3)  # one failed call, three requests
     assert script.n == 3
 
 

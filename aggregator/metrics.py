@@ -1,0 +1,108 @@
+"""Prometheus metrics of a running xmargin: ``GET /metrics`` in the text exposition format.
+
+Measured in the process (updated by each cycle of ``xmargin run``):
+
+* ``xmargin_sync_duration_seconds`` (histogram) — one sync of every tracked wallet;
+* ``xmargin_sync_batches_total{chain,status}`` — (wallet batch, block) units by outcome (ok / partial / failed);
+* ``xmargin_cycle_errors_total{stage}`` — a stage (sync, alerts, keeper, alert delivery) that raised;
+* ``xmargin_rpc_requests_total{chain}``, ``xmargin_rpc_http_requests_total{chain}``,
+  ``xmargin_rpc_errors_total{chain}`` — JSON-RPC calls, HTTP posts (retries included) and failed calls.
+
+Read from the store at scrape time (so every process serving the API reports the same figures):
+
+* ``xmargin_wallets`` — tracked wallets;
+* ``xmargin_last_block{chain_id}`` — newest block of a sync that did not fail, per chain;
+* ``xmargin_alerts{state}`` — stored alerts by delivery state (fired, delivered, failed).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from aggregator.pipeline import SyncReport
+from connectors.evm.rpc import RpcStats
+from db import Store
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+RpcSource = Callable[[], Mapping[str, RpcStats]]
+
+
+class _StoreCollector(Collector):
+    """Gauges read from the store, and the RPC counters read from the syncer, at each scrape."""
+
+    def __init__(self, store: Store, rpc: Callable[[], RpcSource | None]) -> None:
+        self._store = store
+        self._rpc = rpc
+
+    def collect(self) -> Iterator[Metric]:
+        wallets = GaugeMetricFamily("xmargin_wallets", "Tracked wallets.")
+        wallets.add_metric([], self._store.count_wallets())
+        yield wallets
+        blocks = GaugeMetricFamily("xmargin_last_block", "Newest block of a sync that did not fail.",
+                                   labels=["chain_id"])
+        for chain_id in sorted({v.chain_id for v in self._store.list_venues() if v.chain_id is not None}):
+            block = self._store.latest_block(chain_id)
+            if block is not None:
+                blocks.add_metric([str(chain_id)], block)
+        yield blocks
+        alerts = GaugeMetricFamily("xmargin_alerts", "Stored alerts by delivery state.", labels=["state"])
+        for state, n in sorted(self._store.alert_counts().items()):
+            alerts.add_metric([state], n)
+        yield alerts
+        source = self._rpc()
+        if source is None:
+            return
+        stats = source()
+        calls = CounterMetricFamily("xmargin_rpc_requests", "JSON-RPC calls.", labels=["chain"])
+        posts = CounterMetricFamily("xmargin_rpc_http_requests", "JSON-RPC HTTP posts, retries included.",
+                                    labels=["chain"])
+        errors = CounterMetricFamily("xmargin_rpc_errors", "JSON-RPC calls that failed (reverts excluded).",
+                                     labels=["chain"])
+        for chain, s in sorted(stats.items()):
+            calls.add_metric([chain], s.calls)
+            posts.add_metric([chain], s.http_requests)
+            errors.add_metric([chain], s.errors)
+        yield from (calls, posts, errors)
+
+
+class Metrics:
+    """The metrics of one process, in their own registry (so several apps in one process do not collide)."""
+
+    def __init__(self, store: Store) -> None:
+        self.registry = CollectorRegistry()
+        self._rpc: RpcSource | None = None
+        self._lock = threading.Lock()
+        self.sync_duration = Histogram("xmargin_sync_duration_seconds", "Duration of one sync of every wallet.",
+                                       buckets=SYNC_BUCKETS, registry=self.registry)
+        self.sync_batches = Counter("xmargin_sync_batches", "(wallet batch, block) sync units by outcome.",
+                                    ["chain", "status"], registry=self.registry)
+        self.cycle_errors = Counter("xmargin_cycle_errors", "Cycle stages that raised.", ["stage"],
+                                    registry=self.registry)
+        self.registry.register(_StoreCollector(store, lambda: self._rpc))
+
+    def watch_rpc(self, source: RpcSource) -> None:
+        """Report the RPC counters ``source`` returns (the syncer's), read at each scrape."""
+        self._rpc = source
+
+    def observe_sync(self, report: SyncReport) -> None:
+        self.sync_duration.observe(report.seconds)
+        for batch in report.batches:
+            self.sync_batches.labels(batch.chain, str(batch.status)).inc()
+
+    def observe_errors(self, errors: list[str]) -> None:
+        for error in errors:
+            self.cycle_errors.labels(error.split(":", 1)[0]).inc()
+
+    def render(self) -> bytes:
+        """The text exposition of every metric."""
+        with self._lock:
+            return generate_latest(self.registry)
