@@ -276,14 +276,21 @@ def stress(
 @app.command("run")
 def run(
     interval: Annotated[float | None, typer.Option("--interval", help="Seconds between syncs.")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="API interface (default: [api] host).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="API port (0: any free one; default: [api] port).",
+                                             min=0, max=65_535)] = None,
+    no_api: Annotated[bool, typer.Option("--no-api", help="Do not serve the API and dashboard.")] = False,
 ) -> None:
     """Sync, evaluate alert rules and run the keeper on a schedule until interrupted (never overlapping, missed
-    runs coalesced)."""
+    runs coalesced), serving the HTTP API and the dashboard."""
+    from aggregator.api_cli import api_settings
     from aggregator.scheduler import run_forever
 
-    settings = _settings()
+    settings = api_settings(_settings(), host, port)
     if interval is not None:
         settings = settings.model_copy(update={"interval_s": interval})
+    if no_api:
+        settings = settings.model_copy(update={"api": settings.api.model_copy(update={"enabled": False})})
     run_forever(settings, console)
 
 
@@ -349,10 +356,11 @@ def devnet_down() -> None:
 
 
 def _register_commands() -> None:
-    from aggregator import automation_cli, backtest_cli
+    from aggregator import api_cli, automation_cli, backtest_cli
 
     backtest_cli.register(app)
     automation_cli.register(app, _settings, _store, _address)
+    api_cli.register(app, _settings, _store)
 
 
 _register_commands()

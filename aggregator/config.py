@@ -37,6 +37,7 @@ from connectors.types import Address
 
 __all__ = [
     "AlertsConfig",
+    "ApiConfig",
     "ChainConfig",
     "ConfigError",
     "KeeperConfig",
@@ -236,6 +237,21 @@ class KeeperConfig(_Model):
         return self.targets.get(venue, self.default_target)
 
 
+class ApiConfig(_Model):
+    """The HTTP API and dashboard that ``xmargin run`` and ``xmargin serve`` serve.
+
+    Writes (adding and removing wallets, alert rules) always need an API key (``xmargin apikey create``);
+    reads are public unless ``public_reads = false``. Bind to a non-loopback ``host`` only behind TLS.
+    """
+
+    enabled: bool = True
+    """Serve the API from ``xmargin run``."""
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65_535)] = 8_700
+    """0: any free port (printed at start)."""
+    public_reads: bool = True
+
+
 class Settings(_Model):
     """Everything xmargin needs to run; build it with :func:`load_settings`."""
 
@@ -247,6 +263,7 @@ class Settings(_Model):
     venues: tuple[VenueConfig, ...] = ()
     alerts: AlertsConfig = AlertsConfig()
     keeper: KeeperConfig = KeeperConfig()
+    api: ApiConfig = ApiConfig()
     source: str | None = None
     """The file these settings came from (for messages)."""
 
@@ -297,7 +314,8 @@ def _config_path(explicit: str | Path | None) -> Path | None:
 def load_settings(path: str | Path | None = None) -> Settings:
     """Read the config file (if any) and apply environment overrides.
 
-    Environment: ``XMARGIN_DB_URL``, ``XMARGIN_INTERVAL_S``; and, for a one-market setup without a
+    Environment: ``XMARGIN_DB_URL``, ``XMARGIN_INTERVAL_S``, ``XMARGIN_API_HOST``, ``XMARGIN_API_PORT``,
+    ``XMARGIN_API_PUBLIC_READS``; and, for a one-market setup without a
     file, ``XMARGIN_RPC_URL`` with ``XMARGIN_AAVE_V3_PROVIDER`` (chain id read from ``XMARGIN_CHAIN_ID``,
     default 1).
     """
@@ -313,6 +331,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
         data["db_url"] = os.environ["XMARGIN_DB_URL"]
     if os.environ.get("XMARGIN_INTERVAL_S"):
         data["interval_s"] = os.environ["XMARGIN_INTERVAL_S"]
+    api = {k: os.environ[f"XMARGIN_API_{k.upper()}"] for k in ("host", "port", "public_reads")
+           if os.environ.get(f"XMARGIN_API_{k.upper()}")}
+    if api:
+        data["api"] = {**data.get("api", {}), **api}
     if os.environ.get("XMARGIN_RPC_URL") and not data.get("chains"):
         data["chains"] = [{"name": "default", "chain_id": int(os.environ.get("XMARGIN_CHAIN_ID", "1")),
                            "rpc_url_env": "XMARGIN_RPC_URL"}]

@@ -1,9 +1,9 @@
 """``xmargin demo`` / ``make demo``: the main job on embedded defaults.
 
 Boots a private devnet (Aave v3 from Aave's own deploy package), opens the demo positions, tracks the
-demo wallets in the embedded SQLite store, then runs sync cycles — moving the WETH price along a
-scripted path between them — and prints every wallet's health as it changes. ``cycles`` stops it
-(exit 0); without it, it runs until Ctrl-C.
+demo wallets in the embedded SQLite store, serves the API and the dashboard, then runs sync cycles — moving
+the WETH price along a scripted path between them — and prints every wallet's health as it changes, each
+cycle ending with the dashboard's URL. ``cycles`` stops it (exit 0); without it, it runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from rich.table import Table
 from rich.text import Text
 
 import devnet
-from aggregator.config import load_settings
+from aggregator.api.app import create_app
+from aggregator.api.server import ApiServer, ServerStartError
+from aggregator.config import Settings, load_settings
 from aggregator.devnet_cli import devnet_settings
+from aggregator.metrics import Metrics
 from aggregator.pipeline import Syncer
 from aggregator.render import check_text, has_exposure, health_style
 from aggregator.views import VenueHealth
@@ -104,26 +107,54 @@ def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, inter
         seeded = [w for w in devnet.seed(info) if w.label != "lender"]
     settings = devnet_settings(info, load_settings())
     labels = {w.address: w.label for w in seeded}
-    order = list(labels)
-    previous: dict[tuple[str, str], float | None] = {}
     with Store.open(settings.db_url) as store, Syncer(settings, store) as syncer:
         store.add_wallets([(w.address, w.label) for w in seeded])
         console.print(f"store: {store.url}")
         for w in seeded:
             console.print(f"  tracking {w.address}  {w.label}")
-        for cycle in count():
-            if cycles is not None and cycle >= cycles:
-                return
-            weth = price_path(cycle)
-            devnet.set_price(info, "WETH", weth)
-            report = syncer.run(wallets=order)
-            blocks = [b.block.number for b in report.batches if b.block]
-            healths = sorted(report.healths(), key=lambda h: order.index(h.wallet))
-            console.print(_changes_table(cycle, max(blocks, default=None), weth, healths, previous, labels))
-            for b in report.batches:
-                if b.error:
-                    console.print(f"[yellow]{b.chain}: {b.status}: {b.error}")
-            previous = {(h.wallet, h.venue): h.health_factor for h in healths}
-            _print_unified(console, store, seeded)
-            if cycles is None or cycle + 1 < cycles:
-                time.sleep(interval_s)
+        metrics = Metrics(store)
+        metrics.watch_rpc(syncer.rpc_stats)
+        server = _serve(console, settings, store, metrics)
+        hedged = next((w.address for w in seeded if w.label == "hedged"), seeded[0].address)
+        try:
+            _loop(console, info, cycles, interval_s, store, syncer, seeded, labels, metrics,
+                  f"{server.url}/ui/wallet/{hedged}")
+        finally:
+            server.stop()
+
+
+def _serve(console: Console, settings: Settings, store: Store, metrics: Metrics) -> ApiServer:
+    """The API and dashboard on the configured port, or any free one when it is taken."""
+    app = create_app(store, public_reads=settings.api.public_reads, metrics=metrics)
+    try:
+        server = ApiServer(app, settings.api.host, settings.api.port).start()
+    except ServerStartError:
+        server = ApiServer(app, settings.api.host, 0).start()
+    console.print(f"dashboard: {server.url}/ui/  (API {server.url}/v1, schema {server.url}/docs)", soft_wrap=True)
+    return server
+
+
+def _loop(
+    console: Console, info: devnet.DevnetInfo, cycles: int | None, interval_s: float, store: Store, syncer: Syncer,
+    seeded: list[devnet.SeedWallet], labels: dict[str, str], metrics: Metrics, dashboard_url: str,
+) -> None:
+    order = list(labels)
+    previous: dict[tuple[str, str], float | None] = {}
+    for cycle in count():
+        if cycles is not None and cycle >= cycles:
+            return
+        weth = price_path(cycle)
+        devnet.set_price(info, "WETH", weth)
+        report = syncer.run(wallets=order)
+        metrics.observe_sync(report)
+        blocks = [b.block.number for b in report.batches if b.block]
+        healths = sorted(report.healths(), key=lambda h: order.index(h.wallet))
+        console.print(_changes_table(cycle, max(blocks, default=None), weth, healths, previous, labels))
+        for b in report.batches:
+            if b.error:
+                console.print(f"[yellow]{b.chain}: {b.status}: {b.error}")
+        previous = {(h.wallet, h.venue): h.health_factor for h in healths}
+        _print_unified(console, store, seeded)
+        console.print(f"dashboard: {dashboard_url}", soft_wrap=True)
+        if cycles is None or cycle + 1 < cycles:
+            time.sleep(interval_s)

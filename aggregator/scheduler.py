@@ -84,16 +84,33 @@ class SyncScheduler:
 def run_forever(settings: Settings, console: Console, stop: threading.Event | None = None) -> None:
     """``xmargin run``: sync, evaluate alert rules and run the keeper on the configured interval until Ctrl-C
     (or ``stop`` is set)."""
+    from aggregator.api.server import ApiServer
     from aggregator.cycle import Cycle, CycleReport
+    from aggregator.metrics import Metrics
     from aggregator.render import cycle_summary, venue_summary_table
 
     stop = stop or threading.Event()
     store = Store.open(settings.db_url)
     cycle = Cycle(settings, store)
+    metrics = Metrics(store)
+    metrics.watch_rpc(cycle.syncer.rpc_stats)
+    server: ApiServer | None = None
+    if settings.api.enabled:
+        from aggregator.api.app import create_app
+
+        app = create_app(store, public_reads=settings.api.public_reads, metrics=metrics)
+        try:
+            server = ApiServer(app, settings.api.host, settings.api.port).start()
+        except Exception:
+            cycle.close()
+            store.close()
+            raise
 
     def job() -> CycleReport:
         labels = {w.address: w.label or "" for w in store.list_wallets()}
         report = cycle.run()
+        metrics.observe_sync(report.sync)
+        metrics.observe_errors(report.errors)
         blocks = [b.block.number for b in report.sync.batches if b.block]
         console.print(venue_summary_table(list(report.sync.healths()), labels, max(blocks) if blocks else None))
         for line in cycle_summary(report):
@@ -105,6 +122,9 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
     keeper = settings.keeper
     mode = ("off" if not keeper.enabled else "executing" if keeper.execute else "dry run")
     console.print(f"syncing every {settings.interval_s:g} s; keeper {mode}; Ctrl-C to stop")
+    if server is not None:
+        console.print(f"dashboard: {server.url}/ui/  API: {server.url}/v1  metrics: {server.url}/metrics",
+                      soft_wrap=True)
     try:
         while not stop.wait(0.5):
             pass
@@ -112,5 +132,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
         console.print("stopping…")
     finally:
         scheduler.shutdown(wait=True)
+        if server is not None:
+            server.stop()
         cycle.close()
         store.close()

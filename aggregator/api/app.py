@@ -1,67 +1,160 @@
-"""The analytics HTTP API (FastAPI): positions, health, risk and history of any tracked wallet, from the store.
+"""The analytics HTTP API (FastAPI) and the dashboard, over the store.
 
-Read endpoints (this module, first part of the API):
+Reads (public, or keyed when ``[api] public_reads = false``):
 
-* ``GET /v1/wallets`` — tracked wallets;
+* ``GET /v1/wallets`` — tracked wallets (``limit`` / ``offset``);
 * ``GET /v1/wallets/{address}/health`` — every venue's newest health (the ``xmargin health --json`` document);
 * ``GET /v1/wallets/{address}/positions`` — every position of the newest snapshots, with price source and age;
 * ``GET /v1/wallets/{address}/risk`` — the netting engine's newest document (unified health, margins, exposures,
-  VaR/ES, first liquidation, liquidation prices);
+  VaR/ES, first liquidation, liquidation prices, the price × volatility P&L grid);
 * ``GET /v1/wallets/{address}/history?from_block=&to_block=&venue=&limit=&before_block=`` — health points, newest
   first, paginated by block (``next_before_block`` continues);
-* ``GET /v1/venues`` — configured venues.
+* ``GET /v1/wallets/{address}/alerts`` — the wallet's alerts, newest first;
+* ``GET /v1/venues``, ``GET /v1/prices`` (every oracle price with its source and age);
+* ``GET /v1/alert-rules``, ``GET /v1/alert-rules/{id}``;
+* ``GET /metrics`` — Prometheus text format.
 
-Invalid input gets a 4xx with ``{"error": "<what is wrong>"}``, never a 5xx: a malformed address is 400, an
-untracked wallet or a wallet without data 404, out-of-range parameters 422.
+Writes (always with ``Authorization: Bearer <key>``; keys from ``xmargin apikey create``, stored hashed):
+
+* ``POST /v1/wallets`` (one wallet or a list), ``DELETE /v1/wallets/{address}``;
+* ``POST /v1/alert-rules``, ``PATCH /v1/alert-rules/{id}``, ``DELETE /v1/alert-rules/{id}``.
+
+Invalid input gets a 4xx with ``{"error": "<what is wrong>"}``, never a 5xx: a malformed address is 400, a missing
+or wrong key 401, an untracked wallet, unknown rule or wallet without data 404, bad parameters or bodies 422.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aggregator.api.models import (
+    MAX_INT,
+    AlertOut,
+    AlertsOut,
+    ErrorBody,
+    HealthOut,
+    HistoryOut,
+    PositionsOut,
+    PriceOut,
+    PricesOut,
+    RiskOut,
+    RuleIn,
+    RuleOut,
+    RulePatch,
+    VenueOut,
+    WalletIn,
+    WalletOut,
+    WalletsAdded,
+)
+from aggregator.metrics import CONTENT_TYPE, Metrics
 from aggregator.render import health_document
 from connectors.errors import InvalidAddressError
 from connectors.types import checksum
-from db import Store
+from db import AlertRow, ApiKeyRow, RuleRow, Store, UnknownReferenceError
 
 __all__ = ["create_app"]
 
 MAX_PAGE = 1_000
+MAX_WALLETS_PER_POST = 1_000
+
+_bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
+                     description="An API key from `xmargin apikey create`, as `Authorization: Bearer xm_…`.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": message})
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
 
-def _tracked(request: Request, address: str) -> str:
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    words = {400: "Malformed address", 401: "Missing or invalid API key", 404: "Not found",
+             422: "Invalid parameters or body"}
+    return {code: {"model": ErrorBody, "description": words[code]} for code in codes}
+
+
+def _key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> ApiKeyRow:
+    if credentials is None:
+        raise HTTPException(401, "this needs an API key: Authorization: Bearer <key>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    store: Store = request.app.state.store
+    key = store.verify_api_key(credentials.credentials)
+    if key is None:
+        raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    return key
+
+
+def _writer(request: Request, credentials: Credentials) -> ApiKeyRow:
+    """Writes always need a valid key."""
+    return _key(request, credentials)
+
+
+def _reader(request: Request, credentials: Credentials) -> None:
+    """Reads need a key unless the API is configured with public reads."""
+    if not request.app.state.public_reads:
+        _key(request, credentials)
+
+
+def _tracked(request: Request, address: Annotated[str, Path(max_length=100)]) -> str:
     """The path's address, checksummed, of a tracked wallet (400 malformed, 404 untracked)."""
     try:
         wallet = checksum(address)
     except InvalidAddressError as exc:
         raise HTTPException(400, str(exc)) from None
     store: Store = request.app.state.store
-    if store.get_wallet(wallet) is None:
+    row = store.get_wallet(wallet)
+    if row is None or not row.active:
         raise HTTPException(404, f"{wallet} is not tracked")
     return wallet
 
 
 Wallet = Annotated[str, Depends(_tracked)]
 """A path ``address`` of a tracked wallet, checksummed."""
+Writer = Annotated[ApiKeyRow, Depends(_writer)]
+RuleId = Annotated[int, Path(ge=1, le=MAX_INT)]
+Block = Annotated[int | None, Query(ge=0, le=MAX_INT)]
+
+READ = [Depends(_reader)]
 
 
-def create_app(store: Store) -> FastAPI:
-    """The API over ``store`` (the caller owns and closes it)."""
+def _rule_out(rule: RuleRow) -> RuleOut:
+    return RuleOut(id=rule.id, wallet=rule.wallet, kind=rule.kind, params=dict(rule.params),
+                   hysteresis=rule.hysteresis, cooldown_s=rule.cooldown_s, severity=rule.severity,
+                   enabled=rule.enabled, created_at=rule.created_at, active=rule.active, episode=rule.episode,
+                   last_value=rule.last_value, last_block=rule.last_block, last_fired_at=rule.last_fired_at)
+
+
+def _alert_out(alert: AlertRow) -> AlertOut:
+    kind = alert.payload.get("kind")
+    return AlertOut(id=alert.id, event_id=alert.event_id, rule_id=alert.rule_id,
+                    kind=kind if isinstance(kind, str) else None, severity=alert.severity, message=alert.message,
+                    value=alert.value, threshold=alert.threshold, chain_id=alert.chain_id, block=alert.block_number,
+                    fired_at=alert.fired_at, state=alert.state, attempts=alert.attempts,
+                    delivered_at=alert.delivered_at)
+
+
+def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | None = None,
+               dashboard: bool = True) -> FastAPI:
+    """The API (and, with ``dashboard``, the web dashboard) over ``store``; the caller owns and closes the store.
+
+    ``metrics`` carries the process's sync and RPC counters (``xmargin run`` passes its own); without it,
+    ``/metrics`` reports what the store holds.
+    """
     app = FastAPI(title="xmargin", version="0.1.0",
                   description="Positions, health and cross-venue risk of DeFi wallets.")
     app.state.store = store
+    app.state.public_reads = public_reads
+    app.state.metrics = metrics if metrics is not None else Metrics(store)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -72,47 +165,76 @@ def create_app(store: Store) -> FastAPI:
     def kinds() -> dict[str, str]:
         return {v.name: str(v.kind) for v in store.list_venues()}
 
-    @app.get("/v1/wallets")
-    def wallets() -> list[dict[str, Any]]:
-        return [{"address": w.address, "label": w.label} for w in store.list_wallets()]
+    def known_venues() -> set[str]:
+        return {v.name for v in store.list_venues()}
 
-    @app.get("/v1/wallets/{address}/health")
-    def health(address: Wallet) -> dict[str, Any]:
+    # -- wallets -------------------------------------------------------------------------------------------
+    @app.get("/v1/wallets", dependencies=READ, responses=_responses(401, 422))
+    def wallets(
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
+        offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+    ) -> list[WalletOut]:
+        rows = store.list_wallets()[offset: offset + limit]
+        return [WalletOut(address=w.address, label=w.label) for w in rows]
+
+    @app.post("/v1/wallets", status_code=201, responses=_responses(401, 422))
+    def add_wallets(
+        _auth: Writer,
+        body: Annotated[WalletIn | list[WalletIn], Body(description="One wallet or a list of them.")],
+    ) -> WalletsAdded:
+        items = body if isinstance(body, list) else [body]
+        if not items or len(items) > MAX_WALLETS_PER_POST:
+            raise HTTPException(422, f"send between 1 and {MAX_WALLETS_PER_POST} wallets")
+        changed = store.add_wallets([(w.address, w.label) for w in items])
+        rows = {w.address: w for w in store.list_wallets()}
+        return WalletsAdded(changed=changed, wallets=[WalletOut(address=w.address, label=rows[w.address].label)
+                                                      for w in items if w.address in rows])
+
+    @app.delete("/v1/wallets/{address}", status_code=204, responses=_responses(400, 401, 404, 422))
+    def remove_wallet(_auth: Writer, address: Wallet) -> Response:
+        store.remove_wallet(address)
+        return Response(status_code=204)
+
+    @app.get("/v1/wallets/{address}/health", dependencies=READ, responses=_responses(400, 401, 404, 422))
+    def health(address: Wallet) -> HealthOut:
         latest = store.latest_health(address)
         if not latest:
             raise HTTPException(404, f"{address} has no snapshot yet")
-        return health_document(address, latest, kinds())
+        return HealthOut.model_validate(health_document(address, latest, kinds()))
 
-    @app.get("/v1/wallets/{address}/positions")
-    def positions(address: Wallet) -> dict[str, Any]:
+    @app.get("/v1/wallets/{address}/positions", dependencies=READ, responses=_responses(400, 401, 404, 422))
+    def positions(address: Wallet) -> PositionsOut:
         latest = store.latest_health(address)
         if not latest:
             raise HTTPException(404, f"{address} has no snapshot yet")
         doc = health_document(address, latest, kinds())
         rows = [{"venue": v["venue"], "block": v["block"], **p} for v in doc["venues"] for p in v["positions"]]
-        return {"wallet": address, "block": doc["block"], "positions": rows}
+        return PositionsOut(wallet=address, block=doc["block"], positions=rows)
 
-    @app.get("/v1/wallets/{address}/risk")
-    def risk(address: Wallet) -> dict[str, Any]:
+    @app.get("/v1/wallets/{address}/risk", dependencies=READ, responses=_responses(400, 401, 404, 422))
+    def risk(address: Wallet) -> RiskOut:
         row = store.latest_risk(address)
         if row is None:
             raise HTTPException(404, f"{address} has no risk result yet")
-        return {**row.document, "computed_at": row.computed_at.isoformat()}
+        return RiskOut.model_validate({**row.document, "wallet": address, "computed_at": row.computed_at.isoformat()})
 
-    @app.get("/v1/wallets/{address}/history")
+    @app.get("/v1/wallets/{address}/history", dependencies=READ, responses=_responses(400, 401, 404, 422))
     def history(
         address: Wallet,
-        from_block: Annotated[int | None, Query(ge=0)] = None,
-        to_block: Annotated[int | None, Query(ge=0)] = None,
-        before_block: Annotated[int | None, Query(ge=0, description="Page cursor: blocks below this one.")] = None,
-        venue: str | None = None,
+        from_block: Block = None,
+        to_block: Block = None,
+        before_block: Annotated[int | None, Query(ge=0, le=MAX_INT,
+                                                  description="Page cursor: blocks below this one.")] = None,
+        venue: Annotated[str | None, Query(max_length=100)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    ) -> dict[str, Any]:
+    ) -> HistoryOut:
         if from_block is not None and to_block is not None and from_block > to_block:
             raise HTTPException(422, f"from_block {from_block} is after to_block {to_block}")
         if venue is not None and venue not in kinds():
             raise HTTPException(404, f"unknown venue {venue!r}")
         upper = to_block if before_block is None else min(before_block - 1, to_block or before_block - 1)
+        if upper is not None and upper < 0:
+            return HistoryOut(wallet=address, items=[], next_before_block=None)
         points = store.history(address, venue=venue, from_block=from_block, to_block=upper, limit=limit + 1)
         page, more = points[:limit], len(points) > limit
         # A page ends on a block boundary: the rest of its last block comes with the next page.
@@ -126,12 +248,113 @@ def create_app(store: Store) -> FastAPI:
                   "health_factor": p.health.health_factor if p.health else None,
                   "collateral_usd": p.health.collateral_usd if p.health else None,
                   "debt_usd": p.health.debt_usd if p.health else None} for p in page]
-        return {"wallet": address, "items": items,
-                "next_before_block": page[-1].block_number if more and page else None}
+        return HistoryOut.model_validate({"wallet": address, "items": items,
+                                          "next_before_block": page[-1].block_number if more and page else None})
 
-    @app.get("/v1/venues")
-    def venues() -> list[dict[str, Any]]:
-        return [{"name": v.name, "kind": str(v.kind), "chain_id": v.chain_id, "type": v.config.get("type")}
+    @app.get("/v1/wallets/{address}/alerts", dependencies=READ, responses=_responses(400, 401, 404, 422))
+    def alerts(address: Wallet, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> AlertsOut:
+        return AlertsOut(wallet=address, items=[_alert_out(a) for a in store.list_alerts(address, limit=limit)])
+
+    # -- venues and prices ---------------------------------------------------------------------------------
+    @app.get("/v1/venues", dependencies=READ, responses=_responses(401))
+    def venues() -> list[VenueOut]:
+        return [VenueOut(name=v.name, kind=str(v.kind), chain_id=v.chain_id, type=v.config.get("type"))
                 for v in store.list_venues()]
 
+    @app.get("/v1/prices", dependencies=READ, responses=_responses(401, 422))
+    def prices(chain_id: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None) -> PricesOut:
+        now = datetime.now(UTC)
+        return PricesOut(items=[
+            PriceOut(chain_id=p.asset.chain_id, asset=p.asset.symbol, asset_address=p.asset.address,
+                     source=p.source, source_address=p.source_address, price_usd=p.price_usd,
+                     price_raw=str(p.price_raw), decimals=p.decimals, block=p.block_number,
+                     observed_at=p.observed_at, updated_at=p.updated_at, age_s=p.age_s,
+                     age_now_s=(now - p.updated_at).total_seconds() if p.updated_at else None, flags=list(p.flags))
+            for p in store.latest_prices(chain_id)
+        ])
+
+    # -- alert rules ---------------------------------------------------------------------------------------
+    def rule_or_404(rule_id: int) -> RuleRow:
+        rule = store.get_rule(rule_id)
+        if rule is None:
+            raise HTTPException(404, f"no alert rule {rule_id}")
+        return rule
+
+    def checked_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        from aggregator.alerts.engine import check_rule
+
+        venue = params.get("venue")
+        if venue is not None and venue not in known_venues():
+            raise HTTPException(422, f"unknown venue {venue!r}; known: {', '.join(sorted(known_venues()))}")
+        try:
+            return check_rule(kind, params)
+        except ValueError as exc:
+            raise HTTPException(422, _first_error(exc)) from None
+
+    @app.get("/v1/alert-rules", dependencies=READ, responses=_responses(400, 401, 422))
+    def list_rules(wallet: Annotated[str | None, Query(max_length=100)] = None) -> list[RuleOut]:
+        if wallet is not None:
+            try:
+                wallet = checksum(wallet)
+            except InvalidAddressError as exc:
+                raise HTTPException(400, str(exc)) from None
+        return [_rule_out(r) for r in store.list_rules(wallet)]
+
+    @app.post("/v1/alert-rules", status_code=201, responses=_responses(401, 422))
+    def add_rule(_auth: Writer, body: RuleIn) -> RuleOut:
+        try:
+            wallet = checksum(body.wallet)
+        except InvalidAddressError as exc:
+            raise HTTPException(422, f"wallet: {exc}") from None
+        params = checked_params(body.kind, body.params.model_dump(exclude_none=True))
+        try:
+            rule = store.add_rule(wallet, body.kind, params, hysteresis=body.hysteresis, cooldown_s=body.cooldown_s,
+                                  severity=body.severity, enabled=body.enabled, now=datetime.now(UTC))
+        except UnknownReferenceError:
+            raise HTTPException(422, f"wallet: {wallet} is not tracked; POST /v1/wallets first") from None
+        return _rule_out(rule)
+
+    @app.get("/v1/alert-rules/{rule_id}", dependencies=READ, responses=_responses(401, 404, 422))
+    def get_rule(rule_id: RuleId) -> RuleOut:
+        return _rule_out(rule_or_404(rule_id))
+
+    @app.patch("/v1/alert-rules/{rule_id}", responses=_responses(401, 404, 422))
+    def update_rule(_auth: Writer, rule_id: RuleId, body: RulePatch) -> RuleOut:
+        rule = rule_or_404(rule_id)
+        params = None if body.params is None else checked_params(rule.kind, body.params.model_dump(exclude_none=True))
+        updated = store.update_rule(rule_id, params=params, hysteresis=body.hysteresis, cooldown_s=body.cooldown_s,
+                                    severity=body.severity, enabled=body.enabled)
+        if updated is None:
+            raise HTTPException(404, f"no alert rule {rule_id}")
+        return _rule_out(updated)
+
+    @app.delete("/v1/alert-rules/{rule_id}", status_code=204, responses=_responses(401, 404, 422))
+    def remove_rule(_auth: Writer, rule_id: RuleId) -> Response:
+        if not store.remove_rule(rule_id):
+            raise HTTPException(404, f"no alert rule {rule_id}")
+        return Response(status_code=204)
+
+    # -- operations ----------------------------------------------------------------------------------------
+    @app.get("/metrics", dependencies=READ, responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
+        **_responses(401)})
+    def metrics_text() -> Response:
+        return Response(app.state.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if dashboard:
+        from aggregator.api.dashboard import mount_dashboard
+
+        mount_dashboard(app)
     return app
+
+
+def _first_error(exc: ValueError) -> str:
+    """A pydantic validation error in one line."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(str(e.get("msg", e)) for e in errors())
+    return str(exc).splitlines()[0]

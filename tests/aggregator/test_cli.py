@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,10 @@ def test_demo_runs_the_requested_cycles_and_leaves_health_in_the_store(env: dict
     assert "LIQ" in out  # the scripted dip takes near_liquidation under 1
     assert "hedged: unified health" in out  # the netting engine's view of the wallet on several venues
     assert "netting benefit" in out
+    # Every cycle ends with the dashboard's URL: the hedged wallet's page, served while the price moves.
+    last = [line for line in out.splitlines() if line.strip()][-1]
+    assert re.fullmatch(rf"dashboard: http://127\.0\.0\.1:\d+/ui/wallet/{devnet.wallet_address('hedged')}", last), last
+    assert out.count("dashboard: http://") == 1 + 4  # at start (the list page) and after each cycle
     near = devnet.wallet_address("near_liquidation")
     code, doc_text, _ = run("health", near, "--json")
     assert code == 0

@@ -1,0 +1,225 @@
+"""The API's request and response bodies (they are its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from aggregator.alerts.rules import RuleKind
+from connectors.errors import InvalidAddressError
+from connectors.types import checksum
+
+__all__ = [
+    "AlertOut",
+    "AlertsOut",
+    "ErrorBody",
+    "HealthOut",
+    "HistoryOut",
+    "PositionsOut",
+    "PriceOut",
+    "PricesOut",
+    "RiskOut",
+    "RuleIn",
+    "RuleOut",
+    "RulePatch",
+    "VenueOut",
+    "WalletIn",
+    "WalletOut",
+    "WalletsAdded",
+]
+
+MAX_INT = 2**63 - 1
+Severity = Literal["info", "warning", "critical"]
+NonNegative = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    """A document that may carry more fields than the ones named (they are documented in the README)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx: what is wrong, in words."""
+
+    error: str
+
+
+class WalletOut(BaseModel):
+    address: str
+    label: str | None
+
+
+class WalletIn(_In):
+    address: Annotated[str, Field(max_length=100, description="0x-prefixed 20-byte address, any case.")]
+    label: Annotated[str | None, Field(max_length=200)] = None
+
+    @field_validator("address")
+    @classmethod
+    def _checksummed(cls, value: str) -> str:
+        try:
+            return checksum(value)
+        except InvalidAddressError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class WalletsAdded(BaseModel):
+    changed: int
+    """Wallets added, reactivated or relabelled (0: nothing changed)."""
+    wallets: list[WalletOut]
+
+
+class VenueHealthOut(_Open):
+    venue: str
+    kind: str
+    chain_id: int | None
+    block: int
+    status: str
+    error: str | None
+    health_factor: float | None
+    collateral_usd: float | None
+    debt_usd: float | None
+    positions: list[dict[str, Any]]
+
+
+class HealthOut(BaseModel):
+    wallet: str
+    chain_id: int | None
+    block: int | None
+    venues: list[VenueHealthOut]
+
+
+class PositionsOut(BaseModel):
+    wallet: str
+    block: int | None
+    positions: list[dict[str, Any]]
+
+
+class RiskOut(_Open):
+    """The netting engine's document (see the README's "Risk document"): unified health, margins, net exposure,
+    VaR / ES, first liquidation, liquidation prices and the P&L grid."""
+
+    wallet: str
+    computed_at: str
+    block: int | None = None
+    unified_health: float | None = None
+
+
+class HistoryItem(BaseModel):
+    venue: str
+    block: int
+    block_timestamp: str
+    status: str
+    error: str | None
+    health_factor: float | None
+    collateral_usd: float | None
+    debt_usd: float | None
+
+
+class HistoryOut(BaseModel):
+    wallet: str
+    items: list[HistoryItem]
+    next_before_block: int | None
+    """Pass as ``before_block`` for the next (older) page; ``null`` on the last page."""
+
+
+class VenueOut(BaseModel):
+    name: str
+    kind: str
+    chain_id: int | None
+    type: str | None
+
+
+class PriceOut(BaseModel):
+    chain_id: int
+    asset: str
+    asset_address: str
+    source: str
+    source_address: str | None
+    price_usd: float | None
+    price_raw: str
+    decimals: int
+    block: int
+    observed_at: datetime
+    updated_at: datetime | None
+    age_s: float | None
+    """Age at the block it was read at (the source's own timestamp against the block's)."""
+    age_now_s: float | None
+    """Age now (from the source's timestamp)."""
+    flags: list[str]
+
+
+class PricesOut(BaseModel):
+    items: list[PriceOut]
+
+
+class AlertOut(BaseModel):
+    id: int
+    event_id: str
+    rule_id: int
+    kind: str | None
+    severity: str
+    message: str
+    value: float | None
+    threshold: float | None
+    chain_id: int | None
+    block: int | None
+    fired_at: datetime
+    state: str
+    attempts: int
+    delivered_at: datetime | None
+
+
+class AlertsOut(BaseModel):
+    wallet: str
+    items: list[AlertOut]
+
+
+class RuleParamsIn(_In):
+    venue: Annotated[str | None, Field(max_length=100)] = None
+    threshold: Annotated[float | None, Field(gt=0, le=1e12, allow_inf_nan=False)] = None
+    asset: Annotated[str | None, Field(max_length=64)] = None
+    level: Annotated[float | None, Field(gt=0, le=1e12, allow_inf_nan=False)] = None
+    direction: Literal["above", "below"] | None = None
+
+
+class RuleIn(_In):
+    wallet: Annotated[str, Field(max_length=100)]
+    kind: RuleKind
+    params: RuleParamsIn = RuleParamsIn()
+    hysteresis: NonNegative = 0.0
+    cooldown_s: NonNegative = 0.0
+    severity: Severity = "warning"
+    enabled: bool = True
+
+
+class RulePatch(_In):
+    params: RuleParamsIn | None = None
+    hysteresis: NonNegative | None = None
+    cooldown_s: NonNegative | None = None
+    severity: Severity | None = None
+    enabled: bool | None = None
+
+
+class RuleOut(BaseModel):
+    id: int
+    wallet: str
+    kind: str
+    params: dict[str, Any]
+    hysteresis: float
+    cooldown_s: float
+    severity: str
+    enabled: bool
+    created_at: datetime
+    active: bool
+    """An episode is open: the rule fired and has not re-armed."""
+    episode: int
+    last_value: float | None
+    last_block: int | None
+    last_fired_at: datetime | None
