@@ -8,7 +8,7 @@ DEVNET_STAMP := devnet/node_modules/.xmargin-installed
 CYCLES ?=
 PYTEST_ARGS ?=
 
-.PHONY: all venv devnet-install demo test lint typecheck unit bench clean
+.PHONY: all venv devnet-install browser demo test lint typecheck unit bench clean
 
 all: venv
 
@@ -24,6 +24,13 @@ $(STAMP): pyproject.toml
 devnet-install: $(STAMP)
 	$(BIN)/python -m devnet
 
+# Debian's Chromium for the dashboard's browser test (Playwright drives it; nothing is downloaded by Playwright).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (apt) for the browser test"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 demo: devnet-install
 	$(BIN)/xmargin demo $(if $(CYCLES),--cycles $(CYCLES),)
 
@@ -36,12 +43,13 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not chain" $(PYTEST_ARGS)
 
-test: devnet-install lint typecheck
+test: devnet-install browser lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: devnet-install
 	$(BIN)/python benchmarks/bench_sync.py
 	$(BIN)/python benchmarks/bench_risk.py
+	$(BIN)/python benchmarks/bench_api.py
 
 clean:
 	rm -rf $(VENV) devnet/node_modules devnet/vendor devnet/cache devnet/artifacts devnet/deployments

@@ -1,0 +1,461 @@
+"""The dashboard in a real browser (headless Chromium driven by Playwright) against the API served by uvicorn and
+a store synced from the devnet: the hedged wallet's page shows exactly the API's numbers, at the precision it
+prints them; moving the devnet's WETH price and syncing again, the page redraws itself with the new block's
+numbers; the P&L heatmap and the health history are drawn; the wallet list links to every tracked wallet; no
+console error on the way. Screenshots are kept under ``tests/artifacts/`` (``$XMARGIN_ARTIFACTS`` overrides).
+
+The browser is Debian's ``chromium`` at ``/usr/bin/chromium`` (``make browser`` installs it); Playwright's own
+browser downloads are not used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+import devnet
+from aggregator.alerts.engine import AlertEngine
+from aggregator.api.app import create_app
+from aggregator.api.dashboard import mount_dashboard
+from aggregator.devnet_cli import devnet_settings
+from aggregator.pipeline import Syncer
+from db import RiskRow, Store
+from tests.db import db_testdata as td
+
+HEDGED = devnet.wallet_address("hedged")
+CHROMIUM = Path("/usr/bin/chromium")
+WAIT_MS = 20_000
+REFRESH_S = 0.3
+"""The pages' poll interval in these tests (``?refresh=``), so a new sync shows within a second."""
+
+
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("XMARGIN_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---------- the API + dashboard, served by uvicorn in a thread ----------
+
+
+def dashboard_app(store: Store) -> FastAPI:
+    app = create_app(store)
+    if not any(getattr(r, "path", None) == "/" for r in app.routes):  # create_app may mount it itself
+        mount_dashboard(app)
+    return app
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """``app`` on a loopback port in a thread; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "API server exited"
+        assert time.monotonic() < deadline, "API server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_dashboard_routes_serve_the_pages_and_stay_out_of_the_schema(tmp_path: Path) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'x.db'}") as store, serve(dashboard_app(store)) as url, \
+            httpx.Client(base_url=url, timeout=10) as client:
+        root = client.get("/")
+        assert root.is_redirect
+        assert root.headers["location"] == "/ui/"
+        listing = client.get("/ui/")
+        assert listing.status_code == 200
+        assert listing.headers["content-type"].startswith("text/html")
+        assert "/ui/static/wallets.js" in listing.text
+        page = client.get(f"/ui/wallet/{HEDGED}")
+        assert page.status_code == 200
+        assert "/ui/static/wallet.js" in page.text
+        for asset, kind in (("wallet.js", "javascript"), ("common.js", "javascript"), ("charts.js", "javascript"),
+                            ("style.css", "text/css"), ("favicon.svg", "image/svg+xml")):
+            resp = client.get(f"/ui/static/{asset}")
+            assert resp.status_code == 200, asset
+            assert kind in resp.headers["content-type"], asset
+        # Every asset is local: no URL on the pages or in the scripts but the SVG namespace's.
+        for text in (listing.text, page.text, *(client.get(f"/ui/static/{a}").text
+                                               for a in ("wallet.js", "wallets.js", "common.js", "charts.js"))):
+            assert not re.findall(r"(?:https?:)?//(?!www\.w3\.org/2000/svg)[\w.-]+\.\w+/", text)
+        assert client.get("/ui/static/nope.js").status_code == 404
+        paths = client.get("/openapi.json").json()["paths"]
+        assert not [p for p in paths if p == "/" or p.startswith("/ui")]
+
+
+# ---------- devnet, store, browser ----------
+
+
+@pytest.fixture(scope="module")
+def launched() -> Iterator[tuple[devnet.DevnetInfo, list[tuple[str, str]]]]:
+    with devnet.Devnet.launch() as dn:
+        wallets = [(w.address, w.label) for w in devnet.seed(dn.info)]
+        yield dn.info, wallets
+
+
+@dataclass
+class Env:
+    info: devnet.DevnetInfo
+    syncer: Syncer
+    url: str
+    api: httpx.Client
+    db_url: str
+
+    def sync(self) -> None:
+        report = self.syncer.run()
+        assert report.ok, [b.error for b in report.batches]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Evaluate the alert rules on what the last sync stored; the hedged wallet's alerts from the API."""
+        AlertEngine(self.syncer.store, []).evaluate()
+        items: list[dict[str, Any]] = self.get(f"/v1/wallets/{HEDGED}/alerts")["items"]
+        return items
+
+    def get(self, path: str) -> Any:
+        resp = self.api.get(path)
+        assert resp.status_code == 200, (path, resp.text)
+        return resp.json()
+
+
+@pytest.fixture
+def env(launched: tuple[devnet.DevnetInfo, list[tuple[str, str]]], tmp_path: Path) -> Iterator[Env]:
+    """The seeded devnet (reverted afterwards), a SQLite store tracking every seeded wallet, the syncer writing
+    it and the API + dashboard reading it (two stores on one file, as ``xmargin run`` and the server would)."""
+    info, wallets = launched
+    snap = devnet.snapshot(info)
+    url = f"sqlite:///{tmp_path / 'xmargin.db'}"
+    try:
+        with Store.open(url) as writer, Store.open(url) as reader, Syncer(devnet_settings(info), writer) as syncer:
+            writer.add_wallets(wallets)
+            with serve(dashboard_app(reader)) as base, httpx.Client(base_url=base, timeout=30) as api:
+                yield Env(info, syncer, base, api, url)
+    finally:
+        devnet.revert(info, snap)
+        devnet.set_price(info, "WETH", 4_000)  # the perp API's marks are not in the chain's snapshot
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: `make browser` installs it (Debian's chromium "
+                    "package); the dashboard's browser test needs it")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield b
+        b.close()
+
+
+@dataclass
+class Console:
+    """Console errors and uncaught exceptions of a page."""
+
+    errors: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[tuple[Page, Console]]:
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, device_scale_factor=1)
+    pg = context.new_page()
+    pg.set_default_timeout(WAIT_MS)
+    console = Console()
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            console.errors.append(f"{msg.text} @ {msg.location.get('url', '')}")
+
+    pg.on("console", on_console)
+    pg.on("pageerror", lambda exc: console.errors.append(f"uncaught: {exc}"))
+    yield pg, console
+    context.close()
+
+
+# ---------- reading the page ----------
+
+NUMBERS_JS = """() => {
+  const out = {};
+  for (const el of document.querySelectorAll('[data-testid]')) {
+    (out[el.dataset.testid] ||= []).push({value: el.dataset.value ?? null, text: el.textContent,
+                                         points: el.dataset.points ?? null});
+  }
+  return out;
+}"""
+
+
+def shown(text: str) -> tuple[float | None, int]:
+    """A displayed number and its decimals: ``$72,000.00`` → (72000.0, 2), ``↓ 32.66%`` → (0.3266, 4),
+    ``−$1.5`` → (-1.5, 1), ``∞`` → (None, 0)."""
+    t = text.strip()
+    if t == "∞":
+        return None, 0
+    percent = t.endswith("%")
+    t = re.sub(r"[$,%+↓↑\s]", "", t).replace("\u2212", "-")
+    assert re.fullmatch(r"-?\d+(\.\d+)?", t), f"not a number as displayed: {text!r}"
+    decimals = len(t.split(".")[1]) if "." in t else 0
+    value = float(t)
+    return (value / 100, decimals + 2) if percent else (value, decimals)
+
+
+class Shown:
+    """Every ``data-testid`` element of the page at one moment."""
+
+    def __init__(self, page: Page) -> None:
+        self.items: dict[str, list[dict[str, str | None]]] = page.evaluate(NUMBERS_JS)
+
+    def one(self, testid: str) -> dict[str, str | None]:
+        found = self.items.get(testid, [])
+        assert len(found) == 1, f"{testid}: {len(found)} elements on the page"
+        return found[0]
+
+    def value(self, testid: str) -> float | None:
+        raw = self.one(testid)["value"]
+        assert raw is not None, f"{testid} has no data-value"
+        return None if raw == "null" else float(raw)
+
+    def check(self, testid: str, expected: float | None) -> None:
+        """data-value is the API's number, and the text shows it correctly rounded."""
+        raw = self.value(testid)
+        text = self.one(testid)["text"] or ""
+        if expected is None:
+            assert raw is None, f"{testid}: shows {raw}, the API has null"
+            return
+        assert raw == expected, f"{testid}: data-value {raw} != API {expected}"
+        number, decimals = shown(text)
+        assert number is not None, f"{testid}: shows {text!r} for {expected}"
+        assert abs(number - expected) <= 0.5 * 10**-decimals + 1e-12 * abs(expected), (
+            f"{testid}: shows {text!r}, the API has {expected}")
+
+    def count(self, prefix: str) -> int:
+        return sum(len(v) for k, v in self.items.items() if k.startswith(prefix))
+
+
+def wait_for_block(page: Page, block: int) -> None:
+    page.wait_for_function("b => document.body.dataset.block === b", arg=str(block), timeout=WAIT_MS)
+
+
+def check_wallet_page(page: Page, env: Env, health: dict[str, Any], risk: dict[str, Any]) -> Shown:
+    """The page shows the health document's and the risk document's numbers, and draws the grid and history."""
+    shown_now = Shown(page)
+    assert shown_now.value("block") == health["block"]
+    shown_now.check("unified-health", risk["unified_health"])
+    shown_now.check("equity-usd", risk["equity_usd"])
+    shown_now.check("portfolio-margin-usd", risk["portfolio_margin_usd"])
+    shown_now.check("sum-venue-margins-usd", risk["sum_of_venue_margins_usd"])
+    shown_now.check("netting-benefit-usd", risk["netting_benefit_usd"])
+    shown_now.check("first-liq-down", risk["first_liquidation"]["down"]["move"])
+    shown_now.check("first-liq-up", risk["first_liquidation"]["up"]["move"])
+    shown_now.check("var-1d-99", risk["var_es"]["1d"]["0.99"]["var_usd"])
+    for v in health["venues"]:
+        name = v["venue"]
+        shown_now.check(f"venue-hf-{name}", v["health_factor"])
+        shown_now.check(f"venue-collateral-{name}", v["collateral_usd"])
+        shown_now.check(f"venue-debt-{name}", v["debt_usd"])
+        assert shown_now.one(f"venue-status-{name}")["text"] == v["status"]
+        for coin, px in (v.get("liquidation_price") or {}).items():
+            shown_now.check(f"venue-liq-{name}-{coin}", px)
+    assert shown_now.count("venue-hf-") == len(health["venues"])
+    for p in risk["liquidation_prices"]:
+        shown_now.check(f"liq-price-{p['venue']}-{p['asset']}", p["price_usd"])
+        shown_now.check(f"liq-current-{p['venue']}-{p['asset']}", p["current_price_usd"])
+    assert shown_now.count("liq-price-") == len(risk["liquidation_prices"])
+    for asset, usd in risk["net_exposure_usd"].items():
+        shown_now.check(f"exposure-{asset}", usd)
+    assert shown_now.count("exposure-") == len(risk["net_exposure_usd"])
+
+    grid = risk["pnl_grid"]
+    n_vol, n_price = len(grid["vol_shifts"]), len(grid["price_moves"])
+    assert len(grid["pnl_usd"]) == n_vol
+    assert shown_now.count("grid-cell-") == n_vol * n_price
+    for vi in range(n_vol):
+        for pi in range(n_price):
+            assert shown_now.value(f"grid-cell-{vi}-{pi}") == grid["pnl_usd"][vi][pi]
+    liquidating = [(vi, pi) for vi in range(n_vol) for pi in range(n_price) if grid["liquidated"][vi][pi]]
+    assert liquidating, "a ±50 % move liquidates some venue of the hedged wallet"
+    assert page.locator(".heatmap .liq-mark").count() == len(liquidating)
+
+    history = env.get(f"/v1/wallets/{HEDGED}/history?limit=1000")
+    points = [i for i in history["items"] if i["health_factor"] is not None]
+    chart = shown_now.one("history-chart")
+    assert chart["points"] == str(len(points))
+    for i in points:
+        assert shown_now.value(f"history-point-{i['venue']}-{i['block']}") == i["health_factor"]
+    return shown_now
+
+
+# ---------- the tests ----------
+
+@pytest.mark.chain
+def test_wallet_page_shows_the_apis_numbers_and_follows_a_price_move(
+    env: Env, page: tuple[Page, Console]
+) -> None:
+    pg, console = page
+    env.syncer.store.add_rule(HEDGED, "venue_health_below", {"venue": "aave_v3", "threshold": 1.5},
+                              severity="critical", now=datetime.now(UTC))
+    env.sync()
+    assert env.alerts() == []
+    health = env.get(f"/v1/wallets/{HEDGED}/health")
+    risk = env.get(f"/v1/wallets/{HEDGED}/risk")
+    assert {v["venue"] for v in health["venues"]} >= {"aave_v3", "morpho_blue", "uniswap_v3", "hyperliquid", "dydx_v4"}
+
+    pg.goto(f"{env.url}/ui/wallet/{HEDGED}?refresh={REFRESH_S}")
+    wait_for_block(pg, health["block"])
+    before = check_wallet_page(pg, env, health, risk)
+    assert pg.get_by_test_id("wallet-label").inner_text() == "hedged"
+    assert re.fullmatch(r"updated \d+s ago", pg.get_by_test_id("updated").inner_text())
+    assert pg.get_by_test_id("alerts-empty").is_visible()
+    pg.screenshot(path=str(artifacts_dir() / "dashboard-wallet-before.png"), full_page=True)
+
+    # The price moves on every venue of the devnet; the next sync lands; the open page redraws by itself.
+    devnet.set_price(env.info, "WETH", 3_400)
+    env.sync()
+    moved = env.get(f"/v1/wallets/{HEDGED}/health")
+    moved_risk = env.get(f"/v1/wallets/{HEDGED}/risk")
+    assert moved["block"] > health["block"]
+    wait_for_block(pg, moved["block"])
+    after = check_wallet_page(pg, env, moved, moved_risk)
+    for venue in ("aave_v3", "morpho_blue", "hyperliquid", "dydx_v4"):
+        assert after.value(f"venue-hf-{venue}") != before.value(f"venue-hf-{venue}"), venue
+    assert after.value("venue-hf-aave_v3") < before.value("venue-hf-aave_v3")  # type: ignore[operator]
+    assert after.value("unified-health") != before.value("unified-health")
+    assert int(after.one("history-chart")["points"] or 0) >= 2 * 4  # two blocks of four venues with a health factor
+    # The alert rules run after the sync (as in `xmargin run`): the page shows the alert when it is stored.
+    (alert,) = env.alerts()
+    assert alert["value"] == after.value("venue-hf-aave_v3")
+    pg.get_by_test_id(f"alert-{alert['id']}").wait_for()
+    alerts_shown = Shown(pg)
+    alerts_shown.check(f"alert-value-{alert['id']}", alert["value"])
+    alerts_shown.check(f"alert-threshold-{alert['id']}", alert["threshold"])
+    assert alert["message"] in pg.get_by_test_id(f"alert-{alert['id']}").inner_text()
+    pg.screenshot(path=str(artifacts_dir() / "dashboard-wallet-after.png"), full_page=True)
+
+    assert not console.errors, console.errors
+
+
+@pytest.mark.chain
+def test_wallet_list_links_to_every_tracked_wallet(env: Env, page: tuple[Page, Console]) -> None:
+    pg, console = page
+    env.sync()
+    wallets = env.get("/v1/wallets")
+    assert len(wallets) >= 6
+    pg.goto(f"{env.url}/?refresh={REFRESH_S}")  # / redirects to the list
+    pg.wait_for_function("() => document.body.dataset.loaded === '1'", timeout=WAIT_MS)
+    assert pg.url.startswith(f"{env.url}/ui/?")
+    links = pg.locator("a[data-testid^='wallet-link-']")
+    hrefs = {links.nth(i).get_attribute("href") for i in range(links.count())}
+    assert hrefs == {f"/ui/wallet/{w['address']}" for w in wallets}
+    health = env.get(f"/v1/wallets/{HEDGED}/health")
+    risk = env.get(f"/v1/wallets/{HEDGED}/risk")
+    listed = Shown(pg)
+    listed.check(f"wallet-unified-{HEDGED}", risk["unified_health"])
+    lowest = min(v["health_factor"] for v in health["venues"] if v["health_factor"] is not None)
+    listed.check(f"wallet-minhf-{HEDGED}", lowest)
+    assert listed.value(f"wallet-block-{HEDGED}") == health["block"]
+    pg.screenshot(path=str(artifacts_dir() / "dashboard-wallets.png"), full_page=True)
+
+    pg.get_by_test_id(f"wallet-link-{HEDGED}").click()
+    wait_for_block(pg, health["block"])
+    assert pg.url.endswith(f"/ui/wallet/{HEDGED}")
+    assert not console.errors, console.errors
+
+
+@pytest.mark.chain
+def test_a_wallet_without_data_says_so(env: Env, page: tuple[Page, Console]) -> None:
+    """Before the first sync the page says there is no data yet (and keeps polling); an address that is not
+    tracked is named as such."""
+    pg, console = page
+    pg.goto(f"{env.url}/ui/wallet/{HEDGED}?refresh={REFRESH_S}")
+    banner = pg.locator("#banner")
+    banner.wait_for(state="visible")
+    assert "no snapshot yet" in banner.inner_text()
+    env.sync()
+    wait_for_block(pg, env.get(f"/v1/wallets/{HEDGED}/health")["block"])
+    assert banner.is_hidden()
+    # The API goes away for a while: the page says so, keeps what it drew, and recovers by itself.
+    pg.route("**/v1/**", lambda route: route.abort())
+    banner.wait_for(state="visible")
+    assert "cannot reach" in banner.inner_text()
+    assert pg.get_by_test_id("venue-hf-aave_v3").is_visible()
+    pg.unroute("**/v1/**")
+    banner.wait_for(state="hidden")
+    stranger = "0x0000000000000000000000000000000000000001"
+    pg.goto(f"{env.url}/ui/wallet/{stranger}?refresh={REFRESH_S}")
+    banner.wait_for(state="visible")
+    assert "not tracked" in banner.inner_text()
+    # The failed loads are what this test is about: Chromium's console reports each of them.
+    unexpected = [e for e in console.errors if "404" not in e and "net::ERR_FAILED" not in e]
+    assert not unexpected, unexpected
+
+
+@pytest.mark.chain
+def test_an_api_that_needs_a_key_gets_it_from_the_page(env: Env, page: tuple[Page, Console]) -> None:
+    """Reads behind API keys: the page asks for a key, keeps it in local storage and sends it as a bearer token."""
+    pg, console = page
+    env.sync()
+    block = env.get(f"/v1/wallets/{HEDGED}/health")["block"]
+    with Store.open(env.db_url) as store, serve(create_app(store, public_reads=False)) as url:
+        _, key = store.create_api_key("dashboard-test", now=datetime.now(UTC))
+        pg.goto(f"{url}/ui/wallet/{HEDGED}?refresh={REFRESH_S}")
+        pg.locator("#auth").wait_for(state="visible")
+        assert "needs a key" in pg.locator("#banner").inner_text()
+        pg.get_by_label("API key").fill(key)
+        pg.get_by_role("button", name="Use key").click()
+        wait_for_block(pg, block)
+        assert pg.evaluate("() => localStorage.getItem('xmargin.apiKey')") == key
+        assert pg.locator("#auth").is_hidden()
+        assert pg.get_by_test_id("wallet-label").inner_text() == "hedged"
+    unexpected = [e for e in console.errors if "401" not in e]
+    assert not unexpected, unexpected
+
+
+def test_shown_parses_what_the_pages_print() -> None:
+    assert shown("$72,000.00") == (72_000.0, 2)
+    assert shown("\u2212$53,109.06") == (-53_109.06, 2)
+    assert shown("+$45,972.23") == (45_972.23, 2)
+    value, decimals = shown("↓ 32.66%")
+    assert value == pytest.approx(0.3266)
+    assert decimals == 4
+    assert shown("1.4850") == (1.485, 4)
+    assert shown("∞") == (None, 0)
+    with pytest.raises(AssertionError):
+        shown("n/a")
+
+
+@pytest.mark.chain
+def test_a_sparse_risk_document_draws_without_errors(tmp_path: Path, page: tuple[Page, Console]) -> None:
+    """A risk document from before the P&L grid (and with little else) still draws: "no grid", no exception."""
+    pg, console = page
+    with Store.open(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        wallets = td.setup(store, 1)
+        risk = RiskRow(wallet=wallets[0], block_number=100, computed_at=datetime.now(UTC), unified_health=1.7,
+                       equity_usd=10_000.0, margin_usd=2_000.0, netting_benefit_usd=500.0,
+                       document={"wallet": wallets[0], "block": 100, "unified_health": 1.7, "first_liquidation": {}})
+        store.write_sync(dataclasses.replace(td.batch(wallets, 100), risks=(risk,)))
+        with serve(dashboard_app(store)) as url:
+            pg.goto(f"{url}/ui/wallet/{wallets[0]}?refresh={REFRESH_S}")
+            wait_for_block(pg, 100)
+            assert pg.get_by_test_id("heatmap-empty").inner_text() == "no grid"
+            Shown(pg).check("unified-health", 1.7)
+            assert Shown(pg).value("equity-usd") is None
+    assert not console.errors, console.errors
