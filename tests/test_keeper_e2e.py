@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import devnet
@@ -49,12 +51,36 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
     home = tmp_path / "home"
     monkeypatch.setenv("XMARGIN_DEVNET_RUN", str(tmp_path / "devnet-run.json"))  # devnet.info() in this process
     full = {**os.environ, "XMARGIN_HOME": str(home), "XMARGIN_DEVNET_RUN": str(tmp_path / "devnet-run.json"),
+            "XMARGIN_API_PORT": "0",
             "XMARGIN_E2E_WEBHOOK_SECRET": SECRET, "XMARGIN_E2E_KEEPER_KEY": devnet.wallet_key("hedged")}
     full.pop("XMARGIN_CONFIG", None)
     full.pop("XMARGIN_DB_URL", None)
     yield full
     exe = str(Path(sys.executable).with_name("xmargin"))
     subprocess.run([exe, "devnet", "down"], env=full, capture_output=True, timeout=120, check=False)
+
+
+def _check_served_api(log: Path, store: Store) -> None:
+    """``xmargin run`` serves the API: the hedged wallet's health as stored, and metrics of its own syncs."""
+    found = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)/ui/", log.read_text())
+    assert found, log.read_text()
+    with httpx.Client(base_url=found.group(1), timeout=10) as api:
+        health = api.get(f"/v1/wallets/{HEDGED}/health").json()
+        assert {v["venue"] for v in health["venues"]} == {v.venue for v in store.latest_health(HEDGED)}
+        metrics = {}
+        for line in api.get("/metrics").text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                metrics[name] = float(value)
+    synced = _latest_block(store)
+    chain = f'chain_id="{devnet.info().chain_id}"'
+    assert metrics[f"xmargin_last_block{{{chain}}}"] >= synced  # read at scrape time: a newer sync may have landed
+    assert metrics["xmargin_sync_duration_seconds_count"] >= 3
+    assert metrics["xmargin_wallets"] == store.count_wallets()
+    calls = [v for k, v in metrics.items() if k.startswith("xmargin_rpc_requests_total")]
+    assert calls
+    assert all(v > 0 for v in calls)
+    assert sum(v for k, v in metrics.items() if k.startswith("xmargin_rpc_errors_total")) == 0
 
 
 def test_crash_alert_rebalance_restart(env: dict[str, str], tmp_path: Path) -> None:
@@ -111,6 +137,7 @@ offset = {OFFSET}
                 _wait("three syncs", lambda: _syncs(store) >= 3)
                 assert rx.received == []
                 assert store.list_plans() == []
+                _check_served_api(log, store)
                 nonce = _nonce(env)
                 xm("devnet", "set-price", "WETH", "3000")
                 after_crash = _latest_chain_block()
