@@ -31,6 +31,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -74,7 +75,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    words = {400: "Malformed address", 401: "Missing or invalid API key", 404: "Not found",
+    words = {400: "Malformed address or unparsable body", 401: "Missing or invalid API key", 404: "Not found",
              422: "Invalid parameters or body"}
     return {code: {"model": ErrorBody, "description": words[code]} for code in codes}
 
@@ -153,14 +154,23 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
     app.state.metrics = metrics if metrics is not None else Metrics(store)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette's Allow names the methods of the first route on the path only
+            path = request.scope["path"]
+            allowed = {m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(path)
+                       for m in (r.methods or ())}
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return _error(exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
                              for e in exc.errors())
         return _error(422, problems)
+
+    # Reads take the key's dependency; with public reads the schema marks the key optional ({} = no scheme).
+    read: dict[str, Any] = {"dependencies": READ, "openapi_extra": {"security": [{}]} if public_reads else None}
 
     def kinds() -> dict[str, str]:
         return {v.name: str(v.kind) for v in store.list_venues()}
@@ -169,7 +179,7 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         return {v.name for v in store.list_venues()}
 
     # -- wallets -------------------------------------------------------------------------------------------
-    @app.get("/v1/wallets", dependencies=READ, responses=_responses(401, 422))
+    @app.get("/v1/wallets", **read, responses=_responses(401, 422))
     def wallets(
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
         offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
@@ -177,7 +187,7 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         rows = store.list_wallets()[offset: offset + limit]
         return [WalletOut(address=w.address, label=w.label) for w in rows]
 
-    @app.post("/v1/wallets", status_code=201, responses=_responses(401, 422))
+    @app.post("/v1/wallets", status_code=201, responses=_responses(400, 401, 422))
     def add_wallets(
         _auth: Writer,
         body: Annotated[WalletIn | list[WalletIn], Body(description="One wallet or a list of them.")],
@@ -195,14 +205,15 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         store.remove_wallet(address)
         return Response(status_code=204)
 
-    @app.get("/v1/wallets/{address}/health", dependencies=READ, responses=_responses(400, 401, 404, 422))
-    def health(address: Wallet) -> HealthOut:
+    @app.get("/v1/wallets/{address}/health", **read, response_model=HealthOut,
+             responses=_responses(400, 401, 404, 422))
+    def health(address: Wallet) -> Any:
         latest = store.latest_health(address)
         if not latest:
             raise HTTPException(404, f"{address} has no snapshot yet")
-        return HealthOut.model_validate(health_document(address, latest, kinds()))
+        return health_document(address, latest, kinds())  # validated once, by the response model
 
-    @app.get("/v1/wallets/{address}/positions", dependencies=READ, responses=_responses(400, 401, 404, 422))
+    @app.get("/v1/wallets/{address}/positions", **read, responses=_responses(400, 401, 404, 422))
     def positions(address: Wallet) -> PositionsOut:
         latest = store.latest_health(address)
         if not latest:
@@ -211,14 +222,14 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         rows = [{"venue": v["venue"], "block": v["block"], **p} for v in doc["venues"] for p in v["positions"]]
         return PositionsOut(wallet=address, block=doc["block"], positions=rows)
 
-    @app.get("/v1/wallets/{address}/risk", dependencies=READ, responses=_responses(400, 401, 404, 422))
+    @app.get("/v1/wallets/{address}/risk", **read, responses=_responses(400, 401, 404, 422))
     def risk(address: Wallet) -> RiskOut:
         row = store.latest_risk(address)
         if row is None:
             raise HTTPException(404, f"{address} has no risk result yet")
         return RiskOut.model_validate({**row.document, "wallet": address, "computed_at": row.computed_at.isoformat()})
 
-    @app.get("/v1/wallets/{address}/history", dependencies=READ, responses=_responses(400, 401, 404, 422))
+    @app.get("/v1/wallets/{address}/history", **read, responses=_responses(400, 401, 404, 422))
     def history(
         address: Wallet,
         from_block: Block = None,
@@ -251,17 +262,17 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         return HistoryOut.model_validate({"wallet": address, "items": items,
                                           "next_before_block": page[-1].block_number if more and page else None})
 
-    @app.get("/v1/wallets/{address}/alerts", dependencies=READ, responses=_responses(400, 401, 404, 422))
+    @app.get("/v1/wallets/{address}/alerts", **read, responses=_responses(400, 401, 404, 422))
     def alerts(address: Wallet, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> AlertsOut:
         return AlertsOut(wallet=address, items=[_alert_out(a) for a in store.list_alerts(address, limit=limit)])
 
     # -- venues and prices ---------------------------------------------------------------------------------
-    @app.get("/v1/venues", dependencies=READ, responses=_responses(401))
+    @app.get("/v1/venues", **read, responses=_responses(401))
     def venues() -> list[VenueOut]:
         return [VenueOut(name=v.name, kind=str(v.kind), chain_id=v.chain_id, type=v.config.get("type"))
                 for v in store.list_venues()]
 
-    @app.get("/v1/prices", dependencies=READ, responses=_responses(401, 422))
+    @app.get("/v1/prices", **read, responses=_responses(401, 422))
     def prices(chain_id: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None) -> PricesOut:
         now = datetime.now(UTC)
         return PricesOut(items=[
@@ -291,7 +302,7 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         except ValueError as exc:
             raise HTTPException(422, _first_error(exc)) from None
 
-    @app.get("/v1/alert-rules", dependencies=READ, responses=_responses(400, 401, 422))
+    @app.get("/v1/alert-rules", **read, responses=_responses(400, 401, 422))
     def list_rules(wallet: Annotated[str | None, Query(max_length=100)] = None) -> list[RuleOut]:
         if wallet is not None:
             try:
@@ -300,7 +311,7 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
                 raise HTTPException(400, str(exc)) from None
         return [_rule_out(r) for r in store.list_rules(wallet)]
 
-    @app.post("/v1/alert-rules", status_code=201, responses=_responses(401, 422))
+    @app.post("/v1/alert-rules", status_code=201, responses=_responses(400, 401, 422))
     def add_rule(_auth: Writer, body: RuleIn) -> RuleOut:
         try:
             wallet = checksum(body.wallet)
@@ -314,11 +325,11 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
             raise HTTPException(422, f"wallet: {wallet} is not tracked; POST /v1/wallets first") from None
         return _rule_out(rule)
 
-    @app.get("/v1/alert-rules/{rule_id}", dependencies=READ, responses=_responses(401, 404, 422))
+    @app.get("/v1/alert-rules/{rule_id}", **read, responses=_responses(401, 404, 422))
     def get_rule(rule_id: RuleId) -> RuleOut:
         return _rule_out(rule_or_404(rule_id))
 
-    @app.patch("/v1/alert-rules/{rule_id}", responses=_responses(401, 404, 422))
+    @app.patch("/v1/alert-rules/{rule_id}", responses=_responses(400, 401, 404, 422))
     def update_rule(_auth: Writer, rule_id: RuleId, body: RulePatch) -> RuleOut:
         rule = rule_or_404(rule_id)
         params = None if body.params is None else checked_params(rule.kind, body.params.model_dump(exclude_none=True))
@@ -335,7 +346,7 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         return Response(status_code=204)
 
     # -- operations ----------------------------------------------------------------------------------------
-    @app.get("/metrics", dependencies=READ, responses={
+    @app.get("/metrics", **read, responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
         **_responses(401)})
     def metrics_text() -> Response:

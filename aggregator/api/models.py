@@ -32,11 +32,13 @@ __all__ = [
 
 MAX_INT = 2**63 - 1
 Severity = Literal["info", "warning", "critical"]
+NO_NUL = r"^[^\x00]*$"
+"""Text without NUL characters (PostgreSQL stores none in text or JSON)."""
 NonNegative = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _Open(BaseModel):
@@ -58,7 +60,7 @@ class WalletOut(BaseModel):
 
 class WalletIn(_In):
     address: Annotated[str, Field(max_length=100, description="0x-prefixed 20-byte address, any case.")]
-    label: Annotated[str | None, Field(max_length=200)] = None
+    label: Annotated[str | None, Field(max_length=200, pattern=NO_NUL)] = None
 
     @field_validator("address")
     @classmethod
@@ -182,9 +184,9 @@ class AlertsOut(BaseModel):
 
 
 class RuleParamsIn(_In):
-    venue: Annotated[str | None, Field(max_length=100)] = None
+    venue: Annotated[str | None, Field(max_length=100, pattern=NO_NUL)] = None
     threshold: Annotated[float | None, Field(gt=0, le=1e12, allow_inf_nan=False)] = None
-    asset: Annotated[str | None, Field(max_length=64)] = None
+    asset: Annotated[str | None, Field(max_length=64, pattern=NO_NUL)] = None
     level: Annotated[float | None, Field(gt=0, le=1e12, allow_inf_nan=False)] = None
     direction: Literal["above", "below"] | None = None
 
