@@ -298,8 +298,9 @@ class Multicall:
         queue: deque[list[tuple[range, bytes]]] = deque(self._pack(encoded))
         while queue:
             group = queue.popleft()
+            # A BlockRef pins every read to its block's hash (EIP-1898); a bare number to the height only.
             requests = [
-                ("eth_call", RpcClient.call_params(self.address, data, number, self.gas_limit)) for _, data in group
+                ("eth_call", RpcClient.call_params(self.address, data, block, self.gas_limit)) for _, data in group
             ]
             self.stats.aggregate_calls += len(group)
             try:

@@ -75,10 +75,12 @@ _TOO_LARGE_MARKERS = (
 )
 
 
-def block_param(block: BlockId) -> str:
-    """The JSON-RPC block parameter for ``block``: a tag, or a ``0x`` hex number."""
+def block_param(block: BlockId) -> str | dict[str, Any]:
+    """The JSON-RPC block parameter for ``block``: a tag, a ``0x`` hex number, or — for a :class:`BlockRef` — the
+    block's hash (EIP-1898, ``requireCanonical``): a read pinned to a snapshot's block is answered from that very
+    block or fails, so a reorganisation during a snapshot's reads can never mix two chains' states."""
     if isinstance(block, BlockRef):
-        return hex(block.number)
+        return {"blockHash": block.hash, "requireCanonical": True}
     if isinstance(block, bool):
         raise InvalidInputError(f"not a block: {block!r}")
     if isinstance(block, int):
@@ -396,7 +398,7 @@ class RpcClient(RetryingHttpClient):
 
     def get_block(self, number_or_tag: BlockId = "latest") -> BlockRef:
         """The :class:`BlockRef` (chain id, number, hash, timestamp) of a block."""
-        param = block_param(number_or_tag)
+        param = hex(number_or_tag.number) if isinstance(number_or_tag, BlockRef) else block_param(number_or_tag)
         chain_id = self.chain_id()
         raw = self.request("eth_getBlockByNumber", [param, False])
         if raw is None:

@@ -51,6 +51,7 @@ class FakeNode:
         self.body_sizes: list[int] = []
         self.rpc_calls: list[str] = []
         self.call_blocks: list[str] = []
+        self.pinned_by_hash = 0
         self.aggregate_sizes: list[int] = []
         self.max_subcalls: int | None = None
         self.max_body_bytes: int | None = None
@@ -79,6 +80,12 @@ class FakeNode:
 
     def _eth_call(self, params: list[Any]) -> str:
         tx, block = params[0], params[1]
+        if isinstance(block, dict):  # EIP-1898: pinned by hash; this node's hashes encode the number
+            self.pinned_by_hash += 1
+            number = int(block["blockHash"], 16)
+            if number > self.head:
+                raise _FaultError(-32001, "Resource not found")
+            block = hex(number)
         self.call_blocks.append(block)
         to = tx["to"]
         data = bytes.fromhex(tx["data"][2:])

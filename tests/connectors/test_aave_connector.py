@@ -146,6 +146,7 @@ def test_read_accounts_full_snapshot(rpc: RpcClient, market: Any) -> None:
     assert snap.block.number == HEAD
     assert snap.block.chain_id == CHAIN_ID
     assert set(market.call_blocks) == {hex(HEAD)}
+    assert market.pinned_by_hash == len(market.call_blocks)  # every read names the block's hash (EIP-1898)
     # market
     m = snap.market
     assert (m.pool, m.oracle, m.base_currency_unit, m.name) == (POOL, ORACLE, 10**8, "fake")

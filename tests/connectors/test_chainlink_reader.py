@@ -13,7 +13,7 @@ from connectors.types import BlockRef, checksum
 
 FEED_A = checksum("0x" + "a1" * 20)
 FEED_B = checksum("0x" + "b2" * 20)
-BLOCK = BlockRef(chain_id=31337, number=1000, hash="0x" + "00" * 32, timestamp=1_700_000_000)
+BLOCK = BlockRef(chain_id=31337, number=1000, hash="0x" + (1000).to_bytes(32, "big").hex(), timestamp=1_700_000_000)
 
 
 def feed(node: Any, addr: str, answer: int, updated_at: int, *, round_id: int = 7, answered: int = 7) -> None:

@@ -361,7 +361,9 @@ def test_block_param() -> None:
     assert block_param(255) == "0xff"
     assert block_param("latest") == "latest"
     assert block_param("0x0FF") == "0xff"
-    assert block_param(BlockRef(chain_id=1, number=10, hash="0x" + "00" * 32, timestamp=0)) == "0xa"
+    # A snapshot's block is pinned by hash (EIP-1898): a reorganised-away block fails instead of answering.
+    assert block_param(BlockRef(chain_id=1, number=10, hash="0x" + "ab" * 32, timestamp=0)) == {
+        "blockHash": "0x" + "ab" * 32, "requireCanonical": True}
     for bad in (-1, "0xzz", "yesterday", True, 1.5):
         with pytest.raises(InvalidInputError):
             block_param(bad)  # type: ignore[arg-type]
