@@ -67,14 +67,32 @@ class ChainConfig(_Model):
     rpc_url: str | None = None
     """Plain URL, for keyless local nodes only; prefer ``rpc_url_env``."""
     rpc_url_env: str | None = None
-    timeout_s: float = 10.0
-    max_retries: int = 3
+    fallback_rpc_urls: tuple[str, ...] = ()
+    """Keyless fallback endpoints, tried in order when the primary fails (prefer ``fallback_rpc_url_envs``)."""
+    fallback_rpc_url_envs: tuple[str, ...] = ()
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_retries: Annotated[int, Field(ge=0)] = 3
+    """Retries of a transient fault on one endpoint before the next endpoint is tried."""
+    breaker_failures: Annotated[int, Field(ge=1)] = 3
+    """Consecutive failed requests that open an endpoint's circuit breaker."""
+    breaker_reset_s: Annotated[float, Field(gt=0)] = 30.0
+    """How long an open breaker keeps requests away before one trial (doubling while it keeps failing)."""
 
     @model_validator(mode="after")
     def _one_url_source(self) -> ChainConfig:
         if (self.rpc_url is None) == (self.rpc_url_env is None):
             raise ValueError(f"chain {self.name!r}: give exactly one of rpc_url, rpc_url_env")
         return self
+
+    def resolve_rpc_urls(self) -> list[str]:
+        """The primary RPC URL and the fallbacks, in the order they are tried."""
+        urls = [self.resolve_rpc_url(), *self.fallback_rpc_urls]
+        for env in self.fallback_rpc_url_envs:
+            url = os.environ.get(env)
+            if not url:
+                raise ConfigError(f"chain {self.name!r}: environment variable {env} is not set")
+            urls.append(url)
+        return urls
 
     def resolve_rpc_url(self) -> str:
         """The RPC URL, read from the environment when configured so."""

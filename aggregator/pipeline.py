@@ -20,9 +20,10 @@ from aggregator.config import ChainConfig, Settings, VenueConfig
 from aggregator.venues import KINDS, OffchainVenue, OnchainVenue, open_offchain, open_onchain
 from aggregator.views import VenueHealth, VenueReading
 from connectors.errors import ConnectorError, InvalidInputError
+from connectors.evm.failover import EndpointStatus, FailoverRpcClient
 from connectors.evm.multicall import Multicall
 from connectors.evm.program import run_programs
-from connectors.evm.rpc import RpcClient, RpcStats
+from connectors.evm.rpc import RpcStats
 from connectors.types import BlockRef, checksum
 from db.errors import SyncWriteError
 from db.rows import (
@@ -54,14 +55,16 @@ class ChainContext:
     off-chain venues stored against its blocks."""
 
     chain: ChainConfig
-    rpc: RpcClient
+    rpc: FailoverRpcClient
     multicall: Multicall
     onchain: list[OnchainVenue]
     offchain: list[OffchainVenue]
 
     @classmethod
     def open(cls, settings: Settings, chain: ChainConfig) -> ChainContext:
-        rpc = RpcClient(chain.resolve_rpc_url(), timeout_s=chain.timeout_s, max_retries=chain.max_retries)
+        rpc = FailoverRpcClient(chain.resolve_rpc_urls(), chain_id=chain.chain_id, timeout_s=chain.timeout_s,
+                                max_retries=chain.max_retries, failure_threshold=chain.breaker_failures,
+                                reset_s=chain.breaker_reset_s)
         multicall = Multicall(rpc)
         mine = [v for v in settings.venues if v.chain == chain.name]
         return cls(
@@ -279,10 +282,42 @@ def risk_rows(snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str]) 
         return ()
 
 
+REORG_REREADS = 3
+"""How many times a batch is read again when the chain reorganises under its reads."""
+
+
+def read_consistent(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) -> tuple[BlockRef, list[VenueReading]]:
+    """Read every venue at ``block``; if the block at that height changed while they were read (a reorg), read
+    them again at the height's new block, up to :data:`REORG_REREADS` times.
+
+    On-chain reads name the block's hash (EIP-1898), so a reorganisation during the reads makes the later ones
+    fail instead of answering from the other chain; the check afterwards catches one that came after the last
+    read. Either way a snapshot holds one block's state. If the chain keeps changing, the on-chain venues are
+    marked failed for this sync (with the reason) rather than stored from a block that is no longer canonical.
+    """
+    for attempt in range(REORG_REREADS + 1):
+        readings = read_venues(ctx, wallets, block)
+        try:
+            now = ctx.rpc.get_block(block.number)
+        except ConnectorError as exc:  # cannot confirm: every on-chain read was pinned by hash, keep them
+            log.warning("block %d could not be re-read to confirm it: %s", block.number, exc)
+            return block, readings
+        if now.hash == block.hash:
+            return block, readings
+        log.warning("chain %s reorganised at block %d (%s → %s) during the reads; reading again (%d/%d)",
+                    ctx.chain.name, block.number, block.hash[:10], now.hash[:10], attempt + 1, REORG_REREADS)
+        block = now
+    onchain = {v.config.name for v in ctx.onchain}
+    error = f"the chain reorganised at block {block.number} during every one of {REORG_REREADS + 1} reads"
+    return block, [r if r.venue not in onchain else
+                   VenueReading(venue=r.venue, kind=r.kind, block=block, error=error) for r in readings]
+
+
 def sync_batch(ctx: ChainContext, store: Store, wallets: Sequence[str], block: BlockRef) -> BatchResult:
-    """Sync one batch of wallets at one block: read every venue, compute, write one transaction."""
+    """Sync one batch of wallets at one block: read every venue (again, if the chain reorganises under the reads),
+    compute, write one transaction."""
     started = _now()
-    readings = read_venues(ctx, wallets, block)
+    block, readings = read_consistent(ctx, wallets, block)
     batch = to_sync_batch(block, wallets, readings, started)
     batch = dataclasses.replace(batch, risks=risk_rows(batch.snapshots, ctx.venue_types))
     try:
@@ -336,6 +371,10 @@ class Syncer:
     def rpc_stats(self) -> dict[str, RpcStats]:
         """Each open chain's RPC counters (cumulative since its client opened)."""
         return {name: ctx.rpc.stats.copy() for name, ctx in list(self._contexts.items())}
+
+    def rpc_endpoints(self) -> dict[str, list[EndpointStatus]]:
+        """Each open chain's endpoints and their circuit breakers."""
+        return {name: ctx.rpc.endpoints() for name, ctx in list(self._contexts.items())}
 
     def _context(self, chain: ChainConfig) -> ChainContext:
         if chain.name not in self._contexts:
