@@ -45,13 +45,14 @@ def api_settings(settings: Settings, host: str | None, port: int | None) -> Sett
 
 def serve(host: HostOpt = None, port: PortOpt = None) -> None:
     """Serve the HTTP API and the dashboard over the store, without syncing (another process syncs)."""
-    from aggregator.api.app import create_app
+    from aggregator.api.app import create_app, trusted_hosts
     from aggregator.api.server import ApiServer, ServerStartError
 
     settings = api_settings(_Ctx.settings(), host, port)
     stop = threading.Event()
     with _Ctx.store(settings) as store:
-        app = create_app(store, public_reads=settings.api.public_reads)
+        app = create_app(store, public_reads=settings.api.public_reads,
+                     allowed_hosts=trusted_hosts(settings.api.host))
         try:
             server = ApiServer(app, settings.api.host, settings.api.port).start()
         except ServerStartError as exc:

@@ -291,7 +291,12 @@ def run(
         settings = settings.model_copy(update={"interval_s": interval})
     if no_api:
         settings = settings.model_copy(update={"api": settings.api.model_copy(update={"enabled": False})})
-    run_forever(settings, console)
+    from aggregator.api.server import ServerStartError
+
+    try:
+        run_forever(settings, console)
+    except ServerStartError as exc:
+        _fail(str(exc))
 
 
 @app.command("demo")

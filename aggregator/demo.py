@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 import devnet
-from aggregator.api.app import create_app
+from aggregator.api.app import create_app, trusted_hosts
 from aggregator.api.server import ApiServer, ServerStartError
 from aggregator.config import Settings, load_settings
 from aggregator.devnet_cli import devnet_settings
@@ -125,12 +125,14 @@ def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, inter
 
 def _serve(console: Console, settings: Settings, store: Store, metrics: Metrics) -> ApiServer:
     """The API and dashboard on the configured port, or any free one when it is taken."""
-    app = create_app(store, public_reads=settings.api.public_reads, metrics=metrics)
+    app = create_app(store, public_reads=settings.api.public_reads, metrics=metrics,
+                     allowed_hosts=trusted_hosts(settings.api.host))
     try:
         server = ApiServer(app, settings.api.host, settings.api.port).start()
     except ServerStartError:
         server = ApiServer(app, settings.api.host, 0).start()
-    console.print(f"dashboard: {server.url}/ui/  (API {server.url}/v1, schema {server.url}/docs)", soft_wrap=True)
+    console.print(f"dashboard: {server.url}/ui/  (API {server.url}/v1, schema {server.url}/openapi.json)",
+                  soft_wrap=True)
     return server
 
 

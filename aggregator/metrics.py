@@ -17,10 +17,11 @@ Read from the store at scrape time (so every process serving the API reports the
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -30,7 +31,9 @@ from db import Store
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
+log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``*_created`` series: they only add noise here
 SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 RpcSource = Callable[[], Mapping[str, RpcStats]]
@@ -44,6 +47,20 @@ class _StoreCollector(Collector):
         self._rpc = rpc
 
     def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("xmargin_store_up", "1 when the store answered this scrape.")
+        try:
+            store_metrics = list(self._store_metrics())
+        except Exception as exc:  # a store outage must not hide the process's own metrics
+            log.warning("metrics: the store did not answer: %s", exc)
+            store_metrics = []
+            up.add_metric([], 0)
+        else:
+            up.add_metric([], 1)
+        yield up
+        yield from store_metrics
+        yield from self._rpc_metrics()
+
+    def _store_metrics(self) -> Iterator[Metric]:
         wallets = GaugeMetricFamily("xmargin_wallets", "Tracked wallets.")
         wallets.add_metric([], self._store.count_wallets())
         yield wallets
@@ -58,6 +75,8 @@ class _StoreCollector(Collector):
         for state, n in sorted(self._store.alert_counts().items()):
             alerts.add_metric([state], n)
         yield alerts
+
+    def _rpc_metrics(self) -> Iterator[Metric]:
         source = self._rpc()
         if source is None:
             return
@@ -93,8 +112,11 @@ class Metrics:
         """Report the RPC counters ``source`` returns (the syncer's), read at each scrape."""
         self._rpc = source
 
-    def observe_sync(self, report: SyncReport) -> None:
-        self.sync_duration.observe(report.seconds)
+    def observe_sync(self, report: SyncReport, *, failed: bool = False) -> None:
+        """Count a sync's batches; its duration only when it ran (a sync that raised is counted by
+        ``observe_errors``, not as a zero-second sync)."""
+        if not failed:
+            self.sync_duration.observe(report.seconds)
         for batch in report.batches:
             self.sync_batches.labels(batch.chain, str(batch.status)).inc()
 

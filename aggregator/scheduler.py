@@ -96,9 +96,10 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
     metrics.watch_rpc(cycle.syncer.rpc_stats)
     server: ApiServer | None = None
     if settings.api.enabled:
-        from aggregator.api.app import create_app
+        from aggregator.api.app import create_app, trusted_hosts
 
-        app = create_app(store, public_reads=settings.api.public_reads, metrics=metrics)
+        app = create_app(store, public_reads=settings.api.public_reads, metrics=metrics,
+                     allowed_hosts=trusted_hosts(settings.api.host))
         try:
             server = ApiServer(app, settings.api.host, settings.api.port).start()
         except Exception:
@@ -109,7 +110,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
     def job() -> CycleReport:
         labels = {w.address: w.label or "" for w in store.list_wallets()}
         report = cycle.run()
-        metrics.observe_sync(report.sync)
+        metrics.observe_sync(report.sync, failed=any(e.startswith("sync:") for e in report.errors))
         metrics.observe_errors(report.errors)
         blocks = [b.block.number for b in report.sync.batches if b.block]
         console.print(venue_summary_table(list(report.sync.healths()), labels, max(blocks) if blocks else None))

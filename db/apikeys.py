@@ -69,8 +69,8 @@ class ApiKeyStore:
         """A new key named ``name``: the stored row and the key itself, which is not stored and cannot be
         shown again. Raises :class:`DuplicateNameError` for a name in use (revoked keys keep theirs)."""
         name = name.strip()
-        if not name:
-            raise ValueError("an API key needs a name")
+        if not name or name.isdigit():
+            raise ValueError("an API key needs a name that is not a number (numbers are key ids)")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         try:
             with write_transaction(self._engine) as conn:

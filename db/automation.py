@@ -72,11 +72,13 @@ class RuleRow:
     last_value: float | None
     last_block: int | None
     last_fired_at: datetime | None
+    version: int = 0
+    """Bumped by every edit (see :meth:`AutomationStore.update_rule`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RuleUpdate:
-    """A rule's state after one evaluation."""
+    """A rule's state after one evaluation of the rule as it was at ``version``."""
 
     rule_id: int
     active: bool
@@ -84,6 +86,7 @@ class RuleUpdate:
     last_value: float | None
     last_block: int | None
     last_fired_at: datetime | None
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +222,11 @@ class AutomationStore:
             return _rules(conn, RULES.c.id == rule_id)[0]
 
     def list_rules(self, wallet: str | None = None, *, enabled_only: bool = False) -> list[RuleRow]:
-        """Rules (not removed), oldest first; of one wallet when given."""
+        """Rules (not removed), oldest first; of one wallet when given. ``enabled_only``: the enabled rules of
+        tracked wallets (what the alert engine evaluates)."""
         where: list[sa.ColumnElement[bool]] = [RULES.c.deleted.is_(False)]
         if enabled_only:
-            where.append(RULES.c.enabled.is_(True))
+            where += [RULES.c.enabled.is_(True), WALLETS.c.active.is_(True)]
         with read_transaction(self._engine) as conn:
             if wallet is not None:
                 wallet_id = _wallet_id(conn, wallet, missing_ok=True)
@@ -263,7 +267,7 @@ class AutomationStore:
             if params is not None and dict(params) != dict(current[0].params):
                 values["active"] = False
             if values:
-                conn.execute(sa.update(RULES).where(*where).values(**values))
+                conn.execute(sa.update(RULES).where(*where).values(**values, version=RULES.c.version + 1))
             return _rules(conn, *where)[0]
 
     def remove_rule(self, rule_id: int) -> bool:
@@ -271,7 +275,7 @@ class AutomationStore:
         with write_transaction(self._engine) as conn:
             result = conn.execute(
                 sa.update(RULES).where(RULES.c.id == rule_id, RULES.c.deleted.is_(False))
-                .values(deleted=True, enabled=False)
+                .values(deleted=True, enabled=False, version=RULES.c.version + 1)
             )
             return result.rowcount > 0
 
@@ -279,19 +283,21 @@ class AutomationStore:
         """Store rules' new states and the alerts they fired, in one transaction.
 
         An alert whose ``event_id`` is already stored is not inserted again; the alerts returned are the ones
-        this call inserted (the ones to deliver), taken from ``INSERT … RETURNING``.
+        this call inserted (the ones to deliver), taken from ``INSERT … RETURNING``. An update made from a rule's
+        older version (edited, disabled or removed since it was read) is dropped with its alerts: the edit wins.
         """
         with write_transaction(self._engine) as conn:
-            if updates:
-                conn.execute(
-                    sa.update(RULES).where(RULES.c.id == sa.bindparam("_id")).values(
-                        active=sa.bindparam("active"), episode=sa.bindparam("episode"),
-                        last_value=sa.bindparam("last_value"), last_block=sa.bindparam("last_block"),
-                        last_fired_at=sa.bindparam("last_fired_at"),
-                    ),
-                    [{"_id": u.rule_id, "active": u.active, "episode": u.episode, "last_value": u.last_value,
-                      "last_block": u.last_block, "last_fired_at": u.last_fired_at} for u in updates],
+            applied: set[int] = set()
+            for u in updates:
+                result = conn.execute(
+                    sa.update(RULES).where(RULES.c.id == u.rule_id, RULES.c.version == u.version).values(
+                        active=u.active, episode=u.episode, last_value=u.last_value, last_block=u.last_block,
+                        last_fired_at=u.last_fired_at)
                 )
+                if result.rowcount > 0:
+                    applied.add(u.rule_id)
+            evaluated = {u.rule_id for u in updates}
+            alerts = [a for a in alerts if a.rule_id in applied or a.rule_id not in evaluated]
             if not alerts:
                 return []
             wallet_ids = {a.wallet: _wallet_id(conn, a.wallet) for a in alerts}
@@ -510,7 +516,7 @@ def _rules(conn: Connection, *where: Any) -> list[RuleRow]:
         RuleRow(id=r["id"], wallet=r["address"], kind=r["kind"], params=r["params"], hysteresis=r["hysteresis"],
                 cooldown_s=r["cooldown_s"], severity=r["severity"], enabled=r["enabled"], created_at=r["created_at"],
                 active=r["active"], episode=r["episode"], last_value=r["last_value"], last_block=r["last_block"],
-                last_fired_at=r["last_fired_at"])
+                last_fired_at=r["last_fired_at"], version=r["version"])
         for r in conn.execute(query).mappings()
     ]
 

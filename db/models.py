@@ -379,6 +379,8 @@ class AlertRule(Base):
     last_block: Mapped[int | None]
     last_fired_at: Mapped[datetime | None]
     deleted: Mapped[bool]
+    version: Mapped[int] = mapped_column(server_default="0")
+    """Bumped by every edit: an evaluation made from an older version stores nothing (compare-and-set)."""
 
 
 class Alert(Base):

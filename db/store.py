@@ -268,11 +268,15 @@ class Store(AutomationStore, ApiKeyStore):
             )
             return result.rowcount > 0
 
-    def list_wallets(self, active_only: bool = True) -> list[WalletRow]:
-        """Wallets in the order they were added."""
+    def list_wallets(self, active_only: bool = True, *, limit: int | None = None, offset: int = 0) -> list[WalletRow]:
+        """Wallets in the order they were added (a page of them with ``limit`` / ``offset``)."""
         query = sa.select(WALLETS).order_by(WALLETS.c.id)
         if active_only:
             query = query.where(WALLETS.c.active.is_(True))
+        if limit is not None:
+            query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
         with read_transaction(self._engine) as conn:
             return [_wallet_row(r) for r in conn.execute(query).mappings()]
 
@@ -582,14 +586,19 @@ class Store(AutomationStore, ApiKeyStore):
         return value
 
     def latest_prices(self, chain_id: int | None = None) -> list[PriceRow]:
-        """The newest stored observation of every (chain, asset, source), ordered by chain, symbol and source.
+        """The newest stored observation (highest block) of every (chain, asset, source), ordered by chain,
+        symbol and source.
 
-        One grouped pass over the prices table (it holds a few rows per sync run, and :meth:`prune` bounds it).
+        One windowed pass over the prices table (it holds a few rows per sync run, and :meth:`prune` bounds it).
         """
-        newest = sa.select(sa.func.max(PRICES.c.id).label("id")).group_by(PRICES.c.asset_id, PRICES.c.source)
+        # The newest by block (then by insertion): a sync of an older block never hides a newer price.
+        rank = sa.func.row_number().over(partition_by=(PRICES.c.asset_id, PRICES.c.source),
+                                         order_by=(PRICES.c.block_number.desc(), PRICES.c.id.desc()))
+        ranked = sa.select(PRICES.c.id, rank.label("rank"))
         if chain_id is not None:
-            newest = newest.where(PRICES.c.chain_id == chain_id)
-        ids = newest.subquery()
+            ranked = ranked.where(PRICES.c.chain_id == chain_id)
+        ranked_sq = ranked.subquery()
+        ids = sa.select(ranked_sq.c.id).where(ranked_sq.c.rank == 1).subquery()
         query = (
             sa.select(PRICES, *_asset_columns())
             .join(ids, ids.c.id == PRICES.c.id)

@@ -98,7 +98,8 @@ class AlertEngine:
                     continue
                 stored = ev.value if ev.value is not None and math.isfinite(ev.value) else None
                 updates.append(RuleUpdate(rule.id, active=ev.active, episode=ev.episode, last_value=stored,
-                                          last_block=obs.block_number, last_fired_at=ev.last_fired_at))
+                                          last_block=obs.block_number, last_fired_at=ev.last_fired_at,
+                                          version=rule.version))
                 if ev.fires:
                     alerts.append(NewAlert(
                         event_id=event_id(rule.id, ev.episode), rule_id=rule.id, wallet=wallet, episode=ev.episode,

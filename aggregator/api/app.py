@@ -25,6 +25,7 @@ or wrong key 401, an untracked wallet, unknown rule or wallet without data 404, 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -34,6 +35,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from aggregator.api.models import (
     MAX_INT,
@@ -60,7 +62,7 @@ from connectors.errors import InvalidAddressError
 from connectors.types import checksum
 from db import AlertRow, ApiKeyRow, RuleRow, Store, UnknownReferenceError
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "trusted_hosts"]
 
 MAX_PAGE = 1_000
 MAX_WALLETS_PER_POST = 1_000
@@ -75,8 +77,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    words = {400: "Malformed address or unparsable body", 401: "Missing or invalid API key", 404: "Not found",
-             422: "Invalid parameters or body"}
+    words = {400: "Malformed address in the path, or a body that is not JSON", 401: "Missing or invalid API key",
+             404: "Not found", 422: "Invalid parameters or body"}
     return {code: {"model": ErrorBody, "description": words[code]} for code in codes}
 
 
@@ -119,7 +121,6 @@ Wallet = Annotated[str, Depends(_tracked)]
 """A path ``address`` of a tracked wallet, checksummed."""
 Writer = Annotated[ApiKeyRow, Depends(_writer)]
 RuleId = Annotated[int, Path(ge=1, le=MAX_INT)]
-Block = Annotated[int | None, Query(ge=0, le=MAX_INT)]
 
 READ = [Depends(_reader)]
 
@@ -140,15 +141,41 @@ def _alert_out(alert: AlertRow) -> AlertOut:
                     delivered_at=alert.delivered_at)
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+"""The dashboard's pages run only their own scripts and talk only to their own server."""
+
+
+def trusted_hosts(bind_host: str) -> tuple[str, ...] | None:
+    """The Host names a server bound to ``bind_host`` answers: loopback names for a loopback bind (so a web
+    page cannot reach it through DNS rebinding), any for another interface (put a proxy with TLS in front)."""
+    return LOOPBACK_HOSTS if bind_host in LOOPBACK_HOSTS else None
+
+
 def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | None = None,
-               dashboard: bool = True) -> FastAPI:
+               dashboard: bool = True, allowed_hosts: Sequence[str] | None = LOOPBACK_HOSTS) -> FastAPI:
     """The API (and, with ``dashboard``, the web dashboard) over ``store``; the caller owns and closes the store.
 
     ``metrics`` carries the process's sync and RPC counters (``xmargin run`` passes its own); without it,
-    ``/metrics`` reports what the store holds.
+    ``/metrics`` reports what the store holds. ``allowed_hosts``: the Host names answered (``None``: any; see
+    :func:`trusted_hosts`).
     """
-    app = FastAPI(title="xmargin", version="0.1.0",
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN (the schema is at /openapi.json).
+    app = FastAPI(title="xmargin", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Positions, health and cross-venue risk of DeFi wallets.")
+    if allowed_hosts is not None:  # a loopback server answers only to loopback names (DNS rebinding)
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.url.path.startswith("/ui"):
+            response.headers.setdefault("Content-Security-Policy", CSP)
+        return response
+
     app.state.store = store
     app.state.public_reads = public_reads
     app.state.metrics = metrics if metrics is not None else Metrics(store)
@@ -165,6 +192,8 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return _error(400, "the request body is not valid JSON")
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
                              for e in exc.errors())
         return _error(422, problems)
@@ -184,8 +213,7 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
         offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     ) -> list[WalletOut]:
-        rows = store.list_wallets()[offset: offset + limit]
-        return [WalletOut(address=w.address, label=w.label) for w in rows]
+        return [WalletOut(address=w.address, label=w.label) for w in store.list_wallets(limit=limit, offset=offset)]
 
     @app.post("/v1/wallets", status_code=201, responses=_responses(400, 401, 422))
     def add_wallets(
@@ -196,9 +224,9 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         if not items or len(items) > MAX_WALLETS_PER_POST:
             raise HTTPException(422, f"send between 1 and {MAX_WALLETS_PER_POST} wallets")
         changed = store.add_wallets([(w.address, w.label) for w in items])
-        rows = {w.address: w for w in store.list_wallets()}
-        return WalletsAdded(changed=changed, wallets=[WalletOut(address=w.address, label=rows[w.address].label)
-                                                      for w in items if w.address in rows])
+        rows = {w.address: store.get_wallet(w.address) for w in items}
+        return WalletsAdded(changed=changed, wallets=[WalletOut(address=a, label=row.label)
+                                                      for a, row in rows.items() if row is not None])
 
     @app.delete("/v1/wallets/{address}", status_code=204, responses=_responses(400, 401, 404, 422))
     def remove_wallet(_auth: Writer, address: Wallet) -> Response:
@@ -232,18 +260,29 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
     @app.get("/v1/wallets/{address}/history", **read, responses=_responses(400, 401, 404, 422))
     def history(
         address: Wallet,
-        from_block: Block = None,
-        to_block: Block = None,
+        from_block: Annotated[int | None, Query(alias="from", ge=0, le=MAX_INT,
+                                                description="First block (inclusive).")] = None,
+        to_block: Annotated[int | None, Query(alias="to", ge=0, le=MAX_INT,
+                                              description="Last block (inclusive).")] = None,
+        from_block_: Annotated[int | None, Query(alias="from_block", ge=0, le=MAX_INT,
+                                                 description="Same as `from`.")] = None,
+        to_block_: Annotated[int | None, Query(alias="to_block", ge=0, le=MAX_INT, description="Same as `to`.")] = None,
         before_block: Annotated[int | None, Query(ge=0, le=MAX_INT,
                                                   description="Page cursor: blocks below this one.")] = None,
         venue: Annotated[str | None, Query(max_length=100)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> HistoryOut:
+        for given, alias, name in ((from_block, from_block_, "from"), (to_block, to_block_, "to")):
+            if given is not None and alias is not None and given != alias:
+                raise HTTPException(422, f"{name} and {name}_block disagree ({given} vs {alias})")
+        from_block = from_block if from_block is not None else from_block_
+        to_block = to_block if to_block is not None else to_block_
         if from_block is not None and to_block is not None and from_block > to_block:
             raise HTTPException(422, f"from_block {from_block} is after to_block {to_block}")
         if venue is not None and venue not in kinds():
             raise HTTPException(404, f"unknown venue {venue!r}")
-        upper = to_block if before_block is None else min(before_block - 1, to_block or before_block - 1)
+        upper = to_block if before_block is None else (
+            before_block - 1 if to_block is None else min(before_block - 1, to_block))
         if upper is not None and upper < 0:
             return HistoryOut(wallet=address, items=[], next_before_block=None)
         points = store.history(address, venue=venue, from_block=from_block, to_block=upper, limit=limit + 1)
@@ -254,6 +293,8 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
             page = [p for p in page if p.block_number != last]
             if not page:  # one block holds more points than the limit: the page is that whole block
                 page = store.history(address, venue=venue, from_block=last, to_block=last, limit=MAX_PAGE * 100)
+                more = last > 0 and bool(store.history(address, venue=venue, from_block=from_block,
+                                                       to_block=last - 1, limit=1))
         items = [{"venue": p.venue, "block": p.block_number, "block_timestamp": p.block_timestamp.isoformat(),
                   "status": str(p.status), "error": p.error,
                   "health_factor": p.health.health_factor if p.health else None,
@@ -318,6 +359,9 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         except InvalidAddressError as exc:
             raise HTTPException(422, f"wallet: {exc}") from None
         params = checked_params(body.kind, body.params.model_dump(exclude_none=True))
+        row = store.get_wallet(wallet)
+        if row is None or not row.active:
+            raise HTTPException(422, f"wallet: {wallet} is not tracked; POST /v1/wallets first")
         try:
             rule = store.add_rule(wallet, body.kind, params, hysteresis=body.hysteresis, cooldown_s=body.cooldown_s,
                                   severity=body.severity, enabled=body.enabled, now=datetime.now(UTC))

@@ -32,8 +32,10 @@ class ApiServer:
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
             if not self._thread.is_alive():
-                raise ServerStartError(f"the API server could not listen on {self.host}:{self.port}")
+                raise ServerStartError(f"the API server could not listen on {self.host}:{self.port} "
+                                       "(in use? try --port 0 for any free port, or --no-api)")
             if time.monotonic() > deadline:
+                self.stop()
                 raise ServerStartError(f"the API server did not start within {timeout_s:g} s")
             time.sleep(0.02)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]

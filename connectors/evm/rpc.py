@@ -121,9 +121,15 @@ class RpcStats:
         self.calls_by_method.clear()
 
     def copy(self) -> RpcStats:
+        """A snapshot (safe to take from another thread while the client counts)."""
+        while True:
+            try:
+                methods = dict(self.calls_by_method)
+                break
+            except RuntimeError:  # a method was added while copying: copy again
+                continue
         return RpcStats(
-            self.http_requests, self.http_retries, dict(self.calls_by_method), self.bytes_sent, self.bytes_received,
-            self.errors,
+            self.http_requests, self.http_retries, methods, self.bytes_sent, self.bytes_received, self.errors,
         )
 
     def __sub__(self, other: RpcStats) -> RpcStats:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -172,6 +173,13 @@ def test_alert_rules_crud(served: Served) -> None:
             bad = c.post("/v1/alert-rules", json=body)
             assert bad.status_code == 422, (body, bad.text)
             assert words in bad.json()["error"], (words, bad.json())
+        notjson = c.post("/v1/alert-rules", content=b'{"wallet": ', headers={"content-type": "application/json"})
+        assert notjson.status_code == 400
+        assert "not valid JSON" in notjson.json()["error"]
+        assert c.delete(f"/v1/wallets/{served.wallets[2]}").status_code == 204
+        untracked = c.post("/v1/alert-rules", json={**rule, "wallet": served.wallets[2]})
+        assert untracked.status_code == 422
+        assert "not tracked" in untracked.json()["error"]
         assert len(served.store.list_rules()) == 1  # refused bodies stored nothing
 
         assert anon.get(f"/v1/alert-rules/{created['id']}").json() == created
@@ -259,3 +267,16 @@ def test_reads_can_be_keyed_by_configuration(db_url: str, env: dict[str, str]) -
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_run_says_so_when_the_port_is_taken(env: dict[str, str]) -> None:
+    assert EXE is not None
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([EXE, "run", "--port", str(port)], env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert done.returncode == 2
+    assert f"could not listen on 127.0.0.1:{port}" in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr

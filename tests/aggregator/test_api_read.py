@@ -129,3 +129,38 @@ def test_wallets_and_venues(synced: tuple[Store, list[str]], client: httpx.Clien
     assert {v["name"] for v in client.get("/v1/venues").json()} == {v.name for v in store.list_venues()}
     schema = client.get("/openapi.json").json()
     assert "/v1/wallets/{address}/risk" in schema["paths"]
+
+
+def test_history_bounds_and_aliases(synced: tuple[Store, list[str]], client: httpx.Client) -> None:
+    _, wallets = synced
+    url = f"/v1/wallets/{wallets[0]}/history"
+
+    def blocks(**params: object) -> set[int]:
+        resp = client.get(url, params=params)
+        assert resp.status_code == 200, resp.text
+        return {i["block"] for i in resp.json()["items"]}
+
+    assert blocks(**{"from": 101, "to": 102}) == {101, 102}
+    assert blocks(from_block=101, to_block=102) == {101, 102}
+    assert blocks(to_block=0, before_block=102) == set()  # to_block = 0 is a bound, not "no bound"
+    assert blocks(to=101, before_block=103) == {100, 101}
+    assert blocks(to=103, before_block=102) == {100, 101}
+    disagree = client.get(url, params={"from": 100, "from_block": 101})
+    assert disagree.status_code == 422
+    assert "disagree" in disagree.json()["error"]
+    # The last page has no cursor: a client walking the pages never gets an empty one.
+    body = client.get(url, params={"limit": 1, "before_block": 102}).json()
+    assert ([i["block"] for i in body["items"]], body["next_before_block"]) == ([101], 101)
+    body = client.get(url, params={"limit": 1, "before_block": 101}).json()
+    assert ([i["block"] for i in body["items"]], body["next_before_block"]) == ([100], None)
+
+
+def test_only_loopback_host_names_and_security_headers(client: httpx.Client) -> None:
+    rebound = client.get("/v1/wallets", headers={"Host": "attacker.example"})
+    assert rebound.status_code == 400  # a DNS-rebinding page's requests carry its own host name
+    assert client.get("/v1/wallets", headers={"Host": "localhost:8700"}).status_code == 200
+    page = client.get("/ui/")
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/docs").status_code == 404  # it would load its scripts from a CDN

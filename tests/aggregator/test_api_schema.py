@@ -27,7 +27,6 @@ database.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -150,12 +149,8 @@ def world(store: Store) -> World:
 
 @pytest.fixture
 def api_key(store: Store) -> str | None:
-    """A valid API key, or None while the store cannot create keys."""
-    create: Callable[..., tuple[object, str]] | None = getattr(store, "create_api_key", None)
-    if create is None:
-        return None
-    kwargs = {"now": T0} if "now" in inspect.signature(create).parameters else {}
-    _row, key = create("schemathesis", **kwargs)
+    """A valid API key."""
+    _row, key = store.create_api_key("schemathesis", now=T0)
     return key
 
 

@@ -422,7 +422,7 @@ def test_an_api_that_needs_a_key_gets_it_from_the_page(env: Env, page: tuple[Pag
         pg.get_by_label("API key").fill(key)
         pg.get_by_role("button", name="Use key").click()
         wait_for_block(pg, block)
-        assert pg.evaluate("() => localStorage.getItem('xmargin.apiKey')") == key
+        assert pg.evaluate("() => sessionStorage.getItem('xmargin.apiKey')") == key
         assert pg.locator("#auth").is_hidden()
         assert pg.get_by_test_id("wallet-label").inner_text() == "hedged"
     unexpected = [e for e in console.errors if "401" not in e]

@@ -43,8 +43,9 @@ def test_a_key_verifies_until_revoked_and_is_stored_only_hashed(store: Store) ->
 
     with pytest.raises(DuplicateNameError, match="analytics"):
         store.create_api_key("analytics", now=NOW)
-    with pytest.raises(ValueError, match="needs a name"):
-        store.create_api_key("  ", now=NOW)
+    for bad in ("  ", "2024"):  # numbers are ids: `xmargin apikey revoke 2024` must mean one key
+        with pytest.raises(ValueError, match="needs a name"):
+            store.create_api_key(bad, now=NOW)
 
     assert store.revoke_api_key("analytics", now=NOW)
     assert not store.revoke_api_key("analytics", now=NOW)  # already revoked
@@ -70,3 +71,11 @@ def test_latest_prices_are_the_newest_per_asset_and_source(store: Store) -> None
         {(p.asset.symbol, p.source): p.price_usd for p in bumped})
     assert store.latest_prices(chain_id=td.CHAIN + 1) == []
     assert len(store.latest_prices(chain_id=td.CHAIN)) == len(bumped)
+
+
+def test_latest_prices_follow_the_block_not_the_insertion_order(store: Store) -> None:
+    """A sync of an older block (``xmargin sync --block``) after a newer one never hides the newer price."""
+    wallets = td.setup(store, 1)
+    store.write_sync(td.batch(wallets, 103))
+    store.write_sync(td.batch(wallets, 50))
+    assert {p.block_number for p in store.latest_prices()} == {103}

@@ -171,3 +171,38 @@ def test_a_plan_made_before_another_one_ran_cannot_start(wallets: Store) -> None
                             execute=True, signer=ADDR, usd_total=1.0, plan={}, now=later + timedelta(seconds=1))
     assert c is not None
     assert wallets.begin_execution(c.id, [_tx(2)], now=later + timedelta(seconds=2)) is True
+
+
+def test_an_edit_during_an_evaluation_wins(wallets: Store) -> None:
+    """The engine read version 0; the rule was edited (re-armed with a new threshold) or disabled before the
+    engine stored its result: the stale result and its alert are dropped, the edit stays."""
+    rule = wallets.add_rule(ADDR, "venue_health_below", {"venue": "aave", "threshold": 1.1}, now=NOW)
+    stale = RuleUpdate(rule.id, active=True, episode=1, last_value=1.02, last_block=101, last_fired_at=NOW,
+                       version=rule.version)
+    edited = wallets.update_rule(rule.id, params={"venue": "aave", "threshold": 1.5})
+    assert edited is not None
+    assert edited.version == rule.version + 1
+    assert wallets.record_evaluation([stale], [_alert(rule.id, 1)]) == []
+    after = wallets.get_rule(rule.id)
+    assert after is not None
+    assert (after.active, after.episode, after.params["threshold"]) == (False, 0, 1.5)
+    assert wallets.list_alerts(ADDR) == []
+    # Evaluated from the current version, it is stored.
+    fresh = RuleUpdate(rule.id, active=True, episode=1, last_value=1.02, last_block=102, last_fired_at=NOW,
+                       version=after.version)
+    assert len(wallets.record_evaluation([fresh], [_alert(rule.id, 1)])) == 1
+    # Disabled or removed in between: nothing more fires.
+    current = wallets.get_rule(rule.id)
+    assert current is not None
+    wallets.update_rule(rule.id, enabled=False)
+    late = RuleUpdate(rule.id, active=True, episode=2, last_value=1.0, last_block=103, last_fired_at=NOW,
+                      version=current.version)
+    assert wallets.record_evaluation([late], [_alert(rule.id, 2)]) == []
+
+
+def test_rules_of_untracked_wallets_are_not_evaluated(wallets: Store) -> None:
+    rule = wallets.add_rule(ADDR, "oracle_invalid", {}, now=NOW)
+    assert [r.id for r in wallets.list_rules(enabled_only=True)] == [rule.id]
+    wallets.remove_wallet(ADDR)
+    assert wallets.list_rules(enabled_only=True) == []
+    assert [r.id for r in wallets.list_rules()] == [rule.id]  # kept: tracking the wallet again revives it

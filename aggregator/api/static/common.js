@@ -20,7 +20,7 @@ export function onUnauthorized(listener) {
 
 export function apiKey() {
   try {
-    return window.localStorage.getItem(KEY_STORE) || "";
+    return window.sessionStorage.getItem(KEY_STORE) || "";
   } catch {
     return "";
   }
@@ -28,8 +28,8 @@ export function apiKey() {
 
 export function setApiKey(key) {
   try {
-    if (key) window.localStorage.setItem(KEY_STORE, key);
-    else window.localStorage.removeItem(KEY_STORE);
+    if (key) window.sessionStorage.setItem(KEY_STORE, key);
+    else window.sessionStorage.removeItem(KEY_STORE);
   } catch {
     /* storage disabled: the key lasts until the page is closed */
   }
