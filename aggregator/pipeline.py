@@ -320,12 +320,15 @@ def sync_batch(ctx: ChainContext, store: Store, wallets: Sequence[str], block: B
     block, readings = read_consistent(ctx, wallets, block)
     batch = to_sync_batch(block, wallets, readings, started)
     batch = dataclasses.replace(batch, risks=risk_rows(batch.snapshots, ctx.venue_types))
+    log.info("writing a batch of %d wallets at block %d (%d snapshots)", len(wallets), block.number,
+             len(batch.snapshots))
     try:
         run_id = store.write_sync(batch)
     except SyncWriteError as exc:
         log.error("batch of %d wallets at block %d not stored: %s", len(wallets), block.number, exc)
         return BatchResult(chain=ctx.chain.name, block=block, wallets=len(wallets), status=SyncStatus.FAILED,
                            readings=tuple(readings), sync_run_id=exc.failed_run_id, error=str(exc))
+    log.info("stored sync run %d (block %d)", run_id, block.number)
     return BatchResult(chain=ctx.chain.name, block=block, wallets=len(wallets), status=batch.status,
                        readings=tuple(readings), sync_run_id=run_id, error=batch.error)
 
@@ -422,7 +425,9 @@ class Syncer:
                                  readings=(), sync_run_id=None, error=str(exc)))
                 continue
             for chunk in _chunks(wallets, self.settings.wallet_batch_size):
-                emit(sync_batch(ctx, self.store, chunk, block))
+                result = sync_batch(ctx, self.store, chunk, block)
+                block = result.block or block  # a batch re-read after a reorg moves the chain's block for the rest
+                emit(result)
         report.seconds = time.perf_counter() - t0
         return report
 
