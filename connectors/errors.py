@@ -56,15 +56,17 @@ class RpcTimeoutError(TransientError, TimeoutError):
 
 
 class RpcUnavailableError(TransientError, ConnectionError):
-    """The node could not be reached or answered with an HTTP error status."""
-
-
-class RateLimitedError(RpcUnavailableError):
-    """HTTP 429; ``retry_after`` in seconds when the node said so."""
+    """The node could not be reached or answered with an HTTP error status; ``retry_after`` in seconds when it
+    said when to come back (``Retry-After`` on a 503)."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimitedError(RpcUnavailableError):
+    """HTTP 429, or a JSON-RPC error that says the caller is rate limited; ``retry_after`` in seconds when the
+    node said so."""
 
 
 class RpcError(ConnectorError, RuntimeError):

@@ -103,7 +103,7 @@ def backoff_delay(
     ``max_backoff_s``, with jitter in [delay/2, delay]; never shorter than a 429's ``Retry-After``."""
     delay = min(max_backoff_s, backoff_s * (1 << attempt))
     delay = delay / 2 + rng.uniform(0, delay / 2)
-    if isinstance(err, RateLimitedError) and err.retry_after is not None:
+    if isinstance(err, RpcUnavailableError) and err.retry_after is not None:
         delay = max(delay, err.retry_after)
     return delay
 
@@ -203,6 +203,20 @@ class RetryingHttpClient(ClosingContext):
         if self._owns_client:
             self._client.close()
 
+    def _exchange(
+        self, method: str, url: str, content: bytes | None, headers: dict[str, str]
+    ) -> tuple[httpx.Response, bytes]:
+        """One request and its whole body, within ``timeout_s`` in total: httpx's timeouts bound each read, so
+        a server trickling its answer a byte at a time could otherwise hold a call forever."""
+        started = time.monotonic()
+        chunks: list[bytes] = []
+        with self._client.stream(method, url, content=content, headers=headers, timeout=self._timeout) as resp:
+            for chunk in resp.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() - started > self.timeout_s:
+                    raise httpx.ReadTimeout(f"the answer took longer than {self.timeout_s:g} s in total")
+        return resp, b"".join(chunks)
+
     def _scrub(self, text: str) -> str:
         return text.replace(self._endpoint, self.redacted_url) if self._endpoint else text
 
@@ -226,7 +240,7 @@ class RetryingHttpClient(ClosingContext):
             self.stats.http_requests += 1
             self.stats.bytes_sent += len(content or b"")
             try:
-                resp = self._client.request(method, url, content=content, headers=headers, timeout=self._timeout)
+                resp, body = self._exchange(method, url, content, headers)
             except httpx.TransportError as exc:
                 err = transport_error(
                     exc,
@@ -237,18 +251,17 @@ class RetryingHttpClient(ClosingContext):
                     url_label=self._url_label,
                 )
             else:
-                body = resp.content
                 self.stats.bytes_received += len(body)
                 if resp.status_code == 429:
                     retry_after = retry_after_s(resp.headers.get("retry-after"))
                     err = RateLimitedError(f"{what}: HTTP 429 from {self.redacted_url}", retry_after=retry_after)
-                    if retry_after is not None and retry_after > self.max_backoff_s:
-                        raise err
                 else:
                     outcome = answer(resp, body)
                     if not isinstance(outcome, TransientError):
                         return outcome
                     err = outcome
+            if isinstance(err, RpcUnavailableError) and (err.retry_after or 0) > self.max_backoff_s:
+                raise err  # told to come back later than we wait: fail now (a fallback endpoint may answer)
             if attempt >= self.max_retries:
                 raise err
             delay = self._backoff(attempt, err)

@@ -276,6 +276,18 @@ def test_trickle_spreads_the_answer_past_a_read_timeout(proxy: FaultProxy) -> No
     assert raw.json()["result"] == hex(CHAIN_ID)
 
 
+@pytest.mark.chain
+def test_a_trickled_answer_meets_the_clients_total_deadline(proxy: FaultProxy) -> None:
+    """httpx bounds each read; the client bounds the whole answer by its timeout, then retries."""
+    proxy.add(Fault.trickle(2.0, times=1))
+    sleeps: list[float] = []
+    with rpc_client(proxy, sleeps, timeout_s=0.4, max_retries=1) as c:
+        began = time.perf_counter()
+        assert c.chain_id() == CHAIN_ID  # the first answer is cut off at 0.4 s; the retry is answered at once
+        assert time.perf_counter() - began < 1.5
+        assert c.stats.http_retries == 1
+
+
 # --- rewritten answers --------------------------------------------------------------------------------------------
 
 
@@ -294,17 +306,28 @@ def test_wrong_chain_id_rewrites_chain_id_answers_in_batches_too(proxy: FaultPro
 def test_error_object_answers_matching_calls_with_a_json_rpc_error(
     chain: devnet.DevnetInfo, proxy: FaultProxy, client: RpcClient
 ) -> None:
-    proxy.add(Fault.error_object(-32005, "limit exceeded", methods={"eth_getBalance"}))
+    proxy.add(Fault.error_object(-32000, "header not found", methods={"eth_getBalance"}))
     balance = ("eth_getBalance", [devnet.ADMIN, "latest"])
-    with pytest.raises(RpcError, match="limit exceeded") as info:
+    with pytest.raises(RpcError, match="header not found") as info:
         client.request(*balance)
-    assert info.value.code == -32005
+    assert info.value.code == -32000
     assert client.stats.http_requests == 1  # a JSON-RPC error is an answer: not retried
     out = client.batch([("eth_chainId", []), balance], return_exceptions=True)
     assert out[0] == hex(CHAIN_ID)
     assert isinstance(out[1], RpcError)
-    assert out[1].code == -32005
+    assert out[1].code == -32000
     assert client.block_number() > 0
+
+    # ... except one that says the caller is rate limited (Infura's -32005 in an HTTP 200): waited out, retried.
+    proxy.clear()
+    proxy.add(Fault.error_object(-32005, "limit exceeded", methods={"eth_getBalance"}, times=1))
+    before = client.stats.http_requests
+    assert int(client.request(*balance), 16) >= 0
+    assert client.stats.http_requests - before == 2
+    proxy.clear()
+    proxy.add(Fault.error_object(-32005, "limit exceeded", methods={"eth_getBalance"}))
+    with pytest.raises(RateLimitedError, match="limit exceeded"):
+        client.request(*balance)
 
     proxy.clear()
     proxy.add(Fault.error_object(3, "execution reverted: injected", times=1))

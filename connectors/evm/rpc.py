@@ -35,12 +35,13 @@ from connectors.errors import (
     ConnectorError,
     DecodeError,
     InvalidInputError,
+    RateLimitedError,
     RequestTooLargeError,
     RpcError,
     RpcUnavailableError,
 )
 from connectors.evm.abi import ERROR_SELECTOR, PANIC_SELECTOR, decode_revert_reason
-from connectors.transport import RetryingHttpClient, redact_url
+from connectors.transport import RetryingHttpClient, redact_url, retry_after_s
 from connectors.types import BlockRef
 
 __all__ = [
@@ -184,6 +185,21 @@ def _revert_bytes(data: object) -> bytes:
     return b""
 
 
+_RATE_LIMIT_CODES = frozenset({429, -32005})
+_RATE_LIMIT_MARKERS = ("rate limit", "too many requests", "limit exceeded", "exceeded its compute units",
+                       "request limit")
+
+
+def _is_rate_limit(error: object) -> bool:
+    """A JSON-RPC error object that says the caller is rate limited (Infura -32005, Alchemy 429, …)."""
+    if not isinstance(error, dict):
+        return False
+    if error.get("code") in _RATE_LIMIT_CODES:
+        return True
+    message = str(error.get("message", "")).lower()
+    return any(m in message for m in _RATE_LIMIT_MARKERS)
+
+
 def map_rpc_error(error: object, method: str) -> RpcError:
     """The :class:`RpcError` for one JSON-RPC error object (``{"code", "message", "data"}``)."""
     if not isinstance(error, dict):
@@ -276,7 +292,8 @@ class RpcClient(RetryingHttpClient):
                 body = self._try_json(content)
                 if body is not None and self._is_revert_body(body):
                     return body
-                return RpcUnavailableError(f"{what}: HTTP {status} from {self.redacted_url}")
+                return RpcUnavailableError(f"{what}: HTTP {status} from {self.redacted_url}",
+                                           retry_after=retry_after_s(resp.headers.get("retry-after")))
             if status >= 400:
                 body = self._try_json(content)
                 if isinstance(body, list) or (isinstance(body, dict) and "error" in body):
@@ -287,6 +304,10 @@ class RpcClient(RetryingHttpClient):
                 raise DecodeError(
                     f"{what}: malformed JSON from {self.redacted_url} ({len(content)} bytes, HTTP {status})"
                 )
+            if isinstance(body, dict) and _is_rate_limit(body.get("error")):
+                # Providers often say "rate limited" in a JSON-RPC error with HTTP 200: a fault to wait out.
+                return RateLimitedError(f"{what}: rate limited by {self.redacted_url} ({body['error'].get('message')})",
+                                        retry_after=retry_after_s(resp.headers.get("retry-after")))
             return body
 
         return self._send("POST", self._endpoint, payload, self._headers, what, answer)

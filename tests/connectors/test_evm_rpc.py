@@ -3,7 +3,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -223,6 +224,53 @@ def test_429_honours_retry_after() -> None:
     with make(script, sleeps, backoff_s=0.01) as client:
         assert client.block_number() == 2
     assert sleeps == [7.0]
+
+
+def test_503_with_retry_after_waits_as_told_and_a_long_one_fails_at_once() -> None:
+    sleeps: list[float] = []
+    script = Script(lambda r: httpx.Response(503, headers={"Retry-After": "3"}), lambda r: ok(r, "0x2"))
+    with make(script, sleeps, backoff_s=0.01) as client:
+        assert client.block_number() == 2
+    assert sleeps == [3.0]
+    sleeps.clear()
+    script = Script(lambda r: httpx.Response(503, headers={"Retry-After": "3600"}), lambda r: ok(r, "0x2"))
+    with make(script, sleeps) as client, pytest.raises(RpcUnavailableError, match="503") as err:
+        client.block_number()
+    assert (err.value.retry_after, sleeps, script.n) == (3600.0, [], 1)  # a fallback endpoint may answer now
+
+
+@pytest.mark.parametrize("error", [{"code": -32005, "message": "daily request count exceeded, request rate limited"},
+                                   {"code": 429, "message": "Your app has exceeded its compute units per second"},
+                                   {"code": -32000, "message": "Too Many Requests"}])
+def test_rate_limits_said_in_a_json_rpc_error_are_retried(error: dict[str, Any]) -> None:
+    sleeps: list[float] = []
+
+    def limited(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"jsonrpc": "2.0", "id": json.loads(req.content)["id"], "error": error})
+
+    with make(Script(limited, lambda r: ok(r, "0x5")), sleeps) as client:
+        assert client.block_number() == 5
+        assert client.stats.http_retries == 1
+    with make(Script(limited), sleeps, max_retries=2) as client, pytest.raises(RateLimitedError):
+        client.block_number()
+
+
+def test_the_whole_answer_must_arrive_within_the_timeout() -> None:
+    """A node trickling its answer never trips httpx's per-read timeout; the client's total deadline does."""
+
+    def trickle(req: httpx.Request) -> httpx.Response:
+        rid = json.loads(req.content)["id"]
+        payload = json.dumps({"jsonrpc": "2.0", "id": rid, "result": "0x1"}).encode()
+
+        def pieces() -> Iterator[bytes]:
+            for i in range(len(payload)):
+                time.sleep(0.02)
+                yield payload[i : i + 1]
+
+        return httpx.Response(200, content=pieces())
+
+    with make(trickle, max_retries=0, timeout_s=0.2) as client, pytest.raises(RpcTimeoutError, match="timed out after 0.2 s"):
+        client.block_number()
 
 
 def test_429_without_retry_after_uses_backoff_and_raises_rate_limited() -> None:
