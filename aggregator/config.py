@@ -77,6 +77,9 @@ class ChainConfig(_Model):
     """Consecutive failed requests that open an endpoint's circuit breaker."""
     breaker_reset_s: Annotated[float, Field(gt=0)] = 30.0
     """How long an open breaker keeps requests away before one trial (doubling while it keeps failing)."""
+    max_price_jump: Annotated[float, Field(gt=0)] | None = 0.5
+    """An oracle price that moved more than this fraction since the previous sync is flagged ``jump`` (and the
+    healths that use it ``bad_oracle``); ``None`` turns the check off."""
 
     @model_validator(mode="after")
     def _one_url_source(self) -> ChainConfig:

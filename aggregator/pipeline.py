@@ -59,6 +59,8 @@ class ChainContext:
     multicall: Multicall
     onchain: list[OnchainVenue]
     offchain: list[OffchainVenue]
+    last_prices: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(source, lower-case asset address) → the price of the previous sync, for the jump check."""
 
     @classmethod
     def open(cls, settings: Settings, chain: ChainConfig) -> ChainContext:
@@ -313,11 +315,40 @@ def read_consistent(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) 
                    VenueReading(venue=r.venue, kind=r.kind, block=block, error=error) for r in readings]
 
 
+def flag_oracle_faults(
+    readings: Sequence[VenueReading], last_prices: Mapping[tuple[str, str], float], max_jump: float | None
+) -> list[VenueReading]:
+    """Flag prices that jumped more than ``max_jump`` (a fraction) from the previous sync's, and mark every
+    health with a position in an asset whose price is flagged (stale, zero, negative, old round, jump) as
+    ``bad_oracle`` — on every venue of the batch, since a venue may be valued with another's oracle."""
+    out: list[VenueReading] = []
+    for r in readings:
+        prices = []
+        for p in r.prices:
+            before = last_prices.get((p.source, p.asset_address.lower()))
+            jumped = (max_jump is not None and before is not None and before > 0 and p.price_usd > 0
+                      and abs(p.price_usd / before - 1) > max_jump)
+            if jumped and "jump" not in p.flags:
+                log.warning("%s %s jumped from %.6g to %.6g (more than %.0f%%)", p.source, p.asset, before,
+                            p.price_usd, 100 * (max_jump or 0))
+                p = dataclasses.replace(p, flags=(*p.flags, "jump"))
+            prices.append(p)
+        out.append(dataclasses.replace(r, prices=tuple(prices)))
+    flagged = {p.asset_address.lower() for r in out for p in r.prices if p.flags}
+    if not flagged:
+        return out
+    return [dataclasses.replace(r, healths=tuple(
+        h if "bad_oracle" in h.flags or not any(pos.asset_address.lower() in flagged for pos in h.positions)
+        else dataclasses.replace(h, flags=(*h.flags, "bad_oracle"))
+        for h in r.healths)) for r in out]
+
+
 def sync_batch(ctx: ChainContext, store: Store, wallets: Sequence[str], block: BlockRef) -> BatchResult:
     """Sync one batch of wallets at one block: read every venue (again, if the chain reorganises under the reads),
     compute, write one transaction."""
     started = _now()
     block, readings = read_consistent(ctx, wallets, block)
+    readings = flag_oracle_faults(readings, ctx.last_prices, ctx.chain.max_price_jump)
     batch = to_sync_batch(block, wallets, readings, started)
     batch = dataclasses.replace(batch, risks=risk_rows(batch.snapshots, ctx.venue_types))
     log.info("writing a batch of %d wallets at block %d (%d snapshots)", len(wallets), block.number,
@@ -329,6 +360,8 @@ def sync_batch(ctx: ChainContext, store: Store, wallets: Sequence[str], block: B
         return BatchResult(chain=ctx.chain.name, block=block, wallets=len(wallets), status=SyncStatus.FAILED,
                            readings=tuple(readings), sync_run_id=exc.failed_run_id, error=str(exc))
     log.info("stored sync run %d (block %d)", run_id, block.number)
+    ctx.last_prices.update({(p.source, p.asset_address.lower()): p.price_usd for r in readings for p in r.prices
+                            if p.price_usd > 0})
     return BatchResult(chain=ctx.chain.name, block=block, wallets=len(wallets), status=batch.status,
                        readings=tuple(readings), sync_run_id=run_id, error=batch.error)
 
@@ -381,7 +414,11 @@ class Syncer:
 
     def _context(self, chain: ChainConfig) -> ChainContext:
         if chain.name not in self._contexts:
-            self._contexts[chain.name] = ChainContext.open(self.settings, chain)
+            ctx = ChainContext.open(self.settings, chain)
+            # The jump check compares with the newest stored prices, so it survives a restart.
+            ctx.last_prices = {(p.source, p.asset.address.lower()): p.price_usd
+                               for p in self.store.latest_prices(chain.chain_id) if p.price_usd > 0}
+            self._contexts[chain.name] = ctx
         return self._contexts[chain.name]
 
     def run(

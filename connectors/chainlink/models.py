@@ -40,8 +40,13 @@ class FeedRound(Frozen):
 
     @property
     def is_stale(self) -> bool:
-        """Older than the heartbeat, or answered in an earlier round than the latest."""
-        return self.age_s > self.heartbeat_s or self.answered_in_round < self.round_id
+        """Older than the feed's heartbeat."""
+        return self.age_s > self.heartbeat_s
+
+    @property
+    def is_old_round(self) -> bool:
+        """Answered in an earlier round than the latest (the round carries an old answer)."""
+        return self.answered_in_round < self.round_id
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -53,6 +58,8 @@ class FeedRound(Frozen):
             out.append("negative")
         if self.is_stale:
             out.append("stale")
+        if self.is_old_round:
+            out.append("old_round")
         return tuple(out)
 
     @property

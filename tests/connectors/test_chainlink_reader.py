@@ -44,7 +44,7 @@ def make_round(**kw: Any) -> FeedRound:
         ({"answer_raw": -5}, ("negative",)),
         ({"block_timestamp": 1000 + 3601}, ("stale",)),
         ({"block_timestamp": 1000 + 3600}, ()),
-        ({"answered_in_round": 9}, ("stale",)),
+        ({"answered_in_round": 9}, ("old_round",)),
         ({"answer_raw": 0, "block_timestamp": 10**6}, ("zero", "stale")),
     ],
 )
@@ -69,7 +69,7 @@ def test_read_feeds_one_round_trip_with_flags(rpc: RpcClient, node: Any) -> None
     a, b = out[FEED_A], out[FEED_B]
     assert (a.answer_raw, a.decimals, a.age_s, a.heartbeat_s, a.flags) == (2000 * 10**8, 8, 60, 3600, ())
     assert b.heartbeat_s == 86_400
-    assert b.flags == ("negative", "stale")  # stale through answeredInRound < roundId, not age
+    assert b.flags == ("negative", "old_round")  # answeredInRound < roundId: an old round, though recent
 
 
 def test_unreadable_feed_raises_or_is_omitted(rpc: RpcClient, node: Any) -> None:
