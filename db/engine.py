@@ -110,11 +110,28 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     resolved = resolve_url(url)
     if resolved.get_backend_name() == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_timeout", PG_POOL_TIMEOUT_S)
+        if "connect_timeout" not in resolved.query:  # an unreachable server fails in seconds, not minutes
+            kwargs.setdefault("connect_args", {"connect_timeout": PG_CONNECT_TIMEOUT_S})
     engine = sa.create_engine(resolved, **kwargs)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
+    elif engine.dialect.name == "postgresql":
+        sa.event.listen(engine, "connect", _pg_on_connect)
     return engine
+
+
+PG_CONNECT_TIMEOUT_S = 10
+PG_POOL_TIMEOUT_S = 30
+PG_STATEMENT_TIMEOUT_MS = 300_000
+"""No statement runs longer than 5 minutes (a hung lock or query fails the batch; its transaction rolls back)."""
+
+
+def _pg_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    with dbapi_conn.cursor() as cursor:
+        cursor.execute(f"SET statement_timeout = {PG_STATEMENT_TIMEOUT_MS:d}")
+    dbapi_conn.commit()
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,22 @@ def test_public_api_is_exported() -> None:
     for name in db.__all__:
         assert getattr(db, name) is not None
     assert sorted(db.__all__) == db.__all__
+
+
+@pytest.mark.postgres
+def test_postgres_connections_time_out() -> None:
+    """Every PostgreSQL connection carries a statement timeout, and connecting gives up after seconds."""
+    from tests.conftest import pg_schema_url
+
+    for url in pg_schema_url():
+        with Store.open(url) as store, store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "5min"
+            assert store.engine.dialect.name == "postgresql"
+    engine = db.engine.make_engine("postgresql+psycopg://postgres@10.255.255.1:5432/test")  # unroutable
+    try:
+        began = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError):
+            engine.connect()
+        assert time.monotonic() - began < 15
+    finally:
+        engine.dispose()
