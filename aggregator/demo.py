@@ -113,7 +113,7 @@ def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, inter
         for w in seeded:
             console.print(f"  tracking {w.address}  {w.label}")
         metrics = Metrics(store)
-        metrics.watch_rpc(syncer.rpc_stats)
+        metrics.watch_rpc(syncer.rpc_stats, syncer.rpc_endpoints)
         server = _serve(console, settings, store, metrics)
         hedged = next((w.address for w in seeded if w.label == "hedged"), seeded[0].address)
         try:

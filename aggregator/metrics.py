@@ -6,7 +6,9 @@ Measured in the process (updated by each cycle of ``xmargin run``):
 * ``xmargin_sync_batches_total{chain,status}`` — (wallet batch, block) units by outcome (ok / partial / failed);
 * ``xmargin_cycle_errors_total{stage}`` — a stage (sync, alerts, keeper, alert delivery) that raised;
 * ``xmargin_rpc_requests_total{chain}``, ``xmargin_rpc_http_requests_total{chain}``,
-  ``xmargin_rpc_errors_total{chain}`` — JSON-RPC calls, HTTP posts (retries included) and failed calls.
+  ``xmargin_rpc_errors_total{chain}`` — JSON-RPC calls, HTTP posts (retries included) and failed calls;
+* ``xmargin_rpc_endpoint_up{chain,endpoint}`` — 1 while an endpoint's circuit breaker is closed (endpoint:
+  scheme and host only), ``xmargin_rpc_endpoint_trips_total{chain,endpoint}`` — times it opened.
 
 Read from the store at scrape time (so every process serving the API reports the same figures):
 
@@ -19,13 +21,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from aggregator.pipeline import SyncReport
+from connectors.evm.failover import EndpointStatus
 from connectors.evm.rpc import RpcStats
 from db import Store
 
@@ -37,14 +40,17 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``*_created`` s
 SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 RpcSource = Callable[[], Mapping[str, RpcStats]]
+EndpointSource = Callable[[], Mapping[str, Sequence[EndpointStatus]]]
 
 
 class _StoreCollector(Collector):
     """Gauges read from the store, and the RPC counters read from the syncer, at each scrape."""
 
-    def __init__(self, store: Store, rpc: Callable[[], RpcSource | None]) -> None:
+    def __init__(self, store: Store, rpc: Callable[[], RpcSource | None],
+                 endpoints: Callable[[], EndpointSource | None]) -> None:
         self._store = store
         self._rpc = rpc
+        self._endpoints = endpoints
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("xmargin_store_up", "1 when the store answered this scrape.")
@@ -91,6 +97,18 @@ class _StoreCollector(Collector):
             posts.add_metric([chain], s.http_requests)
             errors.add_metric([chain], s.errors)
         yield from (calls, posts, errors)
+        endpoints = self._endpoints()
+        if endpoints is None:
+            return
+        up = GaugeMetricFamily("xmargin_rpc_endpoint_up", "1 while the endpoint's circuit breaker is closed.",
+                               labels=["chain", "endpoint"])
+        trips = CounterMetricFamily("xmargin_rpc_endpoint_trips", "Times the endpoint's circuit breaker opened.",
+                                    labels=["chain", "endpoint"])
+        for chain, statuses in sorted(endpoints().items()):
+            for e in statuses:
+                up.add_metric([chain, e.url], 1 if e.state == "closed" else 0)
+                trips.add_metric([chain, e.url], e.trips)
+        yield from (up, trips)
 
 
 class Metrics:
@@ -99,6 +117,7 @@ class Metrics:
     def __init__(self, store: Store) -> None:
         self.registry = CollectorRegistry()
         self._rpc: RpcSource | None = None
+        self._endpoints: EndpointSource | None = None
         self._lock = threading.Lock()
         self.sync_duration = Histogram("xmargin_sync_duration_seconds", "Duration of one sync of every wallet.",
                                        buckets=SYNC_BUCKETS, registry=self.registry)
@@ -106,11 +125,13 @@ class Metrics:
                                     ["chain", "status"], registry=self.registry)
         self.cycle_errors = Counter("xmargin_cycle_errors", "Cycle stages that raised.", ["stage"],
                                     registry=self.registry)
-        self.registry.register(_StoreCollector(store, lambda: self._rpc))
+        self.registry.register(_StoreCollector(store, lambda: self._rpc, lambda: self._endpoints))
 
-    def watch_rpc(self, source: RpcSource) -> None:
-        """Report the RPC counters ``source`` returns (the syncer's), read at each scrape."""
+    def watch_rpc(self, source: RpcSource, endpoints: EndpointSource | None = None) -> None:
+        """Report the RPC counters ``source`` returns and the endpoints' breakers (the syncer's), read at each
+        scrape."""
         self._rpc = source
+        self._endpoints = endpoints
 
     def observe_sync(self, report: SyncReport, *, failed: bool = False) -> None:
         """Count a sync's batches; its duration only when it ran (a sync that raised is counted by

@@ -93,7 +93,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
     store = Store.open(settings.db_url)
     cycle = Cycle(settings, store)
     metrics = Metrics(store)
-    metrics.watch_rpc(cycle.syncer.rpc_stats)
+    metrics.watch_rpc(cycle.syncer.rpc_stats, cycle.syncer.rpc_endpoints)
     server: ApiServer | None = None
     if settings.api.enabled:
         from aggregator.api.app import create_app, trusted_hosts

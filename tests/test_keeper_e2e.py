@@ -81,6 +81,10 @@ def _check_served_api(log: Path, store: Store) -> None:
     assert calls
     assert all(v > 0 for v in calls)
     assert sum(v for k, v in metrics.items() if k.startswith("xmargin_rpc_errors_total")) == 0
+    up = {k: v for k, v in metrics.items() if k.startswith("xmargin_rpc_endpoint_up")}
+    assert up
+    assert set(up.values()) == {1.0}  # every endpoint's breaker closed
+    assert metrics["xmargin_store_up"] == 1
 
 
 def test_crash_alert_rebalance_restart(env: dict[str, str], tmp_path: Path) -> None:
