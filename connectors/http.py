@@ -20,6 +20,7 @@ with jitter). Base URLs may carry API keys: they are shown only through
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -287,7 +288,11 @@ def _get(obj: Mapping[str, Any], key: str, what: str, default: Any) -> Any:
 
 def json_decimal(obj: Mapping[str, Any], key: str, what: str, default: Any = _MISSING) -> Any:
     """``obj[key]`` as an exact :class:`~decimal.Decimal` (a decimal string or an integer; a JSON float is
-    read through its shortest repr). ``None`` stays ``None`` only when ``default`` is given as ``None``."""
+    read through its shortest repr). ``None`` stays ``None`` only when ``default`` is given as ``None``.
+
+    A number whose magnitude a float64 cannot hold (above ~1.8e308, or non-zero below ~4.9e-324) is a
+    :class:`DecodeError` like NaN and infinities: every venue figure becomes a float64 for the risk engine, and
+    Decimal arithmetic on such exponents overflows the default context (``decimal.Overflow``)."""
     value = _get(obj, key, what, default)
     if value is None and default is None:
         return None
@@ -299,6 +304,9 @@ def json_decimal(obj: Mapping[str, Any], key: str, what: str, default: Any = _MI
         raise DecodeError(f"{what}.{key}: not a decimal number: {value!r}") from None
     if not out.is_finite():
         raise DecodeError(f"{what}.{key}: not a finite number: {value!r}")
+    as_float = float(out)
+    if math.isinf(as_float) or (as_float == 0.0 and out != 0):
+        raise DecodeError(f"{what}.{key}: out of the range of a float64: {value!r}")
     return out
 
 

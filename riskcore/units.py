@@ -86,10 +86,17 @@ def from_raw_array(raws: Sequence[int], decimals: int | Sequence[int]) -> npt.ND
 
 
 def to_raw(amount: Decimal | int | str | Fraction, decimals: int) -> int:
-    """Return the integer ``amount * 10**decimals``, exactly; refuses floats and sub-unit remainders."""
+    """Return the integer ``amount * 10**decimals``, exactly; refuses floats and sub-unit remainders.
+
+    Raises :class:`TypeError` for a float, :class:`ValueError` for text that is not a finite decimal number (and
+    for NaN / infinite Decimals) or an amount with more than ``decimals`` decimals.
+    """
     if isinstance(amount, float):
         raise TypeError("to_raw takes Decimal, int, str or Fraction, not float (floats are inexact)")
-    value = Fraction(Decimal(amount)) if isinstance(amount, str) else Fraction(amount)
+    try:
+        value = Fraction(Decimal(amount)) if isinstance(amount, str) else Fraction(amount)
+    except (ArithmeticError, ValueError) as exc:  # decimal.InvalidOperation (malformed text), NaN, ±Infinity
+        raise ValueError(f"not a finite decimal amount: {amount!r}") from exc
     scaled = value * 10**decimals
     if scaled.denominator != 1:
         raise ValueError(f"{amount} has more than {decimals} decimals")

@@ -94,7 +94,7 @@ def _position(key: str, p: Any) -> DydxPerpPosition:
     side = _side(p, what)
     size = json_decimal(p, "size", what)
     if side == "SHORT" and size > 0:
-        size = -size
+        size = size.copy_negate()  # exact: ``-size`` would round to the context's 28 digits (or overflow)
     elif side == "LONG" and size < 0:
         raise DecodeError(f"{what}: a LONG position of negative size {size}")
     return DydxPerpPosition(
@@ -125,7 +125,7 @@ def _asset(key: str, a: Any) -> DydxAssetPosition:
     if size < 0:  # tolerate a signed size: the sign must agree with the side
         if side == "LONG":
             raise DecodeError(f"{what}: a LONG asset position of negative size")
-        size = -size
+        size = size.copy_negate()
     return DydxAssetPosition(
         symbol=json_str(a, "symbol", what, key), side=side, size=size, asset_id=json_str(a, "assetId", what, None)
     )

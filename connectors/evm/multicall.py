@@ -164,7 +164,9 @@ def encode_aggregate3(calls: Sequence[Call]) -> bytes:
 def decode_aggregate3_result(data: bytes) -> list[tuple[bool, bytes]]:
     """Decode ``aggregate3``'s ``(bool success, bytes returnData)[]`` (hand-rolled; equals eth-abi's).
 
-    Raises :class:`DecodeError` on any out-of-bounds offset or length, or a bool that is not 0/1.
+    Raises :class:`DecodeError` on any out-of-bounds offset or length, a bool that is not 0/1, or results that
+    together hold more bytes than the answer (offsets pointing at shared data: Solidity gives every result its
+    own bytes, and copying shared data once per result would grow the output quadratically in the answer).
     """
     size = len(data)
     if size < 64:
@@ -182,6 +184,7 @@ def decode_aggregate3_result(data: bytes) -> list[tuple[bool, bytes]]:
     if base + 32 * n > size:
         raise DecodeError(f"aggregate3 return announces {n} results in {size} bytes")
     out: list[tuple[bool, bytes]] = []
+    total = 0
     for i in range(n):
         elem = base + word(base + 32 * i)
         ok = word(elem)
@@ -191,6 +194,9 @@ def decode_aggregate3_result(data: bytes) -> list[tuple[bool, bytes]]:
         length = word(start)
         if start + 32 + length > size:
             raise DecodeError(f"aggregate3 result {i}: {length} bytes of returnData run past the end")
+        total += length
+        if total > size:
+            raise DecodeError(f"aggregate3 results overlap: {total} bytes of returnData in a {size}-byte answer")
         out.append((ok == 1, bytes(mv[start + 32 : start + 32 + length])))
     return out
 

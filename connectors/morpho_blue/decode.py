@@ -26,6 +26,7 @@ from connectors.types import checksum
 __all__ = [
     "MARKET_PARAMS_TYPE",
     "MARKET_TYPE",
+    "MAX_FEE",
     "UINT128_MAX",
     "VIRTUAL_ASSETS",
     "VIRTUAL_SHARES",
@@ -54,6 +55,8 @@ WAD = 10**18
 VIRTUAL_SHARES = 10**6
 VIRTUAL_ASSETS = 1
 UINT128_MAX = 2**128 - 1
+MAX_FEE = 25 * 10**16
+"""``ConstantsLib.MAX_FEE`` (25%): ``setFee`` refuses more, so no market holds more."""
 _UINT256_MAX = 2**256 - 1
 _ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
@@ -133,10 +136,13 @@ def _ints(value: Sequence[Any], n: int, what: str) -> list[int]:
 
 
 def decode_market(value: Sequence[Any]) -> MarketTotals:
-    """From the 6 decoded outputs of ``market(bytes32)``."""
+    """From the 6 decoded outputs of ``market(bytes32)``; a fee above :data:`MAX_FEE` is a :class:`DecodeError`
+    (the protocol cannot hold one, and :func:`accrue` would divide by zero or mint negative shares with it)."""
     v = _ints(value, 6, "Market")
     if any(x > UINT128_MAX for x in v):
         raise DecodeError(f"Market fields are uint128, got {v}")
+    if v[5] > MAX_FEE:
+        raise DecodeError(f"Market.fee {v[5]} is above the protocol's maximum {MAX_FEE}")
     return MarketTotals(*v)
 
 

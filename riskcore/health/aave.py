@@ -202,6 +202,6 @@ def health_factor(
     lt = np.asarray(liquidation_threshold, dtype=np.float64)
     debt = np.asarray(debt_usd, dtype=np.float64).sum(axis=-1)
     weighted = (coll * lt).sum(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = np.where(debt > 0, weighted / np.where(debt > 0, debt, 1.0), np.inf)
     return np.asarray(out, dtype=np.float64)

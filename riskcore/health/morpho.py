@@ -372,7 +372,7 @@ def health_factor(
     lt = np.asarray(lltv, dtype=np.float64)
     debt = np.asarray(borrowed, dtype=np.float64)
     cap = coll * px * lt
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = np.where(debt > 0, cap / np.where(debt > 0, debt, 1.0), np.inf)
     return np.asarray(out, dtype=np.float64)
 
@@ -412,6 +412,6 @@ def liquidation_price(
     debt = np.asarray(borrowed, dtype=np.float64)
     lt = np.asarray(lltv, dtype=np.float64)
     denom = coll * lt
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = np.where(debt > 0, np.where(denom > 0, debt / np.where(denom > 0, denom, 1.0), np.inf), np.nan)
     return np.asarray(out, dtype=np.float64)

@@ -256,7 +256,7 @@ def margin_health(equity_usd: npt.ArrayLike, maintenance_usd: npt.ArrayLike) -> 
     """
     e = np.asarray(equity_usd, dtype=np.float64)
     m = np.asarray(maintenance_usd, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = np.where(m > 0, e / np.where(m > 0, m, 1.0), np.where(e >= 0, np.inf, -np.inf))
     return np.asarray(out, dtype=np.float64)
 
@@ -298,7 +298,7 @@ def liquidation_price(book: PerpBook) -> F64:
     abs_s = np.abs(s)[:, None]
     num = (m_others + s * book.mark_usd - e)[:, None] - ded
     den = s[:, None] - abs_s * mmr
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         p = num / den
         notional = abs_s * p
     upper = np.concatenate([lower[:, 1:], np.full((n, 1), np.inf)], axis=1)
