@@ -127,6 +127,11 @@ def _ts(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+VENUE_FAULTS = (ConnectorError, ValueError, KeyError, ArithmeticError)
+"""What a venue's evaluation may raise on bad data (an overflow or a division by zero from numbers out of range
+included): the venue is marked failed for this sync, the other venues go on."""
+
+
 def _failed(cfg: VenueConfig, block: BlockRef, exc: Exception) -> VenueReading:
     log.warning("venue %s failed at block %d: %s", cfg.name, block.number, exc)
     return VenueReading(venue=cfg.name, kind=KINDS[cfg.type], block=block, error=str(exc) or type(exc).__name__)
@@ -160,7 +165,7 @@ def read_venues(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) -> l
             if isinstance(result, ConnectorError):
                 raise result
             readings[name] = venue.evaluate(result, book)
-        except (ConnectorError, ValueError, KeyError) as exc:
+        except VENUE_FAULTS as exc:
             readings[name] = _failed(venue.config, block, exc)
             continue
         if venue.price_source:
@@ -168,7 +173,7 @@ def read_venues(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) -> l
     for off in ctx.offchain:
         try:
             readings[off.config.name] = off.evaluate(off.read(wallets), block)
-        except (ConnectorError, ValueError, KeyError) as exc:
+        except VENUE_FAULTS as exc:
             readings[off.config.name] = _failed(off.config, block, exc)
     order = [v.config.name for v in ctx.onchain] + [v.config.name for v in ctx.offchain]
     return [readings[name] for name in order]

@@ -326,3 +326,23 @@ def test_venues_of_a_chain_share_round_trips_and_one_block(
     assert first is not None
     assert again is not None
     assert first.health_factor_raw == again.health_factor_raw
+
+
+def test_a_venue_whose_numbers_overflow_is_stale_and_the_others_are_stored(
+    chain: devnet.DevnetInfo, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ArithmeticError from a venue's evaluation (numbers out of range) costs that venue only."""
+    from aggregator.venues import morpho
+
+    def overflow(*_args: object, **_kwargs: object) -> None:
+        raise OverflowError("int too large to convert to float (injected)")
+
+    monkeypatch.setattr(morpho, "evaluate", overflow)
+    (batch,) = sync_once(all_venues(chain), store).batches
+    assert batch.status is SyncStatus.PARTIAL
+    by_venue = {r.venue: r for r in batch.readings}
+    assert "injected" in (by_venue["morpho_blue"].error or "")
+    assert all(r.error is None for name, r in by_venue.items() if name != "morpho_blue")
+    latest = {v.venue: v.snapshot for v in store.latest_health(devnet.wallet_address("hedged"))}
+    assert latest["morpho_blue"].error is not None
+    assert latest["aave_v3"].health is not None
