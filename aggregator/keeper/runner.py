@@ -158,6 +158,7 @@ class Keeper:
         self.dry_run = dry_run
         self.signer = None if dry_run else signer if signer is not None else signer_from_config(self.cfg)
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._started_at = self._clock()
         self._rpcs: dict[str, RpcClient] = {}
         self._pools: dict[str, str] = {}
         self._markets: dict[tuple[str, str], MarketParams] = {}
@@ -196,6 +197,7 @@ class Keeper:
             return []
         targets = [checksum(w) for w in (wallets if wallets is not None else self.cfg.wallets)]
         if not self.dry_run:
+            self.abandon_interrupted()
             try:
                 self.reconcile()
             except Exception:  # one stuck plan must not stop the keeper for every wallet
@@ -269,11 +271,14 @@ class Keeper:
         if not sim.ok or short:
             error = sim.error if not sim.ok else f"simulated health below target on {', '.join(sorted(short))}"
             self.store.update_plan(row.id, "simulation_failed", now=self._clock(), simulation=simulation,
-                                   error=error)
+                                   error=error, expect=["planned"])
             log.error("keeper: plan %d for %s failed simulation: %s", row.id, wallet, error)
             return KeeperOutcome(wallet=wallet, status="simulation_failed", message=error or "", plan_id=row.id,
                                  plan=plan)
-        self.store.update_plan(row.id, "simulated", now=self._clock(), simulation=simulation)
+        if not self.store.update_plan(row.id, "simulated", now=self._clock(), simulation=simulation,
+                                      expect=["planned"]):
+            return KeeperOutcome(wallet=wallet, status="busy", message="plan abandoned while it was simulated",
+                                 plan_id=row.id)
         if not execute:
             why = "dry run" if not self.cfg.execute else "no signer for this wallet"
             log.info("keeper: plan %d for %s simulated (%s, not executed)", row.id, wallet, why)
@@ -498,6 +503,19 @@ class Keeper:
         else:
             log.error("keeper: plan %d %s: %s", plan_id, status, error)
         return status
+
+    def abandon_interrupted(self) -> list[int]:
+        """Plans a previous process stored and never simulated (it was killed in between) are closed as
+        ``simulation_failed``: nothing of theirs was signed or sent, and the next sync plans afresh."""
+        out = []
+        for plan in self.store.list_plans(status="planned", limit=1_000):
+            if plan.created_at < self._started_at and self.store.update_plan(
+                plan.id, "simulation_failed", now=self._clock(), error="interrupted before its simulation (restart)",
+                expect=["planned"],
+            ):
+                log.warning("keeper: plan %d was interrupted before its simulation; closed", plan.id)
+                out.append(plan.id)
+        return out
 
     def reconcile(self) -> list[tuple[int, str]]:
         """Finish plans a previous run left ``executing`` (see the module docstring)."""

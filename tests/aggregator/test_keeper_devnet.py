@@ -8,7 +8,7 @@ same plan once after a restart.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -332,3 +332,28 @@ def test_surplus_collateral_moves_from_a_healthy_venue_to_the_one_in_need(
     aave_hf, morpho_hf = _chain_health(chain)
     assert aave_target.target <= aave_hf <= aave_target.target + aave_target.offset + 0.01
     assert morpho_hf >= morpho_target.target
+
+
+def test_a_plan_interrupted_before_its_simulation_is_closed_by_the_next_keeper(
+    chain: devnet.DevnetInfo, store: Store, signer_env: None
+) -> None:
+    """A keeper killed between storing a plan and simulating it leaves it ``planned``; the next keeper process
+    closes it (nothing of it was signed) and plans afresh from the next sync."""
+    settings = _settings(chain)
+    _crash(chain, settings, store)
+    left = store.insert_plan(plan_key="killed-before-simulation", wallet=HEDGED, chain_id=chain.chain_id,
+                             block_number=1, status="planned", execute=True, signer=None, usd_total=1_000.0,
+                             plan={"actions": []}, now=datetime.now(UTC) - timedelta(seconds=5))
+    assert left is not None
+    nonce = _nonce(chain)
+    with Keeper(settings, store) as keeper:
+        (outcome,) = keeper.run()
+    closed = store.get_plan(left.id)
+    assert closed is not None
+    assert (closed.status, closed.error) == ("simulation_failed", "interrupted before its simulation (restart)")
+    assert outcome.status == "executed", outcome.message  # the fresh plan from the sync ran
+    assert _nonce(chain) > nonce
+    fresh = store.get_plan(outcome.plan_id) if outcome.plan_id is not None else None
+    assert fresh is not None
+    # The closed plan moved nothing and counts nothing against the daily limit.
+    assert store.executed_usd_since(datetime.now(UTC) - timedelta(days=1)) == pytest.approx(fresh.usd_total)
