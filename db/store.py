@@ -363,6 +363,10 @@ class Store(AutomationStore, ApiKeyStore):
             },
         ).scalar_one()
 
+        replaced = _replace_superseded(conn, snapshots, refs)
+        if replaced:
+            log.info("sync run %d: %d stored snapshot(s) superseded (reorganised block, or an error read again)",
+                     run_id, replaced)
         if snapshots:
             conn.execute(
                 _upsert_insert(conn, SNAPSHOTS).on_conflict_do_nothing(
@@ -641,6 +645,37 @@ class Store(AutomationStore, ApiKeyStore):
 
 
 # -- resolution of natural keys -----------------------------------------------------------------------
+
+
+def _replace_superseded(conn: Connection, snapshots: Sequence[SnapshotRow], refs: _Refs) -> int:
+    """Delete the stored snapshots (with their positions and health) that the batch's supersede at the same
+    (wallet, venue, block number): one read at another block hash (the block was reorganised; the batch's was
+    confirmed canonical when read), or an error where the batch read the venue cleanly. A clean stored snapshot of
+    the same block hash stays (a second sync of one block writes nothing new). Returns how many were deleted."""
+    if not snapshots:
+        return 0
+    wanted = {(refs.wallets[canonical_address(s.wallet)], refs.venues[s.venue], s.block_number): s for s in snapshots}
+    blocks = sorted({s.block_number for s in snapshots})
+    stale: list[int] = []
+    for chunk in _chunks(sorted({w for w, _, _ in wanted})):
+        rows = conn.execute(
+            sa.select(SNAPSHOTS.c.id, SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.block_number,
+                      SNAPSHOTS.c.block_hash, SNAPSHOTS.c.status)
+            .where(SNAPSHOTS.c.wallet_id.in_(chunk), SNAPSHOTS.c.block_number.in_(blocks))
+        )
+        for sid, w, v, b, block_hash, status in rows:
+            new = wanted.get((w, v, b))
+            if new is None:
+                continue
+            other_block = block_hash.lower() != new.block_hash.lower()
+            repaired = status == SnapshotStatus.ERROR.value and SnapshotStatus(new.status) is SnapshotStatus.OK
+            if other_block or repaired:
+                stale.append(sid)
+    for chunk_ids in _chunks(stale):
+        conn.execute(sa.delete(POSITIONS).where(POSITIONS.c.snapshot_id.in_(chunk_ids)))
+        conn.execute(sa.delete(HEALTH).where(HEALTH.c.snapshot_id.in_(chunk_ids)))
+        conn.execute(sa.delete(SNAPSHOTS).where(SNAPSHOTS.c.id.in_(chunk_ids)))
+    return len(stale)
 
 
 def _unique_snapshots(snapshots: Iterable[SnapshotRow]) -> list[SnapshotRow]:

@@ -69,8 +69,10 @@ def run_programs(
     """Run several read programs in lock-step at ``block``; each key maps to its snapshot or its
     :class:`~connectors.errors.ConnectorError`.
 
-    Every round executes the plans of all still-running programs in one :meth:`Multicall.execute`.
-    Node faults (``TransientError``, ``RpcError`` of the batch itself) propagate to the caller.
+    Every round executes the plans of all still-running programs in one :meth:`Multicall.execute`. A node fault
+    in a round (``TransientError``, ``RpcError`` of the batch itself, a malformed answer) fails the programs still
+    running in it with that error; programs that had already finished keep their snapshots (every read of theirs
+    was answered at ``block``).
     """
     out: dict[K, Any] = {}
     pending: dict[K, Sequence[Plan[Any]]] = {}
@@ -88,7 +90,13 @@ def run_programs(
                 start = len(calls)
                 calls.extend(plan.calls)
                 spans.append((key, plan, start, len(calls)))
-        results = multicall.execute(calls, block, strict=False)
+        try:
+            results = multicall.execute(calls, block, strict=False)
+        except ConnectorError as exc:
+            for key in pending:
+                programs[key].close()
+                out[key] = exc
+            break
         decoded: dict[K, list[Any]] = {key: [] for key in pending}
         failed: dict[K, ConnectorError] = {}
         for key, plan, start, end in spans:

@@ -304,9 +304,12 @@ class RpcClient(RetryingHttpClient):
                 raise DecodeError(
                     f"{what}: malformed JSON from {self.redacted_url} ({len(content)} bytes, HTTP {status})"
                 )
-            if isinstance(body, dict) and _is_rate_limit(body.get("error")):
-                # Providers often say "rate limited" in a JSON-RPC error with HTTP 200: a fault to wait out.
-                return RateLimitedError(f"{what}: rate limited by {self.redacted_url} ({body['error'].get('message')})",
+            items = body if isinstance(body, list) else [body]
+            limited = next((i["error"] for i in items if isinstance(i, dict) and _is_rate_limit(i.get("error"))), None)
+            if limited is not None:
+                # Providers often say "rate limited" in a JSON-RPC error with HTTP 200 (for one item of a batch,
+                # too): a fault to wait out, and the whole request is sent again.
+                return RateLimitedError(f"{what}: rate limited by {self.redacted_url} ({limited.get('message')})",
                                         retry_after=retry_after_s(resp.headers.get("retry-after")))
             return body
 

@@ -1,5 +1,5 @@
 """API keys on both backends: only the hash is stored, the key verifies until revoked, names are unique;
-the newest price of every (asset, source)."""
+the newest price of every (asset, source); a reorganised or repaired block supersedes what was stored."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from db import DuplicateNameError, Store
+from db import DuplicateNameError, SnapshotStatus, Store, SyncBatch
 from db.apikeys import KEY_PREFIX, hash_key
 from tests.db import db_testdata as td
 
@@ -79,3 +79,41 @@ def test_latest_prices_follow_the_block_not_the_insertion_order(store: Store) ->
     store.write_sync(td.batch(wallets, 103))
     store.write_sync(td.batch(wallets, 50))
     assert {p.block_number for p in store.latest_prices()} == {103}
+
+
+def _rehash(batch: SyncBatch, block_hash: str) -> SyncBatch:
+    return dataclasses.replace(batch, block_hash=block_hash, snapshots=tuple(
+        dataclasses.replace(s, block_hash=block_hash) for s in batch.snapshots))
+
+
+def test_a_reorganised_block_or_a_repaired_error_supersedes_the_stored_snapshot(store: Store) -> None:
+    wallets = td.setup(store, 2)
+    first = td.batch(wallets, 100)
+    store.write_sync(first)
+    positions = sum(len(s.positions) for s in first.snapshots)
+    # The same block again, same hash: nothing new (idempotent).
+    store.write_sync(first)
+    # Block 100 was reorganised: the new canonical read replaces the stored one, positions and health with it.
+    other = "0x" + "ab" * 32
+    store.write_sync(_rehash(first, other))
+    latest = store.latest_health(wallets[0])
+    assert {v.snapshot.block_hash for v in latest} == {other}
+    with store.engine.connect() as conn:
+        count = conn.execute(sa.text("SELECT count(*) FROM position_snapshots")).scalar_one()
+        stored_positions = conn.execute(sa.text("SELECT count(*) FROM positions")).scalar_one()
+        orphans = conn.execute(sa.text(
+            "SELECT count(*) FROM positions p LEFT JOIN position_snapshots s ON s.id = p.snapshot_id "
+            "WHERE s.id IS NULL")).scalar_one()
+    assert (count, stored_positions, orphans) == (len(first.snapshots), positions, 0)
+    # An error read of block 101, then a clean read of the same block: the clean one is served.
+    broken = td.batch(wallets, 101)
+    broken = dataclasses.replace(broken, snapshots=tuple(
+        dataclasses.replace(s, status=SnapshotStatus.ERROR, error="injected", positions=(), health=None)
+        for s in broken.snapshots))
+    store.write_sync(broken)
+    assert all(v.snapshot.error == "injected" for v in store.latest_health(wallets[0]))
+    store.write_sync(td.batch(wallets, 101))
+    assert all(v.snapshot.error is None and v.snapshot.health is not None for v in store.latest_health(wallets[0]))
+    # ... but an error never replaces a clean read of the same block.
+    store.write_sync(broken)
+    assert all(v.snapshot.error is None for v in store.latest_health(wallets[0]))
