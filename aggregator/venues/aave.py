@@ -49,8 +49,8 @@ def prices(snapshot: AaveSnapshot, source: str) -> tuple[PriceView, ...]:
     for r in market.reserves:
         feed = r.feed
         flags = list(feed.flags) if feed is not None else []
-        if r.price_raw == 0 and "zero" not in flags:
-            flags.append("zero")
+        if r.price_raw == 0 and "zero" not in flags and "negative" not in flags:
+            flags.append("zero")  # (the oracle reverts on a zero or negative answer: read as 0)
         out.append(
             PriceView(
                 chain_id=snapshot.block.chain_id,
@@ -140,14 +140,16 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
         ]
         data = account_data(reserves, balances, account.emode_category, emodes)
         onchain = account.onchain
-        matches = (
+        matches = onchain is not None and (
             data.health_factor_wad == onchain.health_factor_wad
             and data.total_collateral_base_raw == onchain.total_collateral_base_raw
             and data.total_debt_base_raw == onchain.total_debt_base_raw
             and data.current_liquidation_threshold_bps == onchain.current_liquidation_threshold_bps
         )
         flags = []
-        if not matches:
+        if onchain is None:
+            flags.append("onchain_unavailable")  # the protocol's own figure reverted (an invalid oracle price)
+        elif not matches:
             flags.append("onchain_mismatch")
         if any(ur.asset in bad_assets for ur in account.reserves):
             flags.append("bad_oracle")
@@ -160,9 +162,10 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
                 health_factor=data.health_factor_wad / 10**18 if has_debt else None,
                 health_factor_raw=data.health_factor_wad if has_debt else None,
                 onchain_health_factor_raw=(
-                    onchain.health_factor_wad if onchain.health_factor_wad != UINT256_MAX else None
+                    onchain.health_factor_wad if onchain is not None and onchain.health_factor_wad != UINT256_MAX
+                    else None
                 ),
-                matches_onchain=matches,
+                matches_onchain=matches if onchain is not None else None,
                 collateral_usd=from_raw(data.total_collateral_base_raw, base),
                 debt_usd=from_raw(data.total_debt_base_raw, base),
                 liquidation_threshold=(

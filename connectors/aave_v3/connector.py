@@ -109,7 +109,7 @@ class _WalletPhase1:
     wallet: str
     user_configuration: int
     emode: int
-    onchain: OnchainAccountData
+    onchain: OnchainAccountData | None
     scaled_a: tuple[int, ...]
     """Per reserve, in market order."""
     scaled_variable: tuple[int, ...] | None
@@ -208,7 +208,8 @@ class AaveV3Connector(EvmVenueConnector[AaveDeployment]):
                 Call(addrs.pool, GET_RESERVE_DATA, (a,), allow_failure=False),
                 Call(addrs.pool, GET_RESERVE_NORMALIZED_INCOME, (a,), allow_failure=False),
                 Call(addrs.pool, GET_RESERVE_NORMALIZED_VARIABLE_DEBT, (a,), allow_failure=False),
-                Call(addrs.oracle, GET_ASSET_PRICE, (a,), allow_failure=False),
+                # The oracle reverts on a zero or negative feed answer: read as price 0, flagged from the feed.
+                Call(addrs.oracle, GET_ASSET_PRICE, (a,), allow_failure=True),
                 Call(addrs.oracle, GET_SOURCE_OF_ASSET, (a,), allow_failure=False),
                 Call(a, SYMBOL, decoder=decode_symbol),
             ]
@@ -224,7 +225,7 @@ class AaveV3Connector(EvmVenueConnector[AaveDeployment]):
                         data=decode_reserve_data(rd.value[0]),
                         normalized_income_ray=inc.value[0],
                         normalized_variable_debt_ray=vdebt.value[0],
-                        price_raw=price.value[0],
+                        price_raw=price.value[0] if price.ok else 0,
                         price_source=checksum(source.value[0]),
                     )
                 )
@@ -264,10 +265,10 @@ class AaveV3Connector(EvmVenueConnector[AaveDeployment]):
     def _emode_price_plan(addrs: AaveAddresses, emodes: Mapping[int, tuple[Any, ...]]) -> Plan[dict[int, int]]:
         """Round E, market part: ``oracle.getAssetPrice(priceSource)`` of categories with a price source."""
         with_source = [(cat, checksum(d[3])) for cat, d in emodes.items() if int(d[3], 16) != 0]
-        calls = [Call(addrs.oracle, GET_ASSET_PRICE, (src,), allow_failure=False) for _, src in with_source]
+        calls = [Call(addrs.oracle, GET_ASSET_PRICE, (src,), allow_failure=True) for _, src in with_source]
 
         def decode(results: Sequence[CallResult]) -> dict[int, int]:
-            return {cat: r.value[0] for (cat, _), r in zip(with_source, results, strict=True)}
+            return {cat: r.value[0] if r.ok else 0 for (cat, _), r in zip(with_source, results, strict=True)}
 
         return Plan(calls, decode)
 
@@ -356,7 +357,9 @@ class AaveV3Connector(EvmVenueConnector[AaveDeployment]):
             calls += [
                 Call(addrs.pool, GET_USER_CONFIGURATION, (w,), allow_failure=False),
                 Call(addrs.pool, GET_USER_EMODE, (w,), allow_failure=False),
-                Call(addrs.pool, GET_USER_ACCOUNT_DATA, (w,), allow_failure=False),
+                # Reverts when one of the wallet's assets has no valid oracle price: then the protocol itself has
+                # no figure (and cannot liquidate); ours is computed and flagged.
+                Call(addrs.pool, GET_USER_ACCOUNT_DATA, (w,), allow_failure=True),
             ]
             for c in cores:
                 calls.append(Call(c.data.a_token, SCALED_BALANCE_OF, (w,), allow_failure=False))
@@ -381,7 +384,7 @@ class AaveV3Connector(EvmVenueConnector[AaveDeployment]):
                             current_liquidation_threshold_bps=r[2].value[3],
                             ltv_bps=r[2].value[4],
                             health_factor_wad=r[2].value[5],
-                        ),
+                        ) if r[2].ok else None,
                         scaled_a=tuple(balances[::per_reserve]),
                         scaled_variable=tuple(balances[1::3]) if all_debts else None,
                         stable=tuple(balances[2::3]) if all_debts else None,

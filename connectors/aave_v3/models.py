@@ -118,8 +118,9 @@ class AaveAccount(Frozen):
     user_configuration_raw: int
     emode_category: int
     reserves: tuple[AaveUserReserve, ...]
-    onchain: OnchainAccountData
-    """The protocol's own figures, read in the same block (kept beside ours as the check)."""
+    onchain: OnchainAccountData | None
+    """The protocol's own figures, read in the same block (kept beside ours as the check); ``None`` when the
+    protocol's own ``getUserAccountData`` reverted (an asset of the wallet has no valid oracle price)."""
 
 
 class AaveSnapshot(Frozen):
