@@ -22,7 +22,7 @@ from aggregator.views import VenueHealth, VenueReading
 from connectors.errors import ConnectorError, InvalidInputError
 from connectors.evm.failover import EndpointStatus, FailoverRpcClient
 from connectors.evm.multicall import Multicall
-from connectors.evm.program import run_programs
+from connectors.evm.program import run_program, run_programs
 from connectors.evm.rpc import RpcStats
 from connectors.types import BlockRef, checksum
 from db.errors import SyncWriteError
@@ -137,6 +137,17 @@ def _failed(cfg: VenueConfig, block: BlockRef, exc: Exception) -> VenueReading:
     return VenueReading(venue=cfg.name, kind=KINDS[cfg.type], block=block, error=str(exc) or type(exc).__name__)
 
 
+def _price_book(ctx: ChainContext, venue: OnchainVenue, block: BlockRef) -> dict[str, float]:
+    """A price source's valid prices at ``block`` alone (its market reads, no wallet): what the venues valued
+    with its oracle need when its own read failed in a wallet round. Empty if that fails too."""
+    try:
+        reading = venue.evaluate(run_program(ctx.multicall, venue.connector.program([], block), block), {})
+    except VENUE_FAULTS as exc:
+        log.warning("price source %s unavailable at block %d: %s", venue.config.name, block.number, exc)
+        return {}
+    return {p.asset_address: p.price_usd for p in reading.prices if not p.flags}
+
+
 def read_venues(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) -> list[VenueReading]:
     """Read and evaluate every venue of the chain for ``wallets`` at ``block``.
 
@@ -167,6 +178,8 @@ def read_venues(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) -> l
             readings[name] = venue.evaluate(result, book)
         except VENUE_FAULTS as exc:
             readings[name] = _failed(venue.config, block, exc)
+            if venue.price_source:  # the venues valued with its prices need them even when its wallets failed
+                book.update(_price_book(ctx, venue, block))
             continue
         if venue.price_source:
             book.update({p.asset_address: p.price_usd for p in readings[name].prices if not p.flags})

@@ -692,7 +692,9 @@ def check_snapshots(snapshots: Mapping[str, Any], plans: Sequence[WalletPlan], s
     assert isinstance(uni, UniswapSnapshot)
     n = len(plans)
     assert len(aave.accounts) == len(morpho.accounts) == len(uni.accounts) == n
-    with_collateral = sum(a.onchain.total_collateral_base_raw > 0 for a in aave.accounts)
+    onchain = [a.onchain for a in aave.accounts]
+    assert all(o is not None for o in onchain), "a wallet's getUserAccountData reverted"
+    with_collateral = sum(o.total_collateral_base_raw > 0 for o in onchain if o is not None)
     assert with_collateral == n, f"only {with_collateral} of {n} wallets have Aave collateral"
     coll = [(a.wallet, p.market_id) for a in morpho.accounts for p in a.positions if p.collateral_raw > 0]
     debt = [(a.wallet, p.market_id) for a in morpho.accounts for p in a.positions if p.borrow_shares > 0]
@@ -705,7 +707,7 @@ def check_snapshots(snapshots: Mapping[str, Any], plans: Sequence[WalletPlan], s
     owners = {a.wallet for a in uni.accounts if a.positions} & {w for w, _ in coll}
     return OnchainCheck(
         aave_collateral=with_collateral,
-        aave_debt=sum(a.onchain.total_debt_base_raw > 0 for a in aave.accounts),
+        aave_debt=sum(o.total_debt_base_raw > 0 for o in onchain if o is not None),
         morpho_collateral_positions=len(coll),
         morpho_debt_positions=len(debt),
         lp_nfts=len(nfts),
