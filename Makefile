@@ -8,7 +8,7 @@ DEVNET_STAMP := devnet/node_modules/.xmargin-installed
 CYCLES ?=
 PYTEST_ARGS ?=
 
-.PHONY: all venv devnet-install browser demo test lint typecheck unit bench clean
+.PHONY: all venv devnet-install browser demo test lint typecheck unit bench reliability clean
 
 all: venv
 
@@ -51,6 +51,10 @@ bench: devnet-install
 	$(BIN)/python benchmarks/bench_sync.py
 	$(BIN)/python benchmarks/bench_risk.py
 	$(BIN)/python benchmarks/bench_api.py
+
+# Reruns every fault scenario (3 seeds) and a kill -9 campaign; rewrites docs/reliability.md.
+reliability: devnet-install
+	$(BIN)/python docs/reliability.py
 
 clean:
 	rm -rf $(VENV) devnet/node_modules devnet/vendor devnet/cache devnet/artifacts devnet/deployments
