@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aggregator.config import ChainConfig, Settings, VenueConfig
+from aggregator.config import ChainConfig, ConfigError, Settings, VenueConfig
 from aggregator.venues import KINDS, OffchainVenue, OnchainVenue, open_offchain, open_onchain
 from aggregator.views import VenueHealth, VenueReading
 from connectors.errors import ConnectorError, InvalidInputError
@@ -59,14 +59,19 @@ class ChainContext:
     multicall: Multicall
     onchain: list[OnchainVenue]
     offchain: list[OffchainVenue]
-    last_prices: dict[tuple[str, str], float] = field(default_factory=dict)
-    """(source, lower-case asset address) → the price of the previous sync, for the jump check."""
+    last_prices: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
+    """(source, lower-case asset address) → (price, block) of the newest sync so far, for the jump check (only a
+    strictly earlier block's price is compared with: every batch of one block sees the same baseline)."""
 
     @classmethod
     def open(cls, settings: Settings, chain: ChainConfig) -> ChainContext:
-        rpc = FailoverRpcClient(chain.resolve_rpc_urls(), chain_id=chain.chain_id, timeout_s=chain.timeout_s,
+        urls = chain.resolve_rpc_urls()
+        hold = max(chain.breaker_reset_s, 600.0) if len(urls) > 1 else chain.breaker_reset_s
+        # With fallbacks, a failing endpoint is held off longer each time (up to 10 min); alone, it is tried again
+        # every breaker_reset_s, so a chain comes back within that of its node.
+        rpc = FailoverRpcClient(urls, chain_id=chain.chain_id, timeout_s=chain.timeout_s,
                                 max_retries=chain.max_retries, failure_threshold=chain.breaker_failures,
-                                reset_s=chain.breaker_reset_s)
+                                reset_s=chain.breaker_reset_s, max_reset_s=hold)
         multicall = Multicall(rpc)
         mine = [v for v in settings.venues if v.chain == chain.name]
         return cls(
@@ -127,7 +132,7 @@ def _ts(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-VENUE_FAULTS = (ConnectorError, ValueError, KeyError, ArithmeticError)
+VENUE_FAULTS = (ConnectorError, ValueError, LookupError, TypeError, ArithmeticError)
 """What a venue's evaluation may raise on bad data (an overflow or a division by zero from numbers out of range
 included): the venue is marked failed for this sync, the other venues go on."""
 
@@ -334,7 +339,7 @@ def read_consistent(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) 
 
 
 def flag_oracle_faults(
-    readings: Sequence[VenueReading], last_prices: Mapping[tuple[str, str], float], max_jump: float | None
+    readings: Sequence[VenueReading], last_prices: Mapping[tuple[str, str], tuple[float, int]], max_jump: float | None
 ) -> list[VenueReading]:
     """Flag prices that jumped more than ``max_jump`` (a fraction) from the previous sync's, and mark every
     health with a position in an asset whose price is flagged (stale, zero, negative, old round, jump) as
@@ -343,7 +348,8 @@ def flag_oracle_faults(
     for r in readings:
         prices = []
         for p in r.prices:
-            before = last_prices.get((p.source, p.asset_address.lower()))
+            seen = last_prices.get((p.source, p.asset_address.lower()))
+            before = seen[0] if seen is not None and seen[1] < r.block.number else None  # an earlier block's only
             jumped = (max_jump is not None and before is not None and before > 0 and p.price_usd > 0
                       and abs(p.price_usd / before - 1) > max_jump)
             if jumped and "jump" not in p.flags:
@@ -378,8 +384,10 @@ def sync_batch(ctx: ChainContext, store: Store, wallets: Sequence[str], block: B
         return BatchResult(chain=ctx.chain.name, block=block, wallets=len(wallets), status=SyncStatus.FAILED,
                            readings=tuple(readings), sync_run_id=exc.failed_run_id, error=str(exc))
     log.info("stored sync run %d (block %d)", run_id, block.number)
-    ctx.last_prices.update({(p.source, p.asset_address.lower()): p.price_usd for r in readings for p in r.prices
-                            if p.price_usd > 0})
+    for p in (p for r in readings for p in r.prices if p.price_usd > 0):
+        key = (p.source, p.asset_address.lower())
+        if key not in ctx.last_prices or ctx.last_prices[key][1] <= block.number:  # never move the baseline back
+            ctx.last_prices[key] = (p.price_usd, block.number)
     return BatchResult(chain=ctx.chain.name, block=block, wallets=len(wallets), status=batch.status,
                        readings=tuple(readings), sync_run_id=run_id, error=batch.error)
 
@@ -434,7 +442,7 @@ class Syncer:
         if chain.name not in self._contexts:
             ctx = ChainContext.open(self.settings, chain)
             # The jump check compares with the newest stored prices, so it survives a restart.
-            ctx.last_prices = {(p.source, p.asset.address.lower()): p.price_usd
+            ctx.last_prices = {(p.source, p.asset.address.lower()): (p.price_usd, p.block_number)
                                for p in self.store.latest_prices(chain.chain_id) if p.price_usd > 0}
             self._contexts[chain.name] = ctx
         return self._contexts[chain.name]
@@ -474,7 +482,7 @@ class Syncer:
                         f"chain {chain.name!r} is configured as chain id {chain.chain_id}, "
                         f"but its RPC serves chain id {block.chain_id}"
                     )
-            except ConnectorError as exc:
+            except (ConnectorError, ConfigError) as exc:  # this chain only: the others are synced
                 log.error("chain %s unavailable: %s", chain.name, exc)
                 emit(BatchResult(chain=chain.name, block=None, wallets=len(wallets), status=SyncStatus.FAILED,
                                  readings=(), sync_run_id=None, error=str(exc)))

@@ -250,6 +250,9 @@ class RetryingHttpClient(ClosingContext):
                     scrub=self._scrub,
                     url_label=self._url_label,
                 )
+            except httpx.HTTPError as exc:  # e.g. a body that does not decode (corrupt gzip): the answer is broken
+                err = RpcUnavailableError(f"{what}: unreadable answer from {self.redacted_url} "
+                                          f"({type(exc).__name__})")
             else:
                 self.stats.bytes_received += len(body)
                 if resp.status_code == 429:

@@ -656,6 +656,8 @@ def _replace_superseded(conn: Connection, snapshots: Sequence[SnapshotRow], refs
         return 0
     wanted = {(refs.wallets[canonical_address(s.wallet)], refs.venues[s.venue], s.block_number): s for s in snapshots}
     blocks = sorted({s.block_number for s in snapshots})
+    batch_hashes = {s.block_number: s.block_hash.lower() for s in snapshots}
+    chains = {s.block_number: s.chain_id for s in snapshots}
     stale: list[int] = []
     for chunk in _chunks(sorted({w for w, _, _ in wanted})):
         rows = conn.execute(
@@ -672,6 +674,18 @@ def _replace_superseded(conn: Connection, snapshots: Sequence[SnapshotRow], refs
             if other_block or repaired:
                 stale.append(sid)
     for chunk_ids in _chunks(stale):
+        # The superseded reads' risk results (per wallet and block) go with them; the new batch brings its own.
+        pairs = conn.execute(sa.select(SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.block_number, SNAPSHOTS.c.sync_run_id,
+                                       SNAPSHOTS.c.block_hash).where(SNAPSHOTS.c.id.in_(chunk_ids))).all()
+        for wallet_id, block_number, run_id in sorted({(w, b, r) for w, b, r, _ in pairs}):
+            conn.execute(sa.delete(RISK).where(RISK.c.wallet_id == wallet_id, RISK.c.block_number == block_number,
+                                               RISK.c.sync_run_id == run_id))
+        reorganised = {b for _, b, _, block_hash in pairs if block_hash.lower() != batch_hashes.get(b)}
+        for b in sorted(reorganised):  # a reorganised block's prices (of every run that read it) go too
+            orphan_runs = sa.select(SYNC_RUNS.c.id).where(
+                SYNC_RUNS.c.chain_id == chains[b], SYNC_RUNS.c.block_number == b,
+                sa.func.lower(SYNC_RUNS.c.block_hash) != batch_hashes[b])
+            conn.execute(sa.delete(PRICES).where(PRICES.c.sync_run_id.in_(orphan_runs)))
         conn.execute(sa.delete(POSITIONS).where(POSITIONS.c.snapshot_id.in_(chunk_ids)))
         conn.execute(sa.delete(HEALTH).where(HEALTH.c.snapshot_id.in_(chunk_ids)))
         conn.execute(sa.delete(SNAPSHOTS).where(SNAPSHOTS.c.id.in_(chunk_ids)))

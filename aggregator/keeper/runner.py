@@ -197,7 +197,10 @@ class Keeper:
             return []
         targets = [checksum(w) for w in (wallets if wallets is not None else self.cfg.wallets)]
         if not self.dry_run:
-            self.abandon_interrupted()
+            try:
+                self.abandon_interrupted()
+            except Exception:  # housekeeping: never stops the keeper
+                log.exception("keeper: closing interrupted plans failed")
             try:
                 self.reconcile()
             except Exception:  # one stuck plan must not stop the keeper for every wallet

@@ -15,6 +15,7 @@ the error. JSON-RPC errors and reverts are answers, not faults: they are returne
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from connectors.errors import (
+    CallRevertedError,
     ConnectorError,
     DecodeError,
     InvalidInputError,
@@ -34,6 +36,9 @@ from connectors.evm.rpc import RpcClient, hex_to_int
 __all__ = ["BreakerState", "ChainMismatchError", "CircuitBreaker", "EndpointStatus", "FailoverRpcClient"]
 
 BreakerState = Literal["closed", "open", "half_open"]
+ENDPOINT_HTTP_FAULTS = frozenset({401, 402, 403, 404, 405, 407, 410})
+"""HTTP statuses that say this endpoint will not serve us (key, quota, path): fail over, count against it."""
+log = logging.getLogger(__name__)
 
 
 class ChainMismatchError(RpcError):
@@ -194,8 +199,9 @@ class FailoverRpcClient(RpcClient):
             try:
                 self._check_chain(ep)
                 body = ep.client._post(payload, what)
-            except ChainMismatchError as exc:
+            except (ChainMismatchError, InvalidInputError) as exc:  # misconfigured: serves another chain, bad URL
                 ep.breaker.hold_open(ep.breaker.max_reset_s)
+                log.error("RPC endpoint %s set aside: %s", ep.client.redacted_url, exc)
                 failures.append(str(exc))
                 errors.append(exc)
                 continue
@@ -204,13 +210,25 @@ class FailoverRpcClient(RpcClient):
                 failures.append(f"{ep.client.redacted_url}: {exc}")
                 errors.append(exc)
                 continue
-            except ConnectorError:
-                ep.breaker.success()  # the endpoint answered: a 4xx / too large is the request's fault
+            except RpcError as exc:
+                if exc.code in ENDPOINT_HTTP_FAULTS and not isinstance(exc, CallRevertedError):
+                    # The endpoint refuses us (key revoked, quota, wrong path): another endpoint may not.
+                    ep.breaker.failure()
+                    failures.append(f"{ep.client.redacted_url}: {exc}")
+                    errors.append(exc)
+                    continue
+                ep.breaker.success()  # the endpoint answered: a JSON-RPC error / too large is the request's fault
+                raise
+            except BaseException:
+                ep.breaker.failure()  # never leave a half-open trial taken
                 raise
             ep.breaker.success()
             self._served[ep.client.redacted_url] += 1
             return body
         if len(self._endpoints) == 1 and errors:
             raise errors[0]  # one endpoint: its own error, as a plain client raises it
-        raise RpcUnavailableError(f"{what}: no RPC endpoint answered ({'; '.join(failures)})")
+        if errors and len(errors) == len(self._endpoints) and all(isinstance(e, ChainMismatchError) for e in errors):
+            raise ChainMismatchError(f"{what}: every RPC endpoint serves another chain ({'; '.join(failures)})")
+        raise RpcUnavailableError(f"{what}: no RPC endpoint answered ({'; '.join(failures)})") from (
+            errors[-1] if errors else None)
 

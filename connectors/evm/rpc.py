@@ -186,13 +186,15 @@ def _revert_bytes(data: object) -> bytes:
 
 
 _RATE_LIMIT_CODES = frozenset({429, -32005})
-_RATE_LIMIT_MARKERS = ("rate limit", "too many requests", "limit exceeded", "exceeded its compute units",
-                       "request limit")
+_RATE_LIMIT_MARKERS = ("rate limit", "rate-limit", "too many requests")
 
 
 def _is_rate_limit(error: object) -> bool:
-    """A JSON-RPC error object that says the caller is rate limited (Infura -32005, Alchemy 429, …)."""
+    """A JSON-RPC error object that says the caller is rate limited (Infura -32005, Alchemy 429, "too many
+    requests"); never a revert or a request-too-large answer ("response size limit exceeded" is not one)."""
     if not isinstance(error, dict):
+        return False
+    if isinstance(map_rpc_error(error, ""), CallRevertedError | RequestTooLargeError):
         return False
     if error.get("code") in _RATE_LIMIT_CODES:
         return True

@@ -42,7 +42,7 @@ def _flags(readings: list[VenueReading]) -> list[list[tuple[str, ...]]]:
 
 
 def test_a_jump_beyond_the_bound_flags_the_price_and_every_health_that_holds_it() -> None:
-    last = {("aave_v3.oracle", WETH): 4_000.0, ("aave_v3.oracle", USDC): 1.0}
+    last = {("aave_v3.oracle", WETH): (4_000.0, 9), ("aave_v3.oracle", USDC): (1.0, 9)}
     calm = flag_oracle_faults(_readings(2_100.0), last, 0.5)  # −47.5 %: within the bound
     assert [p.flags for p in calm[0].prices] == [(), ()]
     assert _flags(calm) == [[(), ()], [()]]
@@ -52,6 +52,10 @@ def test_a_jump_beyond_the_bound_flags_the_price_and_every_health_that_holds_it(
     assert _flags(crashed) == [[("bad_oracle",), ()], [("bad_oracle",)]]
     assert flag_oracle_faults(_readings(1_900.0), last, None)[0].prices[0].flags == ()  # the check turned off
     assert flag_oracle_faults(_readings(1_900.0), {}, 0.5)[0].prices[0].flags == ()  # nothing to compare with
+    # Only an earlier block's price is a baseline: every batch of one block (or an older block synced later) is
+    # judged alike.
+    same_block = {("aave_v3.oracle", WETH): (4_000.0, BLOCK.number)}
+    assert flag_oracle_faults(_readings(1_900.0), same_block, 0.5)[0].prices[0].flags == ()
 
 
 def test_any_flagged_price_marks_the_healths_that_hold_it() -> None:

@@ -255,6 +255,19 @@ def test_rate_limits_said_in_a_json_rpc_error_are_retried(error: dict[str, Any])
         client.block_number()
 
 
+@pytest.mark.parametrize("error", [{"code": -32000, "message": "response size limit exceeded"},
+                                   {"code": -32000, "message": "batch limit exceeded"},
+                                   {"code": 3, "message": "execution reverted: supply limit exceeded"}])
+def test_limits_that_are_not_rate_limits_are_answers(error: dict[str, Any]) -> None:
+    def answer(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"jsonrpc": "2.0", "id": json.loads(req.content)["id"], "error": error})
+
+    with make(answer) as client, pytest.raises(RpcError) as err:
+        client.block_number()
+    assert not isinstance(err.value, RateLimitedError)
+    assert client.stats.http_requests == 1  # not retried
+
+
 def test_the_whole_answer_must_arrive_within_the_timeout() -> None:
     """A node trickling its answer never trips httpx's per-read timeout; the client's total deadline does."""
 

@@ -105,6 +105,9 @@ def test_a_reorganised_block_or_a_repaired_error_supersedes_the_stored_snapshot(
             "SELECT count(*) FROM positions p LEFT JOIN position_snapshots s ON s.id = p.snapshot_id "
             "WHERE s.id IS NULL")).scalar_one()
     assert (count, stored_positions, orphans) == (len(first.snapshots), positions, 0)
+    with store.engine.connect() as conn:  # the orphaned block's prices went with it
+        prices = conn.execute(sa.text("SELECT count(*) FROM prices")).scalar_one()
+    assert prices == len(first.prices)  # only the canonical read's: both runs that read the orphaned block lost theirs
     # An error read of block 101, then a clean read of the same block: the clean one is served.
     broken = td.batch(wallets, 101)
     broken = dataclasses.replace(broken, snapshots=tuple(

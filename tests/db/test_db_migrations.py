@@ -122,4 +122,5 @@ def test_migrations_ship_inside_the_package() -> None:
         "0003_risk.py",
         "0004_automation.py",
         "0005_api_keys.py",
+        "0006_rule_version.py",
     ]

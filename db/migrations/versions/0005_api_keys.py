@@ -1,4 +1,4 @@
-"""HTTP API keys, stored hashed; alert rules get a version (edits and evaluations compare-and-set on it).
+"""HTTP API keys, stored hashed.
 
 Revision ID: 0005
 Revises: 0004
@@ -38,11 +38,5 @@ def upgrade() -> None:
     )
 
 
-    with op.batch_alter_table("alert_rules") as batch:
-        batch.add_column(sa.Column("version", _id(), server_default="0", nullable=False))
-
-
 def downgrade() -> None:
-    with op.batch_alter_table("alert_rules") as batch:
-        batch.drop_column("version")
     op.drop_table("api_keys")
