@@ -38,6 +38,10 @@ class Endpoints:
         body = json.loads(req.content)
         if mode == "down":
             return httpx.Response(503)
+        if mode == "unauthorized":
+            return httpx.Response(401, content=b"invalid API key")
+        if mode == "gzip":
+            return httpx.Response(200, content=b"not gzip", headers={"content-encoding": "gzip"})
         if mode == "malformed":
             return httpx.Response(200, content=b'{"jsonrpc": "2.0", "id"')
         if body["method"] == "eth_chainId":
@@ -161,3 +165,29 @@ def test_answers_are_not_faults() -> None:
     single.mode["primary.example"] = "malformed"
     with client(single, Clock(), urls=(PRIMARY,)) as rpc, pytest.raises(DecodeError, match="malformed JSON"):
         rpc.block_number()
+
+
+def test_a_refused_key_fails_over_and_counts_against_the_endpoint() -> None:
+    ep, clock = Endpoints(), Clock()
+    ep.mode["primary.example"] = "unauthorized"
+    with client(ep, clock) as rpc:
+        assert [rpc.block_number() for _ in range(3)] == [0x20] * 3
+        assert rpc.endpoints()[0].state == "open"
+
+
+def test_an_unreadable_answer_never_leaves_the_half_open_trial_taken() -> None:
+    """A body that does not decode (corrupt gzip) is a failed trial; the breaker opens again and, later, lets a
+    new trial through — it must not stay closed to requests for good."""
+    ep, clock = Endpoints(), Clock()
+    ep.mode["primary.example"] = "gzip"
+    with client(ep, clock, urls=(PRIMARY,)) as rpc:
+        for _ in range(2):
+            with pytest.raises(RpcUnavailableError, match="unreadable"):
+                rpc.block_number()
+        assert rpc.endpoints()[0].state == "open"
+        clock.t += 30
+        with pytest.raises(RpcUnavailableError):
+            rpc.block_number()  # the trial fails
+        ep.mode["primary.example"] = "ok"
+        clock.t += 200
+        assert rpc.block_number() == 0x10  # a later trial goes through and closes the breaker
