@@ -4,16 +4,14 @@ a message, never a 5xx, and history pages cover every point exactly once."""
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
-import uvicorn
 
 from aggregator.api.app import create_app
+from aggregator.api.server import ApiServer
 from aggregator.render import health_document
 from db import RiskRow, Store
 from tests.db import db_testdata as td
@@ -40,18 +38,8 @@ def synced(store: Store) -> tuple[Store, list[str]]:
 @pytest.fixture
 def client(synced: tuple[Store, list[str]]) -> Iterator[httpx.Client]:
     """The app served by uvicorn on a loopback port, in a thread; a plain HTTP client against it."""
-    server = uvicorn.Server(uvicorn.Config(create_app(synced[0]), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+    with ApiServer(create_app(synced[0])) as server, httpx.Client(base_url=server.url, timeout=10) as c:
         yield c
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_health_and_positions_equal_the_store(synced: tuple[Store, list[str]], client: httpx.Client) -> None:

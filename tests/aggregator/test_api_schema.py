@@ -27,8 +27,6 @@ database.
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +34,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.config import HealthCheck
@@ -44,6 +41,7 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from aggregator.api.app import create_app
+from aggregator.api.server import ApiServer
 from db import RiskRow, Store
 from tests.db import db_testdata as td
 
@@ -157,17 +155,8 @@ def api_key(store: Store) -> str | None:
 @pytest.fixture
 def base_url(store: Store, world: World) -> Iterator[str]:
     """The app served by uvicorn on a loopback port, in a thread, over the filled store."""
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with ApiServer(create_app(store)) as server:
+        yield server.url
 
 
 @pytest.fixture

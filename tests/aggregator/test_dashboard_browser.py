@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,14 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 import devnet
 from aggregator.alerts.engine import AlertEngine
 from aggregator.api.app import create_app
-from aggregator.api.dashboard import mount_dashboard
+from aggregator.api.server import ApiServer
 from aggregator.devnet_cli import devnet_settings
 from aggregator.pipeline import Syncer
 from db import RiskRow, Store
@@ -54,29 +51,14 @@ def artifacts_dir() -> Path:
 
 
 def dashboard_app(store: Store) -> FastAPI:
-    app = create_app(store)
-    if not any(getattr(r, "path", None) == "/" for r in app.routes):  # create_app may mount it itself
-        mount_dashboard(app)
-    return app
+    return create_app(store)  # the dashboard is mounted by create_app
 
 
 @contextmanager
 def serve(app: FastAPI) -> Iterator[str]:
     """``app`` on a loopback port in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "API server exited"
-        assert time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with ApiServer(app) as server:
+        yield server.url
 
 
 def test_dashboard_routes_serve_the_pages_and_stay_out_of_the_schema(tmp_path: Path) -> None:
