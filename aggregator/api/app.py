@@ -204,9 +204,6 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
     def kinds() -> dict[str, str]:
         return {v.name: str(v.kind) for v in store.list_venues()}
 
-    def known_venues() -> set[str]:
-        return {v.name for v in store.list_venues()}
-
     # -- wallets -------------------------------------------------------------------------------------------
     @app.get("/v1/wallets", **read, responses=_responses(401, 422))
     def wallets(
@@ -336,8 +333,9 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         from aggregator.alerts.engine import check_rule
 
         venue = params.get("venue")
-        if venue is not None and venue not in known_venues():
-            raise HTTPException(422, f"unknown venue {venue!r}; known: {', '.join(sorted(known_venues()))}")
+        known = kinds()
+        if venue is not None and venue not in known:
+            raise HTTPException(422, f"unknown venue {venue!r}; known: {', '.join(sorted(known))}")
         try:
             return check_rule(kind, params)
         except ValueError as exc:
