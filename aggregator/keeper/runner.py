@@ -431,8 +431,14 @@ class Keeper:
                              repeated=not new)
 
     def _last_execution_block(self, wallet: str, chain_id: int) -> int | None:
-        """The block of the last transaction of the wallet's newest executed or failed plan on the chain."""
+        """The block of the last transaction of the wallet's newest executed or failed plan on the chain — on the
+        chain now behind that chain id: a plan executed on a chain since replaced (a reset devnet, a fork) says
+        nothing about the block numbers of this one."""
+        current = self.store.current_chain(chain_id)
+        since = current.created_at if current is not None else None
         for plan in self.store.list_plans(wallet, limit=20):
+            if since is not None and plan.created_at < since:
+                break  # newest first: the rest were made on an earlier chain
             if plan.chain_id == chain_id and plan.status in ("executed", "failed"):
                 blocks = [t.block_number for t in self.store.plan_txs(plan.id) if t.block_number is not None]
                 if blocks:
