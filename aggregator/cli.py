@@ -363,7 +363,7 @@ def devnet_down() -> None:
 def _register_commands() -> None:
     from aggregator import api_cli, automation_cli, backtest_cli
 
-    backtest_cli.register(app)
+    backtest_cli.register(app, _settings, _store, _address)
     automation_cli.register(app, _settings, _store, _address)
     api_cli.register(app, _settings, _store)
 
