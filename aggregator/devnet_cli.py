@@ -45,6 +45,7 @@ __all__ = [
     "devnet_settings",
     "down",
     "info",
+    "is_devnet_config",
     "seed",
     "set_price",
     "up",
@@ -204,6 +205,17 @@ def current_devnet_config(path: Path | None = None) -> DevnetConfig | None:
     except FileNotFoundError:
         return None
     return DevnetConfig(path, data.decode(), hashlib.sha256(data).hexdigest())
+
+
+def is_devnet_config(source: str | Path | None) -> bool:
+    """Whether a config file (e.g. ``Settings.source``, the file the settings were read from) is the one
+    ``xmargin devnet up`` writes, so that re-reading it after a devnet restart makes sense."""
+    if source is None:
+        return False
+    try:
+        return Path(source).resolve() == devnet_config_path().resolve()
+    except OSError:
+        return False
 
 
 def devnet_settings(info: devnet.DevnetInfo, base: Settings | None = None) -> Settings:

@@ -193,13 +193,19 @@ def up(port: int | None = None, perp_port: int | None = None, progress: Progress
     pid = perp_pid = None
     try:
         with stage(progress, "anvil", "starting anvil on the cached chain state"):
-            pid, url = spawn_detached(rpc_port, state.state_file, log_file)
+            try:
+                pid, url = spawn_detached(rpc_port, state.state_file, log_file)
+            except DevnetError:
+                if port is not None or rpc_port is None:
+                    raise
+                pid, url = spawn_detached(None, state.state_file, log_file)  # the last port was taken meanwhile
             devnet = _ready(state, url)
         with stage(progress, "perp_api", "starting the local perp API"):
-            wanted = perp_port if perp_port is not None else _free_or_none(remembered.perp_api)
             if perp_port is not None:
                 check_free(perp_port, "perp API port")  # anvil may have been put there
-            perp_pid, perp_url = _spawn_perp_api(log_file, wanted if wanted is not None else free_port())
+                perp_pid, perp_url = _spawn_perp_api(log_file, perp_port)
+            else:
+                perp_pid, perp_url = _spawn_perp_api_near(log_file, _free_or_none(remembered.perp_api))
         devnet = replace(devnet, services={"perp_api": perp_url})
     except BaseException:
         if pid is not None:
@@ -219,6 +225,14 @@ def up(port: int | None = None, perp_port: int | None = None, progress: Progress
     used = ports_of(devnet)
     _write_atomically(ports_file(), json.dumps({"rpc": used.rpc, "perp_api": used.perp_api}))
     return devnet
+
+
+def _spawn_perp_api_near(log_file: Path, remembered: int | None) -> tuple[int, str]:
+    """The perp API on the ``remembered`` port when it can be had, else on a free one."""
+    if remembered is not None:
+        with contextlib.suppress(DevnetError):
+            return _spawn_perp_api(log_file, remembered)
+    return _spawn_perp_api(log_file, free_port())
 
 
 def _free_or_none(port: int | None) -> int | None:

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -20,7 +25,7 @@ import devnet
 from aggregator import devnet_cli
 from aggregator.cli import app
 from aggregator.config import load_settings
-from aggregator.devnet_cli import StageDisplay, current_devnet_config, devnet_config_path
+from aggregator.devnet_cli import StageDisplay, current_devnet_config, devnet_config_path, is_devnet_config
 from devnet import install
 from devnet.node import free_port
 from devnet.progress import StageEvent, stage
@@ -129,6 +134,10 @@ def test_current_devnet_config_fingerprints_the_file(env: Path) -> None:
     assert second is not None
     assert second.fingerprint != first.fingerprint
     assert current_devnet_config(path) == second
+    assert is_devnet_config(str(path))
+    assert is_devnet_config(env / "home" / "." / "devnet.toml")
+    assert not is_devnet_config(env / "other.toml")
+    assert not is_devnet_config(None)
 
 
 # ---------------------------------------------------------------------------------------------- progress
@@ -328,3 +337,54 @@ def test_the_first_deployment_reports_every_stage(tmp_path: Path, monkeypatch: p
         assert not dn.deployed
     assert [(e.stage, e.status) for e in events] == [("anvil", "start"), ("anvil", "done"), ("perp_api", "start"),
                                                     ("perp_api", "done")]
+
+
+def _runs(db_url: str) -> list[tuple[int, str]]:
+    """(id, status) of every sync run in the store, oldest first."""
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id, status FROM sync_runs ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    return [(int(i), str(s)) for i, s in rows]
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.mark.chain
+def test_a_running_xmargin_run_syncs_again_after_the_devnet_restarts(env: Path) -> None:
+    """The issue's scenario: ``xmargin run`` on the devnet's config, ``devnet down`` then ``devnet up``: the
+    chain comes back on the same URL, so the running process syncs it again without being touched."""
+    exe = str(Path(sys.executable).with_name("xmargin"))
+    full_env = {**os.environ, "XMARGIN_HOME": str(env / "home"), "XMARGIN_DEVNET_RUN": str(env / "run" / "run.json"),
+                "XMARGIN_CONFIG": str(devnet_config_path())}
+    db_url = f"sqlite:///{env / 'home' / 'xmargin.db'}"
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        assert xm("devnet", "up")[0] == 0
+        os.environ["XMARGIN_CONFIG"] = full_env["XMARGIN_CONFIG"]  # `devnet seed` tracks into the config's store
+        assert xm("devnet", "seed")[0] == 0
+        proc = subprocess.Popen([exe, "run", "--no-api", "--interval", "1"], env=full_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(lambda: any(s == "ok" for _, s in _runs(db_url)), 60, "a first good sync")
+        assert xm("devnet", "down")[0] == 0
+        time.sleep(3)  # a few intervals with the chain gone: the syncs fail (whether or not the store records them)
+        before = max(i for i, s in _runs(db_url) if s == "ok")
+        code, out, err = xm("devnet", "up")
+        assert code == 0, err
+        assert "config for xmargin (unchanged)" in out
+        _wait_for(lambda: any(i > before and s == "ok" for i, s in _runs(db_url)), 90, "a good sync after the restart")
+        assert proc.poll() is None  # the same process, still running
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        os.environ.pop("XMARGIN_CONFIG", None)
+        devnet.down()
