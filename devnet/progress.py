@@ -71,7 +71,7 @@ def stage(progress: Progress | None, key: str, text: str) -> Iterator[Callable[[
     try:
         yield update
     except BaseException as exc:
-        progress(StageEvent(key, text, "failed", time.monotonic() - began, str(exc).splitlines()[0] if str(exc)
-                            else type(exc).__name__))
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        progress(StageEvent(key, text, "failed", time.monotonic() - began, first_line))
         raise
     progress(StageEvent(key, text, "done", time.monotonic() - began))
