@@ -575,7 +575,7 @@ def scenario_label(
     (correlation breakdown)"), naming only ``factors`` (default all); ``volatility`` adds the volatility shift."""
     row = scenarios.price_multipliers[index]
     risky_parts: list[str] = []
-    spread_parts: list[str] = []
+    spread_parts: list[tuple[float, str]] = []  # (multiplier, words): the falling ones are named first
     vol_parts: list[str] = []
     for c, name in enumerate(scenarios.underlyings):
         if name not in model.factors or (factors is not None and name not in factors):
@@ -594,13 +594,14 @@ def scenario_label(
         elif abs(m - 1.0) > 1e-9:
             if kind is FactorKind.PEG:
                 token, price = _factor_price(model, prices, f)
-                spread_parts.append(f"{token} at ${price * m:.3f}")
+                spread_parts.append((m, f"{token} at ${price * m:.3f}"))
             else:
                 token, under = name.split("/", 1) if "/" in name else (name, "its underlying")
-                spread_parts.append(f"{token} {_pct(m - 1.0)} against {under}")
+                spread_parts.append((m, f"{token} {_pct(m - 1.0)} against {under}"))
     text = ", ".join(risky_parts + vol_parts)
     if spread_parts:
-        text = f"{text} with {' and '.join(spread_parts)}" if text else " and ".join(spread_parts)
+        spread = " and ".join(words for _, words in sorted(spread_parts, key=lambda p: p[0]))
+        text = f"{text} with {spread}" if text else spread
     text = text or "prices unchanged"
     name = scenarios.names[index]
     weight = float(scenarios.weights[index])
