@@ -28,11 +28,11 @@ Built over the factors, then composed onto the book's prices (:meth:`FactorModel
 
 Peg sizes come from the real depegs in the market data, read where it lies at run time
 (:func:`spread_sizes`): a stablecoin with its own daily history falls by its worst intraday low below $1 (USDC:
-0.8774 on 2023-03-11, −12.3 %) and rises by its highest daily close above $1 (:func:`riskcore.scenarios.
-peg_stress_sizes`), at least :data:`PEG_FLOOR_DOWN` / :data:`PEG_FLOOR_UP`; one without history (DAI, USDS…)
-is stressed like the worst stablecoin that has one (flagged ``peg_proxy``). The data holds no staking or wrapping
-basis (no stETH, WBTC series): bases move by the asset map's ``basis_risk`` down and :data:`PEG_FLOOR_UP` up
-(flagged ``basis_default``).
+0.8774 on 2023-03-11, −12.3 %) and rises by its highest daily close above $1
+(:func:`riskcore.scenarios.peg_stress_sizes`), at least :data:`PEG_FLOOR_DOWN` / :data:`PEG_FLOOR_UP`; one
+without history (DAI, USDS…) is stressed like the worst stablecoin that has one (flagged ``peg_proxy``). The data
+holds no staking or wrapping basis (no stETH, WBTC series): bases move by the asset map's ``basis_risk`` down and
+:data:`PEG_FLOOR_UP` up (flagged ``basis_default``).
 
 The headline never looks safer than the first venue liquidation
 ----------------------------------------------------------------
@@ -53,7 +53,8 @@ Let ``S`` be the set above, ``mf`` the maintenance factor, ``E`` a wallet's equi
 
 Every peg and basis factor is moved alone both ways (:func:`spread_scenarios`), so a wallet whose only risk is a
 peg or a basis gets a finite unified health and a first liquidation whenever its liquidation price lies within the
-real depegs. ``tests/aggregator/test_risk_invariant.py`` checks 1–3 on random books with this module's own sets.
+real depegs. ``tests/aggregator/test_risk_invariant.py`` checks 1–3 on random books with this module's own sets
+(and that ``first_liquidation.down`` / ``up`` agree with ``nearest`` where a wallet holds one risky factor).
 """
 
 from __future__ import annotations
