@@ -474,19 +474,19 @@ def unified_scenarios(inputs: RiskInputs, horizon_days: float = 1.0) -> UnifiedS
                             np.asarray(vol_now, np.float64), simple, cov, sizes, tuple(flags))
 
 
-def _held(book: Book) -> list[set[int]]:
-    """Each wallet's underlyings (book indexes), an LP's token1 included."""
-    held: list[set[int]] = [set() for _ in range(book.n_wallets)]
-    for w, u, u2 in zip(book.pos_wallet.tolist(), book.pos_underlying.tolist(), book.pos_underlying2.tolist(),
-                        strict=True):
-        held[w].add(u)
-        if u2 >= 0:
-            held[w].add(u2)
+def _held(book: Book) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """(W, U): which underlyings each wallet holds, an LP's token1 included."""
+    held = np.zeros((book.n_wallets, book.n_underlyings), dtype=bool)
+    held[book.pos_wallet, book.pos_underlying] = True
+    lp = book.pos_underlying2 >= 0
+    held[book.pos_wallet[lp], book.pos_underlying2[lp]] = True
     return held
 
 
-def _held_factors(model: FactorModel, held: set[int]) -> set[str]:
-    return {model.factors[int(f)] for u in held for f in np.flatnonzero(model.loadings[u] > 0)}
+def _held_factors(model: FactorModel, held: np.ndarray[Any, np.dtype[np.bool_]]) -> list[set[str]]:
+    """Each wallet's risk factors (the factors of the underlyings it holds), from :func:`_held`."""
+    loaded = held.astype(np.float64) @ (model.loadings > 0).astype(np.float64) > 0  # (W, F)
+    return [{model.factors[int(f)] for f in np.flatnonzero(row)} for row in loaded]
 
 
 def assess_book(
@@ -526,12 +526,12 @@ def assess_book(
                 }
     moved = [u for u, st in zip(book.underlyings, book.stable.tolist(), strict=True) if not st]
     grids = pnl_grids(book, moved, horizon_days, tokens=inputs.tokens)
-    held = _held(book)
+    held_factors = _held_factors(model, _held(book))
     has_options = np.zeros(n_w, dtype=bool)
     has_options[book.pos_wallet[book.pos_kind == Kind.OPTION]] = True
     extras: list[dict[str, Any]] = []
     for w in range(n_w):
-        factors = _held_factors(model, held[w])
+        factors = held_factors[w]
         flags = [f for f in uni.flags if f.factor is None or f.factor in factors]
         worst = int(result.health.worst_scenario[w])
         extras.append({
@@ -661,12 +661,13 @@ def pnl_grids(
         symbols[u].add(sym)
     docs: list[dict[str, Any] | None] = []
     for w in range(book.n_wallets):
-        mine = [book.underlyings[i] for i in sorted(held[w] & moved_idx)]
+        mine_idx = set(np.flatnonzero(held[w]).tolist())
+        mine = [book.underlyings[i] for i in sorted(mine_idx & moved_idx)]
         if not mine:
             docs.append(None)
             continue
         rows = list(range(n_v)) if has_options[w] else [zero]
-        still = [book.underlyings[i] for i in sorted(held[w] - moved_idx)]
+        still = [book.underlyings[i] for i in sorted(mine_idx - moved_idx)]
 
         def named(u: str) -> str:
             others = sorted(symbols.get(u, set()) - {u})
@@ -738,6 +739,7 @@ def risk_documents(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSe
     exposure = book.factor_exposure_usd()
     by_factor = exposure @ model.loadings  # (W, F)
     held = _held(book)
+    held_factors = _held_factors(model, held)
     liq = result.liquidation_prices
     liquidation_prices: list[list[dict[str, Any]]] = [[] for _ in range(book.n_wallets)]
     for a, u, p, c, side in zip(liq.account, liq.underlying, liq.price_usd, liq.current_price_usd, liq.side,
@@ -762,14 +764,13 @@ def risk_documents(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSe
     docs = []
     for w, wallet in enumerate(inputs.wallets):
         worst = int(h.worst_scenario[w])
-        factors = _held_factors(model, held[w])
+        factors = held_factors[w]
         net: dict[str, float] = {}
         for f, name in enumerate(model.factors):
             if name in factors and kinds[name] is FactorKind.RISKY:
                 net[name] = float(by_factor[w, f])
-        for i in sorted(held[w]):
-            if book.stable[i]:
-                net[book.underlyings[i]] = float(exposure[w, i])
+        for i in np.flatnonzero(held[w] & book.stable).tolist():
+            net[book.underlyings[i]] = float(exposure[w, i])
         docs.append({
             "wallet": wallet,
             "block": inputs.block,
