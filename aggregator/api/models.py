@@ -12,6 +12,7 @@ from connectors.errors import InvalidAddressError
 from connectors.types import checksum
 
 __all__ = [
+    "ADDRESS_SCHEMA",
     "AlertOut",
     "AlertsOut",
     "ErrorBody",
@@ -28,6 +29,7 @@ __all__ = [
     "WalletIn",
     "WalletOut",
     "WalletsAdded",
+    "parse_address",
 ]
 
 MAX_INT = 2**63 - 1
@@ -35,6 +37,26 @@ Severity = Literal["info", "warning", "critical"]
 NO_NUL = r"^[^\x00]*$"
 """Text without NUL characters (PostgreSQL stores none in text or JSON)."""
 NonNegative = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+ADDRESS_FORMAT = "eip55-address"
+ADDRESS_SCHEMA: dict[str, Any] = {
+    "pattern": "^0x[0-9a-fA-F]{40}$", "format": ADDRESS_FORMAT,
+    "description": "0x + 40 hex digits, any case; mixed case must be a valid EIP-55 checksum (a typo is refused, "
+                   "with 400 in the path or the query and 422 in a body).",
+    "examples": ["0x52908400098527886E0F7030069857D2E4169EE7"]}
+"""The OpenAPI schema of an address: only stated, the check is :func:`parse_address` (so that a malformed address
+gets one clear message and one status, whatever is wrong with it)."""
+
+
+def parse_address(value: str) -> str:
+    """The EIP-55 form of ``value``; :class:`InvalidAddressError` saying what is wrong, in a line (a very long
+    value is not echoed whole)."""
+    try:
+        return checksum(value)
+    except InvalidAddressError:
+        if len(value) <= 100:
+            raise
+        raise InvalidAddressError(f"not an address (want 0x + 40 hex digits): {value[:12]!r}… "
+                                  f"({len(value):,} characters)") from None
 
 
 class _In(BaseModel):
@@ -58,17 +80,18 @@ class WalletOut(BaseModel):
     label: str | None
 
 
+def _checksummed(value: str) -> str:
+    try:
+        return parse_address(value)
+    except InvalidAddressError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class WalletIn(_In):
-    address: Annotated[str, Field(max_length=100, description="0x-prefixed 20-byte address, any case.")]
+    address: Annotated[str, Field(json_schema_extra=ADDRESS_SCHEMA)]
     label: Annotated[str | None, Field(max_length=200, pattern=NO_NUL)] = None
 
-    @field_validator("address")
-    @classmethod
-    def _checksummed(cls, value: str) -> str:
-        try:
-            return checksum(value)
-        except InvalidAddressError as exc:
-            raise ValueError(str(exc)) from None
+    _address = field_validator("address")(_checksummed)
 
 
 class WalletsAdded(BaseModel):
@@ -192,7 +215,7 @@ class RuleParamsIn(_In):
 
 
 class RuleIn(_In):
-    wallet: Annotated[str, Field(max_length=100)]
+    wallet: Annotated[str, Field(json_schema_extra=ADDRESS_SCHEMA)]
     kind: RuleKind
     params: RuleParamsIn = RuleParamsIn()
     hysteresis: NonNegative = 0.0

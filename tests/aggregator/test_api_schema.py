@@ -15,9 +15,10 @@ rule), the ``wallet`` query parameter and the bodies (a tracked wallet for a rul
 is known (200/201/204 or 404) and asserted. Reads and writes get different wallets and rules, so a generated
 ``DELETE`` cannot remove what the reads are checked against.
 
-API keys: every request carries ``Authorization: Bearer <key>`` (a key the store created), and
+API keys: every request carries ``Authorization: Bearer <key>`` (a write key the store created), and
 ``test_writes_without_a_key_are_401`` checks that every write operation refuses a request without a key, with
-a wrong or a malformed one, and leaves the store as it was.
+a wrong or a malformed one, and leaves the store as it was; ``test_read_keys_cannot_write`` that every write
+operation refuses a read key with 403 and changes nothing.
 
 Bounded and deterministic: ``MAX_EXAMPLES`` generated requests per operation (valid and malformed together),
 plus the coverage cases and the examples; generation is derandomized with a fixed seed, without an example
@@ -147,8 +148,8 @@ def world(store: Store) -> World:
 
 @pytest.fixture
 def api_key(store: Store) -> str | None:
-    """A valid API key."""
-    _row, key = store.create_api_key("schemathesis", now=T0)
+    """A valid API key that may write."""
+    _row, key = store.create_api_key("schemathesis", now=T0, scope="write")
     return key
 
 
@@ -269,30 +270,57 @@ def test_real_wallets_are_answered(base_url: str, world: World, api_key: str | N
         assert client.get(f"/v1/wallets/{world.empty}/health").status_code == 404
 
 
+def _writes(client: httpx.Client, world: World) -> list[tuple[str, str, Any]]:
+    """(method, path, a valid body) of every write operation the schema lists."""
+    paths = client.get("/openapi.json").json()["paths"]
+    writes = [(method.upper(), path) for path, item in paths.items() for method in item
+              if method.upper() in {"POST", "PUT", "PATCH", "DELETE"}]
+    assert {("POST", "/v1/wallets"), ("DELETE", "/v1/wallets/{address}"), ("POST", "/v1/alert-rules"),
+            ("PATCH", "/v1/alert-rules/{rule_id}"), ("DELETE", "/v1/alert-rules/{rule_id}")} <= set(writes)
+    out = []
+    for method, template in writes:
+        path = template.replace("{address}", world.with_risk).replace("{rule_id}", str(world.rule))
+        body: Any = None
+        if (method, template) == ("POST", "/v1/wallets"):
+            body = {"address": world.untracked[0], "label": "intruder"}
+        elif (method, template) == ("POST", "/v1/alert-rules"):
+            body = {"wallet": world.with_risk, "kind": "unified_health_below", "params": {"threshold": 1.1}}
+        elif method == "PATCH":
+            body = {"enabled": False}
+        out.append((method, path, body))
+    return out
+
+
 def test_writes_without_a_key_are_401(store: Store, base_url: str, world: World, api_key: str | None) -> None:
     """Every write operation the schema lists refuses a request without a key, with a wrong or a malformed one,
     and changes nothing."""
     if api_key is None:
         pytest.skip("the store cannot create API keys yet (Store.create_api_key)")
     with httpx.Client(base_url=base_url, timeout=10) as client:
-        paths = client.get("/openapi.json").json()["paths"]
-        writes = [(method.upper(), path) for path, item in paths.items() for method in item
-                  if method.upper() in {"POST", "PUT", "PATCH", "DELETE"}]
-        assert {("POST", "/v1/wallets"), ("DELETE", "/v1/wallets/{address}")} <= set(writes)
         before = (store.list_wallets(), store.list_rules())
-        for method, template in writes:
-            path = template.replace("{address}", world.with_risk).replace("{rule_id}", str(world.rule))
-            body: Any = None
-            if (method, template) == ("POST", "/v1/wallets"):
-                body = {"address": world.untracked[0], "label": "intruder"}
-            elif (method, template) == ("POST", "/v1/alert-rules"):
-                body = {"wallet": world.with_risk, "kind": "unified_health_below", "params": {"threshold": 1.1}}
-            elif method == "PATCH":
-                body = {"enabled": False}
+        for method, path, body in _writes(client, world):
             for headers in ({}, {"Authorization": "Bearer xm_not-a-key"}, {"Authorization": api_key},
                             {"Authorization": f"Basic {api_key}"}):
                 resp = client.request(method, path, json=body, headers=headers)
                 assert resp.status_code == 401, f"{method} {path} with {headers}: {resp.status_code} {resp.text}"
                 assert resp.json()["error"], resp.text
                 assert resp.headers.get("WWW-Authenticate", "").startswith("Bearer")
+    assert (store.list_wallets(), store.list_rules()) == before
+
+
+def test_read_keys_cannot_write(store: Store, base_url: str, world: World) -> None:
+    """Every write operation the schema lists refuses a valid read key with 403 (documented in the schema) and
+    changes nothing."""
+    _row, reader = store.create_api_key("analytics", now=T0, scope="read")
+    with httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {reader}"}) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        assert client.get(f"/v1/wallets/{world.with_risk}/health").status_code == 200
+        before = (store.list_wallets(), store.list_rules())
+        for method, path, body in _writes(client, world):
+            resp = client.request(method, path, json=body)
+            assert resp.status_code == 403, f"{method} {path}: {resp.status_code} {resp.text}"
+            assert "scope read" in resp.json()["error"], resp.text
+            template = next(t for t in paths if (t.replace("{address}", world.with_risk)
+                                                 .replace("{rule_id}", str(world.rule))) == path)
+            assert "403" in paths[template][method.lower()]["responses"], (method, template)
     assert (store.list_wallets(), store.list_rules()) == before
