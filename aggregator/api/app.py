@@ -411,7 +411,7 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
         if venue is not None and venue not in known:
             raise HTTPException(422, f"unknown venue {venue!r}; known: {', '.join(sorted(known))}")
         try:
-            return check_rule(kind, params)
+            return check_rule(kind, params, assets=store.priced_symbols(), venues=known)
         except ValueError as exc:
             raise HTTPException(422, _first_error(exc)) from None
 
