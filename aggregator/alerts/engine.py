@@ -152,7 +152,7 @@ def check_rule(kind: str, params: dict[str, object], *, assets: Collection[str] 
     """
     checked = validate_params(kind, params).stored()
     asset = checked.get("asset")
-    if assets is None or not isinstance(asset, str):
+    if assets is None or not isinstance(asset, str) or kind not in ("price_cross", "oracle_invalid"):
         return checked
     by_name: dict[str, str] = {}
     for symbol in sorted(assets, reverse=True):  # the exact spelling wins over another case of it

@@ -43,6 +43,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field, ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -50,6 +51,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from aggregator.api.models import (
     ADDRESS_SCHEMA,
     MAX_INT,
+    RULE_PARAMS,
     AlertOut,
     AlertsOut,
     ErrorBody,
@@ -289,11 +291,10 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
     @app.post("/v1/wallets", status_code=201, responses=_responses(400, 401, 403, 422))
     def add_wallets(
         _auth: Writer,
-        body: Annotated[WalletIn | list[WalletIn], Body(description="One wallet or a list of them.")],
+        body: Annotated[WalletIn | Annotated[list[WalletIn], Field(min_length=1, max_length=MAX_WALLETS_PER_POST)],
+                        Body(description=f"One wallet or a list of 1 to {MAX_WALLETS_PER_POST:,}.")],
     ) -> WalletsAdded:
         items = body if isinstance(body, list) else [body]
-        if not items or len(items) > MAX_WALLETS_PER_POST:
-            raise HTTPException(422, f"send between 1 and {MAX_WALLETS_PER_POST} wallets")
         changed = store.add_wallets([(w.address, w.label) for w in items])
         rows = {w.address: store.get_wallet(w.address) for w in items}
         return WalletsAdded(changed=changed, wallets=[WalletOut(address=a, label=row.label)
@@ -445,7 +446,17 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
     @app.patch("/v1/alert-rules/{rule_id}", responses=_responses(400, 401, 403, 404, 422))
     def update_rule(_auth: Writer, rule_id: RuleId, body: RulePatch) -> RuleOut:
         rule = rule_or_404(rule_id)
-        params = None if body.params is None else checked_params(rule.kind, body.params.model_dump(exclude_none=True))
+        params = None
+        if body.params is not None:  # the parameters of the rule's kind, as POST takes them
+            given = body.params.model_dump(exclude_none=True)
+            shape = RULE_PARAMS[rule.kind]
+            try:
+                shape.model_validate(given)
+            except ValidationError as exc:
+                problems = "; ".join(f"params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise HTTPException(422, f"rule {rule_id} is {rule.kind}, whose params are "
+                                         f"{', '.join(shape.model_fields) or 'none'}: {problems}") from None
+            params = checked_params(rule.kind, given)
         updated = store.update_rule(rule_id, params=params, hysteresis=body.hysteresis, cooldown_s=body.cooldown_s,
                                     severity=body.severity, enabled=body.enabled)
         if updated is None:

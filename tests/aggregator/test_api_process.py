@@ -171,6 +171,7 @@ def test_alert_rules_crud(served: Served) -> None:
             ({**rule, "wallet": "0xzz"}, "wallet"),
             ({**rule, "kind": "moon"}, "kind"),
             ({**rule, "hysteresis": -1}, "hysteresis"),
+            ({**rule, "params": {"venue": "aave_v3", "threshold": 1.3, "asset": "WETH"}}, "params.asset"),
         ):
             bad = c.post("/v1/alert-rules", json=body)
             assert bad.status_code == 422, (body, bad.text)
@@ -198,6 +199,13 @@ def test_alert_rules_crud(served: Served) -> None:
         assert c.patch(f"/v1/alert-rules/{created['id']}", json={"params": {"venue": "x", "threshold": 1}}
                        ).status_code == 422
         assert c.patch("/v1/alert-rules/99999", json={"enabled": True}).status_code == 404
+        for params, words in (({"threshold": 1.2}, "params.venue: Field required"),
+                              ({"asset": "WETH", "level": 1.0, "direction": "above"}, "params.asset")):
+            other_kind = c.patch(f"/v1/alert-rules/{created['id']}", json={"params": params})
+            assert other_kind.status_code == 422
+            assert "is venue_health_below, whose params are venue, threshold" in other_kind.json()["error"]
+            assert words in other_kind.json()["error"]
+        assert served.store.get_rule(created["id"]).params == {"venue": "aave_v3", "threshold": 1.5}
 
         assert c.delete(f"/v1/alert-rules/{created['id']}").status_code == 204
         assert anon.get(f"/v1/alert-rules/{created['id']}").status_code == 404
