@@ -9,12 +9,14 @@ import dataclasses
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
 
 from aggregator.api.app import create_app, is_loopback, public_reads_warning, trusted_hosts
 from aggregator.api.server import ApiServer
+from aggregator.config import load_settings
 from aggregator.render import health_document
 from db import RiskRow, Store
 from tests.db import db_testdata as td
@@ -195,3 +197,15 @@ def test_reads_are_keyed_on_other_interfaces_unless_asked_for(
             documented = c.get("/openapi.json").json()["paths"][path.replace(wallets[0], "{address}")]["get"]
             assert ({} in documented.get("security", [])) is (status == 200)  # the schema: a key is optional
         assert any("public reads on a non-loopback interface" in r.getMessage() for r in caplog.records) is warned
+
+
+def test_public_reads_are_unset_unless_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset by default (the server decides by its interface); a config file or the environment sets it."""
+    monkeypatch.delenv("XMARGIN_API_PUBLIC_READS", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text('[api]\nhost = "0.0.0.0"\n')
+    assert load_settings(config).api.public_reads is None
+    config.write_text('[api]\nhost = "0.0.0.0"\npublic_reads = true\n')
+    assert load_settings(config).api.public_reads is True
+    monkeypatch.setenv("XMARGIN_API_PUBLIC_READS", "false")
+    assert load_settings(config).api.public_reads is False  # the environment wins
