@@ -33,7 +33,6 @@ bad parameters or bodies 422.
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -77,8 +76,6 @@ from db import AlertRow, ApiKeyRow, RuleRow, Store, UnknownReferenceError
 from db.apikeys import Scope as KeyScope
 
 __all__ = ["create_app", "is_loopback", "public_reads_warning", "trusted_hosts"]
-
-log = logging.getLogger(__name__)
 
 MAX_PAGE = 1_000
 MAX_WALLETS_PER_POST = 1_000
