@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from aggregator.config import Settings
@@ -65,6 +66,12 @@ def _print_json(value: Any) -> None:
     console.print_json(json.dumps(value, default=str))
 
 
+def _refuse_rule(message: str) -> NoReturn:
+    """A refused ``alert add``: one line on stderr however long (user text shown as typed, never as markup)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
 @alert_app.command("add")
 def alert_add(
     address: str,
@@ -87,21 +94,27 @@ def alert_add(
     wallet = _Ctx.address(address)
     raw: dict[str, object] = {"venue": venue, "threshold": threshold, "asset": asset, "level": level,
                               "direction": direction.value if direction else None}
+    given = {k: v for k, v in raw.items() if v is not None}
     try:
-        params = check_rule(kind.value, {k: v for k, v in raw.items() if v is not None})
+        check_rule(kind.value, given)
     except ValueError as exc:
-        _fail(str(exc))
+        _refuse_rule(str(exc))
     if hysteresis < 0 or cooldown < 0:
-        _fail("--hysteresis and --cooldown must be >= 0")
+        _refuse_rule("--hysteresis and --cooldown must be >= 0")
     settings = _Ctx.settings()
-    if venue is not None and venue not in {v.name for v in settings.venues}:
-        _fail(f"unknown venue {venue!r}; configured: {', '.join(v.name for v in settings.venues) or 'none'}")
+    venues = [v.name for v in settings.venues]
+    if venue is not None and venue not in venues:
+        _refuse_rule(f"unknown venue {venue!r}; configured: {', '.join(venues) or 'none'}")
     with _Ctx.store(settings) as store:
+        try:  # the asset against the prices the store holds (a rule on another one would never fire)
+            params = check_rule(kind.value, given, assets=store.priced_symbols(), venues=venues)
+        except ValueError as exc:
+            _refuse_rule(str(exc))
         try:
             rule = store.add_rule(wallet, kind.value, params, hysteresis=hysteresis, cooldown_s=cooldown,
                                   severity=severity.value, now=datetime.now(UTC))
         except UnknownReferenceError:
-            _fail(f"{wallet} is not tracked; add it first with `xmargin wallet add {wallet}`")
+            _refuse_rule(f"{wallet} is not tracked; add it first with `xmargin wallet add {wallet}`")
     if as_json:
         _print_json({"id": rule.id, "wallet": rule.wallet, "kind": rule.kind, "params": dict(rule.params)})
     else:

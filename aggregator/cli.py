@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from aggregator.api_cli import HostOpt, PortOpt, PublicReadsOpt
 from aggregator.config import ConfigError, Settings, load_settings
 from connectors.errors import InvalidAddressError
 from connectors.types import checksum
@@ -333,9 +334,9 @@ def stress(
 @app.command("run")
 def run(
     interval: Annotated[float | None, typer.Option("--interval", help="Seconds between syncs.")] = None,
-    host: Annotated[str | None, typer.Option("--host", help="API interface (default: [api] host).")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="API port (0: any free one; default: [api] port).",
-                                             min=0, max=65_535)] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    public_reads: PublicReadsOpt = None,
     no_api: Annotated[bool, typer.Option("--no-api", help="Do not serve the API and dashboard.")] = False,
 ) -> None:
     """Sync, evaluate alert rules and run the keeper on a schedule until interrupted (never overlapping, missed
@@ -345,7 +346,7 @@ def run(
 
     def overrides(base: Settings) -> Settings:
         """The command line's options over a configuration (also re-applied when the devnet's is re-read)."""
-        out = api_settings(base, host, port)
+        out = api_settings(base, host, port, public_reads)
         if interval is not None:
             out = out.model_copy(update={"interval_s": interval})
         if no_api:

@@ -264,8 +264,9 @@ class KeeperConfig(_Model):
 class ApiConfig(_Model):
     """The HTTP API and dashboard that ``xmargin run`` and ``xmargin serve`` serve.
 
-    Writes (adding and removing wallets, alert rules) always need an API key (``xmargin apikey create``);
-    reads are public unless ``public_reads = false``. Bind to a non-loopback ``host`` only behind TLS.
+    Writes (adding and removing wallets, alert rules) always need an API key of scope ``write``
+    (``xmargin apikey create NAME --scope write``). Reads: see ``public_reads``. Bind to a non-loopback ``host``
+    only behind TLS.
     """
 
     enabled: bool = True
@@ -273,7 +274,10 @@ class ApiConfig(_Model):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65_535)] = 8_700
     """0: any free port (printed at start)."""
-    public_reads: bool = True
+    public_reads: bool | None = None
+    """Reads without an API key. Unset: public on a loopback ``host`` (only this machine reaches it), keyed on
+    any other interface. ``true`` makes them public on any interface (a warning says so at start), ``false``
+    keyed everywhere. Env ``XMARGIN_API_PUBLIC_READS``; ``--public-reads`` / ``--keyed-reads`` on the command."""
 
 
 class Settings(_Model):

@@ -50,6 +50,8 @@ __all__ = [
 _T = Base.metadata.tables
 WALLETS = _T["wallets"]
 RULES = _T["alert_rules"]
+ASSETS = _T["assets"]
+PRICES = _T["prices"]
 ALERTS = _T["alerts"]
 PLANS = _T["keeper_plans"]
 TXS = _T["keeper_txs"]
@@ -258,6 +260,14 @@ class AutomationStore:
                     return []
                 where.append(RULES.c.wallet_id == wallet_id)
             return _rules(conn, *where)
+
+    def priced_symbols(self) -> list[str]:
+        """The symbol of every asset the store holds a price of, sorted, each once: what a price rule can
+        watch."""
+        priced = sa.exists().where(PRICES.c.asset_id == ASSETS.c.id)
+        with read_transaction(self._engine) as conn:
+            return list(conn.execute(sa.select(ASSETS.c.symbol).where(priced).distinct().order_by(ASSETS.c.symbol))
+                        .scalars())
 
     def get_rule(self, rule_id: int) -> RuleRow | None:
         """The rule with this id, unless removed."""

@@ -43,6 +43,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "ADDRESS_LEN",
+    "API_KEY_SCOPES",
     "HASH_LEN",
     "UINT256_MAX",
     "Alert",
@@ -508,11 +509,18 @@ class KeeperTx(Base):
     updated_at: Mapped[datetime]
 
 
+API_KEY_SCOPES = ("read", "write", "admin")
+"""What an API key may do, each covering the ones before it: ``read`` (every GET), ``write`` (wallets and alert
+rules), ``admin`` (API keys)."""
+
+
 class ApiKey(Base):
     """An HTTP API key: only its SHA-256 is stored (the key itself is shown once, when created); ``prefix`` —
-    the key's first characters — names it in listings and logs."""
+    the key's first characters — names it in listings and logs; ``scope`` is one of :data:`API_KEY_SCOPES`
+    (keys made before scopes existed are ``write``: they could write)."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(_one_of("scope", API_KEY_SCOPES), name="scope"),)
 
     id: Mapped[Id] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(Text, unique=True)
@@ -520,3 +528,4 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    scope: Mapped[str] = mapped_column(String(8))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,7 +21,7 @@ from aggregator.alerts.sinks import AlertEvent, DeliveryResult, LogSink, Sink, W
 from aggregator.config import AlertsConfig
 from db import AlertRow, NewAlert, RuleRow, RuleUpdate, Store
 
-__all__ = ["AlertEngine", "AlertReport", "sinks_from_config", "to_event"]
+__all__ = ["AlertEngine", "AlertReport", "UnknownAssetError", "check_rule", "sinks_from_config", "to_event"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,34 @@ class AlertEngine:
         return AlertReport(evaluated=evaluated, fired=fired, deliveries=self.deliver())
 
 
-def check_rule(kind: str, params: dict[str, object]) -> dict[str, object]:
-    """Validate a rule's parameters for storing (the CLI's and the API's entry point)."""
-    return validate_params(kind, params).stored()
+class UnknownAssetError(ValueError):
+    """A rule names an asset the store holds no price of: it could never fire."""
+
+
+def check_rule(kind: str, params: dict[str, object], *, assets: Collection[str] | None = None,
+               venues: Collection[str] = ()) -> dict[str, object]:
+    """Validate a rule's parameters for storing (the CLI's and the API's entry point).
+
+    ``assets``: the symbols the store holds prices of (``Store.priced_symbols``). Given, the ``asset`` of a
+    ``price_cross`` or ``oracle_invalid`` rule must be one of them (or, for ``oracle_invalid``, one of ``venues``,
+    whose health it then watches), matched without regard to case and stored as the store spells it; else
+    :class:`UnknownAssetError` names the known ones. A rule on another asset would never fire.
+    """
+    checked = validate_params(kind, params).stored()
+    asset = checked.get("asset")
+    if assets is None or not isinstance(asset, str) or kind not in ("price_cross", "oracle_invalid"):
+        return checked
+    by_name: dict[str, str] = {}
+    for symbol in sorted(assets, reverse=True):  # the exact spelling wins over another case of it
+        by_name.setdefault(symbol.casefold(), symbol)
+    if asset in assets:
+        return checked
+    if asset.casefold() in by_name:
+        return {**checked, "asset": by_name[asset.casefold()]}
+    if kind == "oracle_invalid" and asset in venues:
+        return checked
+    shown = asset if len(asset) <= 40 else asset[:40] + "…"
+    if not assets:
+        raise UnknownAssetError(f"unknown asset {shown!r}: the store holds no prices yet, so no asset can be "
+                                "watched (sync first: xmargin sync --once)")
+    raise UnknownAssetError(f"unknown asset {shown!r}; the store knows: {', '.join(sorted(set(assets)))}")

@@ -1,6 +1,7 @@
 """The analytics HTTP API (FastAPI) and the dashboard, over the store.
 
-Reads (public, or keyed when ``[api] public_reads = false``):
+Reads (public on a loopback server unless ``[api] public_reads = false``; keyed on any other interface unless
+public reads are asked for explicitly):
 
 * ``GET /v1/wallets`` — tracked wallets (``limit`` / ``offset``);
 * ``GET /v1/wallets/{address}/health`` — every venue's newest health (the ``xmargin health --json`` document);
@@ -14,17 +15,24 @@ Reads (public, or keyed when ``[api] public_reads = false``):
 * ``GET /v1/alert-rules``, ``GET /v1/alert-rules/{id}``;
 * ``GET /metrics`` — Prometheus text format.
 
-Writes (always with ``Authorization: Bearer <key>``; keys from ``xmargin apikey create``, stored hashed):
+Writes (always with ``Authorization: Bearer <key>`` of scope ``write`` or ``admin``; keys from
+``xmargin apikey create NAME --scope write``, stored hashed):
 
 * ``POST /v1/wallets`` (one wallet or a list), ``DELETE /v1/wallets/{address}``;
 * ``POST /v1/alert-rules``, ``PATCH /v1/alert-rules/{id}``, ``DELETE /v1/alert-rules/{id}``.
 
-Invalid input gets a 4xx with ``{"error": "<what is wrong>"}``, never a 5xx: a malformed address is 400, a missing
-or wrong key 401, an untracked wallet, unknown rule or wallet without data 404, bad parameters or bodies 422.
+Key scopes (see :mod:`db.apikeys`): ``read`` reads, ``write`` also writes, ``admin`` also manages keys (no endpoint
+does yet: keys are made and revoked with ``xmargin apikey``).
+
+Invalid input gets a 4xx with ``{"error": "<what is wrong>"}``, never a 5xx: a malformed address in the path or the
+query, a Host header the server does not answer to, or a body that is not JSON is 400, a missing or wrong key 401,
+a key whose scope does not cover the request 403, an untracked wallet, unknown rule or wallet without data 404,
+bad parameters or bodies 422.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -34,11 +42,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field, ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregator.api.models import (
+    ADDRESS_SCHEMA,
     MAX_INT,
+    RULE_PARAMS,
     AlertOut,
     AlertsOut,
     ErrorBody,
@@ -55,14 +67,15 @@ from aggregator.api.models import (
     WalletIn,
     WalletOut,
     WalletsAdded,
+    parse_address,
 )
 from aggregator.documents import health_view, risk_view, service_status
 from aggregator.metrics import CONTENT_TYPE, Metrics
 from connectors.errors import InvalidAddressError
-from connectors.types import checksum
 from db import AlertRow, ApiKeyRow, RuleRow, Store, UnknownReferenceError
+from db.apikeys import Scope as KeyScope
 
-__all__ = ["create_app", "trusted_hosts"]
+__all__ = ["create_app", "is_loopback", "public_reads_warning", "trusted_hosts"]
 
 MAX_PAGE = 1_000
 MAX_WALLETS_PER_POST = 1_000
@@ -77,12 +90,14 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    words = {400: "Malformed address in the path, or a body that is not JSON", 401: "Missing or invalid API key",
+    words = {400: "Malformed address in the path or the query, or a body that is not JSON",
+             401: "Missing or invalid API key", 403: "The API key's scope does not cover this request",
              404: "Not found", 422: "Invalid parameters or body"}
     return {code: {"model": ErrorBody, "description": words[code]} for code in codes}
 
 
-def _key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> ApiKeyRow:
+def _key(request: Request, credentials: HTTPAuthorizationCredentials | None, needed: KeyScope) -> ApiKeyRow:
+    """The request's key, if it is valid (else 401) and its scope covers ``needed`` (else 403)."""
     if credentials is None:
         raise HTTPException(401, "this needs an API key: Authorization: Bearer <key>",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -90,26 +105,33 @@ def _key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> 
     key = store.verify_api_key(credentials.credentials)
     if key is None:
         raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    if not key.allows(needed):
+        raise HTTPException(403, f"API key {key.name!r} has scope {key.scope}; this needs scope {needed} "
+                                 f"(xmargin apikey create NAME --scope {needed})")
     return key
 
 
 def _writer(request: Request, credentials: Credentials) -> ApiKeyRow:
-    """Writes always need a valid key."""
-    return _key(request, credentials)
+    """Writes always need a valid key of scope ``write`` (or ``admin``)."""
+    return _key(request, credentials, "write")
 
 
 def _reader(request: Request, credentials: Credentials) -> None:
-    """Reads need a key unless the API is configured with public reads."""
+    """Reads need a key (any scope) unless the API serves public reads."""
     if not request.app.state.public_reads:
-        _key(request, credentials)
+        _key(request, credentials, "read")
 
 
-def _tracked(request: Request, address: Annotated[str, Path(max_length=100)]) -> str:
-    """The path's address, checksummed, of a tracked wallet (400 malformed, 404 untracked)."""
+def _address_or_400(value: str) -> str:
     try:
-        wallet = checksum(address)
+        return parse_address(value)
     except InvalidAddressError as exc:
         raise HTTPException(400, str(exc)) from None
+
+
+def _tracked(request: Request, address: Annotated[str, Path(json_schema_extra=ADDRESS_SCHEMA)]) -> str:
+    """The path's address, checksummed, of a tracked wallet (400 malformed, 404 untracked)."""
+    wallet = _address_or_400(address)
     store: Store = request.app.state.store
     row = store.get_wallet(wallet)
     if row is None or not row.active:
@@ -141,33 +163,84 @@ def _alert_out(alert: AlertRow) -> AlertOut:
                     delivered_at=alert.delivered_at)
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 """The dashboard's pages run only their own scripts and talk only to their own server."""
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine only."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def trusted_hosts(bind_host: str) -> tuple[str, ...] | None:
     """The Host names a server bound to ``bind_host`` answers: loopback names for a loopback bind (so a web
     page cannot reach it through DNS rebinding), any for another interface (put a proxy with TLS in front)."""
-    return LOOPBACK_HOSTS if bind_host in LOOPBACK_HOSTS else None
+    if not is_loopback(bind_host):
+        return None
+    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, bind_host.strip("[]"))))
 
 
-def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | None = None,
+def public_reads_warning(bind_host: str, public_reads: bool | None) -> str | None:
+    """The warning a server bound to ``bind_host`` gives when it serves reads without a key to other machines."""
+    if not public_reads or is_loopback(bind_host):
+        return None
+    return (f"public reads on a non-loopback interface ({bind_host}): anyone who can reach this port reads every "
+            "tracked wallet, position, health, risk result and alert without an API key. Serve it behind TLS, or "
+            "drop `public_reads = true` / XMARGIN_API_PUBLIC_READS=true / --public-reads to require a key.")
+
+
+class _HostCheck:
+    """Answers only requests whose Host header names one of ``allowed`` (any port); the others get 400 with
+    ``{"error": …}`` like every refused request (Starlette's TrustedHostMiddleware answers in plain text)."""
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(h.lower().strip("[]") for h in allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("host", "")
+        if given.startswith("["):  # [::1]:8700
+            name = given[1:given.find("]")] if "]" in given else given
+        else:
+            name = given.rsplit(":", 1)[0] if given.count(":") == 1 else given
+        if name.lower() in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        shown = given if len(given) <= 100 else given[:100] + "…"
+        response = _error(400, f"this server answers to {', '.join(sorted(self.allowed))} only, not Host "
+                               f"{shown!r} (it listens on a loopback interface; see [api] host)")
+        await response(scope, receive, send)
+
+
+def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metrics | None = None,
                dashboard: bool = True, allowed_hosts: Sequence[str] | None = LOOPBACK_HOSTS,
                stale_after_s: float = 45.0) -> FastAPI:
     """The API (and, with ``dashboard``, the web dashboard) over ``store``; the caller owns and closes the store.
 
     ``metrics`` carries the process's sync and RPC counters (``xmargin run`` passes its own); without it,
-    ``/metrics`` reports what the store holds. ``stale_after_s``: data older than this is shown as stale (the
-    configuration's ``stale_bound_s``). ``allowed_hosts``: the Host names answered (``None``: any; see
-    :func:`trusted_hosts`).
+    ``/metrics`` reports what the store holds. ``allowed_hosts``: the Host names answered (``None``: any, a server
+    on a non-loopback interface; see :func:`trusted_hosts`). ``public_reads``: reads without a key; ``None`` (not
+    asked for either way): public for a loopback server (``allowed_hosts`` given), keyed for any other.
+    ``stale_after_s``: data older than this is shown as stale (the configuration's ``stale_bound_s``).
     """
+    if public_reads is None:
+        public_reads = allowed_hosts is not None
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN (the schema is at /openapi.json).
     app = FastAPI(title="xmargin", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Positions, health and cross-venue risk of DeFi wallets.")
     if allowed_hosts is not None:  # a loopback server answers only to loopback names (DNS rebinding)
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+        app.add_middleware(_HostCheck, allowed=list(allowed_hosts))
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -215,20 +288,19 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
     ) -> list[WalletOut]:
         return [WalletOut(address=w.address, label=w.label) for w in store.list_wallets(limit=limit, offset=offset)]
 
-    @app.post("/v1/wallets", status_code=201, responses=_responses(400, 401, 422))
+    @app.post("/v1/wallets", status_code=201, responses=_responses(400, 401, 403, 422))
     def add_wallets(
         _auth: Writer,
-        body: Annotated[WalletIn | list[WalletIn], Body(description="One wallet or a list of them.")],
+        body: Annotated[WalletIn | Annotated[list[WalletIn], Field(min_length=1, max_length=MAX_WALLETS_PER_POST)],
+                        Body(description=f"One wallet or a list of 1 to {MAX_WALLETS_PER_POST:,}.")],
     ) -> WalletsAdded:
         items = body if isinstance(body, list) else [body]
-        if not items or len(items) > MAX_WALLETS_PER_POST:
-            raise HTTPException(422, f"send between 1 and {MAX_WALLETS_PER_POST} wallets")
         changed = store.add_wallets([(w.address, w.label) for w in items])
         rows = {w.address: store.get_wallet(w.address) for w in items}
         return WalletsAdded(changed=changed, wallets=[WalletOut(address=a, label=row.label)
                                                       for a, row in rows.items() if row is not None])
 
-    @app.delete("/v1/wallets/{address}", status_code=204, responses=_responses(400, 401, 404, 422))
+    @app.delete("/v1/wallets/{address}", status_code=204, responses=_responses(400, 401, 403, 404, 422))
     def remove_wallet(_auth: Writer, address: Wallet) -> Response:
         store.remove_wallet(address)
         return Response(status_code=204)
@@ -342,23 +414,20 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         if venue is not None and venue not in known:
             raise HTTPException(422, f"unknown venue {venue!r}; known: {', '.join(sorted(known))}")
         try:
-            return check_rule(kind, params)
+            return check_rule(kind, params, assets=store.priced_symbols(), venues=known)
         except ValueError as exc:
             raise HTTPException(422, _first_error(exc)) from None
 
     @app.get("/v1/alert-rules", **read, responses=_responses(400, 401, 422))
-    def list_rules(wallet: Annotated[str | None, Query(max_length=100)] = None) -> list[RuleOut]:
+    def list_rules(wallet: Annotated[str | None, Query(json_schema_extra=ADDRESS_SCHEMA)] = None) -> list[RuleOut]:
         if wallet is not None:
-            try:
-                wallet = checksum(wallet)
-            except InvalidAddressError as exc:
-                raise HTTPException(400, str(exc)) from None
+            wallet = _address_or_400(wallet)
         return [_rule_out(r) for r in store.list_rules(wallet)]
 
-    @app.post("/v1/alert-rules", status_code=201, responses=_responses(400, 401, 422))
+    @app.post("/v1/alert-rules", status_code=201, responses=_responses(400, 401, 403, 422))
     def add_rule(_auth: Writer, body: RuleIn) -> RuleOut:
         try:
-            wallet = checksum(body.wallet)
+            wallet = parse_address(body.wallet)
         except InvalidAddressError as exc:
             raise HTTPException(422, f"wallet: {exc}") from None
         params = checked_params(body.kind, body.params.model_dump(exclude_none=True))
@@ -376,17 +445,27 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
     def get_rule(rule_id: RuleId) -> RuleOut:
         return _rule_out(rule_or_404(rule_id))
 
-    @app.patch("/v1/alert-rules/{rule_id}", responses=_responses(400, 401, 404, 422))
+    @app.patch("/v1/alert-rules/{rule_id}", responses=_responses(400, 401, 403, 404, 422))
     def update_rule(_auth: Writer, rule_id: RuleId, body: RulePatch) -> RuleOut:
         rule = rule_or_404(rule_id)
-        params = None if body.params is None else checked_params(rule.kind, body.params.model_dump(exclude_none=True))
+        params = None
+        if body.params is not None:  # the parameters of the rule's kind, as POST takes them
+            given = body.params.model_dump(exclude_none=True)
+            shape = RULE_PARAMS[rule.kind]
+            try:
+                shape.model_validate(given)
+            except ValidationError as exc:
+                problems = "; ".join(f"params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise HTTPException(422, f"rule {rule_id} is {rule.kind}, whose params are "
+                                         f"{', '.join(shape.model_fields) or 'none'}: {problems}") from None
+            params = checked_params(rule.kind, given)
         updated = store.update_rule(rule_id, params=params, hysteresis=body.hysteresis, cooldown_s=body.cooldown_s,
                                     severity=body.severity, enabled=body.enabled)
         if updated is None:
             raise HTTPException(404, f"no alert rule {rule_id}")
         return _rule_out(updated)
 
-    @app.delete("/v1/alert-rules/{rule_id}", status_code=204, responses=_responses(401, 404, 422))
+    @app.delete("/v1/alert-rules/{rule_id}", status_code=204, responses=_responses(401, 403, 404, 422))
     def remove_rule(_auth: Writer, rule_id: RuleId) -> Response:
         if not store.remove_rule(rule_id):
             raise HTTPException(404, f"no alert rule {rule_id}")

@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from aggregator.alerts.rules import RuleKind
 from connectors.errors import InvalidAddressError
 from connectors.types import checksum
 
 __all__ = [
+    "ADDRESS_SCHEMA",
+    "RULE_PARAMS",
     "AlertOut",
     "AlertsOut",
     "ChainOut",
@@ -31,6 +32,7 @@ __all__ = [
     "WalletIn",
     "WalletOut",
     "WalletsAdded",
+    "parse_address",
 ]
 
 MAX_INT = 2**63 - 1
@@ -38,6 +40,26 @@ Severity = Literal["info", "warning", "critical"]
 NO_NUL = r"^[^\x00]*$"
 """Text without NUL characters (PostgreSQL stores none in text or JSON)."""
 NonNegative = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+ADDRESS_FORMAT = "eip55-address"
+ADDRESS_SCHEMA: dict[str, Any] = {
+    "pattern": "^0x[0-9a-fA-F]{40}$", "format": ADDRESS_FORMAT,
+    "description": "0x + 40 hex digits, any case; mixed case must be a valid EIP-55 checksum (a typo is refused, "
+                   "with 400 in the path or the query and 422 in a body).",
+    "examples": ["0x52908400098527886E0F7030069857D2E4169EE7"]}
+"""The OpenAPI schema of an address: only stated, the check is :func:`parse_address` (so that a malformed address
+gets one clear message and one status, whatever is wrong with it)."""
+
+
+def parse_address(value: str) -> str:
+    """The EIP-55 form of ``value``; :class:`InvalidAddressError` saying what is wrong, in a line (a very long
+    value is not echoed whole)."""
+    try:
+        return checksum(value)
+    except InvalidAddressError:
+        if len(value) <= 100:
+            raise
+        raise InvalidAddressError(f"not an address (want 0x + 40 hex digits): {value[:12]!r}… "
+                                  f"({len(value):,} characters)") from None
 
 
 class _In(BaseModel):
@@ -61,17 +83,18 @@ class WalletOut(BaseModel):
     label: str | None
 
 
+def _checksummed(value: str) -> str:
+    try:
+        return parse_address(value)
+    except InvalidAddressError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class WalletIn(_In):
-    address: Annotated[str, Field(max_length=100, description="0x-prefixed 20-byte address, any case.")]
+    address: Annotated[str, Field(json_schema_extra=ADDRESS_SCHEMA)]
     label: Annotated[str | None, Field(max_length=200, pattern=NO_NUL)] = None
 
-    @field_validator("address")
-    @classmethod
-    def _checksummed(cls, value: str) -> str:
-        try:
-            return checksum(value)
-        except InvalidAddressError as exc:
-            raise ValueError(str(exc)) from None
+    _address = field_validator("address")(_checksummed)
 
 
 class WalletsAdded(BaseModel):
@@ -251,22 +274,88 @@ class AlertsOut(BaseModel):
     items: list[AlertOut]
 
 
+VenueName = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL, description="A venue's name.")]
+Symbol = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL, description=(
+    "The symbol of an asset the store holds a price of (any case; see GET /v1/prices)."))]
+Threshold = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
+Direction = Literal["above", "below"]
+
+
 class RuleParamsIn(_In):
-    venue: Annotated[str | None, Field(max_length=100, pattern=NO_NUL)] = None
-    threshold: Annotated[float | None, Field(gt=0, le=1e12, allow_inf_nan=False)] = None
-    asset: Annotated[str | None, Field(max_length=64, pattern=NO_NUL)] = None
-    level: Annotated[float | None, Field(gt=0, le=1e12, allow_inf_nan=False)] = None
-    direction: Literal["above", "below"] | None = None
+    """A rule's parameters; the ones its kind takes (see ``POST /v1/alert-rules``) are required."""
+
+    venue: VenueName | None = None
+    threshold: Threshold | None = None
+    asset: Symbol | None = None
+    level: Threshold | None = None
+    direction: Direction | None = None
 
 
-class RuleIn(_In):
-    wallet: Annotated[str, Field(max_length=100)]
-    kind: RuleKind
-    params: RuleParamsIn = RuleParamsIn()
+class VenueHealthParams(_In):
+    venue: VenueName
+    threshold: Annotated[Threshold, Field(description="Health factor below which the rule fires.")]
+
+
+class UnifiedHealthParams(_In):
+    threshold: Annotated[Threshold, Field(description="Unified health below which the rule fires.")]
+
+
+class MoveParams(_In):
+    threshold: Annotated[Threshold, Field(description="Percent: the smallest move that liquidates a venue.")]
+
+
+class OracleParams(_In):
+    asset: Annotated[Symbol | None, Field(description="Only this asset's prices (or a venue's name: its "
+                                                      "healths); all of the wallet's when absent.")] = None
+
+
+class PriceCrossParams(_In):
+    asset: Symbol
+    level: Annotated[Threshold, Field(description="The price level in USD.")]
+    direction: Direction
+
+
+class _RuleIn(_In):
+    wallet: Annotated[str, Field(json_schema_extra=ADDRESS_SCHEMA)]
     hysteresis: NonNegative = 0.0
     cooldown_s: NonNegative = 0.0
     severity: Severity = "warning"
     enabled: bool = True
+
+
+class VenueHealthRuleIn(_RuleIn):
+    kind: Literal["venue_health_below"]
+    params: VenueHealthParams
+
+
+class UnifiedHealthRuleIn(_RuleIn):
+    kind: Literal["unified_health_below"]
+    params: UnifiedHealthParams
+
+
+class MoveRuleIn(_RuleIn):
+    kind: Literal["move_to_liquidation_below"]
+    params: MoveParams
+
+
+class OracleRuleIn(_RuleIn):
+    kind: Literal["oracle_invalid"]
+    params: OracleParams = OracleParams()
+
+
+class PriceCrossRuleIn(_RuleIn):
+    kind: Literal["price_cross"]
+    params: PriceCrossParams
+
+
+RULE_PARAMS: dict[str, type[BaseModel]] = {
+    "venue_health_below": VenueHealthParams, "unified_health_below": UnifiedHealthParams,
+    "move_to_liquidation_below": MoveParams, "oracle_invalid": OracleParams, "price_cross": PriceCrossParams}
+"""The parameters each rule kind takes."""
+
+RuleIn = Annotated[VenueHealthRuleIn | UnifiedHealthRuleIn | MoveRuleIn | OracleRuleIn | PriceCrossRuleIn,
+                   Field(discriminator="kind")]
+"""A new rule: its ``kind`` says which ``params`` it takes (the schema states each kind's)."""
 
 
 class RulePatch(_In):

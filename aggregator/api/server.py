@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -10,6 +11,8 @@ import uvicorn
 from fastapi import FastAPI
 
 __all__ = ["ApiServer", "ServerStartError"]
+
+log = logging.getLogger("aggregator.api")
 
 
 class ServerStartError(RuntimeError):
@@ -22,12 +25,19 @@ class ApiServer:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                 server_header=False, lifespan="off")
+        self._app = app
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="xmargin-api", daemon=True)
         self.host = host
         self.port = port
 
     def start(self, timeout_s: float = 15.0) -> ApiServer:
+        """Listen; log a warning first when the app serves reads without a key on a non-loopback interface."""
+        from aggregator.api.app import public_reads_warning
+
+        warning = public_reads_warning(self.host, getattr(self._app.state, "public_reads", None))
+        if warning is not None:
+            log.warning(warning)
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self._server.started:

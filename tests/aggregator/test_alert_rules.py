@@ -1,15 +1,20 @@
 """Alert rules: each kind's value, the hysteresis and cooldown that keep a rule from flapping, and the engine
-storing each firing once and delivering it to a real webhook receiver with a valid signature."""
+storing each firing once and delivering it to a real webhook receiver with a valid signature; a rule on an asset
+the store holds no price of (it could never fire) is refused by the CLI and the API with the known symbols."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from typer.testing import CliRunner
 
-from aggregator.alerts.engine import AlertEngine, check_rule
+from aggregator.alerts.engine import AlertEngine, UnknownAssetError, check_rule
 from aggregator.alerts.rules import Observation, evaluate_rule, event_id, observe
 from aggregator.alerts.sinks import LogSink, WebhookSink
 from db import RiskRow, RuleRow, Store
@@ -197,3 +202,86 @@ def test_repaid_debt_re_arms_and_a_liquidatable_wallet_fires() -> None:
     obs = observe(WALLET, [], risk)
     assert obs.move_to_liquidation_pct == 0.0  # already liquidatable: the smallest move is none at all
     assert evaluate_rule(move, obs, T0).fires
+
+
+@pytest.mark.parametrize(("kind", "params", "stored"), [
+    ("price_cross", {"asset": "WETH", "level": 3000, "direction": "below"}, "WETH"),
+    ("price_cross", {"asset": "weth", "level": 3000, "direction": "below"}, "WETH"),  # stored as the store spells it
+    ("oracle_invalid", {"asset": "Usdc"}, "USDC"),
+    ("oracle_invalid", {"asset": "aave_v3"}, "aave_v3"),  # a venue: its healths' oracle flags
+    ("oracle_invalid", {}, None),
+])
+def test_rule_assets_are_ones_the_store_prices(kind: str, params: dict[str, Any], stored: str | None) -> None:
+    checked = check_rule(kind, params, assets=["USDC", "WETH"], venues=["aave_v3"])
+    assert checked.get("asset") == stored
+
+
+@pytest.mark.parametrize(("kind", "params", "assets", "match"), [
+    ("price_cross", {"asset": "WETHH", "level": 3000, "direction": "below"}, ["USDC", "WETH"],
+     "unknown asset 'WETHH'; the store knows: USDC, WETH"),
+    ("price_cross", {"asset": "aave_v3", "level": 1, "direction": "above"}, ["WETH"], "unknown asset 'aave_v3'"),
+    ("oracle_invalid", {"asset": "NOPE"}, ["WETH"], "unknown asset 'NOPE'; the store knows: WETH"),
+    ("price_cross", {"asset": "WETH", "level": 3000, "direction": "below"}, [], "holds no prices yet"),
+])
+def test_rules_on_assets_without_a_price_are_refused(
+    kind: str, params: dict[str, Any], assets: list[str], match: str
+) -> None:
+    with pytest.raises(UnknownAssetError, match=match):
+        check_rule(kind, params, assets=assets, venues=["aave_v3"])
+    assert check_rule(kind, params)  # without the store's assets only the parameters' shape is checked
+
+
+def test_priced_symbols_are_the_assets_with_a_stored_price(tmp_path: Path) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        assert store.priced_symbols() == []
+        wallets = td.setup(store, 1)
+        assert store.priced_symbols() == []  # assets known from positions alone are not priced
+        store.write_sync(td.batch(wallets, 100))
+        store.write_sync(td.batch(wallets, 101))
+        assert store.priced_symbols() == sorted({p.asset.symbol for p in td.batch(wallets, 100).prices})
+
+
+def test_cli_and_api_refuse_a_price_rule_on_an_unknown_asset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aggregator.api.app import create_app
+    from aggregator.api.server import ApiServer
+    from aggregator.cli import app as cli
+
+    monkeypatch.setenv("XMARGIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "60")  # the error stays one line however narrow the terminal
+    for name in ("XMARGIN_CONFIG", "XMARGIN_DB_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with Store.open() as store:
+        wallets = td.setup(store, 1)
+        store.write_sync(td.batch(wallets, 100))
+        _, key = store.create_api_key("writer", now=T0, scope="write")
+    known = ", ".join(sorted({p.asset.symbol for p in td.batch(wallets, 100).prices}))
+
+    def alert_add(*args: str) -> tuple[int, str, str]:
+        done = CliRunner().invoke(cli, ["alert", "add", wallets[0], "price_cross", *args], catch_exceptions=False)
+        return done.exit_code, done.stdout, done.stderr
+
+    code, _out, err = alert_add("--asset", "WETHH", "--level", "3000", "--direction", "below")
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: unknown asset 'WETHH'; the store knows: {known}"]
+    code, out, _err = alert_add("--asset", "weth", "--level", "3000", "--direction", "below", "--json")
+    assert code == 0, _err
+    assert json.loads(out)["params"]["asset"] == "WETH"
+
+    with Store.open() as store, ApiServer(create_app(store)) as server, httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
+        body = {"wallet": wallets[0], "kind": "price_cross", "params": {"asset": "NOPE", "level": 1.5,
+                                                                       "direction": "above"}}
+        refused = client.post("/v1/alert-rules", json=body)
+        assert refused.status_code == 422
+        assert refused.json() == {"error": f"unknown asset 'NOPE'; the store knows: {known}"}
+        made = client.post("/v1/alert-rules", json={**body, "params": {**body["params"], "asset": "usdc"}})
+        assert made.status_code == 201, made.text
+        assert made.json()["params"]["asset"] == "USDC"
+        patched = client.patch(f"/v1/alert-rules/{made.json()['id']}", json={"params": {
+            "asset": "WETHH", "level": 2.0, "direction": "above"}})
+        assert patched.status_code == 422
+        assert "unknown asset 'WETHH'" in patched.json()["error"]
+        assert [(r.kind, r.params["asset"]) for r in store.list_rules(wallets[0])] == [
+            ("price_cross", "WETH"), ("price_cross", "USDC")]

@@ -1,7 +1,8 @@
 """The HTTP API as users run it: ``xmargin serve`` in its own process over a real store (SQLite and PostgreSQL),
-keys made with ``xmargin apikey create``. Writes need a key and land in the store; alert rules go through
-create / read / update / delete; prices carry source and age; ``/metrics`` reports what the store holds;
-reads can be keyed by configuration."""
+keys made with ``xmargin apikey create``. Writes need a key of scope write and land in the store; a read key is
+refused every write; alert rules go through create / read / update / delete; prices carry source and age;
+``/metrics`` reports what the store holds; reads can be keyed by configuration, and are keyed on a non-loopback
+interface unless public reads are asked for, which then prints a warning."""
 
 from __future__ import annotations
 
@@ -55,18 +56,19 @@ def _fill(store: Store) -> list[str]:
     return wallets
 
 
-def _serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``xmargin serve --port 0``; its output goes to a file (a pipe nobody reads could fill and block it)."""
+def _serve(env: dict[str, str], *args: str, log: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``xmargin serve --port 0 ARGS``; its output goes to ``log`` (a pipe nobody reads could fill and block
+    it). The URL returned is on 127.0.0.1 whatever interface the server listens on."""
     assert EXE is not None, "the xmargin console script is not installed in the venv"
-    log = Path(env["XMARGIN_HOME"]) / f"serve-{time.monotonic_ns()}.log"
+    log = log or Path(env["XMARGIN_HOME"]) / f"serve-{time.monotonic_ns()}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
-        proc = subprocess.Popen([EXE, "serve", "--port", "0"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([EXE, "serve", "--port", "0", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        found = re.search(r"(http://127\.0\.0\.1:\d+)/ui/", log.read_text())
+        found = re.search(r"http://[^\s/]+:(\d+)/ui/", log.read_text())
         if found:
-            return proc, found.group(1)
+            return proc, f"http://127.0.0.1:{found.group(1)}"
         time.sleep(0.05)
     proc.kill()
     proc.wait()
@@ -83,8 +85,8 @@ def env(db_url: str, tmp_path: Path) -> dict[str, str]:
 def served(db_url: str, env: dict[str, str]) -> Iterator[Served]:
     with Store.open(db_url) as store:
         wallets = _fill(store)
-        made = subprocess.run([str(EXE), "apikey", "create", "analytics", "--json"], env=env, capture_output=True,
-                              text=True, timeout=120, check=True)
+        made = subprocess.run([str(EXE), "apikey", "create", "analytics", "--scope", "write", "--json"], env=env,
+                              capture_output=True, text=True, timeout=120, check=True)
         key = json.loads(made.stdout)["key"]
         proc, url = _serve(env)
         try:
@@ -169,6 +171,7 @@ def test_alert_rules_crud(served: Served) -> None:
             ({**rule, "wallet": "0xzz"}, "wallet"),
             ({**rule, "kind": "moon"}, "kind"),
             ({**rule, "hysteresis": -1}, "hysteresis"),
+            ({**rule, "params": {"venue": "aave_v3", "threshold": 1.3, "asset": "WETH"}}, "params.asset"),
         ):
             bad = c.post("/v1/alert-rules", json=body)
             assert bad.status_code == 422, (body, bad.text)
@@ -196,6 +199,13 @@ def test_alert_rules_crud(served: Served) -> None:
         assert c.patch(f"/v1/alert-rules/{created['id']}", json={"params": {"venue": "x", "threshold": 1}}
                        ).status_code == 422
         assert c.patch("/v1/alert-rules/99999", json={"enabled": True}).status_code == 404
+        for params, words in (({"threshold": 1.2}, "params.venue: Field required"),
+                              ({"asset": "WETH", "level": 1.0, "direction": "above"}, "params.asset")):
+            other_kind = c.patch(f"/v1/alert-rules/{created['id']}", json={"params": params})
+            assert other_kind.status_code == 422
+            assert "is venue_health_below, whose params are venue, threshold" in other_kind.json()["error"]
+            assert words in other_kind.json()["error"]
+        assert served.store.get_rule(created["id"]).params == {"venue": "aave_v3", "threshold": 1.5}
 
         assert c.delete(f"/v1/alert-rules/{created['id']}").status_code == 204
         assert anon.get(f"/v1/alert-rules/{created['id']}").status_code == 404
@@ -280,3 +290,79 @@ def test_run_says_so_when_the_port_is_taken(env: dict[str, str]) -> None:
     assert done.returncode == 2
     assert f"could not listen on 127.0.0.1:{port}" in " ".join(done.stderr.split())
     assert "Traceback" not in done.stderr
+
+
+def test_key_scopes_bound_what_a_key_may_do(served: Served) -> None:
+    """A read key reads and is refused every write with 403 (nothing changes); write and admin keys write; the
+    scopes are chosen at ``apikey create`` (read by default) and listed."""
+    keys = {}
+    for name, args in (("dashboards", ()), ("ops", ("--scope", "admin"))):
+        made = served.cli("apikey", "create", name, *args, "--json")
+        assert made.returncode == 0, made.stderr
+        keys[name] = json.loads(made.stdout)
+    assert (keys["dashboards"]["scope"], keys["ops"]["scope"]) == ("read", "admin")
+    shown = served.cli("apikey", "create", "plain")
+    assert "scope read" in shown.stdout
+    assert "--scope write" in " ".join(shown.stdout.split())  # says how to get a key that writes
+    listing = served.cli("apikey", "list", "--json")
+    assert {k["name"]: k["scope"] for k in json.loads(listing.stdout)} == {
+        "analytics": "write", "dashboards": "read", "ops": "admin", "plain": "read"}
+    table = served.cli("apikey", "list").stdout
+    assert re.search(r"dashboards\s*│\s*read", table), table
+    assert re.search(r"ops\s*│\s*admin", table), table
+    bad = served.cli("apikey", "create", "root", "--scope", "root")
+    assert bad.returncode != 0
+    assert "Traceback" not in bad.stderr
+    assert "root" not in {k["name"] for k in json.loads(served.cli("apikey", "list", "--json").stdout)}
+
+    wallet, new = served.wallets[0], "0x" + "ef" * 20
+    rule = served.store.add_rule(wallet, "unified_health_below", {"threshold": 1.1}, now=datetime.now(UTC))
+    before = (served.store.list_wallets(), served.store.list_rules())
+    with served.client(keys["dashboards"]["key"]) as reader:
+        assert reader.get(f"/v1/wallets/{wallet}/health").status_code == 200
+        for method, path, body in (
+            ("POST", "/v1/wallets", {"address": new}),
+            ("DELETE", f"/v1/wallets/{wallet}", None),
+            ("POST", "/v1/alert-rules", {"wallet": wallet, "kind": "unified_health_below",
+                                         "params": {"threshold": 1.2}}),
+            ("PATCH", f"/v1/alert-rules/{rule.id}", {"enabled": False}),
+            ("DELETE", f"/v1/alert-rules/{rule.id}", None),
+        ):
+            resp = reader.request(method, path, json=body)
+            assert resp.status_code == 403, (method, path, resp.text)
+            assert "scope read" in resp.json()["error"]
+            assert "needs scope write" in resp.json()["error"]
+    assert (served.store.list_wallets(), served.store.list_rules()) == before
+    with served.client(keys["ops"]["key"]) as admin:
+        assert admin.post("/v1/wallets", json={"address": new}).status_code == 201
+        assert admin.patch(f"/v1/alert-rules/{rule.id}", json={"enabled": False}).json()["enabled"] is False
+    with served.client(served.key) as writer:
+        assert writer.delete(f"/v1/alert-rules/{rule.id}").status_code == 204
+
+
+def test_a_non_loopback_server_keys_reads_unless_told_and_then_warns(db_url: str, env: dict[str, str]) -> None:
+    """On 0.0.0.0 reads need a key by default (no warning); public reads asked for by flag or environment serve
+    them without one and say so at start."""
+    with Store.open(db_url) as store:
+        wallets = _fill(store)
+        _, key = store.create_api_key("reader", now=datetime.now(UTC))
+    home = Path(env["XMARGIN_HOME"])
+    cases = (("keyed", env, (), False), ("flag", env, ("--public-reads",), True),
+             ("env", {**env, "XMARGIN_API_PUBLIC_READS": "true"}, (), True),
+             ("flag-wins", {**env, "XMARGIN_API_PUBLIC_READS": "true"}, ("--keyed-reads",), False))
+    for name, case_env, args, public in cases:
+        log = home / f"serve-{name}.log"
+        proc, url = _serve(case_env, "--host", "0.0.0.0", *args, log=log)
+        try:
+            with httpx.Client(base_url=url, timeout=15) as anon:
+                health = anon.get(f"/v1/wallets/{wallets[0]}/health")
+                assert health.status_code == (200 if public else 401), (name, health.text)
+                keyed = anon.get(f"/v1/wallets/{wallets[0]}/health", headers={"Authorization": f"Bearer {key}"})
+                assert keyed.status_code == 200
+                assert anon.post("/v1/wallets", json={"address": "0x" + "ef" * 20}).status_code == 401
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+        said = " ".join(log.read_text().split())
+        assert ("public reads on a non-loopback interface (0.0.0.0)" in said) is public, (name, said)
+        assert "Traceback" not in said

@@ -1,18 +1,23 @@
 """The read API over a real store (SQLite and PostgreSQL): documents equal the store's, bad input is 4xx with
-a message, never a 5xx, and history pages cover every point exactly once."""
+a message (a JSON ``{"error": …}``, the refused Host header's included; every malformed address 400, whatever
+its length), never a 5xx, and history pages cover every point exactly once; reads are keyed on a server for
+other machines unless public reads are asked for, which is logged as a warning."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from aggregator.api.app import create_app
+from aggregator.api.app import create_app, is_loopback, public_reads_warning, trusted_hosts
 from aggregator.api.server import ApiServer
+from aggregator.config import load_settings
 from aggregator.documents import health_view
 from db import RiskRow, Store
 from tests.db import db_testdata as td
@@ -93,6 +98,11 @@ def test_risk_document(synced: tuple[Store, list[str]], client: httpx.Client) ->
     ("/v1/wallets/not-an-address/positions", 400, "address"),
     ("/v1/wallets/0x52908400098527886E0F7030069857D2E4169Ee7/health", 400, "checksum"),
     ("/v1/wallets/0x0000000000000000000000000000000000000001/health", 404, "not tracked"),
+    ("/v1/wallets/0x" + "0" * 20_000 + "/health", 400, "20,002 characters"),
+    ("/v1/wallets/0x" + "0" * 41 + "/health", 400, "address"),
+    ("/v1/wallets/" + "z" * 300 + "/alerts", 400, "address"),
+    ("/v1/alert-rules?wallet=0x" + "0" * 20_000, 400, "20,002 characters"),
+    ("/v1/alert-rules?wallet=0x12", 400, "address"),
     ("/v1/wallets/{w0}/history?limit=0", 422, "limit"),
     ("/v1/wallets/{w0}/history?limit=100000", 422, "limit"),
     ("/v1/wallets/{w0}/history?from_block=-1", 422, "from_block"),
@@ -105,9 +115,10 @@ def test_bad_input_is_a_clear_4xx(
     synced: tuple[Store, list[str]], client: httpx.Client, path: str, status: int, message: str
 ) -> None:
     _, wallets = synced
-    resp = client.get(path.format(w0=wallets[0], w2=wallets[2]))
-    assert resp.status_code == status
+    resp = client.get(path.format(w0=wallets[0], w2=wallets[2]) if len(path) < 1_000 else path)
+    assert resp.status_code == status, resp.text[:300]
     assert message in resp.json()["error"]
+    assert len(resp.text) < 500  # a long input is not echoed back whole
 
 
 def test_history_pages_cover_every_point_once(synced: tuple[Store, list[str]], client: httpx.Client) -> None:
@@ -167,7 +178,13 @@ def test_history_bounds_and_aliases(synced: tuple[Store, list[str]], client: htt
 def test_only_loopback_host_names_and_security_headers(client: httpx.Client) -> None:
     rebound = client.get("/v1/wallets", headers={"Host": "attacker.example"})
     assert rebound.status_code == 400  # a DNS-rebinding page's requests carry its own host name
+    assert rebound.headers["content-type"] == "application/json"
+    assert "attacker.example" in rebound.json()["error"]
+    assert client.get("/v1/wallets", headers={"Host": "attacker.example:8700"}).json()["error"]
     assert client.get("/v1/wallets", headers={"Host": "localhost:8700"}).status_code == 200
+    assert client.get("/v1/wallets", headers={"Host": "[::1]:8700"}).status_code == 200
+    assert client.get("/v1/wallets", headers={"Host": "127.0.0.1"}).status_code == 200
+    assert client.get("/v1/wallets", headers={"Host": "localhost.attacker.example"}).status_code == 400
     page = client.get("/ui/")
     assert page.status_code == 200
     assert "script-src 'self'" in page.headers["content-security-policy"]
@@ -198,3 +215,43 @@ def test_healthz_says_degraded_with_the_reason_when_syncing_fails(
     assert health["freshness"]["failing_since"] is not None
     assert "connection refused" in health["freshness"]["reason"]
     assert health["freshness"]["last_sync"]["status"] == "failed"
+
+
+def test_reads_are_keyed_on_other_interfaces_unless_asked_for(
+    synced: tuple[Store, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, wallets = synced
+    assert [h for h in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]") if not is_loopback(h)] == []
+    assert [h for h in ("0.0.0.0", "::", "192.168.1.20", "api.example.com") if is_loopback(h)] == []
+    assert trusted_hosts("0.0.0.0") is None
+    assert "127.0.0.2" in (trusted_hosts("127.0.0.2") or ())
+    assert public_reads_warning("127.0.0.1", True) is None
+    assert public_reads_warning("0.0.0.0", False) is None
+    assert public_reads_warning("0.0.0.0", None) is None
+    assert "0.0.0.0" in (public_reads_warning("0.0.0.0", True) or "")
+    _, key = store.create_api_key("reader", now=datetime.now(UTC))
+    path = f"/v1/wallets/{wallets[0]}/health"
+    cases = ((None, "127.0.0.1", 200, False), (None, "0.0.0.0", 401, False), (True, "0.0.0.0", 200, True),
+             (False, "127.0.0.1", 401, False), (True, "127.0.0.1", 200, False))
+    for public_reads, host, status, warned in cases:
+        caplog.clear()
+        app = create_app(store, public_reads=public_reads, allowed_hosts=trusted_hosts(host))
+        with caplog.at_level(logging.WARNING, logger="aggregator.api"), ApiServer(app, host) as server, \
+                httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as c:
+            assert c.get(path).status_code == status, (public_reads, host)
+            assert c.get(path, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+            documented = c.get("/openapi.json").json()["paths"][path.replace(wallets[0], "{address}")]["get"]
+            assert ({} in documented.get("security", [])) is (status == 200)  # the schema: a key is optional
+        assert any("public reads on a non-loopback interface" in r.getMessage() for r in caplog.records) is warned
+
+
+def test_public_reads_are_unset_unless_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset by default (the server decides by its interface); a config file or the environment sets it."""
+    monkeypatch.delenv("XMARGIN_API_PUBLIC_READS", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text('[api]\nhost = "0.0.0.0"\n')
+    assert load_settings(config).api.public_reads is None
+    config.write_text('[api]\nhost = "0.0.0.0"\npublic_reads = true\n')
+    assert load_settings(config).api.public_reads is True
+    monkeypatch.setenv("XMARGIN_API_PUBLIC_READS", "false")
+    assert load_settings(config).api.public_reads is False  # the environment wins

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 import devnet
 from aggregator.cli import app
+from db import Store
+from tests.db import db_testdata as td
 
 ROOT = Path(__file__).resolve().parents[2]
 WALLET = "0x52908400098527886E0F7030069857D2E4169EE7"  # EIP-55 test vector
@@ -155,6 +157,8 @@ def test_demo_runs_the_requested_cycles_and_leaves_health_in_the_store(env: dict
 
 
 def test_alert_add_list_remove(env: dict[str, str]) -> None:
+    with Store.open() as store:  # a synced price of WETH: a price rule names an asset the store knows
+        store.write_sync(td.batch(td.setup(store, 1), 100))
     assert run("wallet", "add", WALLET)[0] == 0
     code, out, _ = run("alert", "add", WALLET, "price_cross", "--asset", "WETH", "--level", "3000", "--direction",
                        "below", "--hysteresis", "25", "--cooldown", "600", "--json")

@@ -1,5 +1,6 @@
-"""API keys on both backends: only the hash is stored, the key verifies until revoked, names are unique;
-the newest price of every (asset, source); a reorganised or repaired block supersedes what was stored."""
+"""API keys on both backends: only the hash is stored, the key verifies until revoked, names are unique, each
+key has a scope (read by default) that covers the narrower ones; the newest price of every (asset, source); a
+reorganised or repaired block supersedes what was stored."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from db import DuplicateNameError, SnapshotStatus, Store, SyncBatch
-from db.apikeys import KEY_PREFIX, hash_key
+from db.apikeys import KEY_PREFIX, SCOPES, covers, hash_key
+from db.models import API_KEY_SCOPES
 from tests.db import db_testdata as td
 
 NOW = datetime(2026, 11, 21, 15, tzinfo=UTC)
@@ -55,6 +57,32 @@ def test_a_key_verifies_until_revoked_and_is_stored_only_hashed(store: Store) ->
     assert store.verify_api_key(other) is None
     assert not store.revoke_api_key(999, now=NOW)
     assert [(k.name, k.active) for k in store.list_api_keys()] == [("analytics", False), ("keeper-ops", False)]
+
+
+def test_keys_carry_their_scope(store: Store) -> None:
+    made = {scope: store.create_api_key(f"{scope}-key", now=NOW, scope=scope) for scope in SCOPES}
+    default, default_key = store.create_api_key("plain", now=NOW)
+    assert default.scope == "read"  # the least a key can do, unless more is asked for
+    assert store.verify_api_key(default_key) == default
+    for scope, (row, key) in made.items():
+        assert row.scope == scope
+        assert store.verify_api_key(key) == row
+    assert [(k.name, k.scope) for k in store.list_api_keys()] == [
+        ("read-key", "read"), ("write-key", "write"), ("admin-key", "admin"), ("plain", "read")]
+    with store.engine.connect() as conn:
+        stored = {r.name: r.scope for r in conn.execute(sa.text("SELECT name, scope FROM api_keys"))}
+    assert stored == {"read-key": "read", "write-key": "write", "admin-key": "admin", "plain": "read"}
+    with pytest.raises(ValueError, match="unknown API key scope 'root'"):
+        store.create_api_key("root-key", now=NOW, scope="root")  # type: ignore[arg-type]
+    assert "root-key" not in {k.name for k in store.list_api_keys()}
+
+
+def test_each_scope_covers_the_narrower_ones() -> None:
+    assert SCOPES == API_KEY_SCOPES == ("read", "write", "admin")
+    allowed = {(have, need) for have in SCOPES for need in SCOPES if covers(have, need)}
+    assert allowed == {("read", "read"), ("write", "read"), ("write", "write"),
+                       ("admin", "read"), ("admin", "write"), ("admin", "admin")}
+    assert not any(covers(unknown, "read") for unknown in ("", "root", "READ", "Admin"))
 
 
 def test_latest_prices_are_the_newest_per_asset_and_source(store: Store) -> None:

@@ -1,16 +1,20 @@
-"""The hand-written migration creates exactly what ``db.models`` declares, on both backends."""
+"""The hand-written migration creates exactly what ``db.models`` declares, on both backends; data made at an
+older revision survives the upgrade with the meaning it had."""
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import db
+from db.apikeys import KEY_PREFIX, hash_key
 from db.engine import make_engine
 from db.migrate import ALEMBIC_INI, MIGRATIONS_DIR, alembic_config, head_revision, upgrade
 from db.models import Base
@@ -123,6 +127,42 @@ def test_migrations_ship_inside_the_package() -> None:
         "0004_automation.py",
         "0005_api_keys.py",
         "0006_rule_version.py",
+        "0007_api_key_scopes.py",
         "0008_chain_identity.py",
         "0009_keeper_last_seen.py",
     ]
+
+
+def test_keys_made_before_scopes_keep_writing(db_url: str) -> None:
+    """A key stored at revision 0006 (no scopes: every key could write) is a ``write`` key after the upgrade,
+    verifies as before, and the store's new keys name their scope; downgrading drops the scope again."""
+    legacy = KEY_PREFIX + "L" * 43
+    made = datetime(2026, 11, 21, 15, tzinfo=UTC)
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, "0006")
+        with engine.begin() as conn:
+            assert "scope" not in {c["name"] for c in sa.inspect(conn).get_columns("api_keys")}
+            conn.execute(sa.text("INSERT INTO api_keys (name, prefix, key_hash, created_at) "
+                                 "VALUES ('ci', :prefix, :hash, :at)"),
+                         {"prefix": legacy[:10], "hash": hash_key(legacy), "at": made})
+        upgrade(engine)
+        assert _diffs(engine, Base.metadata) == []
+        with Store(engine) as store:
+            row = store.verify_api_key(legacy)
+            assert row is not None
+            assert (row.name, row.scope, row.allows("write"), row.allows("admin")) == ("ci", "write", True, False)
+            new, _ = store.create_api_key("reader", now=made)
+            assert new.scope == "read"
+            assert [(k.name, k.scope) for k in store.list_api_keys()] == [("ci", "write"), ("reader", "read")]
+            with engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):  # the CHECK constraint holds
+                conn.execute(sa.text("UPDATE api_keys SET scope = 'root' WHERE name = 'ci'"))
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0006")
+        assert "scope" not in {c["name"] for c in sa.inspect(engine).get_columns("api_keys")}
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT name FROM api_keys ORDER BY id")).scalars().all() == ["ci", "reader"]
+    finally:
+        engine.dispose()
