@@ -398,6 +398,9 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    from aggregator.api.whatif import whatif_router
+    app.include_router(whatif_router(read))  # POST /v1/wallets/{address}/whatif (a read)
+
     if dashboard:
         from aggregator.api.dashboard import mount_dashboard
 
