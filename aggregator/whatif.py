@@ -448,6 +448,10 @@ class _Aave(_Venue):
                 else:
                     self.unknown_bits.append(rid)
             rid += 1
+        if self.unknown_bits:
+            self.notes.append(f"{self.venue}: reserves {self.unknown_bits} are in the wallet's configuration without "
+                              "a balance and their state is not stored: the pool's isolation-mode and zero-LTV "
+                              "checks are made without them")
 
     @staticmethod
     def _flags(v: Mapping[str, Any]) -> AaveReserveFlags:
@@ -488,11 +492,17 @@ class _Aave(_Venue):
     def _reprice(self) -> None:
         """Every reserve of the wallet at the what-if prices (from the snapshot's, so twice is once)."""
         new = {}
+        category = self.wallet.emode_categories.get(self.user_emode)
         for rid, m in self.meta.items():
             key = price_key(m.asset.symbol)
             if key in self.prices:
                 self.moved[key] = self.prices[key]
                 new[rid] = _price_raw(self.prices[key], self.base, m.asset.symbol)
+                in_category = category is not None and self.wallet.reserves[rid].emode_category == self.user_emode
+                note = (f"{self.venue}: the wallet's e-mode category prices {m.asset.symbol} with its own oracle, "
+                        "which a what-if price does not move")
+                if in_category and category is not None and category.price_raw and note not in self.notes:
+                    self.notes.append(note)
         self.wallet = self.wallet.with_prices(new)
 
     # -- changes -----------------------------------------------------------------------------------------------
