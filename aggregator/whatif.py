@@ -291,7 +291,6 @@ class _Venue:
     """A venue's state for the what-if: prices and changes applied to it, its health and snapshot after."""
 
     kind = "lending"
-    takes_changes = False
 
     def __init__(self, item: LatestVenueHealth, ctx: _Context) -> None:
         self.item = item
@@ -302,6 +301,8 @@ class _Venue:
         """Every what-if price (price key → USD): a reserve or market opened by a later change is priced too."""
         self.moved: dict[str, Decimal] = {}
         """The prices that moved something of this venue."""
+        self.notes: list[str] = []
+        """What the reader should know about this venue's figures."""
 
     def symbols(self) -> set[str]:
         """The tokens (and instruments) this venue prices, for validating price symbols."""
@@ -326,7 +327,7 @@ class _Venue:
         return {
             "health_factor": _finite(h.health_factor) if h else None,
             "health_factor_raw": str(h.health_factor_raw) if h and h.health_factor_raw is not None else None,
-            "healthy": True,
+            "healthy": h is None or h.health_factor is None or h.health_factor >= 1,
             "collateral_usd": h.collateral_usd if h else 0.0,
             "debt_usd": h.debt_usd if h else 0.0,
             "positions": [_position_doc(p) for p in self._positions()],
@@ -373,7 +374,6 @@ class _AaveReserve:
 class _Aave(_Venue):
     """Aave v3: the wallet's scaled balances replayed with the pool's arithmetic (:mod:`riskcore.whatif`)."""
 
-    takes_changes = True
     _POSITION_KEYS = ("reserve_id", "decimals", "reserve_ltv_bps", "reserve_liquidation_threshold_bps",
                       "reserve_emode_category", "price_raw", "normalized_income_ray", "normalized_variable_debt_ray",
                       "scaled_raw", "usage_as_collateral", "borrowing", "debt_ceiling")
@@ -419,7 +419,6 @@ class _Aave(_Venue):
         self.wallet = AaveWallet(reserves, balances, self.user_emode, categories, flags)
         self.unknown_bits: list[int] = []
         self._params_loaded = False
-        self.notes: list[str] = []
 
     # -- market params (reserves the wallet does not hold, the reserves' flags) --------------------------------
     def _load_params(self) -> None:
@@ -651,7 +650,6 @@ class _Market:
 class _Morpho(_Venue):
     """Morpho Blue: each market's shares and totals replayed with ``Morpho.sol``'s roundings."""
 
-    takes_changes = True
     _MARKET_KEYS = ("market_id", "loan_token", "loan_symbol", "loan_decimals", "collateral_token",
                     "collateral_symbol", "collateral_decimals", "lltv_wad", "fee_wad", "price_raw",
                     "total_supply_assets_raw", "total_supply_shares", "total_borrow_assets_raw",
@@ -1192,7 +1190,7 @@ def _whatif(store: Store, address: str, scenario: Scenario, horizon_days: float)
             "before": b.state(), "after": a.state(),
         })
     for m in after.values():
-        notes.extend(getattr(m, "notes", []))
+        notes.extend(m.notes)
     if any(_is_stable(by_key[k]) for k in prices):
         notes.append("the unified figures value stablecoins at $1 (their pegs move in the scenarios); the venues' "
                      "figures use the what-if price")
