@@ -465,10 +465,12 @@ def devnet_down() -> None:
 
 def _register_commands() -> None:
     from aggregator import api_cli, automation_cli, backtest_cli
+    from aggregator.whatif_cli import register as register_whatif
 
     backtest_cli.register(app, _settings, _store, _address)
     automation_cli.register(app, _settings, _store, _address)
     api_cli.register(app, _settings, _store)
+    register_whatif(app, _settings, _store, _address)
 
 
 _register_commands()

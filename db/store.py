@@ -655,6 +655,18 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         with read_transaction(self._engine) as conn:
             return [_price_row(r) for r in conn.execute(query).mappings()]
 
+    def market_params(self, venue: str) -> dict[str, dict[str, Any]]:
+        """Every stored market of ``venue`` (by its key: the reserve's asset address, the market id…) with its
+        newest params, as the venue adapter wrote them at the newest sync; ``{}`` for an unknown venue."""
+        query = (
+            sa.select(MARKETS.c.key, MARKETS.c.params)
+            .join(VENUES, VENUES.c.id == MARKETS.c.venue_id)
+            .where(VENUES.c.name == venue)
+            .order_by(MARKETS.c.key)
+        )
+        with read_transaction(self._engine) as conn:
+            return {r.key: dict(r.params or {}) for r in conn.execute(query)}
+
     def prune(self, keep_last_n_per_wallet_venue: int) -> int:
         """Delete all but the newest ``n`` snapshots of each (wallet, venue, chain), with their positions and health,
         and the prices of sync runs left without snapshots. Sync run rows are kept. Returns snapshots deleted.

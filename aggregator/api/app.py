@@ -487,6 +487,9 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
         except Exception as exc:  # the store is down: that is not "ok"
             raise HTTPException(503, f"the store cannot be read: {type(exc).__name__}") from None
 
+    from aggregator.api.whatif import whatif_router
+    app.include_router(whatif_router(read))  # POST /v1/wallets/{address}/whatif (a read)
+
     if dashboard:
         from aggregator.api.dashboard import mount_dashboard
 

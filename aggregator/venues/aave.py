@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from aggregator.views import PositionView, PriceView, VenueHealth, VenueReading
-from connectors.aave_v3.models import AaveAccount, AaveEModeCategory, AaveMarket, AaveReserve, AaveSnapshot
+from connectors.aave_v3.decode import decode_reserve_configuration
+from connectors.aave_v3.models import (
+    AaveAccount,
+    AaveEModeCategory,
+    AaveMarket,
+    AaveReserve,
+    AaveSnapshot,
+    AaveUserReserve,
+)
+from connectors.types import BlockRef
 from riskcore.fixedpoint import ray_mul
 from riskcore.health.aave import AaveEMode, AaveReserveParams, AaveUserBalance, account_data
 from riskcore.units import UINT256_MAX, bps_to_fraction, from_raw
 
-__all__ = ["evaluate", "market_params", "prices"]
+__all__ = ["account_state", "evaluate", "market_params", "prices", "reserve_state"]
 
 
 def _base_decimals(market: AaveMarket) -> int:
@@ -70,6 +79,38 @@ def prices(snapshot: AaveSnapshot, source: str) -> tuple[PriceView, ...]:
     return tuple(out)
 
 
+def _reserve_params(r: AaveReserve) -> dict[str, object]:
+    return {
+        "reserve_id": r.reserve_id,
+        "decimals": r.decimals,
+        "reserve_ltv_bps": r.ltv_bps,
+        "reserve_liquidation_threshold_bps": r.liquidation_threshold_bps,
+        "reserve_emode_category": r.emode_category,
+        "debt_ceiling": decode_reserve_configuration(r.configuration_raw).debt_ceiling,
+        "price_raw": str(r.price_raw),
+        "normalized_income_ray": str(r.normalized_income_ray),
+        "normalized_variable_debt_ray": str(r.normalized_variable_debt_ray),
+    }
+
+
+def reserve_state(r: AaveReserve, block: BlockRef) -> dict[str, object]:
+    """The reserve's exact state at the block as plain JSON (integers beyond 2**53 as decimal strings), stamped
+    with the block: what a what-if (``aggregator.whatif``) needs to replay ``supply``/``borrow`` on a reserve the
+    wallet does not hold yet."""
+    return {**_reserve_params(r), "active": r.active, "frozen": r.frozen, "paused": r.paused,
+            "borrowing_enabled": r.borrowing_enabled, "block": block.number, "block_hash": block.hash}
+
+
+def _raw_detail(ur: AaveUserReserve, r: AaveReserve, side: str) -> dict[str, object]:
+    """The wallet's exact balance in the reserve as the protocol holds it: the scaled balance (and, for debt, the
+    stable debt), the reserve's parameters and indexes at the block, the wallet's configuration bits."""
+    if side == "collateral":
+        raw = {"scaled_raw": str(ur.scaled_a_token_balance_raw)}
+    else:
+        raw = {"scaled_raw": str(ur.scaled_variable_debt_raw), "stable_debt_raw": str(ur.stable_debt_raw)}
+    return {**_reserve_params(r), **raw, "usage_as_collateral": ur.usage_as_collateral, "borrowing": ur.borrowing}
+
+
 def _positions(
     account: AaveAccount, by_asset: dict[str, AaveReserve], base: int, categories: dict[int, AaveEModeCategory]
 ) -> list[PositionView]:
@@ -104,10 +145,26 @@ def _positions(
                     and ur.usage_as_collateral
                     and r.liquidation_threshold_bps != 0,
                     market_key=r.asset,
-                    extra=detail,
+                    extra={**detail, **_raw_detail(ur, r, side)},
                 )
             )
     return out
+
+
+def account_state(account: AaveAccount, categories: dict[int, AaveEModeCategory]) -> dict[str, object]:
+    """The wallet's own protocol state beside its balances: the configuration bitmap and its e-mode category (with
+    the category's parameters, which replace the reserves' own for the reserves in it)."""
+    category = categories.get(account.emode_category) if account.emode_category else None
+    return {
+        "user_configuration": str(account.user_configuration_raw),
+        "emode_category": account.emode_category,
+        "emode": None if category is None else {
+            "ltv_bps": category.ltv_bps,
+            "liquidation_threshold_bps": category.liquidation_threshold_bps,
+            "liquidation_bonus_bps": category.liquidation_bonus_bps,
+            "price_raw": str(category.price_raw or 0),
+        },
+    }
 
 
 
@@ -175,6 +232,7 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
                 ),
                 positions=tuple(_positions(account, by_asset, base, categories)),
                 flags=tuple(flags),
+                extra={"base_decimals": base, **account_state(account, categories)},
             )
         )
     markets: dict[str, dict[str, object]] = {
@@ -185,6 +243,8 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
             "liquidation_bonus_bps": r.liquidation_bonus_bps,
             "emode_category": r.emode_category,
             "decimals": r.decimals,
+            "base_decimals": base,
+            **reserve_state(r, snapshot.block),
         }
         for r in market.reserves
     }

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 
 from aggregator.views import PositionView, VenueHealth, VenueReading
 from connectors.morpho_blue.models import MorphoMarket, MorphoSnapshot
+from connectors.types import BlockRef
 from riskcore.health.morpho import MorphoMarketState, position_health
 from riskcore.units import WAD, from_raw
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "market_state"]
 
 
 def _state(m: MorphoMarket) -> MorphoMarketState:
@@ -27,6 +28,26 @@ def _state(m: MorphoMarket) -> MorphoMarketState:
         last_update=m.accrued_to,
         fee_wad=m.fee_wad,
     )
+
+
+def market_state(m: MorphoMarket, block: BlockRef) -> dict[str, object]:
+    """The market's exact state at the block as plain JSON (integers as decimal strings): the totals accrued to the
+    block's timestamp, the oracle price and the parameters — what a what-if (``aggregator.whatif``) replays
+    ``borrow``/``repay``/``supplyCollateral``… on, stamped with the block."""
+    return {
+        "market_id": m.market_id,
+        "loan_token": m.loan_token, "loan_symbol": m.loan_symbol, "loan_decimals": m.loan_decimals,
+        "collateral_token": m.collateral_token, "collateral_symbol": m.collateral_symbol,
+        "collateral_decimals": m.collateral_decimals,
+        "lltv_wad": str(m.lltv_wad), "fee_wad": str(m.fee_wad), "price_raw": str(m.price_raw),
+        "total_supply_assets_raw": str(m.accrued_total_supply_assets_raw),
+        "total_supply_shares": str(m.accrued_total_supply_shares),
+        "total_borrow_assets_raw": str(m.accrued_total_borrow_assets_raw),
+        "total_borrow_shares": str(m.accrued_total_borrow_shares),
+        "accrued_to": m.accrued_to,
+        "block": block.number,
+        "block_hash": block.hash,
+    }
 
 
 def _usd(m: MorphoMarket, usd_prices: Mapping[str, float]) -> tuple[float, int, int]:
@@ -85,6 +106,12 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
                     if h.liquidation_price_raw is not None else None
                 ),
                 "liquidation_incentive_factor": from_raw(h.liquidation_incentive_factor_wad, 18),
+                "loan_usd": loan_usd,
+                # The position and its market exactly as the protocol holds them at the block.
+                "collateral_raw": str(pos.collateral_raw),
+                "borrow_shares": str(pos.borrow_shares),
+                "supply_shares": str(pos.supply_shares),
+                **market_state(m, snapshot.block),
             })
         healths.append(VenueHealth(
             wallet=account.wallet, venue=venue, kind="lending",
@@ -95,9 +122,8 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
             positions=tuple(positions), extra={"markets": per_market},
         ))
     params: dict[str, dict[str, object]] = {
-        m.market_id: {"symbol": f"{m.collateral_symbol}/{m.loan_symbol}", "lltv_wad": str(m.lltv_wad),
-                      "oracle": m.oracle, "irm": m.irm, "loan_token": m.loan_token,
-                      "collateral_token": m.collateral_token}
+        m.market_id: {"symbol": f"{m.collateral_symbol}/{m.loan_symbol}", "oracle": m.oracle, "irm": m.irm,
+                      **market_state(m, snapshot.block)}
         for m in snapshot.markets
     }
     return VenueReading(venue=venue, kind="lending", block=snapshot.block, healths=tuple(healths), markets=params)

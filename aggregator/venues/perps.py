@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 import numpy as np
+import numpy.typing as npt
 
 from aggregator.views import PositionView, VenueHealth, VenueReading
 from connectors.dydx_v4.models import DydxSnapshot
@@ -51,8 +52,17 @@ def _position(venue: str, coin: str, size: Decimal, mark: float, detail: dict[st
     )
 
 
+def _implied_marks(szi: npt.ArrayLike, position_value_usd: npt.ArrayLike) -> list[float]:
+    """The marks ``hyperliquid_health`` values positions at: ``positionValue / |szi|`` (as floats)."""
+    size = np.abs(np.asarray(szi, dtype=np.float64))
+    value = np.asarray(position_value_usd, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return [float(x) for x in np.where(size != 0, value / np.where(size != 0, size, 1.0), 0.0)]
+
+
 def _health(
     wallet: str, venue: str, health: PerpHealth, check: VenueCheck, positions: Sequence[PositionView],
+    inputs: Mapping[str, float],
 ) -> VenueHealth:
     equity = float(np.sum(health.equity_usd))
     maintenance = float(np.sum(health.maintenance_usd))
@@ -71,6 +81,7 @@ def _health(
             "maintenance_margin_usd": maintenance,
             "liquidation_price": liq,
             "discrepancies": [str(d) for d in check.discrepancies],
+            **inputs,
         },
     )
 
@@ -82,16 +93,24 @@ def evaluate_hyperliquid(snapshot: HyperliquidSnapshot, venue: str, block: Block
         fig = HyperliquidFigures(**snapshot.health_inputs(account.wallet))
         health = hyperliquid_health(fig)
         liq = dict(zip(health.position_labels, health.liquidation_px, strict=True))
+        marks = _implied_marks(fig.szi, fig.position_value_usd)
         positions = [
             _position(venue, p.coin, p.szi, float(p.mark_px), {
                 "entry_px": str(p.entry_px), "leverage": p.leverage.value, "cross": p.is_cross,
                 "unrealized_pnl_usd": str(p.unrealized_pnl_usd), "margin_used_usd": str(p.margin_used_usd),
                 "venue_liquidation_px": str(p.liquidation_px) if p.liquidation_px is not None else None,
                 "liquidation_px": _finite(float(liq.get(p.coin, math.nan))),
+                # What the margin rule ran on (a what-if reruns it at another mark): the exact size, the mark
+                # implied by the reported position value, the tier table, an isolated position's own cash.
+                "szi": str(p.szi), "mark_usd": marks[i],
+                "tier_lower_usd": [float(x) for x in fig.tier_lower_usd[i] if math.isfinite(x)],
+                "tier_max_leverage": [float(x) for x in fig.tier_max_leverage[i] if math.isfinite(x)],
+                "isolated_raw_usd": None if p.is_cross else float(fig.isolated_raw_usd[i]),
             })
-            for p in account.positions
+            for i, p in enumerate(account.positions)
         ]
-        healths.append(_health(account.wallet, venue, health, check_hyperliquid(fig), positions))
+        healths.append(_health(account.wallet, venue, health, check_hyperliquid(fig), positions,
+                               {"cross_raw_usd": fig.cross_raw_usd}))
     return VenueReading(venue=venue, kind="perp", block=block, healths=tuple(healths),
                         venue_time_ms=snapshot.observed_at_ms)
 
@@ -114,11 +133,15 @@ def evaluate_dydx(
                           "entry_px": str(p.entry_price_usd), "side": p.side,
                           "unrealized_pnl_usd": str(p.unrealized_pnl_usd), "account": sub.account_id,
                           "liquidation_px": _finite(float(liq.get(p.market, math.nan))),
+                          # What the margin rule ran on (a what-if reruns it at another oracle price).
+                          "size": float(fig.size[i]), "mark_usd": float(oracle),
+                          "maintenance_margin_fraction": float(fig.maintenance_margin_fraction[i]),
+                          "initial_margin_fraction": float(fig.initial_margin_fraction[i]),
                       })
-            for p, oracle in zip(sub.positions, fig.oracle_usd, strict=True)
+            for i, (p, oracle) in enumerate(zip(sub.positions, fig.oracle_usd, strict=True))
         ]
         wallet = wallets_by_account.get(sub.address, sub.address)
-        healths.append(_health(wallet, venue, health, check_dydx(fig), positions))
+        healths.append(_health(wallet, venue, health, check_dydx(fig), positions, {"usdc_usd": fig.usdc_usd}))
     return VenueReading(venue=venue, kind="perp", block=block, healths=tuple(healths),
                         venue_time_ms=snapshot.observed_at_ms)
 
