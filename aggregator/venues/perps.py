@@ -43,11 +43,18 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _position(venue: str, coin: str, size: Decimal, mark: float, detail: dict[str, object]) -> PositionView:
+def _position(
+    venue: str, coin: str, size: Decimal, mark: float, detail: dict[str, object], equity_usd: float
+) -> PositionView:
+    """One perp position; its detail gains the mark, the notional and the leverage it makes of the account's
+    equity (|notional| ÷ equity: what a trader calls the position's effective leverage)."""
+    notional = float(size) * mark
+    detail = {**detail, "mark_px": mark, "notional_usd": notional,
+              "effective_leverage": abs(notional) / equity_usd if equity_usd > 0 else None}
     return PositionView(
         asset=coin, asset_address=f"{venue}:{coin}", decimals=SIZE_DECIMALS, side="perp",
         amount_raw=int(size.scaleb(SIZE_DECIMALS).to_integral_value()), amount=float(size), price_usd=mark,
-        value_usd=float(size) * mark, is_collateral=False, market_key=f"{venue}:{coin}", extra=detail,
+        value_usd=notional, is_collateral=False, market_key=f"{venue}:{coin}", extra=detail,
     )
 
 
@@ -82,13 +89,14 @@ def evaluate_hyperliquid(snapshot: HyperliquidSnapshot, venue: str, block: Block
         fig = HyperliquidFigures(**snapshot.health_inputs(account.wallet))
         health = hyperliquid_health(fig)
         liq = dict(zip(health.position_labels, health.liquidation_px, strict=True))
+        equity = float(np.sum(health.equity_usd))
         positions = [
             _position(venue, p.coin, p.szi, float(p.mark_px), {
                 "entry_px": str(p.entry_px), "leverage": p.leverage.value, "cross": p.is_cross,
                 "unrealized_pnl_usd": str(p.unrealized_pnl_usd), "margin_used_usd": str(p.margin_used_usd),
                 "venue_liquidation_px": str(p.liquidation_px) if p.liquidation_px is not None else None,
                 "liquidation_px": _finite(float(liq.get(p.coin, math.nan))),
-            })
+            }, equity)
             for p in account.positions
         ]
         healths.append(_health(account.wallet, venue, health, check_hyperliquid(fig), positions))
@@ -108,13 +116,14 @@ def evaluate_dydx(
         fig = DydxFigures(**snapshot.health_inputs(sub.account_id))
         health = dydx_health(fig)
         liq = dict(zip(health.position_labels, health.liquidation_px, strict=True))
+        equity = float(np.sum(health.equity_usd))
         positions = [
             _position(venue, p.market, p.size if p.side == "LONG" else -abs(p.size),
                       float(oracle), {
                           "entry_px": str(p.entry_price_usd), "side": p.side,
                           "unrealized_pnl_usd": str(p.unrealized_pnl_usd), "account": sub.account_id,
                           "liquidation_px": _finite(float(liq.get(p.market, math.nan))),
-                      })
+                      }, equity)
             for p, oracle in zip(sub.positions, fig.oracle_usd, strict=True)
         ]
         wallet = wallets_by_account.get(sub.address, sub.address)
