@@ -8,7 +8,7 @@ Reads (public, or keyed when ``[api] public_reads = false``):
 * ``GET /v1/wallets/{address}/risk`` — the netting engine's newest document (unified health, margins, exposures,
   VaR/ES, first liquidation, liquidation prices, the price × volatility P&L grid);
 * ``GET /v1/wallets/{address}/history?from_block=&to_block=&venue=&limit=&before_block=`` — health points, newest
-  first, paginated by block (``next_before_block`` continues);
+  first, paginated by block (``next_before_block`` continues), and the page's net worth per block (``net_worth``);
 * ``GET /v1/wallets/{address}/alerts`` — the wallet's alerts, newest first;
 * ``GET /v1/venues``, ``GET /v1/prices`` (every oracle price with its source and age);
 * ``GET /v1/alert-rules``, ``GET /v1/alert-rules/{id}``;
@@ -57,6 +57,7 @@ from aggregator.api.models import (
     WalletsAdded,
 )
 from aggregator.metrics import CONTENT_TYPE, Metrics
+from aggregator.networth import net_worth_points
 from aggregator.render import health_document
 from connectors.errors import InvalidAddressError
 from connectors.types import checksum
@@ -297,7 +298,7 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
                   "health_factor": p.health.health_factor if p.health else None,
                   "collateral_usd": p.health.collateral_usd if p.health else None,
                   "debt_usd": p.health.debt_usd if p.health else None} for p in page]
-        return HistoryOut.model_validate({"wallet": address, "items": items,
+        return HistoryOut.model_validate({"wallet": address, "items": items, "net_worth": net_worth_points(page),
                                           "next_before_block": page[-1].block_number if more and page else None})
 
     @app.get("/v1/wallets/{address}/alerts", **read, responses=_responses(400, 401, 404, 422))
