@@ -80,6 +80,9 @@ class ChainConfig(_Model):
     max_price_jump: Annotated[float, Field(gt=0)] | None = 0.5
     """An oracle price that moved more than this fraction since the previous sync is flagged ``jump`` (and the
     healths that use it ``bad_oracle``); ``None`` turns the check off."""
+    max_reorg_depth: Annotated[int, Field(ge=1)] = 64
+    """The deepest reorganisation treated as one; when the blocks stored from the chain are no longer on the node's
+    chain within it, the node serves another chain (a reset devnet, a fork) and the old data is kept apart."""
 
     @model_validator(mode="after")
     def _one_url_source(self) -> ChainConfig:
@@ -279,6 +282,8 @@ class Settings(_Model):
     db_url: str | None = None
     """None: the embedded SQLite file under ``XMARGIN_HOME``."""
     interval_s: Annotated[float, Field(gt=0)] = 15.0
+    stale_after_s: Annotated[float, Field(gt=0)] | None = None
+    """Data older than this (seconds since the sync that read it) is shown as stale; default 3 × ``interval_s``."""
     wallet_batch_size: Annotated[int, Field(gt=0)] = 1_000
     chains: tuple[ChainConfig, ...] = ()
     venues: tuple[VenueConfig, ...] = ()
@@ -293,6 +298,9 @@ class Settings(_Model):
         chains = [c.name for c in self.chains]
         if len(set(chains)) != len(chains):
             raise ValueError("chain names must be unique")
+        ids = [c.chain_id for c in self.chains]
+        if len(set(ids)) != len(ids):
+            raise ValueError("chain ids must be unique (one configured chain per chain id)")
         names = [v.name for v in self.venues]
         if len(set(names)) != len(names):
             raise ValueError("venue names must be unique")
@@ -303,6 +311,11 @@ class Settings(_Model):
         if unknown:
             raise ValueError(f"keeper targets name unknown venue(s): {', '.join(unknown)}")
         return self
+
+    @property
+    def stale_bound_s(self) -> float:
+        """Seconds after which data is shown as stale: ``stale_after_s``, default 3 × ``interval_s``."""
+        return self.stale_after_s if self.stale_after_s is not None else 3 * self.interval_s
 
     def chain(self, name: str) -> ChainConfig:
         for chain in self.chains:
@@ -335,8 +348,8 @@ def _config_path(explicit: str | Path | None) -> Path | None:
 def load_settings(path: str | Path | None = None) -> Settings:
     """Read the config file (if any) and apply environment overrides.
 
-    Environment: ``XMARGIN_DB_URL``, ``XMARGIN_INTERVAL_S``, ``XMARGIN_API_HOST``, ``XMARGIN_API_PORT``,
-    ``XMARGIN_API_PUBLIC_READS``; and, for a one-market setup without a
+    Environment: ``XMARGIN_DB_URL``, ``XMARGIN_INTERVAL_S``, ``XMARGIN_STALE_AFTER_S``, ``XMARGIN_API_HOST``,
+    ``XMARGIN_API_PORT``, ``XMARGIN_API_PUBLIC_READS``; and, for a one-market setup without a
     file, ``XMARGIN_RPC_URL`` with ``XMARGIN_AAVE_V3_PROVIDER`` (chain id read from ``XMARGIN_CHAIN_ID``,
     default 1).
     """
@@ -352,6 +365,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
         data["db_url"] = os.environ["XMARGIN_DB_URL"]
     if os.environ.get("XMARGIN_INTERVAL_S"):
         data["interval_s"] = os.environ["XMARGIN_INTERVAL_S"]
+    if os.environ.get("XMARGIN_STALE_AFTER_S"):
+        data["stale_after_s"] = os.environ["XMARGIN_STALE_AFTER_S"]
     api = {k: os.environ[f"XMARGIN_API_{k.upper()}"] for k in ("host", "port", "public_reads")
            if os.environ.get(f"XMARGIN_API_{k.upper()}")}
     if api:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from aggregator.config import ChainConfig, ConfigError, Settings, VenueConfig
 from aggregator.venues import KINDS, OffchainVenue, OnchainVenue, open_offchain, open_onchain
 from aggregator.views import VenueHealth, VenueReading
-from connectors.errors import ConnectorError, InvalidInputError
+from connectors.errors import ConnectorError
 from connectors.evm.failover import EndpointStatus, FailoverRpcClient
 from connectors.evm.multicall import Multicall
 from connectors.evm.program import run_program, run_programs
@@ -62,6 +62,8 @@ class ChainContext:
     last_prices: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
     """(source, lower-case asset address) → (price, block) of the newest sync so far, for the jump check (only a
     strictly earlier block's price is compared with: every batch of one block sees the same baseline)."""
+    chain_ref_id: int | None = None
+    """The chain identity (:mod:`db.chains`) the last sync ran under; a new one resets the jump check's baseline."""
 
     @classmethod
     def open(cls, settings: Settings, chain: ChainConfig) -> ChainContext:
@@ -369,12 +371,12 @@ def flag_oracle_faults(
 
 def sync_batch(ctx: ChainContext, store: Store, wallets: Sequence[str], block: BlockRef) -> BatchResult:
     """Sync one batch of wallets at one block: read every venue (again, if the chain reorganises under the reads),
-    compute, write one transaction."""
+    compute, write one transaction (under the chain identity of ``ctx.chain_ref_id``)."""
     started = _now()
     block, readings = read_consistent(ctx, wallets, block)
     readings = flag_oracle_faults(readings, ctx.last_prices, ctx.chain.max_price_jump)
     batch = to_sync_batch(block, wallets, readings, started)
-    batch = dataclasses.replace(batch, risks=risk_rows(batch.snapshots, ctx.venue_types))
+    batch = dataclasses.replace(batch, risks=risk_rows(batch.snapshots, ctx.venue_types), chain_ref_id=ctx.chain_ref_id)
     log.info("writing a batch of %d wallets at block %d (%d snapshots)", len(wallets), block.number,
              len(batch.snapshots))
     try:
@@ -430,6 +432,17 @@ class Syncer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _record_failure(self, chain: ChainConfig, exc: Exception, started: datetime, wallets: int) -> int | None:
+        """Store the failed attempt, so every view can say that syncing fails, since when and why."""
+        ctx = self._contexts.get(chain.name)
+        try:
+            return self.store.record_failed_sync(chain.chain_id, f"chain {chain.name} unavailable: {exc}",
+                                                 started_at=started, wallets=wallets,
+                                                 chain_ref_id=ctx.chain_ref_id if ctx is not None else None)
+        except Exception as store_exc:  # the store itself is down: the log is all that is left
+            log.error("could not record the failed sync of chain %s: %s", chain.name, store_exc)
+            return None
+
     def rpc_stats(self) -> dict[str, RpcStats]:
         """Each open chain's RPC counters (cumulative since its client opened)."""
         return {name: ctx.rpc.stats.copy() for name, ctx in list(self._contexts.items())}
@@ -440,12 +453,22 @@ class Syncer:
 
     def _context(self, chain: ChainConfig) -> ChainContext:
         if chain.name not in self._contexts:
-            ctx = ChainContext.open(self.settings, chain)
-            # The jump check compares with the newest stored prices, so it survives a restart.
-            ctx.last_prices = {(p.source, p.asset.address.lower()): (p.price_usd, p.block_number)
-                               for p in self.store.latest_prices(chain.chain_id) if p.price_usd > 0}
-            self._contexts[chain.name] = ctx
+            self._contexts[chain.name] = ChainContext.open(self.settings, chain)
         return self._contexts[chain.name]
+
+    def _identify(self, ctx: ChainContext) -> BlockRef:
+        """The node's head, after checking which chain answers (:func:`aggregator.chainid.identify`)."""
+        from aggregator.chainid import identify
+
+        chain, head = identify(self.store, ctx.rpc, ctx.chain.name, ctx.chain.chain_id,
+                               max_reorg_depth=ctx.chain.max_reorg_depth)
+        if chain.id != ctx.chain_ref_id:
+            # The jump check compares with the newest stored prices of this chain, so it survives a restart and
+            # never compares two chains' prices.
+            ctx.last_prices = {(p.source, p.asset.address.lower()): (p.price_usd, p.block_number)
+                               for p in self.store.latest_prices(ctx.chain.chain_id) if p.price_usd > 0}
+            ctx.chain_ref_id = chain.id
+        return head
 
     def run(
         self,
@@ -474,18 +497,17 @@ class Syncer:
         for chain in self.settings.chains:
             if not any(v.chain == chain.name for v in self.settings.venues):
                 continue
+            started = _now()
             try:
                 ctx = self._context(chain)
-                block = ctx.rpc.get_block(block_number if block_number is not None else "latest")
-                if block.chain_id != chain.chain_id:
-                    raise InvalidInputError(
-                        f"chain {chain.name!r} is configured as chain id {chain.chain_id}, "
-                        f"but its RPC serves chain id {block.chain_id}"
-                    )
+                block = self._identify(ctx)
+                if block_number is not None:
+                    block = ctx.rpc.get_block(block_number)
             except (ConnectorError, ConfigError) as exc:  # this chain only: the others are synced
                 log.error("chain %s unavailable: %s", chain.name, exc)
+                run_id = self._record_failure(chain, exc, started, len(wallets))
                 emit(BatchResult(chain=chain.name, block=None, wallets=len(wallets), status=SyncStatus.FAILED,
-                                 readings=(), sync_run_id=None, error=str(exc)))
+                                 readings=(), sync_run_id=run_id, error=str(exc)))
                 continue
             for chunk in _chunks(wallets, self.settings.wallet_batch_size):
                 result = sync_batch(ctx, self.store, chunk, block)

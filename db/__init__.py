@@ -9,10 +9,13 @@ Backends: PostgreSQL 15+ (``postgresql+psycopg://``) and SQLite 3.35+ (the defau
 
 from db.apikeys import ApiKeyRow, DuplicateNameError
 from db.automation import AlertRow, NewAlert, NewTx, PlanRow, RuleRow, RuleUpdate, TxRow
+from db.chains import StoredBlock
 from db.errors import InvalidAddressError, StoreError, SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
 from db.rows import (
     AssetRow,
+    ChainRow,
+    ChainSyncStatus,
     HealthPoint,
     HealthRow,
     LatestVenueHealth,
@@ -35,6 +38,8 @@ __all__ = [
     "AlertRow",
     "ApiKeyRow",
     "AssetRow",
+    "ChainRow",
+    "ChainSyncStatus",
     "DuplicateNameError",
     "HealthPoint",
     "HealthRow",
@@ -54,6 +59,7 @@ __all__ = [
     "SnapshotStatus",
     "Store",
     "StoreError",
+    "StoredBlock",
     "SyncBatch",
     "SyncStatus",
     "SyncWriteError",

@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 __all__ = [
     "DEFAULT_HOME",
+    "SQLITE_BEGIN_OPTION",
     "SQLITE_BUSY_TIMEOUT_MS",
     "make_engine",
     "read_transaction",
@@ -39,7 +40,8 @@ __all__ = [
 DEFAULT_HOME = "~/.local/share/xmargin"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _BEGIN = {"DEFERRED": "BEGIN DEFERRED", "IMMEDIATE": "BEGIN IMMEDIATE"}
-_BEGIN_OPTION = "xmargin_sqlite_begin"
+SQLITE_BEGIN_OPTION = "xmargin_sqlite_begin"
+"""Execution option naming how a SQLite transaction begins (``DEFERRED`` or ``IMMEDIATE``)."""
 
 
 def resolve_url(url: str | URL | None = None) -> URL:
@@ -101,7 +103,7 @@ def _enable_wal(cursor: Any) -> None:
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
-    mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
     conn.exec_driver_sql(_BEGIN[mode])
 
 
@@ -141,7 +143,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     On SQLite it begins ``IMMEDIATE`` (takes the write lock now, waiting up to the busy timeout).
     """
     with engine.connect() as conn:
-        conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         with conn.begin():
             yield conn
 

@@ -25,7 +25,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection, Engine
 
-from db.engine import make_engine, write_transaction
+from db.engine import SQLITE_BEGIN_OPTION, make_engine, write_transaction
 
 __all__ = [
     "ALEMBIC_INI",
@@ -65,14 +65,35 @@ def current_revision(connection: Connection) -> str | None:
 
 @contextmanager
 def locked_migration_transaction(engine: Engine) -> Iterator[Connection]:
-    """A write transaction holding the migration lock (see the module docstring)."""
-    with write_transaction(engine) as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(coalesce(current_schema(), '')))"),
-                {"cls": _PG_LOCK_CLASS},
-            )
-        yield conn
+    """A write transaction holding the migration lock (see the module docstring).
+
+    On SQLite, foreign keys are switched off around the transaction (the pragma cannot change inside one), as
+    SQLite prescribes for schema changes: a table rebuilt by Alembic's batch mode is dropped and recreated, and
+    with foreign keys on that DROP would delete every referencing row through ON DELETE CASCADE. The whole database
+    is checked with ``PRAGMA foreign_key_check`` before the transaction commits.
+    """
+    if engine.dialect.name != "sqlite":
+        with write_transaction(engine) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(coalesce(current_schema(), '')))"),
+                    {"cls": _PG_LOCK_CLASS},
+                )
+            yield conn
+        return
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys = OFF")  # on the driver connection, outside any transaction
+        try:
+            conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            with conn.begin():
+                yield conn
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left {len(broken)} rows with broken foreign keys: {broken[:5]}")
+        finally:
+            raw.execute("PRAGMA foreign_keys = ON")
 
 
 def upgrade(engine_or_url: Engine | str | URL | None = None, revision: str = "head") -> None:

@@ -49,6 +49,7 @@ __all__ = [
     "AlertRule",
     "Asset",
     "Base",
+    "Chain",
     "HealthResult",
     "Id",
     "JsonType",
@@ -215,11 +216,42 @@ class Market(Base):
     params: Mapped[dict[str, Any]]
 
 
+class Chain(Base):
+    """The identity of the chain behind a configured chain name: its chain id and genesis hash, and the newest
+    block stored from it. When the chain behind a name changes (a devnet reset, a new fork, an RPC pointed
+    elsewhere) the old identity is *retired* and a new one begins: rows stay tied to the identity they were read
+    from, so the old chain's data is never served as current nor mixed into a history. At most one identity per
+    chain id is current (``retired_at IS NULL``)."""
+
+    __tablename__ = "chains"
+    __table_args__ = (
+        Index("uq_chains_current_chain_id", "chain_id", unique=True,
+              sqlite_where=text("retired_at IS NULL"), postgresql_where=text("retired_at IS NULL")),
+    )
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    """The configured chain name that last synced it (``None``: recorded before chain identities existed)."""
+    chain_id: Mapped[int]
+    genesis_hash: Mapped[str | None] = mapped_column(String(HASH_LEN))
+    """Hash of block 0; ``None`` until verified against a node (rows migrated from an older store)."""
+    created_at: Mapped[datetime]
+    first_block: Mapped[int | None]
+    last_block: Mapped[int | None]
+    """The highest block stored from this chain, with its hash and timestamp."""
+    last_block_hash: Mapped[str | None] = mapped_column(String(HASH_LEN))
+    last_block_timestamp: Mapped[datetime | None]
+    last_synced_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+    retired_reason: Mapped[str | None]
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
     __table_args__ = (
         CheckConstraint(_one_of("status", _SYNC_STATUSES), name="status"),
         Index(None, "chain_id", "block_number"),
+        Index(None, "chain_ref_id"),
     )
 
     id: Mapped[Id] = mapped_column(primary_key=True)
@@ -232,13 +264,16 @@ class SyncRun(Base):
     status: Mapped[str] = mapped_column(String(16))
     wallets: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None]
+    chain_ref_id: Mapped[int | None] = mapped_column(ForeignKey("chains.id"))
+    """The chain identity read (``None`` for a run that failed before the chain could be identified)."""
 
 
 class PositionSnapshot(Base):
     __tablename__ = "position_snapshots"
     __table_args__ = (
         # Also serves "newest snapshot per (wallet, venue)" and history by wallet+venue.
-        UniqueConstraint("wallet_id", "venue_id", "block_number"),
+        UniqueConstraint("wallet_id", "venue_id", "chain_ref_id", "block_number",
+                         name="uq_position_snapshots_wallet_venue_chain_block"),
         CheckConstraint(_one_of("status", _SNAPSHOT_STATUSES), name="status"),
         Index(None, "wallet_id", "block_number"),
         Index(None, "sync_run_id"),
@@ -249,6 +284,8 @@ class PositionSnapshot(Base):
     sync_run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
     wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    chain_ref_id: Mapped[int] = mapped_column(ForeignKey("chains.id"))
+    """The chain identity of the snapshot's sync run (kept here for the uniqueness of a block per chain)."""
     chain_id: Mapped[int]
     block_number: Mapped[int]
     block_hash: Mapped[str] = mapped_column(String(HASH_LEN))

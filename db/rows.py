@@ -25,6 +25,8 @@ from typing import Any
 __all__ = [
     "OFFCHAIN_CHAIN_ID",
     "AssetRow",
+    "ChainRow",
+    "ChainSyncStatus",
     "HealthPoint",
     "HealthRow",
     "LatestVenueHealth",
@@ -251,17 +253,27 @@ class SyncBatch:
     markets: tuple[MarketRow, ...] = ()
     risks: tuple[RiskRow, ...] = ()
     """The netting engine's results for the batch's wallets, written in the same transaction."""
+    chain_ref_id: int | None = None
+    """The chain identity read (:meth:`db.Store.current_chain`); ``None``: the current identity of ``chain_id``
+    (an unverified one is created when there is none)."""
 
 
 @dataclass(frozen=True, slots=True)
 class LatestVenueHealth:
-    """The newest snapshot of one wallet on one venue, with its positions, health and the prices of its run."""
+    """The newest snapshot of one wallet on one venue, with its positions, health and the prices of its run.
+
+    When the newest read of the venue failed, ``snapshot`` is the newest good one (its values are the last known)
+    and ``failed`` is the failed read (status ``error``, with its error and time); when no good read exists,
+    ``snapshot`` is the failed one and ``failed`` is ``None``.
+    """
 
     venue: str
     sync_run_id: int
     snapshot_id: int
     snapshot: SnapshotRow
     prices: tuple[PriceRow, ...]
+    failed: SnapshotRow | None = None
+    chain_ref_id: int | None = None
 
     @property
     def health(self) -> HealthRow | None:
@@ -280,3 +292,46 @@ class HealthPoint:
     status: SnapshotStatus
     error: str | None
     health: HealthRow | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRow:
+    """One chain identity: a chain id and genesis hash behind a configured chain name, with the newest block
+    stored from it. ``retired_at`` is set when the chain behind the name changed; a retired chain's rows are
+    kept but never served as current."""
+
+    id: int
+    name: str | None
+    chain_id: int
+    genesis_hash: str | None
+    created_at: datetime
+    first_block: int | None = None
+    last_block: int | None = None
+    last_block_hash: str | None = None
+    last_block_timestamp: datetime | None = None
+    last_synced_at: datetime | None = None
+    retired_at: datetime | None = None
+    retired_reason: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        """Whether the identity was checked against a node (its genesis hash is known)."""
+        return self.genesis_hash is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSyncStatus:
+    """How syncing a chain has gone: the newest good sync of its current identity and the newest attempt.
+
+    ``failing_since`` is the start of the first failed attempt after the newest good sync (``None`` when the
+    newest attempt did not fail); ``last_error`` is the newest failed attempt's error.
+    """
+
+    chain: ChainRow
+    last_ok_at: datetime | None
+    last_ok_block: int | None
+    last_ok_block_timestamp: datetime | None
+    last_attempt_at: datetime | None
+    last_attempt_status: SyncStatus | None
+    last_error: str | None
+    failing_since: datetime | None

@@ -37,6 +37,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from db.apikeys import ApiKeyStore
 from db.automation import AutomationStore
+from db.chains import ChainStore, current_chain_ids, current_chain_ref, note_stored_block
 from db.engine import make_engine, read_transaction, safe_url, write_transaction
 from db.errors import InvalidAddressError, SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
@@ -144,7 +145,7 @@ class _Refs:
     markets: dict[tuple[int, str], int]
 
 
-class Store(AutomationStore, ApiKeyStore):
+class Store(AutomationStore, ApiKeyStore, ChainStore):
     """The xmargin database. Open with :meth:`open`; close with :meth:`close` (or use it as a context manager).
 
     Thread-safe in the way an SQLAlchemy ``Engine`` is: every method takes its own connection from the pool.
@@ -347,6 +348,8 @@ class Store(AutomationStore, ApiKeyStore):
     def _write_sync(self, conn: Connection, batch: SyncBatch) -> int:
         snapshots = _unique_snapshots(batch.snapshots)
         refs = _resolve(conn, batch, snapshots)
+        chain_ref = batch.chain_ref_id if batch.chain_ref_id is not None else current_chain_ref(
+            conn, batch.chain_id, _now())
 
         run_id: int = conn.execute(
             sa.insert(SYNC_RUNS).returning(SYNC_RUNS.c.id),
@@ -360,23 +363,27 @@ class Store(AutomationStore, ApiKeyStore):
                 "status": SyncStatus(batch.status).value,
                 "wallets": len({refs.wallets[canonical_address(s.wallet)] for s in snapshots}),
                 "error": batch.error,
+                "chain_ref_id": chain_ref,
             },
         ).scalar_one()
+        if batch.block_number is not None and SyncStatus(batch.status) is not SyncStatus.FAILED:
+            note_stored_block(conn, chain_ref, batch.block_number, batch.block_hash, batch.block_timestamp, _now())
 
-        replaced = _replace_superseded(conn, snapshots, refs)
+        replaced = _replace_superseded(conn, snapshots, refs, chain_ref)
         if replaced:
             log.info("sync run %d: %d stored snapshot(s) superseded (reorganised block, or an error read again)",
                      run_id, replaced)
         if snapshots:
             conn.execute(
                 _upsert_insert(conn, SNAPSHOTS).on_conflict_do_nothing(
-                    index_elements=["wallet_id", "venue_id", "block_number"]
+                    index_elements=["wallet_id", "venue_id", "chain_ref_id", "block_number"]
                 ),
                 [
                     {
                         "sync_run_id": run_id,
                         "wallet_id": refs.wallets[canonical_address(s.wallet)],
                         "venue_id": refs.venues[s.venue],
+                        "chain_ref_id": chain_ref,
                         "chain_id": s.chain_id,
                         "block_number": s.block_number,
                         "block_hash": s.block_hash,
@@ -431,11 +438,13 @@ class Store(AutomationStore, ApiKeyStore):
         return run_id
 
     def latest_risk(self, address: str) -> RiskRow | None:
-        """The newest stored netting-engine result of ``address`` (None when there is none)."""
+        """The newest stored netting-engine result of ``address`` on the current chains (None when there is none)."""
         query = (
-            sa.select(RISK, WALLETS.c.address)
+            sa.select(RISK, WALLETS.c.address, SYNC_RUNS.c.chain_ref_id)
             .join(WALLETS, WALLETS.c.id == RISK.c.wallet_id)
-            .where(WALLETS.c.address == canonical_address(address))
+            .join(SYNC_RUNS, SYNC_RUNS.c.id == RISK.c.sync_run_id)
+            .where(WALLETS.c.address == canonical_address(address),
+                   SYNC_RUNS.c.chain_ref_id.in_(current_chain_ids()))
             .order_by(RISK.c.block_number.desc(), RISK.c.id.desc())
             .limit(1)
         )
@@ -470,6 +479,8 @@ class Store(AutomationStore, ApiKeyStore):
                         "status": SyncStatus.FAILED.value,
                         "wallets": len({s.wallet.lower() for s in batch.snapshots}),
                         "error": f"store write failed: {type(exc).__name__}: {_short(exc)}",
+                        "chain_ref_id": batch.chain_ref_id if batch.chain_ref_id is not None
+                        else current_chain_ref(conn, batch.chain_id, _now()),
                     },
                 ).scalar_one()
                 return failed_id
@@ -480,31 +491,55 @@ class Store(AutomationStore, ApiKeyStore):
     # -- queries -------------------------------------------------------------------------------------
 
     def latest_health(self, address: str) -> list[LatestVenueHealth]:
-        """For each venue of the wallet: its newest snapshot (any status), positions, health, and the prices
-        of that snapshot's sync run for the snapshot's assets. Ordered by venue name; ``[]`` for an unknown
-        wallet."""
+        """For each venue of the wallet on the current chains (:mod:`db.chains`): its newest snapshot, positions,
+        health, and the prices of that snapshot's sync run for the snapshot's assets. Ordered by venue name; ``[]``
+        for an unknown wallet or one without snapshots on the current chains.
+
+        When the venue's newest read failed, the newest good snapshot is returned (the last known values) with
+        the failed read in ``failed``; with no good read at all, the failed one is returned as the snapshot.
+        """
+        current = current_chain_ids()
         s2 = SNAPSHOTS.alias("s2")
         newest = (
             sa.select(sa.func.max(s2.c.block_number))
-            .where(s2.c.wallet_id == SNAPSHOTS.c.wallet_id, s2.c.venue_id == SNAPSHOTS.c.venue_id)
+            .where(s2.c.wallet_id == SNAPSHOTS.c.wallet_id, s2.c.venue_id == SNAPSHOTS.c.venue_id,
+                   s2.c.chain_ref_id == SNAPSHOTS.c.chain_ref_id)
             .scalar_subquery()
         )
+        columns = (SNAPSHOTS, VENUES.c.name.label("venue_name"))
         with read_transaction(self._engine) as conn:
             wallet = conn.execute(
                 sa.select(WALLETS.c.id, WALLETS.c.address).where(WALLETS.c.address == canonical_address(address))
             ).one_or_none()
             if wallet is None:
                 return []
-            snaps = (
+            snaps = list(
                 conn.execute(
-                    sa.select(SNAPSHOTS, VENUES.c.name.label("venue_name"))
+                    sa.select(*columns)
                     .join(VENUES, VENUES.c.id == SNAPSHOTS.c.venue_id)
-                    .where(SNAPSHOTS.c.wallet_id == wallet.id, SNAPSHOTS.c.block_number == newest)
+                    .where(SNAPSHOTS.c.wallet_id == wallet.id, SNAPSHOTS.c.chain_ref_id.in_(current),
+                           SNAPSHOTS.c.block_number == newest)
                     .order_by(VENUES.c.name)
                 )
                 .mappings()
                 .all()
             )
+            failed: dict[int, Mapping[Any, Any]] = {}
+            for i, snap in enumerate(snaps):
+                if snap["status"] == SnapshotStatus.OK.value:
+                    continue
+                good = conn.execute(  # the newest good read before it (index scan backwards, first ok row)
+                    sa.select(*columns)
+                    .join(VENUES, VENUES.c.id == SNAPSHOTS.c.venue_id)
+                    .where(SNAPSHOTS.c.wallet_id == wallet.id, SNAPSHOTS.c.venue_id == snap["venue_id"],
+                           SNAPSHOTS.c.chain_ref_id == snap["chain_ref_id"],
+                           SNAPSHOTS.c.status == SnapshotStatus.OK.value)
+                    .order_by(SNAPSHOTS.c.block_number.desc())
+                    .limit(1)
+                ).mappings().one_or_none()
+                if good is not None:
+                    failed[good["id"]] = snap
+                    snaps[i] = good
             ids = [s["id"] for s in snaps]
             positions = _positions_by_snapshot(conn, ids)
             health = _health_by_snapshot(conn, ids)
@@ -517,6 +552,7 @@ class Store(AutomationStore, ApiKeyStore):
         for s in snaps:
             snapshot = _snapshot_row(s, wallet.address, positions.get(s["id"], ()), health.get(s["id"]))
             used = {(p.asset.chain_id, p.asset.address) for p in snapshot.positions}
+            bad = failed.get(s["id"])
             out.append(
                 LatestVenueHealth(
                     venue=s["venue_name"],
@@ -526,6 +562,8 @@ class Store(AutomationStore, ApiKeyStore):
                     prices=tuple(
                         p for p in prices.get(s["sync_run_id"], ()) if (p.asset.chain_id, p.asset.address) in used
                     ),
+                    failed=None if bad is None else _snapshot_row(bad, wallet.address, (), None),
+                    chain_ref_id=s["chain_ref_id"],
                 )
             )
         return out
@@ -538,7 +576,8 @@ class Store(AutomationStore, ApiKeyStore):
         to_block: int | None = None,
         limit: int = 1_000,
     ) -> list[HealthPoint]:
-        """The wallet's snapshots with their health, newest block first, ``from_block``/``to_block`` inclusive.
+        """The wallet's snapshots with their health on the current chains (never a retired chain's: see
+        :mod:`db.chains`), newest block first, ``from_block``/``to_block`` inclusive.
 
         ``[]`` for an unknown wallet or venue.
         """
@@ -555,7 +594,8 @@ class Store(AutomationStore, ApiKeyStore):
             .join(WALLETS, WALLETS.c.id == SNAPSHOTS.c.wallet_id)
             .join(VENUES, VENUES.c.id == SNAPSHOTS.c.venue_id)
             .outerjoin(HEALTH, HEALTH.c.snapshot_id == SNAPSHOTS.c.id)
-            .where(WALLETS.c.address == canonical_address(address))
+            .where(WALLETS.c.address == canonical_address(address),
+                   SNAPSHOTS.c.chain_ref_id.in_(current_chain_ids()))
             .order_by(SNAPSHOTS.c.block_number.desc(), VENUES.c.name)
             .limit(limit)
         )
@@ -581,24 +621,27 @@ class Store(AutomationStore, ApiKeyStore):
         ]
 
     def latest_block(self, chain_id: int) -> int | None:
-        """The newest block of a sync run on this chain that did not fail; ``None`` if there is none."""
+        """The newest block of a sync run on this chain's current identity that did not fail; ``None`` if there
+        is none."""
         query = sa.select(sa.func.max(SYNC_RUNS.c.block_number)).where(
-            SYNC_RUNS.c.chain_id == chain_id, SYNC_RUNS.c.status != SyncStatus.FAILED.value
+            SYNC_RUNS.c.chain_id == chain_id, SYNC_RUNS.c.status != SyncStatus.FAILED.value,
+            SYNC_RUNS.c.chain_ref_id.in_(current_chain_ids()),
         )
         with read_transaction(self._engine) as conn:
             value: int | None = conn.execute(query).scalar_one()
         return value
 
     def latest_prices(self, chain_id: int | None = None) -> list[PriceRow]:
-        """The newest stored observation (highest block) of every (chain, asset, source), ordered by chain,
-        symbol and source.
+        """The newest stored observation (highest block) of every (chain, asset, source) on the current chains,
+        ordered by chain, symbol and source.
 
         One windowed pass over the prices table (it holds a few rows per sync run, and :meth:`prune` bounds it).
         """
         # The newest by block (then by insertion): a sync of an older block never hides a newer price.
         rank = sa.func.row_number().over(partition_by=(PRICES.c.asset_id, PRICES.c.source),
                                          order_by=(PRICES.c.block_number.desc(), PRICES.c.id.desc()))
-        ranked = sa.select(PRICES.c.id, rank.label("rank"))
+        ranked = sa.select(PRICES.c.id, rank.label("rank")).where(PRICES.c.sync_run_id.in_(
+            sa.select(SYNC_RUNS.c.id).where(SYNC_RUNS.c.chain_ref_id.in_(current_chain_ids()))))
         if chain_id is not None:
             ranked = ranked.where(PRICES.c.chain_id == chain_id)
         ranked_sq = ranked.subquery()
@@ -613,7 +656,7 @@ class Store(AutomationStore, ApiKeyStore):
             return [_price_row(r) for r in conn.execute(query).mappings()]
 
     def prune(self, keep_last_n_per_wallet_venue: int) -> int:
-        """Delete all but the newest ``n`` snapshots of each (wallet, venue), with their positions and health,
+        """Delete all but the newest ``n`` snapshots of each (wallet, venue, chain), with their positions and health,
         and the prices of sync runs left without snapshots. Sync run rows are kept. Returns snapshots deleted.
         """
         if keep_last_n_per_wallet_venue < 1:
@@ -623,7 +666,7 @@ class Store(AutomationStore, ApiKeyStore):
             SNAPSHOTS.c.sync_run_id,
             sa.func.row_number()
             .over(
-                partition_by=(SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id),
+                partition_by=(SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.chain_ref_id),
                 order_by=SNAPSHOTS.c.block_number.desc(),
             )
             .label("rn"),
@@ -647,7 +690,7 @@ class Store(AutomationStore, ApiKeyStore):
 # -- resolution of natural keys -----------------------------------------------------------------------
 
 
-def _replace_superseded(conn: Connection, snapshots: Sequence[SnapshotRow], refs: _Refs) -> int:
+def _replace_superseded(conn: Connection, snapshots: Sequence[SnapshotRow], refs: _Refs, chain_ref: int) -> int:
     """Delete the stored snapshots (with their positions and health) that the batch's supersede at the same
     (wallet, venue, block number): one read at another block hash (the block was reorganised; the batch's was
     confirmed canonical when read), or an error where the batch read the venue cleanly. A clean stored snapshot of
@@ -663,7 +706,8 @@ def _replace_superseded(conn: Connection, snapshots: Sequence[SnapshotRow], refs
         rows = conn.execute(
             sa.select(SNAPSHOTS.c.id, SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.block_number,
                       SNAPSHOTS.c.block_hash, SNAPSHOTS.c.status)
-            .where(SNAPSHOTS.c.wallet_id.in_(chunk), SNAPSHOTS.c.block_number.in_(blocks))
+            .where(SNAPSHOTS.c.wallet_id.in_(chunk), SNAPSHOTS.c.block_number.in_(blocks),
+                   SNAPSHOTS.c.chain_ref_id == chain_ref)
         )
         for sid, w, v, b, block_hash, status in rows:
             new = wanted.get((w, v, b))
@@ -683,7 +727,7 @@ def _replace_superseded(conn: Connection, snapshots: Sequence[SnapshotRow], refs
         reorganised = {b for _, b, _, block_hash in pairs if block_hash.lower() != batch_hashes.get(b)}
         for b in sorted(reorganised):  # a reorganised block's prices (of every run that read it) go too
             orphan_runs = sa.select(SYNC_RUNS.c.id).where(
-                SYNC_RUNS.c.chain_id == chains[b], SYNC_RUNS.c.block_number == b,
+                SYNC_RUNS.c.chain_id == chains[b], SYNC_RUNS.c.block_number == b, SYNC_RUNS.c.chain_ref_id == chain_ref,
                 sa.func.lower(SYNC_RUNS.c.block_hash) != batch_hashes[b])
             conn.execute(sa.delete(PRICES).where(PRICES.c.sync_run_id.in_(orphan_runs)))
         conn.execute(sa.delete(POSITIONS).where(POSITIONS.c.snapshot_id.in_(chunk_ids)))

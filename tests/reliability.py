@@ -785,7 +785,13 @@ def _all_endpoints_down(lab: Lab, seed: int) -> ScenarioResult:
         t.check("every sync during the outage failed as a whole",
                 all(not r.ok and r.batches and all(b.block is None for b in r.batches) for r in failed))
         t.check("the failure says no endpoint answered", all("no RPC endpoint answered" in e for e in errors))
-        t.check("nothing written during the outage", table_counts(t.store) == counts)
+        after = table_counts(t.store)
+        t.check("no data written during the outage, only the record of each failed attempt",
+                after == {**counts, "sync_runs": counts["sync_runs"] + len(failed)})
+        status = t.store.sync_status({lab.info.chain_id})
+        t.check("the store says since when syncing fails and why",
+                len(status) == 1 and status[0].failing_since is not None
+                and "no RPC endpoint answered" in (status[0].last_error or ""))
         t.check("the previous data still served by latest_health",
                 {a: [(v.venue, v.snapshot_id) for v in t.store.latest_health(a)] for a in lab.wallets} == served)
         during = t.endpoints()
@@ -795,9 +801,11 @@ def _all_endpoints_down(lab: Lab, seed: int) -> ScenarioResult:
         recovered = t.sync()
         t.check("the sync after recovery ok", recovered.ok)
         t.check("breakers closed again", t.endpoints()[0]["state"] == "closed")
+        t.check("no longer failing after recovery", t.store.sync_status({lab.info.chain_id})[0].failing_since is None)
         t.details.update({"errors": errors, "endpoints_during": during})
-        return t.result(f"{len(failed)} syncs failed: {_short(errors[0], 150)}; store unchanged, previous snapshots "
-                        "still served; after recovery: " + describe(recovered))
+        return t.result(f"{len(failed)} syncs failed: {_short(errors[0], 150)}; no data written (the failed attempts "
+                        "recorded, with since when and why), previous snapshots still served; after recovery: "
+                        + describe(recovered))
 
 
 def _wrong_chain_id(lab: Lab, seed: int, fallback: bool) -> ScenarioResult:
@@ -820,9 +828,12 @@ def _wrong_chain_id(lab: Lab, seed: int, fallback: bool) -> ScenarioResult:
         error = report.batches[0].error if report.batches else None
         t.check("the sync failed with the mismatch", bool(report.batches) and not report.ok
                 and expected in (error or ""))
-        t.check("nothing written", table_counts(t.store) == dict.fromkeys(COUNTED_TABLES, 0))
+        t.check("no data written, only the failed attempt",
+                table_counts(t.store) == {**dict.fromkeys(COUNTED_TABLES, 0), "sync_runs": 1})
+        status = t.store.sync_status({lab.info.chain_id})
+        t.check("the store says why syncing fails", len(status) == 1 and expected in (status[0].last_error or ""))
         t.details["error"] = error
-        return t.result(describe(report) + "; nothing written")
+        return t.result(describe(report) + "; no data written (the failed attempt recorded with its reason)")
 
 
 def _wrong_chain_id_fallback(lab: Lab, seed: int) -> ScenarioResult:

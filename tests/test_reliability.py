@@ -160,11 +160,12 @@ def test_all_endpoints_down_fails_the_sync_writes_nothing_and_recovers(lab: Lab)
     assert statuses(r) == [["ok"], ["failed"], ["failed"], ["failed"], ["ok"]]
     assert [s["block"] for s in r.details["syncs"][1:4]] == [[None]] * 3  # no block: nothing stored for them
     for error in r.details["errors"]:
-        assert error.startswith("eth_getBlockByNumber: no RPC endpoint answered (")
+        assert error.startswith("batch of 3: no RPC endpoint answered (")  # head, genesis, newest stored block
         assert "HTTP 502" in error  # the primary's answer, named
     assert [e["state"] for e in r.details["endpoints_during"]] == ["open", "open"]
     assert r.details["endpoints"][0]["state"] == "closed"  # the half-open trial succeeded after recovery
-    assert "store unchanged, previous snapshots still served" in r.user_sees
+    assert "no data written (the failed attempts recorded, with since when and why), previous snapshots still " \
+           "served" in r.user_sees
     assert r.user_sees.endswith("after recovery: 5 venues ok")
 
 
@@ -182,7 +183,7 @@ def test_the_only_endpoint_serving_another_chain_fails_the_sync_and_writes_nothi
     assert statuses(r) == [["failed"]]
     served = r.details["served_chain_id"]
     assert f"serves chain id {served}, not the configured chain id {CHAIN_ID}" in r.details["error"]
-    assert r.user_sees.endswith("; nothing written")
+    assert r.user_sees.endswith("; no data written (the failed attempt recorded with its reason)")
 
 
 # --- faults aimed at the venues' reads ------------------------------------------------------------------------------

@@ -435,17 +435,17 @@ class RpcClient(RetryingHttpClient):
         raw = self.request("eth_getBlockByNumber", [param, False])
         if raw is None:
             raise InvalidInputError(f"no block {number_or_tag!r} on chain {chain_id}")
-        if not isinstance(raw, dict):
-            raise DecodeError(f"eth_getBlockByNumber: expected an object, got {type(raw).__name__}")
-        block_hash = raw.get("hash")
-        if not isinstance(block_hash, str) or len(block_hash) != 66:
-            raise DecodeError(f"eth_getBlockByNumber: bad hash {block_hash!r}")
-        return BlockRef(
-            chain_id=chain_id,
-            number=hex_to_int(raw.get("number"), "block number"),
-            hash=block_hash,
-            timestamp=hex_to_int(raw.get("timestamp"), "block timestamp"),
-        )
+        return _block_ref(raw, chain_id)
+
+    def get_blocks(self, blocks: Sequence[BlockId]) -> list[BlockRef | None]:
+        """Several blocks' :class:`BlockRef` in one batched request, in order; ``None`` where the node has no such
+        block (a number above its head)."""
+        if not blocks:
+            return []
+        chain_id = self.chain_id()
+        params = [hex(b.number) if isinstance(b, BlockRef) else block_param(b) for b in blocks]
+        raws = self.batch([("eth_getBlockByNumber", [p, False]) for p in params])
+        return [None if raw is None else _block_ref(raw, chain_id) for raw in raws]
 
     @staticmethod
     def call_params(to: str, data: bytes, block: BlockId, gas: int | None = None) -> list[Any]:
@@ -463,3 +463,17 @@ class RpcClient(RetryingHttpClient):
             exc.target = to
             raise
         return hex_to_bytes(result, "eth_call result")
+
+
+def _block_ref(raw: object, chain_id: int) -> BlockRef:
+    if not isinstance(raw, dict):
+        raise DecodeError(f"eth_getBlockByNumber: expected an object, got {type(raw).__name__}")
+    block_hash = raw.get("hash")
+    if not isinstance(block_hash, str) or len(block_hash) != 66:
+        raise DecodeError(f"eth_getBlockByNumber: bad hash {block_hash!r}")
+    return BlockRef(
+        chain_id=chain_id,
+        number=hex_to_int(raw.get("number"), "block number"),
+        hash=block_hash,
+        timestamp=hex_to_int(raw.get("timestamp"), "block timestamp"),
+    )

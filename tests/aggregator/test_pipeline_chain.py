@@ -141,7 +141,7 @@ def test_one_failing_venue_does_not_block_the_other(chain: devnet.DevnetInfo, st
     assert by_venue["broken_fork"].snapshot.health is None
 
 
-def test_unreachable_node_writes_nothing(store: Store) -> None:
+def test_unreachable_node_writes_no_data_but_records_the_failed_attempt(store: Store) -> None:
     settings = Settings(
         chains=(ChainConfig(name="down", chain_id=31337, rpc_url="http://127.0.0.1:9", timeout_s=0.5, max_retries=1),),
         venues=(VenueConfig(name="aave_v3", type="aave_v3", chain="down",
@@ -153,7 +153,15 @@ def test_unreachable_node_writes_nothing(store: Store) -> None:
     assert batch.status is SyncStatus.FAILED
     assert batch.block is None
     assert "127.0.0.1" in (batch.error or "")
-    assert _counts(store) == before
+    after = _counts(store)
+    # No data, only the record of the attempt, so that every view can say that syncing fails and why.
+    assert after == {**before, "sync_runs": before["sync_runs"] + 1}
+    [status] = store.sync_status({31337})
+    assert status.last_attempt_status is SyncStatus.FAILED
+    assert status.last_ok_at is None
+    assert status.failing_since is not None
+    assert "Connection refused" in (status.last_error or "")
+    assert batch.sync_run_id is not None
 
 
 def test_wrong_chain_id_is_refused_before_reading(chain: devnet.DevnetInfo, store: Store) -> None:
@@ -163,7 +171,9 @@ def test_wrong_chain_id_is_refused_before_reading(chain: devnet.DevnetInfo, stor
     (batch,) = sync_once(wrong, store).batches
     assert batch.status is SyncStatus.FAILED
     assert "chain id 1" in (batch.error or "")
-    assert _counts(store) == before
+    assert _counts(store) == {**before, "sync_runs": before["sync_runs"] + 1}  # the failed attempt, no data
+    [status] = store.sync_status({1})
+    assert "chain id 1" in (status.last_error or "")
 
 
 def test_store_failure_mid_write_leaves_nothing(
@@ -248,7 +258,10 @@ def test_a_hung_node_times_out_with_a_clear_error_and_writes_nothing(store: Stor
     assert batch.status is SyncStatus.FAILED
     assert "timed out" in (batch.error or "").lower()
     assert "key-abc123" not in (batch.error or "")  # the URL's secret part never reaches messages
-    assert _counts(store) == before
+    assert _counts(store) == {**before, "sync_runs": before["sync_runs"] + 1}  # the failed attempt, no data
+    [status] = store.sync_status({31337})
+    assert "timed out" in (status.last_error or "")
+    assert "key-abc123" not in (status.last_error or "")
 
 
 def test_a_venue_that_reverts_is_reported_by_name(chain: devnet.DevnetInfo, store: Store) -> None:

@@ -114,9 +114,13 @@ def test_a_reorganised_block_or_a_repaired_error_supersedes_the_stored_snapshot(
         dataclasses.replace(s, status=SnapshotStatus.ERROR, error="injected", positions=(), health=None)
         for s in broken.snapshots))
     store.write_sync(broken)
-    assert all(v.snapshot.error == "injected" for v in store.latest_health(wallets[0]))
+    # The failed read is reported beside the last known values (block 100's), not instead of them.
+    assert all(v.failed is not None and v.failed.error == "injected" and v.failed.block_number == 101
+               and v.snapshot.block_number == 100 and v.snapshot.health is not None
+               for v in store.latest_health(wallets[0]))
     store.write_sync(td.batch(wallets, 101))
-    assert all(v.snapshot.error is None and v.snapshot.health is not None for v in store.latest_health(wallets[0]))
+    assert all(v.snapshot.error is None and v.snapshot.health is not None and v.failed is None
+               and v.snapshot.block_number == 101 for v in store.latest_health(wallets[0]))
     # ... but an error never replaces a clean read of the same block.
     store.write_sync(broken)
     assert all(v.snapshot.error is None for v in store.latest_health(wallets[0]))

@@ -123,4 +123,5 @@ def test_migrations_ship_inside_the_package() -> None:
         "0004_automation.py",
         "0005_api_keys.py",
         "0006_rule_version.py",
+        "0008_chain_identity.py",
     ]
