@@ -262,6 +262,15 @@ export function historyChart(series, { width = 1100, narrow = false, unified = n
 
 // ---------- net worth ----------
 
+/** An axis label in USD with as many decimals as the step needs: "$1.25M", "$995", "−$12.5k". */
+function axisUsd(v, step) {
+  const a = Math.abs(v);
+  const [unit, suffix] = a >= 1e6 || step >= 1e6 ? [1e6, "M"] : a >= 1e4 || step >= 1e3 ? [1e3, "k"] : [1, ""];
+  const dp = Math.max(0, Math.min(3, Math.ceil(-Math.log10(step / unit) - 1e-9)));
+  const text = (a / unit).toFixed(dp);
+  return `${v < 0 && Number(text) !== 0 ? "\u2212" : ""}$${text}${suffix}`;
+}
+
 /** Net worth over time (USD; debt counts negative): ``points`` [{t, block, value}]. */
 export function netWorthChart(points, { width = 1100, narrow = false } = {}) {
   const height = narrow ? 200 : 220;
@@ -292,7 +301,7 @@ export function netWorthChart(points, { width = 1100, narrow = false } = {}) {
   const Y = (v) => top + (1 - (v - vLo) / (vHi - vLo)) * (bottom - top);
   for (let v = vLo; v <= vHi + step / 2; v += step) {
     svg.append(s("line", { class: Math.abs(v) < step / 2 ? "axis" : "grid", x1: left, x2: right, y1: Y(v), y2: Y(v) }));
-    svg.append(s("text", { x: left - 5, y: Y(v) + 4, "text-anchor": "end" }, `$${fmtCompact(v)}`));
+    svg.append(s("text", { x: left - 5, y: Y(v) + 4, "text-anchor": "end" }, axisUsd(v, step)));
   }
   svg.append(s("line", { class: "axis", x1: left, x2: left, y1: top, y2: bottom }));
   timeAxis(svg, { lo: tLo, hi: tHi, X, y: bottom, count: narrow ? 3 : 7, left, right, top });

@@ -521,7 +521,10 @@ export function describeScenario(code, scanRanges = {}) {
     const who = m[1] === "joint" ? "every risky asset" : m[1];
     if (step) {
       const range = m[1] === "joint" ? null : scanRanges[m[1]];
-      const size = isNum(range) ? ` ${fmtMove(step[0] * range)}` : step[0] === 0 ? " unchanged" : ` ${step[0] > 0 ? "up" : "down"} ${Math.abs(step[0]) === 3 ? "3×" : `${Math.round(Math.abs(step[0]) * 3)}/3 of`} its scan range`;
+      let size;
+      if (step[0] === 0) size = " unchanged";
+      else if (isNum(range)) size = ` ${fmtMove(step[0] * range)}`;
+      else size = ` ${step[0] > 0 ? "up" : "down"} ${Math.abs(step[0]) === 3 ? "3×" : `${Math.round(Math.abs(step[0]) * 3)}/3 of`} its scan range`;
       const vol = step[1] === "extreme" ? ", extreme move" : `, volatility ${step[1] === "+" ? "up" : "down"}`;
       return `${who}${size}${vol}`;
     }

@@ -465,7 +465,8 @@ function movedUnderlyings(risk) {
   const exposure = risk.net_exposure_usd ?? {};
   const unds = Array.isArray(grid.underlyings) ? grid.underlyings : [];
   const held = unds.filter((u) => isNum(exposure[u]) && Math.abs(exposure[u]) > 0.005);
-  return (held.length ? held : unds).join(", ");
+  if (!held.length && unds.length) return `${unds.join(", ")} (none of them held: no price move of the grid matters)`;
+  return held.join(", ");
 }
 
 function chartWidth(id) {
@@ -574,7 +575,7 @@ function renderNetWorth(history, historyError) {
     h("div", { class: "hero small" }, num("networth-now", latest.value, fmtUsd, latest.value < 0 ? "bad" : ""),
       h("span", { class: "caption" }, "now · "),
       num("networth-change", latest.value - first.value, (x) => fmtUsd(x, { signed: true }),
-        latest.value - first.value < 0 ? "bad" : "good"),
+        Math.abs(latest.value - first.value) < 0.005 ? "muted" : latest.value - first.value < 0 ? "bad" : "good"),
       h("span", { class: "caption" }, ` since ${fmtTime(first.t)}`)),
     netWorthChart(points, { width: chartWidth("networth"), narrow: isNarrow() }),
     h("div", { class: "legend" }, h("span", { class: "faint" },
