@@ -261,6 +261,9 @@ def check_wallet_page(page: Page, env: Env, health: dict[str, Any], risk: dict[s
         for coin, px in (v.get("liquidation_price") or {}).items():
             shown_now.check(f"venue-liq-{name}-{coin}", px)
     assert shown_now.count("venue-hf-") == len(health["venues"])
+    drawn_order = page.evaluate("() => [...document.querySelectorAll('#venues article.venue')]"
+                                ".map(a => a.dataset.testid.slice('venue-'.length))")
+    assert drawn_order == [v["venue"] for v in sorted(health["venues"], key=venue_rank)], "riskiest first"
     for p in risk["liquidation_prices"]:
         shown_now.check(f"liq-price-{p['venue']}-{p['asset']}", p["price_usd"])
         shown_now.check(f"liq-current-{p['venue']}-{p['asset']}", p["current_price_usd"])
@@ -366,11 +369,19 @@ def check_headline(shown_now: Shown, health: dict[str, Any], risk: dict[str, Any
     assert tip is not None
 
 
+def venue_rank(v: dict[str, Any]) -> tuple[int, float, str]:
+    """Riskiest first, as the server ranks venues: no reading, then by health factor, then no debt, LPs last."""
+    if v["status"] == "error":
+        return (0, 0.0, v["venue"])
+    if v["health_factor"] is not None:
+        return (1, v["health_factor"], v["venue"])
+    return (3 if v["kind"] == "lp" else 2, 0.0, v["venue"])
+
+
 def position_keys(health: dict[str, Any]) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
     """(test-id key, venue, positions) per card, in the page's order: venues riskiest first, an LP NFT's legs
     together."""
-    order = sorted(health["venues"], key=lambda v: (v["health_factor"] if v["health_factor"] is not None
-                                                    else float("inf"), v["venue"]))
+    order = sorted(health["venues"], key=venue_rank)
     out: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
     seen: dict[str, int] = {}
 

@@ -451,6 +451,7 @@ export function headlineOf(health, risk) {
       unified: "unified_health" in summary ? summary.unified_health : risk?.unified_health,
       liquidation: summary.first_liquidation ? nearestFrom([summary.first_liquidation]) : null,
       text: summary.text ?? null,
+      meaning: typeof summary.unified_health_meaning === "string" ? summary.unified_health_meaning : UNIFIED_TIP,
     };
   }
   return {
@@ -459,6 +460,7 @@ export function headlineOf(health, risk) {
     unified: risk ? risk.unified_health : undefined,
     liquidation: nearestLiquidation(health, risk),
     text: null,
+    meaning: UNIFIED_TIP,
   };
 }
 
@@ -482,7 +484,7 @@ export function headlineNodes(line, prefix = "headline") {
         : h("span", { class: "good", "data-testid": `${prefix}-lowest`, "data-value": "null" }, "no debt")),
     h("span", { class: "sep" }, " · "),
     h("span", { class: "part" }, tip(h("span", { class: "muted" }, "unified health", h("span", { class: "i", "aria-hidden": "true" })),
-      UNIFIED_TIP, `${prefix}-unified-tip`),
+      line.meaning || UNIFIED_TIP, `${prefix}-unified-tip`),
       " ",
       line.unified === undefined ? h("span", { class: "muted", "data-testid": `${prefix}-unified`, "data-value": "null" },
         "not computed yet") : num(`${prefix}-unified`, line.unified, fmtHf, `strong ${hfClass(line.unified)}`)),

@@ -50,12 +50,19 @@ function venueOrder(names) {
   return new Map(sorted.map((n, i) => [n, i]));
 }
 
-/** Venues riskiest first: lowest health factor first, venues without debt last (by name). */
+/** Venues riskiest first (as the server ranks them): a venue without a reading, then by health factor, then venues
+ * without debt, LP ranges last; by name within a rank. */
+function riskRank(v) {
+  if (v.status === "error") return [0, 0];
+  if (isNum(v.health_factor)) return [1, v.health_factor];
+  return [v.kind === "lp" ? 3 : 2, 0];
+}
+
 function riskiestFirst(venues) {
   return [...venues].sort((a, b) => {
-    const x = isNum(a.health_factor) ? a.health_factor : Infinity;
-    const y = isNum(b.health_factor) ? b.health_factor : Infinity;
-    return x - y || a.venue.localeCompare(b.venue);
+    const [ra, ha] = riskRank(a);
+    const [rb, hb] = riskRank(b);
+    return ra - rb || ha - hb || (a.venue < b.venue ? -1 : a.venue > b.venue ? 1 : 0);
   });
 }
 
@@ -149,8 +156,8 @@ function renderUnified(risk, riskError) {
   fill("unified",
     h("div", { class: "hero" },
       num("unified-health", risk.unified_health, fmtHf, `big ${hfClass(risk.unified_health)}`),
-      tip(h("span", { class: "caption" }, "equity ÷ portfolio margin", h("span", { class: "i", "aria-hidden": "true" })), UNIFIED_TIP,
-        "unified-tip")),
+      tip(h("span", { class: "caption" }, "equity ÷ portfolio margin", h("span", { class: "i", "aria-hidden": "true" })),
+        risk.summary?.unified_health_meaning ?? state.health?.summary?.unified_health_meaning ?? UNIFIED_TIP, "unified-tip")),
     h("div", { class: "card-age" }, riskAge(risk)),
     behind ? h("div", { class: "warn" }, `risk from block ${risk.block}, behind the venues' block`) : null,
     h("dl", { class: "kv" },
