@@ -37,6 +37,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from aggregator.api.history import net_worth_points
 from aggregator.api.models import (
     MAX_INT,
     AlertOut,
@@ -57,7 +58,6 @@ from aggregator.api.models import (
     WalletsAdded,
 )
 from aggregator.metrics import CONTENT_TYPE, Metrics
-from aggregator.networth import net_worth_points
 from aggregator.render import health_document
 from connectors.errors import InvalidAddressError
 from connectors.types import checksum

@@ -129,7 +129,7 @@ class NetWorthPoint(BaseModel):
     block: int
     block_timestamp: str
     net_worth_usd: float
-    """Everything held on every venue less every debt, USD (see :mod:`aggregator.networth`)."""
+    """Everything held on every venue less every debt, USD (see :mod:`aggregator.api.history`)."""
 
 
 class HistoryOut(BaseModel):

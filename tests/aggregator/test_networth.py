@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from aggregator.api.app import create_app
+from aggregator.api.history import net_worth_points, venue_net_worth_usd
 from aggregator.api.server import ApiServer
-from aggregator.networth import net_worth_points, venue_net_worth_usd
 from db import HealthPoint, HealthRow, SnapshotStatus, Store
 from tests.db import db_testdata as td
 

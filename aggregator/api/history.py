@@ -1,4 +1,5 @@
-"""A wallet's net worth over time, from its stored health history: what it holds on every venue less what it owes.
+"""The history response's ``net_worth``: a wallet's net worth over time, from its stored health history — what it
+holds on every venue less what it owes.
 
 Per venue and block: the adapter's ``net_worth_usd`` (Aave: every supplied asset, collateral or not, less the
 debt; Morpho: collateral and supplied loan tokens less the debt), else ``collateral_usd - debt_usd`` (a perp
