@@ -32,7 +32,8 @@ browser:
 	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "could not install chromium (not Debian, or no root/sudo): the browser tests will fail until it is installed"; }
 
-demo: devnet-install
+# The demo installs the devnet itself (npm, solc-js, first deployment), showing each stage as it runs.
+demo: $(STAMP)
 	$(BIN)/xmargin demo $(if $(CYCLES),--cycles $(CYCLES),)
 
 lint: $(STAMP)

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -157,38 +158,59 @@ def alert_history(
     console.print(table)
 
 
+KEEPER_FAILURES = frozenset({"error", "stale"})
+"""Outcomes of ``keeper plan`` that mean no plan could be made: the command exits 1."""
+
+
 @keeper_app.command("plan")
 def keeper_plan(address: str, as_json: JsonOpt = False) -> None:
-    """Plan and simulate a rebalance for a wallet from its newest sync — a dry run, never executed."""
+    """Plan and simulate a rebalance for a wallet from its newest sync — a dry run, never executed (the signing
+    key is never read). Exits 1 when no plan could be made."""
+    from rich.markup import escape
+
     from aggregator.keeper.runner import Keeper
 
     wallet = _Ctx.address(address)
     settings = _Ctx.settings()
     dry = settings.model_copy(update={"keeper": settings.keeper.model_copy(update={"enabled": True,
                                                                                    "execute": False})})
-    with _Ctx.store(settings) as store, Keeper(dry, store, dry_run=True) as keeper:
+    with _Ctx.store(settings) as store, Keeper(dry, store, dry_run=True, quiet=True) as keeper:
         outcomes = keeper.run([wallet])
     if not outcomes:
         _fail("no chain with a lending venue is configured")
+    failed = any(o.status in KEEPER_FAILURES for o in outcomes)
     if as_json:
         _print_json([{"wallet": o.wallet, "status": o.status, "message": o.message, "plan_id": o.plan_id,
-                      "actions": [dataclasses.asdict(a) for a in o.plan.actions] if o.plan else [],
+                      "actions": [dataclasses.asdict(a) | {"symbol": o.symbols.get(a.token, a.token)}
+                                  for a in o.plan.actions] if o.plan else [],
                       "health_before": o.plan.health_before if o.plan else None,
                       "health_after": o.plan.health_after if o.plan else None} for o in outcomes])
+        if failed:
+            raise typer.Exit(1)
         return
     for o in outcomes:
-        console.print(f"{o.wallet}: [bold]{o.status}[/]" + (f" — {o.message}" if o.message else ""))
+        message = o.message.removeprefix(f"{o.wallet}: ")
+        line = f"{o.wallet}: [bold]{o.status}[/]" + (f" — {escape(message)}" if message else "")
+        (err if o.status in KEEPER_FAILURES else console).print(line, soft_wrap=True)
         if o.plan is None:
             continue
         for a in o.plan.actions:
-            console.print(f"  {a.kind:8} {a.amount:>16,.6f} of {a.token} on {a.venue}  (${a.usd:,.2f})")
+            symbol = o.symbols.get(a.token, a.token)
+            console.print(f"  {a.kind:8} {a.amount:>16,.6f} {escape(symbol)} on {_venue(a.venue)}  (${a.usd:,.2f})",
+                          soft_wrap=True)
         for venue, before in o.plan.health_before.items():
             after = o.plan.health_after.get(venue)
-            console.print(f"  {venue}: health {_hf(before)} → {_hf(after)}")
+            console.print(f"  {_venue(venue)}: health {_hf(before)} → {_hf(after)}", soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _hf(value: float | None) -> str:
     return "∞" if value is None or value == float("inf") else f"{value:.4f}"
+
+
+def _mode(execute: bool) -> str:
+    return "execute" if execute else "dry run"
 
 
 @keeper_app.command("plans")
@@ -197,25 +219,64 @@ def keeper_plans(
     limit: Annotated[int, typer.Option(min=1)] = 20,
     as_json: JsonOpt = False,
 ) -> None:
-    """Stored plans, newest first: status, actions, simulation, transactions."""
+    """Stored plans, newest first: mode (dry run / execute), status, actions, transactions (hashes shortened;
+    full in --json). A plan seen again block after block is one row: its blocks run first–last seen."""
+    from rich.markup import escape
+
+    from aggregator.keeper.banner import short_hex
+
     wallet = _Ctx.address(address) if address else None
     with _Ctx.store(_Ctx.settings()) as store:
         plans = store.list_plans(wallet, limit=limit)
         txs = {p.id: store.plan_txs(p.id) for p in plans}
     if as_json:
-        _print_json([{"id": p.id, "wallet": p.wallet, "block": p.block_number, "status": p.status,
-                      "execute": p.execute, "usd_total": p.usd_total, "plan": dict(p.plan),
+        _print_json([{"id": p.id, "wallet": p.wallet, "chain_id": p.chain_id, "block": p.block_number,
+                      "last_seen_block": p.last_seen_block, "seen_count": p.seen_count,
+                      "created_at": p.created_at, "updated_at": p.updated_at, "last_seen_at": p.last_seen_at,
+                      "mode": _mode(p.execute), "execute": p.execute, "signer": p.signer, "status": p.status,
+                      "usd_total": p.usd_total, "plan": dict(p.plan),
                       "simulation": dict(p.simulation) if p.simulation else None, "error": p.error,
-                      "txs": [{"seq": t.seq, "description": t.description, "hash": t.tx_hash, "status": t.status}
-                              for t in txs[p.id]]} for p in plans])
+                      "txs": [{"seq": t.seq, "description": t.description, "to": t.to_address, "nonce": t.nonce,
+                               "hash": t.tx_hash, "status": t.status, "block": t.block_number,
+                               "gas_used": t.gas_used} for t in txs[p.id]]} for p in plans])
         return
-    table = Table("id", "wallet", "block", "status", "USD", "actions", "error")
+    if not plans:
+        console.print("no keeper plans stored" + (f" for {wallet}" if wallet else ""))
+        return
+    wallets = {p.wallet for p in plans}
+    one = wallets.pop() if len(wallets) == 1 else None
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"keeper plans of {one}" if one else None)
+    table.add_column("id", no_wrap=True)
+    if one is None:
+        table.add_column("wallet", no_wrap=True)
+    table.add_column("block", no_wrap=True)
+    table.add_column("status", ratio=2, overflow="fold")
+    table.add_column("actions", ratio=3, overflow="fold")
+    table.add_column("transactions", ratio=2, min_width=11, overflow="fold")
     for p in plans:
-        actions = "; ".join(f"{a['kind']} {a['amount']:,.4g} {a['symbol']} on {a['venue']}"
-                            for a in p.plan.get("actions", ()))
-        table.add_row(str(p.id), p.wallet, str(p.block_number), p.status, f"{p.usd_total:,.0f}", actions,
-                      p.error or "")
+        actions = "\n".join(f"{a['kind']} {_amount(a['amount'])} {a.get('symbol', '?')} on {_venue(a['venue'])} "
+                            f"(${a['usd']:,.0f})" for a in p.plan.get("actions", ()))
+        blocks = str(p.block_number) + (f"–{p.last_seen_block}" if p.last_seen_block != p.block_number else "")
+        status = (f"[bold]{p.status}[/]" + (f" ×{p.seen_count}" if p.seen_count > 1 else "")
+                  + f"\n{_mode(p.execute)}" + (f"\n{escape(p.error)}" if p.error else ""))
+        sent = "\n".join(f"{short_hex(t.tx_hash)} {t.status}" for t in txs[p.id])
+        cells = [str(p.id)] + ([short_hex(p.wallet)] if one is None else [])
+        table.add_row(*cells, blocks, status, escape(actions), sent)
     console.print(table)
+
+
+def _venue(name: str) -> str:
+    """``morpho_blue:0xa1ca…b6fb``: a planner venue with its market id shortened."""
+    from aggregator.keeper.banner import short_hex
+
+    venue, _, market = name.partition(":")
+    return f"{venue}:{short_hex(market)}" if market else venue
+
+
+def _amount(value: float) -> str:
+    """``1500.0`` → ``1,500``; ``0.012345678`` → ``0.0123457`` (six significant digits, no exponent)."""
+    text = f"{value:,.6g}"
+    return f"{value:,.6f}".rstrip("0").rstrip(".") if "e" in text else text
 
 
 def register(app: typer.Typer, settings: Callable[[], Settings], store: Callable[[Settings], Store],

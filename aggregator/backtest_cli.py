@@ -11,17 +11,24 @@ the ``window`` days before and the EWMA delta-normal VaR (RiskMetrics λ = 0.94,
 are compared with the realized P&L; Kupiec POF, Christoffersen independence and conditional coverage are given
 separately for the in-sample days (≤ 2022-12-31) and the out-of-sample days (2023-01-01 .. 2025-02-11).
 
-Books: ``hedged`` and ``eth`` are the report's books, on the report's price set (ETH, BTC, USDC aligned on their
-common dates), so their figures are those of ``docs/backtest.md``; ``custom`` takes ``--exposure SYM=USD``
-(repeatable; USD deltas of one symbol add up) and aligns only the symbols it names. Usage errors — an unknown
-symbol, a malformed exposure, a confidence level outside (0, 1), a window that does not fit the data — exit
-with code 2; missing market data exits with code 1.
+Books: ``xmargin backtest ADDRESS`` backtests a tracked wallet's current book — its newest snapshot on every venue
+(what ``xmargin risk`` reads), turned into a book by :func:`aggregator.risk.wallet_book`, as USD deltas per risk
+factor (:meth:`riskcore.book.Book.factor_exposure_usd`: collateral and spot positive, debt negative, perps by size,
+Uniswap ranges by their two legs). A factor without daily prices borrows a stand-in's (a stablecoin USDC's, any
+other ETH's), said in ``notes``. ``--book hedged`` and ``--book eth`` are the report's canned books, on the report's
+price set (ETH, BTC, USDC aligned on their common dates), so their figures are those of ``docs/backtest.md``;
+``--book custom`` takes ``--exposure SYM=USD`` (repeatable; USD deltas of one symbol add up) and aligns only the
+symbols it names. Results are also given in words (``summary``), e.g. "no VaR exceedance in 2023-01-01 ..
+2025-02-11". Usage errors — an unknown symbol, a malformed exposure, a confidence level outside (0, 1), a window
+that does not fit the data, an address with ``--book`` — exit with code 2; missing market data, an untracked
+wallet or one without snapshots exit with code 1.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -30,9 +37,23 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aggregator.config import Settings
+    from db.store import Store
     from riskcore.backtest import CoverageTest
 
-__all__ = ["BookChoice", "MarketDataError", "UsageError", "parse_exposures", "register", "run_backtest"]
+__all__ = [
+    "BookChoice",
+    "MarketDataError",
+    "UsageError",
+    "WalletBook",
+    "WalletError",
+    "parse_exposures",
+    "register",
+    "run_backtest",
+    "wallet_book_exposures",
+]
 
 console = Console()
 err = Console(stderr=True)
@@ -55,6 +76,57 @@ class UsageError(ValueError):
 
 class MarketDataError(RuntimeError):
     """The market data cannot be read (exit code 1)."""
+
+
+class WalletError(RuntimeError):
+    """The wallet asked for is not tracked or has no snapshot yet (exit code 1)."""
+
+
+STABLE_STAND_IN = "USDC"
+"""Whose daily prices a stablecoin without its own stands in for."""
+RISKY_STAND_IN = "ETH"
+"""Whose daily prices any other factor without its own stands in for (as in :mod:`aggregator.risk`)."""
+
+
+@dataclass(frozen=True)
+class WalletBook:
+    """A tracked wallet's current book as USD deltas per risk factor (before mapping to the price files)."""
+
+    address: str
+    label: str | None
+    block: int | None
+    factor_exposures_usd: dict[str, float]
+    """USD delta per risk factor of the book (ETH, USDC, ...), from the newest snapshots."""
+    stable: frozenset[str]
+    """The factors that are stablecoins."""
+
+    @property
+    def name(self) -> str:
+        short = f"{self.address[:6]}…{self.address[-4:]}"
+        return f"wallet {self.label} {short}" if self.label else f"wallet {short}"
+
+
+def wallet_book_exposures(store: Store, address: str) -> WalletBook:
+    """``address``'s current book from ``store`` (its newest snapshot on every venue, as ``xmargin risk`` reads it).
+
+    Raises
+    ------
+    WalletError
+        The wallet is not tracked, or has no snapshot yet.
+    """
+    from aggregator.risk import wallet_book
+
+    wallet = store.get_wallet(address)
+    if wallet is None:
+        raise WalletError(f"{address} is not tracked: `xmargin wallet add {address}` then `xmargin sync --once`")
+    latest = store.latest_health(address)
+    if not latest:
+        raise WalletError(f"{address} has no snapshot yet: run `xmargin sync --once` (or `xmargin run`) first")
+    types = {v.name: str(v.config.get("type", "")) for v in store.list_venues()}
+    inputs = wallet_book(address, latest, types)
+    deltas = inputs.book.factor_exposure_usd()[0] if inputs.book.n_wallets else []
+    exposures = {f: float(d) for f, d in zip(inputs.factors, deltas, strict=True)}
+    return WalletBook(address, wallet.label, inputs.block, exposures, inputs.stable)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -97,6 +169,25 @@ def _available_symbols(root: Path) -> list[str]:
             f"market data not found: {folder} is not a directory (set ${ENV_VAR} to the folder holding daily/)"
         )
     return sorted(p.name.split("-USD_")[0] for p in folder.glob("*-USD_1d.csv"))
+
+
+def _wallet_symbols(wallet: WalletBook, have: list[str]) -> tuple[tuple[str, ...], dict[str, float], list[str]]:
+    """The wallet's factor deltas on the symbols that have daily prices (stand-ins for the others): (symbols,
+    USD delta per symbol, notes in words). Factors with no delta are left out."""
+    exposures: dict[str, float] = {}
+    notes: list[str] = []
+    for factor, usd in wallet.factor_exposures_usd.items():
+        if usd == 0.0:
+            continue
+        symbol = factor
+        if factor not in have:
+            symbol = STABLE_STAND_IN if factor in wallet.stable else RISKY_STAND_IN
+            if symbol not in have:
+                raise MarketDataError(f"no daily prices for {factor} nor for its stand-in {symbol}")
+            signed = f"{'-' if usd < 0 else ''}${abs(usd):,.0f}"
+            notes.append(f"{factor} has no daily prices here; {symbol}'s stand in for its {signed} delta")
+        exposures[symbol] = exposures.get(symbol, 0.0) + usd
+    return tuple(exposures), exposures, notes
 
 
 def _book(book: BookChoice | None, exposure: list[str]) -> tuple[str, tuple[str, ...], dict[str, float]]:
@@ -168,8 +259,10 @@ def run_backtest(
     alpha: float = ALPHA_DEFAULT,
     window: int = WINDOW_DEFAULT,
     root: str | Path | None = None,
+    wallet: WalletBook | None = None,
 ) -> dict[str, Any]:
-    """The backtest as a JSON-ready document (what ``--json`` prints).
+    """The backtest as a JSON-ready document (what ``--json`` prints): of ``wallet``'s book when given (see
+    :func:`wallet_book_exposures`; then ``book`` and ``exposure`` must be None), else of ``book``.
 
     Raises
     ------
@@ -189,9 +282,19 @@ def run_backtest(
 
     if not 0.0 < alpha < 1.0:
         raise UsageError(f"--alpha must be in (0, 1), got {alpha}")
-    name, symbols, exposures = _book(book, exposure or [])
+    if wallet is not None and (book is not None or exposure):
+        raise UsageError("ADDRESS backtests that wallet's book: leave out --book and --exposure")
     base = Path(root).expanduser() if root is not None else default_root()
-    have = _available_symbols(base)
+    notes: list[str] = []
+    if wallet is not None:
+        have = _available_symbols(base)
+        symbols, exposures, notes = _wallet_symbols(wallet, have)
+        name = wallet.name
+        if not symbols:
+            return _flat_wallet_document(wallet, alpha, window)
+    else:
+        name, symbols, exposures = _book(book, exposure or [])
+        have = _available_symbols(base)
     unknown = [s for s in symbols if s not in have]
     if unknown:
         raise UsageError(
@@ -232,7 +335,7 @@ def run_backtest(
         for method, exceed in methods.items():
             test = coverage_test(exceed, alpha, mask) if n_days else None
             results.append(_result(sample, method, test, n_days))
-    return {
+    doc: dict[str, Any] = {
         "book": name,
         "exposures_usd": {s: exposures[s] for s in symbols},
         "alpha": alpha,
@@ -248,16 +351,58 @@ def run_backtest(
         "samples": sample_info,
         "results": results,
     }
+    if wallet is not None:
+        doc["wallet"] = _wallet_fields(wallet)
+        doc["notes"] = notes
+    doc["summary"] = _summary(doc)
+    return doc
+
+
+def _wallet_fields(wallet: WalletBook) -> dict[str, Any]:
+    return {"address": wallet.address, "label": wallet.label, "block": wallet.block,
+            "factor_exposures_usd": dict(wallet.factor_exposures_usd)}
+
+
+def _flat_wallet_document(wallet: WalletBook, alpha: float, window: int) -> dict[str, Any]:
+    """A wallet whose book has no price exposure: nothing to backtest, said in words."""
+    from riskcore.ewma import RISKMETRICS_LAMBDA
+
+    sentence = (f"nothing to backtest: the book of {wallet.name} has no price exposure at block {wallet.block} "
+                "(no open position with a USD delta)")
+    return {"book": wallet.name, "exposures_usd": {}, "alpha": alpha, "window": window,
+            "ewma_lambda": RISKMETRICS_LAMBDA, "data": None, "samples": {}, "results": [],
+            "wallet": _wallet_fields(wallet), "notes": [], "summary": [sentence]}
+
+
+def _summary(doc: dict[str, Any]) -> list[str]:
+    """The results in words: a sample without days, and every (sample, method) without a VaR exceedance."""
+    lines: list[str] = []
+    for sample, info in doc["samples"].items():
+        if not info["days"]:
+            lines.append(f"no {sample} days: the {doc['window']}-day window ends after the {sample} period "
+                         f"(daily data {doc['data']['first']} .. {doc['data']['last']})")
+    for r in doc["results"]:
+        info = doc["samples"][r["sample"]]
+        if info["days"] and r["exceedances"] == 0:
+            method = f"historical {doc['window']}d" if r["method"] == "historical" else "EWMA"
+            lines.append(f"no VaR exceedance in {info['first']} .. {info['last']} ({r['sample']}, {method} "
+                         f"{100 * doc['alpha']:g}% VaR, {info['days']} days; {r['expected']:.1f} expected)")
+    return lines
 
 
 def _print_table(doc: dict[str, Any]) -> None:
     from rich import box
     from rich.table import Table
 
+    if not doc["results"]:  # nothing was backtested: say why, no empty table
+        for line in doc["summary"]:
+            console.print(line, highlight=False)
+        return
     net = ", ".join(f"{s} {v:,.0f}" for s, v in doc["exposures_usd"].items() if v)
     data = doc["data"]
+    at_block = f" at block {doc['wallet']['block']}" if doc.get("wallet") else ""
     title = (
-        f"{100 * doc['alpha']:g}% one-day VaR backtest: {doc['book']} ({net or 'flat'}); "
+        f"{100 * doc['alpha']:g}% one-day VaR backtest: {doc['book']}{at_block} ({net or 'flat'}); "
         f"daily {', '.join(data['symbols'])} {data['first']} .. {data['last']}"
     )
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
@@ -300,6 +445,8 @@ def _print_table(doc: dict[str, Any]) -> None:
     for label, key in rows:
         table.add_row(label, *(cell(r, key) for r in doc["results"]))
     console.print(table)
+    for line in (*doc.get("notes", ()), *doc["summary"]):
+        console.print(line, highlight=False)
     periods = "; ".join(
         f"{name} {info['first']} .. {info['last']}" for name, info in doc["samples"].items() if info["days"]
     )
@@ -310,7 +457,46 @@ def _print_table(doc: dict[str, Any]) -> None:
     )
 
 
+class _Ctx:
+    """How the command reaches the configuration and the store (set by :func:`register`)."""
+
+    settings: Callable[[], Settings] | None = None
+    store: Callable[[Settings], Store] | None = None
+    address: Callable[[str], str] | None = None
+
+
+def _wallet(address: str) -> WalletBook:
+    """The tracked wallet's book, through the callbacks :func:`register` was given (defaults: the config file
+    and its store)."""
+    from aggregator.config import ConfigError, load_settings
+    from connectors.errors import InvalidAddressError
+    from connectors.types import checksum
+    from db.store import Store
+
+    if _Ctx.address is not None:
+        addr = _Ctx.address(address)  # the CLI's own check: exits 2 with its message
+    else:
+        try:
+            addr = checksum(address)
+        except InvalidAddressError as exc:
+            raise UsageError(str(exc)) from None
+    if _Ctx.settings is not None:
+        settings = _Ctx.settings()
+    else:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    opened = _Ctx.store(settings) if _Ctx.store is not None else Store.open(settings.db_url)
+    with opened as store:
+        return wallet_book_exposures(store, addr)
+
+
 def backtest(
+    address: Annotated[
+        str | None,
+        typer.Argument(help="A tracked wallet: backtest its current book (its newest snapshots; see `xmargin risk`)."),
+    ] = None,
     book: Annotated[
         BookChoice | None,
         typer.Option("--book", help="hedged or eth (the books of docs/backtest.md), or custom (with --exposure)."),
@@ -328,14 +514,18 @@ def backtest(
     window: Annotated[int, typer.Option("--window", help="Historical look-back in days.")] = WINDOW_DEFAULT,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Backtest one-day VaR (historical and EWMA) of a book against realized P&L: in- and out-of-sample coverage."""
+    """Backtest one-day VaR (historical and EWMA) of a tracked wallet's book (ADDRESS) or a canned one (--book)
+    against realized P&L: in- and out-of-sample coverage."""
     from aggregator.marketdata import MarketDataNotFoundError
 
     try:
-        doc = run_backtest(book, exposure, alpha, window)
+        if address is not None and (book is not None or exposure):
+            raise UsageError("ADDRESS backtests that wallet's book: leave out --book and --exposure")
+        wallet = _wallet(address) if address is not None else None
+        doc = run_backtest(book, exposure, alpha, window, wallet=wallet)
     except UsageError as exc:
         _fail(str(exc))
-    except (MarketDataNotFoundError, MarketDataError) as exc:
+    except (MarketDataNotFoundError, MarketDataError, WalletError) as exc:
         _fail(str(exc), code=1)
     if as_json:
         print(json.dumps(doc))
@@ -343,6 +533,13 @@ def backtest(
         _print_table(doc)
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``backtest`` command to ``app``."""
+def register(
+    app: typer.Typer,
+    settings: Callable[[], Settings] | None = None,
+    store: Callable[[Settings], Store] | None = None,
+    address: Callable[[str], str] | None = None,
+) -> None:
+    """Add the ``backtest`` command to ``app``; ``settings``, ``store`` and ``address`` are the CLI's own ways to
+    read the configuration, open the store and check an address (defaults: the config file, its store, EIP-55)."""
+    _Ctx.settings, _Ctx.store, _Ctx.address = settings, store, address
     app.command("backtest")(backtest)

@@ -18,8 +18,12 @@ identity (:mod:`db.chains`), and :func:`judge` decides:
     lower block). The old identity is retired — its rows stay in the store, apart, never served as current nor
     mixed into a history — and a new one begins. One WARNING line says so.
 ``behind``
-    The node's head is below the newest stored block and no later in time, and nothing stored was replaced: a node
-    (or a fallback endpoint) that lags behind. The sync fails with that reason rather than store older data as new.
+    The node's head is below the newest stored block, and a stored block at or below the head is on the node's
+    chain while none was replaced: a node (or a fallback endpoint) that lags behind. The sync fails with that
+    reason rather than store older data as new. A node whose head is below *every* block stored from the chain
+    gives no such evidence, and is taken for another chain (a reset devnet starts again below its predecessor's
+    blocks; a node lagging behind everything ever stored would at worst begin a new identity, which the primary's
+    next answer then continues).
 
 An identity migrated from a store older than chain identities (``genesis_hash`` unknown) is adopted only when its
 newest stored block is on the node's chain; otherwise it is retired.
@@ -77,8 +81,9 @@ def judge(
 ) -> Verdict:
     """Decide what the node's chain is to the stored identity ``chain`` (see the module docstring).
 
-    ``stored``: the identity's highest stored blocks, highest first; ``canonical``: the node's hash at each of those
-    heights (``None`` where the node has no such block, i.e. above its head). Pure: no I/O.
+    ``stored``: the identity's highest stored blocks and its highest ones at or below the node's head, highest
+    first; ``canonical``: the node's hash at each of those heights (``None`` where the node has no such block,
+    i.e. above its head). Pure: no I/O.
     """
     if chain is None:
         return Verdict("new", None)
@@ -96,16 +101,17 @@ def judge(
     if chain.genesis_hash is None:  # an identity migrated from an older store: adopted only when plainly the same
         return Verdict("new", f"block {newest.number} of the stored data is not on the node's chain "
                               "(recorded before chain identities were checked)")
-    if not replaced and head.number < newest.number and not later:
+    if not replaced and kept and head.number < newest.number and not later:
         return Verdict("behind", f"the node's head is block {head.number}, behind block {newest.number} "
                                  "already stored from this chain")
     ancestor = kept[0].number if kept else None
     if ancestor is not None and newest.number - ancestor <= max_reorg_depth:
         return Verdict("reorg", f"blocks above {ancestor} were replaced (block {newest.number} was "
                                 f"{_short(newest.hash)}, is {_short(canonical.get(newest.number))})", ancestor)
-    if head.number < newest.number:
-        why = (f"the node's head is block {head.number}, below block {newest.number} stored from it, "
-               "with a later time")
+    if not replaced and not kept:
+        why = f"the node's head is block {head.number}, below every block stored from it (up to {newest.number})"
+    elif head.number < newest.number:
+        why = f"the node's head is block {head.number}, below block {newest.number} stored from it"
     else:
         why = f"block {newest.number} is now {_short(canonical.get(newest.number))}, was {_short(newest.hash)}"
     return Verdict("new", why + ("" if ancestor is None else f"; the nearest common block {ancestor} is more than "
@@ -124,17 +130,22 @@ def identify(
     chain id, and the RPC's :class:`ConnectorError` when it cannot be asked.
     """
     current = store.current_chain(chain_id)
-    stored = store.stored_blocks(current.id, PROBE_BLOCKS) if current is not None else []
-    head, genesis, *probed = rpc.get_blocks(["latest", 0, *(b.number for b in stored[:1])])
+    stored = store.stored_blocks(current.id, 1) if current is not None else []
+    head, genesis, *probed = rpc.get_blocks(["latest", 0, *(b.number for b in stored)])
     if head is None or genesis is None:
         raise ConnectorError(f"chain {name!r}: the node did not return its head and genesis blocks")
     if head.chain_id != chain_id:
         raise InvalidInputError(f"chain {name!r} is configured as chain id {chain_id}, but its RPC serves chain id "
                                 f"{head.chain_id}")
-    canonical = {b.number: (p.hash if p is not None else None) for b, p in zip(stored[:1], probed, strict=True)}
-    if stored and (canonical[stored[0].number] or "").lower() != stored[0].hash.lower() and len(stored) > 1:
-        rest = rpc.get_blocks([b.number for b in stored[1:]])
-        canonical |= {b.number: (p.hash if p is not None else None) for b, p in zip(stored[1:], rest, strict=True)}
+    canonical = {b.number: (p.hash if p is not None else None) for b, p in zip(stored, probed, strict=True)}
+    if current is not None and stored and (canonical[stored[0].number] or "").lower() != stored[0].hash.lower():
+        # Not on the node's chain: look further — the highest stored blocks, and the highest at or below its head.
+        more = {b.number: b for b in [*store.stored_blocks(current.id, PROBE_BLOCKS),
+                                      *store.stored_blocks(current.id, PROBE_BLOCKS // 2, at_most=head.number)]}
+        stored = sorted(more.values(), key=lambda b: -b.number)
+        ask = [b.number for b in stored if b.number <= head.number and b.number not in canonical]
+        canonical |= {b.number: None for b in stored if b.number > head.number}
+        canonical |= {n: (p.hash if p is not None else None) for n, p in zip(ask, rpc.get_blocks(ask), strict=True)}
     verdict = judge(current, genesis.hash, head, stored, canonical, max_reorg_depth=max_reorg_depth)
     if verdict.kind == "behind":
         raise ChainBehindError(f"chain {name!r}: {verdict.reason}; waiting for it to catch up")

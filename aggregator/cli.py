@@ -12,15 +12,19 @@ import logging
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from aggregator.config import ConfigError, Settings, load_settings
 from connectors.errors import InvalidAddressError
 from connectors.types import checksum
 from db.store import Store
+
+if TYPE_CHECKING:
+    from aggregator.devnet_cli import DevnetCommandError
 
 __all__ = ["app", "main"]
 
@@ -312,22 +316,47 @@ def demo(
 
 
 # ----------------------------------------------------------------------------------------------- devnet
-@devnet_app.command("up")
-def devnet_up() -> None:
-    """Start the local chain (deploying and caching it on first use) and write its xmargin config."""
-    from aggregator.devnet_cli import up
+def _devnet_fail(exc: DevnetCommandError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # one line, even in a narrow terminal
+    raise typer.Exit(exc.code)
 
-    info, config_path = up()
-    console.print(f"devnet up at {info['rpc_url']} (chain {info['chain_id']})")
-    console.print(f"config for xmargin: {config_path}  (export XMARGIN_CONFIG={config_path})")
+
+@devnet_app.command("up")
+def devnet_up(
+    port: Annotated[int | None, typer.Option(
+        "--port", help="anvil's JSON-RPC port (default: the last run's when free, else any free one).")] = None,
+    perp_port: Annotated[int | None, typer.Option(
+        "--perp-port", help="The local perp API's port (default: the last run's when free, else any free one).")
+    ] = None,
+) -> None:
+    """Start the local chain (deploying and caching it on first use) and write its xmargin config."""
+    from aggregator.devnet_cli import DevnetCommandError, StageDisplay, up
+
+    try:
+        with StageDisplay(console) as progress:
+            result = up(port, perp_port, progress)
+    except DevnetCommandError as exc:
+        _devnet_fail(exc)
+    info = result.info
+    verb = "already running" if result.already_running else "up"
+    console.print(f"devnet {verb} at {info['rpc_url']} (chain {info['chain_id']}); perp API "
+                  f"{info['services'].get('perp_api', 'none')}", soft_wrap=True)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    state = "written" if result.config_changed else "unchanged"
+    console.print(f"config for xmargin ({state}): {result.config_path}  (export XMARGIN_CONFIG={result.config_path})",
+                  soft_wrap=True)
 
 
 @devnet_app.command("info")
 def devnet_info(as_json: JsonOpt = False) -> None:
     """Print the running devnet's RPC URL, chain id and addresses."""
-    from aggregator.devnet_cli import info
+    from aggregator.devnet_cli import DevnetCommandError, info
 
-    data: dict[str, Any] = info()
+    try:
+        data: dict[str, Any] = info()
+    except DevnetCommandError as exc:
+        _devnet_fail(exc)
     if as_json:
         print(json.dumps(data))
         return
@@ -336,34 +365,49 @@ def devnet_info(as_json: JsonOpt = False) -> None:
 
 @devnet_app.command("set-price")
 def devnet_set_price(symbol: str, usd: float) -> None:
-    """Move SYMBOL's oracle price to USD dollars."""
-    from aggregator.devnet_cli import set_price
+    """Move SYMBOL's price to USD dollars on every venue of the devnet (feed, Morpho oracles, pools, perp marks)."""
+    from aggregator.devnet_cli import DevnetCommandError, set_price
 
-    set_price(symbol, usd)
-    console.print(f"{symbol.upper()} = ${usd:,}")
+    try:
+        sym = set_price(symbol, usd)
+    except DevnetCommandError as exc:
+        _devnet_fail(exc)
+    console.print(f"{sym} = ${f'{usd:,.8f}'.rstrip('0').rstrip('.')}")  # the feeds hold 8 decimals
 
 
 @devnet_app.command("seed")
 def devnet_seed() -> None:
     """Open the demo positions and track the demo wallets."""
-    from aggregator.devnet_cli import seed
+    from aggregator.devnet_cli import DevnetCommandError, StageDisplay, seed
 
-    for address, label in seed(_settings()):
-        console.print(f"seeded {address} ({label})")
+    settings = _settings()
+    try:
+        with StageDisplay(console) as progress:
+            result = seed(settings, progress)
+    except DevnetCommandError as exc:
+        _devnet_fail(exc)
+    if result.already_seeded:
+        console.print("the devnet was seeded already: its positions are as they were")
+    for address, label in result.wallets:
+        console.print(f"{'tracking' if result.already_seeded else 'seeded'} {address} ({label})")
 
 
 @devnet_app.command("down")
 def devnet_down() -> None:
-    """Stop the devnet."""
-    from aggregator.devnet_cli import down
+    """Stop the devnet (the next `devnet up` reuses its ports when they are free)."""
+    from aggregator.devnet_cli import DevnetCommandError, down
 
-    console.print("devnet stopped" if down() else "no devnet was running")
+    try:
+        stopped = down()
+    except DevnetCommandError as exc:
+        _devnet_fail(exc)
+    console.print("devnet stopped" if stopped else "no devnet was running")
 
 
 def _register_commands() -> None:
     from aggregator import api_cli, automation_cli, backtest_cli
 
-    backtest_cli.register(app)
+    backtest_cli.register(app, _settings, _store, _address)
     automation_cli.register(app, _settings, _store, _address)
     api_cli.register(app, _settings, _store)
 

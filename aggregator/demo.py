@@ -13,6 +13,7 @@ import time
 from itertools import count
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -20,7 +21,7 @@ import devnet
 from aggregator.api.app import create_app, trusted_hosts
 from aggregator.api.server import ApiServer, ServerStartError
 from aggregator.config import Settings, load_settings
-from aggregator.devnet_cli import devnet_settings
+from aggregator.devnet_cli import StageDisplay, devnet_settings
 from aggregator.metrics import Metrics
 from aggregator.pipeline import Syncer
 from aggregator.render import check_text, has_exposure, health_style
@@ -87,15 +88,26 @@ def _print_unified(console: Console, store: Store, seeded: list[devnet.SeedWalle
 
 
 def run_demo(console: Console, cycles: int | None = None, interval_s: float = 2.0) -> int:
-    """Run the demo; returns the process exit code."""
-    with console.status("installing the devnet (first run: npm packages, contracts)…"):
-        devnet.ensure_installed()
-    console.print("starting the devnet (the first run deploys Aave v3 and caches the chain state)…")
-    with devnet.Devnet.launch() as dn:
-        try:
-            _cycles(console, dn.info, cycles, interval_s)
-        except KeyboardInterrupt:
-            console.print("stopped")
+    """Run the demo; returns the process exit code.
+
+    Every slow stage (the first run's npm install, compile and deployment; the start; the seeding) shows as it
+    runs (:class:`aggregator.devnet_cli.StageDisplay`: a live line per stage in a terminal, one plain line per
+    stage otherwise).
+    """
+    dn = devnet.Devnet()
+    try:
+        with StageDisplay(console) as progress:
+            dn.start(progress=progress)
+        how = "deployed and cached for next time" if dn.deployed else "from the cached chain state"
+        console.print(f"devnet ready in {dn.startup_s:.1f} s ({how})")
+        _cycles(console, dn.info, cycles, interval_s)
+    except KeyboardInterrupt:
+        console.print("stopped")
+    except (devnet.DevnetError, devnet.InstallError, devnet.DeployError) as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
+        return 1
+    finally:
+        dn.stop()
     return 0
 
 
@@ -103,8 +115,8 @@ def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, inter
     if not console.is_terminal:
         console.width = max(console.width, 110)  # piped output: room for every venue's column
     console.print(f"devnet at {info.rpc_url}, chain {info.chain_id}; Aave v3 pool {info.contract('aave_v3.pool')}")
-    with console.status("opening demo positions…"):
-        seeded = [w for w in devnet.seed(info) if w.label != "lender"]
+    with StageDisplay(console) as progress:
+        seeded = [w for w in devnet.seed(info, progress) if w.label != "lender"]
     settings = devnet_settings(info, load_settings())
     labels = {w.address: w.label for w in seeded}
     with Store.open(settings.db_url) as store, Syncer(settings, store) as syncer:

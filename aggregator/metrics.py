@@ -14,7 +14,12 @@ Read from the store at scrape time (so every process serving the API reports the
 
 * ``xmargin_wallets`` — tracked wallets;
 * ``xmargin_last_block{chain_id}`` — newest block of a sync that did not fail, per chain;
-* ``xmargin_alerts{state}`` — stored alerts by delivery state (fired, delivered, failed).
+* ``xmargin_alerts{state}`` — stored alerts by delivery state (fired, delivered, failed);
+* ``xmargin_keeper_plans{status}``, ``xmargin_keeper_transactions{status}`` — keeper plans and their
+  transactions by status; ``xmargin_keeper_executed_usd_total`` — USD moved by executed plans;
+  ``xmargin_keeper_last_plan_timestamp_seconds`` — when the keeper last came to a plan (absent before the
+  first); ``xmargin_keeper_refusals_standing`` — wallets whose newest plan is refused (over a limit: an
+  operator must act).
 """
 
 from __future__ import annotations
@@ -81,6 +86,28 @@ class _StoreCollector(Collector):
         for state, n in sorted(self._store.alert_counts().items()):
             alerts.add_metric([state], n)
         yield alerts
+        yield from self._keeper_metrics()
+
+    def _keeper_metrics(self) -> Iterator[Metric]:
+        figures = self._store.keeper_figures()
+        plans = GaugeMetricFamily("xmargin_keeper_plans", "Stored keeper plans by status.", labels=["status"])
+        for status, n in sorted(figures.plans.items()):
+            plans.add_metric([status], n)
+        txs = GaugeMetricFamily("xmargin_keeper_transactions", "Stored keeper transactions by status.",
+                                labels=["status"])
+        for status, n in sorted(figures.txs.items()):
+            txs.add_metric([status], n)
+        executed = CounterMetricFamily("xmargin_keeper_executed_usd", "USD moved by executed keeper plans.")
+        executed.add_metric([], figures.executed_usd)
+        refusals = GaugeMetricFamily("xmargin_keeper_refusals_standing",
+                                     "Wallets whose newest keeper plan is refused (over a limit).")
+        refusals.add_metric([], figures.standing_refusals)
+        yield from (plans, txs, executed, refusals)
+        if figures.last_plan_at is not None:
+            last = GaugeMetricFamily("xmargin_keeper_last_plan_timestamp_seconds",
+                                     "When the keeper last came to a plan (Unix seconds).")
+            last.add_metric([], figures.last_plan_at.timestamp())
+            yield last
 
     def _rpc_metrics(self) -> Iterator[Metric]:
         source = self._rpc()

@@ -8,7 +8,9 @@ on are made here, in the database, so they hold across processes and restarts:
   the insert that created it returns it for delivery (:meth:`AutomationStore.record_evaluation`);
 * a rule's state (open episode, last value, last firing) is updated in the same transaction as the alerts it
   fires: a crash leaves either both or neither;
-* a plan is identified by its ``plan_key``; :meth:`AutomationStore.begin_execution` moves it from
+* a plan is identified by its ``plan_key``; a plan that is not executed (a dry run, a refusal) is stored once
+  while it stands (:meth:`AutomationStore.record_plan`: seen again, not stored again);
+  :meth:`AutomationStore.begin_execution` moves it from
   ``simulated`` to ``executing`` and stores its signed transactions in one transaction, and only if no other
   plan of the wallet is executing (compare-and-set), so a plan is sent at most once and a restart re-sends the
   stored bytes (same nonce, same hash) instead of signing anew.
@@ -16,7 +18,7 @@ on are made here, in the database, so they hold across processes and restarts:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +38,7 @@ __all__ = [
     "TX_STATUSES",
     "AlertRow",
     "AutomationStore",
+    "KeeperFigures",
     "NewAlert",
     "NewTx",
     "PlanRow",
@@ -148,6 +151,27 @@ class PlanRow:
     plan: Mapping[str, Any]
     simulation: Mapping[str, Any] | None
     error: str | None
+    last_seen_block: int
+    """The newest block at which the keeper came to this same plan (``block_number`` is the first)."""
+    last_seen_at: datetime
+    seen_count: int
+    """Keeper cycles that came to this plan (a standing dry run or refusal is one row, seen again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeeperFigures:
+    """The keeper's figures for ``/metrics``, read from the store."""
+
+    plans: Mapping[str, int]
+    """Stored plans per status (every status present, 0 when none)."""
+    txs: Mapping[str, int]
+    """Stored transactions per status (every status present)."""
+    executed_usd: float
+    """USD moved by plans that executed (``usd_total`` of every ``executed`` plan)."""
+    last_plan_at: datetime | None
+    """When the keeper last came to a plan (stored or seen again)."""
+    standing_refusals: int
+    """(wallet, chain) pairs whose newest plan is a refusal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,20 +394,58 @@ class AutomationStore:
         plan: Mapping[str, Any],
         now: datetime,
         error: str | None = None,
+        simulation: Mapping[str, Any] | None = None,
     ) -> PlanRow | None:
         """Store a new plan; ``None`` when a plan with this key is already stored (nothing changes)."""
         _check(status, PLAN_STATUSES, "plan status")
         with write_transaction(self._engine) as conn:
             wallet_id = _wallet_id(conn, wallet)
-            new_id = conn.execute(
-                _insert(conn, PLANS).on_conflict_do_nothing(index_elements=["plan_key"]).returning(PLANS.c.id),
-                {"plan_key": plan_key, "wallet_id": wallet_id, "chain_id": chain_id, "block_number": block_number,
-                 "created_at": now, "updated_at": now, "status": status, "execute": execute, "signer": signer,
-                 "usd_total": usd_total, "plan": dict(plan), "simulation": None, "error": error},
-            ).scalar()
-            if new_id is None:
-                return None
-            return _plans(conn, PLANS.c.id == new_id)[0]
+            assert wallet_id is not None
+            return _insert_plan(conn, wallet_id, plan_key=plan_key, chain_id=chain_id, block_number=block_number,
+                                status=status, execute=execute, signer=signer, usd_total=usd_total, plan=plan,
+                                now=now, error=error, simulation=simulation)
+
+    def record_plan(
+        self,
+        *,
+        same: Callable[[PlanRow], bool],
+        plan_key: str,
+        wallet: str,
+        chain_id: int,
+        block_number: int,
+        status: str,
+        execute: bool,
+        signer: str | None,
+        usd_total: float,
+        plan: Mapping[str, Any],
+        now: datetime,
+        error: str | None = None,
+        simulation: Mapping[str, Any] | None = None,
+    ) -> tuple[PlanRow | None, bool]:
+        """Store a plan that is not going to be executed (a dry run, a refusal, an infeasible or failed plan) once
+        while it stands.
+
+        When the wallet's newest plan on the chain has this ``status``, is not from a later block, and ``same``
+        says it is this plan, that row is seen again — its last-seen block and time move, its count grows — and
+        returned with ``False``. Otherwise the plan is inserted and returned with ``True``; ``(None, False)``
+        when its key is already stored. One transaction, serialised per wallet.
+        """
+        _check(status, PLAN_STATUSES, "plan status")
+        with write_transaction(self._engine) as conn:
+            wallet_id = _wallet_id(conn, wallet)
+            assert wallet_id is not None
+            conn.execute(sa.select(WALLETS.c.id).where(WALLETS.c.id == wallet_id).with_for_update())
+            newest = _plans(conn, PLANS.c.wallet_id == wallet_id, PLANS.c.chain_id == chain_id, limit=1)
+            if newest and newest[0].status == status and newest[0].block_number <= block_number and same(newest[0]):
+                row = newest[0]
+                conn.execute(sa.update(PLANS).where(PLANS.c.id == row.id).values(
+                    last_seen_block=max(row.last_seen_block, block_number), last_seen_at=max(row.last_seen_at, now),
+                    seen_count=PLANS.c.seen_count + 1))
+                return _plans(conn, PLANS.c.id == row.id)[0], False
+            inserted = _insert_plan(conn, wallet_id, plan_key=plan_key, chain_id=chain_id, block_number=block_number,
+                                    status=status, execute=execute, signer=signer, usd_total=usd_total, plan=plan,
+                                    now=now, error=error, simulation=simulation)
+            return inserted, inserted is not None
 
     def get_plan(self, plan_id: int) -> PlanRow | None:
         with read_transaction(self._engine) as conn:
@@ -479,6 +541,22 @@ class AutomationStore:
         """Plans left ``executing`` (sent, or about to be): a restart reconciles them before planning anew."""
         return self.list_plans(wallet, status="executing", limit=10_000)
 
+    def keeper_figures(self) -> KeeperFigures:
+        """Plans and transactions by status, USD executed, the last plan's time and the standing refusals."""
+        newest = sa.select(sa.func.max(PLANS.c.id)).group_by(PLANS.c.wallet_id, PLANS.c.chain_id)
+        with read_transaction(self._engine) as conn:
+            plans = conn.execute(sa.select(PLANS.c.status, sa.func.count()).group_by(PLANS.c.status)).all()
+            txs = conn.execute(sa.select(TXS.c.status, sa.func.count()).group_by(TXS.c.status)).all()
+            executed = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(PLANS.c.usd_total), 0.0))
+                                    .where(PLANS.c.status == "executed")).scalar_one()
+            last = conn.execute(sa.select(sa.func.max(PLANS.c.last_seen_at))).scalar_one()
+            standing = conn.execute(sa.select(sa.func.count()).select_from(PLANS).where(
+                PLANS.c.status == "refused", PLANS.c.id.in_(newest))).scalar_one()
+        return KeeperFigures(
+            plans=dict.fromkeys(PLAN_STATUSES, 0) | {r[0]: int(r[1]) for r in plans},
+            txs=dict.fromkeys(TX_STATUSES, 0) | {r[0]: int(r[1]) for r in txs},
+            executed_usd=float(executed), last_plan_at=last, standing_refusals=int(standing))
+
     def executed_usd_since(self, since: datetime, *, signer: str | None = None) -> float:
         """USD moved by plans started since ``since`` (executing, executed, or failed after sending: a failed plan
         may have moved part of it): the daily limit's spend."""
@@ -537,6 +615,21 @@ def _alerts(conn: Connection, *where: Any, limit: int | None = None, newest_firs
     ]
 
 
+def _insert_plan(conn: Connection, wallet_id: int, *, plan_key: str, chain_id: int, block_number: int, status: str,
+                 execute: bool, signer: str | None, usd_total: float, plan: Mapping[str, Any], now: datetime,
+                 error: str | None, simulation: Mapping[str, Any] | None) -> PlanRow | None:
+    new_id = conn.execute(
+        _insert(conn, PLANS).on_conflict_do_nothing(index_elements=["plan_key"]).returning(PLANS.c.id),
+        {"plan_key": plan_key, "wallet_id": wallet_id, "chain_id": chain_id, "block_number": block_number,
+         "created_at": now, "updated_at": now, "status": status, "execute": execute, "signer": signer,
+         "usd_total": usd_total, "plan": dict(plan), "simulation": dict(simulation) if simulation else None,
+         "error": error, "last_seen_block": block_number, "last_seen_at": now, "seen_count": 1},
+    ).scalar()
+    if new_id is None:
+        return None
+    return _plans(conn, PLANS.c.id == new_id)[0]
+
+
 def _plans(conn: Connection, *where: Any, limit: int | None = None) -> list[PlanRow]:
     query = (sa.select(PLANS, WALLETS.c.address).join(WALLETS, WALLETS.c.id == PLANS.c.wallet_id)
              .where(*where).order_by(PLANS.c.id.desc()))
@@ -546,6 +639,9 @@ def _plans(conn: Connection, *where: Any, limit: int | None = None) -> list[Plan
         PlanRow(id=r["id"], plan_key=r["plan_key"], wallet=r["address"], chain_id=r["chain_id"],
                 block_number=r["block_number"], created_at=r["created_at"], updated_at=r["updated_at"],
                 status=r["status"], execute=r["execute"], signer=r["signer"], usd_total=r["usd_total"],
-                plan=r["plan"], simulation=r["simulation"], error=r["error"])
+                plan=r["plan"], simulation=r["simulation"], error=r["error"],
+                last_seen_block=r["last_seen_block"] if r["last_seen_block"] is not None else r["block_number"],
+                last_seen_at=r["last_seen_at"] if r["last_seen_at"] is not None else r["created_at"],
+                seen_count=r["seen_count"])
         for r in conn.execute(query).mappings()
     ]

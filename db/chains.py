@@ -113,9 +113,10 @@ class ChainStore:
         with read_transaction(self._engine) as conn:
             return [_chain_row(r) for r in conn.execute(query).mappings()]
 
-    def stored_blocks(self, chain_ref_id: int, limit: int = 16) -> list[StoredBlock]:
-        """The ``limit`` highest distinct blocks that runs of the identity stored (failed runs excluded), highest
-        first: what the syncer checks against the node to tell a reorganisation from another chain."""
+    def stored_blocks(self, chain_ref_id: int, limit: int = 16, *, at_most: int | None = None) -> list[StoredBlock]:
+        """The ``limit`` highest distinct blocks that runs of the identity stored (failed runs excluded; with
+        ``at_most``, only blocks at or below that height), highest first: what the syncer checks against the node
+        to tell a reorganisation or a lagging node from another chain."""
         query = (
             sa.select(SYNC_RUNS.c.block_number, SYNC_RUNS.c.block_hash, sa.func.max(SYNC_RUNS.c.block_timestamp))
             .where(SYNC_RUNS.c.chain_ref_id == chain_ref_id, SYNC_RUNS.c.status != SyncStatus.FAILED.value,
@@ -124,6 +125,8 @@ class ChainStore:
             .order_by(SYNC_RUNS.c.block_number.desc())
             .limit(limit)
         )
+        if at_most is not None:
+            query = query.where(SYNC_RUNS.c.block_number <= at_most)
         with read_transaction(self._engine) as conn:
             return [StoredBlock(int(n), str(h), t) for n, h, t in conn.execute(query)]
 

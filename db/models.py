@@ -476,6 +476,12 @@ class KeeperPlan(Base):
     plan: Mapped[dict[str, Any]]
     simulation: Mapped[dict[str, Any] | None]
     error: Mapped[str | None]
+    last_seen_block: Mapped[int | None]
+    """The newest block at which the keeper came to this same plan again (a standing dry run or refusal is one
+    row, seen again block after block, not one row per block). Filled on insert; ``block_number`` is the first."""
+    last_seen_at: Mapped[datetime | None]
+    seen_count: Mapped[int] = mapped_column(server_default="1")
+    """How many keeper cycles came to this plan."""
 
 
 class KeeperTx(Base):

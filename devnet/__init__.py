@@ -36,8 +36,18 @@ from devnet.aave import (
     user_emode,
     withdraw,
 )
-from devnet.chain import Devnet, DevnetNotRunningError, down, info, up
-from devnet.deploy import ADMIN, MULTICALL3, feed_name
+from devnet.chain import (
+    Devnet,
+    DevnetAlreadyRunningError,
+    DevnetNotRunningError,
+    Ports,
+    down,
+    info,
+    ports_of,
+    remembered_ports,
+    up,
+)
+from devnet.deploy import ADMIN, MULTICALL3, DeployError, feed_name
 from devnet.evm import (
     DevnetError,
     Receipt,
@@ -58,7 +68,9 @@ from devnet.evm import (
 from devnet.feeds import RoundData, latest_round, refresh_feeds, set_price
 from devnet.install import InstallError, ensure_installed
 from devnet.models import DevnetInfo
-from devnet.seed import HEDGED_VENUES, SEED_LABELS, SeedWallet, seed
+from devnet.node import PortInUseError
+from devnet.progress import Progress, StageEvent
+from devnet.seed import HEDGED_VENUES, SEED_LABELS, SeedWallet, is_seeded, seed
 from devnet.venues import LIQUIDITY, mint_tokens
 from devnet.wallets import wallet_address, wallet_key
 
@@ -70,18 +82,24 @@ __all__ = [
     "MULTICALL3",
     "SEED_LABELS",
     "AccountData",
+    "DeployError",
     "Devnet",
+    "DevnetAlreadyRunningError",
     "DevnetError",
     "DevnetInfo",
     "DevnetNotRunningError",
     "EModeCategory",
     "InstallError",
+    "PortInUseError",
+    "Ports",
+    "Progress",
     "RateMode",
     "Receipt",
     "RevertedError",
     "RoundData",
     "RpcError",
     "SeedWallet",
+    "StageEvent",
     "account_data",
     "balance_of",
     "block_timestamp",
@@ -97,12 +115,15 @@ __all__ = [
     "fund",
     "increase_time",
     "info",
+    "is_seeded",
     "latest_round",
     "liquidate",
     "mine",
     "mint_tokens",
     "morpho",
+    "ports_of",
     "refresh_feeds",
+    "remembered_ports",
     "repay",
     "revert",
     "rpc",

@@ -32,6 +32,7 @@ from devnet.evm import rpc
 from devnet.install import ensure_installed
 from devnet.node import AttachedNode
 from devnet.paths import DEVNET_DIR, cache_root
+from devnet.progress import Progress, stage
 
 __all__ = ["CACHE_FORMAT", "CachedState", "cache_key", "ensure_state"]
 
@@ -72,20 +73,22 @@ def cache_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def ensure_state() -> tuple[CachedState, bool]:
+def ensure_state(progress: Progress | None = None) -> tuple[CachedState, bool]:
     """The cache entry for the current deploy inputs, deploying it first if missing.
 
     Returns ``(entry, deployed)`` where ``deployed`` tells whether this call did the deployment. Installs
-    the npm side first if needed. Concurrent callers wait for one deployment and share it.
+    the npm side first if needed. Concurrent callers wait for one deployment and share it. The install and
+    deploy stages that run are reported to ``progress`` (see :mod:`devnet.progress`).
     """
-    ensure_installed()
+    ensure_installed(progress)
     directory = cache_root() / cache_key()
     if (directory / "deployment.json").exists():
         return _load(directory), False
-    with file_lock(cache_root() / f"{cache_key()}.lock"):
+    waiting = "waiting for another process deploying the devnet (first run)"
+    with file_lock(cache_root() / f"{cache_key()}.lock", lambda: stage(progress, "wait", waiting)):
         if (directory / "deployment.json").exists():
             return _load(directory), False
-        _build(directory)
+        _build(directory, progress)
         _prune(cache_root())
         return _load(directory), True
 
@@ -108,16 +111,17 @@ def _load(directory: Path) -> CachedState:
     return CachedState(directory, int(data["chain_id"]), deployment)
 
 
-def _build(directory: Path) -> None:
+def _build(directory: Path, progress: Progress | None = None) -> None:
     """Deploy onto a fresh private anvil, dump its state, and move the finished entry into place."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     node = AttachedNode(None, None)
     began = time.perf_counter()
     try:
-        deployment = deploy_all(node.url)
+        deployment = deploy_all(node.url, progress)
         deploy_s = time.perf_counter() - began
-        chain_id = int(rpc(node.url, "eth_chainId"), 16)
-        state = gzip.decompress(bytes.fromhex(rpc(node.url, "anvil_dumpState")[2:]))
+        with stage(progress, "cache", f"saving the deployed chain state to {directory.parent}"):
+            chain_id = int(rpc(node.url, "eth_chainId"), 16)
+            state = gzip.decompress(bytes.fromhex(rpc(node.url, "anvil_dumpState")[2:]))
     finally:
         node.stop()
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))

@@ -19,8 +19,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -28,15 +29,71 @@ from devnet.cache import CachedState, ensure_state
 from devnet.evm import DevnetError, RpcError, block_timestamp, mine, rpc
 from devnet.feeds import refresh_feeds
 from devnet.models import DevnetInfo
-from devnet.node import AttachedNode, free_port, is_anvil, kill_detached, spawn_detached
-from devnet.paths import run_file
+from devnet.node import (
+    AttachedNode,
+    alive,
+    check_free,
+    free_port,
+    is_anvil,
+    kill_detached,
+    port_is_free,
+    spawn_detached,
+)
+from devnet.paths import ports_file, run_file
 from devnet.perp_api import PerpApi
+from devnet.progress import Progress, stage
 
-__all__ = ["Devnet", "DevnetNotRunningError", "down", "info", "up"]
+__all__ = [
+    "Devnet",
+    "DevnetAlreadyRunningError",
+    "DevnetNotRunningError",
+    "Ports",
+    "down",
+    "info",
+    "ports_of",
+    "remembered_ports",
+    "up",
+]
 
 
 class DevnetNotRunningError(DevnetError):
     """No devnet is recorded in the run file, or the recorded one does not answer."""
+
+
+class DevnetAlreadyRunningError(DevnetError):
+    """:func:`up` was asked for ports other than those of the shared devnet already running."""
+
+    def __init__(self, running: DevnetInfo, message: str) -> None:
+        super().__init__(message)
+        self.running = running
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The shared devnet's loopback ports: anvil's JSON-RPC and the local perp API's (None: not known)."""
+
+    rpc: int | None = None
+    perp_api: int | None = None
+
+
+def ports_of(devnet: DevnetInfo) -> Ports:
+    """The ports ``devnet``'s RPC URL and perp API URL are on."""
+    perp = devnet.services.get("perp_api")
+    return Ports(urlsplit(devnet.rpc_url).port, urlsplit(perp).port if perp else None)
+
+
+def remembered_ports() -> Ports:
+    """The ports the last :func:`up` used (:func:`devnet.paths.ports_file`, kept after :func:`down`), or
+    ``Ports()`` when there is no readable record."""
+    try:
+        data = json.loads(ports_file().read_text())
+        return Ports(_port_or_none(data.get("rpc")), _port_or_none(data.get("perp_api")))
+    except (OSError, ValueError, AttributeError):
+        return Ports()
+
+
+def _port_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and 0 < value < 65_536 else None
 
 
 class Devnet:
@@ -62,17 +119,23 @@ class Devnet:
             raise DevnetNotRunningError("this Devnet is not started")
         return self._info
 
-    def start(self, port: int | None = None) -> DevnetInfo:
-        """Start anvil on ``port`` (a free loopback port when None), deploy-or-load, sync the clock."""
+    def start(self, port: int | None = None, progress: Progress | None = None) -> DevnetInfo:
+        """Start anvil on ``port`` (a free loopback port when None), deploy-or-load, sync the clock.
+
+        The stages that run (first-run install and deployment, the start itself) are reported to
+        ``progress`` (see :mod:`devnet.progress`).
+        """
         if self._node is not None:
             raise DevnetError("this Devnet is already started")
         began = time.perf_counter()
-        state, self.deployed = ensure_state()
-        self._node = AttachedNode(port, state.state_file)
+        state, self.deployed = ensure_state(progress)
         try:
-            ready = _ready(state, self._node.url)
-            self._perp = PerpApi()
-            self._info = replace(ready, services={"perp_api": self._perp.start()})
+            with stage(progress, "anvil", "starting anvil on the cached chain state"):
+                self._node = AttachedNode(port, state.state_file)
+                ready = _ready(state, self._node.url)
+            with stage(progress, "perp_api", "starting the local perp API"):
+                self._perp = PerpApi()
+                self._info = replace(ready, services={"perp_api": self._perp.start()})
         except BaseException:
             self.stop()
             raise
@@ -91,34 +154,62 @@ class Devnet:
 
     @classmethod
     @contextmanager
-    def launch(cls, port: int | None = None) -> Iterator[Devnet]:
+    def launch(cls, port: int | None = None, progress: Progress | None = None) -> Iterator[Devnet]:
         """Context manager: a started private :class:`Devnet`, stopped on exit."""
         devnet = cls()
-        devnet.start(port)
+        devnet.start(port, progress)
         try:
             yield devnet
         finally:
             devnet.stop()
 
 
-def up(port: int | None = None) -> DevnetInfo:
+def up(port: int | None = None, perp_port: int | None = None, progress: Progress | None = None) -> DevnetInfo:
     """Start the shared devnet detached (its own session; log next to the run file) and record it in the
-    run file; if the recorded one still answers, return it instead of starting another."""
+    run file; if the recorded one still answers, return it instead of starting another.
+
+    Ports: anvil's JSON-RPC on ``port`` and the local perp API on ``perp_port`` when given (raising
+    :class:`devnet.node.PortInUseError` when taken, :class:`DevnetAlreadyRunningError` when a running devnet
+    is on others); otherwise the ports of the previous run (:func:`remembered_ports`) when they are free, so
+    that a restarted devnet has the same URLs; otherwise free ones. The ports used are remembered.
+    Stages are reported to ``progress`` (see :mod:`devnet.progress`).
+    """
     try:
-        return info()
+        running = info()
     except DevnetNotRunningError:
         down()  # clear a stale record, and its process if it hangs
-    state, _ = ensure_state()
+    else:
+        _refuse_other_ports(running, port, perp_port)
+        return running
+    if port is not None:
+        check_free(port, "port")
+    if perp_port is not None:
+        check_free(perp_port, "perp API port")
+    remembered = remembered_ports()
+    state, _ = ensure_state(progress)
     path = run_file()
     log_file = path.with_suffix(".log")
-    pid, url = spawn_detached(port, state.state_file, log_file)
-    perp_pid = None
+    rpc_port = port if port is not None else _free_or_none(remembered.rpc)
+    pid = perp_pid = None
     try:
-        devnet = _ready(state, url)
-        perp_pid, perp_url = _spawn_perp_api(log_file)
+        with stage(progress, "anvil", "starting anvil on the cached chain state"):
+            try:
+                pid, url = spawn_detached(rpc_port, state.state_file, log_file)
+            except DevnetError:
+                if port is not None or rpc_port is None:
+                    raise
+                pid, url = spawn_detached(None, state.state_file, log_file)  # the last port was taken meanwhile
+            devnet = _ready(state, url)
+        with stage(progress, "perp_api", "starting the local perp API"):
+            if perp_port is not None:
+                check_free(perp_port, "perp API port")  # anvil may have been put there
+                perp_pid, perp_url = _spawn_perp_api(log_file, perp_port)
+            else:
+                perp_pid, perp_url = _spawn_perp_api_near(log_file, _free_or_none(remembered.perp_api))
         devnet = replace(devnet, services={"perp_api": perp_url})
     except BaseException:
-        kill_detached(pid)
+        if pid is not None:
+            kill_detached(pid)
         if perp_pid is not None:
             _kill_group(perp_pid)
         raise
@@ -131,21 +222,50 @@ def up(port: int | None = None) -> DevnetInfo:
         "started_at": int(time.time()),
     }
     _write_atomically(path, json.dumps(record, indent=1))
+    used = ports_of(devnet)
+    _write_atomically(ports_file(), json.dumps({"rpc": used.rpc, "perp_api": used.perp_api}))
     return devnet
 
 
+def _spawn_perp_api_near(log_file: Path, remembered: int | None) -> tuple[int, str]:
+    """The perp API on the ``remembered`` port when it can be had, else on a free one."""
+    if remembered is not None:
+        with contextlib.suppress(DevnetError):
+            return _spawn_perp_api(log_file, remembered)
+    return _spawn_perp_api(log_file, free_port())
+
+
+def _free_or_none(port: int | None) -> int | None:
+    """``port`` when it can be bound now, else None (a free one is picked)."""
+    return port if port is not None and port_is_free(port) else None
+
+
+def _refuse_other_ports(running: DevnetInfo, port: int | None, perp_port: int | None) -> None:
+    have = ports_of(running)
+    for what, wanted, got in (("port", port, have.rpc), ("perp API port", perp_port, have.perp_api)):
+        if wanted is not None and wanted != got:
+            raise DevnetAlreadyRunningError(
+                running, f"a devnet is already running at {running.rpc_url} (perp API "
+                f"{running.services.get('perp_api', 'none')}); stop it before asking for {what} {wanted}"
+            )
+
+
 def info() -> DevnetInfo:
-    """The shared devnet recorded in the run file, checked to answer JSON-RPC."""
+    """The shared devnet recorded in the run file, checked to answer JSON-RPC; raises
+    :class:`DevnetNotRunningError` (start one with :func:`up`) when there is none or it does not answer."""
     path = run_file()
     try:
         record = json.loads(path.read_text())
+        devnet = DevnetInfo.from_json(record)
     except FileNotFoundError:
-        raise DevnetNotRunningError(f"no devnet run file at {path}: start one with devnet.chain.up()") from None
-    devnet = DevnetInfo.from_json(record)
+        raise DevnetNotRunningError(f"no devnet is running (no run file at {path})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DevnetNotRunningError(f"the devnet run file {path} is unreadable ({exc})") from exc
     try:
         rpc(devnet, "eth_chainId")
     except (httpx.TransportError, RpcError) as exc:
-        raise DevnetNotRunningError(f"the devnet in {path} ({devnet.rpc_url}) does not answer: {exc}") from exc
+        raise DevnetNotRunningError(f"the devnet recorded in {path} ({devnet.rpc_url}) does not answer "
+                                    f"({type(exc).__name__}: {exc})") from exc
     return devnet
 
 
@@ -156,18 +276,30 @@ def down() -> bool:
         record = json.loads(path.read_text())
     except FileNotFoundError:
         return False
-    pid = int(record["pid"])
-    if is_anvil(pid):
+    except (OSError, ValueError):
+        record = {}  # unreadable: nothing to stop that can be found; the record goes
+    pid = record.get("pid") if isinstance(record, dict) else None
+    if isinstance(pid, int) and is_anvil(pid):
         kill_detached(pid)
-    if record.get("perp_api_pid"):
-        _kill_group(int(record["perp_api_pid"]))
+    perp_pid = record.get("perp_api_pid") if isinstance(record, dict) else None
+    if isinstance(perp_pid, int) and _is_perp_api(perp_pid):
+        kill_detached(perp_pid)  # waits until it has exited: its port is free for the next up()
     path.unlink(missing_ok=True)
     return True
 
 
-def _spawn_perp_api(log_file: Path) -> tuple[int, str]:
-    """Start the local perp API in its own session (it outlives this process); wait until it answers."""
-    port = free_port()
+def _is_perp_api(pid: int) -> bool:
+    """Whether ``pid`` is a live ``python -m devnet.perp_api`` (guards against reused pids)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"devnet.perp_api" in cmdline and alive(pid)
+
+
+def _spawn_perp_api(log_file: Path, port: int) -> tuple[int, str]:
+    """Start the local perp API on ``port`` in its own session (it outlives this process); wait until it
+    answers."""
     cmd = [sys.executable, "-m", "devnet.perp_api", "--port", str(port)]
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -178,6 +310,8 @@ def _spawn_perp_api(log_file: Path) -> tuple[int, str]:
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
+        if not alive(pid):
+            raise DevnetError(f"the perp API exited during startup on port {port} (taken?); see {log_file}")
         try:
             if httpx.get(f"{url}/v4/perpetualMarkets", timeout=1.0).status_code == 200:
                 return pid, url

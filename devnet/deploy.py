@@ -29,6 +29,7 @@ from devnet.evm import deploy_contract, eth_call, rpc, transact
 from devnet.install import artifact
 from devnet.models import DevnetInfo
 from devnet.paths import DEVNET_DIR, NODE_MODULES
+from devnet.progress import Progress, stage
 
 __all__ = ["ADMIN", "FEED_DECIMALS", "MULTICALL3", "DeployError", "Deployment", "deploy_all", "feed_name"]
 
@@ -78,24 +79,28 @@ def feed_name(symbol: str) -> str:
     return f"chainlink.{symbol}_USD"
 
 
-def deploy_all(rpc_url: str) -> Deployment:
+def deploy_all(rpc_url: str, progress: Progress | None = None) -> Deployment:
     """Deploy the Aave test market, the Chainlink feeds, Multicall3, Morpho Blue and Uniswap v3 onto the
     fresh node at ``rpc_url``.
 
-    Takes ~25 s (hardhat ~20 s). Needs :func:`devnet.install.ensure_installed` to have run.
+    Takes ~25 s (hardhat ~20 s). Needs :func:`devnet.install.ensure_installed` to have run. Reports the
+    stages ``deploy_aave``, ``deploy_feeds`` and ``deploy_venues`` to ``progress``.
     """
     from devnet.venues import deploy_venues  # venues -> morpho/uniswap -> this module
 
     accounts = [to_checksum_address(a) for a in rpc(rpc_url, "eth_accounts")]
     if not accounts or accounts[0] != ADMIN:
         raise DeployError(f"expected anvil's default dev account 0 {ADMIN}, node has {accounts[:1]}")
-    with tempfile.TemporaryDirectory(prefix="xmargin-deployments-") as tmp:
+    with (stage(progress, "deploy_aave", "deploying Aave v3 with Aave's own scripts (hardhat deploy, first run)"),
+          tempfile.TemporaryDirectory(prefix="xmargin-deployments-") as tmp):
         _hardhat_deploy(rpc_url, Path(tmp))
         contracts, tokens = _read_deployments(Path(tmp) / "anvil")
-    contracts.update(_deploy_feeds(rpc_url, contracts["aave_v3.oracle"], tokens))
-    contracts["multicall3"] = _place_multicall3(rpc_url)
+    with stage(progress, "deploy_feeds", "deploying Chainlink price feeds and Multicall3"):
+        contracts.update(_deploy_feeds(rpc_url, contracts["aave_v3.oracle"], tokens))
+        contracts["multicall3"] = _place_multicall3(rpc_url)
     chain_id = int(rpc(rpc_url, "eth_chainId"), 16)
-    venue_contracts, markets = deploy_venues(DevnetInfo(rpc_url, chain_id, dict(contracts), dict(tokens)))
+    with stage(progress, "deploy_venues", "deploying Morpho Blue and Uniswap v3 with their liquidity"):
+        venue_contracts, markets = deploy_venues(DevnetInfo(rpc_url, chain_id, dict(contracts), dict(tokens)))
     contracts.update(venue_contracts)
     return Deployment(dict(sorted(contracts.items())), dict(sorted(tokens.items())), dict(sorted(markets.items())))
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from devnet._lock import file_lock
 from devnet.paths import BUILD_DIR, DEVNET_DIR, NODE_MODULES, VENDOR_DIR, anvil_bin
+from devnet.progress import Progress, stage
 
 __all__ = ["CHAINLINK_DIR", "COMPILED", "MORPHO_DIR", "NPM_ARTIFACTS", "InstallError", "artifact", "ensure_installed"]
 
@@ -57,19 +58,22 @@ class InstallError(RuntimeError):
     """A tool is missing or an install step failed; the message says which and shows its output."""
 
 
-def ensure_installed() -> Path:
+def ensure_installed(progress: Progress | None = None) -> Path:
     """Make the devnet's npm packages and compiled contracts present and current; return ``devnet/``.
 
-    Idempotent (a few file reads when nothing changed) and quiet. Raises :class:`InstallError` if
-    ``node``/``npm`` are not on ``PATH`` or a step fails.
+    Idempotent (a few file reads when nothing changed) and quiet: the steps that run are reported to
+    ``progress`` (stages ``npm_ci``, ``chainlink``, ``compile``, and ``wait`` while another process installs;
+    see :mod:`devnet.progress`). Raises :class:`InstallError` if ``node``/``npm`` are not on ``PATH`` or a step
+    fails.
     """
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             raise InstallError(f"`{tool}` not found on PATH: the devnet needs Node.js >= 20 and npm")
-    with file_lock(VENDOR_DIR / ".install.lock"):
-        _npm_ci()
-        _vendor_chainlink()
-        _compile_contracts()
+    with file_lock(VENDOR_DIR / ".install.lock",
+                   lambda: stage(progress, "wait", "waiting for another process installing the devnet")):
+        _npm_ci(progress)
+        _vendor_chainlink(progress)
+        _compile_contracts(progress)
     return DEVNET_DIR
 
 
@@ -81,20 +85,24 @@ def artifact(name: str) -> dict[str, object]:
     return data
 
 
-def _npm_ci() -> None:
+def _npm_ci(progress: Progress | None) -> None:
     stamp = _digest((DEVNET_DIR / "package-lock.json").read_bytes())
-    if anvil_bin().exists() and _read(_NPM_STAMP) == stamp:
+    previous = _read(_NPM_STAMP)
+    if anvil_bin().exists() and previous == stamp:
         return
-    _run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], DEVNET_DIR)
-    if not anvil_bin().exists():
-        raise InstallError(f"npm ci finished but the anvil binary is missing at {anvil_bin()}")
-    _NPM_STAMP.write_text(stamp)
+    why = "first run" if previous is None else "package-lock.json changed"
+    with stage(progress, "npm_ci", f"npm ci ({why}): anvil, hardhat, Aave, Uniswap, Morpho, solc-js"):
+        _run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], DEVNET_DIR)
+        if not anvil_bin().exists():
+            raise InstallError(f"npm ci finished but the anvil binary is missing at {anvil_bin()}")
+        _NPM_STAMP.write_text(stamp)
 
 
-def _vendor_chainlink() -> None:
+def _vendor_chainlink(progress: Progress | None) -> None:
     if (CHAINLINK_DIR / "package.json").exists():
         return
-    with tempfile.TemporaryDirectory(dir=VENDOR_DIR) as tmp:
+    with (stage(progress, "chainlink", f"fetching {CHAINLINK_PACKAGE} (npm pack, first run)"),
+          tempfile.TemporaryDirectory(dir=VENDOR_DIR) as tmp):
         out = _run(["npm", "pack", CHAINLINK_PACKAGE, "--json", "--pack-destination", tmp], DEVNET_DIR)
         tarball = Path(tmp) / json.loads(out)[0]["filename"]
         integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
@@ -106,15 +114,16 @@ def _vendor_chainlink() -> None:
         (Path(tmp) / "package").rename(CHAINLINK_DIR)
 
 
-def _compile_contracts() -> None:
+def _compile_contracts(progress: Progress | None) -> None:
     script = DEVNET_DIR / "compile.js"
     stamp = _digest(script.read_bytes() + (DEVNET_DIR / "package-lock.json").read_bytes())
     outputs_present = all((BUILD_DIR / f"{name}.json").exists() for name in COMPILED)
     if outputs_present and _read(_BUILD_STAMP) == stamp:
         return
     jobs = [f"chainlink={CHAINLINK_DIR}", f"morpho={MORPHO_DIR}"]
-    _run(["node", str(script), str(BUILD_DIR), *jobs], DEVNET_DIR)
-    _BUILD_STAMP.write_text(stamp)
+    with stage(progress, "compile", "compiling Morpho Blue, Chainlink's mock feed and Multicall3 with solc-js"):
+        _run(["node", str(script), str(BUILD_DIR), *jobs], DEVNET_DIR)
+        _BUILD_STAMP.write_text(stamp)
 
 
 def _run(cmd: list[str], cwd: Path) -> str:

@@ -23,7 +23,19 @@ import httpx
 from devnet.evm import DevnetError, RpcError, disconnect, rpc
 from devnet.paths import anvil_bin
 
-__all__ = ["AttachedNode", "anvil_command", "free_port", "is_anvil", "kill_detached", "spawn_detached", "url_for"]
+__all__ = [
+    "AttachedNode",
+    "PortInUseError",
+    "alive",
+    "anvil_command",
+    "check_free",
+    "free_port",
+    "is_anvil",
+    "kill_detached",
+    "port_is_free",
+    "spawn_detached",
+    "url_for",
+]
 
 _READY_TIMEOUT_S = 20.0
 _PORT_ATTEMPTS = 3
@@ -38,15 +50,33 @@ def free_port() -> int:
         return port
 
 
-def _check_free(port: int) -> None:
-    """Raise unless ``port`` can be bound on loopback: a node already there would answer our probes.
-    (SO_REUSEADDR: connections of a just-stopped node in TIME_WAIT do not count, a listener does.)"""
+class PortInUseError(DevnetError):
+    """A port asked for explicitly cannot be bound on 127.0.0.1 (another process listens there)."""
+
+    def __init__(self, port: int, what: str = "port") -> None:
+        super().__init__(f"{what} {port} on 127.0.0.1 is in use by another process")
+        self.port = port
+
+
+def port_is_free(port: int) -> bool:
+    """Whether ``port`` can be bound on loopback now. (SO_REUSEADDR: connections of a just-stopped node in
+    TIME_WAIT do not count, a listener does.)"""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
-        except OSError as exc:
-            raise DevnetError(f"port {port} on 127.0.0.1 is in use") from exc
+        except OSError:
+            return False
+    return True
+
+
+def check_free(port: int, what: str = "port") -> None:
+    """Raise :class:`PortInUseError` unless ``port`` can be bound on loopback: a node already there would
+    answer our probes."""
+    if not 0 < port < 65_536:
+        raise DevnetError(f"{what} {port} is not a TCP port (1-65535)")
+    if not port_is_free(port):
+        raise PortInUseError(port, what)
 
 
 def url_for(port: int) -> str:
@@ -122,7 +152,7 @@ def is_anvil(pid: int) -> bool:
 def _with_port_retries(port: int | None, start: Callable[[int], _T]) -> _T:
     """``start(port)``; with no port given, on a free one, retried on another if startup fails."""
     if port is not None:
-        _check_free(port)
+        check_free(port)
         return start(port)
     for _ in range(_PORT_ATTEMPTS - 1):
         with contextlib.suppress(DevnetError):
@@ -168,6 +198,11 @@ def _start_detached(port: int, state_file: Path | None, log_file: Path) -> tuple
         kill_detached(pid)
         raise
     return pid, url_for(port)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (reaping it first if it is our exited child)."""
+    return _alive(pid)
 
 
 def _alive(pid: int) -> bool:

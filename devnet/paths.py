@@ -2,7 +2,7 @@
 
 Inside the repository (all gitignored except the sources): ``devnet/node_modules`` (``npm ci``),
 ``devnet/vendor`` (third-party sources fetched with ``npm pack`` and the contracts compiled from them).
-Outside it: the state cache and the run file, under :func:`cache_root`.
+Outside it: the state cache, the run file and the remembered ports, under :func:`cache_root`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = [
     "VENDOR_DIR",
     "anvil_bin",
     "cache_root",
+    "ports_file",
     "run_file",
 ]
 
@@ -52,3 +53,10 @@ def run_file() -> Path:
     """The run file shared by CLI processes: ``$XMARGIN_DEVNET_RUN``, else ``<cache_root>/run.json``."""
     explicit = os.environ.get("XMARGIN_DEVNET_RUN")
     return Path(explicit).expanduser() if explicit else cache_root() / "run.json"
+
+
+def ports_file() -> Path:
+    """Where the shared devnet's ports are remembered between runs: beside the run file
+    (``<run file stem>.ports.json``, default ``<cache_root>/run.ports.json``). Kept after ``down``."""
+    run = run_file()
+    return run.with_name(f"{run.stem}.ports.json")

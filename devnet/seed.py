@@ -37,9 +37,10 @@ from devnet import morpho, uniswap
 from devnet.aave import RateMode, account_data, borrow, decimals, fund, set_emode, supply
 from devnet.feeds import latest_round
 from devnet.models import DevnetInfo
+from devnet.progress import Progress, stage
 from devnet.wallets import wallet_address
 
-__all__ = ["HEDGED_VENUES", "SEED_LABELS", "HedgedVenues", "SeedWallet", "seed", "wallet_address"]
+__all__ = ["HEDGED_VENUES", "SEED_LABELS", "HedgedVenues", "SeedWallet", "is_seeded", "seed", "wallet_address"]
 
 _STABLE_EMODE = 1
 # label -> (supplies, borrows); amounts in whole tokens, borrows as (symbol, tokens, rate mode)
@@ -83,13 +84,23 @@ class SeedWallet:
     address: str
 
 
-def seed(info: DevnetInfo) -> list[SeedWallet]:
-    """Open the demo positions (see the module docstring); return the wallets in table order."""
+def is_seeded(info: DevnetInfo) -> bool:
+    """Whether the demo positions are open already (the lender, seeded first, has collateral)."""
+    return account_data(info, wallet_address(SEED_LABELS[0])).total_collateral_base > 0
+
+
+def seed(info: DevnetInfo, progress: Progress | None = None) -> list[SeedWallet]:
+    """Open the demo positions (see the module docstring); return the wallets in table order.
+
+    Reports stage ``seed`` to ``progress``, with an update per wallet (nothing when already seeded).
+    """
     wallets = [SeedWallet(label, wallet_address(label)) for label in SEED_LABELS]
-    if account_data(info, wallets[0].address).total_collateral_base > 0:
+    if is_seeded(info):
         return wallets
-    for wallet in wallets:
-        _open(info, wallet)
+    with stage(progress, "seed", f"seeding {len(wallets)} wallets (Aave, Morpho, Uniswap positions)") as update:
+        for n, wallet in enumerate(wallets, 1):
+            update(f"{wallet.label} ({n}/{len(wallets)})")
+            _open(info, wallet)
     return wallets
 
 

@@ -15,11 +15,21 @@ One wallet, one cycle:
 4. **simulate** the transactions (approvals included) with ``eth_simulateV1`` against the latest block, and
    read every lending venue's health in the simulated state (Aave's ``getUserAccountData``, Morpho's
    position, market and oracle): a failing call, or a venue left below its target, is ``simulation_failed``.
-5. **execute**, only with ``execute = true``, a configured signer, and a wallet that is the signer's own: the
+5. **execute**, only with ``execute = true``, a loaded signer, and a wallet that is the signer's own: the
    transactions are signed (EIP-1559, gas and fee caps), stored signed with the plan moved to ``executing``
    in one transaction (compare-and-set: a plan starts once), then sent one by one, each awaited.
 
-A plan's key hashes (wallet, chain, block, actions): the same plan at the same block is stored once.
+The signer's key is read only to execute, once, when first needed: a dry run never reads it, and a key that
+cannot be loaded is one clear error (logged once), never a traceback; nothing is planned until it is fixed.
+
+A plan's key hashes the wallet, chain, block, actions and outcome, and what of the configuration decides the
+outcome (targets, limits, gas caps, mode, signer: the plan document's ``policy``): the same plan at the same
+block under the same configuration is stored and sent once, while a changed configuration plans again.
+
+A plan that is not executed (a dry run, a refusal, an infeasible plan, a failed dry-run simulation) is stored
+once while it stands: the next cycle that comes to the same plan — same outcome and configuration, the same
+actions within :data:`SAME_PLAN_TOLERANCE` — moves the stored plan's last-seen block instead of storing another
+row, and logs it at DEBUG only (a wallet found healthy in between ends the standing plan).
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from aggregator.keeper.chain import (
     SendError,
     SignedTx,
     Signer,
+    SignerError,
     get_receipt,
     send_raw,
     sign_calls,
@@ -64,12 +75,15 @@ from db import NewTx, PlanRow, Store, TxRow
 from riskcore.health.morpho import health_factor_raw
 from riskcore.rebalance import Action, PerpVenue, Plan, plan_rebalance
 
-__all__ = ["Keeper", "KeeperOutcome", "signer_from_config"]
+__all__ = ["SAME_PLAN_TOLERANCE", "Keeper", "KeeperOutcome", "signer_from_config"]
 
 log = logging.getLogger(__name__)
 
 GWEI = 10**9
 WAD = 10**18
+SAME_PLAN_TOLERANCE = 0.01
+"""A plan whose actions (same kinds, venues and tokens, in order) each move within 1 % of a standing plan's
+amount and USD value, with the same outcome and configuration, is that standing plan seen again."""
 
 
 def signer_from_config(cfg: KeeperConfig) -> Signer | None:
@@ -94,9 +108,21 @@ class KeeperOutcome:
     plan_id: int | None = None
     plan: Plan | None = None
     tx_hashes: list[str] = field(default_factory=list)
+    symbols: dict[str, str] = field(default_factory=dict)
+    """Token address → symbol, for the plan's actions."""
+    repeated: bool = False
+    """True when this outcome repeats one reported in an earlier cycle (a standing plan seen again, the same
+    signer error): ``xmargin run`` need not print it again."""
 
 
-def _plan_document(state: WalletState, plan: Plan) -> dict[str, Any]:
+def _policy(cfg: KeeperConfig, execute: bool, signer: str | None) -> dict[str, Any]:
+    """What of the configuration decides a plan's outcome, besides its venues' targets (in the document too)."""
+    return {"execute": execute, "signer": signer, "max_action_usd": cfg.max_action_usd,
+            "max_daily_usd": cfg.max_daily_usd, "buffer": cfg.buffer, "max_fee_gwei": cfg.max_fee_gwei,
+            "max_priority_fee_gwei": cfg.max_priority_fee_gwei, "max_gas_per_tx": cfg.max_gas_per_tx}
+
+
+def _plan_document(state: WalletState, plan: Plan, policy: dict[str, Any]) -> dict[str, Any]:
     return {
         "status": plan.status,
         "message": plan.message,
@@ -112,6 +138,7 @@ def _plan_document(state: WalletState, plan: Plan) -> dict[str, Any]:
         "targets": {v.name: {"target": v.target, "offset": v.offset} for v in state.venues},
         "surplus_before_usd": plan.surplus_before_usd,
         "surplus_after_usd": plan.surplus_after_usd,
+        "policy": policy,
     }
 
 
@@ -127,10 +154,35 @@ def moved_usd(actions: Sequence[Action]) -> float:
     return float(max(out, into))
 
 
-def _plan_key(state: WalletState, doc: dict[str, Any], execute: bool) -> str:
+def _plan_key(state: WalletState, doc: dict[str, Any], status: str) -> str:
+    """The plan's identity: where and when, what it does, its outcome, and the configuration that decided it."""
     body = json.dumps({"wallet": state.wallet, "chain_id": state.chain_id, "block": state.block_number,
-                       "actions": doc["actions"], "status": doc["status"], "execute": execute}, sort_keys=True)
+                       "actions": doc["actions"], "status": doc["status"], "stored": status,
+                       "refusal": doc.get("refusal"), "targets": doc["targets"], "policy": doc["policy"]},
+                      sort_keys=True)
     return "0x" + hashlib.sha256(body.encode()).hexdigest()
+
+
+def _same_plan(row: PlanRow, doc: dict[str, Any], error: str | None) -> bool:
+    """Whether the stored ``row`` is the plan ``doc`` seen again (see :data:`SAME_PLAN_TOLERANCE`)."""
+    old = row.plan
+    if old.get("policy") != doc["policy"] or old.get("targets") != doc["targets"]:
+        return False
+    if old.get("refusal") != doc.get("refusal"):
+        return False
+    if row.status == "simulation_failed" and row.error != error:
+        return False
+    before, now = list(old.get("actions", ())), doc["actions"]
+    if len(before) != len(now):
+        return False
+    for a, b in zip(before, now, strict=True):
+        if (a.get("kind"), a.get("venue"), a.get("token")) != (b["kind"], b["venue"], b["token"]):
+            return False
+        for k in ("amount", "usd"):
+            x, y = float(a.get(k, 0.0)), float(b[k])
+            if abs(x - y) > SAME_PLAN_TOLERANCE * max(abs(x), abs(y)):
+                return False
+    return True
 
 
 def _raw(amount: float, decimals: int, *, up: bool) -> int:
@@ -149,14 +201,23 @@ class Keeper:
         signer: Signer | None = None,
         clock: Callable[[], datetime] | None = None,
         dry_run: bool = False,
+        quiet: bool = False,
     ) -> None:
         """``dry_run``: plan and simulate only — no signer is loaded, no stored plan is reconciled or sent
-        (``xmargin keeper plan``)."""
+        (``xmargin keeper plan``). ``quiet``: the caller reports the outcomes (``xmargin keeper plan``), so a
+        wallet's failure, refusal or failed simulation is logged at DEBUG, not ERROR. ``signer``: use this one
+        instead of the configured key (which is otherwise loaded when first needed, only to execute)."""
         self.settings = settings
         self.cfg = settings.keeper
         self.store = store
         self.dry_run = dry_run
-        self.signer = None if dry_run else signer if signer is not None else signer_from_config(self.cfg)
+        self._signer = signer
+        self._signer_loaded = signer is not None
+        self.signer_error: str | None = None
+        """Why the configured signer could not be loaded (then nothing is planned or executed)."""
+        self._signer_error_reported = False
+        self._loud = logging.DEBUG if quiet else logging.ERROR
+        self._healthy_since_plan: set[tuple[str, int]] = set()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._started_at = self._clock()
         self._rpcs: dict[str, RpcClient] = {}
@@ -167,6 +228,21 @@ class Keeper:
             max_priority_fee_per_gas_wei=int(self.cfg.max_priority_fee_gwei * GWEI),
             max_gas_per_tx=self.cfg.max_gas_per_tx,
         )
+
+    @property
+    def signer(self) -> Signer | None:
+        """The signer; ``None`` in a dry run (the key is never read) or when it cannot be loaded
+        (:attr:`signer_error` says why, logged once). Loaded once, when first needed."""
+        if self.dry_run or not self.cfg.execute:
+            return None
+        if not self._signer_loaded:
+            self._signer_loaded = True
+            try:
+                self._signer = signer_from_config(self.cfg)
+            except SignerError as exc:
+                self.signer_error = f"keeper cannot execute: {exc}"
+                log.log(self._loud, "%s", self.signer_error)
+        return self._signer
 
     def close(self) -> None:
         for rpc in self._rpcs.values():
@@ -206,12 +282,17 @@ class Keeper:
             except Exception:  # one stuck plan must not stop the keeper for every wallet
                 log.exception("keeper: reconciling open plans failed")
         out = []
+        if not self.dry_run and self.cfg.execute and self.signer is None:
+            log.debug("%s", self.signer_error)  # logged at ERROR once, when the load failed
+            repeated, self._signer_error_reported = self._signer_error_reported, True
+            return [KeeperOutcome(wallet=w, status="error", message=self.signer_error or "no signer",
+                                  repeated=repeated) for _ in self._chains() for w in targets]
         for chain in self._chains():
             for wallet in targets:
                 try:
                     out.append(self.run_wallet(wallet, chain))
                 except (ConnectorError, KeeperChainError, StateError, ValueError) as exc:
-                    log.error("keeper: %s on %s: %s", wallet, chain.name, exc)
+                    log.log(self._loud, "keeper: %s on %s: %s", wallet, chain.name, exc)
                     out.append(KeeperOutcome(wallet=wallet, status="error", message=str(exc)))
                 except Exception as exc:  # a bug for one wallet is logged with its trace; the others go on
                     log.exception("keeper: %s on %s failed", wallet, chain.name)
@@ -240,30 +321,70 @@ class Keeper:
         venues = [v for v in state.venues if not isinstance(v, PerpVenue)]
         plan = plan_rebalance(venues, state.balances(), buffer=self.cfg.buffer, allow_reduce=False)
         if plan.status == "noop":
+            self._healthy_since_plan.add((wallet, state.chain_id))
             return KeeperOutcome(wallet=wallet, status="healthy", plan=plan)
-        doc = _plan_document(state, plan)
+        signer = self.signer
+        execute = not self.dry_run and self.cfg.execute and signer is not None and signer.address == wallet
+        signer_address = signer.address if signer is not None else None
+        doc = _plan_document(state, plan, _policy(self.cfg, execute, signer_address))
         now = self._clock()
-        execute = (not self.dry_run and self.cfg.execute and self.signer is not None
-                   and self.signer.address == wallet)
-        common: dict[str, Any] = {"plan_key": _plan_key(state, doc, execute), "wallet": wallet,
-                                  "chain_id": state.chain_id, "block_number": state.block_number, "execute": execute,
-                                  "signer": self.signer.address if self.signer is not None else None,
+        symbols = {a: t.symbol for a, t in state.tokens.items()}
+        common: dict[str, Any] = {"wallet": wallet, "chain_id": state.chain_id, "block_number": state.block_number,
+                                  "execute": execute, "signer": signer_address,
                                   "usd_total": moved_usd(plan.actions), "plan": doc, "now": now}
         if plan.status == "infeasible":
-            row = self.store.insert_plan(status="infeasible", error=plan.message, **common)
-            log.error("keeper: no plan brings %s to its targets: %s", wallet, plan.message)
-            return self._outcome(wallet, row, "infeasible", plan.message, plan)
+            return self._standing(state, plan, common, symbols, "infeasible", plan.message)
         refusal = self._check_limits(plan, now, common["usd_total"])
         if refusal is not None:
-            row = self.store.insert_plan(status="refused", error=refusal, **common)
-            log.error("keeper: plan for %s refused: %s", wallet, refusal)
-            return self._outcome(wallet, row, "refused", refusal, plan)
-        row = self.store.insert_plan(status="planned", **common)
+            doc["refusal"], why = refusal
+            return self._standing(state, plan, common, symbols, "refused", why)
+        if not execute:
+            simulation, error, _, _ = self._simulate(state, plan, rpc, chain, wallet)
+            if error is not None:
+                return self._standing(state, plan, common, symbols, "simulation_failed", error, simulation=simulation)
+            if signer is None:
+                why = "dry run"
+            else:
+                why = f"not executed: the keeper's signer {signer.address} is not this wallet {wallet}"
+            return self._standing(state, plan, common, symbols, "simulated", None, simulation=simulation,
+                                  message=why)
+        assert signer is not None
+        row = self.store.insert_plan(plan_key=_plan_key(state, doc, "planned"), status="planned", **common)
+        self._healthy_since_plan.discard((wallet, state.chain_id))
         if row is None:
-            return KeeperOutcome(wallet=wallet, status="duplicate", message="this plan is already stored", plan=plan)
-        sender = self.signer.address if execute and self.signer is not None else wallet
+            return KeeperOutcome(wallet=wallet, status="duplicate", message="this plan is already stored", plan=plan,
+                                 symbols=symbols)
+        simulation, error, calls, gas_used = self._simulate(state, plan, rpc, chain, signer.address)
+        if error is not None:
+            self.store.update_plan(row.id, "simulation_failed", now=self._clock(), simulation=simulation,
+                                   error=error, expect=["planned"])
+            log.log(self._loud, "keeper: plan %d for %s failed simulation: %s", row.id, wallet, error)
+            return KeeperOutcome(wallet=wallet, status="simulation_failed", message=error, plan_id=row.id,
+                                 plan=plan, symbols=symbols)
+        if not self.store.update_plan(row.id, "simulated", now=self._clock(), simulation=simulation,
+                                      expect=["planned"]):
+            return KeeperOutcome(wallet=wallet, status="busy", message="plan abandoned while it was simulated",
+                                 plan_id=row.id, symbols=symbols)
+        signed = sign_calls(signer, rpc, calls, gas_used, self.policy)
+        txs = [NewTx(seq=t.seq, description=t.description, to_address=t.to, nonce=t.nonce, tx_hash=t.tx_hash,
+                     raw_tx=t.raw) for t in signed]
+        if not self.store.begin_execution(row.id, txs, now=self._clock()):
+            return KeeperOutcome(wallet=wallet, status="busy", message="plan already started", plan_id=row.id,
+                                 symbols=symbols)
+        nonces = f"nonce {txs[0].nonce}" if len(txs) == 1 else f"nonces {txs[0].nonce}–{txs[-1].nonce}" if txs else ""
+        log.info("keeper: plan %d for %s executing: %d transaction(s) signed by %s (%s, $%s)", row.id, wallet,
+                 len(txs), signer.address, nonces, f"{common['usd_total']:,.0f}")
+        status, message, hashes = self._send(row.id)
+        return KeeperOutcome(wallet=wallet, status=status, message=message, plan_id=row.id, plan=plan,
+                             tx_hashes=hashes, symbols=symbols)
+
+    def _simulate(
+        self, state: WalletState, plan: Plan, rpc: RpcClient, chain: ChainConfig, sender: str
+    ) -> tuple[dict[str, Any], str | None, list[Any], tuple[int, ...]]:
+        """Simulate the plan's calls (approvals included) from ``sender`` and judge every lending venue's health
+        after them: (the simulation's record, the error or ``None`` when it passed, the calls, their gas)."""
         specs = self._action_specs(state, plan, rpc, chain)
-        calls = build_calls(specs, self._allowances(rpc, wallet, specs))
+        calls = build_calls(specs, self._allowances(rpc, state.wallet, specs))
         reads, judge = self._health_reads(state, rpc, chain)
         sim = simulate(rpc, sender, calls, reads)
         verdict = judge(sim.reads) if sim.ok else {}
@@ -271,57 +392,71 @@ class Keeper:
         simulation = {"ok": sim.ok and not short, "gas_used": list(sim.gas_used), "error": sim.error,
                       "failed_index": sim.failed_index, "health": verdict,
                       "calls": [c.description for c in calls]}
-        if not sim.ok or short:
-            error = sim.error if not sim.ok else f"simulated health below target on {', '.join(sorted(short))}"
-            self.store.update_plan(row.id, "simulation_failed", now=self._clock(), simulation=simulation,
-                                   error=error, expect=["planned"])
-            log.error("keeper: plan %d for %s failed simulation: %s", row.id, wallet, error)
-            return KeeperOutcome(wallet=wallet, status="simulation_failed", message=error or "", plan_id=row.id,
-                                 plan=plan)
-        if not self.store.update_plan(row.id, "simulated", now=self._clock(), simulation=simulation,
-                                      expect=["planned"]):
-            return KeeperOutcome(wallet=wallet, status="busy", message="plan abandoned while it was simulated",
-                                 plan_id=row.id)
-        if not execute:
-            why = "dry run" if not self.cfg.execute else "no signer for this wallet"
-            log.info("keeper: plan %d for %s simulated (%s, not executed)", row.id, wallet, why)
-            return KeeperOutcome(wallet=wallet, status="simulated", message=why, plan_id=row.id, plan=plan)
-        assert self.signer is not None
-        signed = sign_calls(self.signer, rpc, calls, sim.gas_used, self.policy)
-        txs = [NewTx(seq=t.seq, description=t.description, to_address=t.to, nonce=t.nonce, tx_hash=t.tx_hash,
-                     raw_tx=t.raw) for t in signed]
-        if not self.store.begin_execution(row.id, txs, now=self._clock()):
-            return KeeperOutcome(wallet=wallet, status="busy", message="plan already started", plan_id=row.id)
-        status, message, hashes = self._send(row.id)
-        return KeeperOutcome(wallet=wallet, status=status, message=message, plan_id=row.id, plan=plan,
-                             tx_hashes=hashes)
+        error = None
+        if not sim.ok:
+            error = sim.error or "a simulated call failed"
+        elif short:
+            error = f"simulated health below target on {', '.join(sorted(short))}"
+        return simulation, error, list(calls), sim.gas_used
+
+    def _standing(
+        self, state: WalletState, plan: Plan, common: dict[str, Any], symbols: dict[str, str], status: str,
+        error: str | None, *, simulation: dict[str, Any] | None = None, message: str | None = None,
+    ) -> KeeperOutcome:
+        """Store a plan that is not executed — or, while it stands, see the stored one again (module docstring)."""
+        wallet, doc = state.wallet, common["plan"]
+        episode = (wallet, state.chain_id)
+        ended = episode in self._healthy_since_plan  # the wallet was healthy since: a new episode, a new row
+        row, new = self.store.record_plan(
+            same=lambda r: not ended and _same_plan(r, doc, error), plan_key=_plan_key(state, doc, status),
+            status=status, error=error, simulation=simulation, **common)
+        self._healthy_since_plan.discard(episode)
+        text = message or error or ""
+        if row is None:
+            return KeeperOutcome(wallet=wallet, status="duplicate", message="this plan is already stored", plan=plan,
+                                 symbols=symbols)
+        if not new:
+            log.debug("keeper: plan %d for %s still %s at block %d (seen %d times since block %d): %s", row.id,
+                      wallet, status, state.block_number, row.seen_count, row.block_number, text)
+        elif status == "simulated":
+            log.log(logging.INFO if doc["policy"]["signer"] is None else logging.WARNING,
+                    "keeper: plan %d for %s simulated (%s)", row.id, wallet, text)
+        elif status == "infeasible":
+            log.log(self._loud, "keeper: plan %d: no plan brings %s to its targets: %s", row.id, wallet, text)
+        elif status == "refused":
+            log.log(self._loud, "keeper: plan %d for %s refused: %s", row.id, wallet, text)
+        else:
+            log.log(self._loud, "keeper: plan %d for %s failed simulation: %s", row.id, wallet, text)
+        return KeeperOutcome(wallet=wallet, status=status, message=text, plan_id=row.id, plan=plan, symbols=symbols,
+                             repeated=not new)
 
     def _last_execution_block(self, wallet: str, chain_id: int) -> int | None:
-        """The block of the last transaction of the wallet's newest executed or failed plan on the chain."""
+        """The block of the last transaction of the wallet's newest executed or failed plan on the chain — on the
+        chain now behind that chain id: a plan executed on a chain since replaced (a reset devnet, a fork) says
+        nothing about the block numbers of this one."""
+        current = self.store.current_chain(chain_id)
+        since = current.created_at if current is not None else None
         for plan in self.store.list_plans(wallet, limit=20):
+            if since is not None and plan.created_at < since:
+                break  # newest first: the rest were made on an earlier chain
             if plan.chain_id == chain_id and plan.status in ("executed", "failed"):
                 blocks = [t.block_number for t in self.store.plan_txs(plan.id) if t.block_number is not None]
                 if blocks:
                     return max(blocks)
         return None
 
-    @staticmethod
-    def _outcome(wallet: str, row: PlanRow | None, status: str, message: str, plan: Plan) -> KeeperOutcome:
-        if row is None:
-            return KeeperOutcome(wallet=wallet, status="duplicate", message=message, plan=plan)
-        return KeeperOutcome(wallet=wallet, status=status, message=message, plan_id=row.id, plan=plan)
-
-    def _check_limits(self, plan: Plan, now: datetime, total: float) -> str | None:
+    def _check_limits(self, plan: Plan, now: datetime, total: float) -> tuple[str, str] | None:
+        """``(the limit, why)`` when the plan is over a limit, else ``None``."""
         over = [a for a in plan.actions if a.usd > self.cfg.max_action_usd]
         if over:
             a = over[0]
-            return (f"{a.kind} of ${a.usd:,.0f} on {a.venue} is over the per-action limit "
-                    f"${self.cfg.max_action_usd:,.0f}")
+            return "max_action_usd", (f"{a.kind} of ${a.usd:,.0f} on {a.venue} is over the per-action limit "
+                                      f"${self.cfg.max_action_usd:,.0f}")
         signer = self.signer.address if self.signer is not None else None
         spent = self.store.executed_usd_since(now - timedelta(days=1), signer=signer)
         if spent + total > self.cfg.max_daily_usd:
-            return (f"plan of ${total:,.0f} with ${spent:,.0f} already moved in 24 h is over the daily limit "
-                    f"${self.cfg.max_daily_usd:,.0f}")
+            return "max_daily_usd", (f"plan of ${total:,.0f} with ${spent:,.0f} already moved in 24 h is over the "
+                                     f"daily limit ${self.cfg.max_daily_usd:,.0f}")
         return None
 
     # -- transactions ------------------------------------------------------------------------------------------
@@ -481,6 +616,12 @@ class Keeper:
                                 return self._drop(plan_id, txs[i:], str(exc)), str(exc), hashes
                             raise
                         self.store.update_tx(tx.id, "sent", now=self._clock())
+                        log.info("keeper: plan %d for %s: transaction %d of %d sent: %s nonce %d (%s)", plan_id,
+                                 plan.wallet, tx.seq + 1, len(txs), tx.tx_hash, tx.nonce, tx.description)
+                    else:
+                        log.info("keeper: plan %d for %s: transaction %d of %d already broadcast: %s nonce %d; "
+                                 "awaiting its receipt", plan_id, plan.wallet, tx.seq + 1, len(txs), tx.tx_hash,
+                                 tx.nonce)
                     receipt = wait_receipt(rpc, tx.tx_hash, timeout_s=self.cfg.receipt_timeout_s)
             except (KeeperChainError, ConnectorError) as exc:
                 # Unknown outcome: the plan stays executing; the next cycle reconciles it (never re-signs).
@@ -489,6 +630,8 @@ class Keeper:
             status = "confirmed" if receipt.status == 1 else "reverted"
             self.store.update_tx(tx.id, status, now=self._clock(), block_number=receipt.block_number,
                                  gas_used=receipt.gas_used)
+            log.info("keeper: plan %d for %s: transaction %d of %d %s in block %d (gas %d): %s", plan_id, plan.wallet,
+                     tx.seq + 1, len(txs), status, receipt.block_number, receipt.gas_used, tx.tx_hash)
             if status == "reverted":
                 error = f"transaction {tx.seq} ({tx.description}) reverted"
                 return self._close(plan_id, "failed", error), error, hashes

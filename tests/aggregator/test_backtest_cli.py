@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,18 @@ from typer.testing import CliRunner
 from aggregator.backtest_cli import UsageError, parse_exposures, register
 from aggregator.backtest_report import BOOKS, IN_SAMPLE_END, OUT_OF_SAMPLE, SYMBOLS
 from aggregator.marketdata import ENV_VAR, MarketDataNotFoundError, load_prices
+from db import (
+    AssetRow,
+    HealthRow,
+    PositionRow,
+    PositionSide,
+    SnapshotRow,
+    Store,
+    SyncBatch,
+    SyncStatus,
+    VenueKind,
+    VenueRow,
+)
 from riskcore.backtest import coverage_test, rolling_var
 from riskcore.ewma import RISKMETRICS_LAMBDA
 
@@ -303,3 +316,168 @@ def test_a_malformed_price_file_exits_1(market: Path) -> None:
     code, _, err = run("-e", "BBB=1")
     assert code == 1
     assert "non-positive or missing prices" in err
+
+
+# ------------------------------------------------------------------------------------------ a tracked wallet
+WALLET = "0x52908400098527886E0F7030069857D2E4169EE7"
+CHAIN = 31337
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def _asset(symbol: str, decimals: int) -> AssetRow:
+    return AssetRow(CHAIN, "0x" + symbol.encode().hex().ljust(40, "0"), symbol, decimals)
+
+
+def _position(symbol: str, side: PositionSide, amount: float, price: float, **extra: object) -> PositionRow:
+    asset = _asset(symbol, 18)
+    return PositionRow(asset=asset, side=side, amount_raw=int(amount * 10**18), amount=amount, price_usd=price,
+                       value_usd=amount * price, is_collateral=side is PositionSide.COLLATERAL,
+                       market_key="ETH" if side is PositionSide.PERP else asset.address, extra=dict(extra))
+
+
+def _snapshot(venue: str, block: int, positions: tuple[PositionRow, ...], **extra: object) -> SnapshotRow:
+    at = T0 + timedelta(seconds=12 * block)
+    health = HealthRow(computed_at=at, collateral_usd=0.0, debt_usd=0.0, health_factor=2.0, health_factor_raw=None,
+                       onchain_health_factor_raw=None, liquidation_threshold=None, matches_onchain=None,
+                       extra=dict(extra))
+    return SnapshotRow(wallet=WALLET, venue=venue, chain_id=CHAIN, block_number=block, block_hash=f"0x{block:064x}",
+                       block_timestamp=at, taken_at=at, positions=positions, health=health)
+
+
+def _sync(store: Store, block: int, snapshots: tuple[SnapshotRow, ...]) -> None:
+    at = T0 + timedelta(seconds=12 * block)
+    store.write_sync(SyncBatch(chain_id=CHAIN, started_at=at, finished_at=at, status=SyncStatus.OK,
+                               block_number=block, block_hash=f"0x{block:064x}", block_timestamp=at,
+                               snapshots=snapshots))
+
+
+@pytest.fixture
+def eth_usdc_market(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ETH (fat-tailed, 4 % a day) and USDC (within a few bp of $1) daily closes 2021-06-01 .. 2024-12-31."""
+    rng = np.random.default_rng(7)
+    dates = np.arange(np.datetime64("2021-06-01"), np.datetime64("2025-01-01"))
+    _write(tmp_path / "market", "ETH", dates, 3000.0 * np.exp(np.cumsum(rng.standard_t(3, dates.size) * 0.023)))
+    _write(tmp_path / "market", "USDC", dates, 1.0 + rng.normal(0.0, 0.0004, dates.size))
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "market"))
+    return tmp_path / "market"
+
+
+@pytest.fixture
+def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty store the command finds through the configuration (XMARGIN_DB_URL), with two venues."""
+    url = f"sqlite:///{tmp_path / 'xmargin.db'}"
+    monkeypatch.setenv("XMARGIN_DB_URL", url)
+    monkeypatch.delenv("XMARGIN_CONFIG", raising=False)
+    with Store.open(url) as store:
+        store.upsert_venues([VenueRow("aave_v3", VenueKind.LENDING, CHAIN, {"type": "aave_v3"}),
+                             VenueRow("hyperliquid", VenueKind.PERP, None, {"type": "hyperliquid"})])
+    return url
+
+
+@pytest.fixture
+def tracked(store_url: str) -> str:
+    """WALLET, tracked, with an older and a newer snapshot: the newer one is its current book.
+
+    Aave: 10 WETH ($3,000) and 20 AAVE ($300) collateral, 15,000 USDC and 2,000 DAI debt; Hyperliquid: short 1 ETH.
+    USD deltas: ETH 30,000 − 3,000 = 27,000, AAVE 6,000 (no daily prices: ETH's stand in), USDC −15,000, DAI −2,000
+    (no daily prices: USDC's stand in) → backtested as ETH 33,000, USDC −17,000.
+    """
+    lend = {"liquidation_threshold_bps": 8300, "liquidation_bonus_bps": 10500}
+    with Store.open(store_url) as store:
+        store.add_wallets([(WALLET, "alice")])
+        _sync(store, 100, (_snapshot("aave_v3", 100, (_position("WETH", PositionSide.COLLATERAL, 1.0, 3000.0, **lend),
+                                                       )),))
+        aave = (_position("WETH", PositionSide.COLLATERAL, 10.0, 3000.0, **lend),
+                _position("AAVE", PositionSide.COLLATERAL, 20.0, 300.0, **lend),
+                _position("USDC", PositionSide.DEBT, 15_000.0, 1.0),
+                _position("DAI", PositionSide.DEBT, 2_000.0, 1.0))
+        perp = (_position("ETH", PositionSide.PERP, -1.0, 3000.0),)
+        _sync(store, 101, (_snapshot("aave_v3", 101, aave),
+                           _snapshot("hyperliquid", 101, perp, maintenance_margin_usd=30.0, equity_usd=5_000.0)))
+    return WALLET
+
+
+def test_a_tracked_wallets_book_is_its_usd_deltas_backtested(eth_usdc_market: Path, tracked: str) -> None:
+    code, out, err = run(tracked.lower(), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["book"] == "wallet alice 0x5290…9EE7"
+    assert doc["wallet"]["address"] == tracked
+    assert doc["wallet"]["block"] == 101  # the newest snapshots, not block 100's
+    factors = doc["wallet"]["factor_exposures_usd"]
+    assert factors == pytest.approx({"ETH": 27_000.0, "AAVE": 6_000.0, "USDC": -15_000.0, "DAI": -2_000.0})
+    assert doc["exposures_usd"] == pytest.approx({"ETH": 33_000.0, "USDC": -17_000.0})
+    assert any(n.startswith("AAVE has no daily prices here; ETH's stand in") for n in doc["notes"])
+    assert any(n.startswith("DAI has no daily prices here; USDC's stand in") for n in doc["notes"])
+    # The same backtest as the custom book of those deltas: the wallet path only chooses the exposures.
+    code, custom_out, _ = run("-e", "ETH=33000", "-e", "USDC=-17000", "--json")
+    assert code == 0
+    custom = json.loads(custom_out)
+    assert doc["data"] == custom["data"]
+    assert doc["samples"] == custom["samples"]
+    assert doc["results"] == custom["results"]
+    assert any(r["exceedances"] > 0 for r in doc["results"])
+
+
+def test_a_tracked_wallets_table_names_the_wallet_and_block(eth_usdc_market: Path, tracked: str) -> None:
+    code, out, _ = run(tracked)
+    assert code == 0
+    flat = " ".join(out.split())
+    assert "wallet alice 0x5290…9EE7 at block 101 (ETH 33,000, USDC -17,000)" in flat
+    assert "AAVE has no daily prices here; ETH's stand in" in flat
+    assert "exceedances" in flat
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    ([WALLET], 1, "is not tracked: `xmargin wallet add"),
+    (["0x1234"], 2, "address"),
+    ([WALLET, "--book", "hedged"], 2, "leave out --book and --exposure"),
+    ([WALLET, "-e", "ETH=1"], 2, "leave out --book and --exposure"),
+])
+def test_wallet_errors_are_one_clear_line(eth_usdc_market: Path, store_url: str, args: list[str], code: int,
+                                          message: str) -> None:
+    got, out, err = run(*args, "--json")
+    assert got == code
+    assert out == ""
+    assert err.startswith("error: ")
+    assert message in err
+
+
+def test_a_wallet_without_snapshots_says_so(eth_usdc_market: Path, store_url: str) -> None:
+    with Store.open(store_url) as store:
+        store.add_wallets([(WALLET, None)])
+    code, out, err = run(WALLET)
+    assert code == 1
+    assert out == ""
+    assert "has no snapshot yet: run `xmargin sync --once`" in err
+
+
+def test_a_wallet_without_exposure_says_there_is_nothing_to_backtest(eth_usdc_market: Path, store_url: str) -> None:
+    with Store.open(store_url) as store:
+        store.add_wallets([(WALLET, None)])
+        _sync(store, 7, (_snapshot("aave_v3", 7, ()),))
+    code, out, _ = run(WALLET, "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert (doc["results"], doc["exposures_usd"]) == ([], {})
+    assert doc["summary"] == ["nothing to backtest: the book of wallet 0x5290…9EE7 has no price exposure at block 7 "
+                              "(no open position with a USD delta)"]
+    code, out, _ = run(WALLET)
+    assert code == 0
+    assert " ".join(out.split()) == doc["summary"][0]  # the sentence, not an empty table
+
+
+def test_no_exceedance_is_said_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stablecoin that never moves: no day loses more than its VaR, in either sample or method."""
+    dates = np.arange(np.datetime64("2021-06-01"), np.datetime64("2025-01-01"))
+    _write(tmp_path, "USDC", dates, np.ones(dates.size))
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    code, out, _ = run("-e", "USDC=1000", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert all(r["exceedances"] == 0 for r in doc["results"])
+    assert len(doc["summary"]) == 4
+    assert ("no VaR exceedance in 2023-01-01 .. 2024-12-31 (out-of-sample, EWMA 99% VaR, 731 days; 7.3 expected)"
+            in doc["summary"])
+    code, out, _ = run("-e", "USDC=1000")
+    assert "no VaR exceedance in 2023-01-01 .. 2024-12-31 (out-of-sample, historical 250d" in " ".join(out.split())

@@ -110,6 +110,19 @@ def test_devnet_up_seed_sync_health_down_through_the_console_script(env: dict[st
         bad = xm("devnet", "set-price", "NOPE", "1", check=False)
         assert bad.returncode != 0
         assert "unknown symbol" in bad.stderr
+        # The tracked wallet's own book, backtested (ADDRESS), from the snapshots just synced.
+        hedged = devnet.wallet_address("hedged")
+        bt = xm("backtest", hedged, "--json", check=False)
+        if "market data not found" in bt.stderr:
+            assert bt.returncode == 1
+        else:
+            assert bt.returncode == 0, bt.stderr
+            doc = json.loads(bt.stdout)
+            assert doc["wallet"]["address"] == hedged
+            assert doc["wallet"]["block"] >= after["block"]
+            # 20 + 10 WETH collateral and an LP leg, 25 ETH short on the perps: long ETH, short USDC overall
+            assert doc["exposures_usd"]["ETH"] > 0 > doc["exposures_usd"]["USDC"]
+            assert {r["sample"] for r in doc["results"]} == {"in-sample", "out-of-sample"}
     finally:
         xm("devnet", "down", check=False)
     assert "no devnet" in xm("devnet", "down").stdout
@@ -119,6 +132,10 @@ def test_devnet_up_seed_sync_health_down_through_the_console_script(env: dict[st
 def test_demo_runs_the_requested_cycles_and_leaves_health_in_the_store(env: dict[str, str]) -> None:
     code, out, _ = run("demo", "--cycles", "4", "--interval", "0")
     assert code == 0
+    # Progress, one line per stage (not a terminal): the start, and the seeding with its time.
+    assert re.search(r"^starting anvil on the cached chain state… done in \d+\.\d s$", out, re.M), out[:2000]
+    assert re.search(r"^seeding 6 wallets .*… done in \d+\.\d s$", out, re.M), out[:2000]
+    assert re.search(r"^devnet ready in \d+\.\d s \((from the cached chain state|deployed and cached)", out, re.M)
     assert "cycle 4" in out
     assert "cycle 5" not in out
     assert "MISMATCH" not in out
@@ -182,3 +199,14 @@ def test_keeper_plans_is_empty_before_any_plan(env: dict[str, str]) -> None:
     code, out, _ = run("keeper", "plans", "--json")
     assert code == 0
     assert json.loads(out) == []
+
+
+def test_backtest_of_a_wallet_goes_through_the_cli_store_and_address_checks(env: dict[str, str]) -> None:
+    code, _, err = run("backtest", WALLET)
+    assert code == 1
+    assert "is not tracked" in err
+    assert run("backtest", "0x123")[0] == 2
+    assert run("wallet", "add", WALLET)[0] == 0
+    code, _, err = run("backtest", WALLET.lower(), "--json")
+    assert code == 1
+    assert f"{WALLET} has no snapshot yet" in err

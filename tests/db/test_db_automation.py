@@ -206,3 +206,67 @@ def test_rules_of_untracked_wallets_are_not_evaluated(wallets: Store) -> None:
     wallets.remove_wallet(ADDR)
     assert wallets.list_rules(enabled_only=True) == []
     assert [r.id for r in wallets.list_rules()] == [rule.id]  # kept: tracking the wallet again revives it
+
+
+def _record(store: Store, key: str, *, same: bool, status: str = "refused", block: int = 10, chain_id: int = 1,
+            minutes: int = 0) -> tuple[int | None, bool]:
+    row, new = store.record_plan(same=lambda _: same, plan_key=key, wallet=ADDR, chain_id=chain_id,
+                                 block_number=block, status=status, execute=False, signer=None, usd_total=5.0,
+                                 plan={"actions": []}, now=NOW + timedelta(minutes=minutes), error="over the limit",
+                                 simulation={"ok": True} if status == "simulated" else None)
+    return (row.id if row is not None else None), new
+
+
+def test_a_standing_plan_is_seen_again_not_stored_again(wallets: Store) -> None:
+    first, new = _record(wallets, "s1", same=True)
+    assert new
+    again, new = _record(wallets, "s2", same=True, block=12, minutes=1)
+    assert (again, new) == (first, False)
+    (row,) = wallets.list_plans(ADDR)
+    assert (row.block_number, row.last_seen_block, row.seen_count) == (10, 12, 2)
+    assert row.last_seen_at == NOW + timedelta(minutes=1)
+    assert row.created_at == NOW
+    assert row.plan_key == "s1"
+    # an older block never moves the last-seen block back
+    assert _record(wallets, "s0", same=True, block=11, minutes=2) == (first, False)
+    assert wallets.get_plan(first or 0).last_seen_block == 12  # type: ignore[union-attr]
+    # `same` says no: a new row; a different status is never the standing plan, whatever `same` says
+    changed, new = _record(wallets, "s3", same=False, block=13)
+    assert new
+    assert changed != first
+    simulated, new = _record(wallets, "s4", same=True, status="simulated", block=14)
+    assert new
+    assert wallets.get_plan(simulated or 0).simulation == {"ok": True}  # type: ignore[union-attr]
+    # only the newest plan of the wallet on the chain stands: the refusals above are not seen again
+    refused, new = _record(wallets, "s5", same=True, block=15)
+    assert new
+    assert refused not in (first, changed)
+    # another chain's newest plan is its own
+    assert _record(wallets, "s6", same=True, block=15, chain_id=2)[1]
+    # a key already stored (not the standing plan): nothing stored
+    assert _record(wallets, "s4", same=False, status="simulated", block=16) == (None, False)
+    assert len(wallets.list_plans(ADDR)) == 5
+
+
+def test_keeper_figures(wallets: Store) -> None:
+    empty = wallets.keeper_figures()
+    assert set(empty.plans.values()) == {0}
+    assert set(empty.txs.values()) == {0}
+    assert (empty.executed_usd, empty.last_plan_at, empty.standing_refusals) == (0.0, None, 0)
+    plan_id = _plan(wallets, "run", usd=750.0)
+    wallets.update_plan(plan_id, "simulated", now=NOW)
+    assert wallets.begin_execution(plan_id, [_tx(0), _tx(1)], now=NOW)
+    (tx0, tx1) = wallets.plan_txs(plan_id)
+    wallets.update_tx(tx0.id, "confirmed", now=NOW, block_number=9, gas_used=1)
+    wallets.update_tx(tx1.id, "reverted", now=NOW, block_number=9, gas_used=1)
+    wallets.update_plan(plan_id, "executed", now=NOW, expect=["executing"])
+    _record(wallets, "refused", same=False, block=11, minutes=5)
+    _record(wallets, "refused-again", same=True, block=12, minutes=9)  # seen again: the last plan time moves
+    figures = wallets.keeper_figures()
+    assert (figures.plans["executed"], figures.plans["refused"], figures.plans["planned"]) == (1, 1, 0)
+    assert (figures.txs["confirmed"], figures.txs["reverted"], figures.txs["signed"]) == (1, 1, 0)
+    assert figures.executed_usd == pytest.approx(750.0)
+    assert figures.last_plan_at == NOW + timedelta(minutes=9)
+    assert figures.standing_refusals == 1
+    _record(wallets, "simulated", same=False, status="simulated", block=13)
+    assert wallets.keeper_figures().standing_refusals == 0

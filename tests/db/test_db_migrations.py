@@ -124,4 +124,5 @@ def test_migrations_ship_inside_the_package() -> None:
         "0005_api_keys.py",
         "0006_rule_version.py",
         "0008_chain_identity.py",
+        "0009_keeper_last_seen.py",
     ]
