@@ -526,7 +526,7 @@ def test_a_wallet_without_data_says_so(env: Env, page: tuple[Page, Console]) -> 
     pg.goto(f"{env.url}/ui/wallet/{HEDGED}?refresh={REFRESH_S}")
     banner = pg.locator("#banner")
     banner.wait_for(state="visible")
-    assert "no snapshot yet" in banner.inner_text()
+    assert "no snapshot" in banner.inner_text()  # "… has no snapshot (on the current chain) yet"
     env.sync()
     wait_for_block(pg, env.get(f"/v1/wallets/{HEDGED}/health")["block"])
     assert banner.is_hidden()
