@@ -128,7 +128,7 @@ function riskAge(risk) {
   const t = Date.parse(risk?.computed_at ?? "");
   if (!Number.isFinite(t)) return null;
   return h("span", { class: "age", title: risk.computed_at }, "computed ",
-    h("span", { "data-age-from": String(t), "data-testid": "risk-age" }, `${fmtAge((Date.now() - t) / 1000)} ago`),
+    h("span", { "data-age-from": String(t) }, `${fmtAge((Date.now() - t) / 1000)} ago`),
     risk.block !== undefined && risk.block !== null ? ` · block ${risk.block}` : "");
 }
 
@@ -458,7 +458,7 @@ function renderExposure(risk, riskError) {
       h("span", { class: "asset" }, asset),
       exposureBar(value, maxAbs),
       num(`exposure-${asset}`, value, (x) => fmtUsd(x, { signed: true }), value < 0 ? "bad" : "good"),
-    ])));
+    ])), h("div", { class: "age" }, riskAge(risk)));
 }
 
 // ---------- heatmap ----------
