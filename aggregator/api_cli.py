@@ -52,7 +52,7 @@ def serve(host: HostOpt = None, port: PortOpt = None) -> None:
     stop = threading.Event()
     with _Ctx.store(settings) as store:
         app = create_app(store, public_reads=settings.api.public_reads,
-                     allowed_hosts=trusted_hosts(settings.api.host))
+                     allowed_hosts=trusted_hosts(settings.api.host), stale_after_s=settings.stale_bound_s)
         try:
             server = ApiServer(app, settings.api.host, settings.api.port).start()
         except ServerStartError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from aggregator.config import ConfigError, Settings, load_settings
 from connectors.errors import InvalidAddressError
@@ -138,7 +140,7 @@ def sync(
     with _store(settings) as store:
         labels = {w.address: w.label or "" for w in store.list_wallets()}
         with console.status("syncing…", spinner="dots") if not as_json else nullcontext():
-            report = sync_once(settings, store)
+            report = sync_once(settings, store, block_number=block)
     summary = [
         {"chain": b.chain, "block": b.block.number if b.block else None, "wallets": b.wallets,
          "status": str(b.status), "sync_run_id": b.sync_run_id, "error": b.error}
@@ -147,56 +149,83 @@ def sync(
     if as_json:
         print(json.dumps({"seconds": round(report.seconds, 3), "batches": summary}))
     else:
-        blocks = [b.block.number for b in report.batches if b.block]
-        console.print(venue_summary_table(list(report.healths()), labels, max(blocks) if blocks else None))
+        stored = [b for b in report.batches if b.sync_run_id is not None and b.block is not None
+                  and str(b.status) != "failed"]
+        if stored:
+            blocks = [b.block.number for b in stored if b.block]
+            console.print(venue_summary_table(list(report.healths()), labels, max(blocks) if blocks else None))
         for b in report.batches:
             if b.error:
-                err.print(f"[yellow]{b.chain}[/]: {b.status}: {b.error}")
-        console.print(f"synced {len(labels)} wallets in {report.seconds:.2f} s")
+                what = "failed, nothing stored" if b not in stored else str(b.status)
+                err.print(f"[bold red]{escape(b.chain)}: {what}:[/] {escape(b.error)}", soft_wrap=True)
+        wallets = {w for b in stored for r in b.readings for h in r.healths for w in (h.wallet,)}
+        if not report.batches:
+            console.print("nothing to sync: no venue is configured on any chain")
+        elif stored:
+            partial = "" if report.ok else " (with errors, above)"
+            console.print(f"synced {len(wallets) or len(labels)} wallet(s) at block "
+                          f"{', '.join(str(b.block.number) for b in stored if b.block)} in {report.seconds:.2f} s"
+                          + partial)
+        else:
+            err.print("sync failed: nothing was stored; the store keeps the last good data, now marked stale")
     if not report.ok:
         raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------------------------------------- health
 @app.command("health")
-def health(address: str, as_json: JsonOpt = False) -> None:
-    """Show ADDRESS's latest health on every venue, from the store."""
-    from aggregator.render import health_document, health_table
+def health(
+    address: str,
+    as_json: JsonOpt = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column (price, collateral flag).")] = False,
+) -> None:
+    """Show ADDRESS's latest health on every venue, riskiest first, from the store — with its age, and STALE when
+    syncing fails or the data is older than the bound."""
+    from aggregator.documents import UNIFIED_HEALTH_MEANING, health_view
+    from aggregator.render import health_table, wallet_header
 
     addr = _address(address)
-    with _store(_settings()) as store:
-        if store.get_wallet(addr) is None:
+    settings = _settings()
+    with _store(settings) as store:
+        wallet = store.get_wallet(addr)
+        if wallet is None:
             _fail(f"{addr} is not tracked: `xmargin wallet add {addr}` then `xmargin sync --once`", code=1)
-        latest = store.latest_health(addr)
-        kinds = {v.name: str(v.kind) for v in store.list_venues()}
-    doc = health_document(addr, latest, kinds)
+        doc = health_view(store, addr, stale_after_s=settings.stale_bound_s)
     if as_json:
         print(json.dumps(doc))
         return
-    if not latest:
-        console.print(f"{addr}: no snapshot yet — run `xmargin sync --once`")
+    for line in wallet_header(doc, wallet.label):
+        console.print(line)
+    if not doc["venues"]:
+        console.print("no snapshot on the current chain yet — run `xmargin sync --once`")
+        if doc["freshness"]["stale"]:
+            raise typer.Exit(1)
         return
-    for table in health_table(doc):
+    for table in health_table(doc, wide=wide):
         console.print(table)
+    console.print(Text(UNIFIED_HEALTH_MEANING, style="dim"))
 
 
 # ------------------------------------------------------------------------------------------------- risk
-def _risk_inputs(addr: str) -> tuple[Any, list[dict[str, Any]]]:
-    from aggregator.render import health_document
+def _risk_inputs(addr: str) -> tuple[Any, list[dict[str, Any]], dict[str, Any], str | None]:
+    """The wallet's book from its newest snapshots on the current chains, its venues, its health document (chain,
+    freshness) and its label."""
+    from aggregator.documents import health_view
     from aggregator.risk import wallet_book
 
-    with _store(_settings()) as store:
-        if store.get_wallet(addr) is None:
+    settings = _settings()
+    with _store(settings) as store:
+        wallet = store.get_wallet(addr)
+        if wallet is None:
             _fail(f"{addr} is not tracked: `xmargin wallet add {addr}` then `xmargin sync --once`", code=1)
         latest = store.latest_health(addr)
         venues = store.list_venues()
-    if not latest:
-        _fail(f"{addr}: no snapshot yet — run `xmargin sync --once`", code=1)
+        if not latest:
+            _fail(f"{addr}: no snapshot on the current chain yet — run `xmargin sync --once`", code=1)
+        doc = health_view(store, addr, stale_after_s=settings.stale_bound_s, latest=latest, with_risk=False)
     types = {v.name: str(v.config.get("type", "")) for v in venues}
-    kinds = {v.name: str(v.kind) for v in venues}
-    doc = health_document(addr, latest, kinds)
     per_venue = [{k: v.get(k) for k in ("venue", "kind", "health_factor", "block")} for v in doc["venues"]]
-    return wallet_book(addr, latest, types), per_venue
+    return wallet_book(addr, latest, types), per_venue, doc, wallet.label
 
 
 @app.command("risk")
@@ -206,43 +235,67 @@ def risk(
     horizon: Annotated[float, typer.Option("--horizon-days", help="Scenario horizon (days).", min=0.01)] = 1.0,
 ) -> None:
     """ADDRESS's risk across venues: unified health, scenario margin, netting benefit, first liquidation, VaR/ES."""
+    from aggregator.documents import UNIFIED_HEALTH_MEANING, summary
+    from aggregator.render import wallet_header
     from aggregator.risk import assess_book, risk_documents
 
     addr = _address(address)
-    inputs, per_venue = _risk_inputs(addr)
-    result, scenarios, extras = assess_book(inputs, horizon)
-    doc = {**risk_documents(inputs, result, scenarios, extras)[0], "venues": per_venue}
+    inputs, per_venue, health_doc, label = _risk_inputs(addr)
+    try:
+        result, scenarios, extras = assess_book(inputs, horizon)
+        doc = {**risk_documents(inputs, result, scenarios, extras)[0], "venues": per_venue}
+    except (ValueError, KeyError, ArithmeticError) as exc:
+        _fail(f"{addr}: the risk engine could not assess this book: {exc}", code=1)
+    doc["chain"] = health_doc["chain"]
+    doc["freshness"] = health_doc["freshness"]
+    doc["summary"] = summary(health_doc["venues"], doc, health_doc["freshness"])
     if as_json:
         print(json.dumps(doc))
         return
     from rich.table import Table
 
+    for line in wallet_header({**health_doc, "summary": doc["summary"]}, label):
+        console.print(line)
     uh = doc["unified_health"]
-    console.print(f"[bold]{addr}[/] at block {doc['block']}: unified health "
-                  f"{'∞' if uh is None else f'{uh:.3f}'} · equity ${doc['equity_usd']:,.2f} · "
-                  f"portfolio margin ${doc['portfolio_margin_usd']:,.2f} (worst: {doc['worst_scenario']})")
-    console.print(f"sum of per-venue margins ${doc['sum_of_venue_margins_usd']:,.2f} → netting benefit "
+    console.print(f"unified health {'∞' if uh is None else f'{uh:.3f}'} · equity ${doc['equity_usd']:,.2f} · "
+                  f"portfolio margin ${doc['portfolio_margin_usd']:,.2f}", soft_wrap=False)
+    worst = doc.get("worst_scenario_label") or doc.get("worst_scenario")
+    if worst:
+        console.print(f"worst scenario: {worst}")
+    console.print(f"margin venue by venue ${doc['sum_of_venue_margins_usd']:,.2f} → netting benefit "
                   f"${doc['netting_benefit_usd']:,.2f}")
     fl = doc["first_liquidation"]
-    for side in ("down", "up"):
+    for side, word in (("down", "fall"), ("up", "rise")):
         if fl[side]["move"] is not None:
-            console.print(f"first liquidation on a uniform move {side}: {fl[side]['move']:.2%} ({fl[side]['venue']})")
+            console.print(f"first liquidation on a common {word} of every risky price: {fl[side]['move']:.2%} "
+                          f"({fl[side]['venue']})")
+    for note in doc.get("flag_notes") or ():
+        console.print(Text(f"note: {note}", style="dim"))
     table = Table("factor", "net exposure (USD)", "scan range", title="net exposure", title_justify="left")
     for f, v in doc["net_exposure_usd"].items():
         rng = doc["scan_ranges"].get(f)
         table.add_row(f, f"{v:,.2f}", f"{rng:.1%}" if rng is not None else "-")
     console.print(table)
-    liq = Table("venue", "asset", "liquidation price", "now", title="liquidation prices", title_justify="left")
-    for row in doc["liquidation_prices"]:
-        liq.add_row(row["venue"], row["asset"], f"${row['price_usd']:,.2f} ({row['side']})",
-                    f"${row['current_price_usd']:,.2f}")
-    console.print(liq)
+    if doc["liquidation_prices"]:
+        liq = Table("venue", "asset", "liquidated if", "now", "move", title="liquidation prices", title_justify="left")
+        for row in sorted(doc["liquidation_prices"], key=lambda r: abs(r["price_usd"] / r["current_price_usd"] - 1)
+                          if r["price_usd"] is not None else math.inf):
+            if row["price_usd"] is None:
+                continue
+            move = row["price_usd"] / row["current_price_usd"] - 1
+            liq.add_row(row["venue"], row["asset"],
+                        f"{'falls' if row['side'] == 'below' else 'rises'} to ${row['price_usd']:,.4g}",
+                        f"${row['current_price_usd']:,.4g}", f"{move:+.1%}")
+        console.print(liq)
+    else:
+        console.print("no liquidation price: no single price move liquidates any venue of this wallet")
     if doc["var_es"]:
         var = Table("horizon", *(f"VaR {a}" for a in doc["var_es"]["1d"]), title="VaR / ES (USD, delta-normal EWMA)",
                     title_justify="left")
         for horizon_name, levels in doc["var_es"].items():
             var.add_row(horizon_name, *(f"{x['var_usd']:,.0f} / {x['es_usd']:,.0f}" for x in levels.values()))
         console.print(var)
+    console.print(Text(UNIFIED_HEALTH_MEANING, style="dim"))
 
 
 @app.command("stress")
@@ -255,7 +308,7 @@ def stress(
     from aggregator.stress import replay_path
 
     addr = _address(address)
-    inputs, _ = _risk_inputs(addr)
+    inputs, _, _, _ = _risk_inputs(addr)
     try:
         doc = replay_path(inputs, replay)
     except ValueError as exc:
@@ -290,15 +343,20 @@ def run(
     from aggregator.api_cli import api_settings
     from aggregator.scheduler import run_forever
 
-    settings = api_settings(_settings(), host, port)
-    if interval is not None:
-        settings = settings.model_copy(update={"interval_s": interval})
-    if no_api:
-        settings = settings.model_copy(update={"api": settings.api.model_copy(update={"enabled": False})})
+    def overrides(base: Settings) -> Settings:
+        """The command line's options over a configuration (also re-applied when the devnet's is re-read)."""
+        out = api_settings(base, host, port)
+        if interval is not None:
+            out = out.model_copy(update={"interval_s": interval})
+        if no_api:
+            out = out.model_copy(update={"api": out.api.model_copy(update={"enabled": False})})
+        return out
+
+    settings = overrides(_settings())
     from aggregator.api.server import ServerStartError
 
     try:
-        run_forever(settings, console)
+        run_forever(settings, console, reload=overrides)
     except ServerStartError as exc:
         _fail(str(exc))
 

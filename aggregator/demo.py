@@ -138,7 +138,7 @@ def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, inter
 def _serve(console: Console, settings: Settings, store: Store, metrics: Metrics) -> ApiServer:
     """The API and dashboard on the configured port, or any free one when it is taken."""
     app = create_app(store, public_reads=settings.api.public_reads, metrics=metrics,
-                     allowed_hosts=trusted_hosts(settings.api.host))
+                     allowed_hosts=trusted_hosts(settings.api.host), stale_after_s=settings.stale_bound_s)
     try:
         server = ApiServer(app, settings.api.host, settings.api.port).start()
     except ServerStartError:

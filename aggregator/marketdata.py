@@ -14,6 +14,7 @@ symbol therefore removes that bar for all, and the return across it spans more t
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,6 +129,24 @@ def _parse_dates(raw: list[str], freq: str) -> npt.NDArray[np.datetime64]:
 
 
 def _read(path: Path, freq: str, field: str) -> tuple[npt.NDArray[np.datetime64], FloatArray]:
+    """One file's dates and ``field`` values, read-only; parsed once per version of the file (path, size and
+    modification time), so the risk engine's repeated loads on every sync read the CSV again only when it
+    changed."""
+    st = path.stat()
+    return _read_cached(str(path), st.st_mtime_ns, st.st_size, freq, field)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_cached(
+    name: str, mtime_ns: int, size: int, freq: str, field: str
+) -> tuple[npt.NDArray[np.datetime64], FloatArray]:
+    dates, values = _parse(Path(name), freq, field)
+    dates.flags.writeable = False
+    values.flags.writeable = False
+    return dates, values
+
+
+def _parse(path: Path, freq: str, field: str) -> tuple[npt.NDArray[np.datetime64], FloatArray]:
     with path.open(newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)

@@ -22,6 +22,7 @@ __all__ = [
     "health_style",
     "health_table",
     "venue_summary_table",
+    "wallet_header",
 ]
 
 
@@ -113,58 +114,174 @@ def _hf_text(hf: float | None) -> Text:
     return Text("∞ (no debt)" if hf is None else f"{hf:.4f}", style=health_style(hf))
 
 
-def health_table(doc: dict[str, Any]) -> list[Table]:
-    """One table per venue: its health line, then its positions."""
-    tables = []
+def _short(address: str) -> str:
+    return address if len(address) < 14 else f"{address[:6]}…{address[-4:]}"
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    s = max(0, int(seconds))
+    if s < 90:
+        return f"{s} s"
+    if s < 5_400:
+        return f"{round(s / 60)} min"
+    if s < 172_800:
+        return f"{s / 3_600:.1f} h"
+    return f"{s / 86_400:.1f} d"
+
+
+def _usd(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.2f}" if abs(x) < 1e9 else f"{x:,.3g}"
+
+
+def _amount(x: float) -> str:
+    return f"{x:,.6g}" if abs(x) < 1e15 else f"{x:.4g}"
+
+
+def wallet_header(doc: dict[str, Any], label: str | None = None) -> list[Text]:
+    """The lines a wallet's view opens with: who, which chain and block, how fresh — STALE in red with why — and
+    the headline (lowest venue health, unified health, first liquidation)."""
+    fresh = doc.get("freshness") or {}
+    chain = doc.get("chain") or {}
+    who = Text.assemble((_short(doc["wallet"]), "bold"), f" ({label})" if label else "")
+    where = f" · {chain.get('name') or 'chain'} {doc.get('chain_id')}" if doc.get("chain_id") is not None else ""
+    block = f" · block {doc['block']}" if doc.get("block") is not None else ""
+    line = Text.assemble(who, where, block)
+    if fresh.get("synced_at"):
+        line.append(f" · synced {_ago(fresh.get('age_s'))} ago", style="red" if fresh.get("stale") else "dim")
+    lines = [line]
+    if fresh.get("stale"):
+        lines.append(Text.assemble(("STALE", "bold red"), " ", (str(fresh.get("reason") or ""), "red")))
+    summary = doc.get("summary") or {}
+    if summary:
+        lowest = summary.get("lowest_venue")
+        head = Text()
+        if lowest:
+            head.append("lowest ")
+            head.append(f"{lowest['venue']} ")
+            head.append(f"{lowest['health_factor']:.4f}", style=health_style(lowest["health_factor"]))
+        else:
+            head.append("no venue with debt", style="green")
+        uh = summary.get("unified_health")
+        if summary.get("risk_block") is not None:
+            head.append(" · unified ")
+            head.append("∞" if uh is None else f"{uh:.2f}", style=health_style(uh))
+        first = summary.get("first_liquidation")
+        if first:
+            head.append(" · first liquidation: ")
+            head.append(f"{first['venue']} if {first['asset']} {first['direction']} to "
+                        f"${first['price_usd']:,.{4 if first['price_usd'] < 100 else 2}f} ({first['move']:+.1%})",
+                        style="bold")
+        lines.append(head)
+    return lines
+
+
+def _position_note(p: dict[str, Any]) -> str:
+    """What a trader expects beside a position: LP range and fees, perp entry / leverage / P&L / liquidation,
+    lending room (from the position's detail)."""
+    d = p.get("detail") or {}
+    notes: list[str] = []
+    if p["side"] == "lp":
+        if "price_lower" in d and "price_upper" in d:
+            notes.append(f"range {d['price_lower']:,.6g}–{d['price_upper']:,.6g}")
+        if "in_range" in d:
+            notes.append("in range" if d["in_range"] else "OUT OF RANGE")
+        fees = d.get("fees_owed", d.get("fees"))
+        if isinstance(fees, int | float) and fees:
+            notes.append(f"fees {fees:,.6g}")
+    elif p["side"] == "perp":
+        for key, label in (("entry_px", "entry"), ("entry_price", "entry")):
+            if d.get(key) is not None:
+                notes.append(f"{label} ${float(d[key]):,.2f}")
+                break
+        if d.get("leverage") is not None:
+            notes.append(f"{d['leverage']}×")
+        pnl = d.get("unrealized_pnl_usd")
+        if pnl is not None:
+            notes.append(f"uPnL ${float(pnl):,.2f}")
+        liq = d.get("liquidation_px", d.get("liquidation_price"))
+        if liq is not None:
+            notes.append(f"liq ${float(liq):,.2f}")
+    else:
+        if d.get("max_withdraw_amount") is not None:
+            notes.append(f"max withdraw {_amount(float(d['max_withdraw_amount']))}")
+    return " · ".join(notes)
+
+
+def health_table(doc: dict[str, Any], *, wide: bool = False) -> list[Text | Table]:
+    """Per venue, riskiest first: a title line, a table of its positions, its health line and what a trader
+    expects beside the positions (LP range and fees, perp entry / leverage / P&L / liquidation). Lines are printed
+    at the console's width (not the table's), tables fit 80 columns; ``wide`` adds the price and collateral columns.
+    """
+    out: list[Text | Table] = []
     for v in doc["venues"]:
-        title = f"{v['venue']} ({v['kind']}) · block {v['block']} · {v['status']}"
-        table = Table(title=title, title_justify="left", expand=False)
-        for col in ("asset", "side", "amount", "price (USD)", "value (USD)", "collateral"):
-            table.add_column(col, justify="right" if col not in ("asset", "side") else "left")
+        status = v["status"]
+        title = Text.assemble((v["venue"], "bold"), f" ({v['kind']}) · block {v['block']}")
+        if v.get("age_s") is not None:
+            title.append(f" · {_ago(v['age_s'])} ago", style="red" if v.get("stale") else "dim")
+        if status != "ok":
+            title.append(f" · {status.upper()}", style="bold red")
+        table = Table(expand=False)
+        cols = ["asset", "side", "amount", "value (USD)"] + (["price (USD)", "collateral"] if wide else [])
+        for col in cols:
+            table.add_column(col, justify="left" if col in ("asset", "side") else "right", overflow="fold")
+        notes: list[str] = []
         for p in v["positions"]:
-            table.add_row(p["asset"], p["side"], f"{p['amount']:,.6g}", f"{p['price_usd']:,.2f}",
-                          f"{p['value_usd']:,.2f}", "yes" if p["is_collateral"] else "no")
-        hf = Text.assemble("health factor ", _hf_text(v["health_factor"]))
+            row = [p["asset"], p["side"], _amount(p["amount"]), _usd(p["value_usd"])]
+            if wide:
+                row += [_usd(p["price_usd"]), "yes" if p["is_collateral"] else "no"]
+            table.add_row(*row)
+            note = _position_note(p)
+            if note and f"{p['asset']}: {note}" not in notes:
+                notes.append(f"{p['asset']}: {note}")
+        hf = (Text("never liquidated", style="dim") if v["kind"] == "lp"
+              else Text.assemble("health factor ", _hf_text(v["health_factor"])))
         lt = v["liquidation_threshold"]
         if v["kind"] == "perp":
             equity, maintenance = v.get("equity_usd") or 0, v.get("maintenance_margin_usd") or 0
-            amounts = f"  equity ${equity:,.2f}  maintenance ${maintenance:,.2f}"
-            liq = v.get("liquidation_price") or {}
-            amounts += "".join(f"  liq {coin} ${px:,.2f}" for coin, px in liq.items() if px is not None)
+            amounts = f" · equity ${equity:,.2f} · maintenance ${maintenance:,.2f}"
         elif v["kind"] == "lp":
-            amounts = f"  value ${v['collateral_usd'] or 0:,.2f}"
+            amounts = f" · value ${v['collateral_usd'] or 0:,.2f}"
         else:
-            amounts = f"  collateral ${v['collateral_usd'] or 0:,.2f}  debt ${v['debt_usd'] or 0:,.2f}"
-        table.caption = Text.assemble(
+            amounts = f" · collateral ${v['collateral_usd'] or 0:,.2f} · debt ${v['debt_usd'] or 0:,.2f}"
+        line = Text.assemble(
             hf,
             amounts,
-            f"  LT {lt:.2%}" if lt is not None else "",
-            ("  matches on-chain" if v["matches_onchain"] else "  DIFFERS FROM ON-CHAIN")
+            f" · LT {lt:.2%}" if lt is not None else "",
+            (" · matches on-chain" if v["matches_onchain"] else (" · DIFFERS FROM ON-CHAIN", "bold red"))
             if v["matches_onchain"] is not None else "",
-            f"  flags: {', '.join(v['flags'])}" if v["flags"] else "",
-            f"  error: {v['error']}" if v["error"] else "",
         )
-        table.caption_justify = "left"
-        tables.append(table)
-    return tables
+        out += [title, table, line]
+        if v["flags"]:
+            out.append(Text(f"flags: {', '.join(v['flags'])}", style="yellow"))
+        if v["error"]:
+            out.append(Text(f"newest read failed: {v['error']}" if status == "stale" else f"error: {v['error']}",
+                            style="red"))
+        out += [Text(n, style="dim") for n in notes]
+    return out
 
 
 def venue_summary_table(healths: Sequence[VenueHealth], labels: dict[str, str], block: int | None) -> Table:
-    """One line per wallet and venue: the demo's and ``sync --once``'s view of a sync."""
+    """One line per wallet and venue: ``sync --once``'s view of a sync (fits 80 columns: addresses shortened)."""
     table = Table(title=f"health at block {block}" if block is not None else "health", title_justify="left")
-    for col in ("wallet", "label", "venue", "health factor", "collateral (USD)", "debt (USD)", "LT", "check"):
-        table.add_column(col, justify="left" if col in ("wallet", "label", "venue") else "right")
-    for h in filter(has_exposure, healths):
+    for col in ("wallet", "venue", "health", "coll. USD", "debt USD", "check"):
+        table.add_column(col, justify="left" if col in ("wallet", "venue") else "right", overflow="fold")
+    rows = sorted(filter(has_exposure, healths), key=lambda h: (h.health_factor is None, h.health_factor or 0.0))
+    for h in rows:
+        label = labels.get(h.wallet, "")
         table.add_row(
-            h.wallet[:10] + "…",
-            labels.get(h.wallet, ""),
+            f"{label} {_short(h.wallet)}".strip() if len(label) <= 12 else _short(h.wallet),
             h.venue,
-            _hf_text(h.health_factor),
-            f"{h.collateral_usd:,.2f}",
-            f"{h.debt_usd:,.2f}",
-            f"{h.liquidation_threshold:.2%}" if h.liquidation_threshold is not None else "-",
+            _hf_text(h.health_factor) if h.kind != "lp" else Text("– (LP)", style="dim"),
+            f"{h.collateral_usd:,.0f}",
+            f"{h.debt_usd:,.0f}",
             check_text(h),
         )
+    if not rows:
+        table.caption = "no wallet holds a position on any venue"
     return table
 
 
@@ -176,12 +293,12 @@ def cycle_summary(report: CycleReport) -> list[str]:
             sent = ", ".join(f"{r.sink} {'ok' if r.ok else 'FAILED'}" for r in results) or "no sink"
             lines.append(f"[bold]alert[/] {alert.severity}: {alert.message} ({sent})")
     for outcome in report.keeper:
-        if outcome.status == "healthy":
+        if outcome.status == "healthy" or outcome.repeated:  # a standing plan or error is said once
             continue
         plan = f" plan {outcome.plan_id}" if outcome.plan_id is not None else ""
-        actions = "; ".join(f"{a.kind} {a.amount:,.6g} on {a.venue}" for a in (outcome.plan.actions if outcome.plan
-                                                                                 else ()))
-        lines.append(f"[bold]keeper[/] {outcome.wallet}{plan}: {outcome.status}"
+        actions = "; ".join(f"{a.kind} {a.amount:,.6g} {outcome.symbols.get(a.token, _short(a.token))} on {a.venue}"
+                            for a in (outcome.plan.actions if outcome.plan else ()))
+        lines.append(f"[bold]keeper[/] {_short(outcome.wallet)}{plan}: {outcome.status}"
                      + (f" — {actions}" if actions else "") + (f" ({outcome.message})" if outcome.message else ""))
     lines += [f"[red]{e}[/]" for e in report.errors]
     return lines

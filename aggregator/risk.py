@@ -2,13 +2,59 @@
 
 :func:`wallet_book` turns one wallet's newest snapshot on every venue into a :class:`riskcore.book.Book`
 (Aave accounts with each reserve's threshold and bonus as the protocol applies them, Morpho markets with their
-LLTV, perp cross accounts with their maintenance rate, Uniswap ranges). :func:`assess_wallet` runs the
-liquidation-aware scenario margin over SPAN-style scenarios whose scan ranges follow EWMA volatility from the
-market data (dynamic margin), a correlation breakdown and every historical 1-day joint move scaled to today's
-volatility (filtered historical simulation), and VaR / ES (delta-normal with EWMA covariance, and historical).
+LLTV, perp cross accounts with their maintenance rate, Uniswap ranges). :func:`assess_book` runs the
+liquidation-aware scenario margin over the set :func:`unified_scenarios` builds, and VaR / ES (delta-normal with
+EWMA covariance, historical, Monte Carlo).
 
-Tokens map to risk factors through :data:`riskcore.assets.DEFAULT_ASSET_MAP` (WETH → ETH); stablecoins keep
-their own factor at $1; a factor without market history (e.g. AAVE) borrows ETH's, flagged ``proxy``.
+Prices and factors
+------------------
+Tokens map to book underlyings through :data:`riskcore.assets.DEFAULT_ASSET_MAP`: WETH and ETH perps are ``ETH``;
+a staked or wrapped token with a basis (stETH, wstETH, cbETH, WBTC…) and every stablecoin keep their own price
+(the snapshot's oracle price, stablecoins included). :func:`riskcore.factors.factor_model` then says which risk
+factors move each price: ``stETH`` moves with ``ETH`` and the basis ``stETH/ETH``, ``USDC`` with the peg
+``USDC/USD``. A risky factor without market history (e.g. AAVE) borrows ETH's, flagged ``proxy``.
+
+The scenario set used for unified health (:func:`unified_scenarios`)
+---------------------------------------------------------------------
+Built over the factors, then composed onto the book's prices (:meth:`FactorModel.compose`):
+
+* SPAN's 16 scenarios per risky factor and jointly, scan ranges ``max(10 %, 3 × EWMA daily vol × √h)``;
+* the correlation breakdown (:func:`riskcore.scenarios.correlation_breakdown`): risky factors −30 % together with
+  every basis widening, alone and with each peg depegging or (``premium``) trading above $1, and each depeg alone;
+* the peg and basis stress (:func:`riskcore.scenarios.spread_scenarios`): each peg and basis alone down and up,
+  every ordered pair against each other (USDC down while DAI up), every peg down together;
+* every historical 1-day joint move of the risky factors at today's volatility (filtered historical simulation),
+  for a whole-day horizon.
+
+Peg sizes come from the real depegs in the market data, read where it lies at run time
+(:func:`spread_sizes`): a stablecoin with its own daily history falls by its worst intraday low below $1 (USDC:
+0.8774 on 2023-03-11, −12.3 %) and rises by its highest daily close above $1
+(:func:`riskcore.scenarios.peg_stress_sizes`), at least :data:`PEG_FLOOR_DOWN` / :data:`PEG_FLOOR_UP`; one
+without history (DAI, USDS…) is stressed like the worst stablecoin that has one (flagged ``peg_proxy``). The data
+holds no staking or wrapping basis (no stETH, WBTC series): bases move by the asset map's ``basis_risk`` down and
+:data:`PEG_FLOOR_UP` up (flagged ``basis_default``).
+
+The headline never looks safer than the first venue liquidation
+----------------------------------------------------------------
+Let ``S`` be the set above, ``mf`` the maintenance factor, ``E`` a wallet's equity and, per scenario ``s``,
+``w_s`` its weight and ``L_s`` the wallet's liquidation-aware loss. For every wallet:
+
+1. for every ``s ∈ S`` in which some venue account of the wallet is liquidated,
+   ``portfolio margin ≥ mf × w_s × L_s``; so when ``E > 0`` and ``L_s > 0``,
+   ``unified health ≤ E / (mf × w_s × L_s)``;
+2. if the nearest single-factor liquidation (``first_liquidation.nearest``: factor ``f`` moved alone by ``m``)
+   lies strictly inside the range ``S`` moves ``f`` alone in that direction, then ``S`` holds a scenario in which
+   that venue account is liquidated (every venue rule is linear in one factor's multiplier), and 1. applies to it;
+3. for a book without options, a wallet of which ``S`` liquidates a venue account with a positive penalty (in
+   particular under the condition of 2., for a lending account: Aave's bonus and Morpho's incentive are
+   penalties) has a finite unified health, never ∞: that scenario is a loss unless the rest of the book gains
+   more from the same move, and ``S`` moves every factor alone both ways, so a book gaining one way loses the
+   other (its P&L along one factor is linear, or concave for a Uniswap range).
+
+Every peg and basis factor is moved alone both ways (:func:`spread_scenarios`), so a wallet whose only risk is a
+peg or a basis gets a finite unified health and a first liquidation whenever its liquidation price lies within the
+real depegs. ``tests/aggregator/test_risk_invariant.py`` checks 1–3 on random books with this module's own sets
+(and that ``first_liquidation.down`` / ``up`` agree with ``nearest`` where a wallet holds one risky factor).
 """
 
 from __future__ import annotations
@@ -16,25 +62,29 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from aggregator.marketdata import MarketDataNotFoundError, PriceHistory, load_prices
 from db.rows import LatestVenueHealth, PositionSide, SnapshotRow
-from riskcore.assets import DEFAULT_ASSET_MAP, AssetKind
-from riskcore.book import AaveAccountSpec, Book, LpSpec, MorphoMarketSpec, PerpAccountSpec, SpotSpec, WalletSpec
+from riskcore.assets import DEFAULT_ASSET_MAP, AssetKind, FactorKind
+from riskcore.book import AaveAccountSpec, Book, Kind, LpSpec, MorphoMarketSpec, PerpAccountSpec, SpotSpec, WalletSpec
 from riskcore.ewma import ewma_covariance
-from riskcore.margin import Assessment, ScenarioResult, assess, revalue
+from riskcore.factors import FactorModel, factor_model
+from riskcore.margin import Assessment, ScenarioResult, assess, nearest_liquidation, revalue
 from riskcore.scenarios import (
+    DEFAULT_PREMIUM,
     ScenarioSet,
     correlation_breakdown,
     fhs_volatility,
     historical_scenarios,
+    peg_stress_sizes,
     price_vol_grid,
     scan_ranges,
     span_scenarios,
+    spread_scenarios,
 )
 from riskcore.var import (
     CONFIDENCE_LEVELS,
@@ -44,7 +94,20 @@ from riskcore.var import (
     parametric_var_es,
 )
 
-__all__ = ["RiskInputs", "assess_book", "build_book", "pnl_grids", "risk_documents", "wallet_book"]
+__all__ = [
+    "Flag",
+    "RiskInputs",
+    "SpreadSizes",
+    "UnifiedScenarios",
+    "assess_book",
+    "build_book",
+    "pnl_grids",
+    "risk_documents",
+    "scenario_label",
+    "spread_sizes",
+    "unified_scenarios",
+    "wallet_book",
+]
 
 PROXY = "ETH"
 """The factor whose history stands in for a factor the market data lacks."""
@@ -57,7 +120,12 @@ MC_SEED = 20_251_121
 GRID_PRICE_MOVES: tuple[float, ...] = tuple(round(-0.5 + 0.05 * i, 2) for i in range(21))
 """The P&L heatmap's joint price moves of every non-stable underlying: −50 % … +50 % in 5 % steps."""
 GRID_VOL_SHIFTS: tuple[float, ...] = (-0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
-"""The heatmap's relative volatility shifts (options and other vol-sensitive positions; ×0.5 … ×2)."""
+"""The heatmap's relative volatility shifts, for a wallet holding options (×0.5 … ×2); other wallets get the
+unshifted row alone."""
+PEG_FLOOR_DOWN = 0.05
+"""Smallest fall of a stablecoin's peg in the stress, whatever its history (5 %)."""
+PEG_FLOOR_UP = DEFAULT_PREMIUM
+"""Smallest rise of a peg, and the rise of a basis, in the stress (2 %: minting at par caps a premium)."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +135,36 @@ class RiskInputs:
     wallets: tuple[str, ...]
     book: Book
     factors: tuple[str, ...]
-    """The book's underlyings (risk factors), in book order."""
+    """The book's underlyings (the prices it is valued at), in book order."""
     stable: frozenset[str]
+    """Underlyings without a risky factor (stablecoins, USD): the uniform move holds them still."""
     block: int | None
+    model: FactorModel | None = None
+    """Which risk factors move each underlying (default: :func:`riskcore.factors.factor_model` of the book's)."""
+    tokens: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """(venue, underlying) → the token symbol the venue reports (``("aave_v3", "ETH")`` → ``"WETH"``)."""
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            object.__setattr__(self, "model", factor_model(self.book.underlyings))
+
+    @property
+    def factor_model(self) -> FactorModel:
+        model = self.model
+        assert model is not None  # set in __post_init__
+        return model
+
+    def token(self, venue: str, underlying: str) -> str:
+        """The symbol a trader knows for ``underlying`` on ``venue`` (WETH on Aave, ETH on Hyperliquid)."""
+        return self.tokens.get((venue, underlying), underlying)
 
 
 def _factor(symbol: str) -> tuple[str, bool]:
-    """(risk factor, is a stablecoin) of a token symbol or a perp market (``ETH-USD`` → ETH)."""
+    """(book underlying, is a stablecoin) of a token symbol or a perp market (``ETH-USD`` → ETH).
+
+    WETH and ETH perps are ``ETH``; a staked or wrapped token with a basis (stETH, WBTC…) and a stablecoin keep
+    their own symbol — their price moves with a basis or a peg as well (:mod:`riskcore.factors`).
+    """
     for suffix in ("-USD", "-PERP", "-USDC"):
         if symbol.endswith(suffix):
             symbol = symbol[: -len(suffix)]
@@ -83,7 +174,9 @@ def _factor(symbol: str) -> tuple[str, bool]:
     except KeyError:
         return symbol, False
     if spec.kind is AssetKind.STABLE:
-        return symbol, True  # each stablecoin is its own factor, pinned at $1 unless it depegs
+        return spec.symbol, True
+    if spec.basis_factor is not None:
+        return spec.symbol, False
     return spec.underlying, False
 
 
@@ -95,24 +188,26 @@ def wallet_book(wallet: str, latest: Sequence[LatestVenueHealth], venue_types: M
 def build_book(snapshots: Mapping[str, Sequence[SnapshotRow]], venue_types: Mapping[str, str]) -> RiskInputs:
     """Many wallets' snapshots (wallet → its snapshots, one per venue) as one vectorized book."""
     prices: dict[str, float] = {}
-    stable: set[str] = set()
-    wallets = [WalletSpec(w, tuple(_accounts(snaps, venue_types, prices, stable))) for w, snaps in snapshots.items()]
+    tokens: dict[tuple[str, str], str] = {}
+    wallets = [WalletSpec(w, tuple(_accounts(snaps, venue_types, prices, tokens))) for w, snaps in snapshots.items()]
     blocks = [s.block_number for snaps in snapshots.values() for s in snaps]
+    model = factor_model(tuple(prices))
+    stable = frozenset(u for u, st in zip(model.underlyings, model.stable.tolist(), strict=True) if st)
     book = Book.from_wallets(wallets, prices, stable=stable)
-    return RiskInputs(tuple(snapshots), book, book.underlyings, frozenset(stable), max(blocks) if blocks else None)
+    return RiskInputs(tuple(snapshots), book, book.underlyings, stable, max(blocks) if blocks else None, model, tokens)
 
 
 def _accounts(
-    snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str], prices: dict[str, float], stable: set[str]
+    snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str], prices: dict[str, float],
+    tokens: dict[tuple[str, str], str],
 ) -> list[Any]:
     accounts: list[Any] = []
 
-    def factor(symbol: str, price: float | None) -> str:
-        name, is_stable = _factor(symbol)
-        if is_stable:
-            stable.add(name)
+    def factor(symbol: str, price: float | None, venue: str) -> str:
+        name, _ = _factor(symbol)
+        tokens.setdefault((venue, name), symbol)
         if price is not None and name not in prices:
-            prices[name] = 1.0 if is_stable else price
+            prices[name] = price
         return name
 
     for snap in snapshots:
@@ -120,12 +215,13 @@ def _accounts(
             continue
         kind = venue_types.get(snap.venue, "")
         positions = snap.positions
+        venue = snap.venue
         if kind == "aave_v3":
             collateral: dict[str, tuple[float, float]] = {}
             debt: dict[str, float] = defaultdict(float)
             bonus_num = bonus_den = 0.0
             for p in positions:
-                f = factor(p.asset.symbol, p.price_usd)
+                f = factor(p.asset.symbol, p.price_usd, venue)
                 if p.side is PositionSide.COLLATERAL:
                     lt = float(p.extra.get("liquidation_threshold_bps", 0)) / 1e4 if p.is_collateral else 0.0
                     amount, _ = collateral.get(f, (0.0, lt))
@@ -136,13 +232,13 @@ def _accounts(
                 elif p.side is PositionSide.DEBT:
                     debt[f] += p.amount
             bonus = bonus_num / bonus_den if bonus_den else 0.05
-            accounts.append(AaveAccountSpec(collateral, dict(debt), bonus=bonus, venue=snap.venue))
+            accounts.append(AaveAccountSpec(collateral, dict(debt), bonus=bonus, venue=venue))
         elif kind == "morpho_blue":
             by_market: dict[str, dict[str, Any]] = defaultdict(dict)
             for p in positions:
-                f = factor(p.asset.symbol, p.price_usd)
+                f = factor(p.asset.symbol, p.price_usd, venue)
                 if p.side is PositionSide.SUPPLY:  # lending to the market: held, never liquidated
-                    accounts.append(SpotSpec(f, p.amount, venue=snap.venue))
+                    accounts.append(SpotSpec(f, p.amount, venue=venue))
                 elif p.market_key is not None and p.side in (PositionSide.COLLATERAL, PositionSide.DEBT):
                     by_market[p.market_key][str(p.side)] = (f, p.amount)
             markets = {str(m["market_id"]): m for m in snap.health.extra.get("markets", [])}
@@ -155,7 +251,7 @@ def _accounts(
                 if loan_f is None:  # collateral without debt: still the wallet's exposure, never liquidated
                     loan_f = coll_f
                 accounts.append(MorphoMarketSpec(coll_f, coll, loan_f, owed, float(meta.get("lltv", 0.0)),
-                                                 venue=snap.venue))
+                                                 venue=venue))
         elif kind in ("hyperliquid", "dydx_v4"):
             perps = [p for p in positions if p.side is PositionSide.PERP]
             if not perps:
@@ -164,9 +260,9 @@ def _accounts(
             maintenance = float(snap.health.extra.get("maintenance_margin_usd", 0.0))
             mmr = maintenance / notional if notional else 0.0
             equity = float(snap.health.extra.get("equity_usd", snap.health.collateral_usd))
-            sizes = {factor(p.asset.symbol, p.price_usd): (p.amount, mmr) for p in perps}
+            sizes = {factor(p.asset.symbol, p.price_usd, venue): (p.amount, mmr) for p in perps}
             cash = equity - sum(p.amount * (p.price_usd or 0.0) for p in perps)
-            accounts.append(PerpAccountSpec(cash, sizes, venue=snap.venue))
+            accounts.append(PerpAccountSpec(cash, sizes, venue=venue))
         elif kind == "uniswap_v3":
             legs_by_nft: dict[str, list[Any]] = defaultdict(list)
             for p in positions:
@@ -176,42 +272,170 @@ def _accounts(
                 if len(nft_legs) != 2:
                     continue
                 t0, t1 = nft_legs
-                f0, f1 = factor(t0.asset.symbol, t0.price_usd), factor(t1.asset.symbol, t1.price_usd)
+                f0, f1 = factor(t0.asset.symbol, t0.price_usd, venue), factor(t1.asset.symbol, t1.price_usd, venue)
                 d0, d1 = t0.asset.decimals, t1.asset.decimals
                 liquidity = int(str(t0.extra["liquidity"])) / 10 ** ((d0 + d1) / 2)
                 lo = 1.0001 ** int(str(t0.extra["tick_lower"])) * 10 ** (d0 - d1)
                 hi = 1.0001 ** int(str(t0.extra["tick_upper"])) * 10 ** (d0 - d1)
-                accounts.append(LpSpec(f0, f1, liquidity, lo, hi, venue=snap.venue))
+                accounts.append(LpSpec(f0, f1, liquidity, lo, hi, venue=venue))
     return accounts
 
 
+# --- flags ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Flag:
+    """A caveat of the computation: its code (kept in the JSON as it is), the same in plain words, and the factor
+    it concerns (``None``: every wallet of the batch)."""
+
+    code: str
+    note: str
+    factor: str | None = None
+
+
 def _history(factors: Sequence[str]) -> tuple[PriceHistory | None, dict[str, str]]:
-    """Daily history for the risky factors (proxying the ones the data lacks)."""
+    """Daily history for the risky factors (proxying the ones the data lacks); ``None`` without market data or
+    without a risky factor."""
     source = {f: f for f in factors}
+    if not factors:
+        return None, source
     try:
-        available = set(load_prices(["ETH"]).symbols)
+        load_prices([PROXY])
         for f in factors:
             try:
                 load_prices([f])
-                available.add(f)
             except (MarketDataNotFoundError, KeyError, ValueError):
                 source[f] = PROXY
-        names = sorted({source[f] for f in factors})
-        return load_prices(names), source
+        return load_prices(sorted({source[f] for f in factors})), source
     except MarketDataNotFoundError:
         return None, source
 
 
-def assess_book(
-    inputs: RiskInputs, horizon_days: float = 1.0
-) -> tuple[Assessment, ScenarioSet, list[dict[str, Any]]]:
-    """Scenario margin (SPAN-style with dynamic scan ranges + correlation breakdown) and VaR / ES of every
-    wallet of the book at once; the third item holds each wallet's extra figures (book order)."""
-    risky = [f for f in inputs.factors if f not in inputs.stable]
+@dataclass(frozen=True)
+class SpreadSizes:
+    """How far the stress moves each peg and basis factor, and why (fractions: 0.1226 = 12.26 %)."""
+
+    down: dict[str, float]
+    up: dict[str, float]
+    basis: dict[str, str]
+    """Factor → where its sizes come from, in words."""
+    flags: tuple[Flag, ...]
+
+
+@dataclass(frozen=True)
+class _PegHistory:
+    token: str
+    down: float
+    up: float
+    low_usd: float
+    low_date: str
+    high_usd: float
+    high_date: str
+
+
+def _peg_histories() -> dict[str, _PegHistory]:
+    """Every stablecoin of the asset map with a daily history in the market data: its peg stress sizes."""
+    out: dict[str, _PegHistory] = {}
+    for spec in DEFAULT_ASSET_MAP.specs:
+        if spec.kind is not AssetKind.STABLE:
+            continue
+        try:
+            lows = load_prices([spec.symbol], field="Low")
+            closes = load_prices([spec.symbol], field="Close")
+        except (MarketDataNotFoundError, ValueError):
+            continue
+        lo, cl = lows.column(spec.symbol), closes.column(spec.symbol)
+        if lo.size == 0 or cl.size == 0:
+            continue
+        down, up = peg_stress_sizes(lo, cl, floor_down=PEG_FLOOR_DOWN, floor_up=PEG_FLOOR_UP)
+        i, j = int(np.argmin(lo)), int(np.argmax(cl))
+        out[spec.symbol] = _PegHistory(spec.symbol, down, up, float(lo[i]), str(lows.dates[i])[:10], float(cl[j]),
+                                       str(closes.dates[j])[:10])
+    return out
+
+
+def spread_sizes(model: FactorModel) -> SpreadSizes:
+    """The stress sizes of the model's peg and basis factors (see the module notes), from the market data.
+
+    A peg with its own history: :func:`riskcore.scenarios.peg_stress_sizes` of it (worst daily low below $1, highest
+    daily close above $1, floored at :data:`PEG_FLOOR_DOWN` / :data:`PEG_FLOOR_UP`). Without one: the largest fall
+    and rise among the stablecoins that have one (flag ``peg_proxy:<token>``); without any stablecoin history: the
+    asset map's ``basis_risk`` (at least the floor) and the floor (flag ``peg_default:<token>``). A basis: the asset
+    map's ``basis_risk`` down and :data:`PEG_FLOOR_UP` up (flag ``basis_default:<token>``; the market data holds
+    no staking or wrapping basis).
+    """
+    down: dict[str, float] = {}
+    up: dict[str, float] = {}
+    basis: dict[str, str] = {}
+    flags: list[Flag] = []
+    histories = _peg_histories() if model.pegs else {}
+    worst_down = max(histories.values(), key=lambda h: h.down, default=None)
+    worst_up = max(histories.values(), key=lambda h: h.up, default=None)
+    for f in model.pegs:
+        token = model.token(f)
+        own = histories.get(token)
+        if own is not None:
+            down[f], up[f] = own.down, own.up
+            basis[f] = (f"{token}'s own history: as low as ${own.low_usd:.4f} on {own.low_date}, closed as high as "
+                        f"${own.high_usd:.4f} on {own.high_date}")
+        elif worst_down is not None and worst_up is not None:
+            down[f], up[f] = worst_down.down, worst_up.up
+            basis[f] = (f"the worst stablecoin in the data: {worst_down.token} as low as ${worst_down.low_usd:.4f} on "
+                        f"{worst_down.low_date}, {worst_up.token} closed as high as ${worst_up.high_usd:.4f} on "
+                        f"{worst_up.high_date}")
+            flags.append(Flag(f"peg_proxy:{token}", f"{token} has no price history here; its peg is stressed like "
+                              f"the worst stablecoin in the data (down to ${1 - down[f]:.3f}, up to "
+                              f"${1 + up[f]:.3f})", f))
+        else:
+            down[f] = max(PEG_FLOOR_DOWN, DEFAULT_ASSET_MAP.basis_risk_of(f))
+            up[f] = PEG_FLOOR_UP
+            basis[f] = "the asset map's depeg size (no stablecoin history found)"
+            flags.append(Flag(f"peg_default:{token}", f"no stablecoin price history found; {token}'s peg is stressed "
+                              f"by the asset map's size (down to ${1 - down[f]:.3f}, up to ${1 + up[f]:.3f})", f))
+    for f in model.bases:
+        token = model.token(f)
+        down[f] = DEFAULT_ASSET_MAP.basis_risk_of(f)
+        up[f] = PEG_FLOOR_UP
+        under = f.split("/", 1)[1] if "/" in f else "its underlying"
+        basis[f] = "the asset map's basis size (the market data holds no staking or wrapping basis)"
+        flags.append(Flag(f"basis_default:{token}", f"{token} has no price history against {under} here; its basis "
+                          f"is stressed by the asset map's size ({_pct(-down[f])} and {_pct(up[f])} against {under})",
+                          f))
+    return SpreadSizes(down, up, basis, tuple(flags))
+
+
+# --- the scenario set used for unified health ---------------------------------------------------------------
+@dataclass(frozen=True)
+class UnifiedScenarios:
+    """The scenario set of :func:`assess_book`, over the risk factors and composed onto the book's prices, with
+    what the VaR models need from the same history."""
+
+    factor_set: ScenarioSet
+    """Over the model's factors (``ETH``, ``USDC/USD``, ``stETH/ETH``…)."""
+    book_set: ScenarioSet
+    """The same scenarios over the book's underlyings (what :func:`riskcore.margin.revalue` reads)."""
+    risky: tuple[str, ...]
+    ranges: np.ndarray[Any, np.dtype[np.float64]]
+    """(R,) SPAN scan range of each risky factor."""
+    vol_now: np.ndarray[Any, np.dtype[np.float64]]
+    """(R,) EWMA daily volatility of each risky factor (nan without market data)."""
+    simple: np.ndarray[Any, np.dtype[np.float64]] | None
+    """(T, R) daily simple returns of the risky factors' histories (proxies included)."""
+    covariance: np.ndarray[Any, np.dtype[np.float64]] | None
+    sizes: SpreadSizes
+    flags: tuple[Flag, ...]
+
+
+def unified_scenarios(inputs: RiskInputs, horizon_days: float = 1.0) -> UnifiedScenarios:
+    """The scenario set used for unified health (see the module notes): SPAN with dynamic scan ranges, the
+    correlation breakdown, the peg and basis stress, and the filtered historical moves."""
+    model = inputs.factor_model
+    risky = list(model.risky)
     history, source = _history(risky)
-    flags: list[str] = [f"proxy:{f}={PROXY}" for f in risky if source[f] != f]
+    flags = [Flag(f"proxy:{f}={PROXY}", f"{f} has no price history here; {PROXY}'s history stands in", f)
+             for f in risky if source[f] != f]
     historical: ScenarioSet | None = None
     simple: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    cov: np.ndarray[Any, np.dtype[np.float64]] | None = None
     if history is not None and risky:
         col = {s: i for i, s in enumerate(history.symbols)}
         idx = [col[source[f]] for f in risky]
@@ -225,27 +449,70 @@ def assess_book(
             historical = historical_scenarios(risky, returns, history.dates[1:], int(horizon_days),
                                               vol_now=vol_now, vol_then=vol_then)
     else:
-        flags.append("no_market_data")
+        if risky:
+            flags.append(Flag("no_market_data", "no market data found: scan ranges are 30 %, and there is no "
+                              "historical simulation and no VaR"))
         vol_now = np.full(len(risky), math.nan)
         ranges = np.full(len(risky), 0.3)
-        cov = None
-    scenarios = span_scenarios(risky, ranges, horizon_days=horizon_days) if risky else None
-    breakdown = correlation_breakdown(risky, horizon_days=horizon_days) if risky else None
-    sets = [s for s in (scenarios, breakdown, historical) if s is not None]
-    scenario_set = ScenarioSet.concat(*sets) if sets else user_noop(inputs.factors, horizon_days)
-    result = assess(inputs.book, scenario_set)
+    sizes = spread_sizes(model)
+    flags.extend(sizes.flags)
+    sets: list[ScenarioSet] = []
+    if risky:
+        sets.append(span_scenarios(risky, ranges, horizon_days=horizon_days))
+    if model.factors:
+        pegs, bases = model.pegs, model.bases
+        sets.append(correlation_breakdown(
+            model.factors, stable_depeg={p: sizes.down[p] for p in pegs}, basis_drop={b: sizes.down[b] for b in bases},
+            stable_premium={p: sizes.up[p] for p in pegs}, horizon_days=horizon_days))
+        spread = spread_scenarios(model.factors, down=sizes.down, up=sizes.up, horizon_days=horizon_days)
+        if len(spread):
+            sets.append(spread)
+    if historical is not None:
+        sets.append(historical)
+    factor_set = ScenarioSet.concat(*sets) if sets else user_noop(model.factors, horizon_days)
+    return UnifiedScenarios(factor_set, model.compose(factor_set), tuple(risky), np.asarray(ranges, np.float64),
+                            np.asarray(vol_now, np.float64), simple, cov, sizes, tuple(flags))
+
+
+def _held(book: Book) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """(W, U): which underlyings each wallet holds, an LP's token1 included."""
+    held = np.zeros((book.n_wallets, book.n_underlyings), dtype=bool)
+    held[book.pos_wallet, book.pos_underlying] = True
+    lp = book.pos_underlying2 >= 0
+    held[book.pos_wallet[lp], book.pos_underlying2[lp]] = True
+    return held
+
+
+def _held_factors(model: FactorModel, held: np.ndarray[Any, np.dtype[np.bool_]]) -> list[set[str]]:
+    """Each wallet's risk factors (the factors of the underlyings it holds), from :func:`_held`."""
+    loaded = held.astype(np.float64) @ (model.loadings > 0).astype(np.float64) > 0  # (W, F)
+    return [{model.factors[int(f)] for f in np.flatnonzero(row)} for row in loaded]
+
+
+def assess_book(
+    inputs: RiskInputs, horizon_days: float = 1.0
+) -> tuple[Assessment, ScenarioSet, list[dict[str, Any]]]:
+    """Scenario margin over :func:`unified_scenarios` and VaR / ES of every wallet of the book at once; the third
+    item holds each wallet's extra figures (book order). The scenario set returned is over the book's
+    underlyings."""
     book = inputs.book
+    model = inputs.factor_model
+    uni = unified_scenarios(inputs, horizon_days)
+    risky = list(uni.risky)
+    result = assess(book, uni.book_set)
     n_w = book.n_wallets
     var: list[dict[str, Any]] = [{} for _ in range(n_w)]
-    if cov is not None:
+    if uni.covariance is not None:
         # USD delta per (wallet, risky factor): the linear exposure the VaR models need, shape (W, R).
-        deltas = book.factor_exposure_usd()[:, [book.underlyings.index(f) for f in risky]]
+        cols = [model.factors.index(f) for f in risky]
+        deltas = book.factor_exposure_usd() @ model.loadings[:, cols]
+        simple = uni.simple
         for name, h in HORIZONS_DAYS.items():
-            out = parametric_var_es(deltas, cov, list(CONFIDENCE_LEVELS), h)
+            out = parametric_var_es(deltas, uni.covariance, list(CONFIDENCE_LEVELS), h)
             hist = None if simple is None else historical_var_es_portfolios(simple, deltas, list(CONFIDENCE_LEVELS), h)
             # Seeded per horizon, so a wallet's figure does not change between identical runs.
             mc = monte_carlo_var_es(deltas, np.random.default_rng(MC_SEED), MC_SCENARIOS, list(CONFIDENCE_LEVELS),
-                                    covariance=cov, horizon_days=h)
+                                    covariance=uni.covariance, horizon_days=h)
             for w in range(n_w):
                 var[w][name] = {
                     f"{a:g}": {
@@ -257,35 +524,170 @@ def assess_book(
                     }
                     for k, a in enumerate(CONFIDENCE_LEVELS)
                 }
-    common = {"scan_ranges": dict(zip(risky, map(float, ranges), strict=True)),
-              "ewma_vol_daily": dict(zip(risky, map(float, vol_now), strict=True)), "flags": flags}
-    grids = pnl_grids(book, risky, horizon_days)
-    return result, scenario_set, [{**common, "var_es": v, "pnl_grid": g} for v, g in zip(var, grids, strict=True)]
+    moved = [u for u, st in zip(book.underlyings, book.stable.tolist(), strict=True) if not st]
+    grids = pnl_grids(book, moved, horizon_days, tokens=inputs.tokens)
+    held_factors = _held_factors(model, _held(book))
+    has_options = np.zeros(n_w, dtype=bool)
+    has_options[book.pos_wallet[book.pos_kind == Kind.OPTION]] = True
+    extras: list[dict[str, Any]] = []
+    for w in range(n_w):
+        factors = held_factors[w]
+        flags = [f for f in uni.flags if f.factor is None or f.factor in factors]
+        worst = int(result.health.worst_scenario[w])
+        extras.append({
+            "scan_ranges": {f: float(r) for f, r in zip(risky, uni.ranges, strict=True) if f in factors},
+            "ewma_vol_daily": {f: float(v) for f, v in zip(risky, uni.vol_now, strict=True) if f in factors},
+            "peg_basis_moves": {f: {"down": uni.sizes.down[f], "up": uni.sizes.up[f], "basis": uni.sizes.basis[f]}
+                                for f in (*model.pegs, *model.bases) if f in factors},
+            "flags": [f.code for f in flags],
+            "flag_notes": [f.note for f in flags],
+            "worst_scenario_label": (scenario_label(uni.factor_set, worst, model, book.price_usd, factors,
+                                                    volatility=bool(has_options[w]))
+                                     if 0 <= worst < len(uni.factor_set) else None),
+            "var_es": var[w],
+            "pnl_grid": grids[w],
+        })
+    return result, uni.book_set, extras
 
 
-def pnl_grids(book: Book, risky: Sequence[str], horizon_days: float = 1.0) -> list[dict[str, Any] | None]:
-    """Each wallet's liquidation-aware P&L over the price × volatility heatmap grid (``None`` without risky
-    underlyings): ``pnl_usd``, ``liquidation_loss_usd`` and the venues ``liquidated`` in each (vol, move) cell,
-    as V lists of P values (:data:`GRID_VOL_SHIFTS` × :data:`GRID_PRICE_MOVES`)."""
-    if not risky:
+# --- words ------------------------------------------------------------------------------------------------
+def _pct(x: float) -> str:
+    """A signed percentage in words: −0.3 → "−30 %", 0.0437 → "+4.4 %"."""
+    v = 100.0 * x
+    text = f"{abs(v):.0f}" if abs(v - round(v)) < 0.05 else f"{abs(v):.1f}"
+    return f"{'−' if v < 0 else '+'}{text} %"
+
+
+def _factor_price(model: FactorModel, prices: Any, factor: int) -> tuple[str, float]:
+    """The token a peg is read as and its price today (its underlying's book price; $1 when none)."""
+    name = model.factors[factor]
+    token = model.token(name)
+    for u in np.flatnonzero(model.loadings[:, factor] > 0):
+        if model.underlyings[int(u)] == token:
+            return token, float(prices[int(u)])
+    return token, 1.0
+
+
+def scenario_label(
+    scenarios: ScenarioSet, index: int, model: FactorModel, prices: Any, factors: set[str] | None = None,
+    *, volatility: bool = False,
+) -> str:
+    """Scenario ``index`` of a set over the model's factors, in plain words ("ETH −30 % with USDC at $0.877
+    (correlation breakdown)"), naming only ``factors`` (default all); ``volatility`` adds the volatility shift."""
+    row = scenarios.price_multipliers[index]
+    risky_parts: list[str] = []
+    spread_parts: list[tuple[float, str]] = []  # (multiplier, words): the falling ones are named first
+    vol_parts: list[str] = []
+    for c, name in enumerate(scenarios.underlyings):
+        if name not in model.factors or (factors is not None and name not in factors):
+            continue
+        f = model.factors.index(name)
+        m = float(row[c])
+        kind = model.kinds[f]
+        if kind is FactorKind.RISKY:
+            if abs(m - 1.0) > 1e-9:
+                risky_parts.append(f"{name} {_pct(m - 1.0)}")
+            shift = float(scenarios.vol_shift[index, c])
+            rel = float(scenarios.vol_shift_relative[index, c])
+            if volatility and (shift or rel):
+                pts = f"{shift * 100:+.0f} vol pts" if shift else f"vol ×{1 + rel:g}"
+                vol_parts.append(f"{name} {pts}")
+        elif abs(m - 1.0) > 1e-9:
+            if kind is FactorKind.PEG:
+                token, price = _factor_price(model, prices, f)
+                spread_parts.append((m, f"{token} at ${price * m:.3f}"))
+            else:
+                token, under = name.split("/", 1) if "/" in name else (name, "its underlying")
+                spread_parts.append((m, f"{token} {_pct(m - 1.0)} against {under}"))
+    text = ", ".join(risky_parts + vol_parts)
+    if spread_parts:
+        spread = " and ".join(words for _, words in sorted(spread_parts, key=lambda p: p[0]))
+        text = f"{text} with {spread}" if text else spread
+    text = text or "prices unchanged"
+    name = scenarios.names[index]
+    weight = float(scenarios.weights[index])
+    if name.startswith("SPAN "):
+        context = "SPAN extreme move" if weight < 1 else "SPAN scan range"
+    elif name.startswith("BREAK "):
+        context = "correlation breakdown"
+    elif name.startswith("SPREAD "):
+        context = "stablecoin peg / basis stress"
+    elif name.startswith("HIST "):
+        context = f"the market's move of {name.rsplit(' ', 1)[-1]} at today's volatility"
+    else:
+        context = ""
+    if weight < 1:
+        context = f"{context}, counted at {weight:.0%}" if context else f"counted at {weight:.0%}"
+    return f"{text} ({context})" if context else text
+
+
+def _join(names: Sequence[str]) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def pnl_grids(
+    book: Book, risky: Sequence[str], horizon_days: float = 1.0, *,
+    tokens: Mapping[tuple[str, str], str] | None = None,
+) -> list[dict[str, Any] | None]:
+    """Each wallet's liquidation-aware P&L over the price × volatility heatmap grid: ``pnl_usd``,
+    ``liquidation_loss_usd`` and the venues ``liquidated`` in each (vol, move) cell, as V lists of P values.
+
+    Every underlying of ``risky`` moves together by the column's move (:data:`GRID_PRICE_MOVES`); others stay at
+    today's price. Rows are :data:`GRID_VOL_SHIFTS` for a wallet holding options, the unshifted row alone
+    (``vol_shifts == [0.0]``) for one without (volatility moves nothing else). ``underlyings`` lists the moved
+    underlyings the wallet holds and ``moved`` says the same in words; ``None`` for a wallet holding none.
+    """
+    held = _held(book)
+    index = {u: i for i, u in enumerate(book.underlyings)}
+    moved_idx = {index[u] for u in risky if u in index}
+    if not moved_idx:
         return [None] * book.n_wallets
-    grid = price_vol_grid(risky, GRID_PRICE_MOVES, GRID_VOL_SHIFTS, horizon_days=horizon_days)
+    has_options = np.zeros(book.n_wallets, dtype=bool)
+    has_options[book.pos_wallet[book.pos_kind == Kind.OPTION]] = True
+    vol_shifts = GRID_VOL_SHIFTS if has_options.any() else (0.0,)
+    grid = price_vol_grid(risky, GRID_PRICE_MOVES, vol_shifts, horizon_days=horizon_days)
     out: ScenarioResult = revalue(book, grid)
-    n_v, n_p = len(GRID_VOL_SHIFTS), len(GRID_PRICE_MOVES)
+    n_v, n_p = len(vol_shifts), len(GRID_PRICE_MOVES)
     liquidated: list[list[list[set[str]]]] = [[[set() for _ in range(n_p)] for _ in range(n_v)]
                                               for _ in range(book.n_wallets)]
     for a, s in zip(out.liq_account, out.liq_scenario, strict=True):
         liquidated[int(book.acc_wallet[a])][int(s) // n_p][int(s) % n_p].add(book.venues[int(book.acc_venue[a])])
     pnl = out.pnl_usd.reshape(book.n_wallets, n_v, n_p)
     loss = out.liquidation_loss_usd.reshape(book.n_wallets, n_v, n_p)
-    return [{"price_moves": list(GRID_PRICE_MOVES), "vol_shifts": list(GRID_VOL_SHIFTS), "underlyings": list(risky),
-             "pnl_usd": pnl[w].tolist(), "liquidation_loss_usd": loss[w].tolist(),
-             "liquidated": [[sorted(cell) for cell in row] for row in liquidated[w]]}
-            for w in range(book.n_wallets)]
+    zero = vol_shifts.index(0.0)
+    symbols: dict[str, set[str]] = defaultdict(set)
+    for (_, u), sym in (tokens or {}).items():
+        symbols[u].add(sym)
+    docs: list[dict[str, Any] | None] = []
+    for w in range(book.n_wallets):
+        mine_idx = set(np.flatnonzero(held[w]).tolist())
+        mine = [book.underlyings[i] for i in sorted(mine_idx & moved_idx)]
+        if not mine:
+            docs.append(None)
+            continue
+        rows = list(range(n_v)) if has_options[w] else [zero]
+        still = [book.underlyings[i] for i in sorted(mine_idx - moved_idx)]
+
+        def named(u: str) -> str:
+            others = sorted(symbols.get(u, set()) - {u})
+            return f"{u} ({', '.join(others)})" if others else u
+
+        words = f"{_join([named(u) for u in mine])} {'moves' if len(mine) == 1 else 'move together'} by each " \
+                "column's move"
+        if still:
+            words += f"; {_join(still)} {'stays' if len(still) == 1 else 'stay'} at today's price"
+        docs.append({
+            "price_moves": list(GRID_PRICE_MOVES), "vol_shifts": [vol_shifts[v] for v in rows], "underlyings": mine,
+            "moved": words,
+            "pnl_usd": [pnl[w, v].tolist() for v in rows], "liquidation_loss_usd": [loss[w, v].tolist() for v in rows],
+            "liquidated": [[sorted(cell) for cell in liquidated[w][v]] for v in rows],
+        })
+    return docs
 
 
 def user_noop(factors: Sequence[str], horizon_days: float) -> ScenarioSet:
-    """A single unchanged scenario (a book of stablecoins only)."""
+    """A single unchanged scenario (a book without any risk factor)."""
     return ScenarioSet(names=("unchanged",), underlyings=tuple(factors),
                        price_multipliers=np.ones((1, len(factors))), vol_shift=np.zeros(1),
                        horizon_days=horizon_days)
@@ -293,6 +695,34 @@ def user_noop(factors: Sequence[str], horizon_days: float) -> ScenarioSet:
 
 def _f(x: float) -> float | None:
     return float(x) if math.isfinite(float(x)) else None
+
+
+def _nearest(inputs: RiskInputs) -> list[dict[str, Any] | None]:
+    """Each wallet's ``first_liquidation.nearest``: the single-factor liquidation nearest to today's prices."""
+    book, model = inputs.book, inputs.factor_model
+    near = nearest_liquidation(book, model.loadings)
+    wanted = set(near.account[near.account >= 0].tolist())
+    by_account: dict[int, set[int]] = defaultdict(set)
+    for u, acc in zip(book.pos_underlying.tolist(), book.pos_account.tolist(), strict=True):
+        if acc in wanted:
+            by_account[acc].add(u)
+    out: list[dict[str, Any] | None] = []
+    for w in range(book.n_wallets):
+        a, f = int(near.account[w]), int(near.factor[w])
+        if a < 0:
+            out.append(None)
+            continue
+        venue = book.venues[int(book.acc_venue[a])]
+        loaded = [u for u in sorted(by_account[a]) if model.loadings[u, f] > 0]
+        name = model.factors[f]
+        token = model.token(name)
+        pick = next((u for u in loaded if book.underlyings[u] in (name, token)), loaded[0])
+        move = float(near.move[w])
+        now = float(book.price_usd[pick])
+        out.append({"venue": venue, "asset": inputs.token(venue, book.underlyings[pick]),
+                    "factor": name, "direction": "falls" if near.side[w] < 0 else "rises",
+                    "price_usd": now * (1.0 + move), "current_price_usd": now, "move": move})
+    return out
 
 
 def risk_documents(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSet,
@@ -303,27 +733,30 @@ def risk_documents(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSe
     grouped by wallet, so a batch costs one pass over the book, not one per wallet.
     """
     book = inputs.book
+    model = inputs.factor_model
     h = result.health
     move = result.moves
     exposure = book.factor_exposure_usd()
-    held: list[set[int]] = [set() for _ in range(book.n_wallets)]
-    for w, u, u2 in zip(book.pos_wallet, book.pos_underlying, book.pos_underlying2, strict=True):
-        held[int(w)].add(int(u))
-        if u2 >= 0:
-            held[int(w)].add(int(u2))
+    by_factor = exposure @ model.loadings  # (W, F)
+    held = _held(book)
+    held_factors = _held_factors(model, held)
     liq = result.liquidation_prices
     liquidation_prices: list[list[dict[str, Any]]] = [[] for _ in range(book.n_wallets)]
     for a, u, p, c, side in zip(liq.account, liq.underlying, liq.price_usd, liq.current_price_usd, liq.side,
                                 strict=True):
         if side != 0:
+            venue = book.venues[int(book.acc_venue[a])]
             liquidation_prices[int(book.acc_wallet[a])].append({
-                "venue": book.venues[int(book.acc_venue[a])], "asset": book.underlyings[int(u)],
+                "venue": venue, "asset": book.underlyings[int(u)],
+                "token": inputs.token(venue, book.underlyings[int(u)]),
                 "price_usd": _f(p), "current_price_usd": float(c), "side": "below" if side < 0 else "above",
             })
     venue_margins: list[dict[str, float]] = [{} for _ in range(book.n_wallets)]
     groups = result.scenarios
     for gw, v, m in zip(groups.group_wallet, groups.group_venue, h.venue_margin_usd, strict=True):
         venue_margins[int(gw)][book.venues[int(v)]] = float(m)
+    nearest = _nearest(inputs)
+    kinds = dict(zip(model.factors, model.kinds, strict=True))
 
     def venue_of(account: int) -> str | None:
         return book.venues[int(book.acc_venue[account])] if account >= 0 else None
@@ -331,6 +764,13 @@ def risk_documents(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSe
     docs = []
     for w, wallet in enumerate(inputs.wallets):
         worst = int(h.worst_scenario[w])
+        factors = held_factors[w]
+        net: dict[str, float] = {}
+        for f, name in enumerate(model.factors):
+            if name in factors and kinds[name] is FactorKind.RISKY:
+                net[name] = float(by_factor[w, f])
+        for i in np.flatnonzero(held[w] & book.stable).tolist():
+            net[book.underlyings[i]] = float(exposure[w, i])
         docs.append({
             "wallet": wallet,
             "block": inputs.block,
@@ -346,9 +786,12 @@ def risk_documents(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSe
             "first_liquidation": {
                 "down": {"move": _f(move.down[w]), "venue": venue_of(int(move.down_account[w]))},
                 "up": {"move": _f(move.up[w]), "venue": venue_of(int(move.up_account[w]))},
+                "nearest": nearest[w],
             },
             "liquidation_prices": liquidation_prices[w],
-            "net_exposure_usd": {f: float(exposure[w, i]) for i, f in enumerate(book.underlyings) if i in held[w]},
+            "net_exposure_usd": net,
+            "peg_basis_exposure_usd": {name: float(by_factor[w, f]) for f, name in enumerate(model.factors)
+                                       if name in factors and kinds[name] is not FactorKind.RISKY},
             **dict(extras[w]),
         })
     return docs

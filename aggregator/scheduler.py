@@ -8,15 +8,17 @@ asleep collapse into one run), ``misfire_grace_time`` of one interval (a late ti
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from rich.console import Console
 
-from aggregator.config import Settings
+from aggregator.config import ConfigError, Settings, load_settings
 from db.store import Store
 
 __all__ = ["SyncScheduler", "run_forever"]
@@ -81,25 +83,42 @@ class SyncScheduler:
                 "misfire_grace_time": job.misfire_grace_time}
 
 
-def run_forever(settings: Settings, console: Console, stop: threading.Event | None = None) -> None:
-    """``xmargin run``: sync, evaluate alert rules and run the keeper on the configured interval until Ctrl-C
-    (or ``stop`` is set)."""
+def run_forever(settings: Settings, console: Console, stop: threading.Event | None = None,
+                *, reload: Callable[[Settings], Settings] | None = None) -> None:
+    """``xmargin run``: sync, evaluate alert rules and run the keeper on the configured interval until Ctrl-C or
+    SIGTERM (or ``stop`` is set), serving the API and dashboard.
+
+    The console shows the wallets' health once, then per cycle only what changed (with Δ health); when a sync
+    fails it says so once with the reason and shows the last known values marked STALE, then one line per cycle
+    until it recovers. SIGTERM (what service managers send) stops it like Ctrl-C: the stage in hand finishes or
+    rolls back, then the process exits 0.
+
+    When the settings came from the devnet's config file and the chain stops answering, the file is read again:
+    a devnet restarted on other ports (or another devnet) is followed — ``reload`` re-applies the command line's
+    overrides to the re-read settings.
+    """
     from aggregator.api.server import ApiServer
     from aggregator.cycle import Cycle, CycleReport
+    from aggregator.devnet_cli import current_devnet_config, is_devnet_config
+    from aggregator.keeper.banner import keeper_banner
     from aggregator.metrics import Metrics
-    from aggregator.render import cycle_summary, venue_summary_table
+    from aggregator.runview import RunView
 
     stop = stop or threading.Event()
     store = Store.open(settings.db_url)
+    holder: dict[str, Any] = {"settings": settings}
     cycle = Cycle(settings, store)
+    holder["cycle"] = cycle
     metrics = Metrics(store)
     metrics.watch_rpc(cycle.syncer.rpc_stats, cycle.syncer.rpc_endpoints)
+    watched = current_devnet_config() if is_devnet_config(settings.source) else None
+    view = RunView(console, store, settings.stale_bound_s)
     server: ApiServer | None = None
     if settings.api.enabled:
         from aggregator.api.app import create_app, trusted_hosts
 
         app = create_app(store, public_reads=settings.api.public_reads, metrics=metrics,
-                     allowed_hosts=trusted_hosts(settings.api.host))
+                         allowed_hosts=trusted_hosts(settings.api.host), stale_after_s=settings.stale_bound_s)
         try:
             server = ApiServer(app, settings.api.host, settings.api.port).start()
         except Exception:
@@ -107,33 +126,60 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
             store.close()
             raise
 
+    def follow_devnet(report: CycleReport) -> None:
+        """After a failed sync of a chain that stopped answering: re-read the devnet's config if it changed."""
+        nonlocal watched
+        if watched is None or report.sync.ok:
+            return
+        now = current_devnet_config()
+        if now is None or now.fingerprint == watched.fingerprint:
+            return
+        try:
+            fresh = load_settings(now.path)
+            fresh = reload(fresh) if reload is not None else fresh
+        except ConfigError as exc:
+            log.error("the devnet's config changed but cannot be read: %s", exc)
+            return
+        old: Cycle = holder["cycle"]
+        new_cycle = Cycle(fresh, store)
+        holder.update(settings=fresh, cycle=new_cycle)
+        metrics.watch_rpc(new_cycle.syncer.rpc_stats, new_cycle.syncer.rpc_endpoints)
+        old.close()
+        watched = now
+        rpc = ", ".join(c.rpc_url or c.rpc_url_env or "" for c in fresh.chains)
+        log.warning("the devnet was restarted (%s now): following it", rpc)
+        console.print(f"[yellow]the devnet was restarted: following it at {rpc}[/]", soft_wrap=True)
+
     def job() -> CycleReport:
-        labels = {w.address: w.label or "" for w in store.list_wallets()}
-        report = cycle.run()
+        current: Cycle = holder["cycle"]
+        report = current.run()
         metrics.observe_sync(report.sync, failed=any(e.startswith("sync:") for e in report.errors))
         metrics.observe_errors(report.errors)
-        blocks = [b.block.number for b in report.sync.batches if b.block]
-        console.print(venue_summary_table(list(report.sync.healths()), labels, max(blocks) if blocks else None))
-        for line in cycle_summary(report):
-            console.print(line)
+        view.show(report)
+        follow_devnet(report)
         return report
 
     scheduler = SyncScheduler(job, settings.interval_s)
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if previous is not None:
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
     scheduler.start()
-    keeper = settings.keeper
-    mode = ("off" if not keeper.enabled else "executing" if keeper.execute else "dry run")
-    console.print(f"syncing every {settings.interval_s:g} s; keeper {mode}; Ctrl-C to stop")
+    console.print(f"syncing every {settings.interval_s:g} s; {keeper_banner(settings)}; "
+                  f"data older than {settings.stale_bound_s:g} s is shown as stale; Ctrl-C to stop", soft_wrap=True)
     if server is not None:
         console.print(f"dashboard: {server.url}/ui/  API: {server.url}/v1  metrics: {server.url}/metrics",
                       soft_wrap=True)
     try:
         while not stop.wait(0.5):
             pass
+        console.print("stopping…")
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:
-        scheduler.shutdown(wait=True)
+        scheduler.shutdown(wait=True)  # the stage in hand finishes (a store write commits or rolls back whole)
         if server is not None:
             server.stop()
-        cycle.close()
+        holder["cycle"].close()
         store.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

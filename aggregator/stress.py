@@ -1,8 +1,10 @@
 """Cascade replay of a real price path from the market data on a wallet's current book.
 
-Today's prices are moved along the path's *relative* moves: the price of factor ``f`` on day ``t`` is
-``price_now[f] × close[f, t] / close[f, start]``. Stablecoins follow their own history (USDC's 2023-03-11
-depeg is in the data); a factor without history follows ETH's (flagged ``proxy``).
+Today's prices are moved along the path's *relative* moves: the price of underlying ``u`` on day ``t`` is
+``price_now[u] × close[u, t] / close[u, start]``. Stablecoins follow their own history (USDC's 2023-03-11
+depeg is in the data) and stay at today's price without one; a staked or wrapped token without its own history
+follows its risky factor's (stETH → ETH, WBTC → BTC: the basis holds); anything else without history follows
+ETH's (listed under ``proxies``).
 """
 
 from __future__ import annotations
@@ -42,12 +44,24 @@ def replay_path(inputs: RiskInputs, window: str) -> dict[str, Any]:
     """Replay the daily path of ``window`` on the wallet's book; returns the events and the equity path."""
     start, end = parse_window(window)
     book = inputs.book
-    source: dict[str, str] = {}
-    for f in book.underlyings:
+    model = inputs.factor_model
+
+    def has_history(symbol: str) -> bool:
         try:
-            load_prices([f], start=start, end=end)
-            source[f] = f
+            load_prices([symbol], start=start, end=end)
         except (MarketDataNotFoundError, KeyError, ValueError):
+            return False
+        return True
+
+    source: dict[str, str] = {}
+    for i, f in enumerate(book.underlyings):
+        r = model.risky_factor_of(i)
+        fallback = model.factors[r] if r >= 0 and model.factors[r] != f else None
+        if has_history(f):
+            source[f] = f
+        elif fallback is not None and has_history(fallback):
+            source[f] = fallback
+        else:
             source[f] = PROXY
     names = sorted(set(source.values()))
     history = load_prices(names, start=start, end=end)
@@ -56,10 +70,12 @@ def replay_path(inputs: RiskInputs, window: str) -> dict[str, Any]:
     col = {s: i for i, s in enumerate(history.symbols)}
     rel = history.prices / history.prices[0]
     path = np.stack([book.price_usd[i] * rel[:, col[source[f]]] for i, f in enumerate(book.underlyings)], axis=1)
-    if book.stable.any():  # stablecoins without their own history stay at $1
+    held: set[str] = set()
+    if book.stable.any():  # stablecoins without their own history stay at today's price
         for i, f in enumerate(book.underlyings):
             if book.stable[i] and source[f] != f:
                 path[:, i] = book.price_usd[i]
+                held.add(f)
     result = replay(book, path)
     dates = [str(d)[:10] for d in history.dates]
     return {
@@ -67,7 +83,7 @@ def replay_path(inputs: RiskInputs, window: str) -> dict[str, Any]:
         "start": dates[0],
         "end": dates[-1],
         "steps": len(dates),
-        "proxies": {f: s for f, s in source.items() if s != f},
+        "proxies": {f: "held at today's price" if f in held else s for f, s in source.items() if s != f},
         "equity_start_usd": float(result.equity_usd[0, 0]),
         "equity_end_usd": float(result.equity_usd[-1, 0]),
         "equity_path_usd": [float(x) for x in result.equity_usd[:, 0]],

@@ -75,7 +75,9 @@ Unified health and margins
 * :func:`uniform_move`: the smallest common move of all non-stable underlyings (down and up separately) that
   makes an account liquidatable, found by bisection on the venue rules, and the first account (venue) to go;
 * :func:`liquidation_prices`: per account and underlying, the price at which the account's rule trips with every
-  other price held at today's.
+  other price held at today's; :func:`factor_liquidation_moves` / :func:`nearest_liquidation` the same per risk
+  factor (a peg or a basis moves every underlying that loads on it, :mod:`riskcore.factors`) and the nearest one
+  per wallet.
 
 Vectorization
 -------------
@@ -104,8 +106,10 @@ __all__ = [
     "MAX_AAVE_CALLS",
     "Assessment",
     "Exposures",
+    "FactorLiquidations",
     "LendingLiquidation",
     "LiquidationPrices",
+    "NearestLiquidation",
     "PreparedBook",
     "ScenarioLike",
     "ScenarioResult",
@@ -114,8 +118,10 @@ __all__ = [
     "aave_liquidation",
     "assess",
     "exposures",
+    "factor_liquidation_moves",
     "liquidation_prices",
     "morpho_liquidation",
+    "nearest_liquidation",
     "option_scenario_inputs",
     "perp_liquidation_loss",
     "prepare",
@@ -872,6 +878,98 @@ def liquidation_prices(book: Book) -> LiquidationPrices:
     price = np.where(ok, book.price_usd[und] * m_star, np.nan)
     side = np.where(ok, np.where(b > 0, -1, 1), 0).astype(np.int8)
     return LiquidationPrices(acc.astype(np.intp), und.astype(np.intp), price, book.price_usd[und].copy(), side)
+
+
+# --- single-factor liquidation moves --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class FactorLiquidations:
+    """Per (account, factor) pair of a liquidatable account and a factor it is exposed to: the move of that factor
+    alone (every other factor at today's) at which the account's rule trips; arrays of shape (K,).
+
+    ``move`` is the signed fraction (−0.0863: the factor 8.63 % lower), 0 for an account that is liquidatable
+    already, ``nan`` where no positive price does it; ``side`` is −1 when the account is liquidated as the factor
+    *falls* (a long exposure), +1 as it *rises* (short), 0 with ``nan``.
+    """
+
+    account: I64
+    factor: I64
+    move: F64
+    side: npt.NDArray[np.int8]
+
+
+def factor_liquidation_moves(book: Book, loadings: npt.ArrayLike) -> FactorLiquidations:
+    """Solve ``g(m) = g_0 + b (m − 1) = 0`` per account and factor, where a factor's multiplier ``m`` multiplies
+    the price of every underlying that loads on it.
+
+    The rule's margin ``g`` (``W − D`` lending, ``E − M`` perps; see :class:`Exposures`) is linear in each factor's
+    multiplier with slope ``b = Σ_u health[a, u] × loadings[u, f]`` (a factor enters each underlying's price once,
+    :mod:`riskcore.factors`), so ``move = m* − 1 = −g_0 / b``. With the identity as ``loadings`` this is
+    :func:`liquidation_prices` expressed as moves.
+
+    Parameters
+    ----------
+    book : Book
+    loadings : array_like of shape (U, F)
+        1 where the underlying's price moves with the factor (:attr:`riskcore.factors.FactorModel.loadings`).
+
+    Returns
+    -------
+    FactorLiquidations
+        One entry per (account, factor) with a position of the account on an underlying that loads on the factor,
+        for the accounts a venue can liquidate (lending accounts; perp accounts with open positions).
+    """
+    load = np.asarray(loadings, dtype=np.float64)
+    if load.ndim != 2 or load.shape[0] != book.n_underlyings:
+        raise ValueError(f"loadings must have shape ({book.n_underlyings}, F), got {load.shape}")
+    x = exposures(book)
+    held = np.zeros((book.n_accounts, book.n_underlyings), dtype=bool)
+    lin = book.acc_rule[book.pos_account] != Rule.NONE
+    held[book.pos_account[lin], book.pos_underlying[lin]] = True
+    liquidatable = (book.acc_rule != Rule.NONE) & np.isfinite(x.health_const)
+    pairs = (held.astype(np.float64) @ (load > 0).astype(np.float64) > 0) & liquidatable[:, None]
+    acc, fac = np.nonzero(pairs)
+    g0 = (x.health.sum(axis=1) + np.where(np.isfinite(x.health_const), x.health_const, 0.0))[acc]
+    b = (x.health @ load)[acc, fac]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        move = np.where(g0 < 0, 0.0, -g0 / b)
+    ok = np.where(g0 < 0, True, (b != 0) & np.isfinite(move) & (move > -1.0))
+    side = np.where(ok, np.where(b > 0, -1, np.where(b < 0, 1, -1)), 0).astype(np.int8)
+    return FactorLiquidations(acc.astype(np.intp), fac.astype(np.intp), np.where(ok, move, np.nan), side)
+
+
+@dataclass(frozen=True, slots=True)
+class NearestLiquidation:
+    """Each wallet's single-factor liquidation nearest to today's prices, arrays of shape (W,).
+
+    ``account`` and ``factor`` are −1 and ``move`` ``nan`` where no single-factor move liquidates any account of
+    the wallet; ``side`` as in :class:`FactorLiquidations`.
+    """
+
+    account: I64
+    factor: I64
+    move: F64
+    side: npt.NDArray[np.int8]
+
+
+def nearest_liquidation(book: Book, loadings: npt.ArrayLike) -> NearestLiquidation:
+    """The smallest ``|move|`` of :func:`factor_liquidation_moves` per wallet (ties: lowest account, then factor)."""
+    out = factor_liquidation_moves(book, loadings)
+    n_w = book.n_wallets
+    account = np.full(n_w, -1, dtype=np.intp)
+    factor = np.full(n_w, -1, dtype=np.intp)
+    move = np.full(n_w, np.nan)
+    side = np.zeros(n_w, dtype=np.int8)
+    ok = np.flatnonzero(np.isfinite(out.move))
+    if ok.size:
+        wal = book.acc_wallet[out.account[ok]]
+        order = ok[np.lexsort((out.factor[ok], out.account[ok], np.abs(out.move[ok]), wal))]
+        wallets, first = np.unique(book.acc_wallet[out.account[order]], return_index=True)
+        pick = order[first]
+        account[wallets] = out.account[pick]
+        factor[wallets] = out.factor[pick]
+        move[wallets] = out.move[pick]
+        side[wallets] = out.side[pick]
+    return NearestLiquidation(account, factor, move, side)
 
 
 # --- everything at once -------------------------------------------------------------------------------

@@ -29,6 +29,9 @@ Generators
     volatility over the EWMA volatility of its own day (filtered historical simulation).
 :func:`correlation_breakdown`
     Risky assets fall together, basis widens, stablecoins depeg (one at a time, with and without the crash).
+:func:`spread_scenarios`
+    Stablecoin pegs and staking / wrapping bases alone, up and down, and against each other (one falls while
+    another rises); sizes from the real depegs via :func:`peg_stress_sizes`.
 :func:`user_scenarios`
     Named scenarios given as price moves per factor.
 
@@ -48,6 +51,7 @@ import numpy.typing as npt
 from riskcore.assets import DEFAULT_ASSET_MAP, NUMERAIRE, AssetMap, FactorKind
 
 __all__ = [
+    "DEFAULT_PREMIUM",
     "DERIBIT_EXTENDED_MOVES",
     "DERIBIT_VOL_TERM",
     "SPAN_EXTREME_WEIGHT",
@@ -57,9 +61,11 @@ __all__ = [
     "deribit_grid",
     "fhs_volatility",
     "historical_scenarios",
+    "peg_stress_sizes",
     "price_vol_grid",
     "scan_ranges",
     "span_scenarios",
+    "spread_scenarios",
     "user_scenarios",
 ]
 
@@ -870,6 +876,7 @@ def correlation_breakdown(
     risky_drop: float | Mapping[str, float] = _DEFAULT_RISKY_DROP,
     stable_depeg: float | Mapping[str, float] | None = None,
     basis_drop: float | Mapping[str, float] | None = None,
+    stable_premium: float | Mapping[str, float] | None = None,
     vol_shift: float = 0.0,
     horizon_days: float = 1.0,
     asset_map: AssetMap | None = None,
@@ -885,7 +892,9 @@ def correlation_breakdown(
     * ``"BREAK crash + <peg> depeg"`` — the same, with one stablecoin depegging by its ``stable_depeg``
       (one at a time: a depeg of the stablecoin a wallet owes is a gain, so a joint depeg would hide losses);
     * ``"BREAK <peg> depeg"`` — one stablecoin depegs, nothing else moves (a short-risky, stablecoin-collateral
-      book gains from the crash and must still be tested).
+      book gains from the crash and must still be tested);
+    * ``"BREAK crash + <peg> premium"`` — only when ``stable_premium`` is given: the crash with one stablecoin
+      trading *above* $1 by its premium (a stablecoin owed gets dearer as the collateral falls).
 
     Parameters
     ----------
@@ -895,6 +904,9 @@ def correlation_breakdown(
         Fall of risky factors (fraction), one number or per factor (factors a mapping omits fall 0.30).
     stable_depeg, basis_drop : float or mapping, optional
         Fall of peg / basis factors; default: the largest ``basis_risk`` of the asset map's tokens on that factor.
+    stable_premium : float or mapping, optional
+        Rise of peg factors in the ``"crash + premium"`` scenarios (pegs a mapping omits rise by
+        :data:`DEFAULT_PREMIUM`); no such scenario by default.
     vol_shift : float, default 0
         Absolute volatility shift in the crash scenarios (0 in the depeg-only ones).
     horizon_days : float, default 1
@@ -904,7 +916,8 @@ def correlation_breakdown(
     Returns
     -------
     ScenarioSet
-        ``1 + 2·(number of peg factors)`` scenarios, weight 1, group ``"breakdown"``.
+        ``1 + 2·(number of peg factors)`` scenarios (``1 + 3·(number of peg factors)`` with ``stable_premium``),
+        weight 1, group ``"breakdown"``.
     """
     amap = DEFAULT_ASSET_MAP if asset_map is None else asset_map
     unds = tuple(underlyings)
@@ -934,6 +947,14 @@ def correlation_breakdown(
         rows.append(row)
         names.append(f"BREAK {p} depeg")
         vols.append(0.0)
+    if stable_premium is not None:
+        premium = _rises(pegs, stable_premium, "stable_premium")
+        for p in pegs:
+            row = crash.copy()
+            row[col[p]] = 1.0 + premium[p]
+            rows.append(row)
+            names.append(f"BREAK crash + {p} premium")
+            vols.append(vol_shift)
     return ScenarioSet(
         names=tuple(names),
         underlyings=unds,
@@ -942,6 +963,140 @@ def correlation_breakdown(
         horizon_days=horizon_days,
         groups=("breakdown",) * len(rows),
     )
+
+
+def _rises(names: Sequence[str], given: float | Mapping[str, float], what: str) -> dict[str, float]:
+    """Rise of each name: one number, or a mapping (names it omits rise by :data:`DEFAULT_PREMIUM`)."""
+    out: dict[str, float] = {}
+    for n in names:
+        if isinstance(given, Mapping):
+            val = float(given.get(n, DEFAULT_PREMIUM))
+        else:
+            val = float(given)
+        if not (np.isfinite(val) and val >= 0):
+            raise ValueError(f"{what} for {n!r} must be finite and >= 0, got {val}")
+        out[n] = val
+    return out
+
+
+DEFAULT_PREMIUM = 0.02
+"""Rise of a peg or basis factor when no size is given: a stablecoin or a staked token trades above par only as far
+as minting at par lets it (2 %)."""
+
+
+def spread_scenarios(
+    underlyings: Sequence[str],
+    *,
+    down: float | Mapping[str, float] | None = None,
+    up: float | Mapping[str, float] | None = None,
+    horizon_days: float = 1.0,
+    asset_map: AssetMap | None = None,
+) -> ScenarioSet:
+    """Stablecoin pegs and staking / wrapping bases, one at a time and against each other.
+
+    A book whose only risk is a peg (USDC collateral against DAI debt) or a basis (wstETH against WETH) moves
+    with none of the risky-asset scenarios; these do move it. The *spread factors* are the peg and basis factors
+    among ``underlyings`` (classified by :meth:`AssetMap.factor_kind`); risky factors and ``"USD"`` stay
+    unchanged. With ``n`` spread factors, in this order:
+
+    * ``"SPREAD <f> down"`` — ``f`` alone falls by ``down[f]`` (USDC at $0.877), n scenarios;
+    * ``"SPREAD <f> up"`` — ``f`` alone rises by ``up[f]`` (DAI at $1.04: a stablecoin owed gets dearer), n;
+    * ``"SPREAD <a> down <b> up"`` — every ordered pair ``a ≠ b``: ``a`` falls while ``b`` rises (USDC collateral
+      falls while the DAI owed rises), n·(n − 1);
+    * ``"SPREAD pegs down"`` — every peg falls at once (on 2023-03-11 DAI, mostly USDC-backed, followed USDC),
+      1 when there are two pegs or more.
+
+    Parameters
+    ----------
+    underlyings : sequence of str, length U
+        Factors of the set (any mix of risky, peg and basis factors).
+    down : float or mapping, optional
+        Fall of each spread factor (fraction in [0, 1)); default the asset map's ``basis_risk`` of the factor.
+    up : float or mapping, optional
+        Rise of each spread factor (fraction ≥ 0); default (and for factors a mapping omits)
+        :data:`DEFAULT_PREMIUM`.
+    horizon_days : float, default 1
+    asset_map : AssetMap, optional
+        Default :data:`~riskcore.assets.DEFAULT_ASSET_MAP`.
+
+    Returns
+    -------
+    ScenarioSet
+        ``2n + n(n − 1) (+ 1)`` scenarios (none without a spread factor), weight 1, group ``"spread"``, no
+        volatility shift.
+    """
+    amap = DEFAULT_ASSET_MAP if asset_map is None else asset_map
+    unds = tuple(underlyings)
+    kinds = {u: amap.factor_kind(u) for u in unds}
+    spreads = [u for u in unds if kinds[u] in (FactorKind.PEG, FactorKind.BASIS)]
+    pegs = [u for u in spreads if kinds[u] is FactorKind.PEG]
+    fall = _sizes(spreads, down, {f: amap.basis_risk_of(f) for f in spreads}, "down")
+    rise = _rises(spreads, DEFAULT_PREMIUM if up is None else up, "up")
+    col = {u: i for i, u in enumerate(unds)}
+    rows: list[Float] = []
+    names: list[str] = []
+
+    def add(name: str, moves: Mapping[str, float]) -> None:
+        row = np.ones(len(unds))
+        for f, mv in moves.items():
+            row[col[f]] = 1.0 + mv
+        rows.append(row)
+        names.append(name)
+
+    for f in spreads:
+        add(f"SPREAD {f} down", {f: -fall[f]})
+    for f in spreads:
+        add(f"SPREAD {f} up", {f: rise[f]})
+    for a in spreads:
+        for b in spreads:
+            if a != b:
+                add(f"SPREAD {a} down {b} up", {a: -fall[a], b: rise[b]})
+    if len(pegs) > 1:
+        add("SPREAD pegs down", {p: -fall[p] for p in pegs})
+    return ScenarioSet(
+        names=tuple(names),
+        underlyings=unds,
+        price_multipliers=np.array(rows).reshape(len(rows), len(unds)),
+        vol_shift=np.zeros(len(rows)),
+        horizon_days=horizon_days,
+        groups=("spread",) * len(rows),
+    )
+
+
+def peg_stress_sizes(
+    lows: npt.ArrayLike, closes: npt.ArrayLike, *, floor_down: float = 0.0, floor_up: float = 0.0
+) -> tuple[float, float]:
+    """A stablecoin's peg stress from its own daily USD history: how far below and above $1 it has traded.
+
+    ``down = max(floor_down, 1 − min(low))`` — the worst intraday low (USDC: 0.8774 on 2023-03-11, so 12.26 %);
+    ``up = max(floor_up, max(close) − 1)`` — the highest daily *close*: intraday highs of thinly traded stablecoin
+    pairs carry single-print spikes (USDC's daily high reads 2.35 on 2021-11-16) that no one could trade at, while a
+    close above $1 held for the day.
+
+    Parameters
+    ----------
+    lows, closes : array_like of shape (T,)
+        Daily lows and closes, USD per token (positive).
+    floor_down, floor_up : float
+        Smallest sizes returned (fractions), for a coin whose history never strayed far.
+
+    Returns
+    -------
+    (down, up) : tuple of float
+        Fractions; ``down`` at most 0.99 (a coin that went to zero still leaves a positive price, which the
+        linear venue rules need), ``up`` ≥ 0.
+    """
+    lo = np.asarray(lows, dtype=np.float64).reshape(-1)
+    cl = np.asarray(closes, dtype=np.float64).reshape(-1)
+    if lo.size == 0 or cl.size == 0:
+        raise ValueError("a peg stress needs at least one day of history")
+    if not (np.all(np.isfinite(lo) & (lo > 0)) and np.all(np.isfinite(cl) & (cl > 0))):
+        raise ValueError("prices must be finite and positive")
+    if not (0 <= floor_down < 1 and floor_up >= 0):
+        raise ValueError("floor_down must lie in [0, 1) and floor_up be >= 0")
+    down = max(floor_down, 1.0 - float(lo.min()))
+    up = max(floor_up, float(cl.max()) - 1.0)
+    return min(down, 0.99), up
 
 
 def user_scenarios(

@@ -57,8 +57,8 @@ from aggregator.api.models import (
     WalletOut,
     WalletsAdded,
 )
+from aggregator.documents import health_view, risk_view, service_status
 from aggregator.metrics import CONTENT_TYPE, Metrics
-from aggregator.render import health_document
 from connectors.errors import InvalidAddressError
 from connectors.types import checksum
 from db import AlertRow, ApiKeyRow, RuleRow, Store, UnknownReferenceError
@@ -155,11 +155,13 @@ def trusted_hosts(bind_host: str) -> tuple[str, ...] | None:
 
 
 def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | None = None,
-               dashboard: bool = True, allowed_hosts: Sequence[str] | None = LOOPBACK_HOSTS) -> FastAPI:
+               dashboard: bool = True, allowed_hosts: Sequence[str] | None = LOOPBACK_HOSTS,
+               stale_after_s: float = 45.0) -> FastAPI:
     """The API (and, with ``dashboard``, the web dashboard) over ``store``; the caller owns and closes the store.
 
     ``metrics`` carries the process's sync and RPC counters (``xmargin run`` passes its own); without it,
-    ``/metrics`` reports what the store holds. ``allowed_hosts``: the Host names answered (``None``: any; see
+    ``/metrics`` reports what the store holds. ``stale_after_s``: data older than this is shown as stale (the
+    configuration's ``stale_bound_s``). ``allowed_hosts``: the Host names answered (``None``: any; see
     :func:`trusted_hosts`).
     """
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN (the schema is at /openapi.json).
@@ -179,6 +181,7 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
 
     app.state.store = store
     app.state.public_reads = public_reads
+    app.state.stale_after_s = stale_after_s
     app.state.metrics = metrics if metrics is not None else Metrics(store)
 
     @app.exception_handler(StarletteHTTPException)
@@ -236,24 +239,26 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
     def health(address: Wallet) -> Any:
         latest = store.latest_health(address)
         if not latest:
-            raise HTTPException(404, f"{address} has no snapshot yet")
-        return health_document(address, latest, kinds())  # validated once, by the response model
+            raise HTTPException(404, f"{address} has no snapshot on the current chain yet")
+        # validated once, by the response model
+        return health_view(store, address, stale_after_s=app.state.stale_after_s, latest=latest)
 
     @app.get("/v1/wallets/{address}/positions", **read, responses=_responses(400, 401, 404, 422))
     def positions(address: Wallet) -> PositionsOut:
         latest = store.latest_health(address)
         if not latest:
-            raise HTTPException(404, f"{address} has no snapshot yet")
-        doc = health_document(address, latest, kinds())
-        rows = [{"venue": v["venue"], "block": v["block"], **p} for v in doc["venues"] for p in v["positions"]]
-        return PositionsOut(wallet=address, block=doc["block"], positions=rows)
+            raise HTTPException(404, f"{address} has no snapshot on the current chain yet")
+        doc = health_view(store, address, stale_after_s=app.state.stale_after_s, latest=latest, with_risk=False)
+        rows = [{"venue": v["venue"], "block": v["block"], "synced_at": v["synced_at"], "age_s": v["age_s"],
+                 "stale": v["stale"], **p} for v in doc["venues"] for p in v["positions"]]
+        return PositionsOut(wallet=address, block=doc["block"], positions=rows, freshness=doc["freshness"])
 
     @app.get("/v1/wallets/{address}/risk", **read, responses=_responses(400, 401, 404, 422))
     def risk(address: Wallet) -> RiskOut:
-        row = store.latest_risk(address)
-        if row is None:
-            raise HTTPException(404, f"{address} has no risk result yet")
-        return RiskOut.model_validate({**row.document, "wallet": address, "computed_at": row.computed_at.isoformat()})
+        doc = risk_view(store, address, stale_after_s=app.state.stale_after_s)
+        if doc is None:
+            raise HTTPException(404, f"{address} has no risk result on the current chain yet")
+        return RiskOut.model_validate(doc)
 
     @app.get("/v1/wallets/{address}/history", **read, responses=_responses(400, 401, 404, 422))
     def history(
@@ -396,8 +401,13 @@ def create_app(store: Store, *, public_reads: bool = True, metrics: Metrics | No
         return Response(app.state.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> dict[str, Any]:
+        """``ok``, or ``degraded`` with the reasons (a chain whose newest sync failed or is older than the stale
+        bound) — always 200, so a probe chooses what to do with it; 503 only when the store cannot be read."""
+        try:
+            return service_status(store, stale_after_s=app.state.stale_after_s)
+        except Exception as exc:  # the store is down: that is not "ok"
+            raise HTTPException(503, f"the store cannot be read: {type(exc).__name__}") from None
 
     if dashboard:
         from aggregator.api.dashboard import mount_dashboard

@@ -14,7 +14,9 @@ from connectors.types import checksum
 __all__ = [
     "AlertOut",
     "AlertsOut",
+    "ChainOut",
     "ErrorBody",
+    "FreshnessOut",
     "HealthOut",
     "HistoryOut",
     "NetWorthPoint",
@@ -25,6 +27,7 @@ __all__ = [
     "RuleIn",
     "RuleOut",
     "RulePatch",
+    "SummaryOut",
     "VenueOut",
     "WalletIn",
     "WalletOut",
@@ -84,17 +87,81 @@ class VenueHealthOut(_Open):
     chain_id: int | None
     block: int
     status: str
+    """``ok``; ``stale`` (the newest read failed: the last good values, with ``error``); ``error`` (never read)."""
     error: str | None
     health_factor: float | None
     collateral_usd: float | None
     debt_usd: float | None
+    synced_at: str | None = None
+    """When the sync that read these values finished (ISO 8601, UTC)."""
+    age_s: float | None = None
+    stale: bool = False
     positions: list[dict[str, Any]]
+
+
+class ChainOut(BaseModel):
+    """The chain the numbers come from: the configured name, chain id, genesis hash and newest stored block."""
+
+    name: str | None
+    chain_id: int
+    genesis_hash: str | None
+    head_hash: str | None
+    head_block: int | None
+
+
+class LastSyncOut(BaseModel):
+    status: str
+    at: str | None
+    error: str | None
+
+
+class FreshnessOut(BaseModel):
+    """How current the numbers are: when they were synced, their age, and whether (and why) they are stale."""
+
+    synced_at: str | None
+    age_s: float | None
+    block_timestamp: str | None
+    block_age_s: float | None
+    stale: bool
+    stale_after_s: float
+    last_sync: LastSyncOut | None
+    failing_since: str | None
+    reason: str | None
+
+
+class FirstLiquidationOut(_Open):
+    venue: str | None
+    asset: str | None
+    direction: Literal["falls", "rises"]
+    price_usd: float
+    current_price_usd: float
+    move: float
+
+
+class VenueHealthRef(BaseModel):
+    venue: str
+    health_factor: float
+
+
+class SummaryOut(BaseModel):
+    """The headline: lowest venue health, unified health, first liquidation, and one line that says them."""
+
+    lowest_venue: VenueHealthRef | None
+    unified_health: float | None
+    """``null``: no margin needed (∞) when ``risk_block`` is set; no risk result yet when it is not."""
+    risk_block: int | None
+    first_liquidation: FirstLiquidationOut | None
+    text: str
+    unified_health_meaning: str
 
 
 class HealthOut(BaseModel):
     wallet: str
     chain_id: int | None
     block: int | None
+    chain: ChainOut | None = None
+    freshness: FreshnessOut | None = None
+    summary: SummaryOut | None = None
     venues: list[VenueHealthOut]
 
 
@@ -102,6 +169,7 @@ class PositionsOut(BaseModel):
     wallet: str
     block: int | None
     positions: list[dict[str, Any]]
+    freshness: FreshnessOut | None = None
 
 
 class RiskOut(_Open):

@@ -6,13 +6,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
 
 from aggregator.api.app import create_app
 from aggregator.api.server import ApiServer
-from aggregator.render import health_document
+from aggregator.documents import health_view
 from db import RiskRow, Store
 from tests.db import db_testdata as td
 
@@ -42,14 +43,31 @@ def client(synced: tuple[Store, list[str]]) -> Iterator[httpx.Client]:
         yield c
 
 
+def _without_ages(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document less what moves with the clock (ages, and the sentences that name them)."""
+    out = {**doc, "freshness": {k: v for k, v in doc["freshness"].items() if k not in ("age_s", "block_age_s",
+                                                                                          "reason")},
+           "summary": {k: v for k, v in doc["summary"].items() if k != "text"}}
+    out["venues"] = [{k: v for k, v in venue.items() if k != "age_s"} for venue in doc["venues"]]
+    return out
+
+
 def test_health_and_positions_equal_the_store(synced: tuple[Store, list[str]], client: httpx.Client) -> None:
     store, wallets = synced
     wallet = wallets[0]
     resp = client.get(f"/v1/wallets/{wallet.lower()}/health")
     assert resp.status_code == 200
-    kinds = {v.name: str(v.kind) for v in store.list_venues()}
-    assert resp.json() == health_document(wallet, store.latest_health(wallet), kinds)
-    assert resp.json()["block"] == 104
+    doc = resp.json()
+    assert _without_ages(doc) == _without_ages(health_view(store, wallet, stale_after_s=45.0))
+    assert doc["block"] == 104
+    # Every reading carries its age; these are from 2025: stale, and every view is told why.
+    assert doc["freshness"]["stale"] is True
+    assert doc["freshness"]["age_s"] > 86_400
+    assert "no successful sync for" in doc["freshness"]["reason"]
+    assert all(v["stale"] and v["age_s"] > 86_400 and v["synced_at"] for v in doc["venues"])
+    assert doc["summary"]["text"].startswith("STALE — ")
+    assert doc["summary"]["unified_health"] == 1.7
+    assert doc["chain"]["chain_id"] == td.CHAIN
     positions = client.get(f"/v1/wallets/{wallet}/positions").json()
     expected = sum(len(item.snapshot.positions) for item in store.latest_health(wallet))
     assert len(positions["positions"]) == expected > 0
@@ -62,6 +80,9 @@ def test_risk_document(synced: tuple[Store, list[str]], client: httpx.Client) ->
     doc = client.get(f"/v1/wallets/{wallets[0]}/risk").json()
     assert doc["unified_health"] == 1.7
     assert doc["computed_at"].startswith("2026-11-21")
+    assert doc["freshness"]["stale"] is True
+    assert doc["chain"]["chain_id"] == td.CHAIN
+    assert doc["summary"]["unified_health"] == 1.7
     missing = client.get(f"/v1/wallets/{wallets[1]}/risk")
     assert missing.status_code == 404
     assert "no risk result" in missing.json()["error"]
@@ -152,3 +173,28 @@ def test_only_loopback_host_names_and_security_headers(client: httpx.Client) -> 
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
     assert client.get("/docs").status_code == 404  # it would load its scripts from a CDN
+
+
+def test_healthz_says_degraded_with_the_reason_when_syncing_fails(
+    synced: tuple[Store, list[str]], client: httpx.Client,
+) -> None:
+    store, wallets = synced
+    old = client.get("/healthz")
+    assert old.status_code == 200
+    assert old.json()["status"] == "degraded"  # the fixture's newest sync is from 2025: older than the bound
+    assert "no successful sync for" in old.json()["reasons"][0]
+    store.write_sync(dataclasses.replace(td.batch(wallets[:2], 105), started_at=datetime.now(UTC),
+                                         finished_at=datetime.now(UTC)))
+    assert client.get("/healthz").json() == {**client.get("/healthz").json(), "status": "ok", "reasons": []}
+    store.record_failed_sync(td.CHAIN, "chain devnet unavailable: connection refused", started_at=datetime.now(UTC))
+    body = client.get("/healthz")
+    assert body.status_code == 200  # a probe chooses what to do with "degraded"
+    assert body.json()["status"] == "degraded"
+    assert "sync failing since" in body.json()["reasons"][0]
+    assert "connection refused" in body.json()["reasons"][0]
+    health = client.get(f"/v1/wallets/{wallets[0]}/health").json()
+    assert health["block"] == 105  # the last known values, still shown ...
+    assert health["freshness"]["stale"] is True  # ... marked stale, with since when and why
+    assert health["freshness"]["failing_since"] is not None
+    assert "connection refused" in health["freshness"]["reason"]
+    assert health["freshness"]["last_sync"]["status"] == "failed"

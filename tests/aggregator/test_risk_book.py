@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aggregator.risk import GRID_PRICE_MOVES, GRID_VOL_SHIFTS, build_book, pnl_grids
+from aggregator.risk import GRID_PRICE_MOVES, build_book, pnl_grids
 from db.rows import AssetRow, HealthRow, PositionRow, PositionSide, SnapshotRow
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
@@ -44,11 +44,13 @@ def test_pnl_grid_liquidates_the_morpho_market_past_its_lltv() -> None:
         PositionRow(USDC, PositionSide.DEBT, 4_000 * 10**6, 4_000.0, 1.0, 4_000.0, False, market),
     ), {"markets": [{"market_id": market, "pair": "WETH/USDC", "lltv": 0.86}]})
     inputs = build_book({WALLET: [morpho]}, {"morpho_blue": "morpho_blue"})
-    (grid,) = pnl_grids(inputs.book, ["ETH"])
+    (grid,) = pnl_grids(inputs.book, ["ETH"], tokens=inputs.tokens)
     assert grid is not None
     moves, vols = grid["price_moves"], grid["vol_shifts"]
     assert moves == list(GRID_PRICE_MOVES)
-    assert vols == list(GRID_VOL_SHIFTS)
+    assert vols == [0.0]  # no option in the book: volatility moves nothing, one row
+    assert grid["underlyings"] == ["ETH"]
+    assert grid["moved"] == "ETH (WETH) moves by each column's move; USDC stays at today's price"
     assert len(grid["pnl_usd"]) == len(vols)
     assert all(len(row) == len(moves) for row in grid["pnl_usd"])
     for v in range(len(vols)):
