@@ -9,7 +9,7 @@ public reads are asked for explicitly):
 * ``GET /v1/wallets/{address}/risk`` — the netting engine's newest document (unified health, margins, exposures,
   VaR/ES, first liquidation, liquidation prices, the price × volatility P&L grid);
 * ``GET /v1/wallets/{address}/history?from_block=&to_block=&venue=&limit=&before_block=`` — health points, newest
-  first, paginated by block (``next_before_block`` continues);
+  first, paginated by block (``next_before_block`` continues), and the page's net worth per block (``net_worth``);
 * ``GET /v1/wallets/{address}/alerts`` — the wallet's alerts, newest first;
 * ``GET /v1/venues``, ``GET /v1/prices`` (every oracle price with its source and age);
 * ``GET /v1/alert-rules``, ``GET /v1/alert-rules/{id}``;
@@ -47,6 +47,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aggregator.api.history import net_worth_points
 from aggregator.api.models import (
     ADDRESS_SCHEMA,
     MAX_INT,
@@ -374,7 +375,7 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
                   "health_factor": p.health.health_factor if p.health else None,
                   "collateral_usd": p.health.collateral_usd if p.health else None,
                   "debt_usd": p.health.debt_usd if p.health else None} for p in page]
-        return HistoryOut.model_validate({"wallet": address, "items": items,
+        return HistoryOut.model_validate({"wallet": address, "items": items, "net_worth": net_worth_points(page),
                                           "next_before_block": page[-1].block_number if more and page else None})
 
     @app.get("/v1/wallets/{address}/alerts", **read, responses=_responses(400, 401, 404, 422))

@@ -20,6 +20,7 @@ __all__ = [
     "FreshnessOut",
     "HealthOut",
     "HistoryOut",
+    "NetWorthPoint",
     "PositionsOut",
     "PriceOut",
     "PricesOut",
@@ -215,9 +216,18 @@ class HistoryItem(BaseModel):
     debt_usd: float | None
 
 
+class NetWorthPoint(BaseModel):
+    block: int
+    block_timestamp: str
+    net_worth_usd: float
+    """Everything held on every venue less every debt, USD (see :mod:`aggregator.api.history`)."""
+
+
 class HistoryOut(BaseModel):
     wallet: str
     items: list[HistoryItem]
+    net_worth: list[NetWorthPoint] = []
+    """The page's blocks, oldest first: the wallet's net worth at each (a failed venue read counts its last value)."""
     next_before_block: int | None
     """Pass as ``before_block`` for the next (older) page; ``null`` on the last page."""
 

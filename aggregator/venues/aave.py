@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from aggregator.venues.limits import largest_passing
 from aggregator.views import PositionView, PriceView, VenueHealth, VenueReading
 from connectors.aave_v3.decode import decode_reserve_configuration
 from connectors.aave_v3.models import (
@@ -13,11 +17,11 @@ from connectors.aave_v3.models import (
     AaveUserReserve,
 )
 from connectors.types import BlockRef
-from riskcore.fixedpoint import ray_mul
-from riskcore.health.aave import AaveEMode, AaveReserveParams, AaveUserBalance, account_data
-from riskcore.units import UINT256_MAX, bps_to_fraction, from_raw
+from riskcore.fixedpoint import ray_div, ray_mul
+from riskcore.health.aave import AaveAccountData, AaveEMode, AaveReserveParams, AaveUserBalance, account_data
+from riskcore.units import UINT256_MAX, WAD, bps_to_fraction, from_raw
 
-__all__ = ["account_state", "evaluate", "market_params", "prices", "reserve_state"]
+__all__ = ["account_state", "evaluate", "market_params", "max_withdraw_raw", "prices", "reserve_state"]
 
 
 def _base_decimals(market: AaveMarket) -> int:
@@ -111,18 +115,86 @@ def _raw_detail(ur: AaveUserReserve, r: AaveReserve, side: str) -> dict[str, obj
     return {**_reserve_params(r), **raw, "usage_as_collateral": ur.usage_as_collateral, "borrowing": ur.borrowing}
 
 
+def max_withdraw_raw(
+    reserves: Mapping[int, AaveReserveParams],
+    balances: Sequence[AaveUserBalance],
+    user_emode: int,
+    emodes: Mapping[int, AaveEMode],
+    reserve: AaveReserve,
+    data: AaveAccountData,
+) -> int:
+    """The largest ``Pool.withdraw(asset, amount)`` the protocol accepts for this wallet at the block.
+
+    Aave v3's rule (``SupplyLogic.executeWithdraw``): when the reserve is used as collateral and the wallet
+    borrows anything, the aTokens are burnt (``amount.rayDiv(liquidityIndex)`` scaled units, the collateral bit
+    cleared on a full withdrawal) and then ``validateHFAndLtv`` must pass: health factor ≥ 1 and, while any
+    zero-LTV collateral remains, only a zero-LTV reserve may be withdrawn. Otherwise the whole balance can be
+    withdrawn. Found by bisection on the exact :func:`account_data`. The reserve's available liquidity (the
+    aToken's underlying balance) also caps a withdrawal; it is not read here.
+    """
+    own = next(b for b in balances if b.reserve_id == reserve.reserve_id)
+    balance = ray_mul(own.scaled_a_token_balance_raw, reserve.normalized_income_ray)
+    if not reserve.active or reserve.paused:
+        return 0
+    borrowing = any(b.borrowing for b in balances)
+    if not (own.usage_as_collateral and borrowing):
+        return balance
+
+    def ok(amount: int) -> bool:
+        if amount == 0:
+            after = list(balances)
+        else:
+            scaled = max(own.scaled_a_token_balance_raw - ray_div(amount, reserve.normalized_income_ray), 0)
+            changed = dataclasses.replace(own, scaled_a_token_balance_raw=scaled,
+                                          usage_as_collateral=amount != balance)
+            after = [changed if b.reserve_id == own.reserve_id else b for b in balances]
+        d = account_data(reserves, after, user_emode, emodes)
+        return d.health_factor_wad >= WAD and (not d.has_zero_ltv_collateral or reserve.ltv_bps == 0)
+
+    guess = None
+    counted = data.collateral_base_raw.get(reserve.reserve_id, 0)
+    lt = _effective(reserve, user_emode, emodes)[1]
+    if counted and lt and data.total_debt_base_raw:
+        spare_base = (data.total_collateral_base_raw * data.current_liquidation_threshold_bps / 1e4
+                      - data.total_debt_base_raw) * 1e4 / lt
+        guess = int(max(spare_base, 0.0) / counted * balance)
+    return largest_passing(ok, balance, guess)
+
+
+def _effective(reserve: AaveReserve, user_emode: int, emodes: Mapping[int, AaveEMode]) -> tuple[int, int]:
+    """The (LTV, liquidation threshold) in bps the protocol applies to ``reserve`` for a wallet in ``user_emode``:
+    the e-mode category's when the reserve belongs to it; an LTV of 0 stays 0 (zero-LTV collateral)."""
+    category = emodes.get(user_emode) if user_emode and reserve.emode_category == user_emode else None
+    ltv, lt = (category.ltv_bps, category.liquidation_threshold_bps) if category is not None \
+        else (reserve.ltv_bps, reserve.liquidation_threshold_bps)
+    return (0 if reserve.ltv_bps == 0 else ltv), lt
+
+
 def _positions(
-    account: AaveAccount, by_asset: dict[str, AaveReserve], base: int, categories: dict[int, AaveEModeCategory]
+    account: AaveAccount,
+    by_asset: dict[str, AaveReserve],
+    base: int,
+    categories: dict[int, AaveEModeCategory],
+    params: tuple[Mapping[int, AaveReserveParams], Mapping[int, AaveEMode]],
+    balances: Sequence[AaveUserBalance],
+    data: AaveAccountData,
 ) -> list[PositionView]:
+    """The wallet's supplies and debts, each with the parameters the protocol applies to it for this wallet and
+    (supplies) the largest withdrawal it accepts now; every position carries the account's borrowing room."""
     out: list[PositionView] = []
+    reserves, emodes = params
     category = categories.get(account.emode_category) if account.emode_category else None
+    available_usd = from_raw(data.available_borrows_base_raw, base)
     for ur in account.reserves:
         r = by_asset[ur.asset]
         # The threshold and bonus the protocol applies to this reserve for this wallet (e-mode replaces them).
         src = category if category is not None and r.emode_category == account.emode_category else r
+        ltv_bps, _lt = _effective(r, account.emode_category, emodes)
         detail: dict[str, object] = {
             "liquidation_threshold_bps": src.liquidation_threshold_bps,
             "liquidation_bonus_bps": src.liquidation_bonus_bps,
+            "ltv_bps": ltv_bps,
+            "available_borrows_usd": available_usd,
         }
         price_usd = from_raw(r.price_raw, base)
         unit = 10**r.decimals
@@ -131,6 +203,11 @@ def _positions(
         for side, amount_raw in (("collateral", supplied), ("debt", debt)):
             if amount_raw == 0:
                 continue
+            extra = dict(detail)
+            if side == "collateral":
+                withdrawable = max_withdraw_raw(reserves, balances, account.emode_category, emodes, r, data)
+                extra.update(max_withdraw_raw=str(withdrawable), max_withdraw=from_raw(withdrawable, r.decimals),
+                             max_withdraw_usd=from_raw(withdrawable * r.price_raw // unit, base))
             out.append(
                 PositionView(
                     asset=r.symbol,
@@ -145,7 +222,7 @@ def _positions(
                     and ur.usage_as_collateral
                     and r.liquidation_threshold_bps != 0,
                     market_key=r.asset,
-                    extra={**detail, **_raw_detail(ur, r, side)},
+                    extra={**extra, **_raw_detail(ur, r, side)},
                 )
             )
     return out
@@ -165,7 +242,6 @@ def account_state(account: AaveAccount, categories: dict[int, AaveEModeCategory]
             "price_raw": str(category.price_raw or 0),
         },
     }
-
 
 
 def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
@@ -211,6 +287,7 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
         if any(ur.asset in bad_assets for ur in account.reserves):
             flags.append("bad_oracle")
         has_debt = data.total_debt_base_raw != 0
+        positions = _positions(account, by_asset, base, categories, (reserves, emodes), balances, data)
         healths.append(
             VenueHealth(
                 wallet=account.wallet,
@@ -230,9 +307,16 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
                     if data.total_collateral_base_raw
                     else None
                 ),
-                positions=tuple(_positions(account, by_asset, base, categories)),
+                positions=tuple(positions),
                 flags=tuple(flags),
-                extra={"base_decimals": base, **account_state(account, categories)},
+                extra={
+                    "base_decimals": base,
+                    **account_state(account, categories),
+                    "available_borrows_usd": from_raw(data.available_borrows_base_raw, base),
+                    "ltv": bps_to_fraction(data.ltv_bps) if data.total_collateral_base_raw else None,
+                    "net_worth_usd": sum(p.value_usd if p.side == "collateral" else -p.value_usd
+                                         for p in positions),
+                },
             )
         )
     markets: dict[str, dict[str, object]] = {

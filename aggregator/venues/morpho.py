@@ -10,13 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from aggregator.venues.limits import largest_passing
 from aggregator.views import PositionView, VenueHealth, VenueReading
 from connectors.morpho_blue.models import MorphoMarket, MorphoSnapshot
 from connectors.types import BlockRef
-from riskcore.health.morpho import MorphoMarketState, position_health
+from riskcore.health.morpho import MorphoMarketState, is_healthy, position_health
 from riskcore.units import WAD, from_raw
 
-__all__ = ["evaluate", "market_state"]
+__all__ = ["evaluate", "market_state", "max_withdraw_collateral_raw"]
+
+
+def max_withdraw_collateral_raw(
+    collateral_raw: int, borrow_shares: int, market: MorphoMarketState, price_raw: int, lltv_wad: int
+) -> int:
+    """The largest ``withdrawCollateral(assets)`` Morpho accepts: the position must stay ``_isHealthy`` (on the
+    totals after accrual) with ``collateral - assets``. Found by bisection on the exact rule."""
+    return largest_passing(
+        lambda assets: is_healthy(collateral_raw - assets, borrow_shares, market, price_raw, lltv_wad),
+        collateral_raw)
 
 
 def _state(m: MorphoMarket) -> MorphoMarketState:
@@ -59,6 +70,11 @@ def _usd(m: MorphoMarket, usd_prices: Mapping[str, float]) -> tuple[float, int, 
     return usd_prices[m.loan_token], m.loan_decimals, m.collateral_decimals
 
 
+def _collateral_price_usd(m: MorphoMarket, loan_usd: float) -> float:
+    """The collateral token's USD price as Morpho sees it: its oracle's price in loan tokens, in USD."""
+    return (m.price or 0.0) * loan_usd
+
+
 def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, float]) -> VenueReading:
     """Every wallet's health on every watched market, exactly as ``Morpho._isHealthy`` judges it."""
     markets = {m.market_id: m for m in snapshot.markets}
@@ -71,8 +87,31 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
         for pos in account.open_positions:
             m = markets[pos.market_id]
             loan_usd, loan_dec, coll_dec = _usd(m, usd_prices)
-            h = position_health(pos.collateral_raw, pos.borrow_shares, _state(m), m.price_raw, m.lltv_wad)
-            coll_price_usd = (m.price or 0.0) * loan_usd
+            state = _state(m)
+            coll_price_usd = _collateral_price_usd(m, loan_usd)
+            h = position_health(pos.collateral_raw, pos.borrow_shares, state, m.price_raw, m.lltv_wad)
+            # What the market can lend or pay out now: its supply not borrowed.
+            liquidity = max(m.accrued_total_supply_assets_raw - m.accrued_total_borrow_assets_raw, 0)
+            withdrawable = max_withdraw_collateral_raw(pos.collateral_raw, pos.borrow_shares, state, m.price_raw,
+                                                       m.lltv_wad)
+            borrowable = min(h.max_borrow_increase_raw, liquidity)
+            common: dict[str, object] = {
+                "market_id": m.market_id, "pair": f"{m.collateral_symbol}/{m.loan_symbol}",
+                "lltv": from_raw(m.lltv_wad, 18), "health_factor": h.health,
+                "available_borrow_raw": str(borrowable), "available_borrow": from_raw(borrowable, loan_dec),
+                "available_borrow_usd": from_raw(borrowable, loan_dec) * loan_usd,
+                "market_liquidity_raw": str(liquidity),
+            }
+            supply_out = min(pos.supply_assets_raw, liquidity)
+            details: dict[str, dict[str, object]] = {
+                "collateral": {**common, "max_withdraw_raw": str(withdrawable),
+                               "max_withdraw": from_raw(withdrawable, coll_dec),
+                               "max_withdraw_usd": from_raw(withdrawable, coll_dec) * coll_price_usd},
+                "debt": common,
+                "supply": {**common, "max_withdraw_raw": str(supply_out),
+                           "max_withdraw": from_raw(supply_out, loan_dec),
+                           "max_withdraw_usd": from_raw(supply_out, loan_dec) * loan_usd},
+            }
             coll_usd = from_raw(h.collateral_value_raw, loan_dec) * loan_usd
             borrowed_usd = from_raw(h.borrowed_raw, loan_dec) * loan_usd
             collateral_usd += coll_usd
@@ -91,7 +130,7 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
                         asset=symbol, asset_address=token, decimals=decimals,
                         side=side,  # type: ignore[arg-type]
                         amount_raw=raw, amount=from_raw(raw, decimals), price_usd=price, value_usd=value,
-                        is_collateral=is_coll, market_key=m.market_id,
+                        is_collateral=is_coll, market_key=m.market_id, extra=details[side],
                     ))
             per_market.append({
                 "market_id": m.market_id,
@@ -119,7 +158,9 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
             health_factor_raw=worst_wad,
             onchain_health_factor_raw=None, matches_onchain=None,
             collateral_usd=collateral_usd, debt_usd=debt_usd, liquidation_threshold=None,
-            positions=tuple(positions), extra={"markets": per_market},
+            positions=tuple(positions),
+            extra={"markets": per_market,
+                   "net_worth_usd": sum(-p.value_usd if p.side == "debt" else p.value_usd for p in positions)},
         ))
     params: dict[str, dict[str, object]] = {
         m.market_id: {"symbol": f"{m.collateral_symbol}/{m.loan_symbol}", "oracle": m.oracle, "irm": m.irm,

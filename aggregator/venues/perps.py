@@ -44,11 +44,18 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _position(venue: str, coin: str, size: Decimal, mark: float, detail: dict[str, object]) -> PositionView:
+def _position(
+    venue: str, coin: str, size: Decimal, mark: float, detail: dict[str, object], equity_usd: float
+) -> PositionView:
+    """One perp position; its detail gains the mark, the notional and the leverage it makes of the account's
+    equity (|notional| ÷ equity: what a trader calls the position's effective leverage)."""
+    notional = float(size) * mark
+    detail = {**detail, "mark_px": mark, "notional_usd": notional,
+              "effective_leverage": abs(notional) / equity_usd if equity_usd > 0 else None}
     return PositionView(
         asset=coin, asset_address=f"{venue}:{coin}", decimals=SIZE_DECIMALS, side="perp",
         amount_raw=int(size.scaleb(SIZE_DECIMALS).to_integral_value()), amount=float(size), price_usd=mark,
-        value_usd=float(size) * mark, is_collateral=False, market_key=f"{venue}:{coin}", extra=detail,
+        value_usd=notional, is_collateral=False, market_key=f"{venue}:{coin}", extra=detail,
     )
 
 
@@ -94,6 +101,7 @@ def evaluate_hyperliquid(snapshot: HyperliquidSnapshot, venue: str, block: Block
         health = hyperliquid_health(fig)
         liq = dict(zip(health.position_labels, health.liquidation_px, strict=True))
         marks = _implied_marks(fig.szi, fig.position_value_usd)
+        equity = float(np.sum(health.equity_usd))
         positions = [
             _position(venue, p.coin, p.szi, float(p.mark_px), {
                 "entry_px": str(p.entry_px), "leverage": p.leverage.value, "cross": p.is_cross,
@@ -106,7 +114,7 @@ def evaluate_hyperliquid(snapshot: HyperliquidSnapshot, venue: str, block: Block
                 "tier_lower_usd": [float(x) for x in fig.tier_lower_usd[i] if math.isfinite(x)],
                 "tier_max_leverage": [float(x) for x in fig.tier_max_leverage[i] if math.isfinite(x)],
                 "isolated_raw_usd": None if p.is_cross else float(fig.isolated_raw_usd[i]),
-            })
+            }, equity)
             for i, p in enumerate(account.positions)
         ]
         healths.append(_health(account.wallet, venue, health, check_hyperliquid(fig), positions,
@@ -127,6 +135,7 @@ def evaluate_dydx(
         fig = DydxFigures(**snapshot.health_inputs(sub.account_id))
         health = dydx_health(fig)
         liq = dict(zip(health.position_labels, health.liquidation_px, strict=True))
+        equity = float(np.sum(health.equity_usd))
         positions = [
             _position(venue, p.market, p.size if p.side == "LONG" else -abs(p.size),
                       float(oracle), {
@@ -137,7 +146,7 @@ def evaluate_dydx(
                           "size": float(fig.size[i]), "mark_usd": float(oracle),
                           "maintenance_margin_fraction": float(fig.maintenance_margin_fraction[i]),
                           "initial_margin_fraction": float(fig.initial_margin_fraction[i]),
-                      })
+                      }, equity)
             for i, (p, oracle) in enumerate(zip(sub.positions, fig.oracle_usd, strict=True))
         ]
         wallet = wallets_by_account.get(sub.address, sub.address)

@@ -45,6 +45,26 @@ def exact_amounts(p: LpPosition, pool: PoolState) -> PositionAmounts:
     )
 
 
+def range_prices(p: LpPosition, sqrt_price_x96: int, usd0: float, usd1: float) -> dict[str, object]:
+    """The range's bounds and the pool's price as a trader reads them: the quote token per unit of the base token,
+    the base being the pricier of the two (WETH/USDC reads "USDC per WETH" whichever is token0).
+
+    The pool prices token0 in token1 as ``1.0001**tick`` raw units, i.e. ``1.0001**tick × 10**(d0 − d1)`` whole
+    tokens; quoted the other way round the bounds swap.
+    """
+    scale = 10 ** (p.token0_decimals - p.token1_decimals)
+    lower = 1.0001**p.tick_lower * scale
+    upper = 1.0001**p.tick_upper * scale
+    now = (sqrt_price_x96 / Q96) ** 2 * scale
+    if usd0 >= usd1:
+        base, quote = p.token0_symbol, p.token1_symbol
+    else:
+        base, quote = p.token1_symbol, p.token0_symbol
+        lower, upper, now = 1 / upper, 1 / lower, 1 / now  # sqrtPriceX96 ≥ MIN_SQRT_RATIO > 0
+    return {"range_base": base, "range_quote": quote, "range_lower": lower, "range_upper": upper, "range_price": now,
+            "token0": p.token0_symbol, "token1": p.token1_symbol}
+
+
 def _price(book: Mapping[str, float], token: str, symbol: str) -> float:
     if token not in book:
         raise ValueError(f"no USD price for {symbol or token} at this block")
@@ -74,6 +94,7 @@ def evaluate(snapshot: UniswapSnapshot, venue: str, usd_prices: Mapping[str, flo
                 "tick_lower": p.tick_lower, "tick_upper": p.tick_upper, "tick": pool.tick,
                 "in_range": p.tick_lower <= pool.tick < p.tick_upper, "liquidity": str(p.liquidity),
                 "gamma00": float(greeks.gamma00), "gamma01": float(greeks.gamma01), "gamma11": float(greeks.gamma11),
+                **range_prices(p, pool.sqrt_price_x96, p0, p1),
             }
             legs = (
                 (p.token0, p.token0_symbol, p.token0_decimals, amounts.amount0_raw, amounts.fees0_raw, p0,
@@ -90,7 +111,8 @@ def evaluate(snapshot: UniswapSnapshot, venue: str, usd_prices: Mapping[str, flo
                     asset=symbol, asset_address=token, decimals=decimals, side="lp", amount_raw=total,
                     amount=from_raw(total, decimals), price_usd=price, value_usd=leg_value, is_collateral=False,
                     market_key=p.pool,
-                    extra={**detail, "principal_raw": str(principal), "fees_raw": str(fees), "delta": leg_delta},
+                    extra={**detail, "principal_raw": str(principal), "fees_raw": str(fees), "delta": leg_delta,
+                           "fees": from_raw(fees, decimals), "fees_usd": from_raw(fees, decimals) * price},
                 ))
         healths.append(VenueHealth(
             wallet=account.wallet, venue=venue, kind="lp", health_factor=None, health_factor_raw=None,

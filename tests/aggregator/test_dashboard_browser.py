@@ -254,10 +254,16 @@ def check_wallet_page(page: Page, env: Env, health: dict[str, Any], risk: dict[s
         shown_now.check(f"venue-hf-{name}", v["health_factor"])
         shown_now.check(f"venue-collateral-{name}", v["collateral_usd"])
         shown_now.check(f"venue-debt-{name}", v["debt_usd"])
-        assert shown_now.one(f"venue-status-{name}")["text"] == v["status"]
+        status = shown_now.one(f"venue-status-{name}")
+        assert status["value"] == v["status"]
+        # The badge says "ok" only for fresh data (stale data shows "stale", never a green "ok").
+        assert status["text"] == (v["status"] if not page_is_stale(page) or v["status"] == "error" else "stale")
         for coin, px in (v.get("liquidation_price") or {}).items():
             shown_now.check(f"venue-liq-{name}-{coin}", px)
     assert shown_now.count("venue-hf-") == len(health["venues"])
+    drawn_order = page.evaluate("() => [...document.querySelectorAll('#venues article.venue')]"
+                                ".map(a => a.dataset.testid.slice('venue-'.length))")
+    assert drawn_order == [v["venue"] for v in sorted(health["venues"], key=venue_rank)], "riskiest first"
     for p in risk["liquidation_prices"]:
         shown_now.check(f"liq-price-{p['venue']}-{p['asset']}", p["price_usd"])
         shown_now.check(f"liq-current-{p['venue']}-{p['asset']}", p["current_price_usd"])
@@ -266,16 +272,7 @@ def check_wallet_page(page: Page, env: Env, health: dict[str, Any], risk: dict[s
         shown_now.check(f"exposure-{asset}", usd)
     assert shown_now.count("exposure-") == len(risk["net_exposure_usd"])
 
-    grid = risk["pnl_grid"]
-    n_vol, n_price = len(grid["vol_shifts"]), len(grid["price_moves"])
-    assert len(grid["pnl_usd"]) == n_vol
-    assert shown_now.count("grid-cell-") == n_vol * n_price
-    for vi in range(n_vol):
-        for pi in range(n_price):
-            assert shown_now.value(f"grid-cell-{vi}-{pi}") == grid["pnl_usd"][vi][pi]
-    liquidating = [(vi, pi) for vi in range(n_vol) for pi in range(n_price) if grid["liquidated"][vi][pi]]
-    assert liquidating, "a ±50 % move liquidates some venue of the hedged wallet"
-    assert page.locator(".heatmap .liq-mark").count() == len(liquidating)
+    check_heatmap(page, shown_now, risk)
 
     history = env.get(f"/v1/wallets/{HEDGED}/history?limit=1000")
     points = [i for i in history["items"] if i["health_factor"] is not None]
@@ -283,7 +280,165 @@ def check_wallet_page(page: Page, env: Env, health: dict[str, Any], risk: dict[s
     assert chart["points"] == str(len(points))
     for i in points:
         assert shown_now.value(f"history-point-{i['venue']}-{i['block']}") == i["health_factor"]
+    assert history["net_worth"], "the history serves net worth"
+    for nw in history["net_worth"]:
+        assert shown_now.value(f"networth-point-{nw['block']}") == nw["net_worth_usd"]
+    assert shown_now.count("networth-point-") == len(history["net_worth"])
+    check_headline(shown_now, health, risk)
+    check_positions(shown_now, health)
     return shown_now
+
+
+def page_is_stale(page: Page) -> bool:
+    return bool(page.evaluate("() => document.body.dataset.stale === '1'"))
+
+
+def check_heatmap(page: Page, shown_now: Shown, risk: dict[str, Any]) -> None:
+    """Every drawn cell is the API's P&L; volatility rows are dropped only when they change nothing (no options),
+    and price columns only on a narrow screen."""
+    grid = risk["pnl_grid"]
+    n_vol, n_price = len(grid["vol_shifts"]), len(grid["price_moves"])
+    assert len(grid["pnl_usd"]) == n_vol
+    heat = page.get_by_test_id("pnl-heatmap")
+    rows, cols = int(heat.get_attribute("data-rows") or 0), int(heat.get_attribute("data-cols") or 0)
+    drawn = [tuple(int(x) for x in k.removeprefix("grid-cell-").split("-")) for k in shown_now.items
+             if k.startswith("grid-cell-")]
+    assert len(drawn) == rows * cols == shown_now.count("grid-cell-")
+    for vi, pi in drawn:
+        assert shown_now.value(f"grid-cell-{vi}-{pi}") == grid["pnl_usd"][vi][pi]
+    if rows < n_vol:  # one row stands for all: every row is the same (the book holds no options)
+        assert rows == 1
+        assert all(row == grid["pnl_usd"][0] for row in grid["pnl_usd"])
+        assert heat.get_attribute("data-collapsed") == "1"
+    viewport = page.viewport_size
+    if cols < n_price:
+        assert viewport is not None
+        assert viewport["width"] < 800, "every price move is drawn on a wide screen"
+    zero = grid["price_moves"].index(0.0)
+    assert (drawn[0][0], zero) in drawn, "the no-move column is always drawn"
+    liquidating = [(vi, pi) for vi, pi in drawn if grid["liquidated"][vi][pi]]
+    assert liquidating, "a ±50 % move liquidates some venue of the hedged wallet"
+    assert page.locator(".heatmap .liq-mark").count() == len(liquidating)
+    moved = page.get_by_test_id("heatmap-moved").inner_text()
+    expected = grid.get("moved") or [u for u in grid["underlyings"] if abs(risk["net_exposure_usd"].get(u, 0)) > 0.005]
+    for name in ([expected] if isinstance(expected, str) else expected):
+        assert name in moved, (name, moved)
+    for code in ("BREAK", "proxy:"):
+        assert code not in page.locator("#unified-card").inner_text(), "codes are put in words"
+
+
+def expected_headline(health: dict[str, Any], risk: dict[str, Any] | None
+                      ) -> tuple[dict[str, Any] | None, float | None, dict[str, Any] | None]:
+    """(lowest venue, unified health, first liquidation) as the pages must lead with them: the server's summary when
+    it sends one, else computed from the documents as the contract defines them."""
+    summary = health.get("summary") or (risk or {}).get("summary")
+    if summary:
+        liq = summary.get("first_liquidation")
+        return summary.get("lowest_venue"), summary.get("unified_health"), liq
+    venues = [v for v in health["venues"] if v["health_factor"] is not None]
+    low = min(venues, key=lambda v: v["health_factor"]) if venues else None
+    lowest = {"venue": low["venue"], "health_factor": low["health_factor"]} if low else None
+    unified = risk["unified_health"] if risk else None
+    nearest = ((risk or {}).get("first_liquidation") or {}).get("nearest")
+    candidates = [nearest] if nearest else (risk or {}).get("liquidation_prices", [])
+    best = None
+    for c in candidates:
+        move = c.get("move", c["price_usd"] / c["current_price_usd"] - 1)
+        if best is None or abs(move) < abs(best["move"]):
+            best = {**c, "move": move}
+    return lowest, unified, best
+
+
+def check_headline(shown_now: Shown, health: dict[str, Any], risk: dict[str, Any] | None,
+                   prefix: str = "headline") -> None:
+    lowest, unified, liq = expected_headline(health, risk)
+    if lowest is None:
+        assert shown_now.value(f"{prefix}-lowest") is None
+    else:
+        shown_now.check(f"{prefix}-lowest", lowest["health_factor"])
+        assert shown_now.one(f"{prefix}-lowest-venue")["text"] == lowest["venue"]
+    shown_now.check(f"{prefix}-unified", unified)
+    if liq is None:
+        assert "no single price move" in (shown_now.one(f"{prefix}-liq-venue")["text"] or "")
+        return
+    assert shown_now.one(f"{prefix}-liq-venue")["text"] == liq["venue"]
+    assert shown_now.one(f"{prefix}-liq-asset")["text"] == liq["asset"]
+    shown_now.check(f"{prefix}-liq-price", liq["price_usd"])
+    shown_now.check(f"{prefix}-liq-move", liq["move"])
+    tip = shown_now.one(f"{prefix}-unified-tip")
+    assert tip is not None
+
+
+def venue_rank(v: dict[str, Any]) -> tuple[int, float, str]:
+    """Riskiest first, as the server ranks venues: no reading, then by health factor, then no debt, LPs last."""
+    if v["status"] == "error":
+        return (0, 0.0, v["venue"])
+    if v["health_factor"] is not None:
+        return (1, v["health_factor"], v["venue"])
+    return (3 if v["kind"] == "lp" else 2, 0.0, v["venue"])
+
+
+def position_keys(health: dict[str, Any]) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
+    """(test-id key, venue, positions) per card, in the page's order: venues riskiest first, an LP NFT's legs
+    together."""
+    order = sorted(health["venues"], key=venue_rank)
+    out: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
+    seen: dict[str, int] = {}
+
+    def unique(key: str) -> str:
+        seen[key] = seen.get(key, 0) + 1
+        return key if seen[key] == 1 else f"{key}-{seen[key]}"
+
+    for v in order:
+        nfts: dict[str, list[dict[str, Any]]] = {}
+        for p in v["positions"]:
+            if p["side"] == "lp":
+                nfts.setdefault(str(p["detail"]["token_id"]), []).append(p)
+            else:
+                out.append((unique(f"{v['venue']}-{p['asset']}-{p['side']}"), v, [p]))
+        out += [(unique(f"{v['venue']}-{token}"), v, legs) for token, legs in nfts.items()]
+    return out
+
+
+def check_positions(shown_now: Shown, health: dict[str, Any]) -> dict[str, int]:
+    """What traders expect per position, beside it, equal to the API's detail: perp entry, mark, leverage, P&L and
+    liquidation price; LP range bounds, pool price, in/out of range, fees owed; lending max withdrawal, LTV and
+    borrowing room. Returns how many of each kind were checked."""
+    counted = {"perp": 0, "lp": 0, "lending": 0}
+    for key, v, legs in position_keys(health):
+        p = legs[0]
+        d = p.get("detail") or {}
+        if v["kind"] == "perp":
+            shown_now.check(f"pos-{key}-entry", float(d["entry_px"]))
+            shown_now.check(f"pos-{key}-mark", d["mark_px"])
+            shown_now.check(f"pos-{key}-pnl", float(d["unrealized_pnl_usd"]))
+            shown_now.check(f"pos-{key}-leverage", d["effective_leverage"])
+            shown_now.check(f"pos-{key}-liq", d["liquidation_px"])
+            shown_now.check(f"pos-{key}-size", abs(p["amount"]))
+            counted["perp"] += 1
+        elif v["kind"] == "lp":
+            shown_now.check(f"pos-{key}-range-lower", d["range_lower"])
+            shown_now.check(f"pos-{key}-range-upper", d["range_upper"])
+            shown_now.check(f"pos-{key}-range-price", d["range_price"])
+            assert shown_now.one(f"pos-{key}-in-range")["value"] == str(d["in_range"]).lower()
+            for leg in legs:
+                shown_now.check(f"pos-{key}-fees-usd-{leg['asset']}", leg["detail"]["fees_usd"])
+                shown_now.check(f"pos-{key}-amount-{leg['asset']}", leg["amount"])
+            counted["lp"] += 1
+        else:
+            shown_now.check(f"pos-{key}-amount", p["amount"])
+            shown_now.check(f"pos-{key}-value", p["value_usd"])
+            if "max_withdraw" in d:
+                shown_now.check(f"pos-{key}-max-withdraw", d["max_withdraw"])
+                shown_now.check(f"pos-{key}-max-withdraw-usd", d["max_withdraw_usd"])
+            if p["side"] == "collateral" and "ltv_bps" in d:
+                shown_now.check(f"pos-{key}-ltv", d["ltv_bps"] / 1e4)
+            if p["side"] == "debt" and "available_borrow" in d:
+                shown_now.check(f"pos-{key}-available-borrow", d["available_borrow"])
+            elif p["side"] == "debt" and "available_borrows_usd" in d:
+                shown_now.check(f"pos-{key}-available-borrow-usd", d["available_borrows_usd"])
+            counted["lending"] += 1
+    return counted
 
 
 # ---------- the tests ----------
@@ -305,7 +460,8 @@ def test_wallet_page_shows_the_apis_numbers_and_follows_a_price_move(
     wait_for_block(pg, health["block"])
     before = check_wallet_page(pg, env, health, risk)
     assert pg.get_by_test_id("wallet-label").inner_text() == "hedged"
-    assert re.fullmatch(r"updated \d+s ago", pg.get_by_test_id("updated").inner_text())
+    assert re.fullmatch(r"synced \d+ s ago", pg.get_by_test_id("updated").inner_text())
+    assert pg.locator("#live-dot.on").count() == 1  # green: fresh data, reachable API
     assert pg.get_by_test_id("alerts-empty").is_visible()
     pg.screenshot(path=str(artifacts_dir() / "dashboard-wallet-before.png"), full_page=True)
 
@@ -370,7 +526,7 @@ def test_a_wallet_without_data_says_so(env: Env, page: tuple[Page, Console]) -> 
     pg.goto(f"{env.url}/ui/wallet/{HEDGED}?refresh={REFRESH_S}")
     banner = pg.locator("#banner")
     banner.wait_for(state="visible")
-    assert "no snapshot yet" in banner.inner_text()
+    assert "no snapshot" in banner.inner_text()  # "… has no snapshot (on the current chain) yet"
     env.sync()
     wait_for_block(pg, env.get(f"/v1/wallets/{HEDGED}/health")["block"])
     assert banner.is_hidden()

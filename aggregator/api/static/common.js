@@ -251,3 +251,305 @@ const PALETTE = ["#5b9dff", "#c678dd", "#2fbf71", "#f0b429", "#56d4dd", "#ff7a59
 export function venueColour(index) {
   return PALETTE[index % PALETTE.length];
 }
+
+// ---------- ages and times ----------
+
+/** A duration in words: "12 s", "4 min", "2 h 5 min", "3 d". */
+export function fmtAge(seconds) {
+  if (!isNum(seconds)) return "—";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 90) return `${s} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  if (s < 172800) {
+    const hours = Math.floor(s / 3600);
+    const minutes = Math.round((s % 3600) / 60);
+    return minutes ? `${hours} h ${minutes} min` : `${hours} h`;
+  }
+  return `${Math.round(s / 86400)} d`;
+}
+
+/** An ISO time as the trader reads it: "17:02:11 UTC" today, else "2026-12-03 17:02 UTC". */
+export function fmtTime(iso) {
+  const t = typeof iso === "number" ? iso : Date.parse(iso);
+  if (!Number.isFinite(t)) return "—";
+  const d = new Date(t);
+  const today = new Date().toISOString().slice(0, 10);
+  const day = d.toISOString().slice(0, 10);
+  return day === today ? `${d.toISOString().slice(11, 19)} UTC` : `${day} ${d.toISOString().slice(11, 16)} UTC`;
+}
+
+function parseTime(iso) {
+  const t = typeof iso === "string" ? Date.parse(iso) : NaN;
+  return Number.isFinite(t) ? t : null;
+}
+
+/** Seconds of the stale bound given as ?stale_after=<seconds> (for servers that do not send one), else null. */
+export function staleAfterParam() {
+  const raw = new URLSearchParams(window.location.search).get("stale_after");
+  const value = raw === null ? NaN : Number(raw);
+  return Number.isFinite(value) && value > 0 ? value : null;
+}
+
+/** 3 × the default 15 s sync interval: the bound used when the server sends none. */
+export const DEFAULT_STALE_AFTER_S = 45;
+
+/**
+ * How current a wallet's readings are. The server's ``freshness`` object when it sends one (the newest sync's
+ * outcome, since when it fails and why); otherwise derived from the newest time the documents carry (the risk
+ * result's ``computed_at``, else the newest venue's block or venue time) against ``?stale_after=`` or 45 s.
+ * ``ageS(now)`` gives the age at ``now`` (ms), counted from when the document was fetched (no clock skew).
+ */
+export function freshnessOf(health, risk, fetchedAt = Date.now()) {
+  const f = health && typeof health.freshness === "object" ? health.freshness : null;
+  if (f) {
+    const base = isNum(f.age_s) ? f.age_s : null;
+    const synced = parseTime(f.synced_at);
+    return {
+      source: "server",
+      stale: Boolean(f.stale),
+      staleAfterS: isNum(f.stale_after_s) ? f.stale_after_s : null,
+      syncedAt: synced,
+      ageS: (now) => (base !== null ? base + (now - fetchedAt) / 1000 : synced !== null ? (now - synced) / 1000 : null),
+      lastSync: f.last_sync ?? null,
+      failingSince: parseTime(f.failing_since),
+      reason: typeof f.reason === "string" && f.reason ? f.reason : null,
+    };
+  }
+  const times = [];
+  const computed = parseTime(risk?.computed_at);
+  if (computed !== null) times.push(computed);
+  else {
+    for (const v of health?.venues ?? []) {
+      const t = parseTime(v.synced_at) ?? parseTime(v.venue_timestamp) ?? parseTime(v.block_timestamp);
+      if (t !== null) times.push(t);
+    }
+  }
+  const synced = times.length ? Math.max(...times) : null;
+  const bound = staleAfterParam() ?? DEFAULT_STALE_AFTER_S;
+  const ageS = (now) => (synced === null ? null : Math.max(0, (now - synced) / 1000));
+  return {
+    source: "derived",
+    staleAfterS: bound,
+    syncedAt: synced,
+    ageS,
+    get stale() {
+      const age = ageS(Date.now());
+      return age !== null && age > bound;
+    },
+    lastSync: null,
+    failingSince: null,
+    reason: null,
+  };
+}
+
+/** The banner's sentence for stale data: since when and why, and what is shown instead. */
+export function staleMessage(fresh, block, now = Date.now()) {
+  const age = fresh.ageS(now);
+  const status = fresh.lastSync?.status;
+  const since = fresh.failingSince !== null
+    ? `failing since ${fmtTime(fresh.failingSince)}, ${fmtAge((now - fresh.failingSince) / 1000)} ago` : null;
+  const why = fresh.reason || fresh.lastSync?.error || null;
+  let head;
+  if (status === "failed") head = "Stale data — the newest sync failed";
+  else if (status === "partial") head = "Stale data — the newest sync was partial";
+  else head = `Stale data — nothing new for ${fmtAge(age)}`
+    + (fresh.staleAfterS ? ` (more than ${fmtAge(fresh.staleAfterS)})` : "");
+  // The server's reason names since when already; otherwise the page says it.
+  const text = why ? `${head}: ${why}${since && !/since/.test(why) ? ` (${since})` : ""}` : `${head}${since ? ` (${since})` : ""}`;
+  const synced = fresh.syncedAt !== null ? `synced ${fmtTime(fresh.syncedAt)}, ${fmtAge(age)} ago` : "";
+  return `${text.replace(/[.\s]+$/, "")}. Showing the last known values`
+    + `${block !== null && block !== undefined ? ` from block ${block}` : ""}${synced ? ` (${synced})` : ""}`
+    + " — they may no longer be true.";
+}
+
+/** Show or hide the stale-data banner (element #stale). */
+export function staleBanner(message) {
+  const node = document.getElementById("stale");
+  if (!node) return;
+  node.hidden = !message;
+  node.textContent = message || "";
+}
+
+/** Re-run ``draw`` when the viewport width changes (charts are laid out in real pixels). */
+export function onWidthChange(draw) {
+  let width = window.innerWidth;
+  let timer = null;
+  window.addEventListener("resize", () => {
+    if (window.innerWidth === width) return;
+    width = window.innerWidth;
+    clearTimeout(timer);
+    timer = setTimeout(draw, 120);
+  });
+}
+
+/** Whether the page is laid out for a phone (the stylesheet's breakpoint). */
+export function isNarrow() {
+  return window.matchMedia("(max-width: 640px)").matches;
+}
+
+// ---------- the headline: lowest venue health, unified health, first liquidation ----------
+
+export const UNIFIED_TIP = "Unified health is your equity across every venue divided by the margin the whole "
+  + "portfolio needs under its worst liquidation-aware scenario: below 1, some scenario liquidates you.";
+
+/** A term with its explanation: shows on hover and on tap (focus). */
+export function tip(label, text, testid) {
+  return h("span", { class: "tip", tabindex: "0", title: text, "data-tip": text, "data-testid": testid, role: "note",
+    "aria-label": text }, label);
+}
+
+function nearestFrom(candidates) {
+  let best = null;
+  for (const c of candidates) {
+    if (!isNum(c.price_usd) || !isNum(c.current_price_usd) || c.current_price_usd <= 0) continue;
+    const move = isNum(c.move) ? c.move : c.price_usd / c.current_price_usd - 1;
+    if (best === null || Math.abs(move) < Math.abs(best.move)) {
+      best = { venue: c.venue, asset: c.asset, price_usd: c.price_usd, current_price_usd: c.current_price_usd, move,
+        direction: c.direction || (move < 0 ? "falls" : "rises") };
+    }
+  }
+  return best;
+}
+
+/** The single-factor liquidation nearest to today's prices: the risk document's when it names one, else the nearest
+ * of its liquidation prices, else the nearest perp liquidation price of the health document. */
+export function nearestLiquidation(health, risk) {
+  const named = risk?.first_liquidation?.nearest;
+  if (named && typeof named === "object") return nearestFrom([named]);
+  if (Array.isArray(risk?.liquidation_prices) && risk.liquidation_prices.length) {
+    return nearestFrom(risk.liquidation_prices);
+  }
+  const perps = [];
+  for (const v of health?.venues ?? []) {
+    for (const [asset, price] of Object.entries(v.liquidation_price ?? {})) {
+      const pos = (v.positions ?? []).find((p) => p.asset === asset);
+      if (pos) perps.push({ venue: v.venue, asset, price_usd: price, current_price_usd: pos.price_usd });
+    }
+  }
+  return nearestFrom(perps);
+}
+
+/** The lowest venue health factor ({venue, health_factor}) or null when no venue has debt. */
+export function lowestVenue(health) {
+  let best = null;
+  for (const v of health?.venues ?? []) {
+    if (isNum(v.health_factor) && (best === null || v.health_factor < best.health_factor)) {
+      best = { venue: v.venue, health_factor: v.health_factor };
+    }
+  }
+  return best;
+}
+
+/** The headline's three figures: the server's ``summary`` when it sends one, else computed from the documents.
+ * ``unified`` is undefined when there is no risk result. */
+export function headlineOf(health, risk) {
+  const summary = health?.summary ?? risk?.summary ?? null;
+  if (summary && typeof summary === "object") {
+    return {
+      source: "server",
+      lowest: summary.lowest_venue ?? null,
+      unified: "unified_health" in summary ? summary.unified_health : risk?.unified_health,
+      liquidation: summary.first_liquidation ? nearestFrom([summary.first_liquidation]) : null,
+      text: summary.text ?? null,
+      meaning: typeof summary.unified_health_meaning === "string" ? summary.unified_health_meaning : UNIFIED_TIP,
+    };
+  }
+  return {
+    source: "derived",
+    lowest: lowestVenue(health),
+    unified: risk ? risk.unified_health : undefined,
+    liquidation: nearestLiquidation(health, risk),
+    text: null,
+    meaning: UNIFIED_TIP,
+  };
+}
+
+/** A move as the headline prints it: "−8.6 %", "+27.1 %". */
+export function fmtMove(x) {
+  if (!isNum(x)) return "—";
+  const a = Math.abs(x) * 100;
+  const s = a.toFixed(a < 10 ? 2 : 1);
+  return `${x < 0 ? MINUS : "+"}${s} %`;
+}
+
+/** The headline line: "lowest aave_v3 1.07 · unified 1.32 ⓘ · first liquidation: aave_v3 if USDC falls to $0.9137
+ * (−8.6 %)". Every figure carries ``<prefix>-…`` test ids and the raw value. */
+export function headlineNodes(line, prefix = "headline") {
+  const low = line.lowest;
+  const liq = line.liquidation;
+  return [
+    h("span", { class: "part" }, h("span", { class: "muted" }, "lowest venue "),
+      low ? [h("span", { "data-testid": `${prefix}-lowest-venue` }, low.venue), " ",
+        num(`${prefix}-lowest`, low.health_factor, fmtHf, `strong ${hfClass(low.health_factor)}`)]
+        : h("span", { class: "good", "data-testid": `${prefix}-lowest`, "data-value": "null" }, "no debt")),
+    h("span", { class: "sep" }, " · "),
+    h("span", { class: "part" }, tip(h("span", { class: "muted" }, "unified health", h("span", { class: "i", "aria-hidden": "true" })),
+      line.meaning || UNIFIED_TIP, `${prefix}-unified-tip`),
+      " ",
+      line.unified === undefined ? h("span", { class: "muted", "data-testid": `${prefix}-unified`, "data-value": "null" },
+        "not computed yet") : num(`${prefix}-unified`, line.unified, fmtHf, `strong ${hfClass(line.unified)}`)),
+    h("span", { class: "sep" }, " · "),
+    h("span", { class: "part" }, h("span", { class: "muted" }, "first liquidation: "),
+      liq ? [h("span", { "data-testid": `${prefix}-liq-venue` }, liq.venue), " if ",
+        h("span", { "data-testid": `${prefix}-liq-asset` }, liq.asset), ` ${liq.direction} to `,
+        num(`${prefix}-liq-price`, liq.price_usd, fmtPrice, "strong"), " (",
+        num(`${prefix}-liq-move`, liq.move, fmtMove, Math.abs(liq.move) < 0.1 ? "bad" : "warn"), ")"]
+        : h("span", { class: "good", "data-testid": `${prefix}-liq-venue` }, "no single price move liquidates a venue")),
+  ];
+}
+
+// ---------- plain words for the risk engine's codes ----------
+
+const SPAN_STEPS = [[0, "+"], [0, "−"], [1 / 3, "+"], [1 / 3, "−"], [-1 / 3, "+"], [-1 / 3, "−"], [2 / 3, "+"],
+  [2 / 3, "−"], [-2 / 3, "+"], [-2 / 3, "−"], [1, "+"], [1, "−"], [-1, "+"], [-1, "−"], [3, "extreme"],
+  [-3, "extreme"]];
+
+/** A scenario name in words: the risk document's label when it sends one, else read from the code. */
+export function scenarioLabel(risk) {
+  if (typeof risk?.worst_scenario_label === "string" && risk.worst_scenario_label) return risk.worst_scenario_label;
+  return describeScenario(risk?.worst_scenario, risk?.scan_ranges ?? {});
+}
+
+export function describeScenario(code, scanRanges = {}) {
+  if (typeof code !== "string" || !code) return "—";
+  let m = code.match(/^BREAK crash \+ (\S+) depeg$/);
+  if (m) return `every risky asset crashes together while ${m[1]} loses its peg`;
+  if (code === "BREAK crash") return "every risky asset crashes together (−30 %), stablecoins hold";
+  m = code.match(/^BREAK (\S+) depeg$/);
+  if (m) return `${m[1]} loses its peg, nothing else moves`;
+  m = code.match(/^SPAN (\S+) (\d\d)$/);
+  if (m) {
+    const step = SPAN_STEPS[Number(m[2]) - 1];
+    const who = m[1] === "joint" ? "every risky asset" : m[1];
+    if (step) {
+      const range = m[1] === "joint" ? null : scanRanges[m[1]];
+      let size;
+      if (step[0] === 0) size = " unchanged";
+      else if (isNum(range)) size = ` ${fmtMove(step[0] * range)}`;
+      else size = ` ${step[0] > 0 ? "up" : "down"} ${Math.abs(step[0]) === 3 ? "3×" : `${Math.round(Math.abs(step[0]) * 3)}/3 of`} its scan range`;
+      const vol = step[1] === "extreme" ? ", extreme move" : `, volatility ${step[1] === "+" ? "up" : "down"}`;
+      return `${who}${size}${vol}`;
+    }
+  }
+  m = code.match(/^HIST (\d+)d (\S+)$/);
+  if (m) return `a repeat of the ${m[1]}-day market move to ${m[2]}`;
+  m = code.match(/^grid vol ([+-][\d.]+) move ([+-][\d.]+)$/);
+  if (m) return `every risky asset ${fmtMove(Number(m[2]))}, volatility ${fmtMove(Number(m[1]))}`;
+  return code;
+}
+
+/** A risk flag in words: the document's ``flag_notes`` when it sends them, else read from the code. */
+export function flagNotes(risk) {
+  const flags = Array.isArray(risk?.flags) ? risk.flags : [];
+  const notes = risk?.flag_notes;
+  if (Array.isArray(notes) && notes.length) return notes.map(String);
+  if (notes && typeof notes === "object") return flags.map((f) => notes[f] ?? describeFlag(f));
+  return flags.map(describeFlag);
+}
+
+export function describeFlag(flag) {
+  const m = typeof flag === "string" ? flag.match(/^proxy:([^=]+)=(.+)$/) : null;
+  if (m) return `${m[1]} has no price history here; ${m[2]}'s history stands in`;
+  if (flag === "no_market_data") return "no price history: every scan range defaults to 30 %";
+  return String(flag);
+}
