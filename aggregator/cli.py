@@ -322,6 +322,11 @@ def stress(
                   f"${doc['liquidation_loss_usd']:,.2f}")
     from rich.table import Table
 
+    if not doc["events"]:
+        low = doc.get("lowest_health")
+        console.print("no venue liquidated" + (f"; lowest health on the path: {low['venue']} {low['health']:.2f} at "
+                                               f"{low['date']}" if low else " (nothing owed on any venue)"))
+        return
     table = Table("date", "venue", "loss (USD)", "repaid (USD)", "seized (USD)", title="liquidations, in order",
                   title_justify="left")
     for e in doc["events"]:

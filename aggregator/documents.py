@@ -24,6 +24,7 @@ from db import ChainSyncStatus, LatestVenueHealth, RiskRow, Store, SyncStatus
 
 __all__ = [
     "UNIFIED_HEALTH_MEANING",
+    "confirmed_at",
     "freshness",
     "health_view",
     "risk_view",
@@ -66,12 +67,25 @@ def _clock(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def confirmed_at(item: LatestVenueHealth, statuses: Sequence[ChainSyncStatus]) -> datetime:
+    """When the values of ``item`` were last confirmed: its snapshot's time, or the newest good sync of its chain
+    when that sync read the same block or a later one and this venue did not fail (a sync of a block already
+    stored writes nothing new, yet confirms what is stored)."""
+    taken = item.snapshot.taken_at
+    status = next((s for s in statuses if s.chain.id == item.chain_ref_id), None)
+    if (item.failed is None and status is not None and status.last_ok_at is not None
+            and status.last_ok_block is not None and status.last_ok_block >= item.snapshot.block_number
+            and str(item.snapshot.status) == "ok"):
+        return max(taken, status.last_ok_at)
+    return taken
+
+
 def freshness(
     latest: Sequence[LatestVenueHealth], statuses: Sequence[ChainSyncStatus], stale_after_s: float, now: datetime,
 ) -> dict[str, Any]:
     """The wallet's ``freshness`` object (see the module docstring) from its newest snapshots and its chains' sync
     status. The wallet is as fresh as its oldest venue reading."""
-    synced = [item.snapshot.taken_at for item in latest]
+    synced = [confirmed_at(item, statuses) for item in latest]
     blocks = [item.snapshot.block_timestamp for item in latest]
     synced_at = min(synced) if synced else None
     refs = {item.chain_ref_id for item in latest}
@@ -128,32 +142,58 @@ def _risk_rank(venue: Mapping[str, Any]) -> tuple[int, float, str]:
 
 
 def _nearest(risk: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The first liquidation: the risk document's ``nearest``, else the nearest of its liquidation prices."""
+    """The first liquidation: the nearer of the nearest single-price move (the risk document's
+    ``first_liquidation.nearest``, else the nearest of its liquidation prices) and the common move of every risky
+    price (``first_liquidation.down`` / ``up``) — a single move far out (DAI at $3.48) is not what liquidates a
+    book that a 58 % fall of every risky asset liquidates first."""
     if not risk:
         return None
     fl = risk.get("first_liquidation") or {}
+    candidates: list[dict[str, Any]] = []
     nearest = fl.get("nearest") if isinstance(fl, Mapping) else None
-    if isinstance(nearest, Mapping) and nearest.get("price_usd") is not None:
-        return dict(nearest)
-    best: dict[str, Any] | None = None
-    for row in risk.get("liquidation_prices") or ():
-        price, now_px = row.get("price_usd"), row.get("current_price_usd")
-        if not isinstance(price, int | float) or not isinstance(now_px, int | float) or now_px <= 0:
+    if isinstance(nearest, Mapping) and isinstance(nearest.get("move"), int | float):
+        candidates.append(dict(nearest))
+    else:
+        for row in risk.get("liquidation_prices") or ():
+            price, now_px = row.get("price_usd"), row.get("current_price_usd")
+            if not isinstance(price, int | float) or not isinstance(now_px, int | float) or now_px <= 0:
+                continue
+            candidates.append({"venue": row.get("venue"), "asset": row.get("asset"),
+                               "direction": "falls" if row.get("side") == "below" else "rises",
+                               "price_usd": float(price), "current_price_usd": float(now_px),
+                               "move": price / now_px - 1})
+    risky = sorted(f for f, v in (risk.get("net_exposure_usd") or {}).items()
+                   if f not in _stable_factors(risk) and v)
+    for side, sign, word in (("down", -1.0, "falls"), ("up", 1.0, "rises")):
+        leg = fl.get(side) if isinstance(fl, Mapping) else None
+        if not isinstance(leg, Mapping):
             continue
-        move = price / now_px - 1
-        if best is None or abs(move) < abs(best["move"]):
-            best = {"venue": row.get("venue"), "asset": row.get("asset"),
-                    "direction": "falls" if row.get("side") == "below" else "rises", "price_usd": float(price),
-                    "current_price_usd": float(now_px), "move": move}
-    return best
+        move = leg.get("move")
+        if isinstance(move, int | float) and move > 0 and risky:
+            names = risky[0] if len(risky) == 1 else (", ".join(risky[:-1]) + " and " + risky[-1]
+                                                        if len(risky) <= 4 else "every risky asset")
+            verb = word if len(risky) == 1 else f"all {word[:-1]}"
+            candidates.append({"venue": leg.get("venue"), "asset": names, "direction": word, "price_usd": None,
+                               "current_price_usd": None, "move": sign * float(move), "common_move": True,
+                               "phrase": f"{names} {verb} {float(move):.1%}"})
+    for c in candidates:
+        if "phrase" not in c:
+            c["phrase"] = f"{c['asset']} {c['direction']} to {_money(c['price_usd'])} ({c['move']:+.1%})"
+    candidates = [c for c in candidates if c.get("venue")]
+    return min(candidates, key=lambda c: abs(c["move"])) if candidates else None
+
+
+def _stable_factors(risk: Mapping[str, Any]) -> set[str]:
+    """Factors that are stablecoin pegs in the document (named in its peg / basis moves), not risky prices."""
+    return {str(k).split("/")[0] for k in (risk.get("peg_basis_moves") or {})} | {"USD"}
 
 
 def _money(x: float) -> str:
     if x >= 100:
         return f"${x:,.2f}"
-    if x >= 1:
+    if x >= 0.01:
         return f"${x:,.4f}"
-    return f"${x:.6g}"
+    return f"${x:.4g}"
 
 
 def summary(venues: Sequence[Mapping[str, Any]], risk: Mapping[str, Any] | None,
@@ -168,8 +208,7 @@ def summary(venues: Sequence[Mapping[str, Any]], risk: Mapping[str, Any] | None,
     if risk is not None:
         parts.append(f"unified {'∞' if uh is None else f'{uh:.2f}'}")
     if first is not None:
-        parts.append(f"first liquidation: {first['venue']} if {first['asset']} {first['direction']} to "
-                     f"{_money(first['price_usd'])} ({first['move']:+.1%})")
+        parts.append(f"first liquidation: {first['venue']} if {first['phrase']}")
     elif risk is not None:
         parts.append("no liquidation within reach of any single price")
     text = " · ".join(parts)
@@ -195,9 +234,11 @@ def _chain(store: Store, chain_ref: int | None) -> dict[str, Any] | None:
             "head_hash": chain.last_block_hash, "head_block": chain.last_block}
 
 
-def _venue_freshness(doc: dict[str, Any], item: LatestVenueHealth, stale_after_s: float, now: datetime) -> None:
-    age = (now - item.snapshot.taken_at).total_seconds()
-    doc["synced_at"] = _iso(item.snapshot.taken_at)
+def _venue_freshness(doc: dict[str, Any], item: LatestVenueHealth, stale_after_s: float, now: datetime,
+                     statuses: Sequence[ChainSyncStatus]) -> None:
+    synced = confirmed_at(item, statuses)
+    age = (now - synced).total_seconds()
+    doc["synced_at"] = _iso(synced)
     doc["age_s"] = round(age, 3)
     if item.failed is not None:
         doc["status"] = "stale"
@@ -217,11 +258,11 @@ def health_view(store: Store, address: str, *, stale_after_s: float, now: dateti
     latest = store.latest_health(address) if latest is None else latest
     kinds = {v.name: str(v.kind) for v in store.list_venues()}
     doc = health_document(address, latest, kinds)
-    for venue, item in zip(doc["venues"], latest, strict=True):
-        _venue_freshness(venue, item, stale_after_s, now)
-    doc["venues"].sort(key=_risk_rank)
     chain_ids = {v.chain_id for v in store.list_venues() if v.chain_id is not None}
     statuses = store.sync_status(chain_ids or None)
+    for venue, item in zip(doc["venues"], latest, strict=True):
+        _venue_freshness(venue, item, stale_after_s, now, statuses)
+    doc["venues"].sort(key=_risk_rank)
     fresh = freshness(latest, statuses, stale_after_s, now)
     if risk is None and with_risk and latest:
         risk = store.latest_risk(address)

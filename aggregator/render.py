@@ -172,9 +172,7 @@ def wallet_header(doc: dict[str, Any], label: str | None = None) -> list[Text]:
         first = summary.get("first_liquidation")
         if first:
             head.append(" · first liquidation: ")
-            head.append(f"{first['venue']} if {first['asset']} {first['direction']} to "
-                        f"${first['price_usd']:,.{4 if first['price_usd'] < 100 else 2}f} ({first['move']:+.1%})",
-                        style="bold")
+            head.append(f"{first['venue']} if {first.get('phrase') or first['asset']}", style="bold")
         lines.append(head)
     return lines
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from aggregator.documents import short_address
+from aggregator.documents import health_view, short_address
 from aggregator.render import check_text, cycle_summary, has_exposure, health_style
 from db import Store
 
@@ -60,6 +60,7 @@ class RunView:
     store: Store
     stale_after_s: float
     max_rows: int = 40
+    max_headlines: int = 10
     last: dict[tuple[str, str], float | None] = field(default_factory=dict)
     failing_since: datetime | None = None
     shown_once: bool = False
@@ -131,6 +132,18 @@ class RunView:
         for line in cycle_summary(report):
             self.console.print(line, soft_wrap=True)
 
+    def _headlines(self, wallets: list[str], labels: dict[str, str]) -> None:
+        """Each wallet's one-line answer (lowest venue health, unified health, first liquidation), riskiest
+        first, for the first ``max_headlines`` wallets."""
+        for wallet in wallets[: self.max_headlines]:
+            doc = health_view(self.store, wallet, stale_after_s=self.stale_after_s)
+            text = doc["summary"]["text"]
+            if doc["venues"]:
+                self.console.print(Text.assemble((self._name(wallet, labels), "bold"), ": ", text))
+        if len(wallets) > self.max_headlines:
+            self.console.print(Text(f"… {len(wallets) - self.max_headlines} more wallets (see the dashboard or "
+                                    "`xmargin health ADDRESS`)", style="dim"))
+
     def _changes(self, report: CycleReport, labels: dict[str, str]) -> None:
         healths = [h for h in report.sync.healths() if has_exposure(h)]
         blocks = sorted({b.block.number for b in report.sync.batches if b.block is not None})
@@ -139,6 +152,8 @@ class RunView:
         if not self.shown_once:
             if rows:
                 self.console.print(self._table(f"health at {at}", rows, labels, deltas=False))
+                self._headlines(sorted({r.wallet for r in rows}, key=lambda w: min(
+                    (r.health for r in rows if r.wallet == w and r.health is not None), default=math.inf)), labels)
             else:
                 self.console.print(f"{at}: no tracked wallet holds a position on any venue")
             self.shown_once = True
@@ -147,6 +162,7 @@ class RunView:
                        or _moved(self.last[(r.wallet, r.venue)], r.health)]
             if changed:
                 self.console.print(self._table(f"changed at {at}", changed, labels, deltas=True))
+                self._headlines(list(dict.fromkeys(r.wallet for r in changed)), labels)
             else:
                 self.console.print(Text(f"{at}: no change ({len(rows)} positions, "
                                         f"{len({r.wallet for r in rows})} wallets)", style="dim"))

@@ -41,7 +41,8 @@ def parse_window(text: str) -> tuple[str, str]:
 
 
 def replay_path(inputs: RiskInputs, window: str) -> dict[str, Any]:
-    """Replay the daily path of ``window`` on the wallet's book; returns the events and the equity path."""
+    """Replay the daily path of ``window`` on the wallet's book; returns the events, the equity path and the lowest
+    venue health met on the path (``lowest_health``: venue, health, date; ``None`` when nothing is owed)."""
     start, end = parse_window(window)
     book = inputs.book
     model = inputs.factor_model
@@ -78,7 +79,13 @@ def replay_path(inputs: RiskInputs, window: str) -> dict[str, Any]:
                 held.add(f)
     result = replay(book, path)
     dates = [str(d)[:10] for d in history.dates]
+    lowest = None
+    if result.account_health.size and np.isfinite(result.account_health).any():
+        t, a = np.unravel_index(int(np.argmin(result.account_health)), result.account_health.shape)
+        lowest = {"venue": book.venues[int(book.acc_venue[a])], "health": float(result.account_health[t, a]),
+                  "date": dates[int(t)]}
     return {
+        "lowest_health": lowest,
         "wallet": inputs.wallets[0],
         "start": dates[0],
         "end": dates[-1],

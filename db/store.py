@@ -456,6 +456,30 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                        unified_health=r["unified_health"], equity_usd=r["equity_usd"], margin_usd=r["margin_usd"],
                        netting_benefit_usd=r["netting_benefit_usd"], document=r["document"])
 
+    def risk_history(self, address: str, from_block: int | None = None, to_block: int | None = None,
+                     limit: int = 10_000) -> list[tuple[int, datetime | None, float | None]]:
+        """The wallet's unified health over time on the current chains: ``(block, block timestamp, unified health)``
+        per block, oldest first (the newest result of a block; ``None`` health = no margin needed), blocks
+        ``from_block``..``to_block`` inclusive."""
+        query = (
+            sa.select(RISK.c.block_number, SYNC_RUNS.c.block_timestamp, RISK.c.unified_health, RISK.c.id)
+            .join(WALLETS, WALLETS.c.id == RISK.c.wallet_id)
+            .join(SYNC_RUNS, SYNC_RUNS.c.id == RISK.c.sync_run_id)
+            .where(WALLETS.c.address == canonical_address(address),
+                   SYNC_RUNS.c.chain_ref_id.in_(current_chain_ids()))
+            .order_by(RISK.c.block_number.desc(), RISK.c.id.desc())
+            .limit(limit)
+        )
+        if from_block is not None:
+            query = query.where(RISK.c.block_number >= from_block)
+        if to_block is not None:
+            query = query.where(RISK.c.block_number <= to_block)
+        newest: dict[int, tuple[int, datetime | None, float | None]] = {}
+        with read_transaction(self._engine) as conn:
+            for block, ts, uh, _id in conn.execute(query):
+                newest.setdefault(int(block), (int(block), ts, uh))
+        return [newest[b] for b in sorted(newest)]
+
     def _insert_positions(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return

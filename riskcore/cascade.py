@@ -69,12 +69,16 @@ class CascadeResult:
         Cumulative penalties.
     book : Book
         The book after the last step (quantities and perp cash changed).
+    account_health : ndarray of shape (T, A)
+        Each account's health at the step's prices, before the step's liquidations: threshold-weighted
+        collateral over debt (lending), equity over maintenance margin (perps); ``inf`` with nothing owed.
     """
 
     events: tuple[CascadeEvent, ...]
     equity_usd: F64
     liquidation_loss_usd: F64
     book: Book
+    account_health: F64
 
 
 def _equity(book: Book, q: F64, cash: F64, px: F64) -> F64:
@@ -119,6 +123,7 @@ def replay(book: Book, price_path_usd: npt.ArrayLike) -> CascadeResult:
     lending_acc = (rule == Rule.AAVE) | (rule == Rule.MORPHO)
     equity = np.zeros((n_t, book.n_wallets))
     lost = np.zeros((n_t, book.n_wallets))
+    health = np.full((n_t, n_a), np.inf)
     events: list[CascadeEvent] = []
     cum = np.zeros(book.n_wallets)
 
@@ -135,6 +140,10 @@ def replay(book: Book, price_path_usd: npt.ArrayLike) -> CascadeResult:
         m = per_account(perp, np.abs(pv) * book.pos_mmr)
         open_perp = per_account(perp, (q != 0).astype(np.float64)) > 0
         e = cash + v
+        with np.errstate(divide="ignore", invalid="ignore"):
+            health[t] = np.where(lending_acc & (d > 0), w / np.where(d > 0, d, 1.0),
+                                 np.where((rule == Rule.PERP) & open_perp & (m > 0), e / np.where(m > 0, m, 1.0),
+                                          np.inf))
         fail_l = lending_acc & (w < d)
         fail_p = (rule == Rule.PERP) & open_perp & (e < m)
         fac_c = np.ones(n_a)
@@ -184,4 +193,4 @@ def replay(book: Book, price_path_usd: npt.ArrayLike) -> CascadeResult:
         cum += np.bincount(book.acc_wallet, weights=step_loss, minlength=book.n_wallets)
         lost[t] = cum
         equity[t] = _equity(book, q, cash, px)
-    return CascadeResult(tuple(events), equity, lost, book.with_state(q, cash))
+    return CascadeResult(tuple(events), equity, lost, book.with_state(q, cash), health)

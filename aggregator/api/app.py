@@ -375,7 +375,11 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
                   "health_factor": p.health.health_factor if p.health else None,
                   "collateral_usd": p.health.collateral_usd if p.health else None,
                   "debt_usd": p.health.debt_usd if p.health else None} for p in page]
+        blocks = [p.block_number for p in page]
+        unified = [{"block": b, "block_timestamp": ts.isoformat() if ts else None, "unified_health": uh}
+                   for b, ts, uh in store.risk_history(address, min(blocks), max(blocks))] if blocks else []
         return HistoryOut.model_validate({"wallet": address, "items": items, "net_worth": net_worth_points(page),
+                                          "unified_health": unified,
                                           "next_before_block": page[-1].block_number if more and page else None})
 
     @app.get("/v1/wallets/{address}/alerts", **read, responses=_responses(400, 401, 404, 422))

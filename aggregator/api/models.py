@@ -153,12 +153,18 @@ class FreshnessOut(BaseModel):
 
 
 class FirstLiquidationOut(_Open):
+    """The first venue to liquidate and the move that does it: one price to ``price_usd``, or — with
+    ``common_move`` — every risky price of the wallet moving together by ``move``."""
+
     venue: str | None
     asset: str | None
     direction: Literal["falls", "rises"]
-    price_usd: float
-    current_price_usd: float
+    price_usd: float | None
+    current_price_usd: float | None
     move: float
+    common_move: bool = False
+    phrase: str | None = None
+    """The move in words: "USDC falls to $0.9137 (−8.6%)", "AAVE, ETH and LINK all fall 57.9%"."""
 
 
 class VenueHealthRef(BaseModel):
@@ -223,10 +229,19 @@ class NetWorthPoint(BaseModel):
     """Everything held on every venue less every debt, USD (see :mod:`aggregator.api.history`)."""
 
 
+class UnifiedHealthPoint(BaseModel):
+    block: int
+    block_timestamp: str | None
+    unified_health: float | None
+    """``null``: no margin needed (∞)."""
+
+
 class HistoryOut(BaseModel):
     wallet: str
     items: list[HistoryItem]
     net_worth: list[NetWorthPoint] = []
+    unified_health: list[UnifiedHealthPoint] = []
+    """The unified health of the page's blocks, oldest first (blocks with a risk result)."""
     """The page's blocks, oldest first: the wallet's net worth at each (a failed venue read counts its last value)."""
     next_before_block: int | None
     """Pass as ``before_block`` for the next (older) page; ``null`` on the last page."""

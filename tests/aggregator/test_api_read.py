@@ -255,3 +255,14 @@ def test_public_reads_are_unset_unless_asked_for(tmp_path: Path, monkeypatch: py
     assert load_settings(config).api.public_reads is True
     monkeypatch.setenv("XMARGIN_API_PUBLIC_READS", "false")
     assert load_settings(config).api.public_reads is False  # the environment wins
+
+
+def test_history_carries_the_unified_health_of_its_blocks(synced: tuple[Store, list[str]],
+                                                          client: httpx.Client) -> None:
+    store, wallets = synced
+    body = client.get(f"/v1/wallets/{wallets[0]}/history").json()
+    assert [(p["block"], p["unified_health"]) for p in body["unified_health"]] == [(104, 1.7)]
+    assert body["unified_health"][0]["block_timestamp"] == td.block_time(104).isoformat()
+    older = client.get(f"/v1/wallets/{wallets[0]}/history?to=103").json()
+    assert older["unified_health"] == []  # only the page's blocks
+    assert store.risk_history(wallets[0]) == [(104, td.block_time(104), 1.7)]

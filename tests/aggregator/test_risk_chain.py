@@ -4,6 +4,7 @@ themselves agreeing with it when the price is moved there."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,11 @@ def test_stress_replays_a_real_crash_on_the_book(env: devnet.DevnetInfo) -> None
     assert doc["liquidation_loss_usd"] > 0
     bad = CliRunner().invoke(app, ["stress", HEDGED, "--replay", "2020-13-01"])
     assert bad.exit_code == 2
+    # A calm week liquidates nothing: said in words, with the lowest venue health met on the way.
+    calm = CliRunner().invoke(app, ["stress", HEDGED, "--replay", "2023-07-03:2023-07-07"], catch_exceptions=False)
+    assert calm.exit_code == 0, calm.stderr
+    assert re.search(r"no venue liquidated; lowest health on the path: \w+ \d+\.\d\d at 2023-07-0\d",
+                     " ".join(calm.stdout.split())), calm.stdout
 
 
 def test_each_sync_stores_the_netting_engines_result(env: devnet.DevnetInfo) -> None:

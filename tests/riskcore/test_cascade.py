@@ -103,3 +103,14 @@ def test_path_shape_is_checked() -> None:
     book = Book.from_wallets([WalletSpec("w", [AAVE])], PRICES)
     with pytest.raises(ValueError, match="shape"):
         replay(book, np.ones((3, 5)))
+
+
+def test_account_health_along_the_path_is_each_venues_own_rule_before_the_steps_liquidations() -> None:
+    book = Book.from_wallets([WalletSpec("w", [AAVE, SHORT])], PRICES)
+    res = replay(book, path(2_000.0, 1_900.0, 2_280.0, 1_400.0))
+    aave, perp = 0, 1
+    # Aave: 10 ETH × price × 0.825 / 12,000; the short: (23,000 − 10 × price) / (10 × price × 0.02).
+    np.testing.assert_allclose(res.account_health[:3, aave], [1.375, 1.30625, 1.5675])
+    np.testing.assert_allclose(res.account_health[:3, perp], [3_000 / 400, 4_000 / 380, 200 / 456])
+    assert res.account_health[3, perp] == np.inf  # closed at step 2: nothing owed any more
+    assert res.account_health[3, aave] == pytest.approx(0.9625)  # before its liquidation at that step
