@@ -207,6 +207,41 @@ def health(
     console.print(Text(UNIFIED_HEALTH_MEANING, style="dim"))
 
 
+@app.command("chains")
+def chains(as_json: JsonOpt = False) -> None:
+    """The chains the store holds data from: the current one behind each chain id, and the ones it replaced
+    (a reset devnet, a fork, an RPC pointed elsewhere) — whose data is kept but never served as current."""
+    from rich.table import Table
+
+    from aggregator.documents import short_address
+
+    with _store(_settings()) as store:
+        rows = store.list_chains()
+    docs = [{"id": c.id, "name": c.name, "chain_id": c.chain_id, "genesis_hash": c.genesis_hash,
+             "first_block": c.first_block, "last_block": c.last_block, "last_block_hash": c.last_block_hash,
+             "created_at": c.created_at.isoformat(), "current": c.retired_at is None,
+             "retired_at": c.retired_at.isoformat() if c.retired_at else None, "retired_reason": c.retired_reason}
+            for c in rows]
+    if as_json:
+        print(json.dumps(docs))
+        return
+    if not rows:
+        console.print("no chain synced yet — run `xmargin sync --once`")
+        return
+    table = Table("name", "chain id", "genesis", "blocks", "state", title="chains in the store", title_justify="left")
+    for c in rows:
+        blocks = f"{c.first_block}–{c.last_block}" if c.first_block is not None else "-"
+        state = Text("current", style="green") if c.retired_at is None else Text(
+            f"retired {c.retired_at:%Y-%m-%d %H:%M}", style="dim")
+        table.add_row(c.name or "-", str(c.chain_id), short_address(c.genesis_hash) if c.genesis_hash else "unverified",
+                      blocks, state)
+    console.print(table)
+    for c in rows:
+        if c.retired_reason:
+            console.print(Text(f"{c.name or c.chain_id} (genesis {short_address(c.genesis_hash or '-')}, blocks "
+                               f"{c.first_block}–{c.last_block}) {c.retired_reason}", style="dim"))
+
+
 # ------------------------------------------------------------------------------------------------- risk
 def _risk_inputs(addr: str) -> tuple[Any, list[dict[str, Any]], dict[str, Any], str | None]:
     """The wallet's book from its newest snapshots on the current chains, its venues, its health document (chain,

@@ -507,7 +507,7 @@ class Syncer:
                 log.error("chain %s unavailable: %s", chain.name, exc)
                 run_id = self._record_failure(chain, exc, started, len(wallets))
                 emit(BatchResult(chain=chain.name, block=None, wallets=len(wallets), status=SyncStatus.FAILED,
-                                 readings=(), sync_run_id=run_id, error=str(exc)))
+                                 readings=(), sync_run_id=run_id, error=f"chain {chain.name} unavailable: {exc}"))
                 continue
             for chunk in _chunks(wallets, self.settings.wallet_batch_size):
                 result = sync_batch(ctx, self.store, chunk, block)

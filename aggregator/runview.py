@@ -50,6 +50,8 @@ class _Row:
     health: float | None
     collateral_usd: float
     debt_usd: float
+    check: Text | None = None
+    """How the figure compares with the venue's own (exact, agrees, MISMATCH, –); None when not known."""
 
 
 @dataclass
@@ -71,7 +73,9 @@ class RunView:
 
     def _table(self, title: str, rows: list[_Row], labels: dict[str, str], deltas: bool) -> Table:
         table = Table(title=title, title_justify="left")
-        cols = ["wallet", "venue", "health"] + (["Δ"] if deltas else []) + ["coll. USD", "debt USD"]
+        checks = not deltas and any(r.check is not None for r in rows)  # the Δ table stays within 80 columns
+        cols = (["wallet", "venue", "health"] + (["Δ"] if deltas else []) + ["coll. USD", "debt USD"]
+                + (["check"] if checks else []))
         for col in cols:
             table.add_column(col, justify="left" if col in ("wallet", "venue") else "right", overflow="fold")
         rows = sorted(rows, key=lambda r: (r.health is None, r.health or 0.0))
@@ -80,6 +84,8 @@ class RunView:
             if deltas:
                 cells.append(_delta(self.last.get((r.wallet, r.venue)), r.health))
             cells += [f"{r.collateral_usd:,.0f}", f"{r.debt_usd:,.0f}"]
+            if checks:
+                cells.append(r.check or "")
             table.add_row(*cells)
         if len(rows) > self.max_rows:
             table.caption = f"… and {len(rows) - self.max_rows} more (riskiest shown)"
@@ -103,7 +109,7 @@ class RunView:
         now = datetime.now(UTC)
         sync = report.sync
         stored = [b for b in sync.batches if b.block is not None and str(b.status) != "failed"]
-        errors = [f"{b.chain}: {b.error}" for b in sync.batches if b.error and b not in stored]
+        errors = [b.error for b in sync.batches if b.error and b not in stored]
         errors += [e for e in report.errors if e.startswith("sync:")]
         if not stored and (errors or not sync.batches):
             why = "; ".join(errors) or "no chain answered"
@@ -148,7 +154,8 @@ class RunView:
         healths = [h for h in report.sync.healths() if has_exposure(h)]
         blocks = sorted({b.block.number for b in report.sync.batches if b.block is not None})
         at = f"block {', '.join(map(str, blocks))}" if blocks else "this cycle"
-        rows = [_Row(h.wallet, h.venue, h.kind, h.health_factor, h.collateral_usd, h.debt_usd) for h in healths]
+        rows = [_Row(h.wallet, h.venue, h.kind, h.health_factor, h.collateral_usd, h.debt_usd, check_text(h))
+                for h in healths]
         if not self.shown_once:
             if rows:
                 self.console.print(self._table(f"health at {at}", rows, labels, deltas=False))

@@ -47,7 +47,7 @@ class SyncScheduler:
         with self._lock:
             if event.code == EVENT_JOB_MAX_INSTANCES:
                 self.skipped += 1
-                log.warning("sync still running; tick skipped")
+                log.info("sync still running; tick skipped")
             elif event.code == EVENT_JOB_ERROR:
                 self.errors += 1
                 self.runs += 1

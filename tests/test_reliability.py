@@ -160,7 +160,8 @@ def test_all_endpoints_down_fails_the_sync_writes_nothing_and_recovers(lab: Lab)
     assert statuses(r) == [["ok"], ["failed"], ["failed"], ["failed"], ["ok"]]
     assert [s["block"] for s in r.details["syncs"][1:4]] == [[None]] * 3  # no block: nothing stored for them
     for error in r.details["errors"]:
-        assert error.startswith("batch of 3: no RPC endpoint answered (")  # head, genesis, newest stored block
+        # the head, the genesis and the newest stored block, in one batch
+        assert error.startswith("chain devnet unavailable: batch of 3: no RPC endpoint answered (")
         assert "HTTP 502" in error  # the primary's answer, named
     assert [e["state"] for e in r.details["endpoints_during"]] == ["open", "open"]
     assert r.details["endpoints"][0]["state"] == "closed"  # the half-open trial succeeded after recovery

@@ -5,7 +5,8 @@ wallets' health, later cycles only what changed (Δ health) or one "no change" l
 under it: ``run`` says the sync failed, why, and shows the last known values marked STALE (not an empty table),
 ``/healthz`` turns ``degraded`` (still 200) with the reason, the API's health document says stale with since when,
 ``xmargin health`` prints STALE with the age; ``sync --once`` against the dead chain exits 1 saying nothing was
-stored. SIGTERM then stops ``run`` cleanly (exit 0), as Ctrl-C does.
+stored. The devnet then comes back on other ports: ``run`` re-reads its config and follows it. SIGTERM then stops
+``run`` cleanly (exit 0), as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import httpx
 import pytest
 
 import devnet
+from devnet.node import free_port
 
 pytestmark = pytest.mark.chain
 
@@ -117,6 +119,12 @@ def test_run_shows_changes_then_a_failed_sync_as_stale_and_stops_on_sigterm(env:
         assert dead.returncode == 1
         assert "nothing stored" in dead.stderr
         assert "synced" not in dead.stdout
+
+        # The devnet comes back on other ports: `run` re-reads its config file and follows it.
+        xm("devnet", "up", "--port", str(free_port()))
+        _wait("run following the restarted devnet", lambda: "the devnet was restarted: following it" in text())
+        _wait("the sync recovered", lambda: "sync recovered after" in text())
+        assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0

@@ -6,6 +6,7 @@ history; a reorganisation purges only the replaced blocks; a node behind the sto
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -218,3 +219,24 @@ def test_a_node_behind_the_store_fails_the_sync_with_that_reason(store: Store) -
         assert status.failing_since is not None
         assert "behind block" in (status.last_error or "")
         assert store.latest_block(dn.info.chain_id) == synced  # what was stored is still served
+
+
+def test_xmargin_chains_lists_the_current_and_the_replaced_chains(
+    db_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from aggregator.cli import app
+
+    with Store.open(db_url) as store:
+        old = store.begin_chain(31337, "devnet", GENESIS)
+        store.begin_chain(31337, "devnet", "0x" + "bb" * 32, retire=old.id, reason="replaced: reset")
+    monkeypatch.setenv("XMARGIN_DB_URL", db_url)
+    result = CliRunner().invoke(app, ["chains", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    docs = json.loads(result.stdout)
+    assert [(d["current"], d["genesis_hash"][:4], d["retired_reason"]) for d in docs] == [
+        (True, "0xbb", None), (False, "0xaa", "replaced: reset")]
+    table = CliRunner().invoke(app, ["chains"], catch_exceptions=False, env={"COLUMNS": "80"})
+    assert "current" in table.stdout
+    assert "retired" in table.stdout
