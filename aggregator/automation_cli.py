@@ -121,8 +121,31 @@ def alert_add(
         console.print(f"rule {rule.id} added: {rule.kind} {params} for {rule.wallet}")
 
 
+def _rule_condition(kind: str, params: dict[str, Any]) -> str:
+    """A rule's condition in words: ``aave_v3 health < 1.3``, ``WETH below $3,000``."""
+    p = params
+    venue = p.get("venue")
+    if kind == "venue_health_below":
+        return f"{venue or 'any venue'} health < {p.get('threshold')}"
+    if kind == "unified_health_below":
+        return f"unified health < {p.get('threshold')}"
+    if kind == "move_to_liquidation_below":
+        return f"liquidation within {p.get('threshold')} %" + (f" on {venue}" if venue else "")
+    if kind == "price_cross":
+        level = p.get("level")
+        shown = f"${level:,.2f}" if isinstance(level, int | float) else str(level)
+        return f"{p.get('asset')} {p.get('direction', 'crosses')} {shown}"
+    if kind == "oracle_invalid":
+        return f"bad oracle: {p.get('asset') or venue or 'any'}"
+    return json.dumps(p)
+
+
 @alert_app.command("list")
-def alert_list(address: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+def alert_list(
+    address: Annotated[str | None, typer.Argument()] = None,
+    as_json: JsonOpt = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column (hysteresis, cooldown, severity).")] = False,
+) -> None:
     """List alert rules (of one wallet when given) with their state."""
     wallet = _Ctx.address(address) if address else None
     with _Ctx.store(_Ctx.settings()) as store:
@@ -133,10 +156,23 @@ def alert_list(address: Annotated[str | None, typer.Argument()] = None, as_json:
                       "active": r.active, "episodes": r.episode, "last_value": r.last_value,
                       "last_fired_at": r.last_fired_at} for r in rules])
         return
-    table = Table("id", "wallet", "kind", "params", "hysteresis", "cooldown s", "severity", "state", "fired")
+    if not rules:
+        console.print("no alert rules" + (f" for {wallet}" if wallet else "") + " — add one with `xmargin alert add`")
+        return
+    from aggregator.keeper.banner import short_hex
+
+    table = Table("id", "wallet", "rule", "state", "fired")
+    if wide:
+        for col in ("hysteresis", "cooldown s", "severity"):
+            table.add_column(col)
+    for c in table.columns:
+        c.overflow = "fold"
     for r in rules:
-        table.add_row(str(r.id), r.wallet, r.kind, json.dumps(dict(r.params)), f"{r.hysteresis:g}",
-                      f"{r.cooldown_s:g}", r.severity, "firing" if r.active else "armed", str(r.episode))
+        row = [str(r.id), short_hex(r.wallet), _rule_condition(r.kind, dict(r.params)),
+               "firing" if r.active else "armed", str(r.episode)]
+        if wide:
+            row += [f"{r.hysteresis:g}", f"{r.cooldown_s:g}", r.severity]
+        table.add_row(*row)
     console.print(table)
 
 
@@ -164,10 +200,15 @@ def alert_history(
                       "block": a.block_number, "severity": a.severity, "message": a.message, "value": a.value,
                       "state": a.state, "attempts": a.attempts, "error": a.last_error} for a in alerts])
         return
-    table = Table("fired at", "block", "severity", "message", "state")
+    if not alerts:
+        console.print("no alert has fired" + (f" for {wallet}" if wallet else "") + " yet")
+        return
+    table = Table("fired at (UTC)", "block", "severity", "message", "state")
+    for c in table.columns:
+        c.overflow = "fold"
     for a in alerts:
-        table.add_row(a.fired_at.isoformat(timespec="seconds"), str(a.block_number or ""), a.severity, a.message,
-                      a.state + (f" ({a.last_error})" if a.last_error else ""))
+        table.add_row(a.fired_at.astimezone(UTC).strftime("%m-%d %H:%M:%S"), str(a.block_number or ""), a.severity,
+                      a.message, a.state + (f" ({a.last_error})" if a.last_error else ""))
     console.print(table)
 
 

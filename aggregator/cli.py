@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None,
+                  pretty_exceptions_enable=False)  # an unexpected error is one line (see main), never a traceback
 wallet_app = typer.Typer(no_args_is_help=True, help="Track wallets.")
 devnet_app = typer.Typer(no_args_is_help=True, help="The local chain with the protocols' own bytecode.")
 app.add_typer(wallet_app, name="wallet")
@@ -105,9 +106,12 @@ def wallet_list(as_json: JsonOpt = False) -> None:
         return
     from rich.table import Table
 
-    table = Table("address", "label", "added")
+    if not rows:
+        console.print("no wallet tracked — add one with `xmargin wallet add ADDRESS`")
+        return
+    table = Table("address", "label")  # the full address: it is what a user copies from here
     for w in rows:
-        table.add_row(w.address, w.label or "", w.created_at.strftime("%Y-%m-%d %H:%M"))
+        table.add_row(w.address, w.label or "")
     console.print(table)
 
 
@@ -517,5 +521,15 @@ _register_commands()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. An error no command expected (a store that cannot be read, a bug) is said in
+    one line on stderr with exit code 1; ``-v`` logs its trace."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # the last line of defence: no Python traceback reaches a user
+        logging.getLogger("xmargin").debug("unexpected error", exc_info=True)
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(text[:500])}", soft_wrap=True)
+        sys.exit(1)

@@ -214,3 +214,24 @@ def test_backtest_of_a_wallet_goes_through_the_cli_store_and_address_checks(env:
     code, _, err = run("backtest", WALLET.lower(), "--json")
     assert code == 1
     assert f"{WALLET} has no snapshot yet" in err
+
+
+def test_an_unexpected_error_is_one_line_and_exit_1_never_a_traceback(env: dict[str, str], tmp_path: Path) -> None:
+    """The console script itself (``main``), as a user runs it: a store that is not a database."""
+    bad = tmp_path / "not-a-database.db"
+    bad.write_bytes(b"this is not a SQLite file " * 10)
+    exe = str(Path(sys.executable).with_name("xmargin"))
+    done = subprocess.run([exe, "wallet", "list"], env={**os.environ, **env, "XMARGIN_DB_URL": f"sqlite:///{bad}"},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert lines[0].startswith("error: DatabaseError")
+
+
+def test_empty_results_say_so(env: dict[str, str]) -> None:
+    assert "no wallet tracked" in run("wallet", "list")[1]
+    assert "no alert rules" in run("alert", "list")[1]
+    assert "no alert has fired" in run("alert", "history")[1]
+    assert "no chain synced yet" in run("chains")[1]
