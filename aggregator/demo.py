@@ -71,19 +71,24 @@ def _changes_table(
     return table
 
 
-def _print_unified(console: Console, store: Store, seeded: list[devnet.SeedWallet]) -> None:
-    """The netting engine's view of wallets on several venues, as stored with this sync."""
+def _print_unified(console: Console, store: Store, seeded: list[devnet.SeedWallet], stale_after_s: float) -> None:
+    """Each wallet's one-line answer (lowest venue health, unified health, first liquidation), and for the wallets
+    on several venues the netting engine's margin against the venue-by-venue one, as stored with this sync."""
+    from aggregator.documents import health_view
+
     for w in seeded:
+        doc = health_view(store, w.address, stale_after_s=stale_after_s)
+        if not doc["venues"]:
+            continue
+        console.print(Text.assemble((f"  {w.label}: ", "bold"), doc["summary"]["text"]))
         risk = store.latest_risk(w.address)
         if risk is None or len(risk.document.get("venue_margins_usd", {})) < 2:
             continue
         uh = risk.unified_health
-        down = risk.document.get("first_liquidation", {}).get("down", {})
-        first = f"; first liquidation: {down['venue']} after a {down['move']:.1%} fall" if down.get("move") else ""
         console.print(
             f"  {w.label}: unified health {'∞' if uh is None else f'{uh:.2f}'} · portfolio margin "
             f"${risk.margin_usd:,.0f} vs ${risk.document.get('sum_of_venue_margins_usd', 0):,.0f} venue by venue "
-            f"(netting benefit ${risk.netting_benefit_usd:,.0f}){first}"
+            f"(netting benefit ${risk.netting_benefit_usd:,.0f})"
         )
 
 
@@ -168,7 +173,7 @@ def _loop(
             if b.error:
                 console.print(f"[yellow]{b.chain}: {b.status}: {b.error}")
         previous = {(h.wallet, h.venue): h.health_factor for h in healths}
-        _print_unified(console, store, seeded)
+        _print_unified(console, store, seeded, syncer.settings.stale_bound_s)
         console.print(f"dashboard: {dashboard_url}", soft_wrap=True)
         if cycles is None or cycle + 1 < cycles:
             time.sleep(interval_s)

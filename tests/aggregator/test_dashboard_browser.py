@@ -363,7 +363,10 @@ def check_headline(shown_now: Shown, health: dict[str, Any], risk: dict[str, Any
         return
     assert shown_now.one(f"{prefix}-liq-venue")["text"] == liq["venue"]
     assert shown_now.one(f"{prefix}-liq-asset")["text"] == liq["asset"]
-    shown_now.check(f"{prefix}-liq-price", liq["price_usd"])
+    if liq.get("common_move"):  # every risky price together: a move, no single price
+        assert shown_now.count(f"{prefix}-liq-price") == 0
+    else:
+        shown_now.check(f"{prefix}-liq-price", liq["price_usd"])
     shown_now.check(f"{prefix}-liq-move", liq["move"])
     tip = shown_now.one(f"{prefix}-unified-tip")
     assert tip is not None

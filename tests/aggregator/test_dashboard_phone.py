@@ -158,7 +158,9 @@ def test_pages_fit_a_phone_and_show_what_traders_expect(env: Env, phone: tuple[P
         score = min(lowest["health_factor"] if lowest else float("inf"),
                     unified if unified is not None else float("inf"))
         rows.append((score, w["address"], h, r_doc))
-        if liq is not None:
+        if liq is not None and liq.get("common_move"):  # every risky price together: the move alone
+            listed.check(f"wallet-liq-move-{w['address']}", liq["move"])
+        elif liq is not None:
             listed.check(f"wallet-liq-price-{w['address']}", liq["price_usd"])
             listed.check(f"wallet-liq-move-{w['address']}", liq["move"])
     _, riskiest, h, r_doc = min(rows, key=lambda row: row[0])

@@ -401,10 +401,13 @@ export function tip(label, text, testid) {
 function nearestFrom(candidates) {
   let best = null;
   for (const c of candidates) {
-    if (!isNum(c.price_usd) || !isNum(c.current_price_usd) || c.current_price_usd <= 0) continue;
+    // A common move of every risky price (the server's ``common_move``) has a move and no single price.
+    const common = c.common_move === true && isNum(c.move);
+    if (!common && (!isNum(c.price_usd) || !isNum(c.current_price_usd) || c.current_price_usd <= 0)) continue;
     const move = isNum(c.move) ? c.move : c.price_usd / c.current_price_usd - 1;
     if (best === null || Math.abs(move) < Math.abs(best.move)) {
-      best = { venue: c.venue, asset: c.asset, price_usd: c.price_usd, current_price_usd: c.current_price_usd, move,
+      best = { venue: c.venue, asset: c.asset, price_usd: common ? null : c.price_usd,
+        current_price_usd: common ? null : c.current_price_usd, move, common,
         direction: c.direction || (move < 0 ? "falls" : "rises") };
     }
   }
@@ -464,6 +467,12 @@ export function headlineOf(health, risk) {
   };
 }
 
+/** The verb of a common move: "falls" for one asset, "all fall" for several ("AAVE, ETH and LINK all fall"). */
+export function commonVerb(liq) {
+  const several = liq.asset.includes(" and ") || liq.asset.startsWith("every");
+  return several ? (liq.direction === "falls" ? "all fall" : "all rise") : liq.direction;
+}
+
 /** A move as the headline prints it: "−8.6 %", "+27.1 %". */
 export function fmtMove(x) {
   if (!isNum(x)) return "—";
@@ -490,7 +499,10 @@ export function headlineNodes(line, prefix = "headline") {
         "not computed yet") : num(`${prefix}-unified`, line.unified, fmtHf, `strong ${hfClass(line.unified)}`)),
     h("span", { class: "sep" }, " · "),
     h("span", { class: "part" }, h("span", { class: "muted" }, "first liquidation: "),
-      liq ? [h("span", { "data-testid": `${prefix}-liq-venue` }, liq.venue), " if ",
+      liq && liq.common ? [h("span", { "data-testid": `${prefix}-liq-venue` }, liq.venue), " if ",
+        h("span", { "data-testid": `${prefix}-liq-asset` }, liq.asset), ` ${commonVerb(liq)} `,
+        num(`${prefix}-liq-move`, liq.move, fmtMove, Math.abs(liq.move) < 0.1 ? "bad" : "warn")]
+      : liq ? [h("span", { "data-testid": `${prefix}-liq-venue` }, liq.venue), " if ",
         h("span", { "data-testid": `${prefix}-liq-asset` }, liq.asset), ` ${liq.direction} to `,
         num(`${prefix}-liq-price`, liq.price_usd, fmtPrice, "strong"), " (",
         num(`${prefix}-liq-move`, liq.move, fmtMove, Math.abs(liq.move) < 0.1 ? "bad" : "warn"), ")"]

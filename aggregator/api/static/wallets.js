@@ -3,7 +3,7 @@
 // shows a banner when any wallet's data is stale. On a phone the table becomes one card per wallet.
 
 import {
-  ApiError, api, banner, describeError, fill, fmtAge, fmtHf, fmtMove, fmtUsd, freshnessOf, h, headlineNodes, headlineOf,
+  ApiError, api, banner, commonVerb, describeError, fill, fmtAge, fmtHf, fmtMove, fmtUsd, freshnessOf, h, headlineNodes, headlineOf,
   hfClass, num, rawValue, refreshSeconds, setupAuth, staleBanner, staleMessage, tip, UNIFIED_TIP,
 } from "./common.js";
 
@@ -110,7 +110,10 @@ function render(rows) {
           : num(`wallet-unified-${a}`, u, fmtHf, stale ? "muted" : hfClass(u))),
         h("td", { class: "r", "data-label": "lowest venue" }, num(`wallet-minhf-${a}`, lowHf, fmtHf, stale ? "muted" : hfClass(lowHf)),
           low ? h("span", { class: "muted" }, ` ${low.venue}`) : null),
-        h("td", { class: "liq", "data-label": "first liquidation" }, liq
+        h("td", { class: "liq", "data-label": "first liquidation" }, liq && liq.common
+          ? [h("span", { "data-testid": `wallet-liq-${a}` }, `${liq.venue} if ${liq.asset} ${commonVerb(liq)} `),
+            num(`wallet-liq-move-${a}`, liq.move, fmtMove, Math.abs(liq.move) < 0.1 ? "bad" : "warn")]
+          : liq
           ? [h("span", { "data-testid": `wallet-liq-${a}` }, `${liq.venue} if ${liq.asset} ${liq.direction} to `),
             num(`wallet-liq-price-${a}`, liq.price_usd, (x) => fmtUsd(x, { dp: Math.abs(x) < 10 ? 4 : 2 })), " (",
             num(`wallet-liq-move-${a}`, liq.move, fmtMove,
