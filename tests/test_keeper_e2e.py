@@ -164,11 +164,15 @@ offset = {OFFSET}
                 healths = _wait("every venue at or above target after the plans", repaired)
                 plans = store.list_plans()
                 # A sync that fell between the oracle updates of set-price can see one venue crashed before the
-                # other: then two plans, one per sync. Either way every plan executed, and nothing else.
-                assert [p.status for p in plans] == ["executed"] * len(plans)
-                assert 1 <= len(plans) <= 2
-                assert {a["venue"].split(":")[0] for p in plans for a in p.plan["actions"]} == {"aave_v3",
-                                                                                                "morpho_blue"}
+                # other: then two plans, one per sync. The first, simulated once both oracles had moved, leaves the
+                # other venue below target: it is refused as simulation_failed and nothing of it is signed or sent.
+                # Either way the last plan executed, and nothing else was sent.
+                statuses = [p.status for p in sorted(plans, key=lambda p: p.id)]
+                assert statuses in (["executed"], ["executed", "executed"], ["simulation_failed", "executed"]), statuses
+                assert all(store.plan_txs(p.id) == [] for p in plans if p.status == "simulation_failed")
+                executed = [p for p in plans if p.status == "executed"]
+                assert {a["venue"].split(":")[0] for p in executed for a in p.plan["actions"]} == {"aave_v3",
+                                                                                                   "morpho_blue"}
                 txs = [t for p in plans for t in store.plan_txs(p.id)]
                 assert [t.status for t in txs] == ["confirmed"] * len(txs)
                 assert all(TARGET <= h <= TARGET + OFFSET + 0.01 for h in healths.values()), healths
