@@ -159,7 +159,7 @@ def alert_list(
     if not rules:
         console.print("no alert rules" + (f" for {wallet}" if wallet else "") + " — add one with `xmargin alert add`")
         return
-    from aggregator.keeper.banner import short_hex
+    from aggregator.render import short_hex
 
     table = Table("id", "wallet", "rule", "state", "fired")
     if wide:
@@ -277,7 +277,7 @@ def keeper_plans(
     full in --json). A plan seen again block after block is one row: its blocks run first–last seen."""
     from rich.markup import escape
 
-    from aggregator.keeper.banner import short_hex
+    from aggregator.render import short_hex
 
     wallet = _Ctx.address(address) if address else None
     with _Ctx.store(_Ctx.settings()) as store:
@@ -321,7 +321,7 @@ def keeper_plans(
 
 def _venue(name: str) -> str:
     """``morpho_blue:0xa1ca…b6fb``: a planner venue with its market id shortened."""
-    from aggregator.keeper.banner import short_hex
+    from aggregator.render import short_hex
 
     venue, _, market = name.partition(":")
     return f"{venue}:{short_hex(market)}" if market else venue

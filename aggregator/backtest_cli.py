@@ -102,7 +102,9 @@ class WalletBook:
 
     @property
     def name(self) -> str:
-        short = f"{self.address[:6]}…{self.address[-4:]}"
+        from aggregator.render import short_hex
+
+        short = short_hex(self.address)
         return f"wallet {self.label} {short}" if self.label else f"wallet {short}"
 
 

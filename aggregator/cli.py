@@ -217,7 +217,7 @@ def chains(as_json: JsonOpt = False) -> None:
     (a reset devnet, a fork, an RPC pointed elsewhere) — whose data is kept but never served as current."""
     from rich.table import Table
 
-    from aggregator.documents import short_address
+    from aggregator.render import short_hex
 
     with _store(_settings()) as store:
         rows = store.list_chains()
@@ -237,12 +237,12 @@ def chains(as_json: JsonOpt = False) -> None:
         blocks = f"{c.first_block}–{c.last_block}" if c.first_block is not None else "-"
         state = Text("current", style="green") if c.retired_at is None else Text(
             f"retired {c.retired_at:%Y-%m-%d %H:%M}", style="dim")
-        table.add_row(c.name or "-", str(c.chain_id), short_address(c.genesis_hash) if c.genesis_hash else "unverified",
+        table.add_row(c.name or "-", str(c.chain_id), short_hex(c.genesis_hash) if c.genesis_hash else "unverified",
                       blocks, state)
     console.print(table)
     for c in rows:
         if c.retired_reason:
-            console.print(Text(f"{c.name or c.chain_id} (genesis {short_address(c.genesis_hash or '-')}, blocks "
+            console.print(Text(f"{c.name or c.chain_id} (genesis {short_hex(c.genesis_hash or '-')}, blocks "
                                f"{c.first_block}–{c.last_block}) {c.retired_reason}", style="dim"))
 
 

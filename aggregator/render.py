@@ -16,11 +16,13 @@ if TYPE_CHECKING:
     from aggregator.cycle import CycleReport
 
 __all__ = [
+    "ago",
     "check_text",
     "has_exposure",
     "health_document",
     "health_style",
     "health_table",
+    "short_hex",
     "venue_summary_table",
     "wallet_header",
 ]
@@ -114,21 +116,27 @@ def _hf_text(hf: float | None) -> Text:
     return Text("∞ (no debt)" if hf is None else f"{hf:.4f}", style=health_style(hf))
 
 
-def _short(address: str) -> str:
-    return address if len(address) < 14 else f"{address[:6]}…{address[-4:]}"
+def short_hex(value: str) -> str:
+    """An address or hash shortened for tables and lines: ``0x4b27…22B8`` (values of 12 characters or fewer
+    unchanged). The one shortener of every view."""
+    return f"{value[:6]}…{value[-4:]}" if len(value) > 12 else value
 
 
-def _ago(seconds: float | None) -> str:
+def ago(seconds: float | None) -> str:
+    """An age in words — ``12 s``, ``4 min``, ``3 h 5 min``, ``2 d 4 h``; ``never`` for ``None`` — the one every
+    view prints."""
     if seconds is None:
         return "never"
     s = max(0, int(seconds))
     if s < 90:
         return f"{s} s"
-    if s < 5_400:
+    if s < 3_600:
         return f"{round(s / 60)} min"
-    if s < 172_800:
-        return f"{s / 3_600:.1f} h"
-    return f"{s / 86_400:.1f} d"
+    if s < 86_400:
+        h, m = divmod(round(s / 60), 60)
+        return f"{h} h {m} min" if m else f"{h} h"
+    d, h = divmod(round(s / 3_600), 24)
+    return f"{d} d {h} h" if h else f"{d} d"
 
 
 def _usd(x: float | None) -> str:
@@ -146,12 +154,12 @@ def wallet_header(doc: dict[str, Any], label: str | None = None) -> list[Text]:
     the headline (lowest venue health, unified health, first liquidation)."""
     fresh = doc.get("freshness") or {}
     chain = doc.get("chain") or {}
-    who = Text.assemble((_short(doc["wallet"]), "bold"), f" ({label})" if label else "")
+    who = Text.assemble((short_hex(doc["wallet"]), "bold"), f" ({label})" if label else "")
     where = f" · {chain.get('name') or 'chain'} {doc.get('chain_id')}" if doc.get("chain_id") is not None else ""
     block = f" · block {doc['block']}" if doc.get("block") is not None else ""
     line = Text.assemble(who, where, block)
     if fresh.get("synced_at"):
-        line.append(f" · synced {_ago(fresh.get('age_s'))} ago", style="red" if fresh.get("stale") else "dim")
+        line.append(f" · synced {ago(fresh.get('age_s'))} ago", style="red" if fresh.get("stale") else "dim")
     lines = [line]
     if fresh.get("stale"):
         lines.append(Text.assemble(("STALE", "bold red"), " ", (str(fresh.get("reason") or ""), "red")))
@@ -219,7 +227,7 @@ def health_table(doc: dict[str, Any], *, wide: bool = False) -> list[Text | Tabl
         status = v["status"]
         title = Text.assemble((v["venue"], "bold"), f" ({v['kind']}) · block {v['block']}")
         if v.get("age_s") is not None:
-            title.append(f" · {_ago(v['age_s'])} ago", style="red" if v.get("stale") else "dim")
+            title.append(f" · {ago(v['age_s'])} ago", style="red" if v.get("stale") else "dim")
         if status != "ok":
             title.append(f" · {status.upper()}", style="bold red")
         table = Table(expand=False)
@@ -271,7 +279,7 @@ def venue_summary_table(healths: Sequence[VenueHealth], labels: dict[str, str], 
     for h in rows:
         label = labels.get(h.wallet, "")
         table.add_row(
-            f"{label} {_short(h.wallet)}".strip() if len(label) <= 12 else _short(h.wallet),
+            f"{label} {short_hex(h.wallet)}".strip() if len(label) <= 12 else short_hex(h.wallet),
             h.venue,
             _hf_text(h.health_factor) if h.kind != "lp" else Text("– (LP)", style="dim"),
             f"{h.collateral_usd:,.0f}",
@@ -294,9 +302,9 @@ def cycle_summary(report: CycleReport) -> list[str]:
         if outcome.status == "healthy" or outcome.repeated:  # a standing plan or error is said once
             continue
         plan = f" plan {outcome.plan_id}" if outcome.plan_id is not None else ""
-        actions = "; ".join(f"{a.kind} {a.amount:,.6g} {outcome.symbols.get(a.token, _short(a.token))} on {a.venue}"
+        actions = "; ".join(f"{a.kind} {a.amount:,.6g} {outcome.symbols.get(a.token, short_hex(a.token))} on {a.venue}"
                             for a in (outcome.plan.actions if outcome.plan else ()))
-        lines.append(f"[bold]keeper[/] {_short(outcome.wallet)}{plan}: {outcome.status}"
+        lines.append(f"[bold]keeper[/] {short_hex(outcome.wallet)}{plan}: {outcome.status}"
                      + (f" — {actions}" if actions else "") + (f" ({outcome.message})" if outcome.message else ""))
     lines += [f"[red]{e}[/]" for e in report.errors]
     return lines

@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from aggregator.documents import health_view, short_address
-from aggregator.render import check_text, cycle_summary, has_exposure, health_style
+from aggregator.documents import health_view
+from aggregator.render import check_text, cycle_summary, has_exposure, health_style, short_hex
 from db import Store
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class RunView:
 
     def _name(self, wallet: str, labels: dict[str, str]) -> str:
         label = labels.get(wallet) or ""
-        return f"{label} {short_address(wallet)}".strip() if 0 < len(label) <= 14 else short_address(wallet)
+        return f"{label} {short_hex(wallet)}".strip() if 0 < len(label) <= 14 else short_hex(wallet)
 
     def _table(self, title: str, rows: list[_Row], labels: dict[str, str], deltas: bool) -> Table:
         table = Table(title=title, title_justify="left")

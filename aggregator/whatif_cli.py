@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aggregator.config import Settings
+from aggregator.render import short_hex
 from db import Store
 
 __all__ = ["register"]
@@ -84,10 +85,6 @@ def whatif(
     _print(doc)
 
 
-def _short(address: str) -> str:
-    return f"{address[:6]}…{address[-4:]}"
-
-
 def _hf(x: float | None) -> str:
     return "∞" if x is None else f"{x:,.4f}"
 
@@ -124,7 +121,7 @@ def _what(doc: dict[str, Any]) -> str:
 
 def _print(doc: dict[str, Any]) -> None:
     console.print(f"[bold]what if[/] {escape(_what(doc))}")
-    console.print(f"{_short(doc['wallet'])} from block {doc['block']} ({doc['block_timestamp']}) — nothing is sent "
+    console.print(f"{short_hex(doc['wallet'])} from block {doc['block']} ({doc['block_timestamp']}) — nothing is sent "
                   "to any chain", style="dim")
     table = Table("venue", "health now", "after", "Δ", title_justify="left")
     for v in doc["venues"]:

@@ -7,14 +7,10 @@ from __future__ import annotations
 from aggregator.config import Settings
 from aggregator.keeper.chain import Signer, SignerError
 from aggregator.keeper.runner import signer_from_config
+from aggregator.render import short_hex
 from connectors.types import checksum
 
-__all__ = ["keeper_banner", "short_hex"]
-
-
-def short_hex(value: str) -> str:
-    """An address or hash shortened for tables: ``0x4b27…22B8`` (values of 12 characters or fewer unchanged)."""
-    return f"{value[:6]}…{value[-4:]}" if len(value) > 12 else value
+__all__ = ["keeper_banner"]
 
 
 def _wallets(n: int, word: str = "wallet") -> str:
