@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aggregator.render import health_document
+from aggregator.render import ago, health_document
 from db import ChainSyncStatus, LatestVenueHealth, RiskRow, Store, SyncStatus
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "health_view",
     "risk_view",
     "service_status",
-    "short_address",
     "summary",
 ]
 
@@ -40,27 +39,8 @@ UNIFIED_HEALTH_MEANING = (
 )
 
 
-def short_address(address: str) -> str:
-    """``0x4b27…22B8``: the first 4 and last 4 hex digits."""
-    return address if len(address) < 14 else f"{address[:6]}…{address[-4:]}"
-
-
 def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.astimezone(UTC).isoformat()
-
-
-def _ago(seconds: float) -> str:
-    """``12 s``, ``4 min``, ``3 h 5 min``, ``2 d 4 h``."""
-    s = max(0, int(seconds))
-    if s < 90:
-        return f"{s} s"
-    if s < 3_600:
-        return f"{round(s / 60)} min"
-    if s < 86_400:
-        h, m = divmod(round(s / 60), 60)
-        return f"{h} h {m} min" if m else f"{h} h"
-    d, h = divmod(round(s / 3_600), 24)
-    return f"{d} d {h} h" if h else f"{d} d"
 
 
 def _clock(t: datetime) -> str:
@@ -95,7 +75,7 @@ def freshness(
     for s in failing:
         since = s.failing_since or s.last_attempt_at
         where = f"{s.chain.name or s.chain.chain_id}: " if len(mine) > 1 else ""
-        reasons.append(f"{where}sync failing since {_clock(since)} ({_ago((now - since).total_seconds())} ago): "
+        reasons.append(f"{where}sync failing since {_clock(since)} ({ago((now - since).total_seconds())} ago): "
                        f"{s.last_error}" if since is not None else f"{where}sync failing: {s.last_error}")
     failing_since = min((s.failing_since for s in failing if s.failing_since is not None), default=None)
     status = failing[0] if failing else (mine[0] if mine else None)
@@ -106,7 +86,7 @@ def freshness(
                        f"showing block {item.snapshot.block_number}'s values")
     age = (now - synced_at).total_seconds() if synced_at is not None else None
     if age is not None and age > stale_after_s:
-        reasons.append(f"no successful sync for {_ago(age)} (data older than {_ago(stale_after_s)} is stale)")
+        reasons.append(f"no successful sync for {ago(age)} (data older than {ago(stale_after_s)} is stale)")
     if not latest and status is None:
         reasons.append("never synced")
     last = None
@@ -162,13 +142,11 @@ def _nearest(risk: Mapping[str, Any] | None) -> dict[str, Any] | None:
                                "direction": "falls" if row.get("side") == "below" else "rises",
                                "price_usd": float(price), "current_price_usd": float(now_px),
                                "move": price / now_px - 1})
-    risky = sorted(f for f, v in (risk.get("net_exposure_usd") or {}).items()
-                   if f not in _stable_factors(risk) and v)
     for side, sign, word in (("down", -1.0, "falls"), ("up", 1.0, "rises")):
         leg = fl.get(side) if isinstance(fl, Mapping) else None
         if not isinstance(leg, Mapping):
             continue
-        move = leg.get("move")
+        move, risky = leg.get("move"), list(fl.get("moves") or ())  # the underlyings the engine moved together
         if isinstance(move, int | float) and move > 0 and risky:
             names = risky[0] if len(risky) == 1 else (", ".join(risky[:-1]) + " and " + risky[-1]
                                                         if len(risky) <= 4 else "every risky asset")
@@ -181,11 +159,6 @@ def _nearest(risk: Mapping[str, Any] | None) -> dict[str, Any] | None:
             c["phrase"] = f"{c['asset']} {c['direction']} to {_money(c['price_usd'])} ({c['move']:+.1%})"
     candidates = [c for c in candidates if c.get("venue")]
     return min(candidates, key=lambda c: abs(c["move"])) if candidates else None
-
-
-def _stable_factors(risk: Mapping[str, Any]) -> set[str]:
-    """Factors that are stablecoin pegs in the document (named in its peg / basis moves), not risky prices."""
-    return {str(k).split("/")[0] for k in (risk.get("peg_basis_moves") or {})} | {"USD"}
 
 
 def _money(x: float) -> str:
@@ -224,10 +197,9 @@ def summary(venues: Sequence[Mapping[str, Any]], risk: Mapping[str, Any] | None,
     }
 
 
-def _chain(store: Store, chain_ref: int | None) -> dict[str, Any] | None:
-    if chain_ref is None:
-        return None
-    chain = next((c for c in store.list_chains(current_only=True) if c.id == chain_ref), None)
+def _chain(statuses: Sequence[ChainSyncStatus], chain_ref: int | None) -> dict[str, Any] | None:
+    """The ``chain`` object of the identity ``chain_ref`` (its sync status carries it)."""
+    chain = next((s.chain for s in statuses if s.chain.id == chain_ref), None)
     if chain is None:
         return None
     return {"name": chain.name, "chain_id": chain.chain_id, "genesis_hash": chain.genesis_hash,
@@ -256,17 +228,16 @@ def health_view(store: Store, address: str, *, stale_after_s: float, now: dateti
     on the current chains."""
     now = now or datetime.now(UTC)
     latest = store.latest_health(address) if latest is None else latest
-    kinds = {v.name: str(v.kind) for v in store.list_venues()}
-    doc = health_document(address, latest, kinds)
-    chain_ids = {v.chain_id for v in store.list_venues() if v.chain_id is not None}
-    statuses = store.sync_status(chain_ids or None)
+    venues = store.list_venues()
+    doc = health_document(address, latest, {v.name: str(v.kind) for v in venues})
+    statuses = store.sync_status({v.chain_id for v in venues if v.chain_id is not None} or None)
     for venue, item in zip(doc["venues"], latest, strict=True):
         _venue_freshness(venue, item, stale_after_s, now, statuses)
     doc["venues"].sort(key=_risk_rank)
     fresh = freshness(latest, statuses, stale_after_s, now)
     if risk is None and with_risk and latest:
         risk = store.latest_risk(address)
-    doc["chain"] = _chain(store, latest[0].chain_ref_id if latest else None)
+    doc["chain"] = _chain(statuses, latest[0].chain_ref_id if latest else None)
     doc["freshness"] = fresh
     doc["summary"] = summary(doc["venues"], dict(risk.document) if risk is not None else None, fresh)
     return doc
@@ -301,7 +272,7 @@ def service_status(store: Store, *, stale_after_s: float, chain_ids: set[int] | 
             reasons.append(f"{name}: sync failing since {_clock(since) if since else '?'}: {s.last_error}")
             stale = True
         elif s.last_ok_at is not None and (now - s.last_ok_at).total_seconds() > stale_after_s:
-            reasons.append(f"{name}: no successful sync for {_ago((now - s.last_ok_at).total_seconds())}")
+            reasons.append(f"{name}: no successful sync for {ago((now - s.last_ok_at).total_seconds())}")
             stale = True
         chains.append({"name": s.chain.name, "chain_id": s.chain.chain_id, "stale": stale,
                        "last_ok_at": _iso(s.last_ok_at), "last_ok_block": s.last_ok_block,

@@ -771,6 +771,7 @@ def risk_documents(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSe
                 net[name] = float(by_factor[w, f])
         for i in np.flatnonzero(held[w] & book.stable).tolist():
             net[book.underlyings[i]] = float(exposure[w, i])
+        moved = sorted(book.underlyings[i] for i in np.flatnonzero(held[w] & ~book.stable).tolist())
         docs.append({
             "wallet": wallet,
             "block": inputs.block,
@@ -786,6 +787,7 @@ def risk_documents(inputs: RiskInputs, result: Assessment, scenarios: ScenarioSe
             "first_liquidation": {
                 "down": {"move": _f(move.down[w]), "venue": venue_of(int(move.down_account[w]))},
                 "up": {"move": _f(move.up[w]), "venue": venue_of(int(move.up_account[w]))},
+                "moves": moved,  # the wallet's underlyings ``down`` / ``up`` move together (every non-stable one)
                 "nearest": nearest[w],
             },
             "liquidation_prices": liquidation_prices[w],
