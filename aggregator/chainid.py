@@ -42,7 +42,7 @@ from connectors.evm.rpc import RpcClient
 from connectors.types import BlockRef
 from db import ChainRow, Store, StoredBlock
 
-__all__ = ["MAX_REORG_DEPTH", "ChainBehindError", "Verdict", "describe", "identify", "judge"]
+__all__ = ["MAX_REORG_DEPTH", "ChainBehindError", "Verdict", "identify", "judge"]
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +169,4 @@ def identify(
         current = store.verify_chain(current.id, name, genesis.hash)
     assert current is not None
     return current, head
-
-
-def describe(chain: ChainRow) -> dict[str, object]:
-    """The ``chain`` object of the documents: name, chain id, genesis and newest stored block hash."""
-    return {"name": chain.name, "chain_id": chain.chain_id, "genesis_hash": chain.genesis_hash,
-            "head_hash": chain.last_block_hash, "head_block": chain.last_block}
 

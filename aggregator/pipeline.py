@@ -432,12 +432,11 @@ class Syncer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _record_failure(self, chain: ChainConfig, exc: Exception, started: datetime, wallets: int) -> int | None:
+    def _record_failure(self, chain: ChainConfig, error: str, started: datetime, wallets: int) -> int | None:
         """Store the failed attempt, so every view can say that syncing fails, since when and why."""
         ctx = self._contexts.get(chain.name)
         try:
-            return self.store.record_failed_sync(chain.chain_id, f"chain {chain.name} unavailable: {exc}",
-                                                 started_at=started, wallets=wallets,
+            return self.store.record_failed_sync(chain.chain_id, error, started_at=started, wallets=wallets,
                                                  chain_ref_id=ctx.chain_ref_id if ctx is not None else None)
         except Exception as store_exc:  # the store itself is down: the log is all that is left
             log.error("could not record the failed sync of chain %s: %s", chain.name, store_exc)
@@ -504,10 +503,11 @@ class Syncer:
                 if block_number is not None:
                     block = ctx.rpc.get_block(block_number)
             except (ConnectorError, ConfigError) as exc:  # this chain only: the others are synced
-                log.error("chain %s unavailable: %s", chain.name, exc)
-                run_id = self._record_failure(chain, exc, started, len(wallets))
+                error = f"chain {chain.name} unavailable: {exc}"
+                log.error("%s", error)
+                run_id = self._record_failure(chain, error, started, len(wallets))
                 emit(BatchResult(chain=chain.name, block=None, wallets=len(wallets), status=SyncStatus.FAILED,
-                                 readings=(), sync_run_id=run_id, error=f"chain {chain.name} unavailable: {exc}"))
+                                 readings=(), sync_run_id=run_id, error=error))
                 continue
             for chunk in _chunks(wallets, self.settings.wallet_batch_size):
                 result = sync_batch(ctx, self.store, chunk, block)

@@ -12,7 +12,6 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -106,9 +105,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
 
     stop = stop or threading.Event()
     store = Store.open(settings.db_url)
-    holder: dict[str, Any] = {"settings": settings}
-    cycle = Cycle(settings, store)
-    holder["cycle"] = cycle
+    cycle = Cycle(settings, store)  # replaced when a restarted devnet is followed
     metrics = Metrics(store)
     metrics.watch_rpc(cycle.syncer.rpc_stats, cycle.syncer.rpc_endpoints)
     watched = current_devnet_config() if is_devnet_config(settings.source) else None
@@ -128,7 +125,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
 
     def follow_devnet(report: CycleReport) -> None:
         """After a failed sync of a chain that stopped answering: re-read the devnet's config if it changed."""
-        nonlocal watched
+        nonlocal watched, cycle
         if watched is None or report.sync.ok:
             return
         now = current_devnet_config()
@@ -140,10 +137,8 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
         except ConfigError as exc:
             log.error("the devnet's config changed but cannot be read: %s", exc)
             return
-        old: Cycle = holder["cycle"]
-        new_cycle = Cycle(fresh, store)
-        holder.update(settings=fresh, cycle=new_cycle)
-        metrics.watch_rpc(new_cycle.syncer.rpc_stats, new_cycle.syncer.rpc_endpoints)
+        old, cycle = cycle, Cycle(fresh, store)
+        metrics.watch_rpc(cycle.syncer.rpc_stats, cycle.syncer.rpc_endpoints)
         old.close()
         watched = now
         rpc = ", ".join(c.rpc_url or c.rpc_url_env or "" for c in fresh.chains)
@@ -151,8 +146,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
         console.print(f"[yellow]the devnet was restarted: following it at {rpc}[/]", soft_wrap=True)
 
     def job() -> CycleReport:
-        current: Cycle = holder["cycle"]
-        report = current.run()
+        report = cycle.run()
         metrics.observe_sync(report.sync, failed=any(e.startswith("sync:") for e in report.errors))
         metrics.observe_errors(report.errors)
         view.show(report)
@@ -179,7 +173,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
         scheduler.shutdown(wait=True)  # the stage in hand finishes (a store write commits or rolls back whole)
         if server is not None:
             server.stop()
-        holder["cycle"].close()
+        cycle.close()
         store.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
