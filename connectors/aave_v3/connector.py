@@ -497,3 +497,7 @@ class AaveV3Connector(EvmVenueConnector[AaveDeployment]):
             reserves=tuple(reserves),
             onchain=p.onchain,
         )
+
+
+CONNECTOR = AaveV3Connector
+"""This venue's connector class, found by :mod:`connectors.registry`."""

@@ -122,3 +122,7 @@ class DydxConnector(HttpVenueConnector):
         ]
         observed, source = snapshot_time(times)
         return DydxSnapshot(markets=markets, accounts=subaccounts, observed_at_ms=observed, observed_at_source=source)
+
+
+CONNECTOR = DydxConnector
+"""This venue's connector class, found by :mod:`connectors.registry`."""

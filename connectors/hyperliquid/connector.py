@@ -135,3 +135,7 @@ class HyperliquidConnector(HttpVenueConnector):
             market=market, accounts=accounts, observed_at_ms=observed_at_ms, observed_at_source=source
         )
 
+
+
+CONNECTOR = HyperliquidConnector
+"""This venue's connector class, found by :mod:`connectors.registry`."""

@@ -284,3 +284,7 @@ def _build_position(m: MorphoMarket, raw: PositionRaw) -> MorphoPosition:
             raw.borrow_shares, m.accrued_total_borrow_assets_raw, m.accrued_total_borrow_shares
         ),
     )
+
+
+CONNECTOR = MorphoBlueConnector
+"""This venue's connector class, found by :mod:`connectors.registry`."""

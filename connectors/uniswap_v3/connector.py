@@ -372,3 +372,7 @@ class UniswapV3Connector(EvmVenueConnector[UniswapV3Deployment]):
         """
         checked, ref = self._read_inputs(wallets, block)
         return run_program(self.multicall, self._accounts(checked, ref), ref)
+
+
+CONNECTOR = UniswapV3Connector
+"""This venue's connector class, found by :mod:`connectors.registry`."""

@@ -1,0 +1,1 @@
+"""The hyperliquid venue's plugin (see :mod:`connectors.registry` for the layout)."""

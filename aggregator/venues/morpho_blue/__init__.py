@@ -1,0 +1,1 @@
+"""The morpho_blue venue's plugin (see :mod:`connectors.registry` for the layout)."""

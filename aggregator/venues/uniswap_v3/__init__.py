@@ -1,0 +1,1 @@
+"""The uniswap_v3 venue's plugin (see :mod:`connectors.registry` for the layout)."""

@@ -1,0 +1,1 @@
+"""The hyperliquid venue's own rules, pure (see :mod:`connectors.registry` for the layout)."""
