@@ -8,6 +8,7 @@ import pkgutil
 import pytest
 
 import connectors
+from connectors.registry import VENUES
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(connectors.__path__, "connectors.") if not m.ispkg)
 
@@ -28,7 +29,6 @@ def test_the_expected_modules_exist() -> None:
         assert name in MODULES
 
 
-VENUES = ("aave_v3", "morpho_blue", "uniswap_v3", "hyperliquid", "dydx_v4")
 
 
 @pytest.mark.parametrize("venue", VENUES)
@@ -42,8 +42,12 @@ def test_every_venue_has_the_same_shape(venue: str) -> None:
     for part in ("models", "decode", "deployments", "connector"):
         assert f"connectors.{venue}.{part}" in MODULES, f"{venue} lacks {part}.py"
     module = importlib.import_module(f"connectors.{venue}.connector")
-    classes = [c for c in vars(module).values() if isinstance(getattr(c, "capabilities", None), Capabilities)]
+    # One class, whatever names it goes by: ``CONNECTOR`` is the registry's alias of the class itself.
+    classes = list(
+        dict.fromkeys(c for c in vars(module).values() if isinstance(getattr(c, "capabilities", None), Capabilities))
+    )
     assert len(classes) == 1, f"connectors.{venue}.connector must define one connector class"
+    assert module.CONNECTOR is classes[0], f"connectors.{venue}.connector must name its class CONNECTOR"
     assert classes[0].capabilities.venue_type == venue
     tests_dir = Path(__file__).resolve().parent
     assert (tests_dir / f"test_{venue.split('_')[0]}_conformance.py").is_file()
