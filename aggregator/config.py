@@ -2,8 +2,8 @@
 
 Resolution order for the file: ``--config`` option, ``XMARGIN_CONFIG``, ``$XMARGIN_HOME/config.toml``
 (if present). With no file at all, xmargin runs on embedded defaults: a SQLite store under
-``XMARGIN_HOME`` and no chains (a chain comes from the file, or ``XMARGIN_RPC_URL`` +
-``XMARGIN_AAVE_V3_PROVIDER`` for a single Aave market).
+``XMARGIN_HOME`` and no chains (a chain comes from the file, or ``XMARGIN_RPC_URL`` plus the variables a
+venue's plugin reads to configure one market without a file; the README lists them).
 
 Secrets never live in the file: a chain names the *environment variable* holding its RPC URL
 (``rpc_url_env``) when the URL carries an API key. Example::
@@ -18,20 +18,22 @@ Secrets never live in the file: a chain names the *environment variable* holding
     fallback_rpc_url_envs = []
 
     [[venues]]
-    name = "aave_v3"                       # the venue's name in the store and the output
-    type = "aave_v3"                       # connector: aave_v3 (Aave v3 and forks such as Spark)
+    name = "main_market"                   # the venue's name in the store and the output
+    type = "<venue>"                       # a registered venue (connectors.registry.VENUES)
     chain = "ethereum"
-    deployment = "aave_v3_ethereum"        # a shipped deployment, or pool_addresses_provider = "0x…"
+    # … and the keys of that venue's own table (its plugin's config model; the README lists them)
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from connectors.types import Address
 
@@ -46,6 +48,7 @@ __all__ = [
     "VenueConfig",
     "WebhookConfig",
     "load_settings",
+    "venue_config",
     "write_settings_toml",
     "xmargin_home",
 ]
@@ -112,51 +115,57 @@ class ChainConfig(_Model):
 
 
 class VenueConfig(_Model):
-    """One venue: a connector type, where it lives, and (for on-chain venues) its chain.
+    """What every venue's table has: its name in the store and the output, its ``type``, its chain.
 
-    Per type, the fields it reads:
-
-    * ``aave_v3`` (Aave v3 and forks, e.g. Spark): ``deployment`` (a shipped one) or ``pool_addresses_provider``;
-    * ``morpho_blue``: ``morpho`` (the Morpho contract) and ``markets`` (market ids to watch);
-    * ``uniswap_v3``: ``position_manager`` and ``factory``;
-    * ``hyperliquid``: ``base_url`` (the API root that serves ``/info``);
-    * ``dydx_v4``: ``base_url`` (the indexer) and ``accounts`` (EVM wallet → ``dydx1…`` address).
-
-    Off-chain venues (``hyperliquid``, ``dydx_v4``) are read in the same sync as ``chain``'s venues and
-    stored against that chain's block, with their own timestamp beside it.
+    ``[[venues]]`` is a union discriminated by ``type``: each venue's plugin
+    (``aggregator/venues/<type>/__init__.py``) defines its model, a subclass of this one with ``type`` a
+    ``Literal`` and the fields that venue reads; :func:`venue_config` validates a table into it. Off-chain
+    venues are read in the same sync as ``chain``'s venues and stored against that chain's block, with their
+    own timestamp beside it.
     """
 
     name: str
-    type: Literal["aave_v3", "morpho_blue", "uniswap_v3", "hyperliquid", "dydx_v4"]
+    type: str
     chain: str
-    deployment: str | None = None
-    pool_addresses_provider: Address | None = None
-    morpho: Address | None = None
-    markets: tuple[str, ...] = ()
-    position_manager: Address | None = None
-    factory: Address | None = None
-    base_url: str | None = None
-    accounts: dict[str, str] = {}
-    timeout_s: float = 10.0
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
 
     @property
     def onchain(self) -> bool:
-        return self.type in ("aave_v3", "morpho_blue", "uniswap_v3")
+        """Read at a chain block (from the venue's connector capabilities)."""
+        from connectors.registry import capabilities
 
-    @model_validator(mode="after")
-    def _fields_of_its_type(self) -> VenueConfig:
-        need: dict[str, tuple[str, ...]] = {
-            "morpho_blue": ("morpho",),
-            "uniswap_v3": ("position_manager", "factory"),
-            "hyperliquid": ("base_url",),
-            "dydx_v4": ("base_url",),
-        }
-        if self.type == "aave_v3" and (self.deployment is None) == (self.pool_addresses_provider is None):
-            raise ValueError(f"venue {self.name!r}: give exactly one of deployment, pool_addresses_provider")
-        missing = [f for f in need.get(self.type, ()) if getattr(self, f) is None]
+        return capabilities(self.type).transport == "evm"
+
+
+def venue_config(table: Mapping[str, Any] | VenueConfig) -> VenueConfig:
+    """One ``[[venues]]`` table validated by its venue's own model (chosen by ``type``).
+
+    Errors name the venue by its ``name``: ``venue 'x' (type): <field>: <problem>``; an unknown ``type`` lists
+    the known ones.
+    """
+    if isinstance(table, VenueConfig):
+        return table
+    from connectors.registry import VENUES, UnknownVenueError, venue_module
+
+    name = table.get("name", "?")
+    kind = table.get("type")
+    try:
+        module = importlib.import_module(venue_module("aggregator", str(kind)))
+    except UnknownVenueError:
+        raise ValueError(f"venue {name!r}: unknown type {kind!r} (known: {', '.join(VENUES)})") from None
+    model: type[VenueConfig] = module.PLUGIN.config_model
+    try:
+        return model.model_validate(dict(table))
+    except ValidationError as exc:
+        errors = exc.errors()
+        missing = [".".join(str(p) for p in e["loc"]) for e in errors if e["type"] == "missing"]
         if missing:
-            raise ValueError(f"venue {self.name!r} ({self.type}) needs {', '.join(missing)}")
-        return self
+            raise ValueError(f"venue {name!r} ({kind}) needs {', '.join(missing)}") from None
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) + ': ' if e['loc'] else ''}"
+            f"{e['ctx']['error'] if e['type'] == 'value_error' else e['msg']}" for e in errors
+        )
+        raise ValueError(f"venue {name!r} ({kind}): {problems}") from None
 
 
 class WebhookConfig(_Model):
@@ -290,12 +299,20 @@ class Settings(_Model):
     """Data older than this (seconds since the sync that read it) is shown as stale; default 3 × ``interval_s``."""
     wallet_batch_size: Annotated[int, Field(gt=0)] = 1_000
     chains: tuple[ChainConfig, ...] = ()
-    venues: tuple[VenueConfig, ...] = ()
+    venues: tuple[SerializeAsAny[VenueConfig], ...] = ()
+    """Each a venue's own model (:func:`venue_config`): a union discriminated by ``type``."""
     alerts: AlertsConfig = AlertsConfig()
     keeper: KeeperConfig = KeeperConfig()
     api: ApiConfig = ApiConfig()
     source: str | None = None
     """The file these settings came from (for messages)."""
+
+    @field_validator("venues", mode="before")
+    @classmethod
+    def _each_venue_by_its_type(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return tuple(venue_config(v) if isinstance(v, (Mapping, VenueConfig)) else v for v in value)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -354,8 +371,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
     Environment: ``XMARGIN_DB_URL``, ``XMARGIN_INTERVAL_S``, ``XMARGIN_STALE_AFTER_S``, ``XMARGIN_API_HOST``,
     ``XMARGIN_API_PORT``, ``XMARGIN_API_PUBLIC_READS``; and, for a one-market setup without a
-    file, ``XMARGIN_RPC_URL`` with ``XMARGIN_AAVE_V3_PROVIDER`` (chain id read from ``XMARGIN_CHAIN_ID``,
-    default 1).
+    file, ``XMARGIN_RPC_URL`` (chain id read from ``XMARGIN_CHAIN_ID``, default 1) with the venues the
+    environment configures alone (each plugin's ``env_venue``, e.g. the lending market of a provider address).
     """
     file = _config_path(path)
     data: dict[str, Any] = {}
@@ -378,9 +395,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
     if os.environ.get("XMARGIN_RPC_URL") and not data.get("chains"):
         data["chains"] = [{"name": "default", "chain_id": int(os.environ.get("XMARGIN_CHAIN_ID", "1")),
                            "rpc_url_env": "XMARGIN_RPC_URL"}]
-        if os.environ.get("XMARGIN_AAVE_V3_PROVIDER"):
-            data["venues"] = [{"name": "aave_v3", "type": "aave_v3", "chain": "default",
-                               "pool_addresses_provider": os.environ["XMARGIN_AAVE_V3_PROVIDER"]}]
+        from aggregator.venues import env_venues
+
+        if venues := env_venues("default"):
+            data["venues"] = venues
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
@@ -402,13 +420,12 @@ def write_settings_toml(settings: Settings, path: Path) -> None:
             lines.append(f"rpc_url_env = {_toml_str(chain.rpc_url_env)}")
     for venue in settings.venues:
         lines += ["", "[[venues]]"]
-        for key, value in venue.model_dump(exclude_defaults=True).items():
-            if isinstance(value, dict):
-                continue
-            lines.append(f"{key} = {_toml_value(value)}")
-        if venue.accounts:
-            lines.append("[venues.accounts]")
-            lines += [f"{_toml_str(k)} = {_toml_str(v)}" for k, v in venue.accounts.items()]
+        fields = venue.model_dump(exclude_defaults=True)
+        lines += [f"{key} = {_toml_value(value)}" for key, value in fields.items() if not isinstance(value, dict)]
+        for key, table in fields.items():
+            if isinstance(table, dict) and table:
+                lines.append(f"[venues.{key}]")
+                lines += [f"{_toml_str(str(k))} = {_toml_value(v)}" for k, v in table.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 

@@ -27,7 +27,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from aggregator.config import ChainConfig, Settings, VenueConfig, write_settings_toml, xmargin_home
+from aggregator.config import ChainConfig, Settings, venue_config, write_settings_toml, xmargin_home
 from db.store import Store
 
 if TYPE_CHECKING:
@@ -228,21 +228,22 @@ def devnet_settings(info: devnet.DevnetInfo, base: Settings | None = None) -> Se
     base = base or Settings()
     chain = ChainConfig(name="devnet", chain_id=info.chain_id, rpc_url=info.rpc_url, timeout_s=10.0)
     c = info.contracts
-    venues = [VenueConfig(name=VENUE, type="aave_v3", chain="devnet",
-                          pool_addresses_provider=c["aave_v3.pool_addresses_provider"])]
+    tables: list[dict[str, object]] = [{"name": VENUE, "type": "aave_v3", "chain": "devnet",
+                                        "pool_addresses_provider": c["aave_v3.pool_addresses_provider"]}]
     if "morpho_blue.morpho" in c:
         markets = tuple(mid for name, mid in sorted(info.markets.items()) if name.startswith("morpho_blue."))
-        venues.append(VenueConfig(name="morpho_blue", type="morpho_blue", chain="devnet",
-                                  morpho=c["morpho_blue.morpho"], markets=markets))
+        tables.append({"name": "morpho_blue", "type": "morpho_blue", "chain": "devnet",
+                       "morpho": c["morpho_blue.morpho"], "markets": markets})
     if "uniswap_v3.position_manager" in c:
-        venues.append(VenueConfig(name="uniswap_v3", type="uniswap_v3", chain="devnet",
-                                  position_manager=c["uniswap_v3.position_manager"], factory=c["uniswap_v3.factory"]))
+        tables.append({"name": "uniswap_v3", "type": "uniswap_v3", "chain": "devnet",
+                       "position_manager": c["uniswap_v3.position_manager"], "factory": c["uniswap_v3.factory"]})
     perp_url = info.services.get("perp_api")
     if perp_url is not None:
         hedged = devnet.wallet_address("hedged")
-        venues.append(VenueConfig(name="hyperliquid", type="hyperliquid", chain="devnet", base_url=perp_url))
-        venues.append(VenueConfig(name="dydx_v4", type="dydx_v4", chain="devnet", base_url=perp_url,
-                                  accounts={hedged: dydx_address("hedged")}))
+        tables.append({"name": "hyperliquid", "type": "hyperliquid", "chain": "devnet", "base_url": perp_url})
+        tables.append({"name": "dydx_v4", "type": "dydx_v4", "chain": "devnet", "base_url": perp_url,
+                       "accounts": {hedged: dydx_address("hedged")}})
+    venues = [venue_config(t) for t in tables]
     return base.model_copy(update={"chains": (chain,), "venues": tuple(venues)})
 
 

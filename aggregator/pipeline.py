@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aggregator.config import ChainConfig, ConfigError, Settings, VenueConfig
-from aggregator.venues import KINDS, OffchainVenue, OnchainVenue, open_offchain, open_onchain
+from aggregator.venues import OffchainVenue, OnchainVenue, kind_of, open_offchain, open_onchain
 from aggregator.views import VenueHealth, VenueReading
 from connectors.errors import ConnectorError
 from connectors.evm.failover import EndpointStatus, FailoverRpcClient
@@ -141,7 +141,7 @@ included): the venue is marked failed for this sync, the other venues go on."""
 
 def _failed(cfg: VenueConfig, block: BlockRef, exc: Exception) -> VenueReading:
     log.warning("venue %s failed at block %d: %s", cfg.name, block.number, exc)
-    return VenueReading(venue=cfg.name, kind=KINDS[cfg.type], block=block, error=str(exc) or type(exc).__name__)
+    return VenueReading(venue=cfg.name, kind=kind_of(cfg.type), block=block, error=str(exc) or type(exc).__name__)
 
 
 def _price_book(ctx: ChainContext, venue: OnchainVenue, block: BlockRef) -> dict[str, float]:
@@ -402,7 +402,7 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 def register_venues(store: Store, settings: Settings) -> None:
     """Make sure every configured venue exists in the store."""
     rows = [
-        VenueRow(name=v.name, kind=VenueKind(KINDS[v.type]),
+        VenueRow(name=v.name, kind=VenueKind(kind_of(v.type)),
                  chain_id=settings.chain(v.chain).chain_id if v.onchain else None,
                  config=v.model_dump(mode="json", exclude={"accounts"}))
         for v in settings.venues

@@ -59,18 +59,21 @@ real depegs. ``tests/aggregator/test_risk_invariant.py`` checks 1–3 on random 
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from aggregator.marketdata import MarketDataNotFoundError, PriceHistory, load_prices
-from db.rows import LatestVenueHealth, PositionSide, SnapshotRow
+from aggregator.venues.risk_lines import FactorOf, VenueRiskLines
+from connectors.registry import venue_module
+from db.rows import LatestVenueHealth, SnapshotRow
 from riskcore.assets import DEFAULT_ASSET_MAP, AssetKind, FactorKind
-from riskcore.book import AaveAccountSpec, Book, Kind, LpSpec, MorphoMarketSpec, PerpAccountSpec, SpotSpec, WalletSpec
+from riskcore.book import AccountSpec, Book, Kind, WalletSpec
 from riskcore.ewma import ewma_covariance
 from riskcore.factors import FactorModel, factor_model
 from riskcore.margin import Assessment, ScenarioResult, assess, nearest_liquidation, revalue
@@ -200,85 +203,34 @@ def build_book(snapshots: Mapping[str, Sequence[SnapshotRow]], venue_types: Mapp
 def _accounts(
     snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str], prices: dict[str, float],
     tokens: dict[tuple[str, str], str],
-) -> list[Any]:
-    accounts: list[Any] = []
+) -> list[AccountSpec]:
+    """Each snapshot's lines in the book, by its venue's own ``risk`` module (``aggregator/venues/<type>/risk.py``).
 
-    def factor(symbol: str, price: float | None, venue: str) -> str:
+    A snapshot of a venue whose type the store does not know is left out; a type no venue is registered for is
+    an error (:class:`connectors.registry.UnknownVenueError`), never silently skipped.
+    """
+    accounts: list[AccountSpec] = []
+    for snap in snapshots:
+        venue_type = venue_types.get(snap.venue)
+        if snap.health is None or not venue_type:
+            continue
+        accounts += _risk_lines(venue_type).accounts(snap, _factor_of(snap.venue, prices, tokens))
+    return accounts
+
+
+def _risk_lines(venue_type: str) -> VenueRiskLines:
+    return cast(VenueRiskLines, importlib.import_module(venue_module("aggregator", venue_type, "risk")))
+
+
+def _factor_of(venue: str, prices: dict[str, float], tokens: dict[tuple[str, str], str]) -> FactorOf:
+    def factor(symbol: str, price_usd: float | None) -> str:
         name, _ = _factor(symbol)
         tokens.setdefault((venue, name), symbol)
-        if price is not None and name not in prices:
-            prices[name] = price
+        if price_usd is not None and name not in prices:
+            prices[name] = price_usd
         return name
 
-    for snap in snapshots:
-        if snap.health is None:
-            continue
-        kind = venue_types.get(snap.venue, "")
-        positions = snap.positions
-        venue = snap.venue
-        if kind == "aave_v3":
-            collateral: dict[str, tuple[float, float]] = {}
-            debt: dict[str, float] = defaultdict(float)
-            bonus_num = bonus_den = 0.0
-            for p in positions:
-                f = factor(p.asset.symbol, p.price_usd, venue)
-                if p.side is PositionSide.COLLATERAL:
-                    lt = float(p.extra.get("liquidation_threshold_bps", 0)) / 1e4 if p.is_collateral else 0.0
-                    amount, _ = collateral.get(f, (0.0, lt))
-                    collateral[f] = (amount + p.amount, lt)
-                    if p.is_collateral and p.value_usd:
-                        bonus_num += p.value_usd * (float(p.extra.get("liquidation_bonus_bps", 10_000)) / 1e4 - 1)
-                        bonus_den += p.value_usd
-                elif p.side is PositionSide.DEBT:
-                    debt[f] += p.amount
-            bonus = bonus_num / bonus_den if bonus_den else 0.05
-            accounts.append(AaveAccountSpec(collateral, dict(debt), bonus=bonus, venue=venue))
-        elif kind == "morpho_blue":
-            by_market: dict[str, dict[str, Any]] = defaultdict(dict)
-            for p in positions:
-                f = factor(p.asset.symbol, p.price_usd, venue)
-                if p.side is PositionSide.SUPPLY:  # lending to the market: held, never liquidated
-                    accounts.append(SpotSpec(f, p.amount, venue=venue))
-                elif p.market_key is not None and p.side in (PositionSide.COLLATERAL, PositionSide.DEBT):
-                    by_market[p.market_key][str(p.side)] = (f, p.amount)
-            markets = {str(m["market_id"]): m for m in snap.health.extra.get("markets", [])}
-            for market_id, legs in by_market.items():
-                coll_f, coll = legs.get("collateral", (None, 0.0))
-                loan_f, owed = legs.get("debt", (None, 0.0))
-                meta = markets.get(market_id, {})
-                if coll_f is None:
-                    continue  # debt without collateral cannot be opened on Morpho
-                if loan_f is None:  # collateral without debt: still the wallet's exposure, never liquidated
-                    loan_f = coll_f
-                accounts.append(MorphoMarketSpec(coll_f, coll, loan_f, owed, float(meta.get("lltv", 0.0)),
-                                                 venue=venue))
-        elif kind in ("hyperliquid", "dydx_v4"):
-            perps = [p for p in positions if p.side is PositionSide.PERP]
-            if not perps:
-                continue
-            notional = sum(abs(p.amount) * (p.price_usd or 0.0) for p in perps)
-            maintenance = float(snap.health.extra.get("maintenance_margin_usd", 0.0))
-            mmr = maintenance / notional if notional else 0.0
-            equity = float(snap.health.extra.get("equity_usd", snap.health.collateral_usd))
-            sizes = {factor(p.asset.symbol, p.price_usd, venue): (p.amount, mmr) for p in perps}
-            cash = equity - sum(p.amount * (p.price_usd or 0.0) for p in perps)
-            accounts.append(PerpAccountSpec(cash, sizes, venue=venue))
-        elif kind == "uniswap_v3":
-            legs_by_nft: dict[str, list[Any]] = defaultdict(list)
-            for p in positions:
-                if p.side is PositionSide.LP:
-                    legs_by_nft[str(p.extra.get("token_id"))].append(p)
-            for nft_legs in legs_by_nft.values():
-                if len(nft_legs) != 2:
-                    continue
-                t0, t1 = nft_legs
-                f0, f1 = factor(t0.asset.symbol, t0.price_usd, venue), factor(t1.asset.symbol, t1.price_usd, venue)
-                d0, d1 = t0.asset.decimals, t1.asset.decimals
-                liquidity = int(str(t0.extra["liquidity"])) / 10 ** ((d0 + d1) / 2)
-                lo = 1.0001 ** int(str(t0.extra["tick_lower"])) * 10 ** (d0 - d1)
-                hi = 1.0001 ** int(str(t0.extra["tick_upper"])) * 10 ** (d0 - d1)
-                accounts.append(LpSpec(f0, f1, liquidity, lo, hi, venue=venue))
-    return accounts
+    return factor
 
 
 # --- flags ------------------------------------------------------------------------------------------------

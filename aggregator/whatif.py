@@ -19,9 +19,9 @@ Input (:class:`Scenario`):
   more than one → :class:`WhatIfError` naming them.
 
 Engines, as in the sync: Aave replays the scaled balances with the pool's own integer arithmetic and recomputes
-``getUserAccountData`` (:mod:`riskcore.whatif`, :func:`riskcore.health.aave.account_data`) — the health factor is
-the protocol's to the last unit; Morpho replays shares and totals and reruns ``_isHealthy``
-(:func:`riskcore.health.morpho.position_health`, oracle price at 1e36); perps rerun :mod:`riskcore.health.perp` at
+``getUserAccountData`` (:mod:`riskcore.whatif`, :func:`riskcore.venues.aave_v3.health.account_data`) — the
+health factor is the protocol's to the last unit; Morpho replays shares and totals and reruns ``_isHealthy``
+(:func:`riskcore.venues.morpho_blue.health.position_health`, oracle price at 1e36); perps rerun :mod:`riskcore.perp` at
 the new marks. The unified figures are :func:`aggregator.risk.assess_book` over the before and after books built
 from the snapshots (:func:`aggregator.risk.build_book`), as the sync builds them.
 
@@ -53,11 +53,14 @@ import numpy as np
 from db.rows import AssetRow, LatestVenueHealth, PositionRow, PositionSide, SnapshotRow, SnapshotStatus
 from db.store import Store
 from riskcore.assets import DEFAULT_ASSET_MAP, AssetKind
-from riskcore.health.aave import AaveEMode, AaveReserveParams, AaveUserBalance
-from riskcore.health.morpho import MorphoMarketState, MorphoPositionHealth
-from riskcore.health.perp import DydxFigures, HyperliquidFigures, PerpHealth, dydx_health, hyperliquid_health
-from riskcore.lp.uniswap_v3 import amounts_float, get_sqrt_ratio_at_tick
+from riskcore.clmm import amounts_float
+from riskcore.perp import PerpHealth
 from riskcore.units import UINT256_MAX, WAD, bps_to_fraction, from_raw
+from riskcore.venues.aave_v3.health import AaveEMode, AaveReserveParams, AaveUserBalance
+from riskcore.venues.dydx_v4.health import DydxFigures, dydx_health
+from riskcore.venues.hyperliquid.health import HyperliquidFigures, hyperliquid_health
+from riskcore.venues.morpho_blue.health import MorphoMarketState, MorphoPositionHealth
+from riskcore.venues.uniswap_v3.position import get_sqrt_ratio_at_tick
 from riskcore.whatif import (
     AaveReserveFlags,
     AaveStep,
@@ -910,13 +913,13 @@ class _Morpho(_Venue):
 
 
 def _supplied(p: MorphoPosition, s: MorphoMarketState) -> int:
-    from riskcore.health.morpho import supplied_assets
+    from riskcore.venues.morpho_blue.health import supplied_assets
 
     return supplied_assets(p.supply_shares, s) if p.supply_shares else 0
 
 
 class _Perp(_Venue):
-    """Hyperliquid / dYdX v4: the margin rule of :mod:`riskcore.health.perp` rerun at the what-if marks."""
+    """Hyperliquid / dYdX v4: the margin rule of :mod:`riskcore.perp` rerun at the what-if marks."""
 
     kind = "perp"
 

@@ -60,7 +60,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from riskcore.lp.uniswap_v3 import amounts_float
+from riskcore.clmm import amounts_float
 from riskcore.options import black76_greeks, black76_price
 
 __all__ = [

@@ -9,11 +9,12 @@ the actions land at that block's timestamp (no interest accrues between the read
   a balance is ``scaled.rayMul(index)``. :class:`AaveWallet` holds the wallet's scaled balances and configuration
   bits; :func:`aave_supply`, :func:`aave_withdraw`, :func:`aave_borrow`, :func:`aave_repay` return the wallet after
   the action and, where the pool would revert, the reason (:class:`AaveStep`). The health is then
-  :func:`riskcore.health.aave.account_data` — ``getUserAccountData`` to the last unit.
+  :func:`riskcore.venues.aave_v3.health.account_data` — ``getUserAccountData`` to the last unit.
 * **Morpho Blue 1.0** (``Morpho.sol``): shares with ``SharesMathLib``'s roundings, totals moved as the contract
   moves them (:func:`morpho_supply_collateral`, :func:`morpho_withdraw_collateral`, :func:`morpho_borrow`,
   :func:`morpho_repay`, :func:`morpho_supply`, :func:`morpho_withdraw`), on totals already accrued to the
-  timestamp; the health is :func:`riskcore.health.morpho.position_health`. An oracle follows a USD price move by
+  timestamp; the health is :func:`riskcore.venues.morpho_blue.health.position_health`. An oracle follows a USD
+  price move by
   the ratio of the two tokens' USD prices (:func:`morpho_oracle_price`).
 
 Units: ``*_raw`` token units, ``*_ray`` 1e27, ``*_wad`` 1e18, ``*_bps`` 1e4; Aave prices in the oracle's base
@@ -27,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from riskcore.fixedpoint import ray_div, ray_mul
-from riskcore.health.aave import AaveAccountData, AaveEMode, AaveReserveParams, AaveUserBalance, account_data
-from riskcore.health.morpho import (
+from riskcore.venues.aave_v3.health import AaveAccountData, AaveEMode, AaveReserveParams, AaveUserBalance, account_data
+from riskcore.venues.morpho_blue.health import (
     MorphoMarketState,
     MorphoPositionHealth,
     is_healthy,
@@ -336,7 +337,7 @@ class MorphoStep:
     refused: str | None = None
 
     def health(self, price_raw: int, lltv_wad: int) -> MorphoPositionHealth:
-        """:func:`riskcore.health.morpho.position_health` of the position after the action."""
+        """:func:`riskcore.venues.morpho_blue.health.position_health` of the position after the action."""
         return position_health(self.position.collateral_raw, self.position.borrow_shares, self.market, price_raw,
                                lltv_wad)
 

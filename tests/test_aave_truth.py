@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 
 import devnet
-from aggregator.venues.aave import market_params
+from aggregator.venues.aave_v3.sync import market_params
 from connectors.aave_v3.connector import AaveV3Connector
 from connectors.aave_v3.deployments import AaveDeployment
 from connectors.evm.abi import Fn
 from connectors.evm.multicall import Multicall
 from connectors.evm.rpc import RpcClient
-from riskcore.health.aave import AaveUserBalance, account_data
 from riskcore.units import UINT256_MAX
+from riskcore.venues.aave_v3.health import AaveUserBalance, account_data
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 

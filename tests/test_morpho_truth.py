@@ -8,7 +8,7 @@ positions are opened near their borrowing limit, oracle prices move a little and
 replicating ``_accrueInterest``). After each move, at one pinned block B:
 
 * every wallet is read through :class:`MorphoBlueConnector` at B, and each position's verdict computed by
-  ``riskcore.health.morpho`` from the *stored* totals, the IRM's rate and B's timestamp;
+  ``riskcore.venues.morpho_blue.health`` from the *stored* totals, the IRM's rate and B's timestamp;
 * Morpho is asked directly, by ``eth_call`` at B (so it accrues to B's timestamp, as we do):
   ``liquidate(position, repaidShares = 1)`` from a funded liquidator succeeds exactly when we say
   unhealthy, and reverts ``"position is healthy"`` exactly when we say healthy;
@@ -36,7 +36,7 @@ from connectors.evm.rpc import RpcClient
 from connectors.morpho_blue.connector import MorphoBlueConnector
 from connectors.morpho_blue.deployments import MorphoDeployment
 from connectors.morpho_blue.models import MorphoMarket, MorphoSnapshot
-from riskcore.health.morpho import (
+from riskcore.venues.morpho_blue.health import (
     MorphoMarketState,
     accrue_interest,
     borrowed_assets,

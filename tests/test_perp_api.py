@@ -14,14 +14,8 @@ from connectors.hyperliquid import HyperliquidConnector
 from devnet.models import DevnetInfo
 from devnet.perp_api import HEDGED_LABEL, PerpApi, PerpPosition, dydx_address, running_for, serve_for, set_mark
 from devnet.seed import wallet_address
-from riskcore.health.perp import (
-    DydxFigures,
-    HyperliquidFigures,
-    check_dydx,
-    check_hyperliquid,
-    dydx_health,
-    hyperliquid_health,
-)
+from riskcore.venues.dydx_v4.health import DydxFigures, check_dydx, dydx_health
+from riskcore.venues.hyperliquid.health import HyperliquidFigures, check_hyperliquid, hyperliquid_health
 
 HEDGED = wallet_address(HEDGED_LABEL)
 HEDGED_DYDX = dydx_address(HEDGED_LABEL)

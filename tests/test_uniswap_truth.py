@@ -8,7 +8,7 @@ some landing exactly on a position's bound), so fees accrue and ranges cross in 
 are partly decreased, some collected, some emptied (liquidity 0 with tokens owed).
 
 After each round every position is read through the connector at one pinned block, and
-``riskcore.lp.uniswap_v3.position_amounts`` computed from the decoded snapshot is compared, as integers,
+``riskcore.venues.uniswap_v3.position.position_amounts`` computed from the decoded snapshot is compared, as integers,
 with two separate ``eth_call`` s from the owner at the same block: ``decreaseLiquidity`` of the full
 liquidity (the principal) and ``collect(2**128-1, 2**128-1)`` (the fees and tokens owed).
 """
@@ -23,20 +23,15 @@ import pytest
 from eth_abi import decode
 
 import devnet
-from aggregator.venues.uniswap import exact_amounts
+from aggregator.venues.uniswap_v3.sync import exact_amounts
 from connectors.evm.multicall import Multicall
 from connectors.evm.rpc import RpcClient
 from connectors.uniswap_v3.connector import UniswapV3Connector
 from connectors.uniswap_v3.deployments import UniswapV3Deployment
 from connectors.uniswap_v3.models import LpPosition, UniswapSnapshot
 from devnet import uniswap
-from riskcore.lp.uniswap_v3 import (
-    UINT128_MAX,
-    PositionAmounts,
-    get_sqrt_ratio_at_tick,
-    lp_greeks,
-    sqrt_price_float,
-)
+from riskcore.clmm import lp_greeks, sqrt_price_float
+from riskcore.venues.uniswap_v3.position import UINT128_MAX, PositionAmounts, get_sqrt_ratio_at_tick
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 

@@ -62,6 +62,7 @@ from aggregator.keeper.chain import (
 from aggregator.keeper.state import StateError, WalletState, wallet_state
 from aggregator.keeper.txs import ActionSpec, MarketParams, allowance_call_data, build_calls
 from aggregator.venues import open_onchain
+from aggregator.venues.morpho_blue import MorphoBlueConfig
 from connectors.aave_v3.connector import GET_USER_ACCOUNT_DATA
 from connectors.errors import ConnectorError
 from connectors.evm.multicall import Multicall
@@ -72,8 +73,8 @@ from connectors.morpho_blue.connector import POSITION as MORPHO_POSITION
 from connectors.morpho_blue.connector import PRICE as ORACLE_PRICE
 from connectors.types import checksum
 from db import NewTx, PlanRow, Store, TxRow
-from riskcore.health.morpho import health_factor_raw
 from riskcore.rebalance import Action, PerpVenue, Plan, plan_rebalance
+from riskcore.venues.morpho_blue.health import health_factor_raw
 
 __all__ = ["SAME_PLAN_TOLERANCE", "Keeper", "KeeperOutcome", "signer_from_config"]
 
@@ -507,7 +508,7 @@ class Keeper:
                 target, market = self._aave_pool(rpc, chain, planned.venue), None
             elif planned.protocol == "morpho_blue":
                 cfg = self._venue_config(planned.venue)
-                assert cfg.morpho is not None
+                assert isinstance(cfg, MorphoBlueConfig)
                 assert planned.market_key is not None
                 target, market = cfg.morpho, self._market_params(rpc, cfg.morpho, planned.market_key)
             else:
@@ -548,7 +549,7 @@ class Keeper:
                 decoders.append((venue.name, venue.target, start, aave))
             elif planned.protocol == "morpho_blue":
                 cfg = self._venue_config(planned.venue)
-                assert cfg.morpho is not None
+                assert isinstance(cfg, MorphoBlueConfig)
                 assert planned.market_key is not None
                 market_id = bytes.fromhex(planned.market_key[2:])
                 params = self._market_params(rpc, cfg.morpho, planned.market_key)

@@ -153,7 +153,7 @@ class DydxSnapshot(Frozen):
         raise InvalidInputError(f"subaccount {address}/{n} is not in this snapshot")
 
     def health_inputs(self, account: str, *, price: Literal["implied", "market"] = "implied") -> dict[str, Any]:
-        """The keyword arguments of ``riskcore.health.perp.DydxFigures`` for ``account``.
+        """The keyword arguments of ``riskcore.venues.dydx_v4.health.DydxFigures`` for ``account``.
 
         ``price="implied"`` values each position at the oracle price the indexer used for this very answer
         (recovered from its ``unrealizedPnl``), so the check against the indexer's equity is exact;

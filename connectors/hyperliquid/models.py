@@ -173,7 +173,7 @@ class HyperliquidSnapshot(Frozen):
         raise InvalidInputError(f"wallet {want} is not in this snapshot")
 
     def health_inputs(self, wallet: str) -> dict[str, Any]:
-        """The keyword arguments of ``riskcore.health.perp.HyperliquidFigures`` for ``wallet``.
+        """The keyword arguments of ``riskcore.venues.hyperliquid.health.HyperliquidFigures`` for ``wallet``.
 
         Decimals become floats here (and only here). Tier tables are padded to a common width with
         ``+inf`` lower bounds (and ``nan`` leverage).

@@ -6,7 +6,7 @@ they return the struct's members as separate outputs (6, 5 and 3 words). A marke
 
 The share conversions (``SharesMathLib``) and the accrual (``Morpho._accrueInterest`` with
 ``MathLib.wTaylorCompounded``) are repeated here so the connector can report a position's assets as the
-protocol counts them at the snapshot's block. ``riskcore.health.morpho`` holds the same math for the risk
+protocol counts them at the snapshot's block. ``riskcore.venues.morpho_blue.health`` holds the same math for the risk
 engine; connectors may not import riskcore, so the two are pinned equal by a test
 (``tests/connectors/test_morpho_decode.py``).
 """
@@ -168,7 +168,7 @@ def decode_position(value: Sequence[Any]) -> PositionRaw:
     return PositionRaw(supply, borrow, coll)
 
 
-# --- the protocol's math (same as riskcore.health.morpho; pinned equal by a test) ---------------------
+# --- the protocol's math (same as riskcore.venues.morpho_blue.health; pinned equal by a test) ---------------------
 def to_shares_down(assets: int, total_assets: int, total_shares: int) -> int:
     return assets * (total_shares + VIRTUAL_SHARES) // (total_assets + VIRTUAL_ASSETS)
 

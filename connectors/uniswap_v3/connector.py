@@ -16,7 +16,7 @@ in the same round as the tokens. A deployment without an init code hash asks ``f
 the computed address, or ``getPool`` answering the zero address — fails the read with a
 :class:`~connectors.errors.DecodeError` naming the token id, its tokens and fee.
 
-The snapshot keeps the raw integers; ``riskcore.lp.uniswap_v3.position_amounts`` computes from them what
+The snapshot keeps the raw integers; ``riskcore.venues.uniswap_v3.position.position_amounts`` computes from them what
 ``decreaseLiquidity`` (full liquidity) and ``collect`` would return at the block.
 """
 

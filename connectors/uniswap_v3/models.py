@@ -1,7 +1,7 @@
 """Typed boundary models of the Uniswap v3 connector.
 
 Every on-chain integer stays an ``int`` as the contracts store it (``*_x96`` Q64.96, ``*_x128`` Q128.128 fee
-growth, raw token units for ``tokens_owed*``); ``riskcore.lp.uniswap_v3`` turns them into amounts, fees and
+growth, raw token units for ``tokens_owed*``); ``riskcore.venues.uniswap_v3.position`` turns them into amounts, fees and
 exposure.
 """
 

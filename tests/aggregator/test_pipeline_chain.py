@@ -8,10 +8,11 @@ import pytest
 import sqlalchemy as sa
 
 import devnet
-from aggregator.config import ChainConfig, Settings, VenueConfig
+from aggregator.config import ChainConfig, Settings
 from aggregator.devnet_cli import devnet_settings as all_venues
 from aggregator.pipeline import sync_once
 from aggregator.render import health_document
+from aggregator.venues.aave_v3 import AaveV3Config
 from db.rows import SyncStatus
 from db.store import Store
 
@@ -123,7 +124,7 @@ def test_wallet_without_aave_position_has_no_debt_and_null_health(chain: devnet.
 
 def test_one_failing_venue_does_not_block_the_other(chain: devnet.DevnetInfo, store: Store) -> None:
     good = devnet_settings(chain)
-    broken = VenueConfig(name="broken_fork", type="aave_v3", chain="devnet",
+    broken = AaveV3Config(name="broken_fork", type="aave_v3", chain="devnet",
                          pool_addresses_provider=chain.token("DAI"))  # an ERC-20, not a provider
     settings = good.model_copy(update={"venues": (*good.venues, broken)})
     report = sync_once(settings, store)
@@ -144,7 +145,7 @@ def test_one_failing_venue_does_not_block_the_other(chain: devnet.DevnetInfo, st
 def test_unreachable_node_writes_no_data_but_records_the_failed_attempt(store: Store) -> None:
     settings = Settings(
         chains=(ChainConfig(name="down", chain_id=31337, rpc_url="http://127.0.0.1:9", timeout_s=0.5, max_retries=1),),
-        venues=(VenueConfig(name="aave_v3", type="aave_v3", chain="down",
+        venues=(AaveV3Config(name="aave_v3", type="aave_v3", chain="down",
                             pool_addresses_provider="0x" + "11" * 20),),
     )
     before = _counts(store)
@@ -248,7 +249,7 @@ def test_a_hung_node_times_out_with_a_clear_error_and_writes_nothing(store: Stor
         settings = Settings(
             chains=(ChainConfig(name="hung", chain_id=31337, rpc_url=f"http://127.0.0.1:{node.port}/key-abc123",
                                 timeout_s=0.3, max_retries=1),),
-            venues=(VenueConfig(name="aave_v3", type="aave_v3", chain="hung",
+            venues=(AaveV3Config(name="aave_v3", type="aave_v3", chain="hung",
                                 pool_addresses_provider="0x" + "22" * 20),),
         )
         before = _counts(store)
@@ -345,7 +346,7 @@ def test_a_venue_whose_numbers_overflow_is_stale_and_the_others_are_stored(
     chain: devnet.DevnetInfo, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An ArithmeticError from a venue's evaluation (numbers out of range) costs that venue only."""
-    from aggregator.venues import morpho
+    from aggregator.venues.morpho_blue import sync as morpho
 
     def overflow(*_args: object, **_kwargs: object) -> None:
         raise OverflowError("int too large to convert to float (injected)")

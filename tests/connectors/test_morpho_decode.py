@@ -19,7 +19,7 @@ from connectors.morpho_blue.deployments import (
     MorphoDeployment,
     get_deployment,
 )
-from riskcore.health import morpho as rk
+from riskcore.venues.morpho_blue import health as rk
 
 U128 = 2**128 - 1
 

@@ -1,5 +1,5 @@
 """The Uniswap v3 connector end to end against a scripted node (no chain): read plan, decoding, errors, and the
-snapshot feeding ``riskcore.lp.uniswap_v3``."""
+snapshot feeding ``riskcore.venues.uniswap_v3.position``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from connectors.uniswap_v3.deployments import (
     get_deployment,
 )
 from connectors.uniswap_v3.models import UniswapSnapshot
-from riskcore.lp.uniswap_v3 import (
+from riskcore.venues.uniswap_v3.position import (
     Q128,
     PoolPositionParams,
     TickFeeGrowth,

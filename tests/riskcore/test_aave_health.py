@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from riskcore.fixedpoint import percent_mul, ray_mul, wad_div
-from riskcore.health.aave import (
+from riskcore.units import RAY, UINT256_MAX, WAD
+from riskcore.venues.aave_v3.health import (
     AaveEMode,
     AaveReserveParams,
     AaveUserBalance,
     account_data,
     health_factor,
 )
-from riskcore.units import RAY, UINT256_MAX, WAD
 
 WETH = AaveReserveParams(0, 18, 8_000, 8_250, 1, 4_000 * 10**8, RAY, RAY)
 DAI = AaveReserveParams(1, 18, 7_500, 8_000, 0, 1 * 10**8, RAY, RAY)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from riskcore.book import AaveAccountSpec, Book, LpSpec, PerpAccountSpec, WalletSpec
-from riskcore.lp.uniswap_v3 import amounts_float
+from riskcore.clmm import amounts_float
 
 
 def test_lp_legs_go_to_their_own_factors_and_everything_sums_to_the_position_values() -> None:

@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from riskcore import perp as perp_health
 from riskcore.book import AaveAccountSpec, Book, Kind, LpSpec, MorphoMarketSpec, PerpAccountSpec, SpotSpec, WalletSpec
-from riskcore.health import morpho as morpho_health
-from riskcore.health import perp as perp_health
 from riskcore.margin import (
     aave_liquidation,
     assess,
@@ -24,6 +23,7 @@ from riskcore.margin import (
     uniform_move,
 )
 from riskcore.reference import SyntheticScenarios, revalue_reference, synthetic_book, synthetic_scenarios
+from riskcore.venues.morpho_blue import health as morpho_health
 
 PRICES = {"ETH": 2000.0, "USDC": 1.0}
 

@@ -12,26 +12,25 @@ from connectors.dydx_v4.decode import decode_perpetual_markets, decode_subaccoun
 from connectors.dydx_v4.models import DydxSnapshot
 from connectors.hyperliquid.decode import decode_clearinghouse_state, decode_meta_and_asset_ctxs
 from connectors.hyperliquid.models import HyperliquidSnapshot
-from riskcore.health.perp import (
-    DydxFigures,
-    HyperliquidFigures,
+from riskcore.perp import (
     PerpBook,
     VenueDisagreementError,
     account_equity,
     account_maintenance,
     check_against_venue,
-    check_dydx,
-    check_hyperliquid,
-    dydx_health,
-    dydx_initial_margin_fraction,
     free_collateral,
-    hyperliquid_health,
-    hyperliquid_tier_mmr,
     liquidatable,
     liquidation_price,
     maintenance_margin,
     margin_health,
     tier_deductions,
+)
+from riskcore.venues.dydx_v4.health import DydxFigures, check_dydx, dydx_health, dydx_initial_margin_fraction
+from riskcore.venues.hyperliquid.health import (
+    HyperliquidFigures,
+    check_hyperliquid,
+    hyperliquid_health,
+    hyperliquid_tier_mmr,
 )
 
 PAYLOADS = Path(__file__).parents[1] / "connectors" / "payloads"
@@ -255,7 +254,7 @@ def test_check_against_venue_treats_nan_as_none() -> None:
 
 
 def test_an_account_without_positions_is_healthy_and_agrees_with_the_venue() -> None:
-    from riskcore.health.perp import HyperliquidFigures, check_hyperliquid, hyperliquid_health
+    from riskcore.venues.hyperliquid.health import HyperliquidFigures, check_hyperliquid, hyperliquid_health
 
     empty = np.zeros(0)
     fig = HyperliquidFigures(

@@ -3,7 +3,8 @@
 Units (:mod:`riskcore.units`, :mod:`riskcore.fixedpoint`): conversions are correctly rounded, exact on whole
 numbers, monotone, round-trip within one unit in the last place; raw amounts are ``int`` and nothing else.
 
-Health (:mod:`riskcore.health`): for Aave, Morpho and perps — more collateral never lowers health, more debt never
+Health (:mod:`riskcore.venues`, :mod:`riskcore.perp`): for Aave, Morpho and perps — more collateral never lowers
+health, more debt never
 raises it, a higher collateral price never lowers it, scaling every amount leaves it unchanged, and "health < 1"
 is exactly the module's own liquidation predicate. Each "within rounding" below is a bound derived from the
 integer path's own roundings (written next to it), never a free tolerance. The Aave integer path is compared with
@@ -27,29 +28,17 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from riskcore.fixedpoint import mul_div_down, mul_div_up, percent_mul, ray_div, ray_mul, wad_div, wad_mul
-from riskcore.health.aave import AaveAccountData, AaveEMode, AaveReserveParams, AaveUserBalance, account_data
-from riskcore.health.aave import health_factor as aave_health_factor
-from riskcore.health.morpho import (
-    MorphoMarketState,
-    is_healthy,
-    position_health,
-)
-from riskcore.health.morpho import health_factor as morpho_health_factor
-from riskcore.health.morpho import health_factor_raw as morpho_health_factor_raw
-from riskcore.health.morpho import liquidation_price as morpho_liquidation_price
-from riskcore.health.perp import (
-    DydxFigures,
+from riskcore.margin import aave_liquidation, morpho_liquidation
+from riskcore.perp import (
     PerpBook,
     account_equity,
     account_maintenance,
-    dydx_health,
     liquidatable,
     liquidation_price,
     maintenance_margin,
     margin_health,
     tier_deductions,
 )
-from riskcore.margin import aave_liquidation, morpho_liquidation
 from riskcore.units import (
     BPS,
     E8,
@@ -65,6 +54,17 @@ from riskcore.units import (
     to_raw,
     wad_to_float,
 )
+from riskcore.venues.aave_v3.health import AaveAccountData, AaveEMode, AaveReserveParams, AaveUserBalance, account_data
+from riskcore.venues.aave_v3.health import health_factor as aave_health_factor
+from riskcore.venues.dydx_v4.health import DydxFigures, dydx_health
+from riskcore.venues.morpho_blue.health import (
+    MorphoMarketState,
+    is_healthy,
+    position_health,
+)
+from riskcore.venues.morpho_blue.health import health_factor as morpho_health_factor
+from riskcore.venues.morpho_blue.health import health_factor_raw as morpho_health_factor_raw
+from riskcore.venues.morpho_blue.health import liquidation_price as morpho_liquidation_price
 
 PROPS = settings(max_examples=200, deadline=None, derandomize=True)
 FEW = settings(max_examples=200, deadline=None, derandomize=True)  # the costlier strategies (books of accounts)

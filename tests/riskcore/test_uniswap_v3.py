@@ -9,12 +9,20 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from riskcore.lp.uniswap_v3 import (
+from riskcore.clmm import (
+    Q96,
+    amounts_float,
+    human_price,
+    lp_greeks,
+    lp_usd_greeks,
+    sqrt_price_float,
+    value_under_price_multipliers,
+)
+from riskcore.venues.uniswap_v3.position import (
     MAX_SQRT_RATIO,
     MAX_TICK,
     MIN_SQRT_RATIO,
     MIN_TICK,
-    Q96,
     Q128,
     UINT128_MAX,
     UINT256_MAX,
@@ -23,7 +31,6 @@ from riskcore.lp.uniswap_v3 import (
     UniswapV3PoolParams,
     UniswapV3PositionParams,
     accrue_fees,
-    amounts_float,
     amounts_for_burn,
     fee_growth_inside,
     get_amount0_delta,
@@ -31,15 +38,10 @@ from riskcore.lp.uniswap_v3 import (
     get_amounts_for_liquidity,
     get_sqrt_ratio_at_tick,
     get_tick_at_sqrt_ratio,
-    human_price,
-    lp_greeks,
-    lp_usd_greeks,
     mul_div,
     mul_div_rounding_up,
     position_amounts,
     position_value_usd,
-    sqrt_price_float,
-    value_under_price_multipliers,
 )
 
 # Published values of TickMath.getSqrtRatioAtTick (v3-core's TickMath tests and their ports).

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskcore.fixedpoint import ray_div, ray_mul
-from riskcore.health.aave import AaveEMode, AaveReserveParams, AaveUserBalance
-from riskcore.health.morpho import MorphoMarketState, borrowed_assets, to_shares_down, to_shares_up
 from riskcore.units import RAY, UINT256_MAX, WAD
+from riskcore.venues.aave_v3.health import AaveEMode, AaveReserveParams, AaveUserBalance
+from riskcore.venues.morpho_blue.health import MorphoMarketState, borrowed_assets, to_shares_down, to_shares_up
 from riskcore.whatif import (
     AaveReserveFlags,
     AaveWallet,

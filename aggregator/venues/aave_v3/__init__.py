@@ -1,1 +1,59 @@
-"""The aave_v3 venue's plugin (see :mod:`connectors.registry` for the layout)."""
+"""Aave v3 (and forks such as Spark): the venue's plugin — its ``[[venues]]`` table and how it is read."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import model_validator
+
+from aggregator.config import VenueConfig
+from aggregator.venues.plugin import ChainLink, OnchainVenue, PluginBase
+from connectors.types import Address
+
+__all__ = ["PLUGIN", "AaveV3Config", "AaveV3Plugin"]
+
+
+class AaveV3Config(VenueConfig):
+    """``type = "aave_v3"``: ``deployment`` (a shipped one) or ``pool_addresses_provider``."""
+
+    type: Literal["aave_v3"]
+    deployment: str | None = None
+    pool_addresses_provider: Address | None = None
+
+    @model_validator(mode="after")
+    def _one_market_source(self) -> AaveV3Config:
+        if (self.deployment is None) == (self.pool_addresses_provider is None):
+            raise ValueError("give exactly one of deployment, pool_addresses_provider")
+        return self
+
+
+class AaveV3Plugin(PluginBase):
+    venue_type = "aave_v3"
+    config_model = AaveV3Config
+
+    def open_onchain(self, cfg: VenueConfig, link: ChainLink) -> OnchainVenue:
+        from aggregator.venues.aave_v3 import sync
+        from connectors.aave_v3.connector import AaveV3Connector
+        from connectors.aave_v3.deployments import AaveDeployment, get_deployment
+
+        own: AaveV3Config = self.config(cfg)
+        if own.deployment is not None:
+            deployment = get_deployment(own.deployment)
+        else:
+            assert own.pool_addresses_provider is not None
+            deployment = AaveDeployment(name=own.name, chain_id=link.chain.chain_id,
+                                        pool_addresses_provider=own.pool_addresses_provider)
+        connector = AaveV3Connector(link.rpc, deployment, link.multicall)
+        return OnchainVenue(own, connector, lambda snapshot, _prices: sync.evaluate(snapshot, own.name),
+                            price_source=True)
+
+    def env_venue(self, chain: str) -> dict[str, object] | None:
+        """``XMARGIN_AAVE_V3_PROVIDER``: one Aave market by its PoolAddressesProvider, without a file."""
+        provider = os.environ.get("XMARGIN_AAVE_V3_PROVIDER")
+        if not provider:
+            return None
+        return {"name": "aave_v3", "type": "aave_v3", "chain": chain, "pool_addresses_provider": provider}
+
+
+PLUGIN = AaveV3Plugin()

@@ -1,1 +1,47 @@
-"""The dydx_v4 venue's plugin (see :mod:`connectors.registry` for the layout)."""
+"""dYdX v4: the venue's plugin — its ``[[venues]]`` table and how it is read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from aggregator.config import VenueConfig
+from aggregator.venues.plugin import OffchainVenue, PluginBase
+
+__all__ = ["PLUGIN", "DydxV4Config", "DydxV4Plugin"]
+
+
+class DydxV4Config(VenueConfig):
+    """``type = "dydx_v4"``: ``base_url`` (the indexer) and ``accounts`` (EVM wallet → ``dydx1…`` address)."""
+
+    type: Literal["dydx_v4"]
+    base_url: str
+    accounts: dict[str, str] = Field(default_factory=dict)
+
+
+class DydxV4Plugin(PluginBase):
+    venue_type = "dydx_v4"
+    config_model = DydxV4Config
+
+    def open_offchain(self, cfg: VenueConfig) -> OffchainVenue:
+        from aggregator.venues.dydx_v4 import sync
+        from connectors.dydx_v4.connector import DydxConnector
+        from connectors.types import checksum
+
+        own: DydxV4Config = self.config(cfg)
+        connector = DydxConnector(own.base_url, timeout_s=own.timeout_s)
+        accounts = {checksum(wallet): account for wallet, account in own.accounts.items()}
+        wallets_by_account = {account.split("/")[0]: wallet for wallet, account in accounts.items()}
+
+        def read(wallets: Sequence[str]) -> Any:
+            return connector.read_accounts([accounts[w] for w in wallets if w in accounts])
+
+        return OffchainVenue(own, read=read,
+                             evaluate=lambda snapshot, block: sync.evaluate(snapshot, own.name, block,
+                                                                            wallets_by_account),
+                             close=connector.close)
+
+
+PLUGIN = DydxV4Plugin()

@@ -1,1 +1,35 @@
-"""The hyperliquid venue's plugin (see :mod:`connectors.registry` for the layout)."""
+"""Hyperliquid: the venue's plugin — its ``[[venues]]`` table and how it is read."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aggregator.config import VenueConfig
+from aggregator.venues.plugin import OffchainVenue, PluginBase
+
+__all__ = ["PLUGIN", "HyperliquidConfig", "HyperliquidPlugin"]
+
+
+class HyperliquidConfig(VenueConfig):
+    """``type = "hyperliquid"``: ``base_url`` (the API root that serves ``/info``)."""
+
+    type: Literal["hyperliquid"]
+    base_url: str
+
+
+class HyperliquidPlugin(PluginBase):
+    venue_type = "hyperliquid"
+    config_model = HyperliquidConfig
+
+    def open_offchain(self, cfg: VenueConfig) -> OffchainVenue:
+        from aggregator.venues.hyperliquid import sync
+        from connectors.hyperliquid.connector import HyperliquidConnector
+
+        own: HyperliquidConfig = self.config(cfg)
+        connector = HyperliquidConnector(own.base_url, timeout_s=own.timeout_s)
+        return OffchainVenue(own, read=connector.read_accounts,
+                             evaluate=lambda snapshot, block: sync.evaluate(snapshot, own.name, block),
+                             close=connector.close)
+
+
+PLUGIN = HyperliquidPlugin()

@@ -1,1 +1,21 @@
-"""The aave_v3 venue's own rules, pure (see :mod:`connectors.registry` for the layout)."""
+"""Aave v3's own rules: health factor and what feeds it, exactly as the Pool computes them."""
+
+from __future__ import annotations
+
+from riskcore.venues.aave_v3.health import (
+    AaveAccountData,
+    AaveEMode,
+    AaveReserveParams,
+    AaveUserBalance,
+    account_data,
+    health_factor,
+)
+
+__all__ = [
+    "AaveAccountData",
+    "AaveEMode",
+    "AaveReserveParams",
+    "AaveUserBalance",
+    "account_data",
+    "health_factor",
+]

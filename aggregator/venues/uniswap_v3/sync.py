@@ -12,17 +12,17 @@ from collections.abc import Mapping
 
 from aggregator.views import PositionView, VenueHealth, VenueReading
 from connectors.uniswap_v3.models import LpPosition, PoolState, UniswapSnapshot
-from riskcore.lp.uniswap_v3 import (
+from riskcore.clmm import lp_usd_greeks
+from riskcore.units import from_raw
+from riskcore.venues.uniswap_v3.position import (
     PoolPositionParams,
     PositionAmounts,
     TickFeeGrowth,
     UniswapV3PoolParams,
     UniswapV3PositionParams,
     get_sqrt_ratio_at_tick,
-    lp_usd_greeks,
     position_amounts,
 )
-from riskcore.units import from_raw
 
 __all__ = ["evaluate", "exact_amounts"]
 

@@ -18,8 +18,8 @@ from connectors.aave_v3.models import (
 )
 from connectors.types import BlockRef
 from riskcore.fixedpoint import ray_div, ray_mul
-from riskcore.health.aave import AaveAccountData, AaveEMode, AaveReserveParams, AaveUserBalance, account_data
 from riskcore.units import UINT256_MAX, WAD, bps_to_fraction, from_raw
+from riskcore.venues.aave_v3.health import AaveAccountData, AaveEMode, AaveReserveParams, AaveUserBalance, account_data
 
 __all__ = ["account_state", "evaluate", "market_params", "max_withdraw_raw", "prices", "reserve_state"]
 

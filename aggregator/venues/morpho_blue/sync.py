@@ -14,8 +14,8 @@ from aggregator.venues.limits import largest_passing
 from aggregator.views import PositionView, VenueHealth, VenueReading
 from connectors.morpho_blue.models import MorphoMarket, MorphoSnapshot
 from connectors.types import BlockRef
-from riskcore.health.morpho import MorphoMarketState, is_healthy, position_health
 from riskcore.units import WAD, from_raw
+from riskcore.venues.morpho_blue.health import MorphoMarketState, is_healthy, position_health
 
 __all__ = ["evaluate", "market_state", "max_withdraw_collateral_raw"]
 

@@ -1,8 +1,8 @@
-"""Perpetual-futures margin: maintenance requirement, margin health, liquidation price; Hyperliquid and dYdX v4.
+"""Perpetual-futures margin, as every perp venue computes it: maintenance requirement, margin health,
+liquidation price.
 
-One model serves both venues. A *margin account* (a Hyperliquid cross account, one isolated Hyperliquid
-position, a dYdX subaccount) holds positions of signed size ``s_i`` (base units; < 0 is short) marked at
-``P_i`` (USD), and a cash balance ``cash`` (USD) such that::
+A *margin account* (a cross account, one isolated position, a subaccount) holds positions of signed size
+``s_i`` (base units; < 0 is short) marked at ``P_i`` (USD), and a cash balance ``cash`` (USD) such that::
 
     equity            = cash + Σ s_i × P_i                       (USD)
     maintenance       = Σ mm_i(|s_i| × P_i)                      (USD)
@@ -10,29 +10,14 @@ position, a dYdX subaccount) holds positions of signed size ``s_i`` (base units;
     margin health     = equity / maintenance                      (∞ without positions)
     liquidatable  iff   equity < maintenance
 
-The venues' own rules, as their sources state them:
-
-* **Hyperliquid** (docs, *Margining*, *Margin tiers*, *Liquidations*): cash is ``totalRawUsd`` (cross) or the
-  isolated position's ``leverage.rawUsd``; ``P`` is the mark price; ``mmr_t = 1 / (2 × maxLeverage_t)``;
-  ``deduction_0 = 0``, ``deduction_t = deduction_{t-1} + lowerBound_t × (mmr_t − mmr_{t-1})`` so the
-  requirement is continuous in the notional. Liquidation price:
-  ``liq = P − side × (equity − maintenance) / |s| / (1 − side × mmr)`` (the docs' formula; solved here per tier).
-* **dYdX v4** (``v4-chain``: ``x/perpetuals/types/liquidity_tier.go``, indexer ``comlink/src/lib/helpers.ts``):
-  cash is the signed USDC asset position; ``P`` is the oracle price; a single tier with
-  ``mmr = maintenanceMarginFraction`` (= base IMF × maintenance fraction, as the indexer reports it).
-  Initial margin: the effective IMF rises linearly from the base IMF to 1 between the liquidity tier's
-  open-interest lower and upper caps (:func:`dydx_initial_margin_fraction`); the indexer's ``freeCollateral``
-  is ``equity − Σ |s × P| × base IMF`` (it does not scale with open interest).
+A venue's own rule (what its cash and mark are, its tier table, its rounding) lives in its module
+``riskcore/venues/<venue>/``, which builds a :class:`PerpBook` and checks its recomputed figures against the
+ones the venue reports (:func:`check_against_venue`, :class:`VenueCheck`).
 
 The liquidation price of a position holds the account's other positions and cash fixed and solves
 ``equity(P) = maintenance(P)`` for its own mark ``P``. Both sides are linear in ``P`` within a tier, and
 ``equity − maintenance`` is strictly monotone in ``P`` (mmr < 1), so there is exactly one root; it is ``nan``
 when it is not a positive price (a long that no price can liquidate).
-
-The venues report these figures themselves; :func:`check_hyperliquid` and :func:`check_dydx` recompute them
-from the decoded positions and return every disagreement beyond a tolerance derived from the venue's
-rounding (:class:`VenueCheck`; :meth:`VenueCheck.raise_for_disagreement` raises
-:class:`VenueDisagreementError`).
 """
 
 from __future__ import annotations
@@ -44,8 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "DydxFigures",
-    "HyperliquidFigures",
+    "FLOAT_RTOL",
     "PerpBook",
     "PerpHealth",
     "VenueCheck",
@@ -53,27 +37,21 @@ __all__ = [
     "VenueDiscrepancy",
     "account_equity",
     "account_maintenance",
+    "book_health",
     "check_against_venue",
-    "check_dydx",
-    "check_hyperliquid",
-    "dydx_health",
-    "dydx_initial_margin_fraction",
     "free_collateral",
-    "hyperliquid_health",
-    "hyperliquid_tier_mmr",
     "liquidatable",
     "liquidation_price",
     "maintenance_margin",
     "margin_health",
+    "position_maintenance",
     "tier_deductions",
+    "tier_index",
 ]
 
 F64 = npt.NDArray[np.float64]
 
-HYPERLIQUID_USD_QUANTUM = 1e-6
-"""Hyperliquid prints USD amounts with 6 decimals (USDC's own precision)."""
-
-_FLOAT_RTOL = 1e-12
+FLOAT_RTOL = 1e-12
 """Relative slack for float64 sums of decimal inputs (many orders above binary64's 1.1e-16)."""
 
 
@@ -88,24 +66,6 @@ def _as_tiers(tier_lower_usd: npt.ArrayLike, tier_mmr: npt.ArrayLike, n: int) ->
     if lower.shape != mmr.shape or lower.ndim != 2 or lower.shape[0] != n:
         raise ValueError(f"tier tables must be of shape ({n}, n_tiers); got {lower.shape} and {mmr.shape}")
     return lower, mmr
-
-
-def hyperliquid_tier_mmr(tier_max_leverage: npt.ArrayLike) -> F64:
-    """Hyperliquid's maintenance margin rate of each tier: ``1 / (2 × maxLeverage)``.
-
-    Parameters
-    ----------
-    tier_max_leverage : array_like of shape (..., n_tiers)
-        Max leverage of each tier (``nan`` for padding).
-
-    Returns
-    -------
-    ndarray of the same shape
-        Rates as fractions (0.0125 at 40×).
-    """
-    lev = np.asarray(tier_max_leverage, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(1.0 / (2.0 * lev), dtype=np.float64)
 
 
 def tier_deductions(tier_lower_usd: npt.ArrayLike, tier_mmr: npt.ArrayLike) -> F64:
@@ -133,7 +93,7 @@ def tier_deductions(tier_lower_usd: npt.ArrayLike, tier_mmr: npt.ArrayLike) -> F
     return np.asarray(np.cumsum(step, axis=-1), dtype=np.float64)
 
 
-def _tier_index(notional_usd: F64, lower: F64) -> npt.NDArray[np.intp]:
+def tier_index(notional_usd: F64, lower: F64) -> npt.NDArray[np.intp]:
     idx = (lower <= notional_usd[:, None]).sum(axis=1) - 1
     return np.asarray(np.clip(idx, 0, lower.shape[1] - 1), dtype=np.intp)
 
@@ -158,7 +118,7 @@ def maintenance_margin(notional_usd: npt.ArrayLike, tier_lower_usd: npt.ArrayLik
     notional = np.asarray(notional_usd, dtype=np.float64).reshape(-1)
     lower, mmr = _as_tiers(tier_lower_usd, tier_mmr, notional.shape[0])
     ded = tier_deductions(lower, mmr)
-    t = _tier_index(notional, lower)[:, None]
+    t = tier_index(notional, lower)[:, None]
     rate = np.take_along_axis(mmr, t, axis=1)[:, 0]
     d = np.take_along_axis(ded, t, axis=1)[:, 0]
     return np.asarray(notional * rate - d, dtype=np.float64)
@@ -237,13 +197,13 @@ def account_equity(book: PerpBook) -> F64:
     return np.asarray(book.cash_usd + _per_account(book, book.size * book.mark_usd), dtype=np.float64)
 
 
-def _position_maintenance(book: PerpBook) -> F64:
+def position_maintenance(book: PerpBook) -> F64:
     return maintenance_margin(np.abs(book.size) * book.mark_usd, book.tier_lower_usd, book.tier_mmr)
 
 
 def account_maintenance(book: PerpBook) -> F64:
     """Maintenance requirement of each account: Σ of its positions' maintenance margins, USD, shape (k,)."""
-    return _per_account(book, _position_maintenance(book))
+    return _per_account(book, position_maintenance(book))
 
 
 def margin_health(equity_usd: npt.ArrayLike, maintenance_usd: npt.ArrayLike) -> F64:
@@ -291,7 +251,7 @@ def liquidation_price(book: PerpBook) -> F64:
     if n == 0:
         return np.zeros(0, dtype=np.float64)
     e = account_equity(book)[book.account]
-    mm = _position_maintenance(book)
+    mm = position_maintenance(book)
     m_others = _per_account(book, mm)[book.account] - mm
     lower, mmr = book.tier_lower_usd, book.tier_mmr
     ded = tier_deductions(lower, mmr)
@@ -314,40 +274,6 @@ def liquidation_price(book: PerpBook) -> F64:
     first = np.argmax(valid, axis=1)
     out = np.take_along_axis(p, first[:, None], axis=1)[:, 0]
     return np.asarray(np.where(valid.any(axis=1), out, np.nan), dtype=np.float64)
-
-
-def dydx_initial_margin_fraction(
-    base_imf: npt.ArrayLike,
-    open_notional_usd: npt.ArrayLike,
-    lower_cap_usd: npt.ArrayLike,
-    upper_cap_usd: npt.ArrayLike,
-) -> F64:
-    """dYdX v4 effective initial margin fraction (``LiquidityTier.GetInitialMarginQuoteQuantums``).
-
-    Parameters
-    ----------
-    base_imf : array_like of shape (n,)
-        The liquidity tier's initial margin fraction (indexer ``initialMarginFraction``).
-    open_notional_usd : array_like of shape (n,)
-        Market open interest × oracle price, USD.
-    lower_cap_usd, upper_cap_usd : array_like of shape (n,)
-        The tier's open-interest caps, USD; an upper cap of 0 disables the scaling.
-
-    Returns
-    -------
-    ndarray of shape (n,)
-        ``min(base + max(0, (oi − lower) / (upper − lower)) × (1 − base), 1)``; ``base`` when the upper cap is
-        0 or ``oi ≤ lower``; 1 when ``oi ≥ upper``.
-    """
-    base = np.asarray(base_imf, dtype=np.float64)
-    oi = np.asarray(open_notional_usd, dtype=np.float64)
-    lo = np.asarray(lower_cap_usd, dtype=np.float64)
-    hi = np.asarray(upper_cap_usd, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = (oi - lo) / (hi - lo)
-    scaled = np.minimum(base + np.maximum(scale, 0.0) * (1.0 - base), 1.0)
-    out = np.where(hi == 0, base, np.where(oi >= hi, 1.0, np.where(oi <= lo, base, scaled)))
-    return np.asarray(out, dtype=np.float64)
 
 
 def free_collateral(book: PerpBook, initial_margin_fraction: npt.ArrayLike) -> F64:
@@ -387,7 +313,7 @@ class PerpHealth:
         return bool(self.liquidatable.any())
 
 
-def _health(book: PerpBook, account_labels: tuple[str, ...], position_labels: tuple[str, ...]) -> PerpHealth:
+def book_health(book: PerpBook, account_labels: tuple[str, ...], position_labels: tuple[str, ...]) -> PerpHealth:
     eq = account_equity(book)
     mm = account_maintenance(book)
     return PerpHealth(
@@ -493,204 +419,3 @@ def check_against_venue(
 
 
 # --- Hyperliquid -------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class HyperliquidFigures:
-    """One Hyperliquid account as floats: its positions and what the venue reports about them.
-
-    Built by the connector's ``HyperliquidSnapshot.health_inputs(wallet)``. Shapes: (n,) per position,
-    (n, n_tiers) for tier tables (padding: lower ``inf``, leverage ``nan``).
-    """
-
-    wallet: str
-    coin: tuple[str, ...]
-    szi: F64
-    """Signed size, base units."""
-    position_value_usd: F64
-    """``|szi| × mark``, as reported (the mark is recovered from it)."""
-    entry_px: F64
-    is_cross: npt.NDArray[np.bool_]
-    isolated_raw_usd: F64
-    """``leverage.rawUsd`` of isolated positions (``nan`` for cross)."""
-    tier_lower_usd: F64
-    tier_max_leverage: F64
-    cross_raw_usd: float
-    """``crossMarginSummary.totalRawUsd``."""
-    reported_cross_account_value_usd: float
-    reported_cross_maintenance_usd: float
-    reported_liquidation_px: F64
-    """``nan`` where the venue reports null."""
-    reported_margin_used_usd: F64
-    reported_unrealized_pnl_usd: F64
-
-
-def _per_position_table(values: npt.ArrayLike, n: int) -> F64:
-    """``values`` as shape (n, n_tiers); an account without positions has an empty (0, 1) table."""
-    arr = np.asarray(values, dtype=np.float64)
-    return arr.reshape(n, -1) if n else np.zeros((0, 1))
-
-
-def _hyperliquid_book(fig: HyperliquidFigures, mark_usd: npt.ArrayLike | None) -> tuple[PerpBook, tuple[str, ...]]:
-    szi = np.asarray(fig.szi, dtype=np.float64)
-    n = szi.shape[0]
-    if mark_usd is None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mark = np.where(szi != 0, np.asarray(fig.position_value_usd, np.float64) / np.abs(szi), 0.0)
-    else:
-        mark = np.asarray(mark_usd, dtype=np.float64).reshape(-1)
-    is_cross = np.asarray(fig.is_cross, dtype=bool)
-    account = np.zeros(n, dtype=np.intp)
-    cash = [fig.cross_raw_usd]
-    labels = ["cross"]
-    for i in np.flatnonzero(~is_cross):
-        account[i] = len(cash)
-        cash.append(float(fig.isolated_raw_usd[i]))
-        labels.append(f"isolated:{fig.coin[i]}")
-    lower = _per_position_table(fig.tier_lower_usd, n)
-    mmr = hyperliquid_tier_mmr(_per_position_table(fig.tier_max_leverage, n))
-    return PerpBook.build(szi, mark, account, cash, lower, mmr), tuple(labels)
-
-
-def hyperliquid_health(fig: HyperliquidFigures, mark_usd: npt.ArrayLike | None = None) -> PerpHealth:
-    """Health of a Hyperliquid account (cross account first, then each isolated position).
-
-    Parameters
-    ----------
-    fig : HyperliquidFigures
-    mark_usd : array_like of shape (n,), optional
-        Marks to revalue at (USD); default: the marks implied by the reported ``positionValue``.
-    """
-    book, labels = _hyperliquid_book(fig, mark_usd)
-    return _health(book, labels, fig.coin)
-
-
-def check_hyperliquid(
-    fig: HyperliquidFigures, *, usd_quantum: float = HYPERLIQUID_USD_QUANTUM, rtol: float = 1e-7
-) -> VenueCheck:
-    """Recompute a Hyperliquid account's reported figures from its positions and compare.
-
-    Figures: ``crossMarginSummary.accountValue`` (= totalRawUsd + Σ szi × mark over cross positions),
-    ``crossMaintenanceMarginUsed``, and per position ``liquidationPx``, ``unrealizedPnl``
-    (= szi × (mark − entryPx)) and, for isolated positions, ``marginUsed`` (= rawUsd + szi × mark). The
-    mark is ``positionValue / |szi|`` of the same payload, so the check is internally consistent.
-
-    Tolerance (why): every USD input is printed rounded to ``usd_quantum`` (1e-6), so a figure built from
-    ``j`` rounded terms may be off by ``j × usd_quantum``; a liquidation price moves by
-    ``ΔUSD / (|szi| × (1 − side × mmr))`` per USD of rounding in equity or maintenance, so its tolerance is
-    that propagated bound; ``rtol`` (relative, prices only) covers the venue's own rounding of the printed
-    price. USD figures get no relative slack beyond float64 noise (1e-12).
-
-    Returns
-    -------
-    VenueCheck
-    """
-    book, _ = _hyperliquid_book(fig, None)
-    n = book.size.shape[0]
-    cross = np.asarray(fig.is_cross, dtype=bool)
-    n_cross = int(cross.sum())
-    eq = account_equity(book)
-    mm_pos = _position_maintenance(book)
-    liq = liquidation_price(book)
-    mark = book.mark_usd
-    fields: list[str] = ["crossMarginSummary.accountValue", "crossMaintenanceMarginUsed"]
-    computed: list[float] = [float(eq[0]), float(mm_pos[cross].sum())]
-    reported: list[float] = [fig.reported_cross_account_value_usd, fig.reported_cross_maintenance_usd]
-    tol: list[float] = [
-        (2 + n_cross) * usd_quantum + _FLOAT_RTOL * abs(fig.reported_cross_account_value_usd),
-        (1 + n_cross) * usd_quantum + _FLOAT_RTOL * abs(fig.reported_cross_maintenance_usd),
-    ]
-    # Current tier's mmr of each position, for the liquidation-price error bound.
-    notional = np.abs(book.size) * mark
-    t = _tier_index(notional, book.tier_lower_usd)[:, None]
-    rate = np.take_along_axis(book.tier_mmr, t, axis=1)[:, 0]
-    group_terms = np.bincount(book.account, minlength=book.n_accounts)[book.account]
-    for i in range(n):
-        coin = fig.coin[i]
-        size = abs(float(book.size[i]))
-        side = 1.0 if book.size[i] > 0 else -1.0
-        usd_terms = 2 + 2 * int(group_terms[i])
-        px_tol = usd_terms * usd_quantum / max(size * abs(1.0 - side * rate[i]), 1e-300)
-        reported_liq = float(fig.reported_liquidation_px[i])
-        fields.append(f"{coin}.liquidationPx")
-        computed.append(float(liq[i]))
-        reported.append(reported_liq)
-        tol.append(px_tol + rtol * (abs(reported_liq) if np.isfinite(reported_liq) else 0.0))
-        upnl = float(book.size[i] * (mark[i] - fig.entry_px[i]))
-        fields.append(f"{coin}.unrealizedPnl")
-        computed.append(upnl)
-        reported.append(float(fig.reported_unrealized_pnl_usd[i]))
-        tol.append(3 * usd_quantum + _FLOAT_RTOL * abs(upnl))
-        if not cross[i]:
-            fields.append(f"{coin}.marginUsed")
-            computed.append(float(eq[book.account[i]]))
-            reported.append(float(fig.reported_margin_used_usd[i]))
-            tol.append(3 * usd_quantum + _FLOAT_RTOL * abs(float(eq[book.account[i]])))
-    return check_against_venue(fields, computed, reported, tol, venue="hyperliquid", account=fig.wallet)
-
-
-# --- dYdX v4 -----------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class DydxFigures:
-    """One dYdX v4 subaccount as floats: its positions, the markets' margin fractions, what the indexer reports.
-
-    Built by the connector's ``DydxSnapshot.health_inputs(account)``. Shapes: (n,) per position.
-    """
-
-    account: str
-    market: tuple[str, ...]
-    size: F64
-    """Signed size, base units."""
-    oracle_usd: F64
-    """The oracle price the indexer valued the subaccount at (recovered from ``unrealizedPnl`` when it can be)."""
-    initial_margin_fraction: F64
-    maintenance_margin_fraction: F64
-    usdc_usd: float
-    """Signed USDC asset position (after unsettled funding, as the indexer reports it)."""
-    reported_equity_usd: float
-    reported_free_collateral_usd: float
-    open_notional_usd: F64 | None = None
-    """Market open interest × oracle, USD (for the effective IMF; optional)."""
-    oi_lower_cap_usd: F64 | None = None
-    oi_upper_cap_usd: F64 | None = None
-
-
-def _dydx_book(fig: DydxFigures, oracle_usd: npt.ArrayLike | None) -> PerpBook:
-    size = np.asarray(fig.size, dtype=np.float64)
-    price = fig.oracle_usd if oracle_usd is None else oracle_usd
-    return PerpBook.build(
-        size,
-        price,
-        np.zeros(size.shape[0], dtype=np.intp),
-        [fig.usdc_usd],
-        [0.0],
-        np.asarray(fig.maintenance_margin_fraction, dtype=np.float64),
-    )
-
-
-def dydx_health(fig: DydxFigures, oracle_usd: npt.ArrayLike | None = None) -> PerpHealth:
-    """Health of a dYdX subaccount (one cross account); ``oracle_usd`` (shape (n,)) revalues it."""
-    return _health(_dydx_book(fig, oracle_usd), (fig.account,), fig.market)
-
-
-def check_dydx(fig: DydxFigures, *, usd_quantum: float = 1e-6, rtol: float = 1e-9) -> VenueCheck:
-    """Recompute a subaccount's ``equity`` and ``freeCollateral`` as the indexer does and compare.
-
-    ``equity = USDC + Σ size × oracle``; ``freeCollateral = equity − Σ |size × oracle| × base IMF``
-    (``calculateEquityAndFreeCollateral`` in the indexer: base IMF, no open-interest scaling).
-
-    Tolerance (why): the indexer computes in exact decimals (big.js) from the same strings we decode, so the
-    only error is ours (float64, ``rtol``) and the recovery of the oracle price from ``unrealizedPnl``; a few
-    ``usd_quantum`` (1e-6, USDC's precision) absorb the latter.
-    """
-    book = _dydx_book(fig, None)
-    n = book.size.shape[0]
-    eq = float(account_equity(book)[0])
-    fc = float(free_collateral(book, fig.initial_margin_fraction)[0])
-    tol_eq = (1 + n) * usd_quantum + rtol * (abs(eq) + float(np.abs(book.size * book.mark_usd).sum()))
-    return check_against_venue(
-        ["equity", "freeCollateral"],
-        [eq, fc],
-        [fig.reported_equity_usd, fig.reported_free_collateral_usd],
-        [tol_eq, tol_eq * 2],
-        venue="dydx_v4",
-        account=fig.account,
-    )

@@ -1,0 +1,37 @@
+"""Morpho Blue's lines in the cross-venue risk book: one isolated account per market (collateral, debt, LLTV);
+supplying to a market is a held asset, never liquidated."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from aggregator.venues.risk_lines import FactorOf
+from db.rows import PositionSide, SnapshotRow
+from riskcore.book import AccountSpec, MorphoMarketSpec, SpotSpec
+
+__all__ = ["accounts"]
+
+
+def accounts(snap: SnapshotRow, factor: FactorOf) -> list[AccountSpec]:
+    """The wallet's Morpho markets, each an isolated account liquidated at its own LLTV."""
+    assert snap.health is not None
+    out: list[AccountSpec] = []
+    by_market: dict[str, dict[str, Any]] = defaultdict(dict)
+    for p in snap.positions:
+        f = factor(p.asset.symbol, p.price_usd)
+        if p.side is PositionSide.SUPPLY:  # lending to the market: held, never liquidated
+            out.append(SpotSpec(f, p.amount, venue=snap.venue))
+        elif p.market_key is not None and p.side in (PositionSide.COLLATERAL, PositionSide.DEBT):
+            by_market[p.market_key][str(p.side)] = (f, p.amount)
+    markets = {str(m["market_id"]): m for m in snap.health.extra.get("markets", [])}
+    for market_id, legs in by_market.items():
+        coll_f, coll = legs.get("collateral", (None, 0.0))
+        loan_f, owed = legs.get("debt", (None, 0.0))
+        meta = markets.get(market_id, {})
+        if coll_f is None:
+            continue  # debt without collateral cannot be opened on Morpho
+        if loan_f is None:  # collateral without debt: still the wallet's exposure, never liquidated
+            loan_f = coll_f
+        out.append(MorphoMarketSpec(coll_f, coll, loan_f, owed, float(meta.get("lltv", 0.0)), venue=snap.venue))
+    return out

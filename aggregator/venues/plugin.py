@@ -1,0 +1,129 @@
+"""The interface every venue's plugin implements, and what it hands the rest of the product.
+
+A venue's plugin is ``PLUGIN`` in ``aggregator/venues/<venue>/__init__.py``; the product finds it through
+:func:`aggregator.venues.plugin_of` and calls only what :class:`VenuePlugin` declares: its configuration model
+(one member of the ``[[venues]]`` union, discriminated by ``type``), how it opens a configured venue (its
+connector, read over the chain's shared Multicall3 program or over HTTP) and how a snapshot becomes per-wallet
+health by the venue's own rule. What the venue *is* (kind, transport, capabilities, rate limit) is read from its
+connector's declared :class:`~connectors.base.Capabilities`, never repeated here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from aggregator.config import ChainConfig, VenueConfig
+from aggregator.views import Kind, VenueReading
+from connectors.base import Capabilities, OnchainConnector
+from connectors.evm.multicall import Multicall
+from connectors.evm.rpc import RpcClient
+from connectors.registry import capabilities
+from connectors.types import BlockRef
+
+__all__ = ["ChainLink", "OffchainVenue", "OnchainVenue", "PluginBase", "VenuePlugin"]
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """What an on-chain venue reads through: its chain's configuration, RPC client and Multicall3."""
+
+    chain: ChainConfig
+    rpc: RpcClient
+    multicall: Multicall
+
+
+@dataclass(frozen=True)
+class OnchainVenue:
+    """A configured on-chain venue: its connector and how its snapshot becomes a reading."""
+
+    config: VenueConfig
+    connector: OnchainConnector
+    evaluate: Callable[[Any, Mapping[str, float]], VenueReading]
+    """``(snapshot, usd_prices)``: USD prices by token address, from the price sources of the same block."""
+    price_source: bool = False
+    """Its readings' prices feed the book the other venues of the chain are valued with."""
+
+
+@dataclass(frozen=True)
+class OffchainVenue:
+    """A configured off-chain venue: how to read wallets and evaluate the snapshot against a chain block."""
+
+    config: VenueConfig
+    read: Callable[[Sequence[str]], Any]
+    evaluate: Callable[[Any, BlockRef], VenueReading]
+    close: Callable[[], None]
+
+
+@runtime_checkable
+class VenuePlugin(Protocol):
+    """One venue, as the product sees it."""
+
+    venue_type: str
+    """The configuration ``type`` (the venue's module name in every layer)."""
+    config_model: type[VenueConfig]
+    """The venue's ``[[venues]]`` table, a pydantic model whose ``type`` is ``Literal[venue_type]``."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the venue's connector declares (kind, transport, rate limit, keeper actions…)."""
+        ...
+
+    @property
+    def onchain(self) -> bool:
+        """Read at a chain block through Multicall3 (else over HTTP, stamped with the venue's own time)."""
+        ...
+
+    @property
+    def kind(self) -> Kind:
+        """``lending``, ``lp`` or ``perp``."""
+        ...
+
+    def open_onchain(self, cfg: VenueConfig, link: ChainLink) -> OnchainVenue:
+        """Build the on-chain venue ``cfg`` over its chain's client (on-chain venues only)."""
+        ...
+
+    def open_offchain(self, cfg: VenueConfig) -> OffchainVenue:
+        """Build the off-chain venue ``cfg`` (off-chain venues only)."""
+        ...
+
+    def env_venue(self, chain: str) -> dict[str, object] | None:
+        """The venue's ``[[venues]]`` table configured by the environment alone (no file) on ``chain``, when
+        its variables are set."""
+        ...
+
+
+class PluginBase:
+    """What every plugin derives from its connector's capabilities; a venue overrides the ``open_*`` it has."""
+
+    venue_type: ClassVar[str]
+    config_model: ClassVar[type[VenueConfig]]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return capabilities(self.venue_type)
+
+    @property
+    def onchain(self) -> bool:
+        return self.capabilities.transport == "evm"
+
+    @property
+    def kind(self) -> Kind:
+        kind: Kind = self.capabilities.kind
+        return kind
+
+    def open_onchain(self, cfg: VenueConfig, link: ChainLink) -> OnchainVenue:
+        raise ValueError(f"venue {cfg.name!r}: type {cfg.type!r} has no on-chain connector")
+
+    def open_offchain(self, cfg: VenueConfig) -> OffchainVenue:
+        raise ValueError(f"venue {cfg.name!r}: type {cfg.type!r} has no off-chain connector")
+
+    def env_venue(self, chain: str) -> dict[str, object] | None:
+        return None
+
+    def config(self, cfg: VenueConfig) -> Any:
+        """``cfg`` as this venue's own configuration model (a clear error when it is another venue's)."""
+        if not isinstance(cfg, self.config_model):
+            raise TypeError(f"venue {cfg.name!r}: a {type(cfg).__name__} is not a {self.venue_type} configuration")
+        return cfg

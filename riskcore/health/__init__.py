@@ -1,1 +1,0 @@
-"""Each venue's own health rule, computed from decoded balances, prices and parameters."""
