@@ -122,7 +122,7 @@ def alert_add(
 
 
 def _rule_condition(kind: str, params: dict[str, Any]) -> str:
-    """A rule's condition in words: ``aave_v3 health < 1.3``, ``WETH below $3,000``."""
+    """A rule's condition in words: ``main_market health < 1.3``, ``WETH below $3,000``."""
     p = params
     venue = p.get("venue")
     if kind == "venue_health_below":
@@ -320,7 +320,7 @@ def keeper_plans(
 
 
 def _venue(name: str) -> str:
-    """``morpho_blue:0xa1ca…b6fb``: a planner venue with its market id shortened."""
+    """``<venue>:0xa1ca…b6fb``: a planner venue with its market id shortened."""
     from aggregator.render import short_hex
 
     venue, _, market = name.partition(":")

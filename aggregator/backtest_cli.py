@@ -14,8 +14,9 @@ separately for the in-sample days (≤ 2022-12-31) and the out-of-sample days (2
 Books: ``xmargin backtest ADDRESS`` backtests a tracked wallet's current book — its newest snapshot on every venue
 (what ``xmargin risk`` reads), turned into a book by :func:`aggregator.risk.wallet_book`, as USD deltas per risk
 factor (:meth:`riskcore.book.Book.factor_exposure_usd`: collateral and spot positive, debt negative, perps by size,
-Uniswap ranges by their two legs). A factor without daily prices borrows a stand-in's (a stablecoin USDC's, any
-other ETH's), said in ``notes``. ``--book hedged`` and ``--book eth`` are the report's canned books, on the report's
+concentrated-liquidity ranges by their two legs). A factor without daily prices borrows a stand-in's (a stablecoin
+USDC's, any other ETH's), said in ``notes``. ``--book hedged`` and ``--book eth`` are the report's canned books, on
+the report's
 price set (ETH, BTC, USDC aligned on their common dates), so their figures are those of ``docs/backtest.md``;
 ``--book custom`` takes ``--exposure SYM=USD`` (repeatable; USD deltas of one symbol add up) and aligns only the
 symbols it names. Results are also given in words (``summary``), e.g. "no VaR exceedance in 2023-01-01 ..

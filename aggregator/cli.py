@@ -468,7 +468,7 @@ def devnet_info(as_json: JsonOpt = False) -> None:
 
 @devnet_app.command("set-price")
 def devnet_set_price(symbol: str, usd: float) -> None:
-    """Move SYMBOL's price to USD dollars on every venue of the devnet (feed, Morpho oracles, pools, perp marks)."""
+    """Move SYMBOL's price to USD dollars on every venue of the devnet (feeds, market oracles, pools, perp marks)."""
     from aggregator.devnet_cli import DevnetCommandError, set_price
 
     try:

@@ -98,7 +98,7 @@ def health_style(hf: float | None) -> str:
 
 
 def check_text(h: VenueHealth) -> Text:
-    """How xmargin's figures compare with the venue's own: exact (Aave), agrees within rounding (perps),
+    """How xmargin's figures compare with the venue's own: exact (to the unit), agrees within rounding (perps),
     or no venue figure to compare (–)."""
     if h.matches_onchain is None:
         return Text("–", style="dim")

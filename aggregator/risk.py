@@ -1,8 +1,9 @@
 """The wallet's true risk across venues: from the store's latest snapshots to the netting engine and back.
 
 :func:`wallet_book` turns one wallet's newest snapshot on every venue into a :class:`riskcore.book.Book`
-(Aave accounts with each reserve's threshold and bonus as the protocol applies them, Morpho markets with their
-LLTV, perp cross accounts with their maintenance rate, Uniswap ranges). :func:`assess_book` runs the
+(each venue's lines from its own ``aggregator/venues/<venue>/risk.py``: lending accounts with each reserve's
+threshold and bonus as the protocol applies them, isolated markets with their LLTV, perp margin accounts with
+their maintenance rate, concentrated-liquidity ranges). :func:`assess_book` runs the
 liquidation-aware scenario margin over the set :func:`unified_scenarios` builds, and VaR / ES (delta-normal with
 EWMA covariance, historical, Monte Carlo).
 
@@ -12,7 +13,7 @@ Tokens map to book underlyings through :data:`riskcore.assets.DEFAULT_ASSET_MAP`
 a staked or wrapped token with a basis (stETH, wstETH, cbETH, WBTC…) and every stablecoin keep their own price
 (the snapshot's oracle price, stablecoins included). :func:`riskcore.factors.factor_model` then says which risk
 factors move each price: ``stETH`` moves with ``ETH`` and the basis ``stETH/ETH``, ``USDC`` with the peg
-``USDC/USD``. A risky factor without market history (e.g. AAVE) borrows ETH's, flagged ``proxy``.
+``USDC/USD``. A risky factor without market history (e.g. LINK) borrows ETH's, flagged ``proxy``.
 
 The scenario set used for unified health (:func:`unified_scenarios`)
 ---------------------------------------------------------------------
@@ -46,10 +47,10 @@ Let ``S`` be the set above, ``mf`` the maintenance factor, ``E`` a wallet's equi
    lies strictly inside the range ``S`` moves ``f`` alone in that direction, then ``S`` holds a scenario in which
    that venue account is liquidated (every venue rule is linear in one factor's multiplier), and 1. applies to it;
 3. for a book without options, a wallet of which ``S`` liquidates a venue account with a positive penalty (in
-   particular under the condition of 2., for a lending account: Aave's bonus and Morpho's incentive are
-   penalties) has a finite unified health, never ∞: that scenario is a loss unless the rest of the book gains
+   particular under the condition of 2., for a lending account: the liquidation bonus or incentive is a
+   penalty) has a finite unified health, never ∞: that scenario is a loss unless the rest of the book gains
    more from the same move, and ``S`` moves every factor alone both ways, so a book gaining one way loses the
-   other (its P&L along one factor is linear, or concave for a Uniswap range).
+   other (its P&L along one factor is linear, or concave for a concentrated-liquidity range).
 
 Every peg and basis factor is moved alone both ways (:func:`spread_scenarios`), so a wallet whose only risk is a
 peg or a basis gets a finite unified health and a first liquidation whenever its liquidation price lies within the
@@ -145,7 +146,7 @@ class RiskInputs:
     model: FactorModel | None = None
     """Which risk factors move each underlying (default: :func:`riskcore.factors.factor_model` of the book's)."""
     tokens: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    """(venue, underlying) → the token symbol the venue reports (``("aave_v3", "ETH")`` → ``"WETH"``)."""
+    """(venue, underlying) → the token symbol the venue reports (``("main_market", "ETH")`` → ``"WETH"``)."""
 
     def __post_init__(self) -> None:
         if self.model is None:
@@ -158,7 +159,7 @@ class RiskInputs:
         return model
 
     def token(self, venue: str, underlying: str) -> str:
-        """The symbol a trader knows for ``underlying`` on ``venue`` (WETH on Aave, ETH on Hyperliquid)."""
+        """The symbol a trader knows for ``underlying`` on ``venue`` (WETH on a lending market, ETH on a perp venue)."""
         return self.tokens.get((venue, underlying), underlying)
 
 

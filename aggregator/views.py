@@ -32,7 +32,7 @@ class PositionView:
     value_usd: float
     is_collateral: bool
     market_key: str
-    """The venue's key for the market (Aave: the reserve's asset address)."""
+    """The venue's key for the market (a lending reserve: its asset address)."""
     extra: dict[str, object] = field(default_factory=dict)
     """Venue-specific detail as plain JSON (LP: range, fees, delta/gamma; perp: entry, liquidation price…)."""
 
@@ -73,9 +73,9 @@ class VenueHealth:
     health_factor: float | None
     """None when there is no debt."""
     health_factor_raw: int | None
-    """Our own integer, in the venue's format (Aave: WAD); None when there is no debt."""
+    """Our own integer, in the venue's format (WAD for a lending health factor); None when there is no debt."""
     onchain_health_factor_raw: int | None
-    """The venue's own figure read in the same block (Aave: ``getUserAccountData``), None if it has none."""
+    """The venue's own figure read in the same block (e.g. the pool's own account-data call), None if it has none."""
     matches_onchain: bool | None
     collateral_usd: float
     debt_usd: float

@@ -30,7 +30,7 @@ VenueKind = Literal["lending", "lp", "perp"]
 
 
 class RateLimit(Frozen):
-    """A venue's documented request budget, declared as data (e.g. Hyperliquid: 1,200 weight per minute)."""
+    """A venue's documented request budget, declared as data (e.g. 1,200 request weight per minute)."""
 
     weight_per_minute: int
     weight_per_request: int = 1
@@ -40,7 +40,7 @@ class Capabilities(Frozen):
     """What a connector can do, declared as data on its class (``Connector.capabilities``)."""
 
     venue_type: str
-    """The connector's name in configuration: ``aave_v3``, ``morpho_blue``, ``uniswap_v3``, ``hyperliquid``…"""
+    """The connector's name in configuration: one of :data:`connectors.registry.VENUES`"""
     kind: VenueKind
     transport: Literal["evm", "http"]
     block_pinned: bool

@@ -259,7 +259,7 @@ def snapshot_time(times: Sequence[tuple[int, S]]) -> tuple[int, S]:
 
 
 def _error_detail(body: bytes, limit: int = 200) -> str:
-    """A short, printable detail of an error body (dYdX: ``{"errors": [{"msg": ...}]}``; else the text)."""
+    """A short, printable detail of an error body (``{"errors": [{"msg": ...}]}`` bodies; else the text)."""
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -95,7 +95,7 @@ class WalletRow:
 
 @dataclass(frozen=True, slots=True)
 class VenueRow:
-    """A venue deployment, e.g. ``aave_v3`` on chain 1. ``chain_id`` is ``None`` for off-chain venues."""
+    """A venue deployment, e.g. a lending market on chain 1. ``chain_id`` is ``None`` for off-chain venues."""
 
     name: str
     kind: VenueKind
@@ -108,7 +108,7 @@ class AssetRow:
     """A token on one chain. ``decimals`` scales its ``*_raw`` amounts (amount = raw / 10**decimals).
 
     Off-chain instruments (a perp market of an exchange) use ``chain_id`` :data:`OFFCHAIN_CHAIN_ID` and a
-    ``venue:SYMBOL`` key as ``address`` (e.g. ``hyperliquid:ETH``)."""
+    ``venue:SYMBOL`` key as ``address`` (e.g. ``<venue>:ETH``)."""
 
     chain_id: int
     address: str

@@ -13,7 +13,7 @@ underlying      factors                 example: ETH −30 %, stETH/ETH −5 %, 
 ``WBTC``        ``BTC``, ``WBTC/BTC``
 ``USDC``        ``USDC/USD``            × 0.88
 ``USD``         (none: the numeraire)   × 1
-``AAVE``        ``AAVE``                (a name the asset map does not know is its own risky factor)
+``LINK``        ``LINK``                (a name the asset map does not know is its own risky factor)
 ==============  =====================  ==========================================================
 
 So a scenario set over the factors (:meth:`FactorModel.compose`) moves a stETH holding with ETH *and* its basis, a

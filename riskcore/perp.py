@@ -134,7 +134,7 @@ class PerpBook:
     size : ndarray of shape (n,)
         Signed size, base units (< 0 short).
     mark_usd : ndarray of shape (n,)
-        The price margin is computed at (Hyperliquid: mark; dYdX: oracle), USD.
+        The price margin is computed at (the venue's mark or oracle), USD.
     account : ndarray of shape (n,), int
         Index of each position's account in ``cash_usd``.
     cash_usd : ndarray of shape (k,)
@@ -294,7 +294,7 @@ def free_collateral(book: PerpBook, initial_margin_fraction: npt.ArrayLike) -> F
 # --- results and checks ------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class PerpHealth:
-    """Health of one venue account's margin accounts (Hyperliquid: cross + each isolated position).
+    """Health of one venue account's margin accounts (e.g. a cross account and each isolated position).
 
     ``account_labels``, ``equity_usd``, ``maintenance_usd``, ``health``, ``liquidatable``: shape (k,);
     ``position_labels``, ``liquidation_px``: shape (n,), USD (``nan``: none).
@@ -418,4 +418,3 @@ def check_against_venue(
     return VenueCheck(venue, account, names, c, r, tol, out)
 
 
-# --- Hyperliquid -------------------------------------------------------------------------------------

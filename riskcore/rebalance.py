@@ -6,7 +6,7 @@ Every venue carries a ``target`` health and an ``offset``. A venue *triggers* wh
 ``target − offset`` (the "repay trigger"); a plan then brings venues up to their target ("repay to target")
 without overshooting above ``target + offset``. Health is
 
-* lending venue (Aave account, one Morpho Blue market): ``H = W / D`` with ``W = Σ amount · price · threshold``
+* lending venue (a pooled lending account, one isolated market): ``H = W / D`` with ``W = Σ amount · price · threshold``
   over the collateral lines and ``D = Σ amount · price`` over the debt lines (``None``, i.e. infinite, without
   debt);
 * perp venue: ``H = equity / M`` with ``M = Σ maintenance_rate · |size| · mark`` (``None`` without maintenance).
@@ -147,7 +147,7 @@ class DebtLine:
 
 @dataclass(frozen=True, slots=True)
 class LendingVenue:
-    """Aave-style account (a Morpho Blue market is one venue with one collateral and one debt line).
+    """Pooled lending account (an isolated market is one venue with one collateral and one debt line).
 
     Health ``Σ amount · price · threshold / Σ debt · price``; ``target`` and ``offset`` are health ratios.
     """

@@ -2,12 +2,12 @@
 
 Scales used by the venues::
 
-    WAD   1e18   Aave health factor, Morpho LLTV, most 18-decimal fixed point
-    RAY   1e27   Aave indexes and rates
-    BPS   1e4    Aave LTV, liquidation threshold and bonus
-    E8    1e8    Chainlink USD answers, Aave's USD base currency
+    WAD   1e18   lending health factors, LLTVs, most 18-decimal fixed point
+    RAY   1e27   lending indexes and rates
+    BPS   1e4    LTV, liquidation threshold and bonus
+    E8    1e8    Chainlink USD answers, USD base currencies
     E30   1e30   GMX USD values
-    E36   1e36   Morpho oracle prices (36 + loan decimals - collateral decimals)
+    E36   1e36   isolated-market oracle prices (36 + loan decimals - collateral decimals)
     token decimals  ERC-20 amounts
 
 Conversions to ``float`` divide exact Python integers (``int / int`` is correctly rounded), so the

@@ -1,8 +1,8 @@
 """The history response's ``net_worth``: a wallet's net worth over time, from its stored health history — what it
 holds on every venue less what it owes.
 
-Per venue and block: the adapter's ``net_worth_usd`` (Aave: every supplied asset, collateral or not, less the
-debt; Morpho: collateral and supplied loan tokens less the debt), else ``collateral_usd - debt_usd`` (a perp
+Per venue and block: the adapter's ``net_worth_usd`` (a lending venue: every supplied asset, collateral or not,
+less the debt), else ``collateral_usd - debt_usd`` (a perp
 account's equity, an LP range's value). A venue whose read failed at a block counts with its last known value
 from an earlier block of the same history, so a failed read is not a crash in net worth.
 """

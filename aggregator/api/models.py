@@ -164,7 +164,7 @@ class FirstLiquidationOut(_Open):
     move: float
     common_move: bool = False
     phrase: str | None = None
-    """The move in words: "USDC falls to $0.9137 (−8.6%)", "AAVE, ETH and LINK all fall 57.9%"."""
+    """The move in words: "USDC falls to $0.9137 (−8.6%)", "ETH, LINK and WBTC all fall 57.9%"."""
 
 
 class VenueHealthRef(BaseModel):

@@ -48,7 +48,7 @@ def perp_position(
 
 
 def implied_marks(szi: npt.ArrayLike, position_value_usd: npt.ArrayLike) -> list[float]:
-    """The marks ``hyperliquid_health`` values positions at: ``positionValue / |szi|`` (as floats)."""
+    """The marks a venue that reports position values marks them at: ``positionValue / |szi|`` (as floats)."""
     size = np.abs(np.asarray(szi, dtype=np.float64))
     value = np.asarray(position_value_usd, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -1,6 +1,6 @@
 """Read programs: multi-round on-chain reads that several venues run together, one round trip per round.
 
-A venue's read is rarely one batch: Aave must learn its reserves before it can ask for balances. A
+A venue's read is rarely one batch: a lending pool must be asked for its reserves before the balances in them. A
 *read program* is a generator that yields, per round, the :class:`~connectors.evm.multicall.Plan` s it
 needs, receives their decoded values (one per plan, same order) and finally returns its snapshot::
 

@@ -1,7 +1,7 @@
 """What the on-chain venues' connectors share before a read: their chain's client and Multicall3, the block
 they read at (on their deployment's chain), and the wallets, validated before any I/O.
 
-:class:`EvmVenueConnector` is the base of the Aave v3, Morpho Blue and Uniswap v3 connectors. Their
+:class:`EvmVenueConnector` is the base of every on-chain venue's connector. Their
 ``read_accounts`` take a :class:`~connectors.types.BlockRef`, a block number or None (the latest block: one
 ``eth_getBlockByNumber``); their ``program`` a :class:`~connectors.types.BlockRef` only. Either way a block
 of another chain than the deployment's is refused with :class:`~connectors.errors.InvalidInputError`.
