@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 DEVNET_STAMP := devnet/node_modules/.xmargin-installed
 CYCLES ?=
 PYTEST_ARGS ?=
+# The suite runs on every core (pytest-xdist), a test module per worker at a time (--dist loadfile).
+PYTEST_WORKERS ?= auto
 
 .PHONY: all venv devnet-install browser demo test lint typecheck unit bench reliability clean
 
@@ -46,7 +48,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not chain" $(PYTEST_ARGS)
 
 test: devnet-install browser lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: devnet-install
 	$(BIN)/python benchmarks/bench_sync.py

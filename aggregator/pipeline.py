@@ -134,9 +134,11 @@ def _ts(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-VENUE_FAULTS = (ConnectorError, ValueError, LookupError, TypeError, ArithmeticError)
-"""What a venue's evaluation may raise on bad data (an overflow or a division by zero from numbers out of range
-included): the venue is marked failed for this sync, the other venues go on."""
+VENUE_FAULTS = (ConnectorError, ArithmeticError)
+"""What a venue's read and evaluation may raise on bad data: the connector error tree (transport, revert, decode,
+oracle) and arithmetic on numbers out of range (an overflow, a division by zero, an invalid decimal). The venue is
+marked failed for this sync, the other venues go on. Anything else (a ``TypeError``, a ``KeyError``…) is a bug
+and propagates: counting it as the venue's fault would hide it."""
 
 
 def _failed(cfg: VenueConfig, block: BlockRef, exc: Exception) -> VenueReading:

@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from db.addresses import canonical_address
 from db.engine import read_transaction, write_transaction
 from db.errors import UnknownReferenceError
 from db.models import ALERT_STATES, PLAN_STATUSES, RULE_KINDS, SEVERITIES, TX_STATUSES, Base
@@ -589,8 +590,6 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
 
 
 def _wallet_id(conn: Connection, wallet: str, *, missing_ok: bool = False) -> int | None:
-    from db.store import canonical_address
-
     found = conn.execute(sa.select(WALLETS.c.id).where(WALLETS.c.address == canonical_address(wallet))).scalar()
     if found is None and not missing_ok:
         raise UnknownReferenceError(f"unknown wallet {wallet}; add it first (xmargin wallet add)")

@@ -22,7 +22,6 @@ prices in one transaction; any failure rolls all of it back. Then, unless ``reco
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,15 +30,15 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
-from eth_utils.address import to_checksum_address
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 
+from db.addresses import HEX40, canonical_address
 from db.apikeys import ApiKeyStore
 from db.automation import AutomationStore
 from db.chains import ChainStore, current_chain_ids, current_chain_ref, note_stored_block
 from db.engine import make_engine, read_transaction, safe_url, write_transaction
-from db.errors import InvalidAddressError, SyncWriteError, UnknownReferenceError
+from db.errors import SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
 from db.models import Base
 from db.rows import (
@@ -70,7 +69,6 @@ COPY_THRESHOLD = 2_000
 
 _IN_CHUNK = 500  # values per IN (...) list
 _ERROR_TEXT_MAX = 4_000
-_HEX40 = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 _T = Base.metadata.tables
 WALLETS = _T["wallets"]
@@ -101,20 +99,8 @@ _K = TypeVar("_K")
 
 
 @lru_cache(maxsize=65_536)
-def canonical_address(address: str) -> str:
-    """The EIP-55 checksummed form of ``address`` (any case accepted).
-
-    Raises :class:`~db.errors.InvalidAddressError` unless it is ``0x`` + 40 hex digits.
-    """
-    if not isinstance(address, str) or not _HEX40.match(address):
-        raise InvalidAddressError(f"not an address (want 0x + 40 hex digits): {address!r}")
-    out: str = to_checksum_address(address)
-    return out
-
-
-@lru_cache(maxsize=65_536)
 def _canonical_key(key: str) -> str:
-    return canonical_address(key) if _HEX40.match(key) else key
+    return canonical_address(key) if HEX40.match(key) else key
 
 
 def _chunks(items: Sequence[_K], size: int = _IN_CHUNK) -> Iterator[Sequence[_K]]:

@@ -18,6 +18,24 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+# Timing tests scale their injected delays and deadlines together (tests/timing.py): twice the patience by
+# default, so a loaded machine or xdist workers sharing the cores do not turn them red.
+os.environ.setdefault("XMARGIN_TEST_TIME_SCALE", "2")
+
+# Modules that take the longest (their own devnet launches, kill campaigns, browsers, processes): with
+# ``--dist loadfile`` they are handed out first, so the run does not end waiting on one of them.
+_LONG_FIRST = (
+    "test_crash_consistency.py", "test_cli.py", "test_run_view_e2e.py", "test_api_schema.py", "test_api_process.py",
+    "test_aave_truth.py", "test_keeper_e2e.py", "test_devnet_cli.py", "test_whatif_devnet.py", "test_reliability.py",
+    "test_uniswap_truth.py", "test_risk_invariant.py", "test_dashboard_browser.py", "test_morpho_truth.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long modules first (in the order above), the rest as collected."""
+    rank = {name: i for i, name in enumerate(_LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

@@ -69,8 +69,10 @@ from db.rows import SyncStatus
 from db.store import Store
 from devnet import perp_api
 from tests.faultproxy import Fault, FaultProxy
+from tests.timing import scaled
 
 __all__ = [
+    "DEADLINE_S",
     "SCENARIOS",
     "Lab",
     "Loss",
@@ -85,8 +87,10 @@ __all__ = [
 ]
 
 CHAIN = "devnet"
-FAST_CHAIN: dict[str, Any] = {"timeout_s": 1.0, "max_retries": 3, "breaker_failures": 3, "breaker_reset_s": 30.0}
-"""The chain settings of a scenario unless it says otherwise: a 1 s deadline per answer, 3 retries per endpoint."""
+DEADLINE_S = scaled(1.0)
+"""A scenario's deadline per answer: 1 s (× the tests' time scale, :mod:`tests.timing`)."""
+FAST_CHAIN: dict[str, Any] = {"timeout_s": DEADLINE_S, "max_retries": 3, "breaker_failures": 3, "breaker_reset_s": 30.0}
+"""The chain settings of a scenario unless it says otherwise: one deadline per answer, 3 retries per endpoint."""
 COUNTED_TABLES = ("sync_runs", "position_snapshots", "positions", "prices", "health_results", "risk_results")
 ORACLE_SOURCE = "aave_v3.oracle"
 
@@ -627,7 +631,7 @@ def _latency(lab: Lab, seed: int) -> ScenarioResult:
         t.primary.add(Fault.latency(delay))
         reports = [t.sync(), t.sync()]
         _all_ok(t, reports)
-        t.check("no retry (every answer inside the 1 s deadline)", t.retries_since_warm_up() == 0)
+        t.check(f"no retry (every answer inside the {DEADLINE_S:g} s deadline)", t.retries_since_warm_up() == 0)
         t.details["latency_s"] = delay
         return t.result(_ok_sees(t, reports, f"{delay:.2f} s slower per request, no retry"))
 
@@ -636,21 +640,22 @@ def _timeouts(lab: Lab, seed: int) -> ScenarioResult:
     with trial(lab, "timeouts", seed) as t:
         t.warm_up()
         n = t.rng.randint(1, 2)
-        t.primary.add(Fault.timeout(hold_s=1.5, times=n, after=t.rng.randint(0, 4)))
+        t.primary.add(Fault.timeout(hold_s=1.5 * DEADLINE_S, times=n, after=t.rng.randint(0, 4)))
         reports = [t.sync(), t.sync()]
         _all_ok(t, reports)
         t.check("each timeout retried", t.retries_since_warm_up() == t.injected == n)
-        return t.result(_ok_sees(t, reports, f"{n} request(s) timed out after 1 s and were retried"))
+        return t.result(_ok_sees(t, reports, f"{n} request(s) timed out after {DEADLINE_S:g} s and were retried"))
 
 
 def _trickle(lab: Lab, seed: int) -> ScenarioResult:
     with trial(lab, "trickle", seed) as t:
         t.warm_up()
-        t.primary.add(Fault.trickle(1.5, times=1, after=t.rng.randint(0, 4)))
+        t.primary.add(Fault.trickle(1.5 * DEADLINE_S, times=1, after=t.rng.randint(0, 4)))
         reports = [t.sync(), t.sync()]
         _all_ok(t, reports)
         t.check("the trickled answer hit the total deadline and was retried", t.retries_since_warm_up() == 1)
-        return t.result(_ok_sees(t, reports, "an answer trickled past the 1 s total deadline was retried"))
+        sees = f"an answer trickled past the {DEADLINE_S:g} s total deadline was retried"
+        return t.result(_ok_sees(t, reports, sees))
 
 
 def _http_429(lab: Lab, seed: int) -> ScenarioResult:
@@ -751,7 +756,7 @@ def _failover_retry_after(lab: Lab, seed: int) -> ScenarioResult:
     result = _failover(lab, seed, "failover_retry_after", lambda t: Fault.http_5xx(503, retry_after=120),
                        "primary says 503 Retry-After 120 s, not waited for: failed over at once")
     elapsed = result.details["elapsed_s"]
-    ok = elapsed < 10.0
+    ok = elapsed < scaled(10.0)
     checks = {**result.details["checks"], "did not wait the 120 s Retry-After": ok}
     details = {**result.details, "checks": checks}
     return ScenarioResult(result.name, result.fault, result.injected, result.syncs, result.survived and ok,

@@ -25,6 +25,7 @@ from connectors.errors import (
 from connectors.evm.rpc import RpcClient
 from devnet.node import free_port
 from tests.faultproxy import MALFORMED_BODY, Fault, FaultProxy, FaultProxyError, LogEntry, ReorgError, reorg
+from tests.timing import scaled
 
 CHAIN_ID = 31337
 
@@ -125,8 +126,8 @@ def test_latency_delays_only_the_matching_methods(proxy: FaultProxy, client: Rpc
 
 @pytest.mark.chain
 def test_latency_past_the_client_timeout_is_a_timeout_then_a_retry(proxy: FaultProxy, sleeps: list[float]) -> None:
-    proxy.add(Fault.latency(0.6, times=1))
-    with rpc_client(proxy, sleeps, timeout_s=0.3) as c:
+    proxy.add(Fault.latency(scaled(0.6), times=1))
+    with rpc_client(proxy, sleeps, timeout_s=scaled(0.3)) as c:
         assert c.block_number() > 0
         assert c.stats.http_retries == 1
     assert faults(proxy) == ["latency", None]
@@ -279,12 +280,12 @@ def test_trickle_spreads_the_answer_past_a_read_timeout(proxy: FaultProxy) -> No
 @pytest.mark.chain
 def test_a_trickled_answer_meets_the_clients_total_deadline(proxy: FaultProxy) -> None:
     """httpx bounds each read; the client bounds the whole answer by its timeout, then retries."""
-    proxy.add(Fault.trickle(2.0, times=1))
+    proxy.add(Fault.trickle(scaled(2.0), times=1))
     sleeps: list[float] = []
-    with rpc_client(proxy, sleeps, timeout_s=0.4, max_retries=1) as c:
+    with rpc_client(proxy, sleeps, timeout_s=scaled(0.4), max_retries=1) as c:
         began = time.perf_counter()
-        assert c.chain_id() == CHAIN_ID  # the first answer is cut off at 0.4 s; the retry is answered at once
-        assert time.perf_counter() - began < 1.5
+        assert c.chain_id() == CHAIN_ID  # the first answer is cut off at the deadline; the retry is answered at once
+        assert time.perf_counter() - began < scaled(1.5)
         assert c.stats.http_retries == 1
 
 

@@ -360,3 +360,32 @@ def test_a_venue_whose_numbers_overflow_is_stale_and_the_others_are_stored(
     latest = {v.venue: v.snapshot for v in store.latest_health(devnet.wallet_address("hedged"))}
     assert latest["morpho_blue"].error is not None
     assert latest["aave_v3"].health is not None
+
+
+def test_a_bug_inside_a_venue_propagates_while_bad_venue_data_fails_only_that_venue(
+    chain: devnet.DevnetInfo, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the connector error tree and arithmetic on out-of-range numbers are a venue's fault; a ``TypeError``
+    (a bug) is not swallowed as one."""
+    from aggregator.venues.morpho_blue import sync as morpho_sync
+    from connectors.errors import OracleError
+
+    settings = all_venues(chain)
+
+    def bug(*_args: object) -> None:
+        raise TypeError("unsupported operand type(s)")
+
+    monkeypatch.setattr(morpho_sync, "evaluate", bug)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        sync_once(settings, store)
+
+    def bad_price(*_args: object) -> None:
+        raise OracleError("no USD price for the loan token")
+
+    monkeypatch.setattr(morpho_sync, "evaluate", bad_price)
+    report = sync_once(settings, store)
+    (batch,) = report.batches
+    assert batch.status is SyncStatus.PARTIAL
+    by_venue = {r.venue: r for r in batch.readings}
+    assert "no USD price" in (by_venue["morpho_blue"].error or "")
+    assert by_venue["aave_v3"].error is None

@@ -16,6 +16,7 @@ from connectors.aave_v3.models import (
     AaveSnapshot,
     AaveUserReserve,
 )
+from connectors.errors import DecodeError
 from connectors.types import BlockRef
 from riskcore.fixedpoint import ray_div, ray_mul
 from riskcore.units import UINT256_MAX, WAD, bps_to_fraction, from_raw
@@ -28,7 +29,7 @@ def _base_decimals(market: AaveMarket) -> int:
     unit = market.base_currency_unit
     decimals = len(str(unit)) - 1
     if unit <= 0 or 10**decimals != unit:
-        raise ValueError(f"{market.name}: base currency unit {unit} is not a power of ten")
+        raise DecodeError(f"{market.name}: base currency unit {unit} is not a power of ten")
     return decimals
 
 

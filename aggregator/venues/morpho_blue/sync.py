@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from aggregator.venues.limits import largest_passing
 from aggregator.views import PositionView, VenueHealth, VenueReading
+from connectors.errors import DecodeError, OracleError
 from connectors.morpho_blue.models import MorphoMarket, MorphoSnapshot
 from connectors.types import BlockRef
 from riskcore.units import WAD, from_raw
@@ -64,9 +65,9 @@ def market_state(m: MorphoMarket, block: BlockRef) -> dict[str, object]:
 def _usd(m: MorphoMarket, usd_prices: Mapping[str, float]) -> tuple[float, int, int]:
     """The loan token's USD price and both decimals; ValueError when the book lacks them."""
     if m.loan_decimals is None or m.collateral_decimals is None:
-        raise ValueError(f"market {m.market_id}: token decimals unknown")
+        raise DecodeError(f"market {m.market_id}: token decimals unknown")
     if m.loan_token not in usd_prices:
-        raise ValueError(f"market {m.market_id}: no USD price for loan token {m.loan_symbol or m.loan_token}")
+        raise OracleError(f"market {m.market_id}: no USD price for loan token {m.loan_symbol or m.loan_token}")
     return usd_prices[m.loan_token], m.loan_decimals, m.collateral_decimals
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aggregator.views import PositionView, VenueHealth, VenueReading
+from connectors.errors import OracleError
 from connectors.uniswap_v3.models import LpPosition, PoolState, UniswapSnapshot
 from riskcore.clmm import lp_usd_greeks
 from riskcore.units import from_raw
@@ -67,7 +68,7 @@ def range_prices(p: LpPosition, sqrt_price_x96: int, usd0: float, usd1: float) -
 
 def _price(book: Mapping[str, float], token: str, symbol: str) -> float:
     if token not in book:
-        raise ValueError(f"no USD price for {symbol or token} at this block")
+        raise OracleError(f"no USD price for {symbol or token} at this block")
     return book[token]
 
 
