@@ -146,6 +146,9 @@ class RiskInputs:
     model: FactorModel | None = None
     """Which risk factors move each underlying (default: :func:`riskcore.factors.factor_model` of the book's)."""
     tokens: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    rule_labels: Mapping[str, str] = field(default_factory=dict)
+    """Venue → the name its own module gives its liquidation rule in documents (e.g. a stress event's ``rule``);
+    a venue without one shows the generic :class:`riskcore.book.Rule` name."""
     """(venue, underlying) → the token symbol the venue reports (``("main_market", "ETH")`` → ``"WETH"``)."""
 
     def __post_init__(self) -> None:
@@ -193,17 +196,20 @@ def build_book(snapshots: Mapping[str, Sequence[SnapshotRow]], venue_types: Mapp
     """Many wallets' snapshots (wallet → its snapshots, one per venue) as one vectorized book."""
     prices: dict[str, float] = {}
     tokens: dict[tuple[str, str], str] = {}
-    wallets = [WalletSpec(w, tuple(_accounts(snaps, venue_types, prices, tokens))) for w, snaps in snapshots.items()]
+    labels: dict[str, str] = {}
+    wallets = [WalletSpec(w, tuple(_accounts(snaps, venue_types, prices, tokens, labels)))
+               for w, snaps in snapshots.items()]
     blocks = [s.block_number for snaps in snapshots.values() for s in snaps]
     model = factor_model(tuple(prices))
     stable = frozenset(u for u, st in zip(model.underlyings, model.stable.tolist(), strict=True) if st)
     book = Book.from_wallets(wallets, prices, stable=stable)
-    return RiskInputs(tuple(snapshots), book, book.underlyings, stable, max(blocks) if blocks else None, model, tokens)
+    return RiskInputs(tuple(snapshots), book, book.underlyings, stable, max(blocks) if blocks else None, model, tokens,
+                      labels)
 
 
 def _accounts(
     snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str], prices: dict[str, float],
-    tokens: dict[tuple[str, str], str],
+    tokens: dict[tuple[str, str], str], labels: dict[str, str],
 ) -> list[AccountSpec]:
     """Each snapshot's lines in the book, by its venue's own ``risk`` module (``aggregator/venues/<type>/risk.py``).
 
@@ -215,7 +221,9 @@ def _accounts(
         venue_type = venue_types.get(snap.venue)
         if snap.health is None or not venue_type:
             continue
-        accounts += _risk_lines(venue_type).accounts(snap, _factor_of(snap.venue, prices, tokens))
+        lines = _risk_lines(venue_type)
+        accounts += lines.accounts(snap, _factor_of(snap.venue, prices, tokens))
+        labels[snap.venue] = lines.RULE_LABEL
     return accounts
 
 

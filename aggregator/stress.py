@@ -96,8 +96,8 @@ def replay_path(inputs: RiskInputs, window: str) -> dict[str, Any]:
         "equity_path_usd": [float(x) for x in result.equity_usd[:, 0]],
         "liquidation_loss_usd": float(result.liquidation_loss_usd[-1, 0]),
         "events": [
-            {"date": dates[e.step], "step": e.step, "venue": e.venue, "rule": e.rule, "loss_usd": e.loss_usd,
-             "repaid_usd": e.repaid_usd, "seized_usd": e.seized_usd, "closed": e.closed}
+            {"date": dates[e.step], "step": e.step, "venue": e.venue, "rule": inputs.rule_labels.get(e.venue, e.rule),
+             "loss_usd": e.loss_usd, "repaid_usd": e.repaid_usd, "seized_usd": e.seized_usd, "closed": e.closed}
             for e in result.events
         ],
     }

@@ -11,10 +11,10 @@ together and liquidates together.
 ============  ======================================  =========================================================
 rule          account                                 positions (kinds)
 ============  ======================================  =========================================================
-``AAVE``      wallet × Aave(-like) market             ``COLLATERAL`` (LT in ``threshold``), ``DEBT``
-``MORPHO``    wallet × Morpho Blue market             ``COLLATERAL`` (LLTV in ``threshold``), ``DEBT``
+``LENDING``   wallet × pooled lending market          ``COLLATERAL`` (LT in ``threshold``), ``DEBT``
+``ISOLATED``  wallet × isolated lending market        ``COLLATERAL`` (LLTV in ``threshold``), ``DEBT``
 ``PERP``      wallet × perp venue (cross account)     ``PERP`` (maintenance rate in ``mmr``); ``cash_usd``
-``NONE``      wallet × venue, never liquidated        ``LP`` (Uniswap v3 range), ``SPOT`` (tokens held),
+``NONE``      wallet × venue, never liquidated        ``LP`` (concentrated range), ``SPOT`` (tokens held),
                                                       ``OPTION`` (European option, Black-76)
 ============  ======================================  =========================================================
 
@@ -39,9 +39,13 @@ Units and signs
   account's equity is ``cash_usd + Σ size × price``; a wallet's equity is the sum of its positions' values and
   its perp accounts' cash.
 * ``threshold`` is a fraction (0.825 for 8,250 bps); a collateral position with threshold 0 (a supply not used
-  as collateral on Aave) counts in the wallet's value but is neither counted by the health rule nor seizable.
-* ``bonus`` is Aave's liquidation bonus net of 1 (0.05 for 10,500 bps); ``lif`` is Morpho's liquidation
-  incentive factor, ``min(1.15, 1 / (1 − 0.3 (1 − LLTV)))``, computed from the account's LLTV.
+  as collateral on a lending market) counts in the wallet's value but is neither counted by the health rule nor
+  seizable.
+* ``bonus`` is a pooled lending market's liquidation bonus net of 1 (0.05 for 10,500 bps); ``lif`` is an isolated
+  market's liquidation incentive factor, ``min(1.15, 1 / (1 − 0.3 (1 − LLTV)))``, computed from the account's LLTV.
+
+Which venue an account belongs to, and so which rule it gets, is the venue's own module's business
+(``aggregator/venues/<venue>/risk.py`` builds the specs); the rules here are generic.
 
 Ordering
 --------
@@ -64,28 +68,28 @@ from riskcore.clmm import amounts_float
 from riskcore.options import black76_greeks, black76_price
 
 __all__ = [
-    "AaveAccountSpec",
     "Book",
+    "IsolatedMarketSpec",
     "Kind",
+    "LendingAccountSpec",
     "LpSpec",
-    "MorphoMarketSpec",
     "OptionSpec",
     "PerpAccountSpec",
     "Rule",
     "SpotSpec",
     "WalletSpec",
+    "incentive_factor",
     "lp_value_usd",
-    "morpho_lif",
     "option_value_usd",
 ]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.intp]
 
-AAVE_CLOSE_FACTOR = 0.5
-"""``LiquidationLogic.DEFAULT_LIQUIDATION_CLOSE_FACTOR``."""
-AAVE_FULL_CLOSE_HF = 0.95
-"""``CLOSE_FACTOR_HF_THRESHOLD``: at or below it the close factor is 100%."""
+CLOSE_FACTOR = 0.5
+"""A pooled lending market's default close factor: the share of the debt one liquidation call may repay."""
+FULL_CLOSE_HF = 0.95
+"""The health factor at or below which the close factor is 100%."""
 
 
 class Kind(IntEnum):
@@ -103,48 +107,48 @@ class Rule(IntEnum):
     """Which venue rule decides when an account is liquidated, and how."""
 
     NONE = 0
-    AAVE = 1
-    MORPHO = 2
+    LENDING = 1
+    ISOLATED = 2
     PERP = 3
 
 
 _ALLOWED_KINDS: dict[Rule, frozenset[Kind]] = {
     Rule.NONE: frozenset({Kind.LP, Kind.SPOT, Kind.OPTION}),
-    Rule.AAVE: frozenset({Kind.COLLATERAL, Kind.DEBT}),
-    Rule.MORPHO: frozenset({Kind.COLLATERAL, Kind.DEBT}),
+    Rule.LENDING: frozenset({Kind.COLLATERAL, Kind.DEBT}),
+    Rule.ISOLATED: frozenset({Kind.COLLATERAL, Kind.DEBT}),
     Rule.PERP: frozenset({Kind.PERP}),
 }
 
 
-def morpho_lif(lltv: npt.ArrayLike) -> F64:
-    """Morpho Blue's liquidation incentive factor ``min(1.15, 1 / (1 − 0.3 × (1 − LLTV)))`` (float path)."""
+def incentive_factor(lltv: npt.ArrayLike) -> F64:
+    """An isolated market's liquidation incentive factor ``min(1.15, 1 / (1 − 0.3 × (1 − LLTV)))`` (float path)."""
     x = np.asarray(lltv, dtype=np.float64)
     return np.asarray(np.minimum(1.15, 1.0 / (1.0 - 0.3 * (1.0 - x))), dtype=np.float64)
 
 
 # --- per-wallet specifications (tests, small books) ----------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class AaveAccountSpec:
-    """One wallet's Aave(-like) account: collateral ``asset → (amount, LT)``, debt ``asset → amount``."""
+class LendingAccountSpec:
+    """One wallet's pooled lending account: collateral ``asset → (amount, LT)``, debt ``asset → amount``."""
 
     collateral: Mapping[str, tuple[float, float]]
     debt: Mapping[str, float]
     bonus: float = 0.05
-    venue: str = "aave"
-    close_factor: float = AAVE_CLOSE_FACTOR
-    full_close_hf: float = AAVE_FULL_CLOSE_HF
+    venue: str = "lending"
+    close_factor: float = CLOSE_FACTOR
+    full_close_hf: float = FULL_CLOSE_HF
 
 
 @dataclass(frozen=True, slots=True)
-class MorphoMarketSpec:
-    """One wallet's position in one Morpho Blue market (amounts in whole tokens; LLTV a fraction)."""
+class IsolatedMarketSpec:
+    """One wallet's position in one isolated lending market (amounts in whole tokens; LLTV a fraction)."""
 
     collateral_asset: str
     collateral: float
     loan_asset: str
     debt: float
     lltv: float
-    venue: str = "morpho"
+    venue: str = "isolated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,19 +157,19 @@ class PerpAccountSpec:
 
     cash_usd: float
     positions: Mapping[str, tuple[float, float]]
-    venue: str = "hyperliquid"
+    venue: str = "perp"
 
 
 @dataclass(frozen=True, slots=True)
 class LpSpec:
-    """A Uniswap v3 range: human liquidity ``L_h`` and the range in token1 per token0 (never liquidated)."""
+    """A concentrated-liquidity range: human liquidity ``L_h`` and the range in token1 per token0 (never liquidated)."""
 
     token0: str
     token1: str
     liquidity: float
     price_lower: float
     price_upper: float
-    venue: str = "uniswap-v3"
+    venue: str = "lp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +198,7 @@ class OptionSpec:
     venue: str = "options"
 
 
-AccountSpec = AaveAccountSpec | MorphoMarketSpec | PerpAccountSpec | LpSpec | SpotSpec | OptionSpec
+AccountSpec = LendingAccountSpec | IsolatedMarketSpec | PerpAccountSpec | LpSpec | SpotSpec | OptionSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +230,7 @@ class Book:
     pos_quantity : ndarray of shape (P,)
         Signed whole units (LP: human liquidity).
     pos_threshold : ndarray of shape (P,)
-        Collateral: Aave LT or Morpho LLTV (fraction); 0 elsewhere.
+        Collateral: the liquidation threshold or LLTV (fraction); 0 elsewhere.
     pos_mmr : ndarray of shape (P,)
         Perp maintenance margin rate (fraction); 0 elsewhere.
     pos_sqrt_lower, pos_sqrt_upper : ndarray of shape (P,)
@@ -238,11 +242,11 @@ class Book:
     acc_wallet, acc_venue : ndarray of shape (A,), int
     acc_rule : ndarray of shape (A,), int8 (:class:`Rule`)
     acc_bonus : ndarray of shape (A,)
-        Aave liquidation bonus (0.05); 0 elsewhere.
+        Pooled lending liquidation bonus (0.05); 0 elsewhere.
     acc_close_factor, acc_full_close_hf : ndarray of shape (A,)
-        Aave close factor (0.5) and the HF at or below which it is 100% (0.95).
+        Pooled lending close factor (0.5) and the HF at or below which it is 100% (0.95).
     acc_lif : ndarray of shape (A,)
-        Morpho liquidation incentive factor; 1 elsewhere.
+        Isolated-market liquidation incentive factor; 1 elsewhere.
     acc_cash_usd : ndarray of shape (A,)
         Perp account cash (equity = cash + Σ size × price); 0 elsewhere.
     account_order, position_order : ndarray, int
@@ -314,8 +318,8 @@ class Book:
 
     def factor_exposure_usd(self) -> F64:
         """USD delta of each wallet to each underlying, shape (W, U): ``Σ quantity × price`` per factor, with a
-        Uniswap range split into its two legs (``x × price0`` to token0's factor, ``y × price1`` to token1's) and an
-        option counted at its Black-76 delta (``quantity × delta × price``)."""
+        A concentrated range split into its two legs (``x × price0`` to token0's factor, ``y × price1`` to token1's)
+        and an option counted at its Black-76 delta (``quantity × delta × price``)."""
         value = self.pos_quantity * self.price_usd[self.pos_underlying]
         out = np.zeros((self.n_wallets, self.n_underlyings))
         opt = np.nonzero(self.pos_kind == Kind.OPTION)[0]
@@ -374,7 +378,7 @@ class Book:
         acc_cash_usd: npt.ArrayLike | None = None,
     ) -> Book:
         """Build a book from flat arrays (any order); validates, then sorts accounts by (wallet, venue) and
-        positions by account. ``acc_lltv`` (Morpho accounts) gives ``acc_lif``; when omitted, the LLTV is
+        positions by account. ``acc_lltv`` (isolated-market accounts) gives ``acc_lif``; when omitted, the LLTV is
         taken from the account's collateral ``pos_threshold``. ``pos_strike`` (> 0), ``pos_expiry`` (≥ 0),
         ``pos_vol`` (≥ 0) and ``pos_is_call`` are read for ``OPTION`` positions only.
         """
@@ -427,8 +431,8 @@ class Book:
         if is_call.shape != (p,):
             raise ValueError(f"position arrays must have shape ({p},)")
         bonus = acc_arr(acc_bonus, 0.0)
-        cf = acc_arr(acc_close_factor, AAVE_CLOSE_FACTOR)
-        full_hf = acc_arr(acc_full_close_hf, AAVE_FULL_CLOSE_HF)
+        cf = acc_arr(acc_close_factor, CLOSE_FACTOR)
+        full_hf = acc_arr(acc_full_close_hf, FULL_CLOSE_HF)
         cash = acc_arr(acc_cash_usd, 0.0)
 
         for name, arr in (("acc_venue", acc_v), ("acc_rule", rule)):
@@ -483,19 +487,19 @@ class Book:
         thr = np.where(kind == Kind.COLLATERAL, thr, 0.0)
         mmr = np.where(kind == Kind.PERP, mmr, 0.0)
 
-        # Morpho LIF from LLTV
-        morpho = rule == Rule.MORPHO
+        # the isolated markets' LIF from their LLTV
+        isolated = rule == Rule.ISOLATED
         if acc_lltv is not None:
             lltv = acc_arr(acc_lltv, 0.0)
         else:
             coll = kind == Kind.COLLATERAL
             lltv = np.zeros(a)
             np.maximum.at(lltv, p_acc[coll], thr[coll])
-        lif = np.where(morpho, morpho_lif(np.where(morpho, lltv, 0.5)), 1.0)
-        bonus = np.where(rule == Rule.AAVE, bonus, 0.0)
+        lif = np.where(isolated, incentive_factor(np.where(isolated, lltv, 0.5)), 1.0)
+        bonus = np.where(rule == Rule.LENDING, bonus, 0.0)
         cash = np.where(rule == Rule.PERP, cash, 0.0)
-        if np.any((rule == Rule.AAVE) & ((bonus < 0) | (cf <= 0) | (cf > 1))):
-            raise ValueError("Aave accounts need bonus >= 0 and 0 < close factor <= 1")
+        if np.any((rule == Rule.LENDING) & ((bonus < 0) | (cf <= 0) | (cf > 1))):
+            raise ValueError("LENDING accounts need bonus >= 0 and 0 < close factor <= 1")
 
         # sort accounts by (wallet, venue), positions by account
         a_order = np.lexsort((np.arange(a), acc_v, acc_w)).astype(np.intp)
@@ -577,8 +581,8 @@ class Book:
                 raise KeyError(f"no price for {name}")
             return u_index[name]
 
-        def new_account(w: int, venue: str, rule: Rule, *, bonus: float = 0.0, cf: float = AAVE_CLOSE_FACTOR,
-                        hf: float = AAVE_FULL_CLOSE_HF, lltv: float = 0.0, cash: float = 0.0) -> int:
+        def new_account(w: int, venue: str, rule: Rule, *, bonus: float = 0.0, cf: float = CLOSE_FACTOR,
+                        hf: float = FULL_CLOSE_HF, lltv: float = 0.0, cash: float = 0.0) -> int:
             acc_w.append(w)
             acc_v.append(venues.setdefault(venue, len(venues)))
             acc_rule.append(int(rule))
@@ -609,15 +613,15 @@ class Book:
         for w, wallet in enumerate(wallets):
             standalone: dict[str, int] = {}
             for spec in wallet.accounts:
-                if isinstance(spec, AaveAccountSpec):
-                    a = new_account(w, spec.venue, Rule.AAVE, bonus=spec.bonus, cf=spec.close_factor,
+                if isinstance(spec, LendingAccountSpec):
+                    a = new_account(w, spec.venue, Rule.LENDING, bonus=spec.bonus, cf=spec.close_factor,
                                     hf=spec.full_close_hf)
                     for asset, (amount, lt) in spec.collateral.items():
                         add(a, und(asset), Kind.COLLATERAL, float(amount), thr=float(lt))
                     for asset, amount in spec.debt.items():
                         add(a, und(asset), Kind.DEBT, -abs(float(amount)))
-                elif isinstance(spec, MorphoMarketSpec):
-                    a = new_account(w, spec.venue, Rule.MORPHO, lltv=spec.lltv)
+                elif isinstance(spec, IsolatedMarketSpec):
+                    a = new_account(w, spec.venue, Rule.ISOLATED, lltv=spec.lltv)
                     add(a, und(spec.collateral_asset), Kind.COLLATERAL, float(spec.collateral), thr=spec.lltv)
                     add(a, und(spec.loan_asset), Kind.DEBT, -abs(float(spec.debt)))
                 elif isinstance(spec, PerpAccountSpec):
@@ -710,7 +714,7 @@ def lp_value_usd(
     price0_usd: npt.ArrayLike,
     price1_usd: npt.ArrayLike,
 ) -> F64:
-    """USD value of Uniswap v3 ranges with the pool arbitraged to ``P = price0 / price1``.
+    """USD value of concentrated-liquidity ranges with the pool arbitraged to ``P = price0 / price1``.
 
     ``x = L_h (1/s − 1/s_b)``, ``y = L_h (s − s_a)``, ``s = sqrt(P)`` clipped to ``[s_a, s_b]``; value
     ``x × price0 + y × price1``. All arguments broadcast (human liquidity; sqrt of token1 per token0; USD).

@@ -3,16 +3,17 @@
 At each step ``t`` of a path of USD prices (T, U):
 
 1. every account's health is re-evaluated by its venue's rule at the step's prices (the same rules as
-   :mod:`riskcore.margin`: Aave ``HF < 1``, Morpho ``C × LLTV < D``, perps ``equity < maintenance``);
+   :mod:`riskcore.margin`: pooled lending ``HF < 1``, isolated markets ``C × LLTV < D``, perps
+   ``equity < maintenance``);
 2. every failing account is liquidated with its venue's mechanics at those prices
-   (:func:`riskcore.margin.aave_liquidation` call after call, :func:`riskcore.margin.morpho_liquidation`,
+   (:func:`riskcore.margin.lending_liquidation` call after call, :func:`riskcore.margin.isolated_liquidation`,
    :func:`riskcore.margin.perp_liquidation_loss`), and the book is changed accordingly: lending collateral is
    seized and debt repaid pro rata across the account's reserves (quantities scaled), a liquidated perp account's
    positions are closed (sizes 0) and its cash becomes ``equity − penalty``;
 3. the wallets' equity is recorded after the liquidations.
 
 The next step starts from the changed book: closed positions no longer move, so a hedge that one venue carried
-is gone for the others — a short perp liquidated on a spike no longer offsets the Aave collateral that falls
+is gone for the others — a short perp liquidated on a spike no longer offsets the lending collateral that falls
 afterwards. Within one step the venues act independently (each rule reads only its own account); events of a
 step are listed in account order. Nothing accrues between steps (no funding, interest or fees).
 
@@ -28,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from riskcore.book import Book, Kind, Rule, lp_value_usd, option_value_usd
-from riskcore.margin import aave_liquidation, morpho_liquidation, perp_liquidation_loss
+from riskcore.margin import isolated_liquidation, lending_liquidation, perp_liquidation_loss
 
 __all__ = ["CascadeEvent", "CascadeResult", "replay"]
 
@@ -44,9 +45,9 @@ class CascadeEvent:
     account: int
     venue: str
     rule: str
-    """``AAVE``, ``MORPHO`` or ``PERP``."""
+    """``LENDING``, ``ISOLATED`` or ``PERP`` (:class:`riskcore.book.Rule`)."""
     loss_usd: float
-    """The penalty (Aave bonus, Morpho incentive, perp margin lost)."""
+    """The penalty (liquidation bonus or incentive, perp margin lost)."""
     repaid_usd: float
     """Debt repaid by liquidators (lending); the notional closed (perps)."""
     seized_usd: float
@@ -120,7 +121,7 @@ def replay(book: Book, price_path_usd: npt.ArrayLike) -> CascadeResult:
     debt = kind == Kind.DEBT
     perp = kind == Kind.PERP
     rule = book.acc_rule
-    lending_acc = (rule == Rule.AAVE) | (rule == Rule.MORPHO)
+    lending_acc = (rule == Rule.LENDING) | (rule == Rule.ISOLATED)
     equity = np.zeros((n_t, book.n_wallets))
     lost = np.zeros((n_t, book.n_wallets))
     health = np.full((n_t, n_a), np.inf)
@@ -153,15 +154,15 @@ def replay(book: Book, price_path_usd: npt.ArrayLike) -> CascadeResult:
         seized = np.zeros(n_a)
         closed = np.zeros(n_a, dtype=bool)
         acted = fail_p.copy()
-        for r in (Rule.AAVE, Rule.MORPHO):
+        for r in (Rule.LENDING, Rule.ISOLATED):
             f = np.nonzero(fail_l & (rule == r))[0]
             if not f.size:
                 continue
-            if r == Rule.AAVE:
-                out = aave_liquidation(c[f], w[f], d[f], book.acc_bonus[f], book.acc_close_factor[f],
+            if r == Rule.LENDING:
+                out = lending_liquidation(c[f], w[f], d[f], book.acc_bonus[f], book.acc_close_factor[f],
                                        book.acc_full_close_hf[f])
             else:
-                out = morpho_liquidation(c[f], w[f], d[f], book.acc_lif[f])
+                out = isolated_liquidation(c[f], w[f], d[f], book.acc_lif[f])
             fac_c[f] = np.where(c[f] > 0, out.collateral_left_usd / np.where(c[f] > 0, c[f], 1.0), 1.0)
             fac_d[f] = np.where(d[f] > 0, out.debt_left_usd / np.where(d[f] > 0, d[f], 1.0), 1.0)
             step_loss[f] = out.loss_usd

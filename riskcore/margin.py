@@ -31,28 +31,28 @@ at the shocked prices (no path in between; :mod:`riskcore.cascade` replays paths
 Venue rules at the shocked prices (per account; ``C`` seizable collateral value, ``W`` threshold-weighted
 collateral, ``D`` debt value, ``E`` perp equity, ``M`` perp maintenance requirement, all USD)
 -----------------------------------------------------------------------------------------------------------
-* **Aave v3** (``LiquidationLogic``): liquidatable iff ``HF = W / D < 1``. A liquidator repays
+* **Pooled lending** (``Rule.LENDING``): liquidatable iff ``HF = W / D < 1``. A liquidator repays
   ``close_factor × D`` (50%, or 100% when ``HF ≤ 0.95``) and seizes ``repaid × (1 + bonus)`` of collateral; when
   that exceeds the collateral, all of it is seized and ``repaid = C / (1 + bonus)``. The wallet loses
   ``repaid × bonus`` (the protocol's fee is a slice of the bonus and is lost too). Liquidators call again while
-  ``HF < 1`` and collateral is left (at most :data:`MAX_AAVE_CALLS` calls). Collateral is seized and debt repaid
+  ``HF < 1`` and collateral is left (at most :data:`MAX_LIQUIDATION_CALLS` calls). Collateral is seized and debt repaid
   pro rata across the account's reserves (the liquidator's choice of reserve is not modelled; the weighted LT is
   therefore unchanged by a call), so each call is ``C, W ← C, W × (1 − seized / C)``, ``D ← D − repaid``. The
-  v3.3 small-position rules ($2,000 / $1,000 thresholds) are not modelled.
-* **Morpho Blue** (``Morpho.liquidate``): liquidatable iff ``C × LLTV < D``. There is no close factor: the
+  small-position rules of newer pool versions (dust thresholds) are not modelled.
+* **Isolated lending markets** (``Rule.ISOLATED``): liquidatable iff ``C × LLTV < D``. There is no close factor: the
   liquidator repays ``min(D, C / LIF)`` and seizes ``repaid × LIF``, ``LIF = min(1.15, 1 / (1 − 0.3 (1 − LLTV)))``;
   the wallet loses ``repaid × (LIF − 1)``.
-* **Perps** (Hyperliquid cross account, dYdX subaccount): liquidatable iff ``E < M`` (with open positions),
+* **Perps** (a cross account, a subaccount): liquidatable iff ``E < M`` (with open positions),
   ``M = Σ |size| × price × mmr`` (one rate per position: the tier at today's notional). Every position is closed
   at the shocked price and the remaining equity, at most the maintenance margin, is lost to the liquidator
-  (Hyperliquid's backstop: "the maintenance margin is not returned"): ``loss = max(E, 0)`` (< ``M``). This is
+  (a backstop liquidation: "the maintenance margin is not returned"): ``loss = max(E, 0)`` (< ``M``). This is
   the conservative reading; a liquidation through the book that returns the remainder would cost less.
-* **LP ranges, options and tokens held** are never liquidated; LP ranges are revalued along the Uniswap v3 curve,
-  options with Black-76.
+* **LP ranges, options and tokens held** are never liquidated; LP ranges are revalued along the concentrated-liquidity
+  curve, options with Black-76.
 
 No limited liability is applied: an account whose collateral cannot cover its debt (bad debt) still counts the
-unpaid debt, or a perp account's negative equity, as the wallet's loss (conservative; Morpho and Aave 3.3 would
-write the remainder off).
+unpaid debt, or a perp account's negative equity, as the wallet's loss (conservative; a venue that socializes bad
+debt would write the remainder off).
 
 Cross-venue netting and "the hedge is gone"
 -------------------------------------------
@@ -103,7 +103,7 @@ from riskcore.options import DAYS_PER_YEAR, black76_price
 
 __all__ = [
     "MAINTENANCE_FACTOR",
-    "MAX_AAVE_CALLS",
+    "MAX_LIQUIDATION_CALLS",
     "Assessment",
     "Exposures",
     "FactorLiquidations",
@@ -115,12 +115,12 @@ __all__ = [
     "ScenarioResult",
     "UnifiedHealth",
     "UniformMove",
-    "aave_liquidation",
     "assess",
     "exposures",
     "factor_liquidation_moves",
+    "isolated_liquidation",
+    "lending_liquidation",
     "liquidation_prices",
-    "morpho_liquidation",
     "nearest_liquidation",
     "option_scenario_inputs",
     "perp_liquidation_loss",
@@ -136,8 +136,8 @@ I64 = npt.NDArray[np.intp]
 
 MAINTENANCE_FACTOR = 1.0
 """Portfolio margin = this × worst weighted liquidation-aware loss (1.0: maintenance; initial would be > 1)."""
-MAX_AAVE_CALLS = 64
-"""Most liquidation calls applied to one Aave account at one set of prices."""
+MAX_LIQUIDATION_CALLS = 64
+"""Most liquidation calls applied to one pooled lending account at one set of prices."""
 DEFAULT_CHUNK_ELEMENTS = 1 << 23
 """Rough bound on the feature values per scenario chunk (64 MiB of float64)."""
 
@@ -174,16 +174,16 @@ class LendingLiquidation:
     """Liquidation calls made (0 where the account was healthy)."""
 
 
-def aave_liquidation(
+def lending_liquidation(
     collateral_usd: npt.ArrayLike,
     weighted_collateral_usd: npt.ArrayLike,
     debt_usd: npt.ArrayLike,
     bonus: npt.ArrayLike,
     close_factor: npt.ArrayLike = 0.5,
     full_close_hf: npt.ArrayLike = 0.95,
-    max_calls: int = MAX_AAVE_CALLS,
+    max_calls: int = MAX_LIQUIDATION_CALLS,
 ) -> LendingLiquidation:
-    """Aave v3 liquidation of accounts at fixed prices, call after call while ``HF < 1`` (see the module notes).
+    """Pooled lending liquidation of accounts at fixed prices, call after call while ``HF < 1`` (see the module notes).
 
     Parameters
     ----------
@@ -231,10 +231,10 @@ def aave_liquidation(
     return LendingLiquidation(loss, repaid, seized, c, w, d, calls)
 
 
-def morpho_liquidation(
+def isolated_liquidation(
     collateral_usd: npt.ArrayLike, weighted_collateral_usd: npt.ArrayLike, debt_usd: npt.ArrayLike, lif: npt.ArrayLike
 ) -> LendingLiquidation:
-    """Morpho Blue liquidation at fixed prices: where ``C × LLTV < D``, repay ``min(D, C / LIF)``, seize
+    """Isolated-market liquidation at fixed prices: where ``C × LLTV < D``, repay ``min(D, C / LIF)``, seize
     ``repaid × LIF``; loss ``repaid × (LIF − 1)``. Arrays of shape (k,), USD; ``lif`` broadcast to (k,)."""
     c = np.array(collateral_usd, dtype=np.float64, ndmin=1)
     w = np.array(weighted_collateral_usd, dtype=np.float64, ndmin=1)
@@ -423,17 +423,17 @@ def _segment_sums(values: F64, keys: I64) -> tuple[F64, I64]:
 def _lending_losses(book: Book, acc: I64, c: F64, w: F64, d: F64) -> F64:
     """Penalties of lending accounts ``acc`` (k,) at collateral ``c``, weighted collateral ``w``, debt ``d``."""
     loss = np.zeros(acc.shape[0])
-    aave = book.acc_rule[acc] == Rule.AAVE
-    ia = np.nonzero(aave)[0]
-    im = np.nonzero(~aave)[0]
+    lending = book.acc_rule[acc] == Rule.LENDING
+    ia = np.nonzero(lending)[0]
+    im = np.nonzero(~lending)[0]
     if ia.size:
         aa = acc[ia]
-        out = aave_liquidation(
+        out = lending_liquidation(
             c[ia], w[ia], d[ia], book.acc_bonus[aa], book.acc_close_factor[aa], book.acc_full_close_hf[aa]
         )
         loss[ia] = out.loss_usd
     if im.size:
-        loss[im] = morpho_liquidation(c[im], w[im], d[im], book.acc_lif[acc[im]]).loss_usd
+        loss[im] = isolated_liquidation(c[im], w[im], d[im], book.acc_lif[acc[im]]).loss_usd
     return loss
 
 
@@ -501,7 +501,7 @@ def prepare(book: Book) -> PreparedBook:
         w_starts, w_present = _starts(group_wallet, n_w)
         x_wallet[w_present] = np.add.reduceat(x_group, w_starts, axis=0)
     # accounts a venue can liquidate; every feature a rule reads is one row of the product with the multipliers
-    lend = np.nonzero((book.acc_rule == Rule.AAVE) | (book.acc_rule == Rule.MORPHO))[0].astype(np.intp)
+    lend = np.nonzero((book.acc_rule == Rule.LENDING) | (book.acc_rule == Rule.ISOLATED))[0].astype(np.intp)
     perp = np.nonzero((book.acc_rule == Rule.PERP) & np.isfinite(x.health_const))[0].astype(np.intp)
     rows = np.concatenate(
         [x.collateral[lend], x.weighted[lend], x.requirement[lend], x.value[perp], x.requirement[perp], x_group,

@@ -21,14 +21,14 @@ import numpy as np
 import numpy.typing as npt
 
 from riskcore.book import Book, Kind, Rule, lp_value_usd
-from riskcore.margin import MAX_AAVE_CALLS
+from riskcore.margin import MAX_LIQUIDATION_CALLS
 
 __all__ = [
     "ReferenceResult",
     "SyntheticScenarios",
-    "aave_liquidation_loss",
     "black76_price_scalar",
-    "morpho_liquidation_loss",
+    "isolated_liquidation_loss",
+    "lending_liquidation_loss",
     "perp_liquidation_loss",
     "revalue_reference",
     "synthetic_book",
@@ -39,14 +39,14 @@ F64 = npt.NDArray[np.float64]
 
 _COLL, _DEBT, _PERP, _LP = int(Kind.COLLATERAL), int(Kind.DEBT), int(Kind.PERP), int(Kind.LP)
 _OPT = int(Kind.OPTION)
-_AAVE, _MORPHO, _RPERP = int(Rule.AAVE), int(Rule.MORPHO), int(Rule.PERP)
+_LENDING, _ISOLATED, _RPERP = int(Rule.LENDING), int(Rule.ISOLATED), int(Rule.PERP)
 
 
-def aave_liquidation_loss(
+def lending_liquidation_loss(
     c: float, w: float, d: float, bonus: float, close_factor: float, full_close_hf: float,
-    max_calls: int = MAX_AAVE_CALLS,
+    max_calls: int = MAX_LIQUIDATION_CALLS,
 ) -> float:
-    """Aave v3 penalty at fixed prices, call after call while ``HF < 1`` (scalar; see :mod:`riskcore.margin`)."""
+    """Pooled lending penalty at fixed prices, call after call while ``HF < 1`` (scalar; see :mod:`riskcore.margin`)."""
     loss = 0.0
     calls = 0
     while d > 0 and w < d and c > 0 and calls < max_calls:
@@ -67,8 +67,8 @@ def aave_liquidation_loss(
     return loss
 
 
-def morpho_liquidation_loss(c: float, w: float, d: float, lif: float) -> float:
-    """Morpho Blue penalty: ``min(D, C / LIF) × (LIF − 1)`` where ``W = C × LLTV < D`` (scalar)."""
+def isolated_liquidation_loss(c: float, w: float, d: float, lif: float) -> float:
+    """Isolated-market penalty: ``min(D, C / LIF) × (LIF − 1)`` where ``W = C × LLTV < D`` (scalar)."""
     if d > 0 and w < d and c > 0:
         return min(d, c / lif) * (lif - 1.0)
     return 0.0
@@ -236,11 +236,11 @@ def revalue_reference(
                 pnl = value - base[a]
                 loss = 0.0
                 r = rule[a]
-                if r == _AAVE and cap < req:
-                    loss = aave_liquidation_loss(coll, cap, req, bonus[a], cfac[a], full_hf[a])
+                if r == _LENDING and cap < req:
+                    loss = lending_liquidation_loss(coll, cap, req, bonus[a], cfac[a], full_hf[a])
                     count += 1
-                elif r == _MORPHO and cap < req:
-                    loss = morpho_liquidation_loss(coll, cap, req, lif[a])
+                elif r == _ISOLATED and cap < req:
+                    loss = isolated_liquidation_loss(coll, cap, req, lif[a])
                     count += 1
                 elif r == _RPERP and is_open and cash[a] + value < req:
                     loss = perp_liquidation_loss(cash[a] + value, req)
@@ -317,18 +317,18 @@ def synthetic_scenarios(
     )
 
 
-_VENUES = ("aave", "morpho", "hyperliquid", "dydx", "uniswap-v3", "wallet")
+_VENUES = ("lending", "isolated", "perp_a", "perp_b", "lp", "wallet")
 
 
 def synthetic_book(
     rng: np.random.Generator, n_wallets: int, positions_per_wallet: int = 50, n_underlyings: int = 20,
     n_options: int = 0,
 ) -> Book:
-    """A random book: per wallet one Aave account, Morpho markets, two perp accounts, LP ranges and tokens.
+    """A random book: per wallet one pooled lending account, isolated markets, two perp accounts, LP ranges and tokens.
 
     Underlying 0 is ``USDC`` (stable, $1); the others ``T1``… have lognormal prices. Lending accounts start with
     health in [1.02, 2], perp accounts at 2.5–25× leverage, so that the scenarios liquidate some of them.
-    For 50 positions a wallet has 8 Aave collateral + 2 debt, 3 Morpho markets (2 each), 14 + 10 perps, 2 LP
+    For 50 positions a wallet has 8 lending collateral + 2 debt, 3 isolated markets (2 each), 14 + 10 perps, 2 LP
     ranges, 8 tokens; other sizes scale these counts. ``n_options`` > 0 adds that many options per wallet (long
     and written calls and puts, strikes 0.6–1.4× the price, 1–180 days, vols 0.3–1.2) in an ``"options"``
     account, drawn after everything else (the rest of the book is the same as without them).
@@ -377,20 +377,20 @@ def synthetic_book(
             b[k] = np.asarray(v).reshape(-1)
         blocks.append(b)
 
-    # Aave: collateral, then debt sized for HF in [1.02, 2]
+    # pooled lending: collateral, then debt sized for HF in [1.02, 2]
     c_und = risky(n_w, n_ac)
     c_val = usd(20_000.0, n_w, n_ac)
     lt = rng.uniform(0.65, 0.86, size=(n_w, n_ac))
-    aave_acc = np.repeat(acc_base, n_ac).reshape(n_w, n_ac)
-    block(aave_acc, c_und, Kind.COLLATERAL, c_val / price[c_und], thr=lt)
+    lending_acc = np.repeat(acc_base, n_ac).reshape(n_w, n_ac)
+    block(lending_acc, c_und, Kind.COLLATERAL, c_val / price[c_und], thr=lt)
     debt = (c_val * lt).sum(axis=1) / rng.uniform(1.02, 2.0, size=n_w)
     frac = rng.uniform(0.3, 1.0, size=n_w)
     d_und = np.stack([np.zeros(n_w, np.intp), risky(n_w)], axis=1)
     d_val = np.stack([debt * frac, debt * (1 - frac)], axis=1)
     block(np.repeat(acc_base, n_ad).reshape(n_w, n_ad), d_und, Kind.DEBT, -d_val / price[d_und])
-    aave_bonus = rng.choice([0.045, 0.05, 0.075, 0.1], size=n_w)
+    lending_bonus = rng.choice([0.045, 0.05, 0.075, 0.1], size=n_w)
 
-    # Morpho markets
+    # isolated markets
     m_acc = acc_base[:, None] + 1 + np.arange(n_mo)[None, :]
     lltv = rng.choice([0.625, 0.77, 0.86, 0.915, 0.945], size=(n_w, n_mo))
     mc_und = risky(n_w, n_mo)
@@ -443,13 +443,13 @@ def synthetic_book(
         return np.concatenate([b[key] for b in blocks])
 
     slot_venue = [0] + [1] * n_mo + [2, 3, 4] + ([5] if n_sp else []) + ([6] if n_options else [])
-    slot_rule = [int(Rule.AAVE)] + [int(Rule.MORPHO)] * n_mo + [int(Rule.PERP)] * 2 + [int(Rule.NONE)] * (
+    slot_rule = [int(Rule.LENDING)] + [int(Rule.ISOLATED)] * n_mo + [int(Rule.PERP)] * 2 + [int(Rule.NONE)] * (
         1 + (1 if n_sp else 0) + (1 if n_options else 0)
     )
     acc_venue = np.tile(np.asarray(slot_venue, np.intp), n_w)
     acc_rule = np.tile(np.asarray(slot_rule, np.int8), n_w)
     acc_bonus = np.zeros((n_w, acc_per_w))
-    acc_bonus[:, 0] = aave_bonus
+    acc_bonus[:, 0] = lending_bonus
     acc_cash = np.zeros((n_w, acc_per_w))
     acc_cash[:, 1 + n_mo : 3 + n_mo] = perp_cash
     return Book.from_arrays(

@@ -11,7 +11,10 @@ from typing import Protocol
 from db.rows import PositionSide, SnapshotRow
 from riskcore.book import AccountSpec, PerpAccountSpec
 
-__all__ = ["FactorOf", "VenueRiskLines", "perp_accounts"]
+__all__ = ["PERP_RULE_LABEL", "FactorOf", "VenueRiskLines", "perp_accounts"]
+
+PERP_RULE_LABEL = "PERP"
+"""A perp venue's liquidation rule, in documents."""
 
 
 class FactorOf(Protocol):
@@ -22,6 +25,9 @@ class FactorOf(Protocol):
 
 class VenueRiskLines(Protocol):
     """A venue's ``risk`` module."""
+
+    RULE_LABEL: str
+    """What documents call the venue's liquidation rule (a stress event's ``rule``)."""
 
     def accounts(self, snap: SnapshotRow, factor: FactorOf) -> list[AccountSpec]: ...
 

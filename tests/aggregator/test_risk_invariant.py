@@ -33,11 +33,11 @@ from hypothesis import strategies as st
 from aggregator.risk import PEG_FLOOR_DOWN, RiskInputs, assess_book, risk_documents, unified_scenarios
 from riskcore.assets import FactorKind
 from riskcore.book import (
-    AaveAccountSpec,
     AccountSpec,
     Book,
+    IsolatedMarketSpec,
+    LendingAccountSpec,
     LpSpec,
-    MorphoMarketSpec,
     PerpAccountSpec,
     SpotSpec,
     WalletSpec,
@@ -57,7 +57,7 @@ usd = st.floats(1_000.0, 100_000.0)
 
 
 @st.composite
-def aave(draw: st.DrawFn, pool: tuple[str, ...]) -> AaveAccountSpec:
+def aave(draw: st.DrawFn, pool: tuple[str, ...]) -> LendingAccountSpec:
     coll = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3, unique=True))
     debt = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True))
     lts = {a: draw(st.floats(0.6, 0.985)) for a in coll}
@@ -66,29 +66,29 @@ def aave(draw: st.DrawFn, pool: tuple[str, ...]) -> AaveAccountSpec:
     owed = sum(value[a] * lts[a] for a in coll) / hf
     split = np.array([draw(st.floats(0.1, 1.0)) for _ in debt])
     split /= split.sum()
-    return AaveAccountSpec({a: (value[a] / PRICES[a], lts[a]) for a in coll},
+    return LendingAccountSpec({a: (value[a] / PRICES[a], lts[a]) for a in coll},
                            {a: owed * float(w) / PRICES[a] for a, w in zip(debt, split, strict=True)},
                            bonus=draw(st.floats(0.005, 0.1)), venue="aave_v3")
 
 
 @st.composite
-def basis_loop(draw: st.DrawFn) -> AaveAccountSpec:
+def basis_loop(draw: st.DrawFn) -> LendingAccountSpec:
     """A staked or wrapped token against its own underlying (e-mode LT 93–97 %): only its basis moves the HF."""
     token = draw(st.sampled_from(tuple(BASIS)))
     lt = draw(st.floats(0.93, 0.97))
     value = draw(usd)
     owed = value * lt / draw(st.floats(1.001, 1.2))
-    return AaveAccountSpec({token: (value / PRICES[token], lt)}, {BASIS[token]: owed / PRICES[BASIS[token]]},
+    return LendingAccountSpec({token: (value / PRICES[token], lt)}, {BASIS[token]: owed / PRICES[BASIS[token]]},
                            bonus=draw(st.floats(0.01, 0.075)), venue="aave_v3")
 
 
 @st.composite
-def morpho(draw: st.DrawFn, pool: tuple[str, ...]) -> MorphoMarketSpec:
+def morpho(draw: st.DrawFn, pool: tuple[str, ...]) -> IsolatedMarketSpec:
     coll, loan = draw(st.lists(st.sampled_from(pool), min_size=2, max_size=2, unique=True))
     lltv = draw(st.sampled_from(LLTVS))
     value = draw(usd)
     owed = value * lltv / draw(st.floats(1.001, 2.5))
-    return MorphoMarketSpec(coll, value / PRICES[coll], loan, owed / PRICES[loan], lltv, venue="morpho_blue")
+    return IsolatedMarketSpec(coll, value / PRICES[coll], loan, owed / PRICES[loan], lltv, venue="morpho_blue")
 
 
 @st.composite
@@ -137,7 +137,7 @@ def wallet(draw: st.DrawFn, i: int) -> WalletSpec:
     seen: set[str] = set()
     kept: list[AccountSpec] = []
     for acc in accounts:
-        if isinstance(acc, (AaveAccountSpec, PerpAccountSpec)):
+        if isinstance(acc, (LendingAccountSpec, PerpAccountSpec)):
             if acc.venue in seen:
                 continue
             seen.add(acc.venue)
@@ -158,9 +158,9 @@ def books(draw: st.DrawFn) -> RiskInputs:
 
 
 def _assets(acc: AccountSpec) -> set[str]:
-    if isinstance(acc, AaveAccountSpec):
+    if isinstance(acc, LendingAccountSpec):
         return set(acc.collateral) | set(acc.debt)
-    if isinstance(acc, MorphoMarketSpec):
+    if isinstance(acc, IsolatedMarketSpec):
         return {acc.collateral_asset, acc.loan_asset}
     if isinstance(acc, PerpAccountSpec):
         return set(acc.positions)
@@ -258,8 +258,8 @@ def test_the_headline_is_never_safer_than_the_first_venue_liquidation(inputs: Ri
 def test_every_peg_and_basis_is_moved_alone_both_ways_and_against_each_other() -> None:
     """The set used for unified health moves each peg and basis alone down and up and every pair against each
     other, sized from the data (USDC by its own low; DAI like the worst stablecoin; bases by the asset map)."""
-    wallets = [WalletSpec("emode", (AaveAccountSpec({"USDC": (10_000.0, 0.985)}, {"DAI": 9_000.0}, bonus=0.01),)),
-               WalletSpec("loop", (AaveAccountSpec({"wstETH": (10.0, 0.95)}, {"ETH": 10.0}),))]
+    wallets = [WalletSpec("emode", (LendingAccountSpec({"USDC": (10_000.0, 0.985)}, {"DAI": 9_000.0}, bonus=0.01),)),
+               WalletSpec("loop", (LendingAccountSpec({"wstETH": (10.0, 0.95)}, {"ETH": 10.0}),))]
     prices = {a: PRICES[a] for a in ("USDC", "DAI", "wstETH", "ETH")}
     model = factor_model(tuple(prices))
     book = Book.from_wallets(wallets, prices, stable=("USDC", "DAI"))

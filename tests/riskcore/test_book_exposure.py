@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from riskcore.book import AaveAccountSpec, Book, LpSpec, PerpAccountSpec, WalletSpec
+from riskcore.book import Book, LendingAccountSpec, LpSpec, PerpAccountSpec, WalletSpec
 from riskcore.clmm import amounts_float
 
 
@@ -13,7 +13,7 @@ def test_lp_legs_go_to_their_own_factors_and_everything_sums_to_the_position_val
     prices = {"ETH": 2_000.0, "USDC": 1.0}
     lp = LpSpec("ETH", "USDC", liquidity=5_000.0, price_lower=1_500.0, price_upper=2_500.0)
     wallet = WalletSpec("w", (
-        AaveAccountSpec({"ETH": (10.0, 0.8)}, {"USDC": 8_000.0}),
+        LendingAccountSpec({"ETH": (10.0, 0.8)}, {"USDC": 8_000.0}),
         PerpAccountSpec(1_000.0, {"ETH": (-4.0, 0.01)}),
         lp,
     ))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from riskcore.book import AaveAccountSpec, Book, Kind, MorphoMarketSpec, PerpAccountSpec, WalletSpec
+from riskcore.book import Book, IsolatedMarketSpec, Kind, LendingAccountSpec, PerpAccountSpec, WalletSpec
 from riskcore.cascade import replay
 from riskcore.margin import revalue
 from riskcore.reference import SyntheticScenarios, synthetic_book
 
 PRICES = {"ETH": 2000.0, "USDC": 1.0}
-AAVE = AaveAccountSpec(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 12_000.0}, bonus=0.05)  # HF 1.375
+AAVE = LendingAccountSpec(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 12_000.0}, bonus=0.05)  # HF 1.375
 SHORT = PerpAccountSpec(cash_usd=23_000.0, positions={"ETH": (-10.0, 0.02)})  # equity 3,000; liq above 2,254.90
 
 
@@ -27,7 +27,7 @@ def test_spike_removes_the_hedge_and_the_crash_liquidates_aave() -> None:
     # step 2, ETH 1,400: Aave C = 14,000, W = 11,550 < 12,000, HF 0.9625 > 0.95 → 50%: repaid 6,000,
     #   seized 6,300, penalty 300; C = 7,700, D = 6,000, HF = 6,352.5 / 6,000 = 1.05875 → healthy.
     #   The short is gone, so nothing offsets the fall: equity = 7,700 − 6,000 = 1,700.
-    assert [(e.step, e.venue, e.rule) for e in res.events] == [(1, "hyperliquid", "PERP"), (2, "aave", "AAVE")]
+    assert [(e.step, e.venue, e.rule) for e in res.events] == [(1, "perp", "PERP"), (2, "lending", "LENDING")]
     perp_ev, aave_ev = res.events
     assert perp_ev.loss_usd == pytest.approx(200.0)
     assert perp_ev.closed
@@ -53,7 +53,7 @@ def test_spike_removes_the_hedge_and_the_crash_liquidates_aave() -> None:
 def test_without_the_spike_the_hedge_holds() -> None:
     book = Book.from_wallets([WalletSpec("w", [AAVE, SHORT])], PRICES)
     res = replay(book, path(2_000.0, 1_700.0, 1_400.0))
-    assert [(e.step, e.venue) for e in res.events] == [(2, "aave")]
+    assert [(e.step, e.venue) for e in res.events] == [(2, "lending")]
     # 11,000 at the start; at 1,400: Aave 1,700 after its 300 penalty, perp 23,000 − 14,000 = 9,000
     np.testing.assert_allclose(res.equity_usd[:, 0], [11_000.0, 11_000.0, 10_700.0])
 
@@ -90,10 +90,10 @@ def test_morpho_and_many_wallets() -> None:
 
 
 def test_morpho_market_in_a_cascade() -> None:
-    spec = MorphoMarketSpec("ETH", 5.0, "USDC", 8_000.0, 0.86)
+    spec = IsolatedMarketSpec("ETH", 5.0, "USDC", 8_000.0, 0.86)
     book = Book.from_wallets([WalletSpec("w", [spec])], PRICES)
     res = replay(book, path(2_000.0, 1_400.0, 1_000.0))
-    assert [(e.step, e.rule) for e in res.events] == [(1, "MORPHO")]
+    assert [(e.step, e.rule) for e in res.events] == [(1, "ISOLATED")]
     assert res.events[0].loss_usd == pytest.approx(294.0)
     # all 5 ETH seized for 6,706 of the debt; 1,294 of debt left (bad debt counted), no collateral
     np.testing.assert_allclose(res.equity_usd[:, 0], [2_000.0, -1_294.0, -1_294.0])

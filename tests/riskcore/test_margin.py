@@ -9,12 +9,21 @@ import numpy as np
 import pytest
 
 from riskcore import perp as perp_health
-from riskcore.book import AaveAccountSpec, Book, Kind, LpSpec, MorphoMarketSpec, PerpAccountSpec, SpotSpec, WalletSpec
+from riskcore.book import (
+    Book,
+    IsolatedMarketSpec,
+    Kind,
+    LendingAccountSpec,
+    LpSpec,
+    PerpAccountSpec,
+    SpotSpec,
+    WalletSpec,
+)
 from riskcore.margin import (
-    aave_liquidation,
     assess,
+    isolated_liquidation,
+    lending_liquidation,
     liquidation_prices,
-    morpho_liquidation,
     perp_liquidation_loss,
     prepare,
     revalue,
@@ -41,7 +50,7 @@ def scenarios(moves: list[float], weights: list[float] | None = None) -> Synthet
     )
 
 
-AAVE = AaveAccountSpec(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 10_000.0}, bonus=0.05)
+AAVE = LendingAccountSpec(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 10_000.0}, bonus=0.05)
 SHORT = PerpAccountSpec(cash_usd=26_000.0, positions={"ETH": (-10.0, 0.02)})  # equity 6,000
 
 
@@ -82,7 +91,7 @@ def test_a_liquidated_hedge_leaves_the_other_venue_exposed() -> None:
     acc = res.account_liquidated(book.n_accounts)
     rules = [book.venues[v] for v in book.acc_venue]
     assert acc[rules.index("hyperliquid")].tolist() == [True, False]
-    assert acc[rules.index("aave")].tolist() == [False, True]
+    assert acc[rules.index("lending")].tolist() == [False, True]
 
 
 def test_perp_penalty_is_the_remaining_margin() -> None:
@@ -100,7 +109,7 @@ def test_morpho_penalty() -> None:
     # 5 ETH against 8,000 USDC at LLTV 86%: ETH −30% → 1,400: C = 7,000, C × LLTV = 6,020 < 8,000.
     # LIF = 1 / (1 − 0.3 × 0.14) = 1 / 0.958; repaid = min(8,000, 7,000 / LIF) = 6,706, all collateral seized;
     # loss = repaid × (LIF − 1) = 7,000 × (1 − 1/LIF) = 7,000 × 0.042 = 294.
-    spec = MorphoMarketSpec("ETH", 5.0, "USDC", 8_000.0, 0.86)
+    spec = IsolatedMarketSpec("ETH", 5.0, "USDC", 8_000.0, 0.86)
     book = Book.from_wallets([WalletSpec("w", [spec])], PRICES)
     assert book.acc_lif[0] == pytest.approx(1 / 0.958, rel=1e-15)
     res = revalue(book, scenarios([-0.30]))
@@ -111,37 +120,37 @@ def test_morpho_penalty() -> None:
 # --- venue mechanics ----------------------------------------------------------------------------------
 def test_aave_close_factor_bonus_and_collateral_cap() -> None:
     # HF 0.99 → 50% then healthy
-    out = aave_liquidation([12_000.0], [9_900.0], [10_000.0], 0.05)
+    out = lending_liquidation([12_000.0], [9_900.0], [10_000.0], 0.05)
     assert out.loss_usd[0] == pytest.approx(250.0)
     assert out.calls[0] == 1
     assert out.debt_left_usd[0] == pytest.approx(5_000.0)
     # HF exactly 0.95 → 100%: repaid 10,000, seized 10,500 of 12,000 ... W = 9,500
-    out = aave_liquidation([12_000.0], [9_500.0], [10_000.0], 0.05)
+    out = lending_liquidation([12_000.0], [9_500.0], [10_000.0], 0.05)
     assert out.repaid_usd[0] == pytest.approx(10_000.0)
     assert out.loss_usd[0] == pytest.approx(500.0)
     assert out.debt_left_usd[0] == 0.0
     # collateral short: C 10,000 < 10,000 × 1.05 → all seized, repaid 10,000 / 1.05
-    out = aave_liquidation([10_000.0], [8_250.0], [10_000.0], 0.05)
+    out = lending_liquidation([10_000.0], [8_250.0], [10_000.0], 0.05)
     assert out.seized_usd[0] == 10_000.0
     assert out.repaid_usd[0] == pytest.approx(10_000.0 / 1.05)
     assert out.loss_usd[0] == pytest.approx(10_000.0 / 1.05 * 0.05)
     assert out.collateral_left_usd[0] == 0.0
     # a 50% call that leaves HF < 1 is followed by another: LT 0.97, bonus 5%: HF' = 2 × 0.99 − 1.05 × 0.97
-    out = aave_liquidation([10_206.0], [9_900.0], [10_000.0], 0.05)
+    out = lending_liquidation([10_206.0], [9_900.0], [10_000.0], 0.05)
     assert out.calls[0] >= 2
     # healthy: nothing
-    out = aave_liquidation([20_000.0], [16_500.0], [10_000.0], 0.05)
+    out = lending_liquidation([20_000.0], [16_500.0], [10_000.0], 0.05)
     assert out.loss_usd[0] == 0.0
     assert out.calls[0] == 0
 
 
 def test_morpho_and_perp_mechanics() -> None:
     lif = 1 / (1 - 0.3 * (1 - 0.86))
-    out = morpho_liquidation([10_000.0], [8_600.0], [9_000.0], lif)
+    out = isolated_liquidation([10_000.0], [8_600.0], [9_000.0], lif)
     assert out.repaid_usd[0] == pytest.approx(9_000.0)
     assert out.loss_usd[0] == pytest.approx(9_000.0 * (lif - 1))
     assert out.collateral_left_usd[0] == pytest.approx(10_000.0 - 9_000.0 * lif)
-    assert morpho_liquidation([10_000.0], [8_600.0], [8_000.0], lif).loss_usd[0] == 0.0
+    assert isolated_liquidation([10_000.0], [8_600.0], [8_000.0], lif).loss_usd[0] == 0.0
     np.testing.assert_array_equal(perp_liquidation_loss([800.0, -50.0, 1_000.0], [890.0, 10.0, 900.0]), [800, 0, 0])
 
 
@@ -229,25 +238,25 @@ def test_first_venue_to_liquidate() -> None:
     book = Book.from_wallets([WalletSpec("w", [AAVE, thin])], PRICES)
     mv = uniform_move(book)
     venue = book.venues[book.acc_venue[mv.up_account[0]]]
-    assert venue == "hyperliquid"
+    assert venue == "perp"
     assert mv.up[0] == pytest.approx(21_000.0 / 10.2 / 2_000.0 - 1.0, rel=1e-12)
-    assert book.venues[book.acc_venue[mv.down_account[0]]] == "aave"
+    assert book.venues[book.acc_venue[mv.down_account[0]]] == "lending"
     assert mv.down[0] == pytest.approx(1.0 - 10_000.0 / 16_500.0, rel=1e-12)
 
 
 def test_liquidation_prices_match_the_venue_modules() -> None:
-    morpho = MorphoMarketSpec("ETH", 5.0, "USDC", 8_000.0, 0.86)
+    morpho = IsolatedMarketSpec("ETH", 5.0, "USDC", 8_000.0, 0.86)
     perp = PerpAccountSpec(cash_usd=-15_000.0, positions={"ETH": (10.0, 0.0125), "BTC": (-0.1, 0.02)})
     prices = {"ETH": 2000.0, "BTC": 60_000.0, "USDC": 1.0}
     book = Book.from_wallets([WalletSpec("w", [morpho, perp])], prices)
     lp = liquidation_prices(book)
     got = {(book.venues[book.acc_venue[a]], book.underlyings[u]): p
            for a, u, p in zip(lp.account, lp.underlying, lp.price_usd, strict=True)}
-    assert got[("morpho", "ETH")] == pytest.approx(float(morpho_health.liquidation_price(5.0, 8_000.0, 0.86)))
+    assert got[("isolated", "ETH")] == pytest.approx(float(morpho_health.liquidation_price(5.0, 8_000.0, 0.86)))
     pb = perp_health.PerpBook.build([10.0, -0.1], [2000.0, 60_000.0], [0, 0], [-15_000.0], [0.0], [0.0125, 0.02])
     expected = perp_health.liquidation_price(pb)
-    assert got[("hyperliquid", "ETH")] == pytest.approx(expected[0], rel=1e-12)
-    assert got[("hyperliquid", "BTC")] == pytest.approx(expected[1], rel=1e-12)
+    assert got[("perp", "ETH")] == pytest.approx(expected[0], rel=1e-12)
+    assert got[("perp", "BTC")] == pytest.approx(expected[1], rel=1e-12)
 
 
 def test_assess_bundles_everything() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from riskcore.book import AaveAccountSpec, Book, Kind, OptionSpec, Rule, SpotSpec, WalletSpec
+from riskcore.book import Book, Kind, LendingAccountSpec, OptionSpec, Rule, SpotSpec, WalletSpec
 from riskcore.cascade import replay
 from riskcore.margin import prepare, revalue, scenario_multipliers, unified_health
 from riskcore.options import black76_greeks, black76_price, scenario_values
@@ -98,8 +98,8 @@ def test_option_arrays_default_elsewhere_and_validate() -> None:
         )
 
     assert one_option(Rule.NONE, 1_500.0).pos_is_call[0]
-    with pytest.raises(ValueError, match="AAVE"):
-        one_option(Rule.AAVE, 1_500.0)
+    with pytest.raises(ValueError, match="LENDING"):
+        one_option(Rule.LENDING, 1_500.0)
     with pytest.raises(ValueError, match="strike"):
         one_option(Rule.NONE, 0.0)
 
@@ -109,7 +109,7 @@ def test_long_put_hedges_eth_collateral_hand_worked() -> None:
     # Wallet "hedged": Aave 10 ETH (LT 0.825) against 5,000 USDC + 10 long ETH puts K 1,800, 30 days, vol 60%.
     # Wallet "naked": the Aave account alone. Scenarios: ETH −40% with vol +10 points, ETH +25% with vol −5 points,
     # ETH unchanged with vol +20 points; horizon 1 day.
-    aave = AaveAccountSpec(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 5_000.0})
+    aave = LendingAccountSpec(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 5_000.0})
     book = Book.from_wallets([WalletSpec("hedged", [aave, PUT]), WalletSpec("naked", [aave])], PRICES)
     moves, shifts = [-0.40, 0.25, 0.0], [0.10, -0.05, 0.20]
     res = revalue(book, eth_scenarios(moves, shifts, horizon_days=1.0))

@@ -28,7 +28,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from riskcore.fixedpoint import mul_div_down, mul_div_up, percent_mul, ray_div, ray_mul, wad_div, wad_mul
-from riskcore.margin import aave_liquidation, morpho_liquidation
+from riskcore.margin import isolated_liquidation, lending_liquidation
 from riskcore.perp import (
     PerpBook,
     account_equity,
@@ -577,7 +577,7 @@ def test_aave_float_health_below_one_iff_the_liquidation_rule_fires(
     d = np.array(debt[:n])
     hf = float(aave_health_factor(c, lt, d))
     w, total_d = float((c * lt).sum(axis=-1)), float(d.sum(axis=-1))
-    fired = int(aave_liquidation([c.sum()], [w], [total_d], bonus).calls[0]) > 0
+    fired = int(lending_liquidation([c.sum()], [w], [total_d], bonus).calls[0]) > 0
     assert (hf < 1.0) == fired
 
 
@@ -680,7 +680,7 @@ def test_morpho_float_health_below_one_iff_the_liquidation_rule_fires(
 ) -> None:
     coll_usd = c * px
     hf = float(morpho_health_factor(coll_usd, 1.0, lltv, d))
-    fired = bool(morpho_liquidation([coll_usd], [coll_usd * lltv], [d], lif).calls[0])
+    fired = bool(isolated_liquidation([coll_usd], [coll_usd * lltv], [d], lif).calls[0])
     assert (hf < 1.0) == fired
     # the liquidation price (loan per collateral) is where health is 1
     liq = float(morpho_liquidation_price(c, d, lltv))

@@ -7,9 +7,12 @@ from collections import defaultdict
 
 from aggregator.venues.risk_lines import FactorOf
 from db.rows import PositionSide, SnapshotRow
-from riskcore.book import AaveAccountSpec, AccountSpec
+from riskcore.book import AccountSpec, LendingAccountSpec
 
-__all__ = ["DEFAULT_BONUS", "accounts"]
+__all__ = ["DEFAULT_BONUS", "RULE_LABEL", "accounts"]
+
+RULE_LABEL = "AAVE"
+"""The venue's liquidation rule, as documents name it (a stress event's ``rule``)."""
 
 DEFAULT_BONUS = 0.05
 """The liquidation bonus assumed for an account without collateral value to weigh its reserves' bonuses by."""
@@ -33,4 +36,4 @@ def accounts(snap: SnapshotRow, factor: FactorOf) -> list[AccountSpec]:
         elif p.side is PositionSide.DEBT:
             debt[f] += p.amount
     bonus = bonus_num / bonus_den if bonus_den else DEFAULT_BONUS
-    return [AaveAccountSpec(collateral, dict(debt), bonus=bonus, venue=snap.venue)]
+    return [LendingAccountSpec(collateral, dict(debt), bonus=bonus, venue=snap.venue)]

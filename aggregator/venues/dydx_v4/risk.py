@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from aggregator.venues.risk_lines import PERP_RULE_LABEL as RULE_LABEL
 from aggregator.venues.risk_lines import perp_accounts as accounts
 
-__all__ = ["accounts"]
+__all__ = ["RULE_LABEL", "accounts"]

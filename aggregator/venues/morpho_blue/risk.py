@@ -8,9 +8,12 @@ from typing import Any
 
 from aggregator.venues.risk_lines import FactorOf
 from db.rows import PositionSide, SnapshotRow
-from riskcore.book import AccountSpec, MorphoMarketSpec, SpotSpec
+from riskcore.book import AccountSpec, IsolatedMarketSpec, SpotSpec
 
-__all__ = ["accounts"]
+__all__ = ["RULE_LABEL", "accounts"]
+
+RULE_LABEL = "MORPHO"
+"""The venue's liquidation rule, as documents name it (a stress event's ``rule``)."""
 
 
 def accounts(snap: SnapshotRow, factor: FactorOf) -> list[AccountSpec]:
@@ -33,5 +36,5 @@ def accounts(snap: SnapshotRow, factor: FactorOf) -> list[AccountSpec]:
             continue  # debt without collateral cannot be opened on Morpho
         if loan_f is None:  # collateral without debt: still the wallet's exposure, never liquidated
             loan_f = coll_f
-        out.append(MorphoMarketSpec(coll_f, coll, loan_f, owed, float(meta.get("lltv", 0.0)), venue=snap.venue))
+        out.append(IsolatedMarketSpec(coll_f, coll, loan_f, owed, float(meta.get("lltv", 0.0)), venue=snap.venue))
     return out

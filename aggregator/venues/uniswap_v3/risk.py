@@ -9,7 +9,10 @@ from aggregator.venues.risk_lines import FactorOf
 from db.rows import PositionSide, SnapshotRow
 from riskcore.book import AccountSpec, LpSpec
 
-__all__ = ["TICK_BASE", "accounts"]
+__all__ = ["RULE_LABEL", "TICK_BASE", "accounts"]
+
+RULE_LABEL = "NONE"
+"""Ranges are never liquidated (a stress event never names this venue)."""
 
 TICK_BASE = 1.0001
 """A tick's price step: the raw price at tick ``t`` is ``1.0001 ** t``."""
