@@ -40,7 +40,7 @@ class Capabilities(Frozen):
     """What a connector can do, declared as data on its class (``Connector.capabilities``)."""
 
     venue_type: str
-    """The connector's name in configuration: one of :data:`connectors.registry.VENUES`"""
+    """The connector's name in configuration: one of :data:`connectors.registry.VENUES`."""
     kind: VenueKind
     transport: Literal["evm", "http"]
     block_pinned: bool
@@ -52,6 +52,9 @@ class Capabilities(Frozen):
     positions: tuple[str, ...]
     """Position sides the venue yields: ``collateral``, ``debt``, ``lp``, ``perp``."""
     rate_limit: RateLimit | None = None
+    actions: tuple[Literal["repay", "supply", "withdraw"], ...] = ()
+    """What a keeper may do on the venue for a wallet (``repay`` debt, ``supply`` / ``withdraw`` collateral); a
+    venue without actions is planned around, never acted on."""
 
 
 @runtime_checkable

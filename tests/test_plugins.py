@@ -53,7 +53,7 @@ def test_a_venue_missing_a_part_is_reported(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setitem(sys.modules, name, module)
     missing = missing_parts(fake)
     assert missing == [f"riskcore/venues/{fake}: missing", f"aggregator/venues/{fake}/sync: missing",
-                       f"aggregator/venues/{fake}/risk: missing"], missing
+                       f"aggregator/venues/{fake}/risk: missing", f"aggregator/venues/{fake}/keeper: missing"], missing
     # …and a plugin whose config model is another venue's is malformed.
     package.PLUGIN = type("Wrong", (PluginBase,), {"venue_type": fake,  # type: ignore[attr-defined]
                                                    "config_model": plugin_of("aave_v3").config_model})()
@@ -135,6 +135,32 @@ def test_risk_lines_of_a_wallet_without_positions_hold_no_underlying(venue: str)
     assert seen == []  # no position, no underlying asked for
 
 
+@pytest.mark.parametrize("venue", VENUES)
+def test_the_keeper_part_plans_by_what_the_venue_declares(venue: str) -> None:
+    from aggregator.config import KeeperConfig
+    from aggregator.keeper.plugin import venue_actions, venue_keeper
+
+    keeper = venue_keeper(venue)
+    caps = capabilities(venue)
+    assert venue_actions(venue) == caps.actions
+    assert keeper.lending is (caps.kind == "lending")  # lending positions fix the plan's block; others do not
+    snap = td.snapshot(td.wallet(0), 100, venue=venue, n_positions=0)
+    item = types.SimpleNamespace(venue=venue, snapshot=snap, health=snap.health)
+    tokens: dict[str, typing.Any] = {}
+    pairs = keeper.planner_venues(item, KeeperConfig(), tokens)  # type: ignore[arg-type]
+    # without positions, nothing to plan: no line in any planner venue, no token noted
+    assert all(not getattr(v, "collateral", ()) and not getattr(v, "debt", ()) and not getattr(v, "positions", ())
+               for v, _ in pairs)
+    assert all(planned.protocol == venue for _, planned in pairs)
+    assert tokens == {}
+
+
+def test_the_keeper_acts_only_where_the_connector_declares_actions() -> None:
+    acting = sorted(v for v in VENUES if capabilities(v).actions)
+    assert acting == ["aave_v3", "morpho_blue"]
+    assert all(set(capabilities(v).actions) <= {"repay", "supply", "withdraw"} for v in acting)
+
+
 def test_plugins_are_in_registry_order() -> None:
     assert tuple(p.venue_type for p in plugins()) == VENUES
 
@@ -154,7 +180,6 @@ NOT_YET_CONVERTED = frozenset({
     "aggregator/demo.py",
     "aggregator/devnet_cli.py",
     "aggregator/keeper/runner.py",
-    "aggregator/keeper/state.py",
     "aggregator/keeper/txs.py",
     "aggregator/whatif.py",
     "aggregator/whatif_cli.py",

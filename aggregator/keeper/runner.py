@@ -59,6 +59,7 @@ from aggregator.keeper.chain import (
     simulate,
     wait_receipt,
 )
+from aggregator.keeper.plugin import venue_actions
 from aggregator.keeper.state import StateError, WalletState, wallet_state
 from aggregator.keeper.txs import ActionSpec, MarketParams, allowance_call_data, build_calls
 from aggregator.venues import open_onchain
@@ -493,6 +494,9 @@ class Keeper:
             spec_kind = action.kind
             if spec_kind == "reduce":
                 raise ValueError("perp reductions are planned only with allow_reduce; the keeper cannot execute them")
+            if spec_kind not in venue_actions(planned.protocol):
+                raise ValueError(f"{planned.venue}: the keeper cannot {spec_kind} on {planned.protocol} (its connector "
+                                 f"declares {', '.join(venue_actions(planned.protocol)) or 'no actions'})")
             amount = _raw(action.amount, token.decimals, up=spec_kind != "withdraw")
             if spec_kind == "withdraw":
                 amount = min(amount, planned.collateral_raw.get(action.token, 0))

@@ -25,6 +25,7 @@ PARTS: tuple[str, ...] = (
     "aggregator/venues/<venue>/__init__.py: PLUGIN, a VenuePlugin whose config model's type is the venue",
     "aggregator/venues/<venue>/sync.py: evaluate(snapshot, …), the snapshot's health by the venue's own rule",
     "aggregator/venues/<venue>/risk.py: accounts(snapshot, factor), the venue's lines in the risk book",
+    "aggregator/venues/<venue>/keeper.py: KEEPER, the planner's venues from the venue's snapshot",
 )
 """Every part a venue must have, in words (the README's "Adding a venue" lists the same files)."""
 
@@ -72,4 +73,7 @@ def missing_parts(venue: str) -> list[str]:
     risk = _module(venue_module("aggregator", venue, "risk"), problems)
     if risk is not None and not callable(getattr(risk, "accounts", None)):
         problems.append(f"aggregator/venues/{venue}/risk.py: no accounts")
+    keeper = _module(venue_module("aggregator", venue, "keeper"), problems)
+    if keeper is not None and not callable(getattr(getattr(keeper, "KEEPER", None), "planner_venues", None)):
+        problems.append(f"aggregator/venues/{venue}/keeper.py: no KEEPER with planner_venues")
     return problems

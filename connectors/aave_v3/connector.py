@@ -50,7 +50,7 @@ from connectors.base import Capabilities
 from connectors.chainlink.models import FeedRound
 from connectors.chainlink.reader import DEFAULT_HEARTBEAT_S, decode_feeds, plan_feeds
 from connectors.errors import DecodeError, InvalidInputError
-from connectors.evm.abi import SYMBOL, Fn, decode_symbol
+from connectors.evm.abi import BALANCE_OF, SYMBOL, Fn, decode_symbol
 from connectors.evm.multicall import Call, CallResult, Multicall, Plan
 from connectors.evm.program import ReadProgram, run_program
 from connectors.evm.rpc import RpcClient
@@ -77,7 +77,6 @@ GET_USER_CONFIGURATION = Fn("getUserConfiguration(address)((uint256))")
 GET_USER_EMODE = Fn("getUserEMode(address)(uint256)")
 GET_USER_ACCOUNT_DATA = Fn("getUserAccountData(address)(uint256,uint256,uint256,uint256,uint256,uint256)")
 SCALED_BALANCE_OF = Fn("scaledBalanceOf(address)(uint256)")
-BALANCE_OF = Fn("balanceOf(address)(uint256)")
 
 DebtReads = Literal["flagged", "all"]
 
@@ -136,6 +135,7 @@ class AaveV3Connector(EvmVenueConnector[AaveDeployment]):
     capabilities: ClassVar[Capabilities] = Capabilities(
         venue_type="aave_v3", kind="lending", transport="evm", block_pinned=True, batch_wallets=True,
         reports_own_health=True, positions=("collateral", "debt"),
+        actions=("repay", "supply", "withdraw"),
     )
 
     def __init__(

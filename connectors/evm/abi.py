@@ -26,6 +26,7 @@ from eth_hash.auto import keccak
 from connectors.errors import DecodeError, InvalidInputError
 
 __all__ = [
+    "BALANCE_OF",
     "ERROR_SELECTOR",
     "PANIC_CODES",
     "PANIC_SELECTOR",
@@ -348,6 +349,8 @@ def decode_revert_reason(data: bytes) -> str | None:
 
 SYMBOL = Fn("symbol()(string)")
 """ERC-20 ``symbol()``; decode its answer with :func:`decode_symbol`."""
+BALANCE_OF = Fn("balanceOf(address)(uint256)")
+"""ERC-20 ``balanceOf(owner)``."""
 
 
 def decode_symbol(data: bytes) -> str:

@@ -106,6 +106,7 @@ class MorphoBlueConnector(EvmVenueConnector[MorphoDeployment]):
     capabilities: ClassVar[Capabilities] = Capabilities(
         venue_type="morpho_blue", kind="lending", transport="evm", block_pinned=True, batch_wallets=True,
         reports_own_health=False, positions=("collateral", "debt"),
+        actions=("repay", "supply", "withdraw"),
     )
 
     def __init__(self, rpc: RpcClient, deployment: MorphoDeployment, multicall: Multicall | None = None) -> None:
