@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from aggregator.alerts.engine import AlertEngine, AlertReport, sinks_from_config
 from aggregator.alerts.sinks import Sink
@@ -17,9 +18,29 @@ from aggregator.keeper.runner import Keeper, KeeperOutcome
 from aggregator.pipeline import Syncer, SyncReport
 from db import Store
 
-__all__ = ["Cycle", "CycleReport"]
+__all__ = ["Cycle", "CycleError", "CycleReport", "Stage"]
 
 log = logging.getLogger(__name__)
+
+
+class Stage(StrEnum):
+    """A stage of the cycle (the ``stage`` label of ``xmargin_cycle_errors_total``)."""
+
+    SYNC = "sync"
+    ALERTS = "alerts"
+    KEEPER = "keeper"
+    ALERT_DELIVERY = "alert delivery"
+
+
+@dataclass(frozen=True)
+class CycleError:
+    """A stage that raised, and what it said (``str()`` is the line the views show: ``"<stage>: <message>"``)."""
+
+    stage: Stage
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.stage}: {self.message}"
 
 
 @dataclass
@@ -29,7 +50,7 @@ class CycleReport:
     sync: SyncReport
     alerts: AlertReport | None = None
     keeper: list[KeeperOutcome] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[CycleError] = field(default_factory=list)
 
 
 class Cycle:
@@ -69,19 +90,19 @@ class Cycle:
             report = CycleReport(sync=self.syncer.run())
         except Exception as exc:  # the alerts and the keeper still run on what the store holds
             log.exception("sync failed")
-            report = CycleReport(sync=SyncReport(), errors=[f"sync: {exc}"])
+            report = CycleReport(sync=SyncReport(), errors=[CycleError(Stage.SYNC, str(exc))])
         try:
             evaluated, fired = self.alerts.evaluate()
             report.alerts = AlertReport(evaluated=evaluated, fired=fired)
         except Exception as exc:
             log.exception("alert evaluation failed")
-            report.errors.append(f"alerts: {exc}")
+            report.errors.append(CycleError(Stage.ALERTS, str(exc)))
         if self.keeper is not None:
             try:
                 report.keeper = self.keeper.run()
             except Exception as exc:
                 log.exception("keeper failed")
-                report.errors.append(f"keeper: {exc}")
+                report.errors.append(CycleError(Stage.KEEPER, str(exc)))
         try:
             deliveries = self.alerts.deliver()
             if report.alerts is None:
@@ -89,5 +110,5 @@ class Cycle:
             report.alerts.deliveries = deliveries
         except Exception as exc:
             log.exception("alert delivery failed")
-            report.errors.append(f"alert delivery: {exc}")
+            report.errors.append(CycleError(Stage.ALERT_DELIVERY, str(exc)))
         return report

@@ -27,12 +27,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from aggregator.pipeline import SyncReport
+
+if TYPE_CHECKING:
+    from aggregator.cycle import CycleError
 from connectors.evm.failover import EndpointStatus
 from connectors.evm.rpc import RpcStats
 from db import Store
@@ -168,9 +172,9 @@ class Metrics:
         for batch in report.batches:
             self.sync_batches.labels(batch.chain, str(batch.status)).inc()
 
-    def observe_errors(self, errors: list[str]) -> None:
+    def observe_errors(self, errors: Sequence[CycleError]) -> None:
         for error in errors:
-            self.cycle_errors.labels(error.split(":", 1)[0]).inc()
+            self.cycle_errors.labels(error.stage.value).inc()
 
     def render(self) -> bytes:
         """The text exposition of every metric."""

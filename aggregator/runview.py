@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from aggregator.cycle import Stage
 from aggregator.documents import health_view
 from aggregator.render import check_text, cycle_summary, has_exposure, health_style, short_hex
 from db import Store
@@ -110,7 +111,7 @@ class RunView:
         sync = report.sync
         stored = [b for b in sync.batches if b.block is not None and str(b.status) != "failed"]
         errors = [b.error for b in sync.batches if b.error and b not in stored]
-        errors += [e for e in report.errors if e.startswith("sync:")]
+        errors += [str(e) for e in report.errors if e.stage is Stage.SYNC]
         if not stored and (errors or not sync.batches):
             why = "; ".join(errors) or "no chain answered"
             if self.failing_since is None:

@@ -97,7 +97,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
     overrides to the re-read settings.
     """
     from aggregator.api.server import ApiServer
-    from aggregator.cycle import Cycle, CycleReport
+    from aggregator.cycle import Cycle, CycleReport, Stage
     from aggregator.devnet_cli import current_devnet_config, is_devnet_config
     from aggregator.keeper.banner import keeper_banner
     from aggregator.metrics import Metrics
@@ -147,7 +147,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
 
     def job() -> CycleReport:
         report = cycle.run()
-        metrics.observe_sync(report.sync, failed=any(e.startswith("sync:") for e in report.errors))
+        metrics.observe_sync(report.sync, failed=any(e.stage is Stage.SYNC for e in report.errors))
         metrics.observe_errors(report.errors)
         view.show(report)
         follow_devnet(report)
