@@ -53,7 +53,8 @@ def test_a_venue_missing_a_part_is_reported(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setitem(sys.modules, name, module)
     missing = missing_parts(fake)
     assert missing == [f"riskcore/venues/{fake}: missing", f"aggregator/venues/{fake}/sync: missing",
-                       f"aggregator/venues/{fake}/risk: missing", f"aggregator/venues/{fake}/keeper: missing"], missing
+                       f"aggregator/venues/{fake}/risk: missing", f"aggregator/venues/{fake}/detail: missing",
+                       f"aggregator/venues/{fake}/keeper: missing"], missing
     # …and a plugin whose config model is another venue's is malformed.
     package.PLUGIN = type("Wrong", (PluginBase,), {"venue_type": fake,  # type: ignore[attr-defined]
                                                    "config_model": plugin_of("aave_v3").config_model})()

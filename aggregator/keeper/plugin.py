@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 from aggregator.config import KeeperConfig
+from aggregator.venues.detail import PerpHealthDetail, parse
 from connectors.registry import capabilities, venue_module
 from db import LatestVenueHealth
 from riskcore.rebalance import LendingVenue, PerpLine, PerpVenue
@@ -100,9 +101,9 @@ def perp_planner_venues(item: LatestVenueHealth, cfg: KeeperConfig, protocol: st
     """A perp venue's account as one planner venue: its equity and one blended maintenance rate per position
     (the venues report the account's maintenance, not each position's)."""
     assert item.health is not None
-    extra = item.health.extra
-    equity = float(extra.get("equity_usd", 0.0))
-    maintenance = float(extra.get("maintenance_margin_usd", 0.0))
+    detail = parse(PerpHealthDetail, item.health.extra)
+    equity = detail.equity_usd if detail.equity_usd is not None else 0.0
+    maintenance = detail.maintenance_margin_usd
     positions = [p for p in item.snapshot.positions if p.side == "perp" and p.price_usd]
     notional = sum(abs(p.amount) * (p.price_usd or 0.0) for p in positions)
     if not positions or maintenance <= 0 or notional <= 0:

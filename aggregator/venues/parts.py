@@ -13,6 +13,7 @@ import importlib
 import typing
 from types import ModuleType
 
+from aggregator.venues.detail import Detail
 from aggregator.venues.plugin import VenuePlugin
 from connectors import registry
 from connectors.registry import venue_module
@@ -26,6 +27,7 @@ PARTS: tuple[str, ...] = (
     "aggregator/venues/<venue>/sync.py: evaluate(snapshot, …), the snapshot's health by the venue's own rule",
     "aggregator/venues/<venue>/risk.py: accounts(snapshot, factor), the venue's lines in the risk book",
     "aggregator/venues/<venue>/keeper.py: KEEPER, the planner's venues from the venue's snapshot",
+    "aggregator/venues/<venue>/detail.py: the typed models of what the venue stores with its positions and health",
 )
 """Every part a venue must have, in words (the README's "Adding a venue" lists the same files)."""
 
@@ -73,6 +75,10 @@ def missing_parts(venue: str) -> list[str]:
     risk = _module(venue_module("aggregator", venue, "risk"), problems)
     if risk is not None and not callable(getattr(risk, "accounts", None)):
         problems.append(f"aggregator/venues/{venue}/risk.py: no accounts")
+    detail = _module(venue_module("aggregator", venue, "detail"), problems)
+    models = [getattr(detail, n, None) for n in getattr(detail, "__all__", ())] if detail is not None else []
+    if detail is not None and not any(isinstance(m, type) and issubclass(m, Detail) for m in models):
+        problems.append(f"aggregator/venues/{venue}/detail.py: no Detail model in __all__")
     keeper = _module(venue_module("aggregator", venue, "keeper"), problems)
     if keeper is not None and not callable(getattr(getattr(keeper, "KEEPER", None), "planner_venues", None)):
         problems.append(f"aggregator/venues/{venue}/keeper.py: no KEEPER with planner_venues")

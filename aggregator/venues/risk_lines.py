@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from aggregator.venues.detail import PerpHealthDetail, parse
 from db.rows import PositionSide, SnapshotRow
 from riskcore.book import AccountSpec, PerpAccountSpec
 
@@ -40,9 +41,10 @@ def perp_accounts(snap: SnapshotRow, factor: FactorOf) -> list[AccountSpec]:
     if not perps:
         return []
     notional = sum(abs(p.amount) * (p.price_usd or 0.0) for p in perps)
-    maintenance = float(snap.health.extra.get("maintenance_margin_usd", 0.0))
+    detail = parse(PerpHealthDetail, snap.health.extra)
+    maintenance = detail.maintenance_margin_usd
     mmr = maintenance / notional if notional else 0.0
-    equity = float(snap.health.extra.get("equity_usd", snap.health.collateral_usd))
+    equity = detail.equity_usd if detail.equity_usd is not None else snap.health.collateral_usd
     sizes = {factor(p.asset.symbol, p.price_usd): (p.amount, mmr) for p in perps}
     cash = equity - sum(p.amount * (p.price_usd or 0.0) for p in perps)
     return [PerpAccountSpec(cash, sizes, venue=snap.venue)]

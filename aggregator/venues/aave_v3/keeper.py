@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from aggregator.config import KeeperConfig
 from aggregator.keeper.plugin import PlannedVenue, PlannerPair, StateError, TokenInfo, note_token
+from aggregator.venues.aave_v3.detail import AavePositionDetail
+from aggregator.venues.detail import parse
 from db import LatestVenueHealth
 from riskcore.rebalance import CollateralLine, DebtLine, LendingVenue
 
@@ -23,8 +25,8 @@ class AaveV3Keeper:
         for p in item.snapshot.positions:
             note_token(tokens, p.asset.address, p.asset.symbol, p.asset.decimals, p.price_usd, item.venue)
             if p.side == "collateral" and p.is_collateral:
-                bps = p.extra.get("liquidation_threshold_bps")
-                if not isinstance(bps, int):
+                bps = parse(AavePositionDetail, p.extra).liquidation_threshold_bps
+                if bps is None:
                     raise StateError(f"{item.venue}: {p.asset.symbol} collateral without its liquidation threshold")
                 collateral.append(CollateralLine(token=p.asset.address, amount=p.amount, threshold=bps / 10_000))
                 coll_raw[p.asset.address] = p.amount_raw

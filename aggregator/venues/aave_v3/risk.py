@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from aggregator.venues.aave_v3.detail import AavePositionDetail
+from aggregator.venues.detail import parse
 from aggregator.venues.risk_lines import FactorOf
 from db.rows import PositionSide, SnapshotRow
 from riskcore.book import AccountSpec, LendingAccountSpec
@@ -27,11 +29,13 @@ def accounts(snap: SnapshotRow, factor: FactorOf) -> list[AccountSpec]:
     for p in snap.positions:
         f = factor(p.asset.symbol, p.price_usd)
         if p.side is PositionSide.COLLATERAL:
-            lt = float(p.extra.get("liquidation_threshold_bps", 0)) / 1e4 if p.is_collateral else 0.0
+            detail = parse(AavePositionDetail, p.extra)
+            lt = float(detail.liquidation_threshold_bps or 0) / 1e4 if p.is_collateral else 0.0
             amount, _ = collateral.get(f, (0.0, lt))
             collateral[f] = (amount + p.amount, lt)
             if p.is_collateral and p.value_usd:
-                bonus_num += p.value_usd * (float(p.extra.get("liquidation_bonus_bps", 10_000)) / 1e4 - 1)
+                bonus_bps = detail.liquidation_bonus_bps if detail.liquidation_bonus_bps is not None else 10_000
+                bonus_num += p.value_usd * (float(bonus_bps) / 1e4 - 1)
                 bonus_den += p.value_usd
         elif p.side is PositionSide.DEBT:
             debt[f] += p.amount

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from aggregator.config import KeeperConfig
 from aggregator.keeper.plugin import PlannedVenue, PlannerPair, StateError, TokenInfo, note_token
+from aggregator.venues.detail import parse
+from aggregator.venues.morpho_blue.detail import MorphoHealthDetail
 from db import LatestVenueHealth, PositionRow
 from riskcore.rebalance import CollateralLine, DebtLine, LendingVenue
 
@@ -17,7 +19,7 @@ class MorphoBlueKeeper:
     def planner_venues(self, item: LatestVenueHealth, cfg: KeeperConfig,
                        tokens: dict[str, TokenInfo]) -> list[PlannerPair]:
         assert item.health is not None
-        markets = {str(m["market_id"]): m for m in item.health.extra.get("markets", ())}
+        markets = parse(MorphoHealthDetail, item.health.extra).by_market()
         by_market: dict[str, list[PositionRow]] = {}
         for p in item.snapshot.positions:
             if p.market_key is not None:
@@ -28,7 +30,7 @@ class MorphoBlueKeeper:
             detail = markets.get(key)
             if detail is None:
                 raise StateError(f"{item.venue}: no parameters stored for market {key}")
-            lltv = float(detail["lltv"])
+            lltv = detail.lltv
             collateral: list[CollateralLine] = []
             debt: list[DebtLine] = []
             coll_raw: dict[str, int] = {}

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from aggregator.venues.detail import parse
+from aggregator.venues.morpho_blue.detail import MorphoHealthDetail
 from aggregator.venues.risk_lines import FactorOf
 from db.rows import PositionSide, SnapshotRow
 from riskcore.book import AccountSpec, IsolatedMarketSpec, SpotSpec
@@ -27,14 +29,15 @@ def accounts(snap: SnapshotRow, factor: FactorOf) -> list[AccountSpec]:
             out.append(SpotSpec(f, p.amount, venue=snap.venue))
         elif p.market_key is not None and p.side in (PositionSide.COLLATERAL, PositionSide.DEBT):
             by_market[p.market_key][str(p.side)] = (f, p.amount)
-    markets = {str(m["market_id"]): m for m in snap.health.extra.get("markets", [])}
+    markets = parse(MorphoHealthDetail, snap.health.extra).by_market()
     for market_id, legs in by_market.items():
         coll_f, coll = legs.get("collateral", (None, 0.0))
         loan_f, owed = legs.get("debt", (None, 0.0))
-        meta = markets.get(market_id, {})
+        meta = markets.get(market_id)
         if coll_f is None:
             continue  # debt without collateral cannot be opened on Morpho
         if loan_f is None:  # collateral without debt: still the wallet's exposure, never liquidated
             loan_f = coll_f
-        out.append(IsolatedMarketSpec(coll_f, coll, loan_f, owed, float(meta.get("lltv", 0.0)), venue=snap.venue))
+        out.append(IsolatedMarketSpec(coll_f, coll, loan_f, owed, meta.lltv if meta is not None else 0.0,
+                                      venue=snap.venue))
     return out
