@@ -37,13 +37,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, ValidationError
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, State
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -278,18 +278,42 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
     # Reads take the key's dependency; with public reads the schema marks the key optional ({} = no scheme).
     read: dict[str, Any] = {"dependencies": READ, "openapi_extra": {"security": [{}]} if public_reads else None}
 
+    app.include_router(_wallet_routes(store, read, app.state))
+    app.include_router(_market_routes(store, read))
+    app.include_router(_rule_routes(store, read))
+    app.include_router(_operation_routes(store, read, app.state))
+    from aggregator.api.whatif import whatif_router
+    app.include_router(whatif_router(read))  # POST /v1/wallets/{address}/whatif (a read)
+
+    if dashboard:
+        from aggregator.api.dashboard import mount_dashboard
+
+        mount_dashboard(app)
+    return app
+
+
+
+def _kinds(store: Store) -> dict[str, str]:
+    """Venue name → kind, as the store holds the venues."""
+    return {v.name: str(v.kind) for v in store.list_venues()}
+
+
+def _wallet_routes(store: Store, read: dict[str, Any], state: State) -> APIRouter:
+    """``/v1/wallets``: the tracked wallets, and each one's health, positions, risk, history and alerts."""
+    router = APIRouter()
+
     def kinds() -> dict[str, str]:
-        return {v.name: str(v.kind) for v in store.list_venues()}
+        return _kinds(store)
 
     # -- wallets -------------------------------------------------------------------------------------------
-    @app.get("/v1/wallets", **read, responses=_responses(401, 422))
+    @router.get("/v1/wallets", **read, responses=_responses(401, 422))
     def wallets(
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
         offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     ) -> list[WalletOut]:
         return [WalletOut(address=w.address, label=w.label) for w in store.list_wallets(limit=limit, offset=offset)]
 
-    @app.post("/v1/wallets", status_code=201, responses=_responses(400, 401, 403, 422))
+    @router.post("/v1/wallets", status_code=201, responses=_responses(400, 401, 403, 422))
     def add_wallets(
         _auth: Writer,
         body: Annotated[WalletIn | Annotated[list[WalletIn], Field(min_length=1, max_length=MAX_WALLETS_PER_POST)],
@@ -301,38 +325,38 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
         return WalletsAdded(changed=changed, wallets=[WalletOut(address=a, label=row.label)
                                                       for a, row in rows.items() if row is not None])
 
-    @app.delete("/v1/wallets/{address}", status_code=204, responses=_responses(400, 401, 403, 404, 422))
+    @router.delete("/v1/wallets/{address}", status_code=204, responses=_responses(400, 401, 403, 404, 422))
     def remove_wallet(_auth: Writer, address: Wallet) -> Response:
         store.remove_wallet(address)
         return Response(status_code=204)
 
-    @app.get("/v1/wallets/{address}/health", **read, response_model=HealthOut,
+    @router.get("/v1/wallets/{address}/health", **read, response_model=HealthOut,
              responses=_responses(400, 401, 404, 422))
     def health(address: Wallet) -> Any:
         latest = store.latest_health(address)
         if not latest:
             raise HTTPException(404, f"{address} has no snapshot on the current chain yet")
         # validated once, by the response model
-        return health_view(store, address, stale_after_s=app.state.stale_after_s, latest=latest)
+        return health_view(store, address, stale_after_s=state.stale_after_s, latest=latest)
 
-    @app.get("/v1/wallets/{address}/positions", **read, responses=_responses(400, 401, 404, 422))
+    @router.get("/v1/wallets/{address}/positions", **read, responses=_responses(400, 401, 404, 422))
     def positions(address: Wallet) -> PositionsOut:
         latest = store.latest_health(address)
         if not latest:
             raise HTTPException(404, f"{address} has no snapshot on the current chain yet")
-        doc = health_view(store, address, stale_after_s=app.state.stale_after_s, latest=latest, with_risk=False)
+        doc = health_view(store, address, stale_after_s=state.stale_after_s, latest=latest, with_risk=False)
         rows = [{"venue": v["venue"], "block": v["block"], "synced_at": v["synced_at"], "age_s": v["age_s"],
                  "stale": v["stale"], **p} for v in doc["venues"] for p in v["positions"]]
         return PositionsOut(wallet=address, block=doc["block"], positions=rows, freshness=doc["freshness"])
 
-    @app.get("/v1/wallets/{address}/risk", **read, responses=_responses(400, 401, 404, 422))
+    @router.get("/v1/wallets/{address}/risk", **read, responses=_responses(400, 401, 404, 422))
     def risk(address: Wallet) -> RiskOut:
-        doc = risk_view(store, address, stale_after_s=app.state.stale_after_s)
+        doc = risk_view(store, address, stale_after_s=state.stale_after_s)
         if doc is None:
             raise HTTPException(404, f"{address} has no risk result on the current chain yet")
         return RiskOut.model_validate(doc)
 
-    @app.get("/v1/wallets/{address}/history", **read, responses=_responses(400, 401, 404, 422))
+    @router.get("/v1/wallets/{address}/history", **read, responses=_responses(400, 401, 404, 422))
     def history(
         address: Wallet,
         from_block: Annotated[int | None, Query(alias="from", ge=0, le=MAX_INT,
@@ -382,17 +406,24 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
                                           "unified_health": unified,
                                           "next_before_block": page[-1].block_number if more and page else None})
 
-    @app.get("/v1/wallets/{address}/alerts", **read, responses=_responses(400, 401, 404, 422))
+    @router.get("/v1/wallets/{address}/alerts", **read, responses=_responses(400, 401, 404, 422))
     def alerts(address: Wallet, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> AlertsOut:
         return AlertsOut(wallet=address, items=[_alert_out(a) for a in store.list_alerts(address, limit=limit)])
 
+    return router
+
+
+def _market_routes(store: Store, read: dict[str, Any]) -> APIRouter:
+    """``/v1/venues`` and ``/v1/prices``: what is read, and the oracle prices it was valued at."""
+    router = APIRouter()
+
     # -- venues and prices ---------------------------------------------------------------------------------
-    @app.get("/v1/venues", **read, responses=_responses(401))
+    @router.get("/v1/venues", **read, responses=_responses(401))
     def venues() -> list[VenueOut]:
         return [VenueOut(name=v.name, kind=str(v.kind), chain_id=v.chain_id, type=v.config.get("type"))
                 for v in store.list_venues()]
 
-    @app.get("/v1/prices", **read, responses=_responses(401, 422))
+    @router.get("/v1/prices", **read, responses=_responses(401, 422))
     def prices(chain_id: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None) -> PricesOut:
         now = datetime.now(UTC)
         return PricesOut(items=[
@@ -403,6 +434,16 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
                      age_now_s=(now - p.updated_at).total_seconds() if p.updated_at else None, flags=list(p.flags))
             for p in store.latest_prices(chain_id)
         ])
+
+    return router
+
+
+def _rule_routes(store: Store, read: dict[str, Any]) -> APIRouter:
+    """``/v1/alert-rules``: the alert rules, read with a reader's key, changed with a writer's."""
+    router = APIRouter()
+
+    def kinds() -> dict[str, str]:
+        return _kinds(store)
 
     # -- alert rules ---------------------------------------------------------------------------------------
     def rule_or_404(rule_id: int) -> RuleRow:
@@ -423,13 +464,13 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
         except ValueError as exc:
             raise HTTPException(422, _first_error(exc)) from None
 
-    @app.get("/v1/alert-rules", **read, responses=_responses(400, 401, 422))
+    @router.get("/v1/alert-rules", **read, responses=_responses(400, 401, 422))
     def list_rules(wallet: Annotated[str | None, Query(json_schema_extra=ADDRESS_SCHEMA)] = None) -> list[RuleOut]:
         if wallet is not None:
             wallet = _address_or_400(wallet)
         return [_rule_out(r) for r in store.list_rules(wallet)]
 
-    @app.post("/v1/alert-rules", status_code=201, responses=_responses(400, 401, 403, 422))
+    @router.post("/v1/alert-rules", status_code=201, responses=_responses(400, 401, 403, 422))
     def add_rule(_auth: Writer, body: RuleIn) -> RuleOut:
         try:
             wallet = parse_address(body.wallet)
@@ -446,11 +487,11 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
             raise HTTPException(422, f"wallet: {wallet} is not tracked; POST /v1/wallets first") from None
         return _rule_out(rule)
 
-    @app.get("/v1/alert-rules/{rule_id}", **read, responses=_responses(401, 404, 422))
+    @router.get("/v1/alert-rules/{rule_id}", **read, responses=_responses(401, 404, 422))
     def get_rule(rule_id: RuleId) -> RuleOut:
         return _rule_out(rule_or_404(rule_id))
 
-    @app.patch("/v1/alert-rules/{rule_id}", responses=_responses(400, 401, 403, 404, 422))
+    @router.patch("/v1/alert-rules/{rule_id}", responses=_responses(400, 401, 403, 404, 422))
     def update_rule(_auth: Writer, rule_id: RuleId, body: RulePatch) -> RuleOut:
         rule = rule_or_404(rule_id)
         params = None
@@ -470,37 +511,36 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
             raise HTTPException(404, f"no alert rule {rule_id}")
         return _rule_out(updated)
 
-    @app.delete("/v1/alert-rules/{rule_id}", status_code=204, responses=_responses(401, 403, 404, 422))
+    @router.delete("/v1/alert-rules/{rule_id}", status_code=204, responses=_responses(401, 403, 404, 422))
     def remove_rule(_auth: Writer, rule_id: RuleId) -> Response:
         if not store.remove_rule(rule_id):
             raise HTTPException(404, f"no alert rule {rule_id}")
         return Response(status_code=204)
 
+    return router
+
+
+def _operation_routes(store: Store, read: dict[str, Any], state: State) -> APIRouter:
+    """``/metrics`` and ``/healthz``: what an operator's probes read."""
+    router = APIRouter()
+
     # -- operations ----------------------------------------------------------------------------------------
-    @app.get("/metrics", **read, responses={
+    @router.get("/metrics", **read, responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
         **_responses(401)})
     def metrics_text() -> Response:
-        return Response(app.state.metrics.render(), media_type=CONTENT_TYPE)
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/healthz", include_in_schema=False)
+    @router.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:
         """``ok``, or ``degraded`` with the reasons (a chain whose newest sync failed or is older than the stale
         bound) — always 200, so a probe chooses what to do with it; 503 only when the store cannot be read."""
         try:
-            return service_status(store, stale_after_s=app.state.stale_after_s)
+            return service_status(store, stale_after_s=state.stale_after_s)
         except Exception as exc:  # the store is down: that is not "ok"
             raise HTTPException(503, f"the store cannot be read: {type(exc).__name__}") from None
 
-    from aggregator.api.whatif import whatif_router
-    app.include_router(whatif_router(read))  # POST /v1/wallets/{address}/whatif (a read)
-
-    if dashboard:
-        from aggregator.api.dashboard import mount_dashboard
-
-        mount_dashboard(app)
-    return app
-
+    return router
 
 def _first_error(exc: ValueError) -> str:
     """A pydantic validation error in one line."""
