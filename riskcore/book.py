@@ -41,8 +41,11 @@ Units and signs
 * ``threshold`` is a fraction (0.825 for 8,250 bps); a collateral position with threshold 0 (a supply not used
   as collateral on a lending market) counts in the wallet's value but is neither counted by the health rule nor
   seizable.
-* ``bonus`` is a pooled lending market's liquidation bonus net of 1 (0.05 for 10,500 bps); ``lif`` is an isolated
-  market's liquidation incentive factor, ``min(1.15, 1 / (1 − 0.3 (1 − LLTV)))``, computed from the account's LLTV.
+* A ``LENDING`` account carries its venue's liquidation terms: ``bonus``, the liquidation bonus net of 1 (0.05 for
+  10,500 bps), ``close_factor``, the share of the debt one liquidation call may repay, and ``full_close_hf``, the
+  health at or below which a call may repay all of it. An ``ISOLATED`` account carries ``lif``, its liquidation
+  incentive factor (collateral seized per unit of debt repaid). The venue's own module (``riskcore.venues``) gives
+  these figures; the engines apply them as they are.
 
 Which venue an account belongs to, and so which rule it gets, is the venue's own module's business
 (``aggregator/venues/<venue>/risk.py`` builds the specs); the rules here are generic.
@@ -78,19 +81,12 @@ __all__ = [
     "Rule",
     "SpotSpec",
     "WalletSpec",
-    "incentive_factor",
     "lp_value_usd",
     "option_value_usd",
 ]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.intp]
-
-CLOSE_FACTOR = 0.5
-"""A pooled lending market's default close factor: the share of the debt one liquidation call may repay."""
-FULL_CLOSE_HF = 0.95
-"""The health factor at or below which the close factor is 100%."""
-
 
 class Kind(IntEnum):
     """What a position is."""
@@ -120,34 +116,34 @@ _ALLOWED_KINDS: dict[Rule, frozenset[Kind]] = {
 }
 
 
-def incentive_factor(lltv: npt.ArrayLike) -> F64:
-    """An isolated market's liquidation incentive factor ``min(1.15, 1 / (1 − 0.3 × (1 − LLTV)))`` (float path)."""
-    x = np.asarray(lltv, dtype=np.float64)
-    return np.asarray(np.minimum(1.15, 1.0 / (1.0 - 0.3 * (1.0 - x))), dtype=np.float64)
-
-
 # --- per-wallet specifications (tests, small books) ----------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class LendingAccountSpec:
-    """One wallet's pooled lending account: collateral ``asset → (amount, LT)``, debt ``asset → amount``."""
+    """One wallet's pooled lending account: collateral ``asset → (amount, LT)``, debt ``asset → amount``, and the
+    venue's liquidation terms (``bonus`` net of 1, ``close_factor``, ``full_close_hf``: see the module notes).
+
+    A venue module builds it with its own terms (e.g. ``riskcore.venues.<venue>.account_spec``).
+    """
 
     collateral: Mapping[str, tuple[float, float]]
     debt: Mapping[str, float]
-    bonus: float = 0.05
+    bonus: float
+    close_factor: float
+    full_close_hf: float
     venue: str = "lending"
-    close_factor: float = CLOSE_FACTOR
-    full_close_hf: float = FULL_CLOSE_HF
 
 
 @dataclass(frozen=True, slots=True)
 class IsolatedMarketSpec:
-    """One wallet's position in one isolated lending market (amounts in whole tokens; LLTV a fraction)."""
+    """One wallet's position in one isolated lending market (amounts in whole tokens; LLTV a fraction) and the
+    market's liquidation incentive factor ``lif`` (≥ 1), as its venue's rule gives it."""
 
     collateral_asset: str
     collateral: float
     loan_asset: str
     debt: float
     lltv: float
+    lif: float
     venue: str = "isolated"
 
 
@@ -244,7 +240,7 @@ class Book:
     acc_bonus : ndarray of shape (A,)
         Pooled lending liquidation bonus (0.05); 0 elsewhere.
     acc_close_factor, acc_full_close_hf : ndarray of shape (A,)
-        Pooled lending close factor (0.5) and the HF at or below which it is 100% (0.95).
+        Pooled lending close factor and the HF at or below which it is 100%; 1 elsewhere.
     acc_lif : ndarray of shape (A,)
         Isolated-market liquidation incentive factor; 1 elsewhere.
     acc_cash_usd : ndarray of shape (A,)
@@ -374,13 +370,14 @@ class Book:
         acc_bonus: npt.ArrayLike | None = None,
         acc_close_factor: npt.ArrayLike | None = None,
         acc_full_close_hf: npt.ArrayLike | None = None,
-        acc_lltv: npt.ArrayLike | None = None,
+        acc_lif: npt.ArrayLike | None = None,
         acc_cash_usd: npt.ArrayLike | None = None,
     ) -> Book:
         """Build a book from flat arrays (any order); validates, then sorts accounts by (wallet, venue) and
-        positions by account. ``acc_lltv`` (isolated-market accounts) gives ``acc_lif``; when omitted, the LLTV is
-        taken from the account's collateral ``pos_threshold``. ``pos_strike`` (> 0), ``pos_expiry`` (≥ 0),
-        ``pos_vol`` (≥ 0) and ``pos_is_call`` are read for ``OPTION`` positions only.
+        positions by account. The liquidation terms are read for the accounts whose rule uses them:
+        ``acc_bonus`` (default 0), ``acc_close_factor`` and ``acc_full_close_hf`` (default 1: one call repays the
+        whole debt) for ``LENDING``, ``acc_lif`` (default 1: no incentive) for ``ISOLATED``; ``pos_strike`` (> 0),
+        ``pos_expiry`` (≥ 0), ``pos_vol`` (≥ 0) and ``pos_is_call`` for ``OPTION`` positions only.
         """
         u = len(underlyings)
         px = np.asarray(price_usd, dtype=np.float64).reshape(-1)
@@ -431,8 +428,8 @@ class Book:
         if is_call.shape != (p,):
             raise ValueError(f"position arrays must have shape ({p},)")
         bonus = acc_arr(acc_bonus, 0.0)
-        cf = acc_arr(acc_close_factor, CLOSE_FACTOR)
-        full_hf = acc_arr(acc_full_close_hf, FULL_CLOSE_HF)
+        cf = acc_arr(acc_close_factor, 1.0)
+        full_hf = acc_arr(acc_full_close_hf, 1.0)
         cash = acc_arr(acc_cash_usd, 0.0)
 
         for name, arr in (("acc_venue", acc_v), ("acc_rule", rule)):
@@ -487,15 +484,10 @@ class Book:
         thr = np.where(kind == Kind.COLLATERAL, thr, 0.0)
         mmr = np.where(kind == Kind.PERP, mmr, 0.0)
 
-        # the isolated markets' LIF from their LLTV
         isolated = rule == Rule.ISOLATED
-        if acc_lltv is not None:
-            lltv = acc_arr(acc_lltv, 0.0)
-        else:
-            coll = kind == Kind.COLLATERAL
-            lltv = np.zeros(a)
-            np.maximum.at(lltv, p_acc[coll], thr[coll])
-        lif = np.where(isolated, incentive_factor(np.where(isolated, lltv, 0.5)), 1.0)
+        lif = np.where(isolated, acc_arr(acc_lif, 1.0), 1.0)
+        if np.any(isolated & ~(lif >= 1)):
+            raise ValueError("ISOLATED accounts need an incentive factor >= 1")
         bonus = np.where(rule == Rule.LENDING, bonus, 0.0)
         cash = np.where(rule == Rule.PERP, cash, 0.0)
         if np.any((rule == Rule.LENDING) & ((bonus < 0) | (cf <= 0) | (cf > 1))):
@@ -560,7 +552,7 @@ class Book:
         acc_bonus: list[float] = []
         acc_cf: list[float] = []
         acc_hf: list[float] = []
-        acc_lltv: list[float] = []
+        acc_lif: list[float] = []
         acc_cash: list[float] = []
         p_acc: list[int] = []
         p_und: list[int] = []
@@ -581,15 +573,15 @@ class Book:
                 raise KeyError(f"no price for {name}")
             return u_index[name]
 
-        def new_account(w: int, venue: str, rule: Rule, *, bonus: float = 0.0, cf: float = CLOSE_FACTOR,
-                        hf: float = FULL_CLOSE_HF, lltv: float = 0.0, cash: float = 0.0) -> int:
+        def new_account(w: int, venue: str, rule: Rule, *, bonus: float = 0.0, cf: float = 1.0,
+                        hf: float = 1.0, lif: float = 1.0, cash: float = 0.0) -> int:
             acc_w.append(w)
             acc_v.append(venues.setdefault(venue, len(venues)))
             acc_rule.append(int(rule))
             acc_bonus.append(bonus)
             acc_cf.append(cf)
             acc_hf.append(hf)
-            acc_lltv.append(lltv)
+            acc_lif.append(lif)
             acc_cash.append(cash)
             return len(acc_w) - 1
 
@@ -621,7 +613,7 @@ class Book:
                     for asset, amount in spec.debt.items():
                         add(a, und(asset), Kind.DEBT, -abs(float(amount)))
                 elif isinstance(spec, IsolatedMarketSpec):
-                    a = new_account(w, spec.venue, Rule.ISOLATED, lltv=spec.lltv)
+                    a = new_account(w, spec.venue, Rule.ISOLATED, lif=spec.lif)
                     add(a, und(spec.collateral_asset), Kind.COLLATERAL, float(spec.collateral), thr=spec.lltv)
                     add(a, und(spec.loan_asset), Kind.DEBT, -abs(float(spec.debt)))
                 elif isinstance(spec, PerpAccountSpec):
@@ -669,7 +661,7 @@ class Book:
             acc_bonus=acc_bonus,
             acc_close_factor=acc_cf,
             acc_full_close_hf=acc_hf,
-            acc_lltv=acc_lltv,
+            acc_lif=acc_lif,
             acc_cash_usd=acc_cash,
         )
 

@@ -32,16 +32,19 @@ Venue rules at the shocked prices (per account; ``C`` seizable collateral value,
 collateral, ``D`` debt value, ``E`` perp equity, ``M`` perp maintenance requirement, all USD)
 -----------------------------------------------------------------------------------------------------------
 * **Pooled lending** (``Rule.LENDING``): liquidatable iff ``HF = W / D < 1``. A liquidator repays
-  ``close_factor × D`` (50%, or 100% when ``HF ≤ 0.95``) and seizes ``repaid × (1 + bonus)`` of collateral; when
-  that exceeds the collateral, all of it is seized and ``repaid = C / (1 + bonus)``. The wallet loses
+  ``close_factor × D`` (all of ``D`` when ``HF ≤ full_close_hf``) and seizes ``repaid × (1 + bonus)`` of
+  collateral; when that exceeds the collateral, all of it is seized and ``repaid = C / (1 + bonus)``. The wallet loses
   ``repaid × bonus`` (the protocol's fee is a slice of the bonus and is lost too). Liquidators call again while
   ``HF < 1`` and collateral is left (at most :data:`MAX_LIQUIDATION_CALLS` calls). Collateral is seized and debt repaid
   pro rata across the account's reserves (the liquidator's choice of reserve is not modelled; the weighted LT is
   therefore unchanged by a call), so each call is ``C, W ← C, W × (1 − seized / C)``, ``D ← D − repaid``. The
   small-position rules of newer pool versions (dust thresholds) are not modelled.
 * **Isolated lending markets** (``Rule.ISOLATED``): liquidatable iff ``C × LLTV < D``. There is no close factor: the
-  liquidator repays ``min(D, C / LIF)`` and seizes ``repaid × LIF``, ``LIF = min(1.15, 1 / (1 − 0.3 (1 − LLTV)))``;
+  liquidator repays ``min(D, C / LIF)`` and seizes ``repaid × LIF``, ``LIF`` the market's incentive factor;
   the wallet loses ``repaid × (LIF − 1)``.
+
+The terms (``bonus``, ``close_factor``, ``full_close_hf``, ``LIF``) are each account's, as its venue's own module
+(``riskcore.venues``) put them in the book.
 * **Perps** (a cross account, a subaccount): liquidatable iff ``E < M`` (with open positions),
   ``M = Σ |size| × price × mmr`` (one rate per position: the tier at today's notional). Every position is closed
   at the shocked price and the remaining equity, at most the maintenance margin, is lost to the liquidator
@@ -179,8 +182,8 @@ def lending_liquidation(
     weighted_collateral_usd: npt.ArrayLike,
     debt_usd: npt.ArrayLike,
     bonus: npt.ArrayLike,
-    close_factor: npt.ArrayLike = 0.5,
-    full_close_hf: npt.ArrayLike = 0.95,
+    close_factor: npt.ArrayLike,
+    full_close_hf: npt.ArrayLike,
     max_calls: int = MAX_LIQUIDATION_CALLS,
 ) -> LendingLiquidation:
     """Pooled lending liquidation of accounts at fixed prices, call after call while ``HF < 1`` (see the module notes).
@@ -190,7 +193,8 @@ def lending_liquidation(
     collateral_usd, weighted_collateral_usd, debt_usd : array_like of shape (k,)
         Seizable collateral ``C``, ``W = Σ collateral × LT`` and debt ``D``, USD.
     bonus, close_factor, full_close_hf : array_like, broadcast to (k,)
-        Liquidation bonus net of 1 (0.05), close factor (0.5), HF at or below which the close factor is 100%.
+        Liquidation bonus net of 1 (0.05 for 10,500 bps), close factor (the share of the debt one call may
+        repay), HF at or below which the close factor is 100% — the venue's terms.
 
     Returns
     -------

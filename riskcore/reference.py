@@ -24,6 +24,10 @@ from riskcore.book import Book, Kind, Rule, lp_value_usd
 from riskcore.margin import MAX_LIQUIDATION_CALLS
 
 __all__ = [
+    "SYNTHETIC_CLOSE_FACTOR",
+    "SYNTHETIC_FULL_CLOSE_HF",
+    "SYNTHETIC_INCENTIVE_CURSOR",
+    "SYNTHETIC_MAX_INCENTIVE",
     "ReferenceResult",
     "SyntheticScenarios",
     "black76_price_scalar",
@@ -318,6 +322,14 @@ def synthetic_scenarios(
 
 
 _VENUES = ("lending", "isolated", "perp_a", "perp_b", "lp", "wallet")
+SYNTHETIC_CLOSE_FACTOR = 0.5
+"""The synthetic lending accounts' close factor (half the debt per call)…"""
+SYNTHETIC_FULL_CLOSE_HF = 0.95
+"""…and the health at or below which a call repays all of it."""
+SYNTHETIC_MAX_INCENTIVE = 1.15
+SYNTHETIC_INCENTIVE_CURSOR = 0.3
+"""The synthetic isolated markets' incentive factor: ``min(1.15, 1 / (1 − 0.3 (1 − LLTV)))``, higher for riskier
+(lower-LLTV) markets."""
 
 
 def synthetic_book(
@@ -331,7 +343,9 @@ def synthetic_book(
     For 50 positions a wallet has 8 lending collateral + 2 debt, 3 isolated markets (2 each), 14 + 10 perps, 2 LP
     ranges, 8 tokens; other sizes scale these counts. ``n_options`` > 0 adds that many options per wallet (long
     and written calls and puts, strikes 0.6–1.4× the price, 1–180 days, vols 0.3–1.2) in an ``"options"``
-    account, drawn after everything else (the rest of the book is the same as without them).
+    account, drawn after everything else (the rest of the book is the same as without them). The liquidation
+    terms are synthetic: a close factor of :data:`SYNTHETIC_CLOSE_FACTOR` (all of the debt at or below
+    :data:`SYNTHETIC_FULL_CLOSE_HF`), bonuses of 4.5–10 %, isolated incentives from the LLTV.
     """
     if positions_per_wallet < 12:
         raise ValueError("need at least 12 positions per wallet")
@@ -450,6 +464,10 @@ def synthetic_book(
     acc_rule = np.tile(np.asarray(slot_rule, np.int8), n_w)
     acc_bonus = np.zeros((n_w, acc_per_w))
     acc_bonus[:, 0] = lending_bonus
+    acc_lif = np.ones((n_w, acc_per_w))
+    acc_lif[:, 1 : 1 + n_mo] = np.minimum(
+        SYNTHETIC_MAX_INCENTIVE, 1.0 / (1.0 - SYNTHETIC_INCENTIVE_CURSOR * (1.0 - lltv))
+    )
     acc_cash = np.zeros((n_w, acc_per_w))
     acc_cash[:, 1 + n_mo : 3 + n_mo] = perp_cash
     return Book.from_arrays(
@@ -475,5 +493,8 @@ def synthetic_book(
         acc_venue=acc_venue,
         acc_rule=acc_rule,
         acc_bonus=acc_bonus.reshape(-1),
+        acc_close_factor=np.full(n_w * acc_per_w, SYNTHETIC_CLOSE_FACTOR),
+        acc_full_close_hf=np.full(n_w * acc_per_w, SYNTHETIC_FULL_CLOSE_HF),
+        acc_lif=acc_lif.reshape(-1),
         acc_cash_usd=acc_cash.reshape(-1),
     )

@@ -43,6 +43,8 @@ from riskcore.book import (
     WalletSpec,
 )
 from riskcore.factors import factor_model
+from riskcore.venues.aave_v3 import account_spec as aave_account
+from riskcore.venues.morpho_blue import market_spec as morpho_market
 
 PRICES = {"ETH": 4_000.0, "BTC": 90_000.0, "LINK": 30.0, "AAVE": 300.0, "stETH": 3_990.0, "wstETH": 4_720.0,
           "cbETH": 4_310.0, "WBTC": 89_950.0, "USDC": 1.0, "DAI": 0.9998, "USDT": 1.0003}
@@ -66,9 +68,9 @@ def aave(draw: st.DrawFn, pool: tuple[str, ...]) -> LendingAccountSpec:
     owed = sum(value[a] * lts[a] for a in coll) / hf
     split = np.array([draw(st.floats(0.1, 1.0)) for _ in debt])
     split /= split.sum()
-    return LendingAccountSpec({a: (value[a] / PRICES[a], lts[a]) for a in coll},
-                           {a: owed * float(w) / PRICES[a] for a, w in zip(debt, split, strict=True)},
-                           bonus=draw(st.floats(0.005, 0.1)), venue="aave_v3")
+    return aave_account({a: (value[a] / PRICES[a], lts[a]) for a in coll},
+                        {a: owed * float(w) / PRICES[a] for a, w in zip(debt, split, strict=True)},
+                        bonus=draw(st.floats(0.005, 0.1)), venue="aave_v3")
 
 
 @st.composite
@@ -78,8 +80,8 @@ def basis_loop(draw: st.DrawFn) -> LendingAccountSpec:
     lt = draw(st.floats(0.93, 0.97))
     value = draw(usd)
     owed = value * lt / draw(st.floats(1.001, 1.2))
-    return LendingAccountSpec({token: (value / PRICES[token], lt)}, {BASIS[token]: owed / PRICES[BASIS[token]]},
-                           bonus=draw(st.floats(0.01, 0.075)), venue="aave_v3")
+    return aave_account({token: (value / PRICES[token], lt)}, {BASIS[token]: owed / PRICES[BASIS[token]]},
+                        bonus=draw(st.floats(0.01, 0.075)), venue="aave_v3")
 
 
 @st.composite
@@ -88,7 +90,7 @@ def morpho(draw: st.DrawFn, pool: tuple[str, ...]) -> IsolatedMarketSpec:
     lltv = draw(st.sampled_from(LLTVS))
     value = draw(usd)
     owed = value * lltv / draw(st.floats(1.001, 2.5))
-    return IsolatedMarketSpec(coll, value / PRICES[coll], loan, owed / PRICES[loan], lltv, venue="morpho_blue")
+    return morpho_market(coll, value / PRICES[coll], loan, owed / PRICES[loan], lltv, venue="morpho_blue")
 
 
 @st.composite
@@ -258,8 +260,8 @@ def test_the_headline_is_never_safer_than_the_first_venue_liquidation(inputs: Ri
 def test_every_peg_and_basis_is_moved_alone_both_ways_and_against_each_other() -> None:
     """The set used for unified health moves each peg and basis alone down and up and every pair against each
     other, sized from the data (USDC by its own low; DAI like the worst stablecoin; bases by the asset map)."""
-    wallets = [WalletSpec("emode", (LendingAccountSpec({"USDC": (10_000.0, 0.985)}, {"DAI": 9_000.0}, bonus=0.01),)),
-               WalletSpec("loop", (LendingAccountSpec({"wstETH": (10.0, 0.95)}, {"ETH": 10.0}),))]
+    wallets = [WalletSpec("emode", (aave_account({"USDC": (10_000.0, 0.985)}, {"DAI": 9_000.0}, bonus=0.01),)),
+               WalletSpec("loop", (aave_account({"wstETH": (10.0, 0.95)}, {"ETH": 10.0}),))]
     prices = {a: PRICES[a] for a in ("USDC", "DAI", "wstETH", "ETH")}
     model = factor_model(tuple(prices))
     book = Book.from_wallets(wallets, prices, stable=("USDC", "DAI"))

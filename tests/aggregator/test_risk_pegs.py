@@ -24,7 +24,8 @@ from aggregator.risk import (
     risk_documents,
 )
 from db.rows import AssetRow, HealthRow, PositionRow, PositionSide, SnapshotRow
-from riskcore.book import Book, LendingAccountSpec, OptionSpec, WalletSpec
+from riskcore.book import Book, OptionSpec, WalletSpec
+from riskcore.venues.aave_v3 import account_spec as aave_account
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 USDC = AssetRow(1, "0x" + "22" * 20, "USDC", 6)
@@ -210,7 +211,7 @@ def test_plain_words_for_a_proxied_factor_and_a_worst_scenario() -> None:
 def test_the_grid_keeps_volatility_rows_only_for_a_wallet_holding_options() -> None:
     book = Book.from_wallets(
         [WalletSpec("options", (OptionSpec("ETH", 1.0, 4_000.0, 0.1, 0.6, True),)),
-         WalletSpec("lender", (LendingAccountSpec({"ETH": (1.0, 0.8)}, {"USDC": 1_000.0}),))],
+         WalletSpec("lender", (aave_account({"ETH": (1.0, 0.8)}, {"USDC": 1_000.0}),))],
         {"ETH": 4_000.0, "USDC": 1.0}, stable=("USDC",))
     with_options, without = pnl_grids(book, ["ETH"])
     assert with_options is not None
@@ -221,8 +222,8 @@ def test_the_grid_keeps_volatility_rows_only_for_a_wallet_holding_options() -> N
     # the option's value does move with volatility; the lending wallet's unshifted row is the same as before
     assert with_options["pnl_usd"][0] != with_options["pnl_usd"][-1]
     zero = GRID_VOL_SHIFTS.index(0.0)
-    (alone,) = pnl_grids(Book.from_wallets([WalletSpec("lender", (LendingAccountSpec({"ETH": (1.0, 0.8)},
-                                                                                   {"USDC": 1_000.0}),))],
+    (alone,) = pnl_grids(Book.from_wallets([WalletSpec("lender", (aave_account({"ETH": (1.0, 0.8)},
+                                                                             {"USDC": 1_000.0}),))],
                                            {"ETH": 4_000.0, "USDC": 1.0}, stable=("USDC",)), ["ETH"])
     assert alone is not None
     assert without["pnl_usd"][0] == pytest.approx(alone["pnl_usd"][0])

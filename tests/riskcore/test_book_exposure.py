@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from riskcore.book import Book, LendingAccountSpec, LpSpec, PerpAccountSpec, WalletSpec
+from riskcore.book import Book, LpSpec, PerpAccountSpec, WalletSpec
 from riskcore.clmm import amounts_float
+from riskcore.venues.aave_v3 import account_spec as aave_account
 
 
 def test_lp_legs_go_to_their_own_factors_and_everything_sums_to_the_position_values() -> None:
     prices = {"ETH": 2_000.0, "USDC": 1.0}
     lp = LpSpec("ETH", "USDC", liquidity=5_000.0, price_lower=1_500.0, price_upper=2_500.0)
     wallet = WalletSpec("w", (
-        LendingAccountSpec({"ETH": (10.0, 0.8)}, {"USDC": 8_000.0}),
+        aave_account({"ETH": (10.0, 0.8)}, {"USDC": 8_000.0}),
         PerpAccountSpec(1_000.0, {"ETH": (-4.0, 0.01)}),
         lp,
     ))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from riskcore.book import Book, IsolatedMarketSpec, Kind, LendingAccountSpec, PerpAccountSpec, WalletSpec
+from riskcore.book import Book, Kind, PerpAccountSpec, WalletSpec
 from riskcore.cascade import replay
 from riskcore.margin import revalue
 from riskcore.reference import SyntheticScenarios, synthetic_book
+from riskcore.venues.aave_v3 import account_spec as aave_account
+from riskcore.venues.morpho_blue import market_spec as morpho_market
 
 PRICES = {"ETH": 2000.0, "USDC": 1.0}
-AAVE = LendingAccountSpec(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 12_000.0}, bonus=0.05)  # HF 1.375
+AAVE = aave_account(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 12_000.0}, bonus=0.05)  # HF 1.375
 SHORT = PerpAccountSpec(cash_usd=23_000.0, positions={"ETH": (-10.0, 0.02)})  # equity 3,000; liq above 2,254.90
 
 
@@ -90,7 +92,7 @@ def test_morpho_and_many_wallets() -> None:
 
 
 def test_morpho_market_in_a_cascade() -> None:
-    spec = IsolatedMarketSpec("ETH", 5.0, "USDC", 8_000.0, 0.86)
+    spec = morpho_market("ETH", 5.0, "USDC", 8_000.0, 0.86)
     book = Book.from_wallets([WalletSpec("w", [spec])], PRICES)
     res = replay(book, path(2_000.0, 1_400.0, 1_000.0))
     assert [(e.step, e.rule) for e in res.events] == [(1, "ISOLATED")]

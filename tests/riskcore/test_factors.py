@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from riskcore.assets import FactorKind
-from riskcore.book import Book, IsolatedMarketSpec, LendingAccountSpec, PerpAccountSpec, WalletSpec
+from riskcore.book import Book, PerpAccountSpec, WalletSpec
 from riskcore.factors import factor_model
 from riskcore.margin import (
     factor_liquidation_moves,
@@ -25,6 +25,8 @@ from riskcore.scenarios import (
     span_scenarios,
     spread_scenarios,
 )
+from riskcore.venues.aave_v3 import account_spec as aave_account
+from riskcore.venues.morpho_blue import market_spec as morpho_market
 
 UNDERLYINGS = ("ETH", "stETH", "wstETH", "WBTC", "USDC", "DAI", "USD", "AAVE")
 
@@ -139,7 +141,7 @@ def _book(*accounts: object) -> Book:
 def test_an_emode_stable_book_liquidates_when_usdc_falls_8_6_percent() -> None:
     """10,000 USDC at LT 98.5 % against 9,000 DAI: HF 1.0944; USDC below 9,000 / 9,850 = $0.91371 liquidates,
     so does DAI above 9,850 / 9,000 = $1.09444."""
-    book = _book(LendingAccountSpec({"USDC": (10_000.0, 0.985)}, {"DAI": 9_000.0}, bonus=0.01))
+    book = _book(aave_account({"USDC": (10_000.0, 0.985)}, {"DAI": 9_000.0}, bonus=0.01))
     m = factor_model(book.underlyings)
     out = factor_liquidation_moves(book, m.loadings)
     moves = {m.factors[f]: (float(mv), int(sd)) for f, mv, sd in zip(out.factor, out.move, out.side, strict=True)}
@@ -157,8 +159,8 @@ def test_an_emode_stable_book_liquidates_when_usdc_falls_8_6_percent() -> None:
 
 def test_factor_moves_with_identity_loadings_are_the_liquidation_prices() -> None:
     book = _book(
-        LendingAccountSpec({"ETH": (10.0, 0.825), "USDC": (5_000.0, 0.78)}, {"DAI": 20_000.0}),
-        IsolatedMarketSpec("ETH", 2.0, "USDC", 5_000.0, 0.86),
+        aave_account({"ETH": (10.0, 0.825), "USDC": (5_000.0, 0.78)}, {"DAI": 20_000.0}),
+        morpho_market("ETH", 2.0, "USDC", 5_000.0, 0.86),
         PerpAccountSpec(30_000.0, {"ETH": (-5.0, 0.02)}),  # equity 30,000 − 5 × 4,000
     )
     out = factor_liquidation_moves(book, np.eye(book.n_underlyings))
@@ -177,7 +179,7 @@ def test_a_basis_only_book_is_liquidated_by_the_basis_not_by_eth() -> None:
     """wstETH collateral against WETH debt in an ETH-correlated e-mode (LT 95 %): ETH moving both legs together
     never liquidates it; the stETH/ETH basis falling 1 − 1/(0.95 × 1.0526…) does."""
     coll_usd, debt_usd = 10.0 * 4_700.0, 10.0 * 4_700.0 * 0.95 / 1.03  # HF 1.03
-    book = _book(LendingAccountSpec({"wstETH": (10.0, 0.95)}, {"ETH": debt_usd / 4_000.0}))
+    book = _book(aave_account({"wstETH": (10.0, 0.95)}, {"ETH": debt_usd / 4_000.0}))
     m = factor_model(book.underlyings)
     out = factor_liquidation_moves(book, m.loadings)
     moves = {m.factors[f]: float(mv) for f, mv in zip(out.factor, out.move, strict=True)}
@@ -195,8 +197,8 @@ def test_a_basis_only_book_is_liquidated_by_the_basis_not_by_eth() -> None:
 
 def test_nearest_agrees_with_the_uniform_move_when_one_risky_factor_is_held() -> None:
     book = _book(
-        LendingAccountSpec({"ETH": (10.0, 0.825)}, {"USDC": 25_000.0}),
-        IsolatedMarketSpec("ETH", 5.0, "USDC", 15_000.0, 0.86),
+        aave_account({"ETH": (10.0, 0.825)}, {"USDC": 25_000.0}),
+        morpho_market("ETH", 5.0, "USDC", 15_000.0, 0.86),
         PerpAccountSpec(19_000.0, {"ETH": (-4.0, 0.03)}),
     )
     m = factor_model(book.underlyings)
@@ -213,8 +215,8 @@ def test_nearest_agrees_with_the_uniform_move_when_one_risky_factor_is_held() ->
 
 def test_an_account_already_liquidatable_is_at_move_zero_and_a_book_without_debt_has_none() -> None:
     book = Book.from_wallets(
-        [WalletSpec("sick", (LendingAccountSpec({"ETH": (1.0, 0.8)}, {"USDC": 3_500.0}),)),
-         WalletSpec("lender", (LendingAccountSpec({"USDC": (1_000.0, 0.78)}, {}),))],
+        [WalletSpec("sick", (aave_account({"ETH": (1.0, 0.8)}, {"USDC": 3_500.0}),)),
+         WalletSpec("lender", (aave_account({"USDC": (1_000.0, 0.78)}, {}),))],
         PRICES, stable=STABLE)
     m = factor_model(book.underlyings)
     near = nearest_liquidation(book, m.loadings)

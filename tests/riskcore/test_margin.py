@@ -11,9 +11,7 @@ import pytest
 from riskcore import perp as perp_health
 from riskcore.book import (
     Book,
-    IsolatedMarketSpec,
     Kind,
-    LendingAccountSpec,
     LpSpec,
     PerpAccountSpec,
     SpotSpec,
@@ -32,7 +30,10 @@ from riskcore.margin import (
     uniform_move,
 )
 from riskcore.reference import SyntheticScenarios, revalue_reference, synthetic_book, synthetic_scenarios
+from riskcore.venues.aave_v3 import CLOSE_FACTOR, FULL_CLOSE_HF
+from riskcore.venues.aave_v3 import account_spec as aave_account
 from riskcore.venues.morpho_blue import health as morpho_health
+from riskcore.venues.morpho_blue import market_spec as morpho_market
 
 PRICES = {"ETH": 2000.0, "USDC": 1.0}
 
@@ -50,7 +51,7 @@ def scenarios(moves: list[float], weights: list[float] | None = None) -> Synthet
     )
 
 
-AAVE = LendingAccountSpec(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 10_000.0}, bonus=0.05)
+AAVE = aave_account(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 10_000.0}, bonus=0.05)
 SHORT = PerpAccountSpec(cash_usd=26_000.0, positions={"ETH": (-10.0, 0.02)})  # equity 6,000
 
 
@@ -109,7 +110,7 @@ def test_morpho_penalty() -> None:
     # 5 ETH against 8,000 USDC at LLTV 86%: ETH −30% → 1,400: C = 7,000, C × LLTV = 6,020 < 8,000.
     # LIF = 1 / (1 − 0.3 × 0.14) = 1 / 0.958; repaid = min(8,000, 7,000 / LIF) = 6,706, all collateral seized;
     # loss = repaid × (LIF − 1) = 7,000 × (1 − 1/LIF) = 7,000 × 0.042 = 294.
-    spec = IsolatedMarketSpec("ETH", 5.0, "USDC", 8_000.0, 0.86)
+    spec = morpho_market("ETH", 5.0, "USDC", 8_000.0, 0.86)
     book = Book.from_wallets([WalletSpec("w", [spec])], PRICES)
     assert book.acc_lif[0] == pytest.approx(1 / 0.958, rel=1e-15)
     res = revalue(book, scenarios([-0.30]))
@@ -120,26 +121,26 @@ def test_morpho_penalty() -> None:
 # --- venue mechanics ----------------------------------------------------------------------------------
 def test_aave_close_factor_bonus_and_collateral_cap() -> None:
     # HF 0.99 → 50% then healthy
-    out = lending_liquidation([12_000.0], [9_900.0], [10_000.0], 0.05)
+    out = lending_liquidation([12_000.0], [9_900.0], [10_000.0], 0.05, CLOSE_FACTOR, FULL_CLOSE_HF)
     assert out.loss_usd[0] == pytest.approx(250.0)
     assert out.calls[0] == 1
     assert out.debt_left_usd[0] == pytest.approx(5_000.0)
     # HF exactly 0.95 → 100%: repaid 10,000, seized 10,500 of 12,000 ... W = 9,500
-    out = lending_liquidation([12_000.0], [9_500.0], [10_000.0], 0.05)
+    out = lending_liquidation([12_000.0], [9_500.0], [10_000.0], 0.05, CLOSE_FACTOR, FULL_CLOSE_HF)
     assert out.repaid_usd[0] == pytest.approx(10_000.0)
     assert out.loss_usd[0] == pytest.approx(500.0)
     assert out.debt_left_usd[0] == 0.0
     # collateral short: C 10,000 < 10,000 × 1.05 → all seized, repaid 10,000 / 1.05
-    out = lending_liquidation([10_000.0], [8_250.0], [10_000.0], 0.05)
+    out = lending_liquidation([10_000.0], [8_250.0], [10_000.0], 0.05, CLOSE_FACTOR, FULL_CLOSE_HF)
     assert out.seized_usd[0] == 10_000.0
     assert out.repaid_usd[0] == pytest.approx(10_000.0 / 1.05)
     assert out.loss_usd[0] == pytest.approx(10_000.0 / 1.05 * 0.05)
     assert out.collateral_left_usd[0] == 0.0
     # a 50% call that leaves HF < 1 is followed by another: LT 0.97, bonus 5%: HF' = 2 × 0.99 − 1.05 × 0.97
-    out = lending_liquidation([10_206.0], [9_900.0], [10_000.0], 0.05)
+    out = lending_liquidation([10_206.0], [9_900.0], [10_000.0], 0.05, CLOSE_FACTOR, FULL_CLOSE_HF)
     assert out.calls[0] >= 2
     # healthy: nothing
-    out = lending_liquidation([20_000.0], [16_500.0], [10_000.0], 0.05)
+    out = lending_liquidation([20_000.0], [16_500.0], [10_000.0], 0.05, CLOSE_FACTOR, FULL_CLOSE_HF)
     assert out.loss_usd[0] == 0.0
     assert out.calls[0] == 0
 
@@ -245,7 +246,7 @@ def test_first_venue_to_liquidate() -> None:
 
 
 def test_liquidation_prices_match_the_venue_modules() -> None:
-    morpho = IsolatedMarketSpec("ETH", 5.0, "USDC", 8_000.0, 0.86)
+    morpho = morpho_market("ETH", 5.0, "USDC", 8_000.0, 0.86)
     perp = PerpAccountSpec(cash_usd=-15_000.0, positions={"ETH": (10.0, 0.0125), "BTC": (-0.1, 0.02)})
     prices = {"ETH": 2000.0, "BTC": 60_000.0, "USDC": 1.0}
     book = Book.from_wallets([WalletSpec("w", [morpho, perp])], prices)

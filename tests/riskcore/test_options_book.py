@@ -11,12 +11,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from riskcore.book import Book, Kind, LendingAccountSpec, OptionSpec, Rule, SpotSpec, WalletSpec
+from riskcore.book import Book, Kind, OptionSpec, Rule, SpotSpec, WalletSpec
 from riskcore.cascade import replay
 from riskcore.margin import prepare, revalue, scenario_multipliers, unified_health
 from riskcore.options import black76_greeks, black76_price, scenario_values
 from riskcore.reference import SyntheticScenarios, revalue_reference, synthetic_book, synthetic_scenarios
 from riskcore.scenarios import ScenarioSet
+from riskcore.venues.aave_v3 import account_spec as aave_account
 
 PRICES = {"ETH": 2000.0, "USDC": 1.0}
 PUT = OptionSpec("ETH", 10.0, strike_usd=1_800.0, expiry_years=30 / 365, vol=0.6, is_call=False)
@@ -109,7 +110,7 @@ def test_long_put_hedges_eth_collateral_hand_worked() -> None:
     # Wallet "hedged": Aave 10 ETH (LT 0.825) against 5,000 USDC + 10 long ETH puts K 1,800, 30 days, vol 60%.
     # Wallet "naked": the Aave account alone. Scenarios: ETH −40% with vol +10 points, ETH +25% with vol −5 points,
     # ETH unchanged with vol +20 points; horizon 1 day.
-    aave = LendingAccountSpec(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 5_000.0})
+    aave = aave_account(collateral={"ETH": (10.0, 0.825)}, debt={"USDC": 5_000.0})
     book = Book.from_wallets([WalletSpec("hedged", [aave, PUT]), WalletSpec("naked", [aave])], PRICES)
     moves, shifts = [-0.40, 0.25, 0.0], [0.10, -0.05, 0.20]
     res = revalue(book, eth_scenarios(moves, shifts, horizon_days=1.0))

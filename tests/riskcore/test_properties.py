@@ -56,6 +56,7 @@ from riskcore.units import (
 )
 from riskcore.venues.aave_v3.health import AaveAccountData, AaveEMode, AaveReserveParams, AaveUserBalance, account_data
 from riskcore.venues.aave_v3.health import health_factor as aave_health_factor
+from riskcore.venues.aave_v3.liquidation import CLOSE_FACTOR, FULL_CLOSE_HF
 from riskcore.venues.dydx_v4.health import DydxFigures, dydx_health
 from riskcore.venues.morpho_blue.health import (
     MorphoMarketState,
@@ -577,7 +578,7 @@ def test_aave_float_health_below_one_iff_the_liquidation_rule_fires(
     d = np.array(debt[:n])
     hf = float(aave_health_factor(c, lt, d))
     w, total_d = float((c * lt).sum(axis=-1)), float(d.sum(axis=-1))
-    fired = int(lending_liquidation([c.sum()], [w], [total_d], bonus).calls[0]) > 0
+    fired = int(lending_liquidation([c.sum()], [w], [total_d], bonus, CLOSE_FACTOR, FULL_CLOSE_HF).calls[0]) > 0
     assert (hf < 1.0) == fired
 
 

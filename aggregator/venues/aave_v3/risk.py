@@ -9,15 +9,13 @@ from aggregator.venues.aave_v3.detail import AavePositionDetail
 from aggregator.venues.detail import parse
 from aggregator.venues.risk_lines import FactorOf
 from db.rows import PositionSide, SnapshotRow
-from riskcore.book import AccountSpec, LendingAccountSpec
+from riskcore.book import AccountSpec
+from riskcore.venues.aave_v3 import DEFAULT_BONUS, account_spec
 
 __all__ = ["DEFAULT_BONUS", "RULE_LABEL", "accounts"]
 
 RULE_LABEL = "AAVE"
 """The venue's liquidation rule, as documents name it (a stress event's ``rule``)."""
-
-DEFAULT_BONUS = 0.05
-"""The liquidation bonus assumed for an account without collateral value to weigh its reserves' bonuses by."""
 
 
 def accounts(snap: SnapshotRow, factor: FactorOf) -> list[AccountSpec]:
@@ -40,4 +38,4 @@ def accounts(snap: SnapshotRow, factor: FactorOf) -> list[AccountSpec]:
         elif p.side is PositionSide.DEBT:
             debt[f] += p.amount
     bonus = bonus_num / bonus_den if bonus_den else DEFAULT_BONUS
-    return [LendingAccountSpec(collateral, dict(debt), bonus=bonus, venue=snap.venue)]
+    return [account_spec(collateral, dict(debt), bonus=bonus, venue=snap.venue)]

@@ -10,7 +10,8 @@ from aggregator.venues.detail import parse
 from aggregator.venues.morpho_blue.detail import MorphoHealthDetail
 from aggregator.venues.risk_lines import FactorOf
 from db.rows import PositionSide, SnapshotRow
-from riskcore.book import AccountSpec, IsolatedMarketSpec, SpotSpec
+from riskcore.book import AccountSpec, SpotSpec
+from riskcore.venues.morpho_blue import market_spec
 
 __all__ = ["RULE_LABEL", "accounts"]
 
@@ -38,6 +39,5 @@ def accounts(snap: SnapshotRow, factor: FactorOf) -> list[AccountSpec]:
             continue  # debt without collateral cannot be opened on Morpho
         if loan_f is None:  # collateral without debt: still the wallet's exposure, never liquidated
             loan_f = coll_f
-        out.append(IsolatedMarketSpec(coll_f, coll, loan_f, owed, meta.lltv if meta is not None else 0.0,
-                                      venue=snap.venue))
+        out.append(market_spec(coll_f, coll, loan_f, owed, meta.lltv if meta is not None else 0.0, venue=snap.venue))
     return out

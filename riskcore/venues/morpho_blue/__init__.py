@@ -35,6 +35,7 @@ from riskcore.venues.morpho_blue.health import (
     w_mul_down,
     w_taylor_compounded,
 )
+from riskcore.venues.morpho_blue.liquidation import incentive_factor, market_spec
 
 __all__ = [
     "LIQUIDATION_CURSOR",
@@ -52,10 +53,12 @@ __all__ = [
     "borrowed_assets",
     "health_factor",
     "health_factor_raw",
+    "incentive_factor",
     "is_healthy",
     "liquidation_incentive_factor",
     "liquidation_price",
     "liquidation_price_raw",
+    "market_spec",
     "max_borrow",
     "max_borrow_increase",
     "position_health",
