@@ -155,9 +155,8 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 
 # Connector internals (anything under connectors/<venue>/) are the venue's own: in aggregator/ only the venue's
-# plugin package (aggregator/venues/<venue>/) imports them. The keeper still does, until its venue parts become
-# the venues' keeper modules (issue 13 is open): this list may only shrink.
-CONNECTOR_INTERNALS_NOT_YET_MOVED = frozenset({"aggregator/keeper/runner.py"})
+# plugin package (aggregator/venues/<venue>/) imports them. This list may only shrink (it is empty: keep it so).
+CONNECTOR_INTERNALS_NOT_YET_MOVED: frozenset[str] = frozenset()
 
 
 def test_aggregator_imports_no_connector_internals_outside_the_venue_packages() -> None:

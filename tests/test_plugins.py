@@ -180,8 +180,6 @@ NOT_YET_CONVERTED = frozenset({
     "aggregator/api/whatif.py",
     "aggregator/demo.py",
     "aggregator/devnet_cli.py",
-    "aggregator/keeper/runner.py",
-    "aggregator/keeper/txs.py",
     "aggregator/whatif.py",
     "aggregator/whatif_cli.py",
     "benchmarks/bench_api.py",

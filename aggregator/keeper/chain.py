@@ -40,6 +40,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from aggregator.keeper.plugin import Read
 from aggregator.keeper.txs import Call
 from connectors.errors import DecodeError, RpcError
 from connectors.evm.abi import decode_revert_reason
@@ -111,15 +112,6 @@ class ReceiptTimeoutError(KeeperChainError, TimeoutError):
 
 
 # ------------------------------------------------------------------------------------------- simulate
-@dataclass(frozen=True)
-class Read:
-    """A read-only call appended after a simulation's calls (e.g. ``getUserAccountData``), evaluated in the
-    state those calls leave."""
-
-    to: str
-    data: bytes
-
-
 @dataclass(frozen=True)
 class SimulationResult:
     """What a simulation found.

@@ -5,28 +5,46 @@ A venue's keeper part turns the venue's newest stored snapshot of a wallet into 
 (:class:`riskcore.rebalance.LendingVenue` / :class:`~riskcore.rebalance.PerpVenue`) with how each maps back to
 the configured venue and market (:class:`PlannedVenue`). Which actions the keeper may take on a venue is what
 its connector declares (:attr:`connectors.base.Capabilities.actions`): the executor refuses any other.
+
+A venue that declares actions also says how the keeper acts on it: the contract its actions go to and the
+market they act on (:meth:`VenueKeeper.target`), each action's calldata (:meth:`VenueKeeper.call`, from an
+:class:`ActionSpec`, the action in on-chain terms), and the reads that give its health in a simulated state
+(:meth:`VenueKeeper.health_reads`). A venue without actions derives from :class:`NoActions`.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from decimal import Decimal
+from typing import Literal, Protocol, cast
 
-from aggregator.config import KeeperConfig
+from aggregator.config import KeeperConfig, VenueConfig
 from aggregator.venues.detail import PerpHealthDetail, parse
+from aggregator.venues.plugin import ChainLink
+from connectors.errors import InvalidInputError
 from connectors.registry import capabilities, venue_module
+from connectors.types import checksum
 from db import LatestVenueHealth
 from riskcore.rebalance import LendingVenue, PerpLine, PerpVenue
 
 __all__ = [
+    "MAX_UINT256",
+    "ActionSpec",
+    "ActionTarget",
+    "HealthReads",
+    "NoActions",
     "PlannedVenue",
     "PlannerPair",
+    "Read",
     "StateError",
     "TokenInfo",
+    "VenueCall",
     "VenueKeeper",
+    "checked_address",
+    "format_amount",
     "note_token",
     "perp_planner_venues",
     "venue_actions",
@@ -65,6 +83,92 @@ class PlannedVenue:
 PlannerPair = tuple[LendingVenue | PerpVenue, PlannedVenue]
 
 
+MAX_UINT256 = 2**256 - 1
+
+
+def format_amount(amount_raw: int, decimals: int) -> str:
+    """``1234500000`` with 6 decimals → ``"1,234.5"``; :data:`MAX_UINT256` → ``"all"``."""
+    if amount_raw == MAX_UINT256:
+        return "all"
+    value = (Decimal(amount_raw).scaleb(-decimals)).normalize()
+    return f"{value:,f}"
+
+
+def checked_address(value: object, what: str) -> str:
+    """``value`` checksummed; an :class:`InvalidInputError` naming ``what`` when it is not an address."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what}: not an address: {value!r}")
+    try:
+        return checksum(value)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{what}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One rebalance action in on-chain terms.
+
+    ``protocol`` is the venue's configuration ``type`` (whose keeper part builds the call); ``wallet`` owns the
+    position (and receives withdrawals); ``token`` is the ERC-20 repaid, supplied or withdrawn; ``target`` the
+    contract the action goes to (and the spender of its approval); ``market`` the venue's market, for a venue of
+    isolated markets (of the type its keeper part's :meth:`VenueKeeper.target` gives); ``interest_rate_mode``
+    the debt repaid where a venue holds several (2 variable, 1 stable).
+    """
+
+    kind: Literal["repay", "supply", "withdraw"]
+    protocol: str
+    venue: str
+    wallet: str
+    token: str
+    symbol: str
+    decimals: int
+    amount_raw: int
+    target: str
+    market: object | None = None
+    interest_rate_mode: int = 2
+
+    @property
+    def what(self) -> str:
+        """The amount and token, for descriptions: ``"1,234.5 USDC"``, ``"all WETH"``."""
+        return f"{format_amount(self.amount_raw, self.decimals)} {self.symbol}"
+
+
+@dataclass(frozen=True)
+class ActionTarget:
+    """Where a venue's actions on one planned venue go: the contract (checksummed), and the market they act on
+    (the venue's own type; ``None`` for a venue without isolated markets)."""
+
+    to: str
+    market: object | None = None
+
+
+@dataclass(frozen=True)
+class VenueCall:
+    """An action's calldata and its readable description."""
+
+    data: bytes
+    description: str
+
+
+@dataclass(frozen=True)
+class Read:
+    """A read-only call appended after a simulation's calls (e.g. ``getUserAccountData``), evaluated in the
+    state those calls leave."""
+
+    to: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class HealthReads:
+    """The reads that give a venue's health in a simulated state, and how their answers become that health."""
+
+    reads: tuple[Read, ...]
+    health: Callable[[Sequence[bytes]], float | None]
+    """From the answers of :attr:`reads`, in order (more may follow): the venue's own health factor, ``None``
+    for a position without debt."""
+
+
 class VenueKeeper(Protocol):
     """A venue's keeper part."""
 
@@ -76,6 +180,49 @@ class VenueKeeper(Protocol):
                        tokens: dict[str, TokenInfo]) -> list[PlannerPair]:
         """The planner's venues for the wallet's newest snapshot on this venue (noting the tokens it uses)."""
         ...
+
+    def target(self, cfg: VenueConfig, planned: PlannedVenue, link: ChainLink) -> ActionTarget:
+        """The contract actions on ``planned`` go to and the market they act on, read from the chain (the
+        caller keeps it: what it reads is immutable once deployed). ``ValueError`` on a venue without actions."""
+        ...
+
+    def validate(self, action: ActionSpec) -> None:
+        """Raise :class:`InvalidInputError` (a ``ValueError``) naming what is wrong with ``action`` for this
+        venue; the amount, the kind and the addresses are checked by the caller."""
+        ...
+
+    def call(self, action: ActionSpec) -> VenueCall:
+        """The calldata that performs the validated ``action`` on its ``target`` (addresses checksummed)."""
+        ...
+
+    def spender_name(self, action: ActionSpec) -> str:
+        """How an approval names ``action``'s target: ``"approve 150 DAI to <this>"``."""
+        ...
+
+    def health_reads(self, planned: PlannedVenue, target: ActionTarget, wallet: str) -> HealthReads:
+        """The reads that give ``wallet``'s health on ``planned`` after a simulated plan."""
+        ...
+
+
+class NoActions:
+    """The action part of a venue that declares no actions: planned around, never acted on."""
+
+    def target(self, cfg: VenueConfig, planned: PlannedVenue, link: ChainLink) -> ActionTarget:
+        raise ValueError(f"{planned.venue}: the keeper cannot execute on {planned.protocol}")
+
+    def validate(self, action: ActionSpec) -> None:
+        raise InvalidInputError(f"{action.kind} {action.symbol} on {action.venue}: {action.protocol} declares no "
+                                "actions")
+
+    def call(self, action: ActionSpec) -> VenueCall:
+        self.validate(action)
+        raise AssertionError("unreachable")
+
+    def spender_name(self, action: ActionSpec) -> str:
+        return action.venue
+
+    def health_reads(self, planned: PlannedVenue, target: ActionTarget, wallet: str) -> HealthReads:
+        raise ValueError(f"{planned.venue}: the keeper cannot execute on {planned.protocol}")
 
 
 def venue_keeper(venue_type: str) -> VenueKeeper:

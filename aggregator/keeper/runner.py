@@ -13,8 +13,8 @@ One wallet, one cycle:
 3. **limits**: an action above ``max_action_usd``, or a plan that would take the signer's last 24 h over
    ``max_daily_usd``: stored ``refused``.
 4. **simulate** the transactions (approvals included) with ``eth_simulateV1`` against the latest block, and
-   read every lending venue's health in the simulated state (Aave's ``getUserAccountData``, Morpho's
-   position, market and oracle): a failing call, or a venue left below its target, is ``simulation_failed``.
+   read the health of every venue the keeper acts on in the simulated state (the reads its keeper part names:
+   the protocol's own figures): a failing call, or a venue left below its target, is ``simulation_failed``.
 5. **execute**, only with ``execute = true``, a loaded signer, and a wallet that is the signer's own: the
    transactions are signed (EIP-1559, gas and fee caps), stored signed with the plan moved to ``executing``
    in one transaction (compare-and-set: a plan starts once), then sent one by one, each awaited.
@@ -59,30 +59,22 @@ from aggregator.keeper.chain import (
     simulate,
     wait_receipt,
 )
-from aggregator.keeper.plugin import venue_actions
+from aggregator.keeper.plugin import ActionSpec, ActionTarget, HealthReads, PlannedVenue, venue_actions, venue_keeper
 from aggregator.keeper.state import StateError, WalletState, wallet_state
-from aggregator.keeper.txs import ActionSpec, MarketParams, allowance_call_data, build_calls
-from aggregator.venues import open_onchain
-from aggregator.venues.morpho_blue import MorphoBlueConfig
-from connectors.aave_v3.connector import GET_USER_ACCOUNT_DATA
+from aggregator.keeper.txs import allowance_call_data, build_calls
+from aggregator.venues.plugin import ChainLink
 from connectors.errors import ConnectorError
 from connectors.evm.multicall import Multicall
 from connectors.evm.rpc import RpcClient
-from connectors.morpho_blue.connector import ID_TO_MARKET_PARAMS
-from connectors.morpho_blue.connector import MARKET as MORPHO_MARKET
-from connectors.morpho_blue.connector import POSITION as MORPHO_POSITION
-from connectors.morpho_blue.connector import PRICE as ORACLE_PRICE
 from connectors.types import checksum
 from db import NewTx, PlanRow, Store, TxRow
 from riskcore.rebalance import Action, PerpVenue, Plan, plan_rebalance
-from riskcore.venues.morpho_blue.health import health_factor_raw
 
 __all__ = ["SAME_PLAN_TOLERANCE", "Keeper", "KeeperOutcome", "signer_from_config"]
 
 log = logging.getLogger(__name__)
 
 GWEI = 10**9
-WAD = 10**18
 SAME_PLAN_TOLERANCE = 0.01
 """A plan whose actions (same kinds, venues and tokens, in order) each move within 1 % of a standing plan's
 amount and USD value, with the same outcome and configuration, is that standing plan seen again."""
@@ -223,8 +215,7 @@ class Keeper:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._started_at = self._clock()
         self._rpcs: dict[str, RpcClient] = {}
-        self._pools: dict[str, str] = {}
-        self._markets: dict[tuple[str, str], MarketParams] = {}
+        self._targets: dict[tuple[str, str | None], ActionTarget] = {}
         self.policy = GasPolicy(
             max_fee_per_gas_wei=int(self.cfg.max_fee_gwei * GWEI),
             max_priority_fee_per_gas_wei=int(self.cfg.max_priority_fee_gwei * GWEI),
@@ -264,8 +255,9 @@ class Keeper:
         return self._rpcs[chain.name]
 
     def _chains(self) -> list[ChainConfig]:
-        lending = {v.chain for v in self.settings.venues if v.type in ("aave_v3", "morpho_blue")}
-        return [c for c in self.settings.chains if c.name in lending]
+        """The chains with a venue the keeper can act on (its connector declares actions)."""
+        acting = {v.chain for v in self.settings.venues if venue_actions(v.type)}
+        return [c for c in self.settings.chains if c.name in acting]
 
     # -- the cycle ------------------------------------------------------------------------------------------------
 
@@ -466,22 +458,14 @@ class Keeper:
     def _venue_config(self, name: str) -> Any:
         return next(v for v in self.settings.venues if v.name == name)
 
-    def _aave_pool(self, rpc: RpcClient, chain: ChainConfig, venue: str) -> str:
-        if venue not in self._pools:
-            onchain = open_onchain(self._venue_config(venue), chain, rpc, Multicall(rpc))
-            block = rpc.get_block("latest")
-            self._pools[venue] = str(onchain.connector.addresses(block).pool)  # type: ignore[attr-defined]
-        return self._pools[venue]
-
-    def _market_params(self, rpc: RpcClient, morpho: str, market_id: str) -> MarketParams:
-        """A Morpho market's parameters (immutable once created: read once per keeper)."""
-        key = (morpho, market_id)
-        if key not in self._markets:
-            data = rpc.eth_call(morpho, ID_TO_MARKET_PARAMS.encode(bytes.fromhex(market_id[2:])), "latest")
-            loan, coll, oracle, irm, lltv = ID_TO_MARKET_PARAMS.decode(data)
-            self._markets[key] = MarketParams(loan_token=checksum(loan), collateral_token=checksum(coll),
-                                              oracle=checksum(oracle), irm=checksum(irm), lltv=int(lltv))
-        return self._markets[key]
+    def _target(self, rpc: RpcClient, chain: ChainConfig, planned: PlannedVenue) -> ActionTarget:
+        """Where actions on ``planned`` go (its venue's keeper part reads it once per keeper: it is immutable)."""
+        key = (planned.venue, planned.market_key)
+        if key not in self._targets:
+            link = ChainLink(chain, rpc, Multicall(rpc))
+            cfg = self._venue_config(planned.venue)
+            self._targets[key] = venue_keeper(planned.protocol).target(cfg, planned, link)
+        return self._targets[key]
 
     def _action_specs(self, state: WalletState, plan: Plan, rpc: RpcClient, chain: ChainConfig) -> list[ActionSpec]:
         """Planner actions in on-chain terms: raw amounts (repay and supply rounded up, withdraw down, each capped
@@ -508,19 +492,11 @@ class Keeper:
                 available[action.token] = available.get(action.token, 0) - amount
             if amount <= 0:
                 continue
-            if planned.protocol == "aave_v3":
-                target, market = self._aave_pool(rpc, chain, planned.venue), None
-            elif planned.protocol == "morpho_blue":
-                cfg = self._venue_config(planned.venue)
-                assert isinstance(cfg, MorphoBlueConfig)
-                assert planned.market_key is not None
-                target, market = cfg.morpho, self._market_params(rpc, cfg.morpho, planned.market_key)
-            else:
-                raise ValueError(f"{planned.venue}: the keeper cannot execute on {planned.protocol}")
-            specs.append(ActionSpec(kind=spec_kind, protocol=planned.protocol,  # type: ignore[arg-type]
+            target = self._target(rpc, chain, planned)
+            specs.append(ActionSpec(kind=spec_kind, protocol=planned.protocol,
                                     venue=planned.venue, wallet=state.wallet, token=action.token,
-                                    symbol=token.symbol, decimals=token.decimals, amount_raw=amount, target=target,
-                                    market=market))
+                                    symbol=token.symbol, decimals=token.decimals, amount_raw=amount,
+                                    target=target.to, market=target.market))
         return specs
 
     @staticmethod
@@ -535,48 +511,22 @@ class Keeper:
     def _health_reads(
         self, state: WalletState, rpc: RpcClient, chain: ChainConfig
     ) -> tuple[list[Read], Callable[[Sequence[bytes]], dict[str, dict[str, Any]]]]:
-        """Reads appended to the simulation, and the function that turns their results into each lending venue's
-        simulated health (the protocol's own figures) beside its target."""
+        """Reads appended to the simulation, and the function that turns their results into the simulated health
+        (the venue's own figures, from its keeper part) of every venue the keeper acts on, beside its target."""
         reads: list[Read] = []
-        decoders: list[tuple[str, float, int, Callable[[Sequence[bytes]], float | None]]] = []
+        judged: list[tuple[str, float, int, HealthReads]] = []
         for venue in state.venues:
             planned = state.mapping[venue.name]
-            start = len(reads)
-            if planned.protocol == "aave_v3":
-                pool = self._aave_pool(rpc, chain, planned.venue)
-                reads.append(Read(to=pool, data=GET_USER_ACCOUNT_DATA.encode(state.wallet)))
-
-                def aave(out: Sequence[bytes]) -> float | None:
-                    hf = GET_USER_ACCOUNT_DATA.decode(out[0])[5]
-                    return None if hf >= 2**255 else hf / WAD
-
-                decoders.append((venue.name, venue.target, start, aave))
-            elif planned.protocol == "morpho_blue":
-                cfg = self._venue_config(planned.venue)
-                assert isinstance(cfg, MorphoBlueConfig)
-                assert planned.market_key is not None
-                market_id = bytes.fromhex(planned.market_key[2:])
-                params = self._market_params(rpc, cfg.morpho, planned.market_key)
-                reads += [Read(to=cfg.morpho, data=MORPHO_POSITION.encode(market_id, state.wallet)),
-                          Read(to=cfg.morpho, data=MORPHO_MARKET.encode(market_id)),
-                          Read(to=params.oracle, data=ORACLE_PRICE.encode())]
-                lltv = params.lltv
-
-                def morpho(out: Sequence[bytes], lltv: int = lltv) -> float | None:
-                    _, borrow_shares, collateral = MORPHO_POSITION.decode(out[0])
-                    market = MORPHO_MARKET.decode(out[1])
-                    price = ORACLE_PRICE.decode_one(out[2])
-                    if borrow_shares == 0:
-                        return None
-                    return float(health_factor_raw(collateral, borrow_shares, market[2], market[3], price, lltv))
-
-                decoders.append((venue.name, venue.target, start, morpho))
+            if not venue_actions(planned.protocol):
+                continue  # planned around, never acted on
+            target = self._target(rpc, chain, planned)
+            health = venue_keeper(planned.protocol).health_reads(planned, target, state.wallet)
+            judged.append((venue.name, venue.target, len(reads), health))
+            reads += health.reads
 
         def judge(results: Sequence[bytes]) -> dict[str, dict[str, Any]]:
-            verdict = {}
-            for name, target, start, decode in decoders:
-                verdict[name] = {"health": decode(results[start:]), "target": target}
-            return verdict
+            return {name: {"health": health.health(results[start:]), "target": target}
+                    for name, target, start, health in judged}
 
         return reads, judge
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aggregator.config import Settings
 from aggregator.keeper.plugin import PlannedVenue, StateError, TokenInfo, venue_keeper
-from connectors.evm.abi import BALANCE_OF
+from connectors.evm.erc20 import balance_of_answer, balance_of_call
 from connectors.evm.rpc import RpcClient, hex_to_bytes
 from db import Store
 from riskcore.rebalance import LendingVenue, PerpVenue, TokenBalance
@@ -50,10 +50,9 @@ class WalletState:
 
 def read_idle_balances(rpc: RpcClient, wallet: str, tokens: Sequence[str], block: int) -> dict[str, int]:
     """The wallet's ERC-20 balances of ``tokens`` at ``block`` (one JSON-RPC batch)."""
-    calldata = BALANCE_OF.encode(wallet)
+    calldata = balance_of_call(wallet)
     answers = rpc.batch([("eth_call", RpcClient.call_params(t, calldata, block)) for t in tokens]) if tokens else []
-    return {t: int(BALANCE_OF.decode_one(hex_to_bytes(a, f"balanceOf on {t}")))
-            for t, a in zip(tokens, answers, strict=True)}
+    return {t: balance_of_answer(hex_to_bytes(a, f"balanceOf on {t}")) for t, a in zip(tokens, answers, strict=True)}
 
 
 def wallet_state(store: Store, settings: Settings, wallet: str, rpc: RpcClient, chain: str) -> WalletState:

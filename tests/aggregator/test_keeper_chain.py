@@ -46,7 +46,6 @@ from aggregator.keeper.txs import (
     MAX_UINT256,
     ActionSpec,
     Call,
-    MarketParams,
     action_call,
     allowance_call_data,
     approval_call,
@@ -54,6 +53,7 @@ from aggregator.keeper.txs import (
 )
 from connectors.evm.abi import Fn
 from connectors.evm.rpc import RpcClient
+from connectors.morpho_blue.calls import MarketParams
 from connectors.types import checksum
 from devnet.wallets import wallet_key
 
@@ -116,7 +116,7 @@ def test_aave_calls_decode_back_to_their_inputs() -> None:
 
 
 def test_morpho_calls_decode_back_to_their_inputs() -> None:
-    market = (MARKET.loan_token, MARKET.collateral_token, MARKET.oracle, MARKET.irm, MARKET.lltv)
+    market = (MARKET.loan_token, MARKET.collateral_token, MARKET.oracle, MARKET.irm, MARKET.lltv_wad)
 
     repay = action_call(morpho("repay", USDC, "USDC", 6, 1_000 * 10**6))
     sig = f"repay({MARKET_TYPES},uint256,uint256,address,bytes)"

@@ -4,13 +4,13 @@ own: the keeper plans around it)."""
 from __future__ import annotations
 
 from aggregator.config import KeeperConfig
-from aggregator.keeper.plugin import PlannerPair, TokenInfo, perp_planner_venues
+from aggregator.keeper.plugin import NoActions, PlannerPair, TokenInfo, perp_planner_venues
 from db import LatestVenueHealth
 
 __all__ = ["KEEPER"]
 
 
-class _PerpKeeper:
+class _PerpKeeper(NoActions):
     lending = False
 
     def planner_venues(self, item: LatestVenueHealth, cfg: KeeperConfig,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from aggregator.config import KeeperConfig
-from aggregator.keeper.plugin import PlannerPair, TokenInfo
+from aggregator.keeper.plugin import NoActions, PlannerPair, TokenInfo
 from db import LatestVenueHealth
 
 __all__ = ["KEEPER"]
 
 
-class _NotPlanned:
+class _NotPlanned(NoActions):
     lending = False
 
     def planner_venues(self, item: LatestVenueHealth, cfg: KeeperConfig,
