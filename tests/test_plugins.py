@@ -61,6 +61,18 @@ def test_a_venue_missing_a_part_is_reported(monkeypatch: pytest.MonkeyPatch) -> 
     assert f"aggregator/venues/{fake}: the config model's type is not Literal['fake_v1']" in missing_parts(fake)
 
 
+def test_a_keeper_part_that_cannot_say_how_to_act_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keeper part with the planner's venues but not the action part of the keeper's protocol."""
+    name = "aggregator.venues.uniswap_v3.keeper"
+    module = types.ModuleType(name)
+    module.KEEPER = type("PlansOnly", (), {"lending": False,  # type: ignore[attr-defined]
+                                           "planner_venues": lambda self, item, cfg, tokens: []})()
+    monkeypatch.setitem(sys.modules, name, module)
+    assert missing_parts("uniswap_v3") == [
+        "aggregator/venues/uniswap_v3/keeper.py: KEEPER has no target, validate, call, spender_name, health_reads"
+    ]
+
+
 def test_an_unregistered_venue_is_an_error_not_a_silent_skip() -> None:
     assert missing_parts("compound_v3") == ["compound_v3: not in connectors.registry.VENUES"]
     with pytest.raises(UnknownVenueError, match="compound_v3"):

@@ -26,7 +26,8 @@ PARTS: tuple[str, ...] = (
     "aggregator/venues/<venue>/__init__.py: PLUGIN, a VenuePlugin whose config model's type is the venue",
     "aggregator/venues/<venue>/sync.py: evaluate(snapshot, …), the snapshot's health by the venue's own rule",
     "aggregator/venues/<venue>/risk.py: accounts(snapshot, factor), the venue's lines in the risk book",
-    "aggregator/venues/<venue>/keeper.py: KEEPER, the planner's venues from the venue's snapshot",
+    "aggregator/venues/<venue>/keeper.py: KEEPER, the planner's venues from the venue's snapshot, and how the keeper"
+    " acts on the venue (target, validate, call, spender_name, health_reads; NoActions where it declares none)",
     "aggregator/venues/<venue>/detail.py: the typed models of what the venue stores with its positions and health",
 )
 """Every part a venue must have, in words (the README's "Adding a venue" lists the same files)."""
@@ -80,6 +81,16 @@ def missing_parts(venue: str) -> list[str]:
     if detail is not None and not any(isinstance(m, type) and issubclass(m, Detail) for m in models):
         problems.append(f"aggregator/venues/{venue}/detail.py: no Detail model in __all__")
     keeper = _module(venue_module("aggregator", venue, "keeper"), problems)
-    if keeper is not None and not callable(getattr(getattr(keeper, "KEEPER", None), "planner_venues", None)):
-        problems.append(f"aggregator/venues/{venue}/keeper.py: no KEEPER with planner_venues")
+    if keeper is not None:
+        part = getattr(keeper, "KEEPER", None)
+        if not callable(getattr(part, "planner_venues", None)):
+            problems.append(f"aggregator/venues/{venue}/keeper.py: no KEEPER with planner_venues")
+        else:
+            lacking = [m for m in _KEEPER_ACTIONS if not callable(getattr(part, m, None))]
+            if lacking:
+                problems.append(f"aggregator/venues/{venue}/keeper.py: KEEPER has no {', '.join(lacking)}")
     return problems
+
+
+_KEEPER_ACTIONS = ("target", "validate", "call", "spender_name", "health_reads")
+"""How the keeper acts on a venue (:class:`aggregator.keeper.plugin.VenueKeeper`)."""
