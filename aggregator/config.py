@@ -43,6 +43,7 @@ __all__ = [
     "ChainConfig",
     "ConfigError",
     "KeeperConfig",
+    "OffchainVenueConfig",
     "Settings",
     "TargetConfig",
     "VenueConfig",
@@ -135,6 +136,15 @@ class VenueConfig(_Model):
         from connectors.registry import capabilities
 
         return capabilities(self.type).transport == "evm"
+
+
+class OffchainVenueConfig(VenueConfig):
+    """What an off-chain (HTTP) venue's table adds: ``rate_limit_per_minute``, the request weight per minute its
+    client may spend when that is not the venue's published limit (a private or local API server: the devnet's
+    own perp API sets it). Unset, the connector's declared limit applies; the weights of the requests are the
+    venue's own either way."""
+
+    rate_limit_per_minute: Annotated[int, Field(gt=0)] | None = None
 
 
 def venue_config(table: Mapping[str, Any] | VenueConfig) -> VenueConfig:

@@ -218,6 +218,12 @@ def is_devnet_config(source: str | Path | None) -> bool:
         return False
 
 
+LOCAL_API_RATE_LIMIT = 1_000_000
+"""Request weight per minute the devnet's config gives its local perp API (the published venues' limits are
+for their public servers; tests and benchmarks read the local one as fast as it answers). Written into the devnet's
+config file as ``rate_limit_per_minute``, so it is never implied for another endpoint."""
+
+
 def devnet_settings(info: devnet.DevnetInfo, base: Settings | None = None) -> Settings:
     """Settings that point xmargin at every venue of ``info``'s devnet, as a user's config file would
     (keeping ``base``'s store and interval): Aave v3, and where deployed Morpho Blue, Uniswap v3 and the
@@ -240,9 +246,10 @@ def devnet_settings(info: devnet.DevnetInfo, base: Settings | None = None) -> Se
     perp_url = info.services.get("perp_api")
     if perp_url is not None:
         hedged = devnet.wallet_address("hedged")
-        tables.append({"name": "hyperliquid", "type": "hyperliquid", "chain": "devnet", "base_url": perp_url})
+        tables.append({"name": "hyperliquid", "type": "hyperliquid", "chain": "devnet", "base_url": perp_url,
+                       "rate_limit_per_minute": LOCAL_API_RATE_LIMIT})
         tables.append({"name": "dydx_v4", "type": "dydx_v4", "chain": "devnet", "base_url": perp_url,
-                       "accounts": {hedged: dydx_address("hedged")}})
+                       "rate_limit_per_minute": LOCAL_API_RATE_LIMIT, "accounts": {hedged: dydx_address("hedged")}})
     venues = [venue_config(t) for t in tables]
     return base.model_copy(update={"chains": (chain,), "venues": tuple(venues)})
 

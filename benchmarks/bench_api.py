@@ -2,11 +2,11 @@
 
 The app (``aggregator.api.app.create_app``) runs under uvicorn in a separate process (this script, started with
 ``--serve DB_URL PORT``: one uvicorn process, its defaults, no access log) over a store filled with ``--wallets``
-tracked wallets, each with snapshots on two venues (aave_v3 lending, uniswap_v3 LP) at ``--blocks`` blocks (rows
-of ``tests/db/db_testdata``: two positions per snapshot, their health, two oracle prices per block). The load
-generator is this process: ``--concurrency`` client threads, each with its own keep-alive ``httpx.Client``,
-cycling through all wallets from different offsets, ``--warmup`` seconds unrecorded and then ``--seconds``
-recorded; every response must be a 200.
+tracked wallets, each with snapshots on two venues (the registry's first lending venue and its first LP venue) at
+``--blocks`` blocks (rows of ``tests/db/db_testdata``: two positions per snapshot, their health, two oracle prices
+per block). The load generator is this process: ``--concurrency`` client threads, each with its own keep-alive
+``httpx.Client``, cycling through all wallets from different offsets, ``--warmup`` seconds unrecorded and then
+``--seconds`` recorded; every response must be a 200.
 
 Measured in the same run, for the ratios:
 
@@ -52,6 +52,7 @@ from sqlalchemy.engine import make_url
 
 from aggregator.api.app import create_app
 from aggregator.documents import health_view
+from aggregator.venues import plugins
 from db import Store
 from tests.db import db_testdata as td
 
@@ -117,12 +118,17 @@ def process_cpu_s(pid: int) -> float | None:
 
 
 def fill(store: Store, n_wallets: int, blocks: int) -> list[str]:
-    """``n_wallets`` tracked wallets with aave_v3 and uniswap_v3 snapshots at ``blocks`` blocks."""
+    """``n_wallets`` tracked wallets with snapshots on :func:`bench_venues` at ``blocks`` blocks."""
     wallets = td.setup(store, n_wallets)
     for block in range(100, 100 + blocks):
-        for venue in ("aave_v3", "uniswap_v3"):
+        for venue in bench_venues():
             store.write_sync(td.batch(wallets, block, venue=venue))
     return wallets
+
+
+def bench_venues() -> list[str]:
+    """The venues the store is filled with: the registry's first lending venue and its first LP venue."""
+    return [next(p.venue_type for p in plugins() if p.kind == kind) for kind in ("lending", "lp")]
 
 
 @contextlib.contextmanager

@@ -2,15 +2,15 @@
 
 Section "margin" — liquidation-aware scenario margin: numpy engine vs the plain-Python reference.
 
-10,000 wallets × 50 positions (Aave, Morpho, two perp venues, Uniswap v3 ranges, tokens; 20 underlyings) under
-16 / 100 / 1,000 scenarios. Figures are wallet-scenarios per second (one wallet revalued, every venue rule applied,
-in one scenario). The plain-Python reference is far too slow for the whole book, so it runs on a subset of wallets
-and its rate is per wallet-scenario of that subset (its cost is linear in wallets). The numpy figure is given
-"warm" (the book already reduced to exposures by ``riskcore.margin.prepare``, as a service does once per refresh
-and reuses for every scenario set) and "cold" (including that reduction), on one thread and on ``--workers``
-threads (the book split by wallets with ``Book.wallet_slice``; numpy releases the GIL, and OpenBLAS is held to one
-thread per worker). The plain-Python figure is one thread (the GIL). Results of both implementations are compared
-on the subset.
+10,000 wallets × 50 positions (a pooled lending account, isolated lending markets, two perp venues, concentrated
+liquidity ranges, tokens; 20 underlyings) under 16 / 100 / 1,000 scenarios. Figures are wallet-scenarios per second
+(one wallet revalued, every venue rule applied, in one scenario). The plain-Python reference is far too slow for
+the whole book, so it runs on a subset of wallets and its rate is per wallet-scenario of that subset (its cost is
+linear in wallets). The numpy figure is given "warm" (the book already reduced to exposures by
+``riskcore.margin.prepare``, as a service does once per refresh and reuses for every scenario set) and "cold"
+(including that reduction), on one thread and on ``--workers`` threads (the book split by wallets with
+``Book.wallet_slice``; numpy releases the GIL, and OpenBLAS is held to one thread per worker). The plain-Python
+figure is one thread (the GIL). Results of both implementations are compared on the subset.
 
     python benchmarks/bench_risk.py [--wallets 10000] [--positions 50] [--scenarios 16 100 1000] [--workers 2]
 

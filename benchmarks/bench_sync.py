@@ -3,24 +3,23 @@
 What it measures, all in one run on one private devnet (``make bench``)::
 
     setup     N wallets (default 1,000), sent as JSON-RPC batches of eth_sendTransaction with automine off,
-              mined 100 transactions per block:
-              Aave v3   1-3 collateral positions among WETH/AAVE/LINK/DAI/USDC, most borrow DAI/USDC/LINK
-                        (variable or stable; some in e-mode 1);
-              Morpho    ~55 % post WETH collateral in WETH_USDC and/or WETH_DAI, ~2/3 of those borrow;
-              Uniswap   ~40 % mint 1-2 LP NFTs in WETH_USDC_500 / WETH_DAI_3000, in range or out of it.
-    batched   every on-chain venue of the devnet config (aave_v3, morpho_blue, uniswap_v3) read together
-              through run_programs at one pinned block (one shared Multicall3 round trip per round, fresh
-              connectors per repeat as every sync_once builds, then once more with them warm as a long-running
-              Syncer has them), and each venue alone for comparison (interleaved with the joint reads):
-              HTTP requests, eth_calls, aggregate3 sub-calls (reads), bytes, seconds, per round too.
+              mined 100 transactions per block: each on-chain venue's part of the benchmark
+              (``benchmarks/venues/<venue>.py``, found by the registry's venue names) opens its positions —
+              collateral and debts on the lending venues, LP ranges in or out of range — on some or all of the
+              wallets, and prints what it opened.
+    batched   every on-chain venue of the devnet config read together through run_programs at one pinned
+              block (one shared Multicall3 round trip per round, fresh connectors per repeat as every sync_once
+              builds, then once more with them warm as a long-running Syncer has them), and each venue alone
+              for comparison (interleaved with the joint reads): HTTP requests, eth_calls, aggregate3 sub-calls
+              (reads), bytes, seconds, per round too.
     naive     the very same sub-calls of all venues, one eth_call per read and one HTTP POST each (plain
               httpx, keep-alive, same pinned block), executed, timed, and checked byte for byte against the
               multicall results.
     sync_once the whole pipeline (block, read, health, one store transaction) into a SQLite file, one new
               block per repeat so every repeat writes every row: with the on-chain venues only, and with
-              every venue of the devnet config (the perps are HTTP to the devnet's local perp API, counted
-              apart from the chain's JSON-RPC; repeated only within ``--perp-budget-s``, as that API answers
-              each of its one-per-wallet requests in ~45 ms).
+              every venue of the devnet config (the off-chain venues are HTTP to the devnet's local perp API,
+              counted apart from the chain's JSON-RPC; repeated only within ``--perp-budget-s``, as that API
+              answers each of its one-per-wallet requests in ~45 ms).
     store     Store.write_sync of the pipeline's own SyncBatch, and of a synthetic batch that repeats its
               snapshots over more wallets, on SQLite and on PostgreSQL (a private schema, dropped at the end).
 
@@ -38,7 +37,6 @@ import dataclasses
 import gc
 import itertools
 import json
-import math
 import os
 import random
 import statistics
@@ -52,10 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.venues holds each venue's part
+
 import httpx
 import sqlalchemy as sa
-from eth_hash.auto import keccak
-from eth_utils.address import to_checksum_address
 from sqlalchemy.engine import make_url
 
 import devnet
@@ -63,45 +61,18 @@ from aggregator import pipeline
 from aggregator.config import ChainConfig, Settings, VenueConfig
 from aggregator.devnet_cli import devnet_settings
 from aggregator.venues import open_onchain
-from connectors.aave_v3.models import AaveSnapshot
+from benchmarks.venues import BenchPart, Setup, Tx, bench_part, label_address, minting
 from connectors.errors import ConnectorError
 from connectors.evm.multicall import Call, CallResult, Multicall
 from connectors.evm.program import ReadProgram, run_programs
 from connectors.evm.rpc import RpcClient, RpcStats
-from connectors.morpho_blue.models import MorphoSnapshot
+from connectors.registry import capabilities
 from connectors.types import BlockRef
-from connectors.uniswap_v3.models import UniswapSnapshot
 from db.rows import SyncBatch
 from db.store import Store
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-COLLATERALS = ("WETH", "AAVE", "LINK", "DAI", "USDC")
-BORROWABLE = ("DAI", "USDC", "LINK")
-STABLES = ("DAI", "USDC")
-STABLE_EMODE = 1
-# Whole-token ranges of one supply (each within one faucet mint of 10,000 tokens).
-SUPPLY_RANGE = {"WETH": (0.25, 2.5), "AAVE": (5, 30), "LINK": (50, 300), "DAI": (500, 10_000), "USDC": (500, 10_000)}
-POOL_GAS = 1_500_000
-LP_GAS = 1_000_000
-MORPHO_GAS = 500_000
-SMALL_GAS = 300_000
 WALLET_ETH = 100 * 10**18
-MAX_UINT256 = 2**256 - 1
-# Morpho: share of wallets with collateral, of those with two markets, of positions that borrow; WETH per market;
-# debt as a fraction of the position's borrowing power (LLTV).
-MORPHO_SHARE, MORPHO_TWO_MARKETS, MORPHO_BORROWS = 0.55, 0.3, 0.65
-MORPHO_WETH = (0.2, 3.0)
-MORPHO_DEBT = (0.2, 0.85)
-# Uniswap: share of wallets with LP NFTs, of those with two; range placement weights; WETH per position (the
-# quote token of equal USD value is offered too); half-widths / offsets / widths in tick spacings.
-LP_SHARE, LP_TWO = 0.4, 0.35
-LP_PLACES = {"in": 60, "below": 20, "above": 20}
-LP_WETH = (0.05, 1.5)
-MARKET_PARAMS = "(address,address,address,address,uint256)"  # Morpho's MarketParams
-MORPHO_SUPPLY_COLLATERAL = f"supplyCollateral({MARKET_PARAMS},uint256,address,bytes)"
-MORPHO_BORROW = f"borrow({MARKET_PARAMS},uint256,uint256,address,address)"
-NPM_MINT = "mint((address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256))"
-ONCHAIN_TYPES = ("aave_v3", "morpho_blue", "uniswap_v3")
 
 
 # --- small helpers ------------------------------------------------------------------------------------------
@@ -109,15 +80,6 @@ ONCHAIN_TYPES = ("aave_v3", "morpho_blue", "uniswap_v3")
 
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
-
-
-def label_address(label: str) -> str:
-    """A deterministic address (same derivation as devnet.wallet_address)."""
-    return str(to_checksum_address(keccak(f"xmargin.bench.{label}".encode())[-20:]))
-
-
-def calldata(signature: str, *args: Any) -> str:
-    return devnet.encode_call(signature, *args)
 
 
 class RawRpc:
@@ -158,211 +120,26 @@ class RawRpc:
 
 
 @dataclass
-class MorphoLeg:
-    market: str  # "WETH_USDC", "WETH_DAI"
-    collateral_raw: int  # WETH
-    borrow_raw: int  # loan token; 0: no debt
-
-
-@dataclass
-class LpLeg:
-    pool: str  # "WETH_USDC_500", "WETH_DAI_3000"
-    tick_lower: int
-    tick_upper: int
-    amount0_raw: int  # desired (on-chain token order); the position manager takes what the range needs
-    amount1_raw: int
-    place: str  # "in" range at setup, or "below" / "above" the pool's tick
-
-
-@dataclass
-class WalletPlan:
-    address: str
-    emode: bool
-    supplies: list[tuple[str, int]]  # (symbol, raw)
-    borrows: list[tuple[str, int, int]]  # (symbol, raw, rate mode 1 stable / 2 variable)
-    morpho: list[MorphoLeg] = field(default_factory=list)
-    lps: list[LpLeg] = field(default_factory=list)
-
-
-@dataclass
-class Tx:
-    sender: str
-    to: str
-    data: str
-    what: str
-    value: int = 0
-    gas: int = SMALL_GAS
-
-
-@dataclass
 class SetupReport:
     wallets: int
     seconds: float
     transactions: int
     blocks: int
-    borrowers: int
-    emode: int
-    stable_borrowers: int
-    collateral_assets: Counter[int] = field(default_factory=Counter)
-    lender_supplied: dict[str, float] = field(default_factory=dict)
-    morpho_wallets: int = 0
-    morpho_borrowers: int = 0
-    morpho_positions: Counter[str] = field(default_factory=Counter)  # per market
-    morpho_borrows: Counter[str] = field(default_factory=Counter)  # per market
-    lp_wallets: int = 0
-    lp_nfts: int = 0
-    lp_per_wallet: Counter[int] = field(default_factory=Counter)
-    lp_places: Counter[str] = field(default_factory=Counter)  # "<pool> <place>"
-    wallets_on_all: int = 0  # Aave + Morpho + Uniswap
     transactions_by_venue: Counter[str] = field(default_factory=Counter)
+    venues: dict[str, dict[str, Any]] = field(default_factory=dict)  # venue type -> what its part opened
+    summaries: dict[str, str] = field(default_factory=dict)  # venue type -> its part's line
 
 
-def plan_wallets(
-    n: int, rng: random.Random, prices: dict[str, int], decimals: dict[str, int], ltv_bps: dict[str, int]
-) -> list[WalletPlan]:
-    """Varied positions; debts at 20-90 % of the wallet's borrowing power (health factors ~1.1 to ~5)."""
-    plans = []
-    for i in range(n):
-        emode = rng.random() < 0.08
-        if emode:
-            collateral = rng.sample(STABLES, rng.choice((1, 2)))
+def bench_parts(venues: Sequence[VenueConfig]) -> dict[str, BenchPart]:
+    """The on-chain venues' parts of the benchmark, by venue name (a venue without one opens no positions)."""
+    out: dict[str, BenchPart] = {}
+    for cfg in venues:
+        part = bench_part(cfg.type)
+        if part is None:
+            print(f"{cfg.name}: no part in benchmarks/venues/ — read with no positions opened")
         else:
-            collateral = rng.sample(COLLATERALS, rng.choices((1, 2, 3), weights=(40, 35, 25))[0])
-        supplies = []
-        power_usd = 0.0
-        for sym in collateral:
-            lo, hi = SUPPLY_RANGE[sym]
-            tokens = rng.uniform(lo, hi)
-            raw = int(tokens * 10 ** decimals[sym])
-            supplies.append((sym, raw))
-            power_usd += tokens * prices[sym] / 1e8 * ltv_bps[sym] / 10_000
-        borrows: list[tuple[str, int, int]] = []
-        if rng.random() < 0.8 and power_usd > 0:
-            debt_usd = power_usd * rng.uniform(0.2, 0.9)
-            choices = STABLES if emode else BORROWABLE
-            assets = rng.sample(choices, rng.choice((1, 2)))
-            weights = [rng.uniform(0.2, 1.0) for _ in assets]
-            for sym, w in zip(assets, weights, strict=True):
-                usd = debt_usd * w / sum(weights)
-                raw = int(usd * 1e8 / prices[sym] * 10 ** decimals[sym])
-                # Stable rate only where the wallet does not use the asset as collateral (an Aave rule).
-                mode = 1 if (not emode and sym not in collateral and rng.random() < 0.25) else 2
-                borrows.append((sym, raw, mode))
-        plans.append(WalletPlan(label_address(f"wallet.{i}"), emode, supplies, borrows))
-    return plans
-
-
-@dataclass(frozen=True)
-class VenueSetup:
-    """What planning Morpho and Uniswap positions needs to know of the devnet (read once)."""
-
-    morpho: str
-    markets: dict[str, tuple[tuple[Any, ...], str, int]]  # name -> (MarketParams tuple, loan symbol, LLTV WAD)
-    manager: str
-    pools: dict[str, tuple[devnet.uniswap.PoolTokens, int]]  # name -> (tokens, current tick)
-
-
-def venue_setup(info: devnet.DevnetInfo) -> VenueSetup:
-    markets = {}
-    for name in devnet.morpho.market_names(info):
-        _, loan, lltv, _ = devnet.morpho.MARKETS[name]
-        markets[name] = (devnet.morpho.market_params(info, name).as_tuple(), loan, lltv)
-    pools = {
-        name: (devnet.uniswap.pool_tokens(info, name), devnet.uniswap.pool_state(info, name).tick)
-        for name in devnet.uniswap.pool_names(info)
-    }
-    return VenueSetup(info.contract("morpho_blue.morpho"), markets, info.contract("uniswap_v3.position_manager"),
-                      pools)
-
-
-def plan_venues(
-    plans: Sequence[WalletPlan], rng: random.Random, venues: VenueSetup, prices: dict[str, int],
-    decimals: dict[str, int],
-) -> None:
-    """Add Morpho collateral / debt and Uniswap LP ranges to some of the wallets (their own random stream, so the
-    Aave positions stay those of the seed)."""
-    weth_usd = prices["WETH"] / 1e8
-    for p in plans:
-        if rng.random() < MORPHO_SHARE:
-            for name in rng.sample(sorted(venues.markets), 2 if rng.random() < MORPHO_TWO_MARKETS else 1):
-                _, loan, lltv = venues.markets[name]
-                weth = rng.uniform(*MORPHO_WETH)
-                debt = 0
-                if rng.random() < MORPHO_BORROWS:
-                    usd = weth * weth_usd * lltv / 1e18 * rng.uniform(*MORPHO_DEBT)
-                    debt = int(usd * 1e8 / prices[loan] * 10 ** decimals[loan])
-                p.morpho.append(MorphoLeg(name, int(weth * 10**18), debt))
-        if rng.random() < LP_SHARE:
-            for _ in range(2 if rng.random() < LP_TWO else 1):
-                name = rng.choice(sorted(venues.pools))
-                tokens, tick = venues.pools[name]
-                sp = tokens.tick_spacing
-                base = tick // sp * sp  # base <= tick < base + sp
-                place = rng.choices(list(LP_PLACES), weights=list(LP_PLACES.values()))[0]
-                if place == "in":
-                    lower, upper = base - rng.randint(1, 60) * sp, base + rng.randint(1, 60) * sp
-                elif place == "above":
-                    lower = base + rng.randint(1, 100) * sp
-                    upper = lower + rng.randint(1, 50) * sp
-                else:
-                    upper = base - rng.randint(0, 100) * sp
-                    lower = upper - rng.randint(1, 50) * sp
-                quote = tokens.symbol1 if tokens.base_is_token0 else tokens.symbol0
-                weth = rng.uniform(*LP_WETH)
-                weth_raw = int(weth * 10**18)
-                quote_raw = int(weth * weth_usd * 1e8 / prices[quote] * 10 ** decimals[quote])
-                a0, a1 = (weth_raw, quote_raw) if tokens.base_is_token0 else (quote_raw, weth_raw)
-                p.lps.append(LpLeg(name, lower, upper, a0, a1, place))
-
-
-def venue_txs(
-    p: WalletPlan, info: devnet.DevnetInfo, venues: VenueSetup, cap_raw: Mapping[str, int]
-) -> tuple[list[Tx], list[Tx]]:
-    """The wallet's Morpho and Uniswap transactions: (funding, collateral, LP mints), (Morpho borrows)."""
-    first: list[Tx] = []
-    weth = info.token("WETH")
-    if p.morpho:
-        total = sum(leg.collateral_raw for leg in p.morpho)
-        first.append(Tx(p.address, weth, calldata("deposit()"), "WETH deposit (Morpho)", value=total))
-        first.append(Tx(p.address, weth, calldata("approve(address,uint256)", venues.morpho, MAX_UINT256),
-                        "approve WETH (Morpho)"))
-        first += [
-            Tx(p.address, venues.morpho, calldata(MORPHO_SUPPLY_COLLATERAL, venues.markets[leg.market][0],
-                                                  leg.collateral_raw, p.address, b""),
-               f"Morpho supplyCollateral {leg.market}", gas=MORPHO_GAS)
-            for leg in p.morpho
-        ]
-    if p.lps:
-        need: Counter[str] = Counter()
-        for leg in p.lps:
-            tokens, _ = venues.pools[leg.pool]
-            need[tokens.symbol0] += leg.amount0_raw
-            need[tokens.symbol1] += leg.amount1_raw
-        for sym, raw in need.items():
-            token = info.token(sym)
-            if sym == "WETH":
-                first.append(Tx(p.address, token, calldata("deposit()"), "WETH deposit (LP)", value=raw))
-            else:
-                for k in range(math.ceil(raw / cap_raw[sym])):
-                    chunk = min(cap_raw[sym], raw - k * cap_raw[sym])
-                    first.append(Tx(p.address, info.contract("aave_v3.faucet"),
-                                    calldata("mint(address,address,uint256)", token, p.address, chunk),
-                                    f"mint {sym} (LP)"))
-            first.append(Tx(p.address, token, calldata("approve(address,uint256)", venues.manager, MAX_UINT256),
-                            f"approve {sym} (LP)"))
-        for leg in p.lps:
-            tokens, _ = venues.pools[leg.pool]
-            params = (tokens.token0, tokens.token1, tokens.fee, leg.tick_lower, leg.tick_upper, leg.amount0_raw,
-                      leg.amount1_raw, 0, 0, p.address, MAX_UINT256)
-            first.append(Tx(p.address, venues.manager, calldata(NPM_MINT, params),
-                            f"LP mint {leg.pool} [{leg.tick_lower}, {leg.tick_upper})", gas=LP_GAS))
-    borrows = [
-        Tx(p.address, venues.morpho, calldata(MORPHO_BORROW, venues.markets[leg.market][0], leg.borrow_raw, 0,
-                                              p.address, p.address), f"Morpho borrow {leg.market}", gas=MORPHO_GAS)
-        for leg in p.morpho
-        if leg.borrow_raw
-    ]
-    return first, borrows
+            out[cfg.name] = part
+    return out
 
 
 def _send(chain: RawRpc, txs: Sequence[Tx], nonces: dict[str, int]) -> list[str]:
@@ -416,105 +193,69 @@ def _run_phase(chain: RawRpc, txs: Sequence[Tx], nonces: dict[str, int], per_blo
 
 
 def setup_wallets(
-    info: devnet.DevnetInfo, n: int, seed: int, per_block: int = 100
-) -> tuple[list[WalletPlan], SetupReport]:
-    """Open positions for ``n`` wallets on Aave, Morpho and Uniswap; returns their plans (the seed wallets'
-    demo positions are opened too, but not returned)."""
+    info: devnet.DevnetInfo, parts: Mapping[str, BenchPart], n: int, seed: int, per_block: int = 100
+) -> tuple[list[str], SetupReport]:
+    """Open positions for ``n`` wallets on every venue with a part; returns their addresses (the seed wallets'
+    demo positions are opened too, but not returned).
+
+    The first part plans every wallet from the seed's own random stream, the others wallet by wallet from a second
+    stream (``<seed>.venues``), so the first venue's positions do not depend on the others'."""
     t0 = time.perf_counter()
     devnet.seed(info)
     chain = RawRpc(info.rpc_url)
     try:
-        oracle, pool, faucet = (info.contract(k) for k in ("aave_v3.oracle", "aave_v3.pool", "aave_v3.faucet"))
-        dp = info.contract("aave_v3.pool_data_provider")
-        prices, decimals, ltv = {}, {}, {}
-        for sym, token in info.tokens.items():
-            (prices[sym],) = devnet.eth_call(info, oracle, "getAssetPrice(address)", [token], ["uint256"])
-            cfg = devnet.eth_call(info, dp, "getReserveConfigurationData(address)", [token], ["uint256"] * 6)
-            decimals[sym], ltv[sym] = int(cfg[0]), int(cfg[1])
-        (cap_tokens,) = devnet.eth_call(info, faucet, "getMaximumMintAmount()", (), ["uint256"])
-        cap_raw = {sym: int(cap_tokens) * 10 ** d for sym, d in decimals.items()}
-        plans = plan_wallets(n, random.Random(seed), prices, decimals, ltv)
-        venues = venue_setup(info)
-        plan_venues(plans, random.Random(f"{seed}.venues"), venues, prices, decimals)
-
-        # Liquidity: a lender supplies 1.25x of everything borrowed, on top of the seed lender's.
-        need: Counter[str] = Counter()
-        for p in plans:
-            for sym, raw, _ in p.borrows:
-                need[sym] += raw
-        lender = label_address("lender")
-        lender_plan = WalletPlan(lender, False, [(s, raw * 5 // 4) for s, raw in need.items()], [])
+        setup = Setup.read(info)
+        setup.mint = minting(list(parts.values()))
+        for part in parts.values():
+            part.prepare(setup)
+        wallets = [label_address(f"wallet.{i}") for i in range(n)]
+        ordered = list(parts.values())
+        if ordered:
+            main_rng, venues_rng = random.Random(seed), random.Random(f"{seed}.venues")
+            for w in wallets:
+                ordered[0].plan(w, main_rng)
+            for w in wallets:
+                for part in ordered[1:]:
+                    part.plan(w, venues_rng)
+        helpers = [h for part in ordered for h in part.helpers()]
 
         by_venue: Counter[str] = Counter()
-        phase1: list[Tx] = []  # per sender, in nonce order: Aave (e-mode, mint / wrap, approve, supply), then venues
-        phase2: list[Tx] = []  # debts (Aave needs the lender's supply first)
-        for p in [lender_plan, *plans]:
-            start = len(phase1)
-            if p.emode:
-                phase1.append(Tx(p.address, pool, calldata("setUserEMode(uint8)", STABLE_EMODE), "setUserEMode",
-                                 gas=POOL_GAS))
-            for sym, raw in p.supplies:
-                token = info.token(sym)
-                if sym == "WETH":
-                    phase1.append(Tx(p.address, token, calldata("deposit()"), "WETH deposit", value=raw))
-                else:
-                    for k in range(math.ceil(raw / cap_raw[sym])):
-                        chunk = min(cap_raw[sym], raw - k * cap_raw[sym])
-                        phase1.append(Tx(p.address, faucet, calldata("mint(address,address,uint256)", token,
-                                                                     p.address, chunk), f"mint {sym}"))
-                phase1.append(Tx(p.address, token, calldata("approve(address,uint256)", pool, MAX_UINT256),
-                                 f"approve {sym}"))
-                phase1.append(Tx(p.address, pool, calldata("supply(address,uint256,address,uint16)", token, raw,
-                                                           p.address, 0), f"supply {sym}", gas=POOL_GAS))
-            by_venue["aave_v3"] += len(phase1) - start
-            first, morpho_borrows = venue_txs(p, info, venues, cap_raw)
-            phase1 += first
-            by_venue["morpho_blue"] += sum("Morpho" in t.what for t in first) + len(morpho_borrows)
-            by_venue["uniswap_v3"] += sum("LP" in t.what for t in first)
-            aave_borrows = [
-                Tx(p.address, pool, calldata("borrow(address,uint256,uint256,uint16,address)", info.token(sym), raw,
-                                             mode, 0, p.address), f"borrow {sym} mode {mode}", gas=POOL_GAS)
-                for sym, raw, mode in p.borrows
-            ]
-            by_venue["aave_v3"] += len(aave_borrows)
-            phase2 += aave_borrows + morpho_borrows
+        phase1: list[Tx] = []  # per sender, in nonce order: each venue's positions
+        phase2: list[Tx] = []  # what needs every position of phase 1 mined first (debts need the lenders' supply)
+        for sender in [*helpers, *wallets]:
+            for name, part in parts.items():
+                first, second = part.transactions(sender)
+                phase1 += first
+                phase2 += second
+                by_venue[name] += len(first) + len(second)
         assert sum(by_venue.values()) == len(phase1) + len(phase2), by_venue
 
-        senders = [lender] + [p.address for p in plans]
+        senders = list(dict.fromkeys([*helpers, *wallets]))
         chain.batch([("anvil_setBalance", [a, hex(WALLET_ETH)]) for a in senders])
-        # Automine off, blocks of ``per_block`` transactions (with room for them: each has POOL_GAS at most).
+        # Automine off, blocks of ``per_block`` transactions (with room for them: each has the most gas any has).
         gas_limit = chain.call("eth_getBlockByNumber", ["latest", False])["gasLimit"]
-        chain.call("evm_setBlockGasLimit", [hex(per_block * POOL_GAS)])
-        chain.call("evm_setAutomine", [False])
-        nonces: dict[str, int] = {}
-        try:
-            blocks = _run_phase(chain, phase1, nonces, per_block)
-            blocks += _run_phase(chain, phase2, nonces, per_block)
-        finally:
-            chain.call("evm_setAutomine", [True])
-            chain.call("evm_setBlockGasLimit", [gas_limit])
+        most_gas = max((tx.gas for tx in phase1 + phase2), default=0)
+        blocks = 0
+        if most_gas:
+            chain.call("evm_setBlockGasLimit", [hex(per_block * most_gas)])
+            chain.call("evm_setAutomine", [False])
+            nonces: dict[str, int] = {}
+            try:
+                blocks = _run_phase(chain, phase1, nonces, per_block)
+                blocks += _run_phase(chain, phase2, nonces, per_block)
+            finally:
+                chain.call("evm_setAutomine", [True])
+                chain.call("evm_setBlockGasLimit", [gas_limit])
         report = SetupReport(
             wallets=n,
             seconds=time.perf_counter() - t0,
             transactions=len(phase1) + len(phase2),
             blocks=blocks,
-            borrowers=sum(bool(p.borrows) for p in plans),
-            emode=sum(p.emode for p in plans),
-            stable_borrowers=sum(any(m == 1 for _, _, m in p.borrows) for p in plans),
-            collateral_assets=Counter(len(p.supplies) for p in plans),
-            lender_supplied={s: raw / 10 ** decimals[s] for s, raw in lender_plan.supplies},
-            morpho_wallets=sum(bool(p.morpho) for p in plans),
-            morpho_borrowers=sum(any(leg.borrow_raw for leg in p.morpho) for p in plans),
-            morpho_positions=Counter(leg.market for p in plans for leg in p.morpho),
-            morpho_borrows=Counter(leg.market for p in plans for leg in p.morpho if leg.borrow_raw),
-            lp_wallets=sum(bool(p.lps) for p in plans),
-            lp_nfts=sum(len(p.lps) for p in plans),
-            lp_per_wallet=Counter(len(p.lps) for p in plans if p.lps),
-            lp_places=Counter(f"{leg.pool} {leg.place}" for p in plans for leg in p.lps),
-            wallets_on_all=sum(bool(p.supplies and p.morpho and p.lps) for p in plans),
             transactions_by_venue=by_venue,
+            venues={name: part.figures() for name, part in parts.items()},
+            summaries={name: part.summary() for name, part in parts.items()},
         )
-        return plans, report
+        return wallets, report
     finally:
         chain.close()
 
@@ -623,8 +364,8 @@ def read_programs(
     chain: ChainConfig, venues: Sequence[VenueConfig], wallets: Sequence[str], block: BlockRef, passes: int = 1
 ) -> list[ProgramRun]:
     """``venues`` read together through run_programs at ``block``, with connectors built as the pipeline builds
-    them (one client, one Multicall shared by the venues). The first pass is cold (new connectors: Aave
-    discovers its pool, Morpho learns market params and tokens, as in every sync_once); further passes reuse
+    them (one client, one Multicall shared by the venues). The first pass is cold (new connectors discover what
+    they read once — addresses, market parameters, token metadata — as in every sync_once); further passes reuse
     the connectors (as a long-running Syncer does between refreshes)."""
     out = []
     with RpcClient(chain.resolve_rpc_url(), timeout_s=120) as rpc:
@@ -674,46 +415,21 @@ def summarize(name: str, runs: Sequence[ProgramRun]) -> VenueReadFigures:
 
 @dataclass
 class OnchainCheck:
-    """What the batched read found on chain, against what the setup opened."""
+    """What the batched read found on chain, against what the setup opened: each venue's phrase, by venue name."""
 
-    aave_collateral: int
-    aave_debt: int
-    morpho_collateral_positions: int
-    morpho_debt_positions: int
-    lp_nfts: int
-    lp_in_range: int
-    wallets_on_all: int
+    found: dict[str, str]
+    wallets_on_all: int  # wallets with a position on every venue with a part
 
 
-def check_snapshots(snapshots: Mapping[str, Any], plans: Sequence[WalletPlan], setup: SetupReport) -> OnchainCheck:
-    aave, morpho, uni = (snapshots[k] for k in ONCHAIN_TYPES)
-    assert isinstance(aave, AaveSnapshot)
-    assert isinstance(morpho, MorphoSnapshot)
-    assert isinstance(uni, UniswapSnapshot)
-    n = len(plans)
-    assert len(aave.accounts) == len(morpho.accounts) == len(uni.accounts) == n
-    onchain = [a.onchain for a in aave.accounts]
-    assert all(o is not None for o in onchain), "a wallet's getUserAccountData reverted"
-    with_collateral = sum(o.total_collateral_base_raw > 0 for o in onchain if o is not None)
-    assert with_collateral == n, f"only {with_collateral} of {n} wallets have Aave collateral"
-    coll = [(a.wallet, p.market_id) for a in morpho.accounts for p in a.positions if p.collateral_raw > 0]
-    debt = [(a.wallet, p.market_id) for a in morpho.accounts for p in a.positions if p.borrow_shares > 0]
-    assert len(coll) == sum(setup.morpho_positions.values()), (len(coll), setup.morpho_positions)
-    assert len(debt) == sum(setup.morpho_borrows.values()), (len(debt), setup.morpho_borrows)
-    ticks = {p.address: p.tick for p in uni.pools}
-    nfts = [p for a in uni.accounts for p in a.positions]
-    assert len(nfts) == setup.lp_nfts, (len(nfts), setup.lp_nfts)
-    in_range = sum(p.tick_lower <= ticks[p.pool] < p.tick_upper for p in nfts)
-    owners = {a.wallet for a in uni.accounts if a.positions} & {w for w, _ in coll}
-    return OnchainCheck(
-        aave_collateral=with_collateral,
-        aave_debt=sum(o.total_debt_base_raw > 0 for o in onchain if o is not None),
-        morpho_collateral_positions=len(coll),
-        morpho_debt_positions=len(debt),
-        lp_nfts=len(nfts),
-        lp_in_range=in_range,
-        wallets_on_all=len(owners),
-    )
+def check_snapshots(
+    snapshots: Mapping[str, Any], parts: Mapping[str, BenchPart], wallets: Sequence[str]
+) -> OnchainCheck:
+    found: dict[str, str] = {}
+    on_all = set(wallets)
+    for name, part in parts.items():
+        found[name], holders = part.check(snapshots[name], wallets)
+        on_all &= holders
+    return OnchainCheck(found, len(on_all))
 
 
 # --- naive baseline: one eth_call per read, one HTTP request each ---------------------------------------------
@@ -855,8 +571,7 @@ class SyncFigures:
     snapshots: Counter[str]  # per venue
     positions: Counter[str]  # per venue
     perp_http: dict[str, tuple[int, int, int]]  # per off-chain venue: HTTP requests, bytes up, bytes down
-    matches_onchain: int  # Aave healths equal to getUserAccountData's
-    aave_healths: int
+    own_health: dict[str, tuple[int, int]]  # per venue that reports its own health: (healths equal to it, healths)
     with_debt: Counter[str]  # per venue
 
     @property
@@ -895,7 +610,7 @@ def run_sync_once(
         for p in perp[1:]:
             assert {k: v[0] for k, v in p.items()} == {k: v[0] for k, v in perp[0].items()}, perp
         healths = list(report.healths())
-        aave = [h for h in healths if h.venue == "aave_v3"]
+        own = [v for v in settings.venues if capabilities(v.type).reports_own_health]
         batch = store.last_batch
         assert batch is not None
         figures = SyncFigures(
@@ -908,8 +623,8 @@ def run_sync_once(
             positions=Counter(s.venue for s in batch.snapshots for _ in s.positions),
             perp_http={k: (v[0], int(median([p[k][1] for p in perp])), int(median([p[k][2] for p in perp])))
                        for k, v in perp[0].items()},
-            matches_onchain=sum(bool(h.matches_onchain) for h in aave),
-            aave_healths=len(aave),
+            own_health={v.name: (sum(bool(h.matches_onchain) for h in healths if h.venue == v.name),
+                                 sum(h.venue == v.name for h in healths)) for v in own},
             with_debt=Counter(h.venue for h in healths if h.debt_usd > 0),
         )
         return figures, batch
@@ -937,6 +652,7 @@ def at_block(batch: SyncBatch, block_number: int, wallets: Sequence[str] | None 
     return dataclasses.replace(
         batch,
         block_number=block_number,
+        chain_ref_id=None,  # the batch's chain identity is the sync store's: in another store, its current one
         snapshots=tuple(dataclasses.replace(s, block_number=block_number) for s in snaps),
         prices=tuple(dataclasses.replace(p, block_number=block_number) for p in batch.prices),
     )
@@ -1041,6 +757,8 @@ class Results:
     writes: list[WriteFigures]
     pg_note: str
     total_s: float = 0.0
+    rounds: dict[str, str] = field(default_factory=dict)  # venue name -> what its read program's rounds ask for
+    offchain: list[str] = field(default_factory=list)  # the off-chain venues of sync_once all
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1069,13 +787,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = dn.info
         print(f"devnet up in {dn.startup_s:.1f} s ({'deployed' if dn.deployed else 'cached state'}); "
               f"setting up {args.wallets} wallets…", flush=True)
-        plans, setup = setup_wallets(info, args.wallets, args.seed)
-        wallets = [p.address for p in plans]
-        print(f"setup: {setup.transactions} transactions in {setup.blocks} blocks, {setup.seconds:.1f} s", flush=True)
-
         settings = devnet_settings(info, Settings())
         chain, venues = onchain_config(settings)
-        assert tuple(v.name for v in venues) == ONCHAIN_TYPES, [v.name for v in venues]
+        assert venues, "the devnet's config has no on-chain venue"
+        parts = bench_parts(venues)
+        wallets, setup = setup_wallets(info, parts, args.wallets, args.seed)
+        print(f"setup: {setup.transactions} transactions in {setup.blocks} blocks, {setup.seconds:.1f} s", flush=True)
+
         with RpcClient(info.rpc_url) as rpc:
             block = rpc.get_block("latest")
 
@@ -1095,7 +813,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         together = summarize("together (run_programs)", cold)
         together_warm = summarize("together, warm connectors", warm)
         alone = [summarize(name, runs) for name, runs in alone_runs.items()]
-        check = check_snapshots(cold[0].snapshots, plans, setup)
+        check = check_snapshots(cold[0].snapshots, parts, wallets)
         assert together.figures.sub_calls == sum(a.figures.sub_calls for a in alone)
         assert together.round_trips == max(a.round_trips for a in alone)
         recorded = cold[0].log
@@ -1129,7 +847,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     pg_note = "ok (private schema, dropped)"
 
     res = Results(setup, together, together_warm, alone, check, naive, syncs, writes, pg_note,
-                  time.perf_counter() - t_start)
+                  time.perf_counter() - t_start, rounds={name: part.rounds for name, part in parts.items()},
+                  offchain=[v.name for v in settings.venues if not v.onchain])
     report(args, res)
     return 0
 
@@ -1145,23 +864,16 @@ def _read_row(name: str, v: VenueReadFigures, reads: int | None = None) -> list[
 def report(args: argparse.Namespace, res: Results) -> None:
     setup, conn, naive = res.setup, res.together.figures, res.naive
     n = setup.wallets
-    print(f"\n=== bench_sync: {n} wallets x {len(res.alone)} on-chain venues (+ 2 perp venues over HTTP in "
-          f"sync_once all), medians of {args.repeats} repeats, {os.cpu_count()} CPUs ===")
+    print(f"\n=== bench_sync: {n} wallets x {len(res.alone)} on-chain venues (+ {len(res.offchain)} off-chain "
+          f"venues over HTTP in sync_once all), medians of {args.repeats} repeats, {os.cpu_count()} CPUs ===")
     by_venue = ", ".join(f"{k} {v}" for k, v in sorted(setup.transactions_by_venue.items()))
     print(f"setup     {setup.seconds:.1f} s: {setup.transactions} txs ({by_venue}) in {setup.blocks} blocks")
-    mix = ", ".join(f"{k} asset(s): {v}" for k, v in sorted(setup.collateral_assets.items()))
-    print(f"  aave_v3     {n} wallets: collateral {mix}; {setup.borrowers} borrow ({setup.stable_borrowers} with a "
-          f"stable-rate debt), {setup.emode} in e-mode")
-    mp = ", ".join(f"{m} {c} ({setup.morpho_borrows[m]} borrowing)" for m, c in sorted(setup.morpho_positions.items()))
-    print(f"  morpho_blue {setup.morpho_wallets} wallets with WETH collateral ({setup.morpho_borrowers} borrowing): "
-          f"{mp}")
-    per = ", ".join(f"{k} NFT(s): {v}" for k, v in sorted(setup.lp_per_wallet.items()))
-    places = ", ".join(f"{k} {v}" for k, v in sorted(setup.lp_places.items()))
-    print(f"  uniswap_v3  {setup.lp_wallets} wallets with {setup.lp_nfts} LP NFTs ({per}): {places}")
+    width = max((len(name) for name in setup.summaries), default=0)
+    for name, line in setup.summaries.items():
+        print(f"  {name:<{width}} {line}")
     c = res.check
-    print(f"  on chain at the pinned block: Aave {c.aave_collateral} with collateral, {c.aave_debt} with debt; "
-          f"Morpho {c.morpho_collateral_positions} positions with collateral, {c.morpho_debt_positions} with debt; "
-          f"Uniswap {c.lp_nfts} NFTs, {c.lp_in_range} in range; {c.wallets_on_all} wallets on all three")
+    found = "; ".join(f"{name} {phrase}" for name, phrase in c.found.items())
+    print(f"  on chain at the pinned block: {found}; {c.wallets_on_all} wallets on all {len(c.found)}")
 
     on, alls = res.syncs
     naive_http = naive.reads_total  # one POST per read (the pinned block is given, like the batched read)
@@ -1187,7 +899,7 @@ def report(args: argparse.Namespace, res: Results) -> None:
          f"{naive_time:.2f}" + ("*" if naive.sampled else ""), f"{naive_time / conn.seconds:.0f}x"],
     ]
     print_table(
-        f"Per refresh of {n} wallets x aave_v3 + morpho_blue + uniswap_v3 (batched = run_programs of the three "
+        f"Per refresh of {n} wallets x {' + '.join(a.name for a in res.alone)} (batched = run_programs of them all "
         "at a pinned block, cold connectors; sync_once = block + read + health + store write)",
         ["", "batched read", "sync_once on-chain", f"sync_once all ({alls.repeats} run(s))", "naive 1 call/read",
          "naive / batched"],
@@ -1209,8 +921,8 @@ def report(args: argparse.Namespace, res: Results) -> None:
     for s in res.syncs:
         per_venue = ", ".join(f"{v} {s.snapshots[v]}/{s.positions[v]}/{s.with_debt[v]}" for v in s.venues)
         print(f"  sync_once {s.label}: {s.read.seconds:.2f} s of which {s.write_seconds:.2f} s Store.write_sync "
-              f"(SQLite); snapshots/positions/with debt per venue: {per_venue}; {s.matches_onchain}/"
-              f"{s.aave_healths} Aave healths match getUserAccountData exactly.")
+              f"(SQLite); snapshots/positions/with debt per venue: {per_venue}; healths equal to the venue's own "
+              f"figure: {', '.join(f'{v} {m}/{t}' for v, (m, t) in s.own_health.items()) or 'none reported'}.")
 
     summed = ReadFigures(
         seconds=sum(a.figures.seconds for a in res.alone),
@@ -1223,13 +935,12 @@ def report(args: argparse.Namespace, res: Results) -> None:
         "naive HTTP = one request per read",
         ["venue(s)", "round trips", "HTTP", "eth_call", "reads", "reads/eth_call", "up", "down", "ms", "naive HTTP",
          "naive/batched HTTP"],
-        [*(_read_row(a.name, a) for a in res.alone), _read_row("sum of the three alone", sum_row),
+        [*(_read_row(a.name, a) for a in res.alone), _read_row(f"sum of the {len(res.alone)} alone", sum_row),
          _read_row(res.together.name, res.together), _read_row(res.warm.name, res.warm)],
     )
     print(f"  together: {res.together.round_trips} round trips = the longest program "
           f"({max(res.alone, key=lambda a: a.round_trips).name}, {max(a.round_trips for a in res.alone)}), not the "
-          f"sum ({sum_row.round_trips}); warm connectors (a long-running Syncer) skip Aave's pool discovery and "
-          f"Morpho's market params / token metadata.")
+          f"sum ({sum_row.round_trips}); warm connectors (a long-running Syncer) skip the reads marked cold below.")
 
     names = list(res.together.per_venue)
     round_rows = []
@@ -1238,13 +949,12 @@ def report(args: argparse.Namespace, res: Results) -> None:
         round_rows.append([k + 1, *asked, r.sub_calls, r.eth_calls, f"{r.sub_calls / r.eth_calls:.0f}",
                            r.http_requests, mb(r.bytes_sent), mb(r.bytes_received), f"{r.seconds * 1e3:.1f}"])
     print_table(
-        "Rounds of the batched read of all three (cold): reads each venue's program asked for, per shared round trip",
+        f"Rounds of the batched read of all {len(names)} (cold): reads each venue's program asked for, per shared "
+        "round trip",
         ["round", *names, "reads", "aggregate3", "reads/aggregate3", "HTTP", "up", "down", "ms"],
         round_rows,
     )
-    print("  aave_v3: A pool discovery, B reserve list, C reserves, D feeds + e-modes + wallets, E debts; "
-          "morpho_blue: 1 markets + positions, 2 oracle prices + IRM rates (+ tokens, cold); uniswap_v3: 1 NFT "
-          "counts, 2 token ids, 3 positions, 4 tokens + pool state (CREATE2 addresses).")
+    print("  " + "; ".join(f"{name}: {rounds}" for name, rounds in res.rounds.items()) + ".")
 
     print_table(
         "Store.write_sync throughput (rows = snapshots + positions + health + prices; one transaction; the batch "
@@ -1259,9 +969,7 @@ def report(args: argparse.Namespace, res: Results) -> None:
         data = {
             "wallets": n,
             "repeats": args.repeats,
-            "setup": {**dataclasses.asdict(setup), **{k: dict(getattr(setup, k)) for k in (
-                "collateral_assets", "morpho_positions", "morpho_borrows", "lp_per_wallet", "lp_places",
-                "transactions_by_venue")}},
+            "setup": {**dataclasses.asdict(setup), "transactions_by_venue": dict(setup.transactions_by_venue)},
             "onchain": dataclasses.asdict(res.check),
             "batched_read": {v.name: {**dataclasses.asdict(v.figures), "round_trips": v.round_trips,
                                       "rounds": [dataclasses.asdict(r) for r in v.rounds],
@@ -1270,7 +978,7 @@ def report(args: argparse.Namespace, res: Results) -> None:
             "sync_once": {s.label: {**dataclasses.asdict(s.read), "write_seconds": s.write_seconds,
                                     "venues": s.venues, "snapshots": dict(s.snapshots),
                                     "positions": dict(s.positions), "with_debt": dict(s.with_debt),
-                                    "perp_http": s.perp_http, "matches_onchain": s.matches_onchain}
+                                    "perp_http": s.perp_http, "own_health": s.own_health}
                           for s in res.syncs},
             "naive": {**dataclasses.asdict(naive), "sampled": naive.sampled, "seconds_full": naive.seconds_full},
             "ratios": {

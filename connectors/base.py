@@ -19,7 +19,9 @@ Each venue has one subclass of the shared conformance suite (``tests/connectors/
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from pydantic import Field
 
 from connectors.evm.program import ReadProgram
 from connectors.types import BlockRef, Frozen
@@ -30,10 +32,34 @@ VenueKind = Literal["lending", "lp", "perp"]
 
 
 class RateLimit(Frozen):
-    """A venue's documented request budget, declared as data (e.g. 1,200 request weight per minute)."""
+    """A venue's documented request budget, declared as data: ``weight_per_minute`` of request weight per
+    minute per IP (e.g. 1,200), each request weighing ``request_weights[name]`` when its name is
+    listed, else ``weight_per_request``; at most ``burst`` at once (default: a whole minute's weight).
 
-    weight_per_minute: int
-    weight_per_request: int = 1
+    :class:`connectors.ratelimit.RateBudget` enforces it on the venue's HTTP client (every attempt, retries
+    included, is charged its weight before it is sent)."""
+
+    weight_per_minute: Annotated[int, Field(gt=0)]
+    weight_per_request: Annotated[int, Field(ge=0)] = 1
+    """The weight of a request whose name is not in ``request_weights``."""
+    request_weights: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    """Weight by request name (the name the connector gives its HTTP client, e.g. ``clearinghouseState``)."""
+    burst: Annotated[int, Field(gt=0)] | None = None
+    """The most weight spent at once (the bucket's size), when the venue limits a shorter window than a minute
+    (100 per 10 s is 600 per minute in bursts of at most 100)."""
+
+    def weight(self, name: str) -> int:
+        """What a request called ``name`` costs."""
+        return self.request_weights.get(name, self.weight_per_request)
+
+    def per_minute(self, weight_per_minute: int) -> RateLimit:
+        """This limit with another budget per minute (a private or local API server), its weights kept; the
+        burst is the whole minute's."""
+        return self.model_copy(update={"weight_per_minute": weight_per_minute, "burst": None})
+
+    def __hash__(self) -> int:  # the dict of weights would make pydantic's frozen hash fail
+        return hash((self.weight_per_minute, self.weight_per_request, self.burst,
+                     tuple(sorted(self.request_weights.items()))))
 
 
 class Capabilities(Frozen):

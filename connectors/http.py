@@ -7,6 +7,8 @@ Error mapping (see :mod:`connectors.errors`), the same as :class:`~connectors.ev
     httpx timeout                              → RpcTimeoutError      (retried)
     connection refused / reset, HTTP 5xx        → RpcUnavailableError  (retried)
     HTTP 429                                    → RateLimitedError     (retried after Retry-After, if short)
+    the client's rate budget exhausted for
+    longer than max_backoff_s                   → RateLimitedError     (raised before sending: not retried)
     HTTP 400 / 404 / 422 (unless allowed)       → InvalidInputError    (the request was wrong: never retried)
     any other HTTP 4xx                          → RpcError(code=status)
     malformed JSON                              → DecodeError
@@ -15,6 +17,11 @@ Only idempotent reads go through this client, so every transient fault is retrie
 with jitter). Base URLs may carry API keys: they are shown only through
 :func:`~connectors.transport.redact_url`. The retry loop, the timeout / connection / 429 mapping and
 ``retry_after_s`` live in :mod:`connectors.transport`, shared with the JSON-RPC client.
+
+A client with a :class:`~connectors.ratelimit.RateBudget` charges every attempt (retries included) the weight
+of its request (by the request's ``name``, from the venue's :class:`~connectors.base.RateLimit`) before sending
+it, waiting while the budget is exhausted. :class:`HttpVenueConnector` gives its client the budget of its
+class's declared limit (``capabilities.rate_limit``), or the one it is handed.
 """
 
 from __future__ import annotations
@@ -27,10 +34,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 
+from connectors.base import Capabilities, RateLimit
 from connectors.errors import (
     DecodeError,
     InvalidInputError,
@@ -38,7 +46,8 @@ from connectors.errors import (
     RpcUnavailableError,
     TransientError,
 )
-from connectors.transport import ClosingContext, RetryingHttpClient, retry_after_s
+from connectors.ratelimit import RateBudget
+from connectors.transport import ClosingContext, RetryingHttpClient, redact_url, retry_after_s
 
 __all__ = [
     "HttpResponse",
@@ -84,16 +93,20 @@ class HttpResponse:
 
 @dataclass
 class HttpStats:
-    """Counters of one client: ``http_requests`` counts every request, retries included."""
+    """Counters of one client: ``http_requests`` counts every request, retries included; ``weight`` the rate-limit
+    weight charged for them (with a budget), ``rate_wait_s`` the seconds spent waiting for the budget."""
 
     http_requests: int = 0
     http_retries: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
     requests_by_name: dict[str, int] = field(default_factory=dict)
+    weight: int = 0
+    rate_wait_s: float = 0.0
 
     def reset(self) -> None:
-        self.http_requests = self.http_retries = self.bytes_sent = self.bytes_received = 0
+        self.http_requests = self.http_retries = self.bytes_sent = self.bytes_received = self.weight = 0
+        self.rate_wait_s = 0.0
         self.requests_by_name.clear()
 
 
@@ -117,6 +130,9 @@ class JsonHttpClient(RetryingHttpClient):
         (``httpx.MockTransport`` in tests).
     sleep, rng:
         Injected for tests.
+    budget:
+        The :class:`~connectors.ratelimit.RateBudget` every attempt is charged to (its limit weighs each request
+        by its ``name``); a wait longer than ``max_backoff_s`` raises :class:`RateLimitedError`. None: unlimited.
     """
 
     stats: HttpStats
@@ -134,6 +150,7 @@ class JsonHttpClient(RetryingHttpClient):
         headers: dict[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         if max_retries < 0:
             raise InvalidInputError("max_retries must be >= 0")
@@ -153,6 +170,7 @@ class JsonHttpClient(RetryingHttpClient):
             rng=rng,
         )
         self.stats = HttpStats()
+        self.budget = budget
 
     # --- requests ------------------------------------------------------------------------------------
     def get(self, path: str, *, name: str | None = None, allow_status: Collection[int] = ()) -> HttpResponse:
@@ -180,7 +198,16 @@ class JsonHttpClient(RetryingHttpClient):
                 return RpcUnavailableError(f"{name}: HTTP {status} from {self.redacted_url}")
             return self._answer(resp, body_bytes, status, name, allow_status)
 
-        return self._send(method, self._endpoint + path, content, headers, name, answer)
+        return self._send(method, self._endpoint + path, content, headers, name, answer,
+                          charge=None if self.budget is None else lambda: self._charge(name))
+
+    def _charge(self, name: str) -> None:
+        """Pay the budget for one attempt of ``name`` (waiting for it, or raising past ``max_backoff_s``)."""
+        assert self.budget is not None
+        weight = self.budget.limit.weight(name)
+        waited = self.budget.charge(weight, what=f"{name} to {self.redacted_url}", max_wait_s=self.max_backoff_s)
+        self.stats.weight += weight
+        self.stats.rate_wait_s += waited
 
     def _answer(
         self, resp: httpx.Response, body_bytes: bytes, status: int, name: str, allow_status: Collection[int]
@@ -203,10 +230,20 @@ class JsonHttpClient(RetryingHttpClient):
 
 class HttpVenueConnector(ClosingContext):
     """What the off-chain venues' connectors share: their :class:`JsonHttpClient` (``http``, its ``stats``),
-    ``close`` and the context manager, the repr (the redacted base URL) and the clock a snapshot falls back on.
+    ``close`` and the context manager, the repr (the redacted base URL), the clock a snapshot falls back on, and
+    the client's rate budget (``budget``).
 
-    Parameters are those of :class:`JsonHttpClient`, and ``clock_ms`` (unix ms; defaults to this machine's).
+    Parameters are those of :class:`JsonHttpClient`, ``clock_ms`` (unix ms; defaults to this machine's), and:
+
+    rate_limit:
+        The limit to enforce when not the venue's published one (``capabilities.rate_limit``): an explicit setting
+        for a private or local API server (the devnet's), never implied by the URL.
+    budget:
+        A budget to share (:func:`connectors.ratelimit.shared_budget`: one per venue and host in a process);
+        default: one of this connector's own, under ``rate_limit`` or the declared limit, waiting with ``sleep``.
     """
+
+    capabilities: ClassVar[Capabilities]
 
     def __init__(
         self,
@@ -220,7 +257,13 @@ class HttpVenueConnector(ClosingContext):
         max_backoff_s: float,
         sleep: Callable[[float], None],
         clock_ms: Callable[[], int] | None,
+        rate_limit: RateLimit | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
+        limit = rate_limit or self.capabilities.rate_limit
+        if budget is None and limit is not None:
+            budget = RateBudget(limit, where=f"{self.capabilities.venue_type} at {redact_url(base_url)}", sleep=sleep)
+        self.budget = budget
         self.http = JsonHttpClient(
             base_url,
             client=client,
@@ -230,6 +273,7 @@ class HttpVenueConnector(ClosingContext):
             backoff_s=backoff_s,
             max_backoff_s=max_backoff_s,
             sleep=sleep,
+            budget=budget,
         )
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
 

@@ -231,12 +231,16 @@ class RetryingHttpClient(ClosingContext):
         headers: dict[str, str],
         what: str,
         answer: Callable[[httpx.Response, bytes], T | TransientError],
+        charge: Callable[[], object] | None = None,
     ) -> T:
         """Send one request, retrying transient faults (at most ``max_retries`` times); ``answer`` gets each
-        response but a 429, with its body, and returns the value, a :class:`TransientError` to retry, or raises."""
+        response but a 429, with its body, and returns the value, a :class:`TransientError` to retry, or raises.
+        ``charge`` runs before every attempt, retries included (a rate budget: it may wait, or raise)."""
         attempt = 0
         while True:
             err: TransientError
+            if charge is not None:
+                charge()
             self.stats.http_requests += 1
             self.stats.bytes_sent += len(content or b"")
             try:

@@ -10,19 +10,27 @@ connector's declared :class:`~connectors.base.Capabilities`, never repeated here
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from aggregator.config import ChainConfig, VenueConfig
+import httpx
+
+from aggregator.config import ChainConfig, OffchainVenueConfig, VenueConfig
 from aggregator.views import Kind, VenueReading
-from connectors.base import Capabilities, OnchainConnector
+from connectors.base import Capabilities, OnchainConnector, RateLimit
 from connectors.evm.multicall import Multicall
 from connectors.evm.rpc import RpcClient
+from connectors.ratelimit import RateBudget, shared_budget
 from connectors.registry import capabilities
+from connectors.transport import redact_url
 from connectors.types import BlockRef
 
 __all__ = ["ChainLink", "OffchainVenue", "OnchainVenue", "PluginBase", "VenuePlugin"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class OffchainVenue:
     read: Callable[[Sequence[str]], Any]
     evaluate: Callable[[Any, BlockRef], VenueReading]
     close: Callable[[], None]
+    budget: RateBudget | None = None
+    """The rate budget its reads spend (shared by every venue of this type at the same host in the process)."""
 
 
 @runtime_checkable
@@ -122,8 +132,40 @@ class PluginBase:
     def env_venue(self, chain: str) -> dict[str, object] | None:
         return None
 
+    def rate_budget(self, cfg: OffchainVenueConfig, base_url: str) -> RateBudget | None:
+        """The budget an off-chain venue's client spends: the connector's declared rate limit, or the configured
+        ``rate_limit_per_minute`` with the venue's own request weights; one per venue type and host in the
+        process (the venues limit per IP), so it holds across connectors and syncs. A configured budget above
+        the published one for a host that is not this machine is logged as a warning."""
+        declared = self.capabilities.rate_limit
+        configured = cfg.rate_limit_per_minute
+        if configured is None:
+            limit = declared
+        elif declared is None:
+            limit = RateLimit(weight_per_minute=configured)
+        else:
+            limit = declared.per_minute(configured)
+            if configured > declared.weight_per_minute and not _loopback(base_url):
+                log.warning("venue %r: rate_limit_per_minute = %d is above the %d weight/min %s publishes (%s)",
+                            cfg.name, configured, declared.weight_per_minute, self.venue_type, redact_url(base_url))
+        return None if limit is None else shared_budget(self.venue_type, base_url, limit)
+
     def config(self, cfg: VenueConfig) -> Any:
         """``cfg`` as this venue's own configuration model (a clear error when it is another venue's)."""
         if not isinstance(cfg, self.config_model):
             raise TypeError(f"venue {cfg.name!r}: a {type(cfg).__name__} is not a {self.venue_type} configuration")
         return cfg
+
+
+def _loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine (a local API server, such as the devnet's)."""
+    try:
+        host = httpx.URL(url).host
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -11,8 +11,10 @@ subaccount number, ``dydx1…/N`` (default: the connector's ``subaccount_number`
 
 Rate limit: the indexer (``comlink``) limits GETs per IP to ``RATE_LIMIT_GET_POINTS`` per
 ``RATE_LIMIT_GET_DURATION_SECONDS`` (defaults 100 per 10 s, one point per request); a deployment may
-configure it otherwise. The indexer's answers carry no time of their own: snapshots are stamped with the
-HTTP ``Date`` header (else this machine's clock), and keep the indexer's block heights.
+configure it otherwise. Declared as 600 per minute in bursts of at most 100 (``capabilities.rate_limit``) and
+charged to the client's rate budget before every attempt. The indexer's answers carry no time of their own:
+snapshots are stamped with the HTTP ``Date`` header (else this machine's clock), and keep the indexer's block
+heights.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from connectors.dydx_v4.decode import decode_perpetual_markets, decode_subaccoun
 from connectors.dydx_v4.deployments import DYDX_MAINNET
 from connectors.dydx_v4.models import DydxMarkets, DydxSnapshot, DydxSubaccount
 from connectors.http import HttpVenueConnector, snapshot_time
+from connectors.ratelimit import RateBudget
 
 __all__ = ["DydxConnector"]
 
@@ -46,6 +49,8 @@ class DydxConnector(HttpVenueConnector):
         The subaccount read for an account given without ``/N``.
     client, transport, timeout_s, max_retries, backoff_s, max_backoff_s:
         See :class:`~connectors.http.JsonHttpClient`.
+    rate_limit, budget:
+        See :class:`~connectors.http.HttpVenueConnector` (default: the indexer's 100 requests per 10 s).
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -56,7 +61,7 @@ class DydxConnector(HttpVenueConnector):
         batch_wallets=False,
         reports_own_health=True,
         positions=("perp",),
-        rate_limit=RateLimit(weight_per_minute=600, weight_per_request=1),
+        rate_limit=RateLimit(weight_per_minute=600, weight_per_request=1, burst=100),
     )
 
     def __init__(
@@ -72,6 +77,8 @@ class DydxConnector(HttpVenueConnector):
         max_backoff_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         clock_ms: Callable[[], int] | None = None,
+        rate_limit: RateLimit | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         super().__init__(
             indexer_url,
@@ -83,6 +90,8 @@ class DydxConnector(HttpVenueConnector):
             max_backoff_s=max_backoff_s,
             sleep=sleep,
             clock_ms=clock_ms,
+            rate_limit=rate_limit,
+            budget=budget,
         )
         self.subaccount_number = subaccount_number
 

@@ -7,7 +7,8 @@ Read plan of :meth:`HyperliquidConnector.read_accounts` (each a ``POST {base_url
 
 Hyperliquid has no multi-user account query, so requests grow with the wallet count
 (``batch_wallets=False``). Rate limit (docs, *Rate limits*): 1,200 weight per minute per IP;
-``clearinghouseState`` weighs 2, ``metaAndAssetCtxs`` 20.
+``clearinghouseState`` weighs 2, ``metaAndAssetCtxs`` 20 (:data:`REQUEST_WEIGHTS`; any other info request 20),
+declared in ``capabilities.rate_limit`` and charged to the client's rate budget before every attempt.
 
 Every snapshot is stamped with the venue's own time: ``clearinghouseState.time`` (ms) when present, else the
 HTTP ``Date`` header, else (neither present) this machine's clock, and says which (``observed_at_source``).
@@ -26,12 +27,14 @@ from connectors.http import HttpVenueConnector, snapshot_time
 from connectors.hyperliquid.decode import decode_clearinghouse_state, decode_meta_and_asset_ctxs
 from connectors.hyperliquid.deployments import HYPERLIQUID_MAINNET
 from connectors.hyperliquid.models import HyperliquidAccount, HyperliquidMarket, HyperliquidSnapshot
+from connectors.ratelimit import RateBudget
 from connectors.types import checksum
 
 __all__ = ["REQUEST_WEIGHTS", "HyperliquidConnector", "snapshot_time"]
 
 REQUEST_WEIGHTS = {"clearinghouseState": 2, "metaAndAssetCtxs": 20}
-"""IP rate-limit weight of each info request the connector makes (docs, *Rate limits*)."""
+"""IP rate-limit weight of each info request the connector makes (docs, *Rate limits*); any other info request
+weighs 20."""
 
 
 class HyperliquidConnector(HttpVenueConnector):
@@ -45,6 +48,9 @@ class HyperliquidConnector(HttpVenueConnector):
         An ``httpx.Client`` to share (not closed here) or a transport for a new one (``httpx.MockTransport``).
     timeout_s, max_retries, backoff_s, max_backoff_s:
         See :class:`~connectors.http.JsonHttpClient`.
+    rate_limit, budget:
+        See :class:`~connectors.http.HttpVenueConnector`: by default every request (retries included) is charged
+        its weight (:data:`REQUEST_WEIGHTS`) to a budget of 1,200 weight per minute.
     dex:
         Perp dex name (HIP-3); ``""`` is the first perp dex.
     """
@@ -57,7 +63,7 @@ class HyperliquidConnector(HttpVenueConnector):
         batch_wallets=False,
         reports_own_health=True,
         positions=("perp",),
-        rate_limit=RateLimit(weight_per_minute=1200, weight_per_request=REQUEST_WEIGHTS["clearinghouseState"]),
+        rate_limit=RateLimit(weight_per_minute=1200, weight_per_request=20, request_weights=REQUEST_WEIGHTS),
     )
 
     def __init__(
@@ -73,6 +79,8 @@ class HyperliquidConnector(HttpVenueConnector):
         dex: str = "",
         sleep: Callable[[float], None] = time.sleep,
         clock_ms: Callable[[], int] | None = None,
+        rate_limit: RateLimit | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         super().__init__(
             base_url,
@@ -84,21 +92,22 @@ class HyperliquidConnector(HttpVenueConnector):
             max_backoff_s=max_backoff_s,
             sleep=sleep,
             clock_ms=clock_ms,
+            rate_limit=rate_limit,
+            budget=budget,
         )
         self.dex = dex
-        self.weight_used = 0
-        """Rate-limit weight of the requests made so far (retries included)."""
+
+    @property
+    def weight_used(self) -> int:
+        """Rate-limit weight of the requests made so far (retries included), as charged to the budget."""
+        return self.http.stats.weight
 
     # --- requests ------------------------------------------------------------------------------------
     def _info(self, payload: dict[str, Any]) -> tuple[Any, int | None]:
         kind = str(payload["type"])
         if self.dex:
             payload = {**payload, "dex": self.dex}
-        before = self.http.stats.http_requests
-        try:
-            resp = self.http.post("/info", payload, name=kind)
-        finally:
-            self.weight_used += REQUEST_WEIGHTS.get(kind, 20) * (self.http.stats.http_requests - before)
+        resp = self.http.post("/info", payload, name=kind)  # charged REQUEST_WEIGHTS[kind] per attempt
         return resp.body, resp.date_ms
 
     def read_market(self) -> HyperliquidMarket:

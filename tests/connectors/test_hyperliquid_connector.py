@@ -64,7 +64,10 @@ def test_it_is_an_offchain_connector_with_declared_rate_limit() -> None:
     assert caps.batch_wallets is False
     assert caps.reports_own_health is True
     assert caps.rate_limit is not None
-    assert (caps.rate_limit.weight_per_minute, caps.rate_limit.weight_per_request) == (1200, 2)
+    # 1,200 weight per minute; clearinghouseState (the per-wallet request) weighs 2, every other info request 20
+    assert caps.rate_limit.weight_per_minute == 1200
+    assert caps.rate_limit.weight("clearinghouseState") == 2
+    assert caps.rate_limit.weight("metaAndAssetCtxs") == caps.rate_limit.weight("meta") == 20
 
 
 def test_read_accounts_posts_the_documented_bodies_and_stamps_venue_time() -> None:

@@ -7,13 +7,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from aggregator.config import VenueConfig
+from aggregator.config import OffchainVenueConfig, VenueConfig
 from aggregator.venues.plugin import OffchainVenue, PluginBase
 
 __all__ = ["PLUGIN", "DydxV4Config", "DydxV4Plugin"]
 
 
-class DydxV4Config(VenueConfig):
+class DydxV4Config(OffchainVenueConfig):
     """``type = "dydx_v4"``: ``base_url`` (the indexer) and ``accounts`` (EVM wallet → ``dydx1…`` address)."""
 
     type: Literal["dydx_v4"]
@@ -31,7 +31,8 @@ class DydxV4Plugin(PluginBase):
         from connectors.types import checksum
 
         own: DydxV4Config = self.config(cfg)
-        connector = DydxConnector(own.base_url, timeout_s=own.timeout_s)
+        budget = self.rate_budget(own, own.base_url)
+        connector = DydxConnector(own.base_url, timeout_s=own.timeout_s, budget=budget)
         accounts = {checksum(wallet): account for wallet, account in own.accounts.items()}
         wallets_by_account = {account.split("/")[0]: wallet for wallet, account in accounts.items()}
 
@@ -41,7 +42,7 @@ class DydxV4Plugin(PluginBase):
         return OffchainVenue(own, read=read,
                              evaluate=lambda snapshot, block: sync.evaluate(snapshot, own.name, block,
                                                                             wallets_by_account),
-                             close=connector.close)
+                             close=connector.close, budget=budget)
 
 
 PLUGIN = DydxV4Plugin()

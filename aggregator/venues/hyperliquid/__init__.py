@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from aggregator.config import VenueConfig
+from aggregator.config import OffchainVenueConfig, VenueConfig
 from aggregator.venues.plugin import OffchainVenue, PluginBase
 
 __all__ = ["PLUGIN", "HyperliquidConfig", "HyperliquidPlugin"]
 
 
-class HyperliquidConfig(VenueConfig):
+class HyperliquidConfig(OffchainVenueConfig):
     """``type = "hyperliquid"``: ``base_url`` (the API root that serves ``/info``)."""
 
     type: Literal["hyperliquid"]
@@ -26,10 +26,11 @@ class HyperliquidPlugin(PluginBase):
         from connectors.hyperliquid.connector import HyperliquidConnector
 
         own: HyperliquidConfig = self.config(cfg)
-        connector = HyperliquidConnector(own.base_url, timeout_s=own.timeout_s)
+        budget = self.rate_budget(own, own.base_url)
+        connector = HyperliquidConnector(own.base_url, timeout_s=own.timeout_s, budget=budget)
         return OffchainVenue(own, read=connector.read_accounts,
                              evaluate=lambda snapshot, block: sync.evaluate(snapshot, own.name, block),
-                             close=connector.close)
+                             close=connector.close, budget=budget)
 
 
 PLUGIN = HyperliquidPlugin()
