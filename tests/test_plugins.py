@@ -182,7 +182,6 @@ NOT_YET_CONVERTED = frozenset({
     "aggregator/devnet_cli.py",
     "aggregator/keeper/runner.py",
     "aggregator/keeper/txs.py",
-    "aggregator/whatif.py",
     "aggregator/whatif_cli.py",
     "benchmarks/bench_api.py",
     "benchmarks/bench_risk.py",
@@ -202,7 +201,6 @@ NOT_YET_CONVERTED = frozenset({
     "devnet/seed.py",
     "devnet/uniswap.py",
     "devnet/venues.py",
-    "riskcore/whatif.py",
 })
 
 
