@@ -2,7 +2,8 @@
 
 A venue is complete when each layer holds its part, in a module named after the venue (see
 :mod:`connectors.registry`): its connector class, its pure rules in riskcore, and its plugin — configuration
-model, how it opens and evaluates a snapshot, its lines in the cross-venue risk book. :func:`missing_parts`
+model, how it opens and evaluates a snapshot, its lines in the cross-venue risk book, its keeper and what-if
+parts. :func:`missing_parts`
 lists what is absent or malformed; the completeness test runs it for every registered venue, so a venue that
 lacks a part is a red test, never a venue silently skipped in risk or the sync.
 """
@@ -28,6 +29,7 @@ PARTS: tuple[str, ...] = (
     "aggregator/venues/<venue>/risk.py: accounts(snapshot, factor), the venue's lines in the risk book",
     "aggregator/venues/<venue>/keeper.py: KEEPER, the planner's venues from the venue's snapshot",
     "aggregator/venues/<venue>/detail.py: the typed models of what the venue stores with its positions and health",
+    "aggregator/venues/<venue>/whatif.py: WHATIF, the what-if part (the changes it takes, how it opens its snapshot)",
 )
 """Every part a venue must have, in words (the README's "Adding a venue" lists the same files)."""
 
@@ -82,4 +84,9 @@ def missing_parts(venue: str) -> list[str]:
     keeper = _module(venue_module("aggregator", venue, "keeper"), problems)
     if keeper is not None and not callable(getattr(getattr(keeper, "KEEPER", None), "planner_venues", None)):
         problems.append(f"aggregator/venues/{venue}/keeper.py: no KEEPER with planner_venues")
+    whatif = _module(venue_module("aggregator", venue, "whatif"), problems)
+    part = getattr(whatif, "WHATIF", None)
+    if whatif is not None and not (callable(getattr(part, "open", None))
+                                   and isinstance(getattr(part, "actions", None), tuple)):
+        problems.append(f"aggregator/venues/{venue}/whatif.py: no WHATIF with actions and open")
     return problems
