@@ -1,8 +1,9 @@
-"""``xmargin whatif ADDRESS --price WETH=3000 --repay aave_v3:USDC=5000 --supply morpho_blue:WETH=2 …``.
+"""``xmargin whatif ADDRESS --price WETH=3000 --repay VENUE:USDC=5000 --supply VENUE:WETH@MARKET=2 …``.
 
 Every venue's health, the unified health and the liquidation prices before and after the change, from the newest
 stored snapshots with the sync's own engine (:mod:`aggregator.whatif`); nothing is sent to any chain. Registered
-by :mod:`aggregator.cli`.
+by :mod:`aggregator.cli`. The examples in the help, and what ``@MARKET`` picks, are the venues' what-if parts'
+(:mod:`aggregator.venues.whatif`).
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _change_opt(action: str, example: str) -> Any:
+def _change_opt(action: str) -> Any:
     return typer.Option(f"--{action}", metavar="VENUE:ASSET[@MARKET]=AMOUNT",
-                        help=f"{action.capitalize()} AMOUNT tokens, e.g. {example} (repeatable).")
+                        help=f"{action.capitalize()} AMOUNT tokens (repeatable).")
 
 
 def whatif(
@@ -49,16 +50,16 @@ def whatif(
     price: Annotated[list[str] | None, typer.Option(
         "--price", metavar="SYMBOL=USD", help="Move SYMBOL's price on every venue, e.g. WETH=3000 (repeatable).",
     )] = None,
-    supply: Annotated[list[str] | None, _change_opt("supply", "morpho_blue:WETH=2")] = None,
-    repay: Annotated[list[str] | None, _change_opt("repay", "aave_v3:USDC=5000")] = None,
-    withdraw: Annotated[list[str] | None, _change_opt("withdraw", "aave_v3:WETH=1.5")] = None,
-    borrow: Annotated[list[str] | None, _change_opt("borrow", "morpho_blue:USDC@WETH/USDC=500")] = None,
+    supply: Annotated[list[str] | None, _change_opt("supply")] = None,
+    repay: Annotated[list[str] | None, _change_opt("repay")] = None,
+    withdraw: Annotated[list[str] | None, _change_opt("withdraw")] = None,
+    borrow: Annotated[list[str] | None, _change_opt("borrow")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """What ADDRESS's health would be after price moves and its own supply / repay / withdraw / borrow (applied in
     that order): every venue and the unified health, before and after. Nothing is sent to any chain.
 
-    @MARKET picks a Morpho market (its pair, WETH/USDC, or an id prefix) where the asset is in several.
+    (The help shown adds an example of each change and what @MARKET picks: :class:`_WhatIfCommand`.)
     """
     from aggregator.whatif import NoSnapshotError, WhatIfError, cli_scenario
     from aggregator.whatif import whatif as compute
@@ -183,8 +184,28 @@ def _liquidation_prices(before: dict[str, Any], after: dict[str, Any]) -> None:
     console.print(table)
 
 
+_HELP = ("What ADDRESS's health would be after price moves and its own supply / repay / withdraw / borrow (applied "
+         "in\nthat order): every venue and the unified health, before and after. Nothing is sent to any chain.")
+
+
+class _WhatIfCommand(typer.core.TyperCommand):
+    """``whatif``, whose help gains the venues' texts when it is shown — an example of each change and what
+    ``@MARKET`` picks, from the venues' what-if parts — so that the parts are imported only then."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from aggregator.venues.whatif import change_example, whatif_parts
+
+        markets = [part.cli_market_help for _, part in whatif_parts() if part.cli_market_help]
+        self.help = _HELP + "".join(f"\n\n@MARKET picks {m}" for m in markets)
+        for param in self.params:
+            if param.param_type_name == "option" and param.name in ("supply", "repay", "withdraw", "borrow"):
+                example = change_example(param.name)  # type: ignore[arg-type]  # one of the actions
+                param.help = f"{param.name.capitalize()} AMOUNT tokens, e.g. {example} (repeatable)."  # type: ignore[attr-defined]
+        super().format_help(ctx, formatter)
+
+
 def register(app: typer.Typer, settings: Callable[[], Settings], store: Callable[[Settings], Store],
              address: Callable[[str], str]) -> None:
     """Add ``whatif`` to ``app``."""
     _Ctx.settings, _Ctx.store, _Ctx.address = settings, store, address
-    app.command("whatif")(whatif)
+    app.command("whatif", help=_HELP, cls=_WhatIfCommand)(whatif)

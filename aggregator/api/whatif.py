@@ -5,9 +5,12 @@ stored snapshots and sends nothing anywhere; it takes the same key as the other 
 Request body (:class:`WhatIfIn`)::
 
     {"prices": {"WETH": "3000"},
-     "changes": [{"action": "repay", "venue": "aave_v3", "asset": "USDC", "amount": "5000"},
-                 {"action": "supply", "venue": "morpho_blue", "asset": "WETH", "amount": "2",
+     "changes": [{"action": "repay", "venue": "<lending venue>", "asset": "USDC", "amount": "5000"},
+                 {"action": "supply", "venue": "<venue of markets>", "asset": "WETH", "amount": "2",
                   "market": "WETH/USDC"}]}
+
+What an action or a market means on a venue, and the venue's own figures in the answer, are the venue's what-if
+part's (``aggregator/venues/<venue>/whatif.py``); the schema composes them in registry order.
 
 Answers: 200 with the document (:class:`WhatIfOut`); 400 a malformed address or a body that is not JSON; 401 a
 missing key (when reads need one); 404 an untracked wallet or one without a snapshot; 422 a body that does not fit
@@ -18,13 +21,14 @@ positive number of the token's units, repaying more than owed, withdrawing more 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from aggregator.api.app import Wallet, _responses
 from aggregator.api.models import NO_NUL
+from aggregator.venues.whatif import changing_venues, whatif_parts
 from aggregator.whatif import MAX_CHANGES, Change, NoSnapshotError, Scenario, WhatIfError, parse_amount
 from aggregator.whatif import whatif as compute
 
@@ -37,6 +41,16 @@ Amount = Annotated[str | float, Field(
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
 
 
+def _texts(attribute: str) -> list[str]:
+    """Each registered venue's what-if text ``attribute`` (those it has, each once), in registry order."""
+    texts = [getattr(part, attribute) for _, part in whatif_parts()]
+    return list(dict.fromkeys(t for t in texts if t))
+
+
+_EXAMPLE_VENUE = next(iter(changing_venues()), "lending")
+"""The venue the schema's examples name: the first registered venue that takes changes."""
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -44,19 +58,14 @@ class _In(BaseModel):
 class WhatIfChangeIn(_In):
     """One action of the wallet, applied in the order given."""
 
-    action: Literal["supply", "withdraw", "borrow", "repay"] = Field(
-        description="Aave: supply / withdraw the token, borrow it (variable rate), repay the variable debt (the "
-                    "stable debt when there is none). Morpho Blue: supply / withdraw a market's collateral token "
-                    "(supplyCollateral / withdrawCollateral) or its loan token (lending); borrow / repay the loan "
-                    "token.")
-    venue: Name = Field(description="A configured lending venue's name (`GET /v1/venues`), e.g. `aave_v3`.")
+    action: Literal["supply", "withdraw", "borrow", "repay"] = Field(description=" ".join(_texts("api_action_doc")))
+    venue: Name = Field(
+        description=f"A configured lending venue's name (`GET /v1/venues`), e.g. `{_EXAMPLE_VENUE}`.")
     asset: Name = Field(description="The token's symbol, e.g. `USDC`.")
     amount: Amount
     market: Annotated[str | None, Field(
         max_length=100, pattern=NO_NUL,
-        description="Morpho Blue only: the market, as its pair (`WETH/USDC`: collateral/loan) or a prefix of its "
-                    "id (`0x` + at least 6 hex digits). Optional when one market fits: the one where the wallet "
-                    "already holds a position that fits the action, else the only one that fits.")] = None
+        description=" ".join(_texts("api_market_doc")) or "The market, on a venue of several.")] = None
 
 
 class WhatIfIn(_In):
@@ -85,45 +94,35 @@ class WhatIfPositionOut(BaseModel):
     price_usd: float | None
     value_usd: float | None
     is_collateral: bool
-    market: str | None = Field(description="Aave: the reserve's asset; Morpho: the pair; perps / LP: the market.")
+    market: str | None = Field(description="; ".join([*_texts("api_position_market_doc"), "perps / LP: the market."]))
 
 
-class WhatIfMarketOut(BaseModel):
-    """One Morpho Blue market of the wallet, as ``Morpho._isHealthy`` judges it."""
-
-    market_id: str
-    pair: str
-    lltv: float
-    health_factor: float | None
-    health_factor_raw: str | None = Field(description="maxBorrow × 1e18 / borrowed, rounded down (WAD).")
-    healthy: bool
-    borrowed_raw: str
-    collateral_raw: str
-    oracle_price_raw: str = Field(description="The oracle's price() (1e36-scaled), after the what-if prices.")
-    liquidation_price: float | None = Field(description="USD per collateral token below which it is liquidated.")
-    max_borrow_usd: float
-
-
-class WhatIfVenueStateOut(BaseModel):
+class _VenueStateOut(BaseModel):
     """A venue's figures (null where the venue has no such figure)."""
 
     health_factor: float | None = Field(description="null: no debt (lending) / no position (perps).")
     health_factor_raw: str | None = Field(
-        description="Aave: exactly what getUserAccountData's healthFactor returns (WAD); Morpho: the weakest "
-                    "market's; null for perps and without debt.")
+        description="; ".join([*_texts("api_health_raw_doc"), "null for perps and without debt."]))
     healthy: bool = Field(description="Not liquidatable.")
     collateral_usd: float
     debt_usd: float
     positions: list[WhatIfPositionOut]
-    liquidation_threshold: float | None = None
-    ltv: float | None = None
-    available_borrows_usd: float | None = None
-    total_collateral_base_raw: str | None = Field(None, description="Aave: getUserAccountData's totalCollateralBase.")
-    total_debt_base_raw: str | None = Field(None, description="Aave: getUserAccountData's totalDebtBase.")
-    markets: list[WhatIfMarketOut] | None = Field(None, description="Morpho Blue: each market of the wallet.")
-    equity_usd: float | None = Field(None, description="Perps: account equity.")
-    maintenance_margin_usd: float | None = Field(None, description="Perps: maintenance requirement.")
-    liquidation_price: dict[str, float | None] | None = Field(None, description="Perps: per coin, USD.")
+
+
+def _venue_state_fields() -> dict[str, Any]:
+    """Every venue's own figures (each once, the first venue to declare one gives its type), in registry order."""
+    fields: dict[str, Any] = {}
+    for _, part in whatif_parts():
+        for name, spec in part.api_state_fields.items():
+            fields.setdefault(name, spec)
+    return fields
+
+
+if TYPE_CHECKING:
+    WhatIfVenueStateOut = _VenueStateOut
+else:
+    WhatIfVenueStateOut = create_model("WhatIfVenueStateOut", __base__=_VenueStateOut,
+                                       __doc__=_VenueStateOut.__doc__, __module__=__name__, **_venue_state_fields())
 
 
 class WhatIfVenueOut(BaseModel):
@@ -144,7 +143,7 @@ class WhatIfPriceOut(BaseModel):
     price: str = Field(description="The price as given (exact decimal).")
     price_usd: float
     previous_price_usd: float | None
-    applies_to: list[str] = Field(description="`venue:asset` (Morpho: `venue:pair`) it moved.")
+    applies_to: list[str] = Field(description="`venue:asset` it moved.")
 
 
 class WhatIfChangeOut(BaseModel):
@@ -181,7 +180,7 @@ class WhatIfUnifiedPairOut(BaseModel):
 
 
 class WhatIfSummaryOut(BaseModel):
-    text: str = Field(description="e.g. `aave_v3 1.6500 → 1.4143 · unified 7.9591 → 7.8552`.")
+    text: str = Field(description=f"e.g. `{_EXAMPLE_VENUE} 1.6500 → 1.4143 · unified 7.9591 → 7.8552`.")
     lowest_venue_after: dict[str, Any] | None
     unified_health: dict[str, float | None] | None
     feasible: bool
@@ -209,13 +208,16 @@ def whatif_router(read: dict[str, Any]) -> APIRouter:
     read routes of :func:`aggregator.api.app.create_app` get)."""
     router = APIRouter()
 
+    description = ("Every venue's health, the unified health and the liquidation prices after price moves and the\n"
+                   "wallet's own supply / withdraw / borrow / repay, recomputed from the newest snapshots with the "
+                   f"sync's\nengine ({', '.join(_texts('api_engine_doc'))}). Nothing is\nsent to any chain.")
+
     @router.post("/v1/wallets/{address}/whatif", **read, response_model=WhatIfOut,
-                 responses=_responses(400, 401, 404, 422), summary="What if: health before and after a change")
+                 responses=_responses(400, 401, 404, 422), summary="What if: health before and after a change",
+                 description=description)
     def whatif(address: Wallet, body: WhatIfIn, request: Request) -> Any:
         """Every venue's health, the unified health and the liquidation prices after price moves and the
-        wallet's own supply / withdraw / borrow / repay, recomputed from the newest snapshots with the sync's
-        engine (Aave exactly as getUserAccountData, Morpho as _isHealthy, perps by their margin rules). Nothing is
-        sent to any chain."""
+        wallet's own changes, recomputed with each venue's own rule (the route's description names them)."""
         if not body.prices and not body.changes:
             raise HTTPException(422, "nothing to change: give prices or changes")
         try:

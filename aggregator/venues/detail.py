@@ -9,11 +9,11 @@ the rest as it was stored (``extra="allow"``), so the stored JSON and every docu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-__all__ = ["Detail", "PerpHealthDetail", "parse"]
+__all__ = ["Detail", "PerpHealthDetail", "RawInt", "parse"]
 
 
 class Detail(BaseModel):
@@ -23,6 +23,10 @@ class Detail(BaseModel):
 
 
 _D = TypeVar("_D", bound=Detail)
+
+RawInt = Annotated[int, BeforeValidator(lambda value: int(str(value)))]
+"""An exact integer as a venue stores it: a JSON number or a decimal string (integers beyond 2**53 are stored as
+strings)."""
 
 
 def parse(model: type[_D], raw: Mapping[str, Any]) -> _D:

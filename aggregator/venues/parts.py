@@ -2,7 +2,8 @@
 
 A venue is complete when each layer holds its part, in a module named after the venue (see
 :mod:`connectors.registry`): its connector class, its pure rules in riskcore, and its plugin — configuration
-model, how it opens and evaluates a snapshot, its lines in the cross-venue risk book. :func:`missing_parts`
+model, how it opens and evaluates a snapshot, its lines in the cross-venue risk book, its keeper and what-if
+parts. :func:`missing_parts`
 lists what is absent or malformed; the completeness test runs it for every registered venue, so a venue that
 lacks a part is a red test, never a venue silently skipped in risk or the sync.
 """
@@ -29,6 +30,7 @@ PARTS: tuple[str, ...] = (
     "aggregator/venues/<venue>/keeper.py: KEEPER, the planner's venues from the venue's snapshot, and how the keeper"
     " acts on the venue (target, validate, call, spender_name, health_reads; NoActions where it declares none)",
     "aggregator/venues/<venue>/detail.py: the typed models of what the venue stores with its positions and health",
+    "aggregator/venues/<venue>/whatif.py: WHATIF, the what-if part (the changes it takes, how it opens its snapshot)",
 )
 """Every part a venue must have, in words (the README's "Adding a venue" lists the same files)."""
 
@@ -89,6 +91,11 @@ def missing_parts(venue: str) -> list[str]:
             lacking = [m for m in _KEEPER_ACTIONS if not callable(getattr(part, m, None))]
             if lacking:
                 problems.append(f"aggregator/venues/{venue}/keeper.py: KEEPER has no {', '.join(lacking)}")
+    whatif = _module(venue_module("aggregator", venue, "whatif"), problems)
+    wpart = getattr(whatif, "WHATIF", None)
+    if whatif is not None and not (callable(getattr(wpart, "open", None))
+                                   and isinstance(getattr(wpart, "actions", None), tuple)):
+        problems.append(f"aggregator/venues/{venue}/whatif.py: no WHATIF with actions and open")
     return problems
 
 

@@ -1,5 +1,6 @@
-"""What-if replays (riskcore.whatif): each action's integer arithmetic as the contracts do it, the pools' refusals
-at their boundaries, and properties over random states (rounding always against the wallet, never lost)."""
+"""What-if replays (riskcore/venues/<venue>/whatif.py): each action's integer arithmetic as the contracts do it,
+the pools' refusals at their boundaries, and properties over random states (rounding always against the wallet, never
+lost)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from hypothesis import strategies as st
 from riskcore.fixedpoint import ray_div, ray_mul
 from riskcore.units import RAY, UINT256_MAX, WAD
 from riskcore.venues.aave_v3.health import AaveEMode, AaveReserveParams, AaveUserBalance
-from riskcore.venues.morpho_blue.health import MorphoMarketState, borrowed_assets, to_shares_down, to_shares_up
-from riskcore.whatif import (
+from riskcore.venues.aave_v3.whatif import (
     AaveReserveFlags,
     AaveWallet,
-    MorphoPosition,
     aave_borrow,
     aave_repay,
     aave_supply,
     aave_withdraw,
+    percent_div,
+)
+from riskcore.venues.morpho_blue.health import MorphoMarketState, borrowed_assets, to_shares_down, to_shares_up
+from riskcore.venues.morpho_blue.whatif import (
+    MorphoPosition,
     morpho_borrow,
     morpho_oracle_price,
     morpho_repay,
@@ -28,7 +32,6 @@ from riskcore.whatif import (
     morpho_supply_collateral,
     morpho_withdraw,
     morpho_withdraw_collateral,
-    percent_div,
 )
 
 INCOME = 1_050_000_000_123_456_789_000_000_000  # 1.05… ray: scaled ≠ balance

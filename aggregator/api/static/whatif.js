@@ -74,14 +74,14 @@ function changeRow() {
   const lending = venues.filter((v) => LENDING.has(v.kind));
   const venueField = lending.length
     ? h("select", { name: "venue", "aria-label": "venue" }, lending.map((v) => h("option", { value: v.venue }, v.venue)))
-    : input("wi-sym", "aave_v3", "venue", { name: "venue" });
+    : input("wi-sym", "venue", "venue", { name: "venue" });
   return removable(h("div", { class: "wi-row", "data-kind": "change" },
     h("select", { name: "action", "aria-label": "action" }, ACTIONS.map((a) => h("option", { value: a }, a))),
     input("wi-num", "amount", "amount", { inputmode: "decimal", name: "amount" }),
     input("wi-sym", "USDC", "asset", { list: "whatif-symbols", name: "asset" }),
     h("span", { class: "muted" }, "on"),
     venueField,
-    input("wi-market", "market (Morpho)", "Morpho market, e.g. WETH/USDC (optional)", { name: "market" })));
+    input("wi-market", "market", "market, e.g. WETH/USDC (optional)", { name: "market" })));
 }
 
 function field(row, name) {

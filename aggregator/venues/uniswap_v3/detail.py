@@ -17,8 +17,10 @@ class UniswapLegDetail(Detail):
     liquidity: int
     tick_lower: int
     tick_upper: int
+    fees_raw: int = 0
+    """The leg's uncollected fees, in the token's units (a what-if adds them to the leg's revalued principal)."""
 
-    @field_validator("liquidity", "tick_lower", "tick_upper", mode="before")
+    @field_validator("liquidity", "tick_lower", "tick_upper", "fees_raw", mode="before")
     @classmethod
     def _integer(cls, value: object) -> int:
         return int(str(value))

@@ -36,6 +36,17 @@ from riskcore.venues.morpho_blue.health import (
     w_taylor_compounded,
 )
 from riskcore.venues.morpho_blue.liquidation import incentive_factor, market_spec
+from riskcore.venues.morpho_blue.whatif import (
+    MorphoPosition,
+    MorphoStep,
+    morpho_borrow,
+    morpho_oracle_price,
+    morpho_repay,
+    morpho_supply,
+    morpho_supply_collateral,
+    morpho_withdraw,
+    morpho_withdraw_collateral,
+)
 
 __all__ = [
     "LIQUIDATION_CURSOR",
@@ -48,7 +59,9 @@ __all__ = [
     "WAD",
     "MorphoAccrual",
     "MorphoMarketState",
+    "MorphoPosition",
     "MorphoPositionHealth",
+    "MorphoStep",
     "accrue_interest",
     "borrowed_assets",
     "health_factor",
@@ -61,6 +74,13 @@ __all__ = [
     "market_spec",
     "max_borrow",
     "max_borrow_increase",
+    "morpho_borrow",
+    "morpho_oracle_price",
+    "morpho_repay",
+    "morpho_supply",
+    "morpho_supply_collateral",
+    "morpho_withdraw",
+    "morpho_withdraw_collateral",
     "position_health",
     "supplied_assets",
     "to_assets_down",
