@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, Unpack
 
 import httpx
 
@@ -38,7 +37,13 @@ from connectors.errors import (
     RpcUnavailableError,
     TransientError,
 )
-from connectors.transport import ClosingContext, RetryingHttpClient, retry_after_s
+from connectors.transport import (
+    ClosingContext,
+    RetryingHttpClient,
+    TransportArgs,
+    TransportOptions,
+    retry_after_s,
+)
 
 __all__ = [
     "HttpResponse",
@@ -104,19 +109,11 @@ class JsonHttpClient(RetryingHttpClient):
     ----------
     base_url:
         ``scheme://host[:port][/prefix]``; request paths are appended to it.
-    timeout_s:
-        Per-request timeout in seconds (connect, read, write, pool).
-    max_retries:
-        Retries of a transient fault after the first attempt (0 disables retries).
-    backoff_s, max_backoff_s:
-        First backoff in seconds, doubling per retry with jitter in [delay/2, delay], capped at
-        ``max_backoff_s``. A 429's ``Retry-After`` is honoured when not longer than ``max_backoff_s``
-        (else raised at once, carrying ``retry_after``).
-    client, transport:
-        An existing ``httpx.Client`` (not closed by :meth:`close`) or a transport for a new one
-        (``httpx.MockTransport`` in tests).
-    sleep, rng:
-        Injected for tests.
+    headers:
+        Sent with every request (beside ``accept: application/json``).
+    options, **transport:
+        Timeout, retries, backoff, client, transport, sleep and rng: a
+        :class:`~connectors.transport.TransportOptions`, its fields as keywords, or both (the keywords win).
     """
 
     stats: HttpStats
@@ -125,32 +122,15 @@ class JsonHttpClient(RetryingHttpClient):
         self,
         base_url: str,
         *,
-        timeout_s: float = 10.0,
-        max_retries: int = 3,
-        backoff_s: float = 0.2,
-        max_backoff_s: float = 30.0,
-        client: httpx.Client | None = None,
-        transport: httpx.BaseTransport | None = None,
         headers: dict[str, str] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
+        options: TransportOptions | None = None,
+        **transport: Unpack[TransportArgs],
     ) -> None:
-        if max_retries < 0:
-            raise InvalidInputError("max_retries must be >= 0")
-        if timeout_s <= 0:
-            raise InvalidInputError("timeout_s must be > 0")
         super().__init__(
             base_url,
             endpoint=base_url.rstrip("/"),
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            max_backoff_s=max_backoff_s,
-            client=client,
-            transport=transport,
             headers={"accept": "application/json", **(headers or {})},
-            sleep=sleep,
-            rng=rng,
+            options=TransportOptions.of(options, **transport),
         )
         self.stats = HttpStats()
 
@@ -205,32 +185,12 @@ class HttpVenueConnector(ClosingContext):
     """What the off-chain venues' connectors share: their :class:`JsonHttpClient` (``http``, its ``stats``),
     ``close`` and the context manager, the repr (the redacted base URL) and the clock a snapshot falls back on.
 
-    Parameters are those of :class:`JsonHttpClient`, and ``clock_ms`` (unix ms; defaults to this machine's).
+    ``options``: the client's :class:`~connectors.transport.TransportOptions`; ``clock_ms`` (unix ms) defaults to
+    this machine's clock.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        client: httpx.Client | None,
-        transport: httpx.BaseTransport | None,
-        timeout_s: float,
-        max_retries: int,
-        backoff_s: float,
-        max_backoff_s: float,
-        sleep: Callable[[float], None],
-        clock_ms: Callable[[], int] | None,
-    ) -> None:
-        self.http = JsonHttpClient(
-            base_url,
-            client=client,
-            transport=transport,
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            max_backoff_s=max_backoff_s,
-            sleep=sleep,
-        )
+    def __init__(self, base_url: str, *, options: TransportOptions, clock_ms: Callable[[], int] | None) -> None:
+        self.http = JsonHttpClient(base_url, options=options)
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
 
     def __repr__(self) -> str:

@@ -24,9 +24,10 @@ class HyperliquidPlugin(PluginBase):
     def open_offchain(self, cfg: VenueConfig) -> OffchainVenue:
         from aggregator.venues.hyperliquid import sync
         from connectors.hyperliquid.connector import HyperliquidConnector
+        from connectors.transport import TransportOptions
 
         own: HyperliquidConfig = self.config(cfg)
-        connector = HyperliquidConnector(own.base_url, timeout_s=own.timeout_s)
+        connector = HyperliquidConnector(own.base_url, options=TransportOptions(timeout_s=own.timeout_s))
         return OffchainVenue(own, read=connector.read_accounts,
                              evaluate=lambda snapshot, block: sync.evaluate(snapshot, own.name, block),
                              close=connector.close)
