@@ -4,7 +4,8 @@
     riskcore  ───┼──> aggregator      db <── aggregator
     devnet (tooling; only aggregator.devnet_cli / aggregator.demo may import it)
 
-connectors and riskcore know nothing of db or aggregator; riskcore does no I/O and reads no clock.
+connectors and riskcore know nothing of db or aggregator; riskcore does no I/O and reads no clock. db imports one
+module of connectors, connectors.types (pure: the one address rule), and nothing else of it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ FORBIDDEN: dict[str, set[str]] = {
     "db": {"aggregator", "connectors", "riskcore", "devnet"},
     "devnet": {"aggregator", "db", "riskcore"},
 }
+# The one exception to FORBIDDEN: db takes the product's one address rule (EIP-55) from connectors.types.
+ALLOWED: dict[str, set[str]] = {"db": {"connectors.types"}}
+PURE_MODULE_IMPORTS = {"connectors.types": {"__future__", "re", "functools", "typing", "eth_hash", "pydantic",
+                                            "connectors"}}
+"""What a module another layer may import imports (``connectors``: connectors.errors only)."""
 # riskcore is pure math: no network, files, processes, databases or clocks.
 RISKCORE_FORBIDDEN_MODULES = {
     "httpx", "requests", "socket", "sqlalchemy", "subprocess", "os", "pathlib", "io", "time",
@@ -52,9 +58,18 @@ def test_package_does_not_import_upwards(package: str) -> None:
         f"{path.relative_to(ROOT)} imports {mod}"
         for path in _sources(package)
         for mod in _imports(path)
-        if mod.split(".")[0] in FORBIDDEN[package]
+        if mod.split(".")[0] in FORBIDDEN[package] and mod not in ALLOWED.get(package, set())
     ]
     assert not bad, "\n".join(bad)
+
+
+def test_the_modules_other_layers_may_import_stay_pure() -> None:
+    for module, allowed in PURE_MODULE_IMPORTS.items():
+        path = ROOT / (module.replace(".", "/") + ".py")
+        imports = set(_imports(path))
+        bad = {m for m in imports if m.split(".")[0] not in allowed}
+        bad |= {m for m in imports if m.split(".")[0] == "connectors" and m != "connectors.errors"}
+        assert not bad, f"{module} imports {sorted(bad)}"
 
 
 def test_riskcore_does_no_io_and_reads_no_clock() -> None:
