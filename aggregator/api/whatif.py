@@ -23,7 +23,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from aggregator.api.app import Wallet, _responses
+from aggregator.api.deps import Wallet
+from aggregator.api.deps import error_responses as _responses
 from aggregator.api.models import NO_NUL
 from aggregator.whatif import MAX_CHANGES, Change, NoSnapshotError, Scenario, WhatIfError, parse_amount
 from aggregator.whatif import whatif as compute
