@@ -147,6 +147,15 @@ class OffchainVenueConfig(VenueConfig):
     rate_limit_per_minute: Annotated[int, Field(gt=0)] | None = None
 
 
+def _plugin(venue_type: str) -> Any:
+    """The plugin of ``venue_type``, found by name through the one registry (:mod:`connectors.registry`): the
+    configuration sits below the plugins (they derive their models from :class:`VenueConfig`) and never imports
+    them, nor their loader :mod:`aggregator.venues`."""
+    from connectors.registry import venue_module
+
+    return importlib.import_module(venue_module("aggregator", venue_type)).PLUGIN
+
+
 def venue_config(table: Mapping[str, Any] | VenueConfig) -> VenueConfig:
     """One ``[[venues]]`` table validated by its venue's own model (chosen by ``type``).
 
@@ -155,15 +164,15 @@ def venue_config(table: Mapping[str, Any] | VenueConfig) -> VenueConfig:
     """
     if isinstance(table, VenueConfig):
         return table
-    from connectors.registry import VENUES, UnknownVenueError, venue_module
+    from connectors.registry import VENUES, UnknownVenueError
 
     name = table.get("name", "?")
     kind = table.get("type")
     try:
-        module = importlib.import_module(venue_module("aggregator", str(kind)))
+        plugin = _plugin(str(kind))
     except UnknownVenueError:
         raise ValueError(f"venue {name!r}: unknown type {kind!r} (known: {', '.join(VENUES)})") from None
-    model: type[VenueConfig] = module.PLUGIN.config_model
+    model: type[VenueConfig] = plugin.config_model
     try:
         return model.model_validate(dict(table))
     except ValidationError as exc:
@@ -405,9 +414,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
     if os.environ.get("XMARGIN_RPC_URL") and not data.get("chains"):
         data["chains"] = [{"name": "default", "chain_id": int(os.environ.get("XMARGIN_CHAIN_ID", "1")),
                            "rpc_url_env": "XMARGIN_RPC_URL"}]
-        from aggregator.venues import env_venues
+        from connectors.registry import VENUES
 
-        if venues := env_venues("default"):
+        if venues := [t for v in VENUES if (t := _plugin(v).env_venue("default")) is not None]:
             data["venues"] = venues
     try:
         return Settings.model_validate(data)

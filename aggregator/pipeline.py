@@ -24,6 +24,7 @@ from connectors.evm.failover import EndpointStatus, FailoverRpcClient
 from connectors.evm.multicall import Multicall
 from connectors.evm.program import run_program, run_programs
 from connectors.evm.rpc import RpcStats
+from connectors.transport import TransportOptions
 from connectors.types import BlockRef, checksum
 from db.errors import SyncWriteError
 from db.rows import (
@@ -71,9 +72,9 @@ class ChainContext:
         hold = max(chain.breaker_reset_s, 600.0) if len(urls) > 1 else chain.breaker_reset_s
         # With fallbacks, a failing endpoint is held off longer each time (up to 10 min); alone, it is tried again
         # every breaker_reset_s, so a chain comes back within that of its node.
-        rpc = FailoverRpcClient(urls, chain_id=chain.chain_id, timeout_s=chain.timeout_s,
-                                max_retries=chain.max_retries, failure_threshold=chain.breaker_failures,
-                                reset_s=chain.breaker_reset_s, max_reset_s=hold)
+        rpc = FailoverRpcClient(urls, chain_id=chain.chain_id, failure_threshold=chain.breaker_failures,
+                                reset_s=chain.breaker_reset_s, max_reset_s=hold,
+                                options=TransportOptions(timeout_s=chain.timeout_s, max_retries=chain.max_retries))
         multicall = Multicall(rpc)
         mine = [v for v in settings.venues if v.chain == chain.name]
         return cls(

@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, Unpack
 
 import httpx
 
@@ -47,7 +46,14 @@ from connectors.errors import (
     TransientError,
 )
 from connectors.ratelimit import RateBudget
-from connectors.transport import ClosingContext, RetryingHttpClient, redact_url, retry_after_s
+from connectors.transport import (
+    ClosingContext,
+    RetryingHttpClient,
+    TransportArgs,
+    TransportOptions,
+    redact_url,
+    retry_after_s,
+)
 
 __all__ = [
     "HttpResponse",
@@ -117,19 +123,11 @@ class JsonHttpClient(RetryingHttpClient):
     ----------
     base_url:
         ``scheme://host[:port][/prefix]``; request paths are appended to it.
-    timeout_s:
-        Per-request timeout in seconds (connect, read, write, pool).
-    max_retries:
-        Retries of a transient fault after the first attempt (0 disables retries).
-    backoff_s, max_backoff_s:
-        First backoff in seconds, doubling per retry with jitter in [delay/2, delay], capped at
-        ``max_backoff_s``. A 429's ``Retry-After`` is honoured when not longer than ``max_backoff_s``
-        (else raised at once, carrying ``retry_after``).
-    client, transport:
-        An existing ``httpx.Client`` (not closed by :meth:`close`) or a transport for a new one
-        (``httpx.MockTransport`` in tests).
-    sleep, rng:
-        Injected for tests.
+    headers:
+        Sent with every request (beside ``accept: application/json``).
+    options, **transport:
+        Timeout, retries, backoff, client, transport, sleep and rng: a
+        :class:`~connectors.transport.TransportOptions`, its fields as keywords, or both (the keywords win).
     budget:
         The :class:`~connectors.ratelimit.RateBudget` every attempt is charged to (its limit weighs each request
         by its ``name``); a wait longer than ``max_backoff_s`` raises :class:`RateLimitedError`. None: unlimited.
@@ -141,33 +139,16 @@ class JsonHttpClient(RetryingHttpClient):
         self,
         base_url: str,
         *,
-        timeout_s: float = 10.0,
-        max_retries: int = 3,
-        backoff_s: float = 0.2,
-        max_backoff_s: float = 30.0,
-        client: httpx.Client | None = None,
-        transport: httpx.BaseTransport | None = None,
         headers: dict[str, str] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
+        options: TransportOptions | None = None,
         budget: RateBudget | None = None,
+        **transport: Unpack[TransportArgs],
     ) -> None:
-        if max_retries < 0:
-            raise InvalidInputError("max_retries must be >= 0")
-        if timeout_s <= 0:
-            raise InvalidInputError("timeout_s must be > 0")
         super().__init__(
             base_url,
             endpoint=base_url.rstrip("/"),
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            max_backoff_s=max_backoff_s,
-            client=client,
-            transport=transport,
             headers={"accept": "application/json", **(headers or {})},
-            sleep=sleep,
-            rng=rng,
+            options=TransportOptions.of(options, **transport),
         )
         self.stats = HttpStats()
         self.budget = budget
@@ -205,7 +186,7 @@ class JsonHttpClient(RetryingHttpClient):
         """Pay the budget for one attempt of ``name`` (waiting for it, or raising past ``max_backoff_s``)."""
         assert self.budget is not None
         weight = self.budget.limit.weight(name)
-        waited = self.budget.charge(weight, what=f"{name} to {self.redacted_url}", max_wait_s=self.max_backoff_s)
+        waited = self.budget.charge(weight, what=f"{name} to {self.redacted_url}", max_wait_s=self.options.max_backoff_s)
         self.stats.weight += weight
         self.stats.rate_wait_s += waited
 
@@ -233,14 +214,16 @@ class HttpVenueConnector(ClosingContext):
     ``close`` and the context manager, the repr (the redacted base URL), the clock a snapshot falls back on, and
     the client's rate budget (``budget``).
 
-    Parameters are those of :class:`JsonHttpClient`, ``clock_ms`` (unix ms; defaults to this machine's), and:
+    ``options``: the client's :class:`~connectors.transport.TransportOptions`; ``clock_ms`` (unix ms) defaults to
+    this machine's clock; and:
 
     rate_limit:
         The limit to enforce when not the venue's published one (``capabilities.rate_limit``): an explicit setting
         for a private or local API server (the devnet's), never implied by the URL.
     budget:
         A budget to share (:func:`connectors.ratelimit.shared_budget`: one per venue and host in a process);
-        default: one of this connector's own, under ``rate_limit`` or the declared limit, waiting with ``sleep``.
+        default: one of this connector's own, under ``rate_limit`` or the declared limit, waiting with the
+        options' ``sleep``.
     """
 
     capabilities: ClassVar[Capabilities]
@@ -249,32 +232,17 @@ class HttpVenueConnector(ClosingContext):
         self,
         base_url: str,
         *,
-        client: httpx.Client | None,
-        transport: httpx.BaseTransport | None,
-        timeout_s: float,
-        max_retries: int,
-        backoff_s: float,
-        max_backoff_s: float,
-        sleep: Callable[[float], None],
+        options: TransportOptions,
         clock_ms: Callable[[], int] | None,
         rate_limit: RateLimit | None = None,
         budget: RateBudget | None = None,
     ) -> None:
         limit = rate_limit or self.capabilities.rate_limit
         if budget is None and limit is not None:
-            budget = RateBudget(limit, where=f"{self.capabilities.venue_type} at {redact_url(base_url)}", sleep=sleep)
+            budget = RateBudget(limit, where=f"{self.capabilities.venue_type} at {redact_url(base_url)}",
+                                sleep=options.sleep)
         self.budget = budget
-        self.http = JsonHttpClient(
-            base_url,
-            client=client,
-            transport=transport,
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            max_backoff_s=max_backoff_s,
-            sleep=sleep,
-            budget=budget,
-        )
+        self.http = JsonHttpClient(base_url, options=options, budget=budget)
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
 
     def __repr__(self) -> str:

@@ -19,13 +19,15 @@ except through :func:`redact_url`, and a filter on the ``httpx`` logger redacts 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import ClassVar, Protocol, Self, TypeVar
+from typing import ClassVar, Protocol, Self, TypedDict, TypeVar, Unpack
 
 import httpx
 
@@ -41,6 +43,8 @@ __all__ = [
     "ClosingContext",
     "RetryingHttpClient",
     "TransferStats",
+    "TransportArgs",
+    "TransportOptions",
     "backoff_delay",
     "redact_url",
     "retry_after_s",
@@ -151,6 +155,64 @@ class ClosingContext:
         self.close()
 
 
+@dataclass(frozen=True)
+class TransportOptions:
+    """How a client talks to its endpoint: what every HTTP client of the connectors (and the venue connectors
+    built on them) takes, as one object passed through.
+
+    Parameters
+    ----------
+    timeout_s:
+        Per-request timeout in seconds (connect, read, write, pool), and the bound on one whole answer.
+    max_retries:
+        Retries of a transient fault after the first attempt (0 disables retries).
+    backoff_s, max_backoff_s:
+        First backoff in seconds, doubling per retry with jitter in [delay/2, delay], capped at
+        ``max_backoff_s``. A 429's ``Retry-After`` is honoured when not longer than ``max_backoff_s``
+        (else raised at once, carrying ``retry_after``).
+    client, transport:
+        An existing ``httpx.Client`` (not closed by the client's ``close``) or a transport for a new one
+        (``httpx.MockTransport`` in tests).
+    sleep, rng:
+        Injected for tests.
+    """
+
+    timeout_s: float = 10.0
+    max_retries: int = 3
+    backoff_s: float = 0.2
+    max_backoff_s: float = 30.0
+    client: httpx.Client | None = None
+    transport: httpx.BaseTransport | None = None
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise InvalidInputError("max_retries must be >= 0")
+        if self.timeout_s <= 0:
+            raise InvalidInputError("timeout_s must be > 0")
+
+    @classmethod
+    def of(cls, options: TransportOptions | None = None, **changes: Unpack[TransportArgs]) -> TransportOptions:
+        """``options`` (default: the defaults) with the fields ``changes`` names replaced."""
+        base = options if options is not None else cls()
+        return dataclasses.replace(base, **changes) if changes else base
+
+
+class TransportArgs(TypedDict, total=False):
+    """The fields of :class:`TransportOptions` as keyword arguments (a client's constructor takes ``options``,
+    these, or both: the keywords replace the options' fields)."""
+
+    timeout_s: float
+    max_retries: int
+    backoff_s: float
+    max_backoff_s: float
+    client: httpx.Client | None
+    transport: httpx.BaseTransport | None
+    sleep: Callable[[float], None]
+    rng: random.Random | None
+
+
 class RetryingHttpClient(ClosingContext):
     """Requests to one endpoint, transient faults retried; subclasses decide what an answer means.
 
@@ -160,8 +222,10 @@ class RetryingHttpClient(ClosingContext):
         The endpoint as configured (shown only through :func:`redact_url`).
     endpoint:
         The URL requests go to (or are prefixed with), when not ``url`` itself; scrubbed from messages too.
-    timeout_s, max_retries, backoff_s, max_backoff_s, client, transport, headers, sleep, rng:
-        As documented by the subclasses; ``headers`` are sent with every request.
+    headers:
+        Sent with every request.
+    options:
+        Timeout, retries, backoff and the injected client, transport, sleep and rng (:class:`TransportOptions`).
     """
 
     _url_label: ClassVar[str] = "URL"
@@ -169,32 +233,17 @@ class RetryingHttpClient(ClosingContext):
     stats: TransferStats
 
     def __init__(
-        self,
-        url: str,
-        *,
-        endpoint: str | None = None,
-        timeout_s: float,
-        max_retries: int,
-        backoff_s: float,
-        max_backoff_s: float,
-        client: httpx.Client | None,
-        transport: httpx.BaseTransport | None,
-        headers: dict[str, str],
-        sleep: Callable[[float], None],
-        rng: random.Random | None,
+        self, url: str, *, endpoint: str | None = None, headers: dict[str, str], options: TransportOptions,
     ) -> None:
         self._endpoint = url if endpoint is None else endpoint
         self.redacted_url = redact_url(url)
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout_s, transport=transport)
-        self._timeout = httpx.Timeout(timeout_s)
+        self.options = options
+        self._owns_client = options.client is None
+        self._client = options.client or httpx.Client(timeout=options.timeout_s, transport=options.transport)
+        self._timeout = httpx.Timeout(options.timeout_s)
         self._headers = headers
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        self._sleep = options.sleep
+        self._rng = options.rng or random.Random()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.redacted_url!r})"
@@ -213,15 +262,16 @@ class RetryingHttpClient(ClosingContext):
         with self._client.stream(method, url, content=content, headers=headers, timeout=self._timeout) as resp:
             for chunk in resp.iter_bytes():
                 chunks.append(chunk)
-                if time.monotonic() - started > self.timeout_s:
-                    raise httpx.ReadTimeout(f"the answer took longer than {self.timeout_s:g} s in total")
+                if time.monotonic() - started > self.options.timeout_s:
+                    raise httpx.ReadTimeout(f"the answer took longer than {self.options.timeout_s:g} s in total")
         return resp, b"".join(chunks)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._endpoint, self.redacted_url) if self._endpoint else text
 
     def _backoff(self, attempt: int, err: TransientError) -> float:
-        return backoff_delay(attempt, err, backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s, rng=self._rng)
+        return backoff_delay(attempt, err, backoff_s=self.options.backoff_s, max_backoff_s=self.options.max_backoff_s,
+                             rng=self._rng)
 
     def _send(
         self,
@@ -249,7 +299,7 @@ class RetryingHttpClient(ClosingContext):
                 err = transport_error(
                     exc,
                     what,
-                    timeout_s=self.timeout_s,
+                    timeout_s=self.options.timeout_s,
                     redacted_url=self.redacted_url,
                     scrub=self._scrub,
                     url_label=self._url_label,
@@ -267,9 +317,9 @@ class RetryingHttpClient(ClosingContext):
                     if not isinstance(outcome, TransientError):
                         return outcome
                     err = outcome
-            if isinstance(err, RpcUnavailableError) and (err.retry_after or 0) > self.max_backoff_s:
+            if isinstance(err, RpcUnavailableError) and (err.retry_after or 0) > self.options.max_backoff_s:
                 raise err  # told to come back later than we wait: fail now (a fallback endpoint may answer)
-            if attempt >= self.max_retries:
+            if attempt >= self.options.max_retries:
                 raise err
             delay = self._backoff(attempt, err)
             attempt += 1

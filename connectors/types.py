@@ -11,9 +11,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from connectors.errors import InvalidAddressError
 
-__all__ = ["Address", "BlockRef", "Frozen", "checksum"]
+__all__ = ["HEX40", "Address", "BlockRef", "Frozen", "checksum"]
 
-_HEX40 = re.compile(r"^0x[0-9a-fA-F]{40}$")
+HEX40 = re.compile(r"^0x[0-9a-fA-F]{40}$")
+"""``0x`` and 40 hex digits, nothing else."""
 
 
 @lru_cache(maxsize=1 << 16)
@@ -24,12 +25,13 @@ def _eip55(body_lower: str) -> str:
 
 
 def checksum(value: str) -> str:
-    """Return the EIP-55 form of ``value``.
+    """Return the EIP-55 form of ``value`` — the product's one address rule (the store's too, see
+    :mod:`db.addresses`).
 
     Raises :class:`InvalidAddressError` when ``value`` is not 20 hex bytes, or when it is mixed-case
     and its checksum is wrong (a typo, not a style).
     """
-    if not isinstance(value, str) or not _HEX40.fullmatch(value):
+    if not isinstance(value, str) or not HEX40.fullmatch(value):
         raise InvalidAddressError(f"not an address (want 0x + 40 hex digits): {value!r}")
     body = value[2:]
     out = _eip55(body.lower())

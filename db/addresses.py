@@ -1,31 +1,26 @@
 """The store's one address form: EIP-55 checksummed, whatever case it was given in.
 
 Its own module so that every store module (the sync store, the automation store) uses the same rule without
-importing each other.
+importing each other. The rule is the connectors' (:func:`connectors.types.checksum`, a pure function): ``0x`` +
+40 hex digits in one case, or mixed case with a valid EIP-55 checksum (a typo is refused, not silently
+"corrected"); only the error is the store's own.
 """
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
-
-from eth_utils.address import to_checksum_address
-
+from connectors.types import HEX40, checksum
 from db.errors import InvalidAddressError
 
 __all__ = ["HEX40", "canonical_address"]
 
-HEX40 = re.compile(r"^0x[0-9a-fA-F]{40}$")
-"""``0x`` and 40 hex digits, nothing else."""
 
-
-@lru_cache(maxsize=65_536)
 def canonical_address(address: str) -> str:
-    """The EIP-55 checksummed form of ``address`` (any case accepted).
+    """The EIP-55 checksummed form of ``address`` (lower or upper case accepted; mixed case must be a valid
+    checksum).
 
-    Raises :class:`~db.errors.InvalidAddressError` unless it is ``0x`` + 40 hex digits.
+    Raises :class:`~db.errors.InvalidAddressError` unless it is ``0x`` + 40 hex digits with a valid checksum.
     """
-    if not isinstance(address, str) or not HEX40.match(address):
-        raise InvalidAddressError(f"not an address (want 0x + 40 hex digits): {address!r}")
-    out: str = to_checksum_address(address)
-    return out
+    try:
+        return checksum(address)
+    except ValueError as exc:  # connectors.errors.InvalidAddressError, said again as the store's error
+        raise InvalidAddressError(str(exc)) from None

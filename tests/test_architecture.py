@@ -4,7 +4,9 @@
     riskcore  ───┼──> aggregator      db <── aggregator
     devnet (tooling; only aggregator.devnet_cli / aggregator.demo may import it)
 
-connectors and riskcore know nothing of db or aggregator; riskcore does no I/O and reads no clock.
+connectors and riskcore know nothing of db or aggregator; riskcore does no I/O and reads no clock. db imports one
+module of connectors, connectors.types (pure: the one address rule), and nothing else of it. Inside aggregator/,
+imports go down its layers (base → plugins → engines → views → surfaces; see AGGREGATOR_LAYERS), without a cycle.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ FORBIDDEN: dict[str, set[str]] = {
     "db": {"aggregator", "connectors", "riskcore", "devnet"},
     "devnet": {"aggregator", "db", "riskcore"},
 }
+# The one exception to FORBIDDEN: db takes the product's one address rule (EIP-55) from connectors.types.
+ALLOWED: dict[str, set[str]] = {"db": {"connectors.types"}}
+PURE_MODULE_IMPORTS = {"connectors.types": {"__future__", "re", "functools", "typing", "eth_hash", "pydantic",
+                                            "connectors"}}
+"""What a module another layer may import imports (``connectors``: connectors.errors only)."""
 # riskcore is pure math: no network, files, processes, databases or clocks.
 RISKCORE_FORBIDDEN_MODULES = {
     "httpx", "requests", "socket", "sqlalchemy", "subprocess", "os", "pathlib", "io", "time",
@@ -52,9 +59,18 @@ def test_package_does_not_import_upwards(package: str) -> None:
         f"{path.relative_to(ROOT)} imports {mod}"
         for path in _sources(package)
         for mod in _imports(path)
-        if mod.split(".")[0] in FORBIDDEN[package]
+        if mod.split(".")[0] in FORBIDDEN[package] and mod not in ALLOWED.get(package, set())
     ]
     assert not bad, "\n".join(bad)
+
+
+def test_the_modules_other_layers_may_import_stay_pure() -> None:
+    for module, allowed in PURE_MODULE_IMPORTS.items():
+        path = ROOT / (module.replace(".", "/") + ".py")
+        imports = set(_imports(path))
+        bad = {m for m in imports if m.split(".")[0] not in allowed}
+        bad |= {m for m in imports if m.split(".")[0] == "connectors" and m != "connectors.errors"}
+        assert not bad, f"{module} imports {sorted(bad)}"
 
 
 def test_riskcore_does_no_io_and_reads_no_clock() -> None:
@@ -176,3 +192,70 @@ def test_aggregator_imports_no_connector_internals_outside_the_venue_packages() 
     assert not leaks, f"connector internals imported outside the venue packages: {leaks}"
     moved = sorted(CONNECTOR_INTERNALS_NOT_YET_MOVED - set(importers))
     assert not moved, f"take these off CONNECTOR_INTERNALS_NOT_YET_MOVED: {moved}"
+
+
+# Inside aggregator/, imports go down these layers, never up (module-level and function-level imports alike):
+# what a layer composes sits above what it uses, so the base never learns of a plugin, a plugin of an engine, an
+# engine of a view, a view of a surface. A module belongs to the layer of its longest listed prefix; every module
+# must belong to one (a new module is placed on purpose). The configuration finds a venue's plugin by name through
+# the one registry (connectors.registry), never by importing the plugins or their loader.
+AGGREGATOR_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("base", frozenset({"aggregator", "aggregator.config", "aggregator.views", "aggregator.chainid",
+                        "aggregator.marketdata"})),
+    ("plugins", frozenset({"aggregator.venues", "aggregator.keeper.plugin"})),
+    ("engines", frozenset({"aggregator.pipeline", "aggregator.risk", "aggregator.stress", "aggregator.whatif",
+                           "aggregator.alerts", "aggregator.keeper", "aggregator.cycle"})),
+    ("views", frozenset({"aggregator.render", "aggregator.documents", "aggregator.metrics",
+                         "aggregator.backtest_report", "aggregator.keeper.banner"})),
+    ("surfaces", frozenset({"aggregator.api", "aggregator.cli", "aggregator.api_cli", "aggregator.automation_cli",
+                            "aggregator.backtest_cli", "aggregator.devnet_cli", "aggregator.whatif_cli",
+                            "aggregator.demo", "aggregator.scheduler", "aggregator.runview"})),
+)
+
+
+def _layer(module: str) -> int | None:
+    """The index of ``module``'s layer in :data:`AGGREGATOR_LAYERS` (``None``: in none)."""
+    best: tuple[int, int] | None = None  # (prefix length, layer)
+    for i, (_, prefixes) in enumerate(AGGREGATOR_LAYERS):
+        for prefix in prefixes:
+            hit = module == prefix or (prefix != "aggregator" and module.startswith(prefix + "."))
+            if hit and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), i)
+    return None if best is None else best[1]
+
+
+def test_every_aggregator_module_has_a_layer() -> None:
+    unplaced = sorted(m for m in _import_graph("aggregator") if _layer(m) is None)
+    assert not unplaced, f"place these in AGGREGATOR_LAYERS: {unplaced}"
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of ``graph`` that goes up the layers, in words."""
+    return [
+        f"{m} ({AGGREGATOR_LAYERS[lm][0]}) imports {t} ({AGGREGATOR_LAYERS[lt][0]})"
+        for m, targets in sorted(graph.items())
+        for t in sorted(targets)
+        if (lm := _layer(m)) is not None and (lt := _layer(t)) is not None and lt > lm
+    ]
+
+
+def test_aggregator_imports_go_down_the_layers() -> None:
+    upward = _upward(_import_graph("aggregator"))
+    assert not upward, "\n".join(upward)
+
+
+def test_aggregator_has_no_import_cycle() -> None:
+    assert _cycles(_import_graph("aggregator")) == []
+
+
+def test_the_layer_check_sees_an_upward_import() -> None:
+    graph = {"aggregator.config": {"aggregator.views", "aggregator.venues"},
+             "aggregator.api.whatif": {"aggregator.api.deps", "aggregator.whatif"}}
+    assert _upward(graph) == ["aggregator.config (base) imports aggregator.venues (plugins)"]
+    assert _layer("aggregator.config") == 0
+    assert _layer("aggregator.keeper.plugin") == 1
+    assert _layer("aggregator.keeper.runner") == 2
+    assert _layer("aggregator.keeper.banner") == 3
+    assert _layer("aggregator.api.deps") == 4
+    assert _layer("aggregator.venues.plugin") == 1
+    assert _layer("aggregator_elsewhere") is None

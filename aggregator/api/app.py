@@ -37,16 +37,24 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, ValidationError
 from starlette.datastructures import Headers, State
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aggregator.api.deps import (
+    READ,
+    RuleId,
+    Wallet,
+    Writer,
+    address_or_400,
+    error_response,
+    error_responses,
+)
 from aggregator.api.history import net_worth_points
 from aggregator.api.models import (
     ADDRESS_SCHEMA,
@@ -54,7 +62,6 @@ from aggregator.api.models import (
     RULE_PARAMS,
     AlertOut,
     AlertsOut,
-    ErrorBody,
     HealthOut,
     HistoryOut,
     PositionsOut,
@@ -73,79 +80,12 @@ from aggregator.api.models import (
 from aggregator.documents import health_view, risk_view, service_status
 from aggregator.metrics import CONTENT_TYPE, Metrics
 from connectors.errors import InvalidAddressError
-from db import AlertRow, ApiKeyRow, RuleRow, Store, UnknownReferenceError
-from db.apikeys import Scope as KeyScope
+from db import AlertRow, RuleRow, Store, UnknownReferenceError
 
 __all__ = ["create_app", "is_loopback", "public_reads_warning", "trusted_hosts"]
 
 MAX_PAGE = 1_000
 MAX_WALLETS_PER_POST = 1_000
-
-_bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
-                     description="An API key from `xmargin apikey create`, as `Authorization: Bearer xm_…`.")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": message}, headers=headers)
-
-
-def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    words = {400: "Malformed address in the path or the query, or a body that is not JSON",
-             401: "Missing or invalid API key", 403: "The API key's scope does not cover this request",
-             404: "Not found", 422: "Invalid parameters or body"}
-    return {code: {"model": ErrorBody, "description": words[code]} for code in codes}
-
-
-def _key(request: Request, credentials: HTTPAuthorizationCredentials | None, needed: KeyScope) -> ApiKeyRow:
-    """The request's key, if it is valid (else 401) and its scope covers ``needed`` (else 403)."""
-    if credentials is None:
-        raise HTTPException(401, "this needs an API key: Authorization: Bearer <key>",
-                            headers={"WWW-Authenticate": "Bearer"})
-    store: Store = request.app.state.store
-    key = store.verify_api_key(credentials.credentials)
-    if key is None:
-        raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    if not key.allows(needed):
-        raise HTTPException(403, f"API key {key.name!r} has scope {key.scope}; this needs scope {needed} "
-                                 f"(xmargin apikey create NAME --scope {needed})")
-    return key
-
-
-def _writer(request: Request, credentials: Credentials) -> ApiKeyRow:
-    """Writes always need a valid key of scope ``write`` (or ``admin``)."""
-    return _key(request, credentials, "write")
-
-
-def _reader(request: Request, credentials: Credentials) -> None:
-    """Reads need a key (any scope) unless the API serves public reads."""
-    if not request.app.state.public_reads:
-        _key(request, credentials, "read")
-
-
-def _address_or_400(value: str) -> str:
-    try:
-        return parse_address(value)
-    except InvalidAddressError as exc:
-        raise HTTPException(400, str(exc)) from None
-
-
-def _tracked(request: Request, address: Annotated[str, Path(json_schema_extra=ADDRESS_SCHEMA)]) -> str:
-    """The path's address, checksummed, of a tracked wallet (400 malformed, 404 untracked)."""
-    wallet = _address_or_400(address)
-    store: Store = request.app.state.store
-    row = store.get_wallet(wallet)
-    if row is None or not row.active:
-        raise HTTPException(404, f"{wallet} is not tracked")
-    return wallet
-
-
-Wallet = Annotated[str, Depends(_tracked)]
-"""A path ``address`` of a tracked wallet, checksummed."""
-Writer = Annotated[ApiKeyRow, Depends(_writer)]
-RuleId = Annotated[int, Path(ge=1, le=MAX_INT)]
-
-READ = [Depends(_reader)]
 
 
 def _rule_out(rule: RuleRow) -> RuleOut:
@@ -219,7 +159,7 @@ class _HostCheck:
             await self.app(scope, receive, send)
             return
         shown = given if len(given) <= 100 else given[:100] + "…"
-        response = _error(400, f"this server answers to {', '.join(sorted(self.allowed))} only, not Host "
+        response = error_response(400, f"this server answers to {', '.join(sorted(self.allowed))} only, not Host "
                                f"{shown!r} (it listens on a loopback interface; see [api] host)")
         await response(scope, receive, send)
 
@@ -258,22 +198,22 @@ def create_app(store: Store, *, public_reads: bool | None = None, metrics: Metri
     app.state.metrics = metrics if metrics is not None else Metrics(store)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _httperror_response(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:  # Starlette's Allow names the methods of the first route on the path only
             path = request.scope["path"]
             allowed = {m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(path)
                        for m in (r.methods or ())}
             headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
-        return _error(exc.status_code, str(exc.detail), headers)
+        return error_response(exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
-            return _error(400, "the request body is not valid JSON")
+            return error_response(400, "the request body is not valid JSON")
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
                              for e in exc.errors())
-        return _error(422, problems)
+        return error_response(422, problems)
 
     # Reads take the key's dependency; with public reads the schema marks the key optional ({} = no scheme).
     read: dict[str, Any] = {"dependencies": READ, "openapi_extra": {"security": [{}]} if public_reads else None}
@@ -306,14 +246,14 @@ def _wallet_routes(store: Store, read: dict[str, Any], state: State) -> APIRoute
         return _kinds(store)
 
     # -- wallets -------------------------------------------------------------------------------------------
-    @router.get("/v1/wallets", **read, responses=_responses(401, 422))
+    @router.get("/v1/wallets", **read, responses=error_responses(401, 422))
     def wallets(
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
         offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     ) -> list[WalletOut]:
         return [WalletOut(address=w.address, label=w.label) for w in store.list_wallets(limit=limit, offset=offset)]
 
-    @router.post("/v1/wallets", status_code=201, responses=_responses(400, 401, 403, 422))
+    @router.post("/v1/wallets", status_code=201, responses=error_responses(400, 401, 403, 422))
     def add_wallets(
         _auth: Writer,
         body: Annotated[WalletIn | Annotated[list[WalletIn], Field(min_length=1, max_length=MAX_WALLETS_PER_POST)],
@@ -325,13 +265,13 @@ def _wallet_routes(store: Store, read: dict[str, Any], state: State) -> APIRoute
         return WalletsAdded(changed=changed, wallets=[WalletOut(address=a, label=row.label)
                                                       for a, row in rows.items() if row is not None])
 
-    @router.delete("/v1/wallets/{address}", status_code=204, responses=_responses(400, 401, 403, 404, 422))
+    @router.delete("/v1/wallets/{address}", status_code=204, responses=error_responses(400, 401, 403, 404, 422))
     def remove_wallet(_auth: Writer, address: Wallet) -> Response:
         store.remove_wallet(address)
         return Response(status_code=204)
 
     @router.get("/v1/wallets/{address}/health", **read, response_model=HealthOut,
-             responses=_responses(400, 401, 404, 422))
+             responses=error_responses(400, 401, 404, 422))
     def health(address: Wallet) -> Any:
         latest = store.latest_health(address)
         if not latest:
@@ -339,7 +279,7 @@ def _wallet_routes(store: Store, read: dict[str, Any], state: State) -> APIRoute
         # validated once, by the response model
         return health_view(store, address, stale_after_s=state.stale_after_s, latest=latest)
 
-    @router.get("/v1/wallets/{address}/positions", **read, responses=_responses(400, 401, 404, 422))
+    @router.get("/v1/wallets/{address}/positions", **read, responses=error_responses(400, 401, 404, 422))
     def positions(address: Wallet) -> PositionsOut:
         latest = store.latest_health(address)
         if not latest:
@@ -349,14 +289,14 @@ def _wallet_routes(store: Store, read: dict[str, Any], state: State) -> APIRoute
                  "stale": v["stale"], **p} for v in doc["venues"] for p in v["positions"]]
         return PositionsOut(wallet=address, block=doc["block"], positions=rows, freshness=doc["freshness"])
 
-    @router.get("/v1/wallets/{address}/risk", **read, responses=_responses(400, 401, 404, 422))
+    @router.get("/v1/wallets/{address}/risk", **read, responses=error_responses(400, 401, 404, 422))
     def risk(address: Wallet) -> RiskOut:
         doc = risk_view(store, address, stale_after_s=state.stale_after_s)
         if doc is None:
             raise HTTPException(404, f"{address} has no risk result on the current chain yet")
         return RiskOut.model_validate(doc)
 
-    @router.get("/v1/wallets/{address}/history", **read, responses=_responses(400, 401, 404, 422))
+    @router.get("/v1/wallets/{address}/history", **read, responses=error_responses(400, 401, 404, 422))
     def history(
         address: Wallet,
         from_block: Annotated[int | None, Query(alias="from", ge=0, le=MAX_INT,
@@ -406,7 +346,7 @@ def _wallet_routes(store: Store, read: dict[str, Any], state: State) -> APIRoute
                                           "unified_health": unified,
                                           "next_before_block": page[-1].block_number if more and page else None})
 
-    @router.get("/v1/wallets/{address}/alerts", **read, responses=_responses(400, 401, 404, 422))
+    @router.get("/v1/wallets/{address}/alerts", **read, responses=error_responses(400, 401, 404, 422))
     def alerts(address: Wallet, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> AlertsOut:
         return AlertsOut(wallet=address, items=[_alert_out(a) for a in store.list_alerts(address, limit=limit)])
 
@@ -418,12 +358,12 @@ def _market_routes(store: Store, read: dict[str, Any]) -> APIRouter:
     router = APIRouter()
 
     # -- venues and prices ---------------------------------------------------------------------------------
-    @router.get("/v1/venues", **read, responses=_responses(401))
+    @router.get("/v1/venues", **read, responses=error_responses(401))
     def venues() -> list[VenueOut]:
         return [VenueOut(name=v.name, kind=str(v.kind), chain_id=v.chain_id, type=v.config.get("type"))
                 for v in store.list_venues()]
 
-    @router.get("/v1/prices", **read, responses=_responses(401, 422))
+    @router.get("/v1/prices", **read, responses=error_responses(401, 422))
     def prices(chain_id: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None) -> PricesOut:
         now = datetime.now(UTC)
         return PricesOut(items=[
@@ -462,15 +402,15 @@ def _rule_routes(store: Store, read: dict[str, Any]) -> APIRouter:
         try:
             return check_rule(kind, params, assets=store.priced_symbols(), venues=known)
         except ValueError as exc:
-            raise HTTPException(422, _first_error(exc)) from None
+            raise HTTPException(422, _firsterror_response(exc)) from None
 
-    @router.get("/v1/alert-rules", **read, responses=_responses(400, 401, 422))
+    @router.get("/v1/alert-rules", **read, responses=error_responses(400, 401, 422))
     def list_rules(wallet: Annotated[str | None, Query(json_schema_extra=ADDRESS_SCHEMA)] = None) -> list[RuleOut]:
         if wallet is not None:
-            wallet = _address_or_400(wallet)
+            wallet = address_or_400(wallet)
         return [_rule_out(r) for r in store.list_rules(wallet)]
 
-    @router.post("/v1/alert-rules", status_code=201, responses=_responses(400, 401, 403, 422))
+    @router.post("/v1/alert-rules", status_code=201, responses=error_responses(400, 401, 403, 422))
     def add_rule(_auth: Writer, body: RuleIn) -> RuleOut:
         try:
             wallet = parse_address(body.wallet)
@@ -487,11 +427,11 @@ def _rule_routes(store: Store, read: dict[str, Any]) -> APIRouter:
             raise HTTPException(422, f"wallet: {wallet} is not tracked; POST /v1/wallets first") from None
         return _rule_out(rule)
 
-    @router.get("/v1/alert-rules/{rule_id}", **read, responses=_responses(401, 404, 422))
+    @router.get("/v1/alert-rules/{rule_id}", **read, responses=error_responses(401, 404, 422))
     def get_rule(rule_id: RuleId) -> RuleOut:
         return _rule_out(rule_or_404(rule_id))
 
-    @router.patch("/v1/alert-rules/{rule_id}", responses=_responses(400, 401, 403, 404, 422))
+    @router.patch("/v1/alert-rules/{rule_id}", responses=error_responses(400, 401, 403, 404, 422))
     def update_rule(_auth: Writer, rule_id: RuleId, body: RulePatch) -> RuleOut:
         rule = rule_or_404(rule_id)
         params = None
@@ -511,7 +451,7 @@ def _rule_routes(store: Store, read: dict[str, Any]) -> APIRouter:
             raise HTTPException(404, f"no alert rule {rule_id}")
         return _rule_out(updated)
 
-    @router.delete("/v1/alert-rules/{rule_id}", status_code=204, responses=_responses(401, 403, 404, 422))
+    @router.delete("/v1/alert-rules/{rule_id}", status_code=204, responses=error_responses(401, 403, 404, 422))
     def remove_rule(_auth: Writer, rule_id: RuleId) -> Response:
         if not store.remove_rule(rule_id):
             raise HTTPException(404, f"no alert rule {rule_id}")
@@ -527,7 +467,7 @@ def _operation_routes(store: Store, read: dict[str, Any], state: State) -> APIRo
     # -- operations ----------------------------------------------------------------------------------------
     @router.get("/metrics", **read, responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
-        **_responses(401)})
+        **error_responses(401)})
     def metrics_text() -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
@@ -542,7 +482,7 @@ def _operation_routes(store: Store, read: dict[str, Any], state: State) -> APIRo
 
     return router
 
-def _first_error(exc: ValueError) -> str:
+def _firsterror_response(exc: ValueError) -> str:
     """A pydantic validation error in one line."""
     errors = getattr(exc, "errors", None)
     if callable(errors):

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from connectors.errors import InvalidAddressError
 from connectors.types import checksum
@@ -21,6 +36,8 @@ __all__ = [
     "HealthOut",
     "HistoryOut",
     "NetWorthPoint",
+    "PositionOut",
+    "PositionRowOut",
     "PositionsOut",
     "PriceOut",
     "PricesOut",
@@ -73,6 +90,51 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+Number = Annotated[float | int, WithJsonSchema({"type": "number"})]
+"""A number of a document, kept as given: an integer stays one (a ``float`` field would write ``2`` as ``2.0``)."""
+
+
+class _Doc(BaseModel):
+    """A document the product builds as a dict (or stores as JSON), described field by field: serialised with
+    exactly the keys it was given, in the order given (a stored document's, which PostgreSQL's JSONB orders its
+    own way), with any key it does not name kept as given. ``_lead`` names fields written first, given or not."""
+
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
+    _lead: ClassVar[tuple[str, ...]] = ()
+    _given: tuple[str, ...] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_keys(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        doc = handler(data)
+        if isinstance(data, Mapping) and isinstance(doc, _Doc):
+            doc._given = tuple(data)
+        return doc
+
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if self._given is None:
+            return out
+        keys = dict.fromkeys((*self._lead, *self._given))
+        return {k: out[k] for k in keys if k in out}
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """The fields' schema in both modes (the key-keeping serialiser would otherwise describe any object)."""
+        return handler(_without_serializer(schema))
+
+
+def _without_serializer(schema: Any) -> Any:
+    """``schema`` (a model's core schema, maybe wrapped by its validator) less the model's own serialiser."""
+    if not isinstance(schema, dict):
+        return schema
+    plain = {k: v for k, v in schema.items() if not (k == "serialization" and schema.get("type") == "model")}
+    if isinstance(plain.get("schema"), dict) and plain.get("type") != "model":
+        plain["schema"] = _without_serializer(plain["schema"])
+    return plain
+
+
 class ErrorBody(BaseModel):
     """Every 4xx: what is wrong, in words."""
 
@@ -104,6 +166,40 @@ class WalletsAdded(BaseModel):
     wallets: list[WalletOut]
 
 
+class PositionOut(_Doc):
+    """One position of a venue's newest snapshot, valued at the price the venue was read with."""
+
+    asset: str
+    """The token's symbol."""
+    asset_address: str
+    side: str
+    """``collateral``, ``debt``, ``lp`` or ``perp``."""
+    amount: Number
+    """Whole tokens (``amount_raw`` scaled by the token's decimals)."""
+    amount_raw: str
+    """The exact integer the venue holds (token units × 10**decimals)."""
+    price_usd: Number | None
+    value_usd: Number | None
+    is_collateral: bool
+    price_source: str | None
+    """Where the price came from (a venue's oracle, a price source of the chain)."""
+    price_age_s: Number | None
+    """The price's age at the block it was read at."""
+    detail: dict[str, Any] | None = None
+    """The venue's own figures beside the position, as its detail model states them (absent: none stored)."""
+
+
+class PositionRowOut(PositionOut):
+    """A position with the venue reading it belongs to (``GET …/positions``)."""
+
+    venue: str
+    block: int
+    synced_at: str | None
+    """When the sync that read it finished (ISO 8601, UTC)."""
+    age_s: Number | None
+    stale: bool
+
+
 class VenueHealthOut(_Open):
     venue: str
     kind: str
@@ -119,7 +215,7 @@ class VenueHealthOut(_Open):
     """When the sync that read these values finished (ISO 8601, UTC)."""
     age_s: float | None = None
     stale: bool = False
-    positions: list[dict[str, Any]]
+    positions: list[PositionOut]
 
 
 class ChainOut(BaseModel):
@@ -197,18 +293,153 @@ class HealthOut(BaseModel):
 class PositionsOut(BaseModel):
     wallet: str
     block: int | None
-    positions: list[dict[str, Any]]
+    positions: list[PositionRowOut]
     freshness: FreshnessOut | None = None
 
 
-class RiskOut(_Open):
-    """The netting engine's document (see the README's "Risk document"): unified health, margins, net exposure,
-    VaR / ES, first liquidation, liquidation prices and the P&L grid."""
+class MoveOut(_Doc):
+    """The smallest common move of every risky price, in one direction, that liquidates a venue."""
 
+    move: Number | None = None
+    """The move's size (0.25: 25 %); ``null``: no move of that direction liquidates any venue."""
+    venue: str | None = None
+    """The venue it liquidates first."""
+
+
+class LiquidationMoveOut(_Doc):
+    """A move that liquidates a venue: one price to ``price_usd``, or — with ``common_move`` — every risky price
+    of the wallet moving together by ``move``."""
+
+    venue: str | None = None
+    asset: str | None = None
+    factor: str | None = None
+    """The risk factor the engine moved (the underlying the asset's price follows)."""
+    direction: Literal["falls", "rises"] | None = None
+    price_usd: Number | None = None
+    current_price_usd: Number | None = None
+    move: Number | None = None
+    """The relative move (−0.04: a 4 % fall)."""
+    common_move: bool | None = None
+    phrase: str | None = None
+    """The move in words (the headline's)."""
+
+
+class FirstLiquidationsOut(_Doc):
+    """The first venue to liquidate: under a common move of every risky price down and up, and the single-price
+    move nearest today's prices."""
+
+    down: MoveOut | None = None
+    up: MoveOut | None = None
+    moves: list[str] | None = None
+    """The wallet's underlyings ``down`` and ``up`` move together (every non-stable one)."""
+    nearest: LiquidationMoveOut | None = None
+
+
+class LiquidationPriceOut(_Doc):
+    """The price of one underlying, every other price unchanged, at which a venue liquidates."""
+
+    venue: str | None = None
+    asset: str | None = None
+    """The underlying."""
+    token: str | None = None
+    """The venue's token for it."""
+    price_usd: Number | None = None
+    current_price_usd: Number | None = None
+    side: Literal["below", "above"] | None = None
+    """Liquidated when the price goes below (a collateral) or above (a debt, a short) ``price_usd``."""
+
+
+class PegBasisMoveOut(_Doc):
+    """The stress sizes of a peg or basis factor."""
+
+    down: Number | None = None
+    up: Number | None = None
+    basis: str | None = None
+    """Where the sizes come from, in words."""
+
+
+class VarEsOut(_Doc):
+    """Value at risk and expected shortfall (USD, positive: a loss) at one horizon and confidence level."""
+
+    var_usd: Number | None = None
+    """Parametric (the factors' covariance)."""
+    es_usd: Number | None = None
+    historical_var_usd: Number | None = None
+    """Over the factors' history; ``null`` without one."""
+    historical_es_usd: Number | None = None
+    monte_carlo_var_usd: Number | None = None
+    monte_carlo_es_usd: Number | None = None
+
+
+class PnlGridOut(_Doc):
+    """The liquidation-aware P&L over the price × volatility grid: rows ``vol_shifts``, columns
+    ``price_moves``."""
+
+    price_moves: list[Number] | None = None
+    vol_shifts: list[Number] | None = None
+    underlyings: list[str] | None = None
+    """The underlyings moved by each column's move."""
+    moved: str | None = None
+    """The same, in words."""
+    pnl_usd: list[list[Number | None]] | None = None
+    liquidation_loss_usd: list[list[Number | None]] | None = None
+    liquidated: list[list[list[str]]] | None = None
+    """The venues liquidated in each cell."""
+
+
+class RiskSummaryOut(SummaryOut):
+    """The headline (as the health document's), its first liquidation as the risk document states it."""
+
+    unified_health: Number | None
+    first_liquidation: LiquidationMoveOut | None  # type: ignore[assignment]
+
+
+class RiskOut(_Doc):
+    """The netting engine's document (see the README's "Risk document"): unified health, margins, net exposure,
+    VaR / ES, first liquidation, liquidation prices and the P&L grid, with the chain, freshness and headline.
+    A figure absent from a stored document (one from an older version) is left out."""
+
+    _lead = ("wallet", "computed_at", "block", "unified_health")
     wallet: str
     computed_at: str
+    """When the risk result was computed (ISO 8601, UTC)."""
     block: int | None = None
     unified_health: float | None = None
+    """The wallet's equity over its portfolio margin; ``null``: no margin needed (∞)."""
+    equity_usd: Number | None = None
+    portfolio_margin_usd: Number | None = None
+    """The worst liquidation-aware loss over the stress scenarios, every venue's rule applied in each."""
+    maintenance_factor: Number | None = None
+    venue_margins_usd: dict[str, Number | None] | None = None
+    """Each venue's margin on its own (its positions alone through the same scenarios)."""
+    sum_of_venue_margins_usd: Number | None = None
+    netting_benefit_usd: Number | None = None
+    """``sum_of_venue_margins_usd`` less ``portfolio_margin_usd``: what netting across venues saves."""
+    worst_scenario: str | None = None
+    scenario_count: int | None = None
+    first_liquidation: FirstLiquidationsOut | None = None
+    liquidation_prices: list[LiquidationPriceOut] | None = None
+    net_exposure_usd: dict[str, Number | None] | None = None
+    """USD delta per risky factor and per stablecoin."""
+    peg_basis_exposure_usd: dict[str, Number | None] | None = None
+    """USD exposure per peg or basis factor."""
+    scan_ranges: dict[str, Number | None] | None = None
+    """Each risky factor's scan range (the stress move size)."""
+    ewma_vol_daily: dict[str, Number | None] | None = None
+    peg_basis_moves: dict[str, PegBasisMoveOut] | None = None
+    flags: list[str] | None = None
+    """Codes of what the engine had to assume (a default peg size, a missing history…)."""
+    flag_notes: list[str] | None = None
+    """The same, in words."""
+    worst_scenario_label: str | None = None
+    """The worst scenario in words."""
+    var_es: dict[str, dict[str, VarEsOut]] | None = None
+    """Horizon (``1h``, ``1d``, ``7d``) → confidence level (``0.95``…) → VaR and ES."""
+    pnl_grid: PnlGridOut | None = None
+    """``null``: the wallet holds no risky underlying."""
+    chain: ChainOut | None
+    freshness: FreshnessOut | None
+    summary: RiskSummaryOut | None
 
 
 class HistoryItem(BaseModel):

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from aggregator.api.app import Wallet, _responses
+from aggregator.api.deps import Wallet
+from aggregator.api.deps import error_responses as _responses
 from aggregator.api.models import NO_NUL
 from aggregator.venues.whatif import changing_venues, whatif_parts
 from aggregator.whatif import MAX_CHANGES, Change, NoSnapshotError, Scenario, WhatIfError, parse_amount

@@ -10,7 +10,7 @@ trips at one block); off-chain venues are read over HTTP and stamped with their 
 from __future__ import annotations
 
 import importlib
-from typing import Any, cast
+from typing import cast
 
 from aggregator.config import ChainConfig, VenueConfig
 from aggregator.venues.plugin import ChainLink, OffchainVenue, OnchainVenue, VenuePlugin
@@ -23,7 +23,6 @@ __all__ = [
     "ChainLink",
     "OffchainVenue",
     "OnchainVenue",
-    "env_venues",
     "kind_of",
     "open_offchain",
     "open_onchain",
@@ -46,11 +45,6 @@ def plugins() -> tuple[VenuePlugin, ...]:
 def kind_of(venue_type: str) -> Kind:
     """``lending``, ``lp`` or ``perp``: the kind the venue's connector declares."""
     return plugin_of(venue_type).kind
-
-
-def env_venues(chain: str) -> list[dict[str, Any]]:
-    """The ``[[venues]]`` tables the environment configures alone on ``chain`` (no config file)."""
-    return [table for p in plugins() if (table := p.env_venue(chain)) is not None]
 
 
 def open_onchain(cfg: VenueConfig, chain: ChainConfig, rpc: RpcClient, multicall: Multicall) -> OnchainVenue:

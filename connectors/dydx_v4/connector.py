@@ -19,12 +19,9 @@ heights.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import ClassVar, Unpack
 from urllib.parse import quote
-
-import httpx
 
 from connectors.base import Capabilities, RateLimit
 from connectors.dydx_v4.address import parse_account
@@ -33,6 +30,7 @@ from connectors.dydx_v4.deployments import DYDX_MAINNET
 from connectors.dydx_v4.models import DydxMarkets, DydxSnapshot, DydxSubaccount
 from connectors.http import HttpVenueConnector, snapshot_time
 from connectors.ratelimit import RateBudget
+from connectors.transport import TransportArgs, TransportOptions
 
 __all__ = ["DydxConnector"]
 
@@ -47,10 +45,11 @@ class DydxConnector(HttpVenueConnector):
         :class:`devnet.perp_api.PerpApi` in tests).
     subaccount_number:
         The subaccount read for an account given without ``/N``.
-    client, transport, timeout_s, max_retries, backoff_s, max_backoff_s:
-        See :class:`~connectors.http.JsonHttpClient`.
+    options, **transport:
+        Timeout, retries, backoff, client, transport, sleep: a :class:`~connectors.transport.TransportOptions`,
+        its fields as keywords, or both (the keywords win).
     rate_limit, budget:
-        See :class:`~connectors.http.HttpVenueConnector` (default: the indexer's 100 requests per 10 s).
+        See :class:`~connectors.http.HttpVenueConnector`.
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -69,30 +68,14 @@ class DydxConnector(HttpVenueConnector):
         indexer_url: str = DYDX_MAINNET.indexer_url,
         *,
         subaccount_number: int = 0,
-        client: httpx.Client | None = None,
-        transport: httpx.BaseTransport | None = None,
-        timeout_s: float = 10.0,
-        max_retries: int = 3,
-        backoff_s: float = 0.2,
-        max_backoff_s: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
         clock_ms: Callable[[], int] | None = None,
+        options: TransportOptions | None = None,
         rate_limit: RateLimit | None = None,
         budget: RateBudget | None = None,
+        **transport: Unpack[TransportArgs],
     ) -> None:
-        super().__init__(
-            indexer_url,
-            client=client,
-            transport=transport,
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            max_backoff_s=max_backoff_s,
-            sleep=sleep,
-            clock_ms=clock_ms,
-            rate_limit=rate_limit,
-            budget=budget,
-        )
+        super().__init__(indexer_url, options=TransportOptions.of(options, **transport), clock_ms=clock_ms,
+                         rate_limit=rate_limit, budget=budget)
         self.subaccount_number = subaccount_number
 
     def read_markets(self) -> DydxMarkets:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from connectors.errors import (
     CallRevertedError,
@@ -32,6 +32,7 @@ from connectors.errors import (
     TransientError,
 )
 from connectors.evm.rpc import RpcClient, hex_to_int
+from connectors.transport import TransportArgs, TransportOptions
 
 __all__ = ["BreakerState", "ChainMismatchError", "CircuitBreaker", "EndpointStatus", "FailoverRpcClient"]
 
@@ -138,8 +139,9 @@ class FailoverRpcClient(RpcClient):
         The chain every endpoint must serve (checked once per endpoint); ``None`` skips the check.
     failure_threshold, reset_s, max_reset_s:
         The breakers' settings.
-    **kwargs:
-        As for :class:`RpcClient` (``timeout_s``, ``max_retries`` per endpoint, ``transport`` …).
+    options, **transport:
+        Every endpoint's :class:`~connectors.transport.TransportOptions` (``timeout_s``, ``max_retries`` per
+        endpoint, ``transport`` …), its fields as keywords, or both (the keywords win).
     """
 
     def __init__(
@@ -151,15 +153,17 @@ class FailoverRpcClient(RpcClient):
         reset_s: float = 30.0,
         max_reset_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
-        **kwargs: Any,
+        options: TransportOptions | None = None,
+        **transport: Unpack[TransportArgs],
     ) -> None:
         if not urls:
             raise InvalidInputError("a chain needs at least one RPC URL")
-        super().__init__(urls[0], **kwargs)
+        options = TransportOptions.of(options, **transport)
+        super().__init__(urls[0], options=options)
         self.expected_chain_id = chain_id
         self._endpoints: list[_Endpoint] = []
         for url in urls:
-            client = RpcClient(url, **kwargs)
+            client = RpcClient(url, options=options)
             client.stats = self.stats  # one set of counters for the chain, whichever endpoint answered
             self._endpoints.append(_Endpoint(client, CircuitBreaker(failure_threshold, reset_s, max_reset_s, clock)))
         self._served: dict[str, int] = {ep.client.redacted_url: 0 for ep in self._endpoints}

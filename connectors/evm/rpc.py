@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import httpx
 
@@ -41,7 +39,7 @@ from connectors.errors import (
     RpcUnavailableError,
 )
 from connectors.evm.abi import ERROR_SELECTOR, PANIC_SELECTOR, decode_revert_reason
-from connectors.transport import RetryingHttpClient, redact_url, retry_after_s
+from connectors.transport import RetryingHttpClient, TransportArgs, TransportOptions, redact_url, retry_after_s
 from connectors.types import BlockRef
 
 __all__ = [
@@ -231,18 +229,11 @@ class RpcClient(RetryingHttpClient):
     ----------
     url:
         The endpoint; may hold an API key (never shown except as :func:`redact_url`).
-    timeout_s:
-        Per-request timeout in seconds (connect, read, write, pool).
-    max_retries:
-        Retries of a transient fault after the first attempt (0 disables retries).
-    backoff_s:
-        First backoff in seconds; doubles per retry, with jitter in [delay/2, delay], capped at ``max_backoff_s``.
-        A 429's ``Retry-After`` is honoured when it is not longer than ``max_backoff_s`` (else raised at once).
-    client, transport:
-        An existing ``httpx.Client`` (not closed by :meth:`close`) or a transport for a new one
-        (``httpx.MockTransport`` in tests).
-    sleep, rng:
-        Injected for tests.
+    headers:
+        Sent with every request (beside the JSON content type).
+    options, **transport:
+        Timeout, retries, backoff, client, transport, sleep and rng: a
+        :class:`~connectors.transport.TransportOptions`, its fields as keywords, or both (the keywords win).
     """
 
     _url_label: ClassVar[str] = "RPC URL"
@@ -252,29 +243,14 @@ class RpcClient(RetryingHttpClient):
         self,
         url: str,
         *,
-        timeout_s: float = 10.0,
-        max_retries: int = 3,
-        backoff_s: float = 0.2,
-        max_backoff_s: float = 30.0,
-        client: httpx.Client | None = None,
-        transport: httpx.BaseTransport | None = None,
         headers: dict[str, str] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
+        options: TransportOptions | None = None,
+        **transport: Unpack[TransportArgs],
     ) -> None:
-        if max_retries < 0:
-            raise InvalidInputError("max_retries must be >= 0")
         super().__init__(
             url,
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            max_backoff_s=max_backoff_s,
-            client=client,
-            transport=transport,
             headers={"content-type": "application/json", "accept": "application/json", **(headers or {})},
-            sleep=sleep,
-            rng=rng,
+            options=TransportOptions.of(options, **transport),
         )
         self._ids = itertools.count(1)
         self._chain_id: int | None = None

@@ -16,11 +16,8 @@ HTTP ``Date`` header, else (neither present) this machine's clock, and says whic
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
-
-import httpx
+from typing import Any, ClassVar, Unpack
 
 from connectors.base import Capabilities, RateLimit
 from connectors.http import HttpVenueConnector, snapshot_time
@@ -28,6 +25,7 @@ from connectors.hyperliquid.decode import decode_clearinghouse_state, decode_met
 from connectors.hyperliquid.deployments import HYPERLIQUID_MAINNET
 from connectors.hyperliquid.models import HyperliquidAccount, HyperliquidMarket, HyperliquidSnapshot
 from connectors.ratelimit import RateBudget
+from connectors.transport import TransportArgs, TransportOptions
 from connectors.types import checksum
 
 __all__ = ["REQUEST_WEIGHTS", "HyperliquidConnector", "snapshot_time"]
@@ -44,10 +42,9 @@ class HyperliquidConnector(HttpVenueConnector):
     ----------
     base_url:
         The API server (``https://api.hyperliquid.xyz``; a local :class:`devnet.perp_api.PerpApi` in tests).
-    client, transport:
-        An ``httpx.Client`` to share (not closed here) or a transport for a new one (``httpx.MockTransport``).
-    timeout_s, max_retries, backoff_s, max_backoff_s:
-        See :class:`~connectors.http.JsonHttpClient`.
+    options, **transport:
+        Timeout, retries, backoff, client, transport, sleep: a :class:`~connectors.transport.TransportOptions`,
+        its fields as keywords, or both (the keywords win).
     rate_limit, budget:
         See :class:`~connectors.http.HttpVenueConnector`: by default every request (retries included) is charged
         its weight (:data:`REQUEST_WEIGHTS`) to a budget of 1,200 weight per minute.
@@ -70,31 +67,15 @@ class HyperliquidConnector(HttpVenueConnector):
         self,
         base_url: str = HYPERLIQUID_MAINNET.base_url,
         *,
-        client: httpx.Client | None = None,
-        transport: httpx.BaseTransport | None = None,
-        timeout_s: float = 10.0,
-        max_retries: int = 3,
-        backoff_s: float = 0.2,
-        max_backoff_s: float = 30.0,
         dex: str = "",
-        sleep: Callable[[float], None] = time.sleep,
         clock_ms: Callable[[], int] | None = None,
+        options: TransportOptions | None = None,
         rate_limit: RateLimit | None = None,
         budget: RateBudget | None = None,
+        **transport: Unpack[TransportArgs],
     ) -> None:
-        super().__init__(
-            base_url,
-            client=client,
-            transport=transport,
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            max_backoff_s=max_backoff_s,
-            sleep=sleep,
-            clock_ms=clock_ms,
-            rate_limit=rate_limit,
-            budget=budget,
-        )
+        super().__init__(base_url, options=TransportOptions.of(options, **transport), clock_ms=clock_ms,
+                         rate_limit=rate_limit, budget=budget)
         self.dex = dex
 
     @property

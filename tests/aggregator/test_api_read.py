@@ -93,6 +93,17 @@ def test_risk_document(synced: tuple[Store, list[str]], client: httpx.Client) ->
     assert "no risk result" in missing.json()["error"]
 
 
+def test_risk_and_positions_are_described_in_the_openapi_document(client: httpx.Client) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    risk = schemas["RiskOut"]["properties"]
+    assert {"unified_health", "portfolio_margin_usd", "netting_benefit_usd", "first_liquidation",
+            "liquidation_prices", "var_es", "pnl_grid", "chain", "freshness", "summary"} <= set(risk)
+    assert {"down", "up", "moves", "nearest"} <= set(schemas["FirstLiquidationsOut"]["properties"])
+    assert {"pnl_usd", "liquidated"} <= set(schemas["PnlGridOut"]["properties"])
+    row = schemas["PositionRowOut"]["properties"]
+    assert {"venue", "block", "asset", "side", "amount", "amount_raw", "price_usd", "value_usd", "detail"} <= set(row)
+
+
 @pytest.mark.parametrize(("path", "status", "message"), [
     ("/v1/wallets/0x123/health", 400, "address"),
     ("/v1/wallets/not-an-address/positions", 400, "address"),

@@ -24,6 +24,7 @@ from connectors.errors import (
 )
 from connectors.evm.abi import ERROR_SELECTOR, PANIC_SELECTOR
 from connectors.evm.rpc import RpcClient, RpcStats, block_param, redact_url
+from connectors.transport import TransportOptions
 from connectors.types import BlockRef
 
 URL = "https://eth-mainnet.example.com/v2/SECRETKEY?apikey=SECRET2"
@@ -509,3 +510,15 @@ def test_stats_difference_and_reset() -> None:
 def test_negative_retries_refused() -> None:
     with pytest.raises(InvalidInputError):
         RpcClient(URL, max_retries=-1)
+
+
+def test_transport_options_pass_through_as_one_object() -> None:
+    options = TransportOptions(timeout_s=2.0, max_retries=0)
+    with RpcClient(URL, options=options) as client:
+        assert client.options is options
+    with RpcClient(URL, options=options, max_retries=5) as client:  # a keyword replaces the options' field
+        assert client.options == TransportOptions(timeout_s=2.0, max_retries=5)
+    with RpcClient(URL, backoff_s=1.0) as client:
+        assert client.options == TransportOptions(backoff_s=1.0)
+    with pytest.raises(InvalidInputError, match="timeout_s"):
+        TransportOptions(timeout_s=0)

@@ -67,3 +67,15 @@ def test_unknown_and_invalid_addresses(store: Store) -> None:
         with pytest.raises(ValueError, match="not an address"):
             store.get_wallet(bad)
     assert store.add_wallets([]) == 0
+
+
+def test_one_address_rule_a_mixed_case_typo_is_refused(store: Store) -> None:
+    from connectors.types import checksum
+
+    i = max(j for j, c in enumerate(ADDR) if j > 1 and c.isalpha())  # flip the case of one letter
+    typo = ADDR[:i] + ADDR[i].swapcase() + ADDR[i + 1:]
+    assert typo != ADDR
+    assert typo.lower() == ADDR.lower()
+    assert canonical_address(ADDR.lower()) == checksum(ADDR.lower()) == ADDR
+    with pytest.raises(InvalidAddressError, match="checksum"):
+        store.add_wallets([(typo, None)])

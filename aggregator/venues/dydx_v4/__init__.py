@@ -28,11 +28,12 @@ class DydxV4Plugin(PluginBase):
     def open_offchain(self, cfg: VenueConfig) -> OffchainVenue:
         from aggregator.venues.dydx_v4 import sync
         from connectors.dydx_v4.connector import DydxConnector
+        from connectors.transport import TransportOptions
         from connectors.types import checksum
 
         own: DydxV4Config = self.config(cfg)
         budget = self.rate_budget(own, own.base_url)
-        connector = DydxConnector(own.base_url, timeout_s=own.timeout_s, budget=budget)
+        connector = DydxConnector(own.base_url, options=TransportOptions(timeout_s=own.timeout_s), budget=budget)
         accounts = {checksum(wallet): account for wallet, account in own.accounts.items()}
         wallets_by_account = {account.split("/")[0]: wallet for wallet, account in accounts.items()}
 

@@ -24,10 +24,11 @@ class HyperliquidPlugin(PluginBase):
     def open_offchain(self, cfg: VenueConfig) -> OffchainVenue:
         from aggregator.venues.hyperliquid import sync
         from connectors.hyperliquid.connector import HyperliquidConnector
+        from connectors.transport import TransportOptions
 
         own: HyperliquidConfig = self.config(cfg)
         budget = self.rate_budget(own, own.base_url)
-        connector = HyperliquidConnector(own.base_url, timeout_s=own.timeout_s, budget=budget)
+        connector = HyperliquidConnector(own.base_url, options=TransportOptions(timeout_s=own.timeout_s), budget=budget)
         return OffchainVenue(own, read=connector.read_accounts,
                              evaluate=lambda snapshot, block: sync.evaluate(snapshot, own.name, block),
                              close=connector.close, budget=budget)
