@@ -33,9 +33,10 @@ __all__ = [
 
 
 class Detail(BaseModel):
-    """Base of the venues' detail models: frozen, the stored keys the model does not name kept as they were."""
+    """Base of the venues' detail models: frozen, the stored keys the model does not name kept as they were; a
+    field's docstring is its description."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
 
     def stored(self) -> dict[str, Any]:
         """The JSON the venue stores: the fields set when the model was built, in the model's order (integers

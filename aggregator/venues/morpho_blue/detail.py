@@ -167,8 +167,7 @@ class MorphoPositionDetail(Detail):
     health_factor: float | None
     """The wallet's health factor on the market (``None``: no debt)."""
     available_borrow_raw: BigInt
-    """What the wallet may still borrow on the market (its collateral and the market's liquidity allowing), in the
-    loan token's units."""
+    """What the wallet may still borrow (its collateral and the market's liquidity allowing), loan token units."""
     available_borrow: float
     """The same, in whole loan tokens."""
     available_borrow_usd: float
