@@ -7,20 +7,24 @@ venue of :data:`connectors.registry.VENUES`, and on a deliberately incomplete ve
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from aggregator.config import Settings, VenueConfig, venue_config
 from aggregator.venues import kind_of, plugin_of, plugins
+from aggregator.venues.detail import Detail, StoredDetails, parse
 from aggregator.venues.parts import missing_parts
 from aggregator.venues.plugin import PluginBase, VenuePlugin
 from connectors import registry
 from connectors.registry import VENUES, UnknownVenueError, capabilities, venue_module
+from db.rows import PositionSide
 from tests.db import db_testdata as td
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,6 +207,46 @@ def test_the_whatif_part_takes_what_it_declares(venue: str) -> None:
         assert state.symbols() == set()
         assert state.state()["positions"] == []
     assert refused is None or "lacks the detail a what-if replays" in refused
+
+
+def _nested_models(model: type[Detail]) -> Iterator[type[Detail]]:
+    """``model`` and every detail model its fields hold (``X | None``, ``list[X]``, ``dict[str, X]``…)."""
+    yield model
+    for f in model.model_fields.values():
+        todo: list[object] = [f.annotation]
+        while todo:
+            t = todo.pop()
+            if isinstance(t, type) and issubclass(t, Detail):
+                yield from _nested_models(t)
+            todo += typing.get_args(t)
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_the_detail_models_declare_what_the_sync_stores_each_field_documented(venue: str) -> None:
+    """The models of ``STORED`` (which ``tests/aggregator/test_details.py`` checks against a synced devnet): every
+    field has its one-line docstring (units in the name or the text), and a position side is a real one."""
+    stored = importlib.import_module(venue_module("aggregator", venue, "detail")).STORED
+    assert isinstance(stored, StoredDetails)
+    assert set(stored.positions) <= {str(s) for s in PositionSide}
+    models = [*stored.positions.values(), stored.health, *([stored.markets] if stored.markets else [])]
+    for model in {m for top in models for m in _nested_models(top)}:
+        for name, f in model.model_fields.items():
+            assert f.description, (model.__name__, name)
+            assert "\n" not in f.description.strip(), (model.__name__, name)
+
+
+def test_a_detail_names_the_keys_its_model_does_not_declare() -> None:
+    class Inner(Detail):
+        a: int
+        """A."""
+
+    class Outer(Detail):
+        inner: list[Inner]
+        """Inners."""
+
+    detail = parse(Outer, {"inner": [{"a": 1}, {"a": 2, "b": 3}], "c": 4})
+    assert detail.undeclared() == ["c", "inner[1].b"]
+    assert parse(Outer, {"inner": [{"a": 1}]}).undeclared() == []
 
 
 def test_plugins_are_in_registry_order() -> None:

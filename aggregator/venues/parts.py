@@ -14,7 +14,7 @@ import importlib
 import typing
 from types import ModuleType
 
-from aggregator.venues.detail import Detail
+from aggregator.venues.detail import Detail, StoredDetails
 from aggregator.venues.plugin import VenuePlugin
 from connectors import registry
 from connectors.registry import venue_module
@@ -29,7 +29,8 @@ PARTS: tuple[str, ...] = (
     "aggregator/venues/<venue>/risk.py: accounts(snapshot, factor), the venue's lines in the risk book",
     "aggregator/venues/<venue>/keeper.py: KEEPER, the planner's venues from the venue's snapshot, and how the keeper"
     " acts on the venue (target, validate, call, spender_name, health_reads; NoActions where it declares none)",
-    "aggregator/venues/<venue>/detail.py: the typed models of what the venue stores with its positions and health",
+    "aggregator/venues/<venue>/detail.py: the typed models of what the venue stores with its positions, health and"
+    " markets, and STORED, which model describes which (its sync writes through them)",
     "aggregator/venues/<venue>/whatif.py: WHATIF, the what-if part (the changes it takes, how it opens its snapshot)",
 )
 """Every part a venue must have, in words (the README's "Adding a venue" lists the same files)."""
@@ -82,6 +83,8 @@ def missing_parts(venue: str) -> list[str]:
     models = [getattr(detail, n, None) for n in getattr(detail, "__all__", ())] if detail is not None else []
     if detail is not None and not any(isinstance(m, type) and issubclass(m, Detail) for m in models):
         problems.append(f"aggregator/venues/{venue}/detail.py: no Detail model in __all__")
+    if detail is not None and not isinstance(getattr(detail, "STORED", None), StoredDetails):
+        problems.append(f"aggregator/venues/{venue}/detail.py: no STORED (the models of what its sync stores)")
     keeper = _module(venue_module("aggregator", venue, "keeper"), problems)
     if keeper is not None:
         part = getattr(keeper, "KEEPER", None)

@@ -13,12 +13,13 @@ position), < 1 when the venue would liquidate. Perp instruments are stored as of
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
 
+from aggregator.venues.detail import PerpHealthDetail, PerpPositionDetail
 from aggregator.views import PositionView, VenueHealth
 from riskcore.perp import PerpHealth, VenueCheck
 
@@ -33,17 +34,18 @@ def finite_or_none(x: float) -> float | None:
 
 
 def perp_position(
-    venue: str, coin: str, size: Decimal, mark: float, detail: dict[str, object], equity_usd: float
+    venue: str, coin: str, size: Decimal, mark: float, detail: PerpPositionDetail, equity_usd: float
 ) -> PositionView:
-    """One perp position; its detail gains the mark, the notional and the leverage it makes of the account's
-    equity (|notional| ÷ equity: what a trader calls the position's effective leverage)."""
+    """One perp position; its detail (the venue's model, with the venue's own figures) gains the mark, the notional
+    and the leverage it makes of the account's equity (|notional| ÷ equity: what a trader calls the position's
+    effective leverage)."""
     notional = float(size) * mark
-    detail = {**detail, "mark_px": mark, "notional_usd": notional,
-              "effective_leverage": abs(notional) / equity_usd if equity_usd > 0 else None}
+    stored = detail.updated(mark_px=mark, notional_usd=notional,
+                            effective_leverage=abs(notional) / equity_usd if equity_usd > 0 else None).stored()
     return PositionView(
         asset=coin, asset_address=f"{venue}:{coin}", decimals=SIZE_DECIMALS, side="perp",
         amount_raw=int(size.scaleb(SIZE_DECIMALS).to_integral_value()), amount=float(size), price_usd=mark,
-        value_usd=notional, is_collateral=False, market_key=f"{venue}:{coin}", extra=detail,
+        value_usd=notional, is_collateral=False, market_key=f"{venue}:{coin}", extra=stored,
     )
 
 
@@ -57,8 +59,10 @@ def implied_marks(szi: npt.ArrayLike, position_value_usd: npt.ArrayLike) -> list
 
 def perp_health(
     wallet: str, venue: str, health: PerpHealth, check: VenueCheck, positions: Sequence[PositionView],
-    inputs: Mapping[str, float],
+    detail: PerpHealthDetail,
 ) -> VenueHealth:
+    """One account's health; its detail (the venue's model, with the venue's own figures) gains the account's
+    equity, maintenance margin, liquidation prices and the discrepancies with the venue's own figures."""
     equity = float(np.sum(health.equity_usd))
     maintenance = float(np.sum(health.maintenance_usd))
     finite = [h for h in health.health if math.isfinite(h)]
@@ -72,11 +76,10 @@ def perp_health(
         wallet=wallet, venue=venue, kind="perp", health_factor=hf, health_factor_raw=None,
         onchain_health_factor_raw=None, matches_onchain=check.ok, collateral_usd=equity, debt_usd=0.0,
         liquidation_threshold=None, positions=tuple(positions), flags=tuple(flags),
-        extra={
-            "equity_usd": equity,
-            "maintenance_margin_usd": maintenance,
-            "liquidation_price": liq,
-            "discrepancies": [str(d) for d in check.discrepancies],
-            **inputs,
-        },
+        extra=detail.updated(
+            equity_usd=equity,
+            maintenance_margin_usd=maintenance,
+            liquidation_price=liq,
+            discrepancies=[str(d) for d in check.discrepancies],
+        ).stored(),
     )

@@ -5,6 +5,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from aggregator.venues.aave_v3.detail import (
+    AaveBalanceDetail,
+    AaveEModeDetail,
+    AaveHealthDetail,
+    AaveMarketReserveDetail,
+)
 from aggregator.venues.limits import largest_passing
 from aggregator.views import PositionView, PriceView, VenueHealth, VenueReading
 from connectors.aave_v3.decode import decode_reserve_configuration
@@ -14,7 +20,6 @@ from connectors.aave_v3.models import (
     AaveMarket,
     AaveReserve,
     AaveSnapshot,
-    AaveUserReserve,
 )
 from connectors.errors import DecodeError
 from connectors.types import BlockRef
@@ -22,7 +27,7 @@ from riskcore.fixedpoint import ray_div, ray_mul
 from riskcore.units import UINT256_MAX, WAD, bps_to_fraction, from_raw
 from riskcore.venues.aave_v3.health import AaveAccountData, AaveEMode, AaveReserveParams, AaveUserBalance, account_data
 
-__all__ = ["account_state", "evaluate", "market_params", "max_withdraw_raw", "prices", "reserve_state"]
+__all__ = ["emode_detail", "evaluate", "market_params", "max_withdraw_raw", "prices", "reserve_state"]
 
 
 def _base_decimals(market: AaveMarket) -> int:
@@ -84,7 +89,8 @@ def prices(snapshot: AaveSnapshot, source: str) -> tuple[PriceView, ...]:
     return tuple(out)
 
 
-def _reserve_params(r: AaveReserve) -> dict[str, object]:
+def _reserve_fields(r: AaveReserve) -> dict[str, int]:
+    """The reserve's state (:class:`~aggregator.venues.aave_v3.detail.AaveReserveDetail`'s fields)."""
     return {
         "reserve_id": r.reserve_id,
         "decimals": r.decimals,
@@ -92,28 +98,22 @@ def _reserve_params(r: AaveReserve) -> dict[str, object]:
         "reserve_liquidation_threshold_bps": r.liquidation_threshold_bps,
         "reserve_emode_category": r.emode_category,
         "debt_ceiling": decode_reserve_configuration(r.configuration_raw).debt_ceiling,
-        "price_raw": str(r.price_raw),
-        "normalized_income_ray": str(r.normalized_income_ray),
-        "normalized_variable_debt_ray": str(r.normalized_variable_debt_ray),
+        "price_raw": r.price_raw,
+        "normalized_income_ray": r.normalized_income_ray,
+        "normalized_variable_debt_ray": r.normalized_variable_debt_ray,
     }
 
 
-def reserve_state(r: AaveReserve, block: BlockRef) -> dict[str, object]:
-    """The reserve's exact state at the block as plain JSON (integers beyond 2**53 as decimal strings), stamped
-    with the block: what a what-if (``aggregator.whatif``) needs to replay ``supply``/``borrow`` on a reserve the
-    wallet does not hold yet."""
-    return {**_reserve_params(r), "active": r.active, "frozen": r.frozen, "paused": r.paused,
-            "borrowing_enabled": r.borrowing_enabled, "block": block.number, "block_hash": block.hash}
-
-
-def _raw_detail(ur: AaveUserReserve, r: AaveReserve, side: str) -> dict[str, object]:
-    """The wallet's exact balance in the reserve as the protocol holds it: the scaled balance (and, for debt, the
-    stable debt), the reserve's parameters and indexes at the block, the wallet's configuration bits."""
-    if side == "collateral":
-        raw = {"scaled_raw": str(ur.scaled_a_token_balance_raw)}
-    else:
-        raw = {"scaled_raw": str(ur.scaled_variable_debt_raw), "stable_debt_raw": str(ur.stable_debt_raw)}
-    return {**_reserve_params(r), **raw, "usage_as_collateral": ur.usage_as_collateral, "borrowing": ur.borrowing}
+def reserve_state(r: AaveReserve, block: BlockRef, base_decimals: int) -> AaveMarketReserveDetail:
+    """The reserve as the venue stores it in its market state: its parameters and its exact state at the block,
+    stamped with the block — what a what-if (``aggregator.whatif``) needs to replay ``supply``/``borrow`` on a
+    reserve the wallet does not hold yet."""
+    return AaveMarketReserveDetail(
+        symbol=r.symbol, ltv_bps=r.ltv_bps, liquidation_threshold_bps=r.liquidation_threshold_bps,
+        liquidation_bonus_bps=r.liquidation_bonus_bps, emode_category=r.emode_category, base_decimals=base_decimals,
+        **_reserve_fields(r), active=r.active, frozen=r.frozen, paused=r.paused,
+        borrowing_enabled=r.borrowing_enabled, block=block.number, block_hash=block.hash,
+    )
 
 
 def max_withdraw_raw(
@@ -191,12 +191,6 @@ def _positions(
         # The threshold and bonus the protocol applies to this reserve for this wallet (e-mode replaces them).
         src = category if category is not None and r.emode_category == account.emode_category else r
         ltv_bps, _lt = _effective(r, account.emode_category, emodes)
-        detail: dict[str, object] = {
-            "liquidation_threshold_bps": src.liquidation_threshold_bps,
-            "liquidation_bonus_bps": src.liquidation_bonus_bps,
-            "ltv_bps": ltv_bps,
-            "available_borrows_usd": available_usd,
-        }
         price_usd = from_raw(r.price_raw, base)
         unit = 10**r.decimals
         supplied = ray_mul(ur.scaled_a_token_balance_raw, r.normalized_income_ray)
@@ -204,11 +198,19 @@ def _positions(
         for side, amount_raw in (("collateral", supplied), ("debt", debt)):
             if amount_raw == 0:
                 continue
-            extra = dict(detail)
             if side == "collateral":
                 withdrawable = max_withdraw_raw(reserves, balances, account.emode_category, emodes, r, data)
-                extra.update(max_withdraw_raw=str(withdrawable), max_withdraw=from_raw(withdrawable, r.decimals),
-                             max_withdraw_usd=from_raw(withdrawable * r.price_raw // unit, base))
+                own: dict[str, object] = {
+                    "max_withdraw_raw": withdrawable, "max_withdraw": from_raw(withdrawable, r.decimals),
+                    "max_withdraw_usd": from_raw(withdrawable * r.price_raw // unit, base),
+                    "scaled_raw": ur.scaled_a_token_balance_raw}
+            else:
+                own = {"scaled_raw": ur.scaled_variable_debt_raw, "stable_debt_raw": ur.stable_debt_raw}
+            detail = AaveBalanceDetail(
+                liquidation_threshold_bps=src.liquidation_threshold_bps,
+                liquidation_bonus_bps=src.liquidation_bonus_bps, ltv_bps=ltv_bps, available_borrows_usd=available_usd,
+                **own, **_reserve_fields(r), usage_as_collateral=ur.usage_as_collateral, borrowing=ur.borrowing,
+            )
             out.append(
                 PositionView(
                     asset=r.symbol,
@@ -223,26 +225,20 @@ def _positions(
                     and ur.usage_as_collateral
                     and r.liquidation_threshold_bps != 0,
                     market_key=r.asset,
-                    extra={**extra, **_raw_detail(ur, r, side)},
+                    extra=detail.stored(),
                 )
             )
     return out
 
 
-def account_state(account: AaveAccount, categories: dict[int, AaveEModeCategory]) -> dict[str, object]:
-    """The wallet's own protocol state beside its balances: the configuration bitmap and its e-mode category (with
-    the category's parameters, which replace the reserves' own for the reserves in it)."""
+def emode_detail(account: AaveAccount, categories: dict[int, AaveEModeCategory]) -> AaveEModeDetail | None:
+    """The wallet's e-mode category, whose parameters replace the reserves' own for the reserves in it (``None``:
+    the wallet is in none)."""
     category = categories.get(account.emode_category) if account.emode_category else None
-    return {
-        "user_configuration": str(account.user_configuration_raw),
-        "emode_category": account.emode_category,
-        "emode": None if category is None else {
-            "ltv_bps": category.ltv_bps,
-            "liquidation_threshold_bps": category.liquidation_threshold_bps,
-            "liquidation_bonus_bps": category.liquidation_bonus_bps,
-            "price_raw": str(category.price_raw or 0),
-        },
-    }
+    if category is None:
+        return None
+    return AaveEModeDetail(ltv_bps=category.ltv_bps, liquidation_threshold_bps=category.liquidation_threshold_bps,
+                           liquidation_bonus_bps=category.liquidation_bonus_bps, price_raw=category.price_raw or 0)
 
 
 def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
@@ -310,28 +306,19 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
                 ),
                 positions=tuple(positions),
                 flags=tuple(flags),
-                extra={
-                    "base_decimals": base,
-                    **account_state(account, categories),
-                    "available_borrows_usd": from_raw(data.available_borrows_base_raw, base),
-                    "ltv": bps_to_fraction(data.ltv_bps) if data.total_collateral_base_raw else None,
-                    "net_worth_usd": sum(p.value_usd if p.side == "collateral" else -p.value_usd
-                                         for p in positions),
-                },
+                extra=AaveHealthDetail(
+                    base_decimals=base,
+                    user_configuration=account.user_configuration_raw,
+                    emode_category=account.emode_category,
+                    emode=emode_detail(account, categories),
+                    available_borrows_usd=from_raw(data.available_borrows_base_raw, base),
+                    ltv=bps_to_fraction(data.ltv_bps) if data.total_collateral_base_raw else None,
+                    net_worth_usd=sum(p.value_usd if p.side == "collateral" else -p.value_usd for p in positions),
+                ).stored(),
             )
         )
     markets: dict[str, dict[str, object]] = {
-        r.asset: {
-            "symbol": r.symbol,
-            "ltv_bps": r.ltv_bps,
-            "liquidation_threshold_bps": r.liquidation_threshold_bps,
-            "liquidation_bonus_bps": r.liquidation_bonus_bps,
-            "emode_category": r.emode_category,
-            "decimals": r.decimals,
-            "base_decimals": base,
-            **reserve_state(r, snapshot.block),
-        }
-        for r in market.reserves
+        r.asset: reserve_state(r, snapshot.block, base).stored() for r in market.reserves
     }
     return VenueReading(venue=venue, kind="lending", block=snapshot.block, healths=tuple(healths),
                         prices=price_list, markets=markets)

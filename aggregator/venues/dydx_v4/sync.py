@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from aggregator.venues.dydx_v4.detail import DydxAccountDetail, DydxPerpDetail
 from aggregator.venues.perp import finite_or_none, perp_health, perp_position
 from aggregator.views import VenueReading
 from connectors.dydx_v4.models import DydxSnapshot
@@ -31,18 +32,19 @@ def evaluate(
         equity = float(np.sum(health.equity_usd))
         positions = [
             perp_position(venue, p.market, p.size if p.side == "LONG" else -abs(p.size),
-                      float(oracle), {
-                          "entry_px": str(p.entry_price_usd), "side": p.side,
-                          "unrealized_pnl_usd": str(p.unrealized_pnl_usd), "account": sub.account_id,
-                          "liquidation_px": finite_or_none(float(liq.get(p.market, math.nan))),
+                      float(oracle), DydxPerpDetail(
+                          entry_px=str(p.entry_price_usd), side=p.side,
+                          unrealized_pnl_usd=str(p.unrealized_pnl_usd), account=sub.account_id,
+                          liquidation_px=finite_or_none(float(liq.get(p.market, math.nan))),
                           # What the margin rule ran on (a what-if reruns it at another oracle price).
-                          "size": float(fig.size[i]), "mark_usd": float(oracle),
-                          "maintenance_margin_fraction": float(fig.maintenance_margin_fraction[i]),
-                          "initial_margin_fraction": float(fig.initial_margin_fraction[i]),
-                      }, equity)
+                          size=float(fig.size[i]), mark_usd=float(oracle),
+                          maintenance_margin_fraction=float(fig.maintenance_margin_fraction[i]),
+                          initial_margin_fraction=float(fig.initial_margin_fraction[i]),
+                      ), equity)
             for i, (p, oracle) in enumerate(zip(sub.positions, fig.oracle_usd, strict=True))
         ]
         wallet = wallets_by_account.get(sub.address, sub.address)
-        healths.append(perp_health(wallet, venue, health, check_dydx(fig), positions, {"usdc_usd": fig.usdc_usd}))
+        healths.append(perp_health(wallet, venue, health, check_dydx(fig), positions,
+                                   DydxAccountDetail(usdc_usd=fig.usdc_usd)))
     return VenueReading(venue=venue, kind="perp", block=block, healths=tuple(healths),
                         venue_time_ms=snapshot.observed_at_ms)

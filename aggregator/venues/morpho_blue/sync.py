@@ -11,6 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aggregator.venues.limits import largest_passing
+from aggregator.venues.morpho_blue.detail import (
+    MorphoMarketParamsDetail,
+    MorphoMarketPositionDetail,
+    MorphoPositionDetail,
+    MorphoReplayDetail,
+)
 from aggregator.views import PositionView, VenueHealth, VenueReading
 from connectors.errors import DecodeError, OracleError
 from connectors.morpho_blue.models import MorphoMarket, MorphoSnapshot
@@ -43,19 +49,20 @@ def _state(m: MorphoMarket) -> MorphoMarketState:
 
 
 def market_state(m: MorphoMarket, block: BlockRef) -> dict[str, object]:
-    """The market's exact state at the block as plain JSON (integers as decimal strings): the totals accrued to the
-    block's timestamp, the oracle price and the parameters — what a what-if (``aggregator.whatif``) replays
+    """The market's exact state at the block (the fields of
+    :class:`~aggregator.venues.morpho_blue.detail.MorphoMarketStateDetail`): the totals accrued to the block's
+    timestamp, the oracle price and the parameters — what a what-if (``aggregator.whatif``) replays
     ``borrow``/``repay``/``supplyCollateral``… on, stamped with the block."""
     return {
         "market_id": m.market_id,
         "loan_token": m.loan_token, "loan_symbol": m.loan_symbol, "loan_decimals": m.loan_decimals,
         "collateral_token": m.collateral_token, "collateral_symbol": m.collateral_symbol,
         "collateral_decimals": m.collateral_decimals,
-        "lltv_wad": str(m.lltv_wad), "fee_wad": str(m.fee_wad), "price_raw": str(m.price_raw),
-        "total_supply_assets_raw": str(m.accrued_total_supply_assets_raw),
-        "total_supply_shares": str(m.accrued_total_supply_shares),
-        "total_borrow_assets_raw": str(m.accrued_total_borrow_assets_raw),
-        "total_borrow_shares": str(m.accrued_total_borrow_shares),
+        "lltv_wad": m.lltv_wad, "fee_wad": m.fee_wad, "price_raw": m.price_raw,
+        "total_supply_assets_raw": m.accrued_total_supply_assets_raw,
+        "total_supply_shares": m.accrued_total_supply_shares,
+        "total_borrow_assets_raw": m.accrued_total_borrow_assets_raw,
+        "total_borrow_shares": m.accrued_total_borrow_shares,
         "accrued_to": m.accrued_to,
         "block": block.number,
         "block_hash": block.hash,
@@ -82,7 +89,7 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
     healths = []
     for account in snapshot.accounts:
         positions: list[PositionView] = []
-        per_market: list[dict[str, object]] = []
+        per_market: list[MorphoMarketPositionDetail] = []
         collateral_usd = debt_usd = 0.0
         worst_wad: int | None = None
         for pos in account.open_positions:
@@ -99,19 +106,19 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
             common: dict[str, object] = {
                 "market_id": m.market_id, "pair": f"{m.collateral_symbol}/{m.loan_symbol}",
                 "lltv": from_raw(m.lltv_wad, 18), "health_factor": h.health,
-                "available_borrow_raw": str(borrowable), "available_borrow": from_raw(borrowable, loan_dec),
+                "available_borrow_raw": borrowable, "available_borrow": from_raw(borrowable, loan_dec),
                 "available_borrow_usd": from_raw(borrowable, loan_dec) * loan_usd,
-                "market_liquidity_raw": str(liquidity),
+                "market_liquidity_raw": liquidity,
             }
             supply_out = min(pos.supply_assets_raw, liquidity)
-            details: dict[str, dict[str, object]] = {
-                "collateral": {**common, "max_withdraw_raw": str(withdrawable),
-                               "max_withdraw": from_raw(withdrawable, coll_dec),
-                               "max_withdraw_usd": from_raw(withdrawable, coll_dec) * coll_price_usd},
-                "debt": common,
-                "supply": {**common, "max_withdraw_raw": str(supply_out),
-                           "max_withdraw": from_raw(supply_out, loan_dec),
-                           "max_withdraw_usd": from_raw(supply_out, loan_dec) * loan_usd},
+            details = {
+                "collateral": MorphoPositionDetail(
+                    **common, max_withdraw_raw=withdrawable, max_withdraw=from_raw(withdrawable, coll_dec),
+                    max_withdraw_usd=from_raw(withdrawable, coll_dec) * coll_price_usd),
+                "debt": MorphoPositionDetail(**common),
+                "supply": MorphoPositionDetail(
+                    **common, max_withdraw_raw=supply_out, max_withdraw=from_raw(supply_out, loan_dec),
+                    max_withdraw_usd=from_raw(supply_out, loan_dec) * loan_usd),
             }
             coll_usd = from_raw(h.collateral_value_raw, loan_dec) * loan_usd
             borrowed_usd = from_raw(h.borrowed_raw, loan_dec) * loan_usd
@@ -131,28 +138,27 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
                         asset=symbol, asset_address=token, decimals=decimals,
                         side=side,  # type: ignore[arg-type]
                         amount_raw=raw, amount=from_raw(raw, decimals), price_usd=price, value_usd=value,
-                        is_collateral=is_coll, market_key=m.market_id, extra=details[side],
+                        is_collateral=is_coll, market_key=m.market_id, extra=details[side].stored(),
                     ))
-            per_market.append({
-                "market_id": m.market_id,
-                "pair": f"{m.collateral_symbol}/{m.loan_symbol}",
-                "lltv": from_raw(m.lltv_wad, 18),
-                "health_factor": h.health,
-                "health_factor_raw": str(h.health_wad) if h.health_wad is not None else None,
-                "max_borrow_usd": from_raw(h.max_borrow_raw, loan_dec) * loan_usd,
-                "max_borrow_increase_raw": str(h.max_borrow_increase_raw),
-                "liquidation_price": (
+            per_market.append(MorphoMarketPositionDetail(
+                pair=f"{m.collateral_symbol}/{m.loan_symbol}",
+                lltv=from_raw(m.lltv_wad, 18),
+                health_factor=h.health,
+                health_factor_raw=h.health_wad,
+                max_borrow_usd=from_raw(h.max_borrow_raw, loan_dec) * loan_usd,
+                max_borrow_increase_raw=h.max_borrow_increase_raw,
+                liquidation_price=(
                     from_raw(h.liquidation_price_raw, 36 + loan_dec - coll_dec) * loan_usd
                     if h.liquidation_price_raw is not None else None
                 ),
-                "liquidation_incentive_factor": from_raw(h.liquidation_incentive_factor_wad, 18),
-                "loan_usd": loan_usd,
+                liquidation_incentive_factor=from_raw(h.liquidation_incentive_factor_wad, 18),
+                loan_usd=loan_usd,
                 # The position and its market exactly as the protocol holds them at the block.
-                "collateral_raw": str(pos.collateral_raw),
-                "borrow_shares": str(pos.borrow_shares),
-                "supply_shares": str(pos.supply_shares),
+                collateral_raw=pos.collateral_raw,
+                borrow_shares=pos.borrow_shares,
+                supply_shares=pos.supply_shares,
                 **market_state(m, snapshot.block),
-            })
+            ))
         healths.append(VenueHealth(
             wallet=account.wallet, venue=venue, kind="lending",
             health_factor=worst_wad / WAD if worst_wad is not None else None,
@@ -160,12 +166,14 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
             onchain_health_factor_raw=None, matches_onchain=None,
             collateral_usd=collateral_usd, debt_usd=debt_usd, liquidation_threshold=None,
             positions=tuple(positions),
-            extra={"markets": per_market,
-                   "net_worth_usd": sum(-p.value_usd if p.side == "debt" else p.value_usd for p in positions)},
+            extra=MorphoReplayDetail(
+                markets=per_market,
+                net_worth_usd=sum(-p.value_usd if p.side == "debt" else p.value_usd for p in positions),
+            ).stored(),
         ))
     params: dict[str, dict[str, object]] = {
-        m.market_id: {"symbol": f"{m.collateral_symbol}/{m.loan_symbol}", "oracle": m.oracle, "irm": m.irm,
-                      **market_state(m, snapshot.block)}
+        m.market_id: MorphoMarketParamsDetail(symbol=f"{m.collateral_symbol}/{m.loan_symbol}", oracle=m.oracle,
+                                              irm=m.irm, **market_state(m, snapshot.block)).stored()
         for m in snapshot.markets
     }
     return VenueReading(venue=venue, kind="lending", block=snapshot.block, healths=tuple(healths), markets=params)

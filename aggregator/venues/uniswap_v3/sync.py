@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from aggregator.venues.uniswap_v3.detail import UniswapHealthDetail, UniswapLegDetail, UniswapPoolDetail
 from aggregator.views import PositionView, VenueHealth, VenueReading
 from connectors.errors import OracleError
 from connectors.uniswap_v3.models import LpPosition, PoolState, UniswapSnapshot
@@ -90,10 +91,10 @@ def evaluate(snapshot: UniswapSnapshot, venue: str, usd_prices: Mapping[str, flo
                 p.liquidity, pool.sqrt_price_x96 / Q96, get_sqrt_ratio_at_tick(p.tick_lower) / Q96,
                 get_sqrt_ratio_at_tick(p.tick_upper) / Q96, p.token0_decimals, p.token1_decimals, p0, p1,
             )
-            detail = {
+            detail: dict[str, object] = {
                 "token_id": p.token_id, "pool": p.pool, "fee": p.fee,
                 "tick_lower": p.tick_lower, "tick_upper": p.tick_upper, "tick": pool.tick,
-                "in_range": p.tick_lower <= pool.tick < p.tick_upper, "liquidity": str(p.liquidity),
+                "in_range": p.tick_lower <= pool.tick < p.tick_upper, "liquidity": p.liquidity,
                 "gamma00": float(greeks.gamma00), "gamma01": float(greeks.gamma01), "gamma11": float(greeks.gamma11),
                 **range_prices(p, pool.sqrt_price_x96, p0, p1),
             }
@@ -112,18 +113,20 @@ def evaluate(snapshot: UniswapSnapshot, venue: str, usd_prices: Mapping[str, flo
                     asset=symbol, asset_address=token, decimals=decimals, side="lp", amount_raw=total,
                     amount=from_raw(total, decimals), price_usd=price, value_usd=leg_value, is_collateral=False,
                     market_key=p.pool,
-                    extra={**detail, "principal_raw": str(principal), "fees_raw": str(fees), "delta": leg_delta,
-                           "fees": from_raw(fees, decimals), "fees_usd": from_raw(fees, decimals) * price},
+                    extra=UniswapLegDetail(**detail, principal_raw=principal, fees_raw=fees, delta=leg_delta,
+                                           fees=from_raw(fees, decimals),
+                                           fees_usd=from_raw(fees, decimals) * price).stored(),
                 ))
         healths.append(VenueHealth(
             wallet=account.wallet, venue=venue, kind="lp", health_factor=None, health_factor_raw=None,
             onchain_health_factor_raw=None, matches_onchain=None, collateral_usd=value, debt_usd=0.0,
             liquidation_threshold=None, positions=tuple(positions),
-            extra={"value_usd": value, "delta": delta},
+            extra=UniswapHealthDetail(value_usd=value, delta=delta).stored(),
         ))
     markets: dict[str, dict[str, object]] = {
-        pool.address: {"symbol": f"{_symbol(snapshot, pool.token0)}/{_symbol(snapshot, pool.token1)} {pool.fee}",
-                       "fee": pool.fee, "token0": pool.token0, "token1": pool.token1}
+        pool.address: UniswapPoolDetail(
+            symbol=f"{_symbol(snapshot, pool.token0)}/{_symbol(snapshot, pool.token1)} {pool.fee}",
+            fee=pool.fee, token0=pool.token0, token1=pool.token1).stored()
         for pool in snapshot.pools
     }
     return VenueReading(venue=venue, kind="lp", block=snapshot.block, healths=tuple(healths), markets=markets)
