@@ -186,7 +186,8 @@ class JsonHttpClient(RetryingHttpClient):
         """Pay the budget for one attempt of ``name`` (waiting for it, or raising past ``max_backoff_s``)."""
         assert self.budget is not None
         weight = self.budget.limit.weight(name)
-        waited = self.budget.charge(weight, what=f"{name} to {self.redacted_url}", max_wait_s=self.options.max_backoff_s)
+        waited = self.budget.charge(weight, what=f"{name} to {self.redacted_url}",
+                                    max_wait_s=self.options.max_backoff_s)
         self.stats.weight += weight
         self.stats.rate_wait_s += waited
 
