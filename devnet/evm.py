@@ -76,7 +76,8 @@ class RpcError(DevnetError):
 
 
 class RevertedError(DevnetError):
-    """A call or transaction reverted; ``reason`` is the decoded revert reason (Aave: an error code)."""
+    """A call or transaction reverted; ``reason`` is the decoded revert reason (some venues revert with an
+    error code)."""
 
     def __init__(self, what: str, reason: str, data: str | None) -> None:
         super().__init__(f"{what} reverted: {reason}" + (f" (data {data})" if data else ""))
@@ -124,7 +125,7 @@ def send_tx(target: Endpoint, from_: str, to: str | None, data: str, value: int 
 
     ``to=None`` deploys ``data`` as init code. The gas limit is the node's estimate plus 30 % and 50k:
     an exact estimate can run out of gas once mined, e.g. when the estimate ran in the latest block's time
-    but the transaction's block is later, so Aave accrues interest first. The sender's ETH is topped up
+    but the transaction's block is later, so a lending pool accrues interest first. The sender's ETH is topped up
     to ``value`` + 1 ETH if it holds less than ``value`` + 0.01 ETH. Raises :class:`RevertedError` (with
     the decoded reason) when the transaction reverts, whether at gas estimation or once mined.
     """

@@ -55,7 +55,7 @@ def test_a_venue_missing_a_part_is_reported(monkeypatch: pytest.MonkeyPatch) -> 
     assert missing == [f"riskcore/venues/{fake}: missing", f"aggregator/venues/{fake}/sync: missing",
                        f"aggregator/venues/{fake}/risk: missing", f"aggregator/venues/{fake}/detail: missing",
                        f"aggregator/venues/{fake}/keeper: missing",
-                       f"aggregator/venues/{fake}/whatif: missing"], missing
+                       f"aggregator/venues/{fake}/whatif: missing", f"devnet/venues/{fake}: missing"], missing
     # …and a plugin whose config model is another venue's is malformed.
     package.PLUGIN = type("Wrong", (PluginBase,), {"venue_type": fake,  # type: ignore[attr-defined]
                                                    "config_model": plugin_of("aave_v3").config_model})()
@@ -216,28 +216,10 @@ VENUE_MODULES = re.compile(
     r"^(connectors/(?P<a>[a-z0-9_]+)/|riskcore/venues/(?P<b>[a-z0-9_]+)/|aggregator/venues/(?P<c>[a-z0-9_]+)/"
     r"|devnet/venues/(?P<d>[a-z0-9_]+)\.py$|benchmarks/venues/(?P<e>[a-z0-9_]+)\.py$)"
 )
-NOT_YET_CONVERTED = frozenset({
-    # The devnet tooling still names venues (issue 13 is
-    # open): this list may only shrink. A file leaves it when its venue parts move into the venues' own modules;
-    # the test fails when a listed file no longer names a venue (take it off the list).
-    "aggregator/demo.py",
-    "aggregator/devnet_cli.py",
-    "devnet/__init__.py",
-    "devnet/aave.py",
-    "devnet/cache.py",
-    "devnet/chain.py",
-    "devnet/deploy.py",
-    "devnet/evm.py",
-    "devnet/feeds.py",
-    "devnet/install.py",
-    "devnet/models.py",
-    "devnet/morpho.py",
-    "devnet/perp_api.py",
-    "devnet/progress.py",
-    "devnet/seed.py",
-    "devnet/uniswap.py",
-    "devnet/venues.py",
-})
+NOT_YET_CONVERTED: frozenset[str] = frozenset()
+"""Product files that still name a venue while issue 13 converts them: this list may only shrink (it is empty:
+keep it so). A file leaves it when its venue parts move into the venues' own modules; the test fails when a listed
+file no longer names a venue (take it off the list)."""
 
 
 def _naming_venues() -> dict[str, list[str]]:
