@@ -67,7 +67,6 @@ class CachedState:
 
 def cache_key() -> str:
     """16 hex digits identifying the deploy inputs (see the module docstring)."""
-
     digest = hashlib.sha256(f"format={CACHE_FORMAT}".encode())
     parts = [Path(*part.module.split(".")[1:]).with_suffix(".py").as_posix() for part in chain_parts()]
     for name in (*_KEY_FILES, *parts):

@@ -92,7 +92,6 @@ def deploy_venues(info: DevnetInfo) -> tuple[dict[str, str], dict[str, str]]:
     """Deploy every on-chain venue part with a deployer (registry order) with its markets, pools and liquidity
     onto ``info``'s chain (tokens and feeds already there), each seeing what the ones before it deployed; return
     ``(contracts, markets)``."""
-
     contracts: dict[str, str] = {}
     markets: dict[str, str] = {}
     for part in chain_parts():

@@ -60,7 +60,6 @@ def sync_prices(info: DevnetInfo, symbol: str, usd: float | Decimal, answer_raw:
     ``answer_raw``, the 8-decimal answer the feed has or is about to get, stands in for ``symbol``'s), then the
     local venue API's marks if ``devnet.perp_api`` provides ``set_mark(info, symbol, usd)``. Venues missing from
     ``info`` are skipped."""
-
     answers: Mapping[str, int] | None = {symbol: answer_raw} if answer_raw is not None else None
     for part in chain_parts():
         if part.sync_price is not None and part.present(info):

@@ -62,6 +62,7 @@ def ensure_installed(progress: Progress | None = None) -> Path:
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             raise InstallError(f"`{tool}` not found on PATH: the devnet needs Node.js >= 20 and npm")
+    _check_packages()
     with file_lock(VENDOR_DIR / ".install.lock",
                    lambda: stage(progress, "wait", "waiting for another process installing the devnet")):
         _npm_ci(progress)
@@ -70,15 +71,22 @@ def ensure_installed(progress: Progress | None = None) -> Path:
     return DEVNET_DIR
 
 
+def _check_packages() -> None:
+    """Every on-chain venue part's npm packages are dependencies in ``package.json`` (else :class:`InstallError`)."""
+    listed = json.loads((DEVNET_DIR / "package.json").read_text()).get("dependencies", {})
+    for part in chain_parts():
+        missing = [name for name in part.npm_packages if name not in listed]
+        if missing:
+            raise InstallError(f"devnet/package.json lacks {', '.join(missing)}, which the {part.title} part needs")
+
+
 def compiled() -> tuple[str, ...]:
     """The contracts ``compile.js`` builds: Chainlink's, then every venue part's."""
-
     return (*CHAINLINK_COMPILED, *(name for part in chain_parts() for name in part.compiled))
 
 
 def npm_artifacts() -> Mapping[str, str]:
     """Contracts used as their npm packages publish them, by name: path under node_modules (every venue part's)."""
-
     return {name: path for part in chain_parts() for name, path in part.npm_artifacts.items()}
 
 

@@ -18,7 +18,6 @@ positions) in the cached deployment (not a seed wallet: seeding does not touch i
 def mint_tokens(info: DevnetInfo, wallet: str, symbol: str, amount_raw: int) -> None:
     """Give ``wallet`` ``amount_raw`` more of ``symbol`` in one transaction, beyond any faucet's per-mint cap (the
     token market's minter: the wrapped native token from ETH the wallet is given, a test token by its owner)."""
-
     market = token_market().market
     assert market is not None  # token_market() has one
     market.mint(info, wallet, symbol, amount_raw)

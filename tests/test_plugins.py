@@ -205,6 +205,25 @@ def test_the_whatif_part_takes_what_it_declares(venue: str) -> None:
     assert refused is None or "lacks the detail a what-if replays" in refused
 
 
+@pytest.mark.parametrize("venue", VENUES)
+def test_the_devnet_part_is_what_the_connector_declares(venue: str) -> None:
+    """An on-chain venue is deployed on the devnet's chain (its packages installed), an off-chain one answers in
+    the local venue API."""
+    import json
+
+    from devnet.parts import ApiPart, DevnetPart
+    from devnet.venues import part_of
+
+    part = part_of(venue)
+    onchain = capabilities(venue).transport == "evm"
+    assert isinstance(part, DevnetPart if onchain else ApiPart)
+    assert part.venue == venue
+    if isinstance(part, DevnetPart):
+        dependencies = json.loads((ROOT / "devnet" / "package.json").read_text())["dependencies"]
+        assert set(part.npm_packages) <= set(dependencies)
+        assert part.deploy is not None or part.market is not None  # something of it is on the chain
+
+
 def test_plugins_are_in_registry_order() -> None:
     assert tuple(p.venue_type for p in plugins()) == VENUES
 

@@ -475,25 +475,6 @@ PART = DevnetPart(
     seed=_seed,
     banner=lambda info: f"Aave v3 pool {info.contract('aave_v3.pool')}",
     alias="aave",
-    exports=(
-        "MAX_UINT256",
-        "AccountData",
-        "EModeCategory",
-        "RateMode",
-        "account_data",
-        "balance_of",
-        "borrow",
-        "create_emode_category",
-        "decimals",
-        "emode_category",
-        "fund",
-        "liquidate",
-        "repay",
-        "set_emode",
-        "set_use_as_collateral",
-        "supply",
-        "user_emode",
-        "withdraw",
-    ),
+    exports=tuple(name for name in __all__ if name != "PART"),  # devnet.account_data, devnet.fund, ...
 )
 """Aave v3's part of the devnet: the token market, its demo positions, its table."""
