@@ -219,16 +219,23 @@ def is_devnet_config(source: str | Path | None) -> bool:
         return False
 
 
+LOCAL_API_RATE_LIMIT = 1_000_000
+"""Request weight per minute the devnet's config gives its local perp API (the published venues' limits are
+for their public servers; tests and benchmarks read the local one as fast as it answers). Written into the devnet's
+config file as ``rate_limit_per_minute`` of each off-chain venue, so it is never implied for another endpoint."""
+
+
 def devnet_settings(info: devnet.DevnetInfo, base: Settings | None = None) -> Settings:
     """Settings that point xmargin at every venue of ``info``'s devnet, as a user's config file would
     (keeping ``base``'s store and interval): each venue part's ``[[venues]]`` tables, in registry order, for the
     venues the devnet has (its on-chain venues where deployed, the off-chain ones where the local venue API
-    serves)."""
+    serves; the off-chain ones with :data:`LOCAL_API_RATE_LIMIT`)."""
     from devnet.venues import parts
 
     base = base or Settings()
     chain = ChainConfig(name=CHAIN, chain_id=info.chain_id, rpc_url=info.rpc_url, timeout_s=10.0)
-    tables = [table for part in parts() for table in part.venue_tables(info, CHAIN)]
+    tables = [{**table, "rate_limit_per_minute": LOCAL_API_RATE_LIMIT} if part.kind == "api" else table
+              for part in parts() for table in part.venue_tables(info, CHAIN)]
     venues = [venue_config(t) for t in tables]
     return base.model_copy(update={"chains": (chain,), "venues": tuple(venues)})
 

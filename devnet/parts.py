@@ -24,7 +24,6 @@ from typing import Any, Literal, Protocol
 from devnet.models import DevnetInfo
 
 __all__ = [
-    "LOCAL_API_RATE_LIMIT",
     "ApiPart",
     "DeployStage",
     "DevnetPart",
@@ -34,11 +33,6 @@ __all__ = [
     "VenueTables",
     "dec",
 ]
-
-LOCAL_API_RATE_LIMIT = 1_000_000
-"""Request weight per minute an off-chain venue's table gives the local venue API (the published venues' limits are
-for their public servers; tests and benchmarks read the local one as fast as it answers). Written into the devnet's
-config file as ``rate_limit_per_minute``, so it is never implied for another endpoint."""
 
 VenueTables = Callable[[DevnetInfo, str], list[dict[str, object]]]
 """A part's ``[[venues]]`` tables for a running devnet, on the chain named by the second argument (none when the

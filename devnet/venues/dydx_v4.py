@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from connectors.dydx_v4.address import bech32_encode, validate_address
 from connectors.errors import InvalidAddressError
 from devnet.models import DevnetInfo
-from devnet.parts import LOCAL_API_RATE_LIMIT, ApiPart, PerpPosition, VenueApi, dec
+from devnet.parts import ApiPart, PerpPosition, VenueApi, dec
 from devnet.wallets import wallet_address
 
 __all__ = ["PART", "DydxApi", "dydx_address"]
@@ -239,7 +239,7 @@ def _tables(info: DevnetInfo, chain: str) -> list[dict[str, object]]:
         return []
     hedged = wallet_address("hedged")
     return [{"name": "dydx_v4", "type": "dydx_v4", "chain": chain, "base_url": url,
-             "rate_limit_per_minute": LOCAL_API_RATE_LIMIT, "accounts": {hedged: dydx_address("hedged")}}]
+             "accounts": {hedged: dydx_address("hedged")}}]
 
 
 PART = ApiPart(

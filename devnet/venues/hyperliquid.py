@@ -24,7 +24,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from devnet.models import DevnetInfo
-from devnet.parts import LOCAL_API_RATE_LIMIT, ApiPart, PerpPosition, VenueApi, dec
+from devnet.parts import ApiPart, PerpPosition, VenueApi, dec
 from devnet.wallets import wallet_address
 
 __all__ = ["PART", "HyperliquidApi"]
@@ -274,8 +274,7 @@ def _tables(info: DevnetInfo, chain: str) -> list[dict[str, object]]:
     url = info.services.get("perp_api")
     if url is None:
         return []
-    return [{"name": "hyperliquid", "type": "hyperliquid", "chain": chain, "base_url": url,
-             "rate_limit_per_minute": LOCAL_API_RATE_LIMIT}]
+    return [{"name": "hyperliquid", "type": "hyperliquid", "chain": chain, "base_url": url}]
 
 
 PART = ApiPart(
