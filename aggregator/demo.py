@@ -1,6 +1,6 @@
 """``xmargin demo`` / ``make demo``: the main job on embedded defaults.
 
-Boots a private devnet (Aave v3 from Aave's own deploy package), opens the demo positions, tracks the
+Boots a private devnet (every venue from its own published packages), opens the demo positions, tracks the
 demo wallets in the embedded SQLite store, serves the API and the dashboard, then runs sync cycles — moving
 the WETH price along a scripted path between them — and prints every wallet's health as it changes, each
 cycle ending with the dashboard's URL. ``cycles`` stops it (exit 0); without it, it runs until Ctrl-C.
@@ -27,6 +27,7 @@ from aggregator.pipeline import Syncer
 from aggregator.render import check_text, has_exposure, health_style
 from aggregator.views import VenueHealth
 from db.store import Store
+from devnet.venues import chain_parts
 
 __all__ = ["price_path", "run_demo"]
 
@@ -119,7 +120,8 @@ def run_demo(console: Console, cycles: int | None = None, interval_s: float = 2.
 def _cycles(console: Console, info: devnet.DevnetInfo, cycles: int | None, interval_s: float) -> None:
     if not console.is_terminal:
         console.width = max(console.width, 110)  # piped output: room for every venue's column
-    console.print(f"devnet at {info.rpc_url}, chain {info.chain_id}; Aave v3 pool {info.contract('aave_v3.pool')}")
+    banners = "".join(f"; {part.banner(info)}" for part in chain_parts() if part.banner is not None)
+    console.print(f"devnet at {info.rpc_url}, chain {info.chain_id}{banners}")
     with StageDisplay(console) as progress:
         seeded = [w for w in devnet.seed(info, progress) if w.label != "lender"]
     settings = devnet_settings(info, load_settings())

@@ -51,7 +51,8 @@ __all__ = [
     "up",
 ]
 
-VENUE = "aave_v3"
+CHAIN = "devnet"
+"""The name of the devnet's chain in the settings."""
 FEED_DECIMALS = 8
 """The devnet's price feeds' decimals: a price must be at least 1e-8 USD."""
 
@@ -221,35 +222,20 @@ def is_devnet_config(source: str | Path | None) -> bool:
 LOCAL_API_RATE_LIMIT = 1_000_000
 """Request weight per minute the devnet's config gives its local perp API (the published venues' limits are
 for their public servers; tests and benchmarks read the local one as fast as it answers). Written into the devnet's
-config file as ``rate_limit_per_minute``, so it is never implied for another endpoint."""
+config file as ``rate_limit_per_minute`` of each off-chain venue, so it is never implied for another endpoint."""
 
 
 def devnet_settings(info: devnet.DevnetInfo, base: Settings | None = None) -> Settings:
     """Settings that point xmargin at every venue of ``info``'s devnet, as a user's config file would
-    (keeping ``base``'s store and interval): Aave v3, and where deployed Morpho Blue, Uniswap v3 and the
-    local perp API's Hyperliquid and dYdX."""
-    import devnet
-    from devnet.perp_api import dydx_address
+    (keeping ``base``'s store and interval): each venue part's ``[[venues]]`` tables, in registry order, for the
+    venues the devnet has (its on-chain venues where deployed, the off-chain ones where the local venue API
+    serves; the off-chain ones with :data:`LOCAL_API_RATE_LIMIT`)."""
+    from devnet.venues import parts
 
     base = base or Settings()
-    chain = ChainConfig(name="devnet", chain_id=info.chain_id, rpc_url=info.rpc_url, timeout_s=10.0)
-    c = info.contracts
-    tables: list[dict[str, object]] = [{"name": VENUE, "type": "aave_v3", "chain": "devnet",
-                                        "pool_addresses_provider": c["aave_v3.pool_addresses_provider"]}]
-    if "morpho_blue.morpho" in c:
-        markets = tuple(mid for name, mid in sorted(info.markets.items()) if name.startswith("morpho_blue."))
-        tables.append({"name": "morpho_blue", "type": "morpho_blue", "chain": "devnet",
-                       "morpho": c["morpho_blue.morpho"], "markets": markets})
-    if "uniswap_v3.position_manager" in c:
-        tables.append({"name": "uniswap_v3", "type": "uniswap_v3", "chain": "devnet",
-                       "position_manager": c["uniswap_v3.position_manager"], "factory": c["uniswap_v3.factory"]})
-    perp_url = info.services.get("perp_api")
-    if perp_url is not None:
-        hedged = devnet.wallet_address("hedged")
-        tables.append({"name": "hyperliquid", "type": "hyperliquid", "chain": "devnet", "base_url": perp_url,
-                       "rate_limit_per_minute": LOCAL_API_RATE_LIMIT})
-        tables.append({"name": "dydx_v4", "type": "dydx_v4", "chain": "devnet", "base_url": perp_url,
-                       "rate_limit_per_minute": LOCAL_API_RATE_LIMIT, "accounts": {hedged: dydx_address("hedged")}})
+    chain = ChainConfig(name=CHAIN, chain_id=info.chain_id, rpc_url=info.rpc_url, timeout_s=10.0)
+    tables = [{**table, "rate_limit_per_minute": LOCAL_API_RATE_LIMIT} if part.kind == "api" else table
+              for part in parts() for table in part.venue_tables(info, CHAIN)]
     venues = [venue_config(t) for t in tables]
     return base.model_copy(update={"chains": (chain,), "venues": tuple(venues)})
 
@@ -335,9 +321,9 @@ def check_price(usd: float) -> None:
 
 @_user_errors
 def set_price(symbol: str, usd: float) -> str:
-    """Move ``symbol``'s price to ``usd`` on every venue of the running devnet (its Chainlink feed, which Aave's
-    oracle reads, the Morpho oracles, the Uniswap pools and the perp marks); returns the symbol as the devnet
-    names it."""
+    """Move ``symbol``'s price to ``usd`` on every venue of the running devnet (its Chainlink feed, which the
+    token market's oracle reads, every other on-chain venue's oracles and pools, and the perp marks); returns the
+    symbol as the devnet names it."""
     import devnet
 
     check_price(usd)

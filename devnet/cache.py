@@ -8,10 +8,10 @@ Layout under :func:`devnet.paths.cache_root` (outside git)::
 
 Only the :data:`KEEP_ENTRIES` newest entries are kept.
 
-``<key>`` hashes ``package-lock.json``, ``hardhat.config.js``, ``compile.js``, the deploy code
-(``deploy.py``, ``venues.py``, ``morpho.py``, ``uniswap.py``, and ``wallets.py``: the liquidity wallet's address is
-derived there) and :data:`CACHE_FORMAT`, so changing what
-gets deployed (or how) starts a new cache entry. An entry is written to a temporary directory and renamed
+``<key>`` hashes ``package-lock.json``, ``hardhat.config.js``, ``compile.js``, the deploy code (``deploy.py``,
+``parts.py``, ``tokens.py``, ``wallets.py``: the liquidity wallet's address is derived there, and every on-chain
+venue part's module, ``venues/<venue>.py``) and :data:`CACHE_FORMAT`, so changing what gets deployed (or how)
+starts a new cache entry. An entry is written to a temporary directory and renamed
 into place, so readers never see a partial one.
 """
 
@@ -33,6 +33,7 @@ from devnet.install import ensure_installed
 from devnet.node import AttachedNode
 from devnet.paths import DEVNET_DIR, cache_root
 from devnet.progress import Progress, stage
+from devnet.venues import chain_parts
 
 __all__ = ["CACHE_FORMAT", "CachedState", "cache_key", "ensure_state"]
 
@@ -44,9 +45,8 @@ _KEY_FILES = (
     "hardhat.config.js",
     "compile.js",
     "deploy.py",
-    "venues.py",
-    "morpho.py",
-    "uniswap.py",
+    "parts.py",
+    "tokens.py",
     "wallets.py",
 )
 
@@ -68,7 +68,8 @@ class CachedState:
 def cache_key() -> str:
     """16 hex digits identifying the deploy inputs (see the module docstring)."""
     digest = hashlib.sha256(f"format={CACHE_FORMAT}".encode())
-    for name in _KEY_FILES:
+    parts = [Path(*part.module.split(".")[1:]).with_suffix(".py").as_posix() for part in chain_parts()]
+    for name in (*_KEY_FILES, *parts):
         digest.update(name.encode() + b"\0" + (DEVNET_DIR / name).read_bytes())
     return digest.hexdigest()[:16]
 

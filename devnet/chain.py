@@ -40,7 +40,7 @@ from devnet.node import (
     spawn_detached,
 )
 from devnet.paths import ports_file, run_file
-from devnet.perp_api import PerpApi
+from devnet.perp_api import READY_ROUTE, PerpApi
 from devnet.progress import Progress, stage
 
 __all__ = [
@@ -100,7 +100,7 @@ class Devnet:
     """A private devnet: an anvil child process with the deployed state loaded.
 
     >>> with Devnet.launch() as dn:   # doctest: +SKIP
-    ...     pool = dn.info.contracts["aave_v3.pool"]
+    ...     rpc_url = dn.info.rpc_url
     """
 
     def __init__(self) -> None:
@@ -313,7 +313,7 @@ def _spawn_perp_api(log_file: Path, port: int) -> tuple[int, str]:
         if not alive(pid):
             raise DevnetError(f"the perp API exited during startup on port {port} (taken?); see {log_file}")
         try:
-            if httpx.get(f"{url}/v4/perpetualMarkets", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}{READY_ROUTE}", timeout=1.0).status_code == 200:
                 return pid, url
         except httpx.TransportError:
             pass

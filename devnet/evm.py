@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,6 +59,8 @@ _GAS_MONEY = ETHER // 100
 _MAX_GAS = 30_000_000  # anvil's default block gas limit
 _ERROR_SELECTOR = bytes.fromhex("08c379a0")
 _PANIC_SELECTOR = bytes.fromhex("4e487b71")
+_RECEIPT_WAIT_S = 2.0
+"""How long a transaction's receipt is awaited before a block is mined for it."""
 _ids = itertools.count(1)
 _clients: dict[str, httpx.Client] = {}
 
@@ -76,7 +79,8 @@ class RpcError(DevnetError):
 
 
 class RevertedError(DevnetError):
-    """A call or transaction reverted; ``reason`` is the decoded revert reason (Aave: an error code)."""
+    """A call or transaction reverted; ``reason`` is the decoded revert reason (some venues revert with an
+    error code)."""
 
     def __init__(self, what: str, reason: str, data: str | None) -> None:
         super().__init__(f"{what} reverted: {reason}" + (f" (data {data})" if data else ""))
@@ -124,7 +128,7 @@ def send_tx(target: Endpoint, from_: str, to: str | None, data: str, value: int 
 
     ``to=None`` deploys ``data`` as init code. The gas limit is the node's estimate plus 30 % and 50k:
     an exact estimate can run out of gas once mined, e.g. when the estimate ran in the latest block's time
-    but the transaction's block is later, so Aave accrues interest first. The sender's ETH is topped up
+    but the transaction's block is later, so a lending pool accrues interest first. The sender's ETH is topped up
     to ``value`` + 1 ETH if it holds less than ``value`` + 0.01 ETH. Raises :class:`RevertedError` (with
     the decoded reason) when the transaction reverts, whether at gas estimation or once mined.
     """
@@ -199,12 +203,28 @@ def _ensure_eth(target: Endpoint, address: str, value: int) -> None:
 
 
 def _receipt(target: Endpoint, tx_hash: str) -> Receipt:
-    """The receipt of ``tx_hash``, mining a block if the node has not (anvil automines by default)."""
-    for _ in range(2):
+    """The receipt of ``tx_hash``.
+
+    anvil automines, but may answer ``eth_sendTransaction`` a moment before the block is stored (one transaction
+    in seven, seen seeding). So the receipt is polled (0.5 ms, doubling up to 50 ms) for up to
+    :data:`_RECEIPT_WAIT_S` before a block is mined for it (a node that does not automine): mining at once, as
+    this did before, sometimes added an empty block after the automined one, so block numbers differed from run
+    to run.
+    """
+    deadline = time.monotonic() + _RECEIPT_WAIT_S
+    delay = 0.0005
+    while True:
         receipt: Receipt | None = rpc(target, "eth_getTransactionReceipt", [tx_hash])
         if receipt is not None:
             return receipt
-        mine(target)
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    mine(target)
+    receipt = rpc(target, "eth_getTransactionReceipt", [tx_hash])
+    if receipt is not None:
+        return receipt
     raise DevnetError(f"no receipt for {tx_hash} after mining")
 
 

@@ -2,18 +2,18 @@
 
 Three steps, each skipped when the stamp it leaves matches the hash of its inputs:
 
-1. ``npm ci --ignore-scripts`` in ``devnet/`` from the committed ``package-lock.json`` (anvil, Aave's deploy
-   package and artifacts, hardhat, solc-js, Uniswap v3's core and periphery packages with their published
-   artifacts, Morpho Blue's Solidity source). No install script is needed: the anvil binary comes in an
-   optional per-platform package.
+1. ``npm ci --ignore-scripts`` in ``devnet/`` from the committed ``package-lock.json``: anvil, hardhat, solc-js and
+   every on-chain venue part's packages (:attr:`devnet.parts.DevnetPart.npm_packages`: deploy packages, published
+   artifacts, Solidity sources). No install script is needed: the anvil binary comes in an optional per-platform
+   package.
 2. ``npm pack @chainlink/contracts@1.4.0`` (it cannot be ``npm install``-ed offline: a dependency of it is a
    tarball outside the registry), checked against a pinned sha512 and untarred into ``devnet/vendor/``.
-3. ``node compile.js``: solc-js 0.8.19 compiles Chainlink's ``MockV3Aggregator`` and the ``Multicall3``
-   source Chainlink vendors (both MIT), and Morpho Blue's ``Morpho`` with its own ``IrmMock`` and
-   ``OracleMock`` (via-IR, 999,999 optimizer runs, as Morpho deployed; ~15 s) into
-   ``devnet/vendor/build/<Contract>.json``.
+3. ``node compile.js``: solc-js 0.8.19 compiles Chainlink's ``MockV3Aggregator`` and the ``Multicall3`` source
+   Chainlink vendors (both MIT), and every venue part's compile jobs (:attr:`devnet.parts.DevnetPart.compile_jobs`,
+   with the settings ``compile.js`` holds for each) into ``devnet/vendor/build/<Contract>.json``.
 
-Uniswap v3 is not compiled: :func:`artifact` reads the bytecode its npm packages ship (:data:`NPM_ARTIFACTS`).
+A venue part may instead use the bytecode its npm packages publish (:attr:`devnet.parts.DevnetPart.npm_artifacts`);
+:func:`artifact` reads either.
 
 Nothing third-party is committed: all of it lands in gitignored directories. A file lock serialises
 concurrent installers.
@@ -28,28 +28,21 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from devnet._lock import file_lock
 from devnet.paths import BUILD_DIR, DEVNET_DIR, NODE_MODULES, VENDOR_DIR, anvil_bin
 from devnet.progress import Progress, stage
+from devnet.venues import chain_parts
 
-__all__ = ["CHAINLINK_DIR", "COMPILED", "MORPHO_DIR", "NPM_ARTIFACTS", "InstallError", "artifact", "ensure_installed"]
+__all__ = ["CHAINLINK_DIR", "InstallError", "artifact", "compiled", "ensure_installed", "npm_artifacts"]
 
 CHAINLINK_PACKAGE = "@chainlink/contracts@1.4.0"
 CHAINLINK_INTEGRITY = "sha512-SpNCJ0TPOI6pa2l702Wk4WIP8ccw5ARcRP1E/ZTqaFffXNoZeF03WhsVL8f3l3OTRFA9Z40O5KcZzmJmZQkoFA=="
 CHAINLINK_DIR = VENDOR_DIR / "chainlink-contracts-1.4.0"
-MORPHO_DIR = NODE_MODULES / "@morpho-org" / "morpho-blue"
-COMPILED = ("MockV3Aggregator", "Multicall3", "Morpho", "IrmMock", "OracleMock")
-NPM_ARTIFACTS = {
-    "UniswapV3Factory": "@uniswap/v3-core/artifacts/contracts/UniswapV3Factory.sol/UniswapV3Factory.json",
-    "UniswapV3Pool": "@uniswap/v3-core/artifacts/contracts/UniswapV3Pool.sol/UniswapV3Pool.json",
-    "NonfungiblePositionManager": (
-        "@uniswap/v3-periphery/artifacts/contracts/NonfungiblePositionManager.sol/NonfungiblePositionManager.json"
-    ),
-    "SwapRouter": "@uniswap/v3-periphery/artifacts/contracts/SwapRouter.sol/SwapRouter.json",
-}
-"""Contracts whose published artifacts (with bytecode) come in npm packages, by name: path under node_modules."""
+CHAINLINK_COMPILED = ("MockV3Aggregator", "Multicall3")
+"""What ``compile.js``'s ``chainlink`` job builds."""
 _NPM_STAMP = NODE_MODULES / ".xmargin-stamp"
 _BUILD_STAMP = BUILD_DIR / ".xmargin-stamp"
 
@@ -69,6 +62,7 @@ def ensure_installed(progress: Progress | None = None) -> Path:
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             raise InstallError(f"`{tool}` not found on PATH: the devnet needs Node.js >= 20 and npm")
+    _check_packages()
     with file_lock(VENDOR_DIR / ".install.lock",
                    lambda: stage(progress, "wait", "waiting for another process installing the devnet")):
         _npm_ci(progress)
@@ -77,10 +71,30 @@ def ensure_installed(progress: Progress | None = None) -> Path:
     return DEVNET_DIR
 
 
+def _check_packages() -> None:
+    """Every on-chain venue part's npm packages are dependencies in ``package.json`` (else :class:`InstallError`)."""
+    listed = json.loads((DEVNET_DIR / "package.json").read_text()).get("dependencies", {})
+    for part in chain_parts():
+        missing = [name for name in part.npm_packages if name not in listed]
+        if missing:
+            raise InstallError(f"devnet/package.json lacks {', '.join(missing)}, which the {part.title} part needs")
+
+
+def compiled() -> tuple[str, ...]:
+    """The contracts ``compile.js`` builds: Chainlink's, then every venue part's."""
+    return (*CHAINLINK_COMPILED, *(name for part in chain_parts() for name in part.compiled))
+
+
+def npm_artifacts() -> Mapping[str, str]:
+    """Contracts used as their npm packages publish them, by name: path under node_modules (every venue part's)."""
+    return {name: path for part in chain_parts() for name, path in part.npm_artifacts.items()}
+
+
 def artifact(name: str) -> dict[str, object]:
-    """The artifact ``{abi, bytecode, deployedBytecode, ...}`` of one of :data:`COMPILED` (built here) or
-    :data:`NPM_ARTIFACTS` (as published)."""
-    path = NODE_MODULES / NPM_ARTIFACTS[name] if name in NPM_ARTIFACTS else BUILD_DIR / f"{name}.json"
+    """The artifact ``{abi, bytecode, deployedBytecode, ...}`` of one of :func:`compiled` (built here) or
+    :func:`npm_artifacts` (as published)."""
+    published = npm_artifacts()
+    path = NODE_MODULES / published[name] if name in published else BUILD_DIR / f"{name}.json"
     data: dict[str, object] = json.loads(path.read_text())
     return data
 
@@ -91,7 +105,9 @@ def _npm_ci(progress: Progress | None) -> None:
     if anvil_bin().exists() and previous == stamp:
         return
     why = "first run" if previous is None else "package-lock.json changed"
-    with stage(progress, "npm_ci", f"npm ci ({why}): anvil, hardhat, Aave, Uniswap, Morpho, solc-js"):
+
+    venues = ", ".join(part.short for part in chain_parts())
+    with stage(progress, "npm_ci", f"npm ci ({why}): anvil, hardhat, {venues}, solc-js"):
         _run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], DEVNET_DIR)
         if not anvil_bin().exists():
             raise InstallError(f"npm ci finished but the anvil binary is missing at {anvil_bin()}")
@@ -117,11 +133,15 @@ def _vendor_chainlink(progress: Progress | None) -> None:
 def _compile_contracts(progress: Progress | None) -> None:
     script = DEVNET_DIR / "compile.js"
     stamp = _digest(script.read_bytes() + (DEVNET_DIR / "package-lock.json").read_bytes())
-    outputs_present = all((BUILD_DIR / f"{name}.json").exists() for name in COMPILED)
+
+    outputs_present = all((BUILD_DIR / f"{name}.json").exists() for name in compiled())
     if outputs_present and _read(_BUILD_STAMP) == stamp:
         return
-    jobs = [f"chainlink={CHAINLINK_DIR}", f"morpho={MORPHO_DIR}"]
-    with stage(progress, "compile", "compiling Morpho Blue, Chainlink's mock feed and Multicall3 with solc-js"):
+    building = [part for part in chain_parts() if part.compile_jobs]
+    jobs = [f"chainlink={CHAINLINK_DIR}"]
+    jobs += [f"{job}={root}" for part in building for job, root in part.compile_jobs.items()]
+    titles = "".join(f"{part.title}, " for part in building)
+    with stage(progress, "compile", f"compiling {titles}Chainlink's mock feed and Multicall3 with solc-js"):
         _run(["node", str(script), str(BUILD_DIR), *jobs], DEVNET_DIR)
         _BUILD_STAMP.write_text(stamp)
 

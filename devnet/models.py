@@ -12,15 +12,11 @@ __all__ = ["DevnetInfo"]
 class DevnetInfo:
     """A running devnet.
 
-    ``contracts`` maps names to checksummed addresses: ``aave_v3.pool``, ``aave_v3.oracle``,
-    ``aave_v3.pool_addresses_provider``, ``aave_v3.pool_data_provider``, ``aave_v3.pool_configurator``,
-    ``aave_v3.acl_manager``, ``aave_v3.faucet``, ``aave_v3.a_token.<SYM>``,
-    ``aave_v3.variable_debt_token.<SYM>``, ``aave_v3.stable_debt_token.<SYM>``, ``chainlink.<SYM>_USD``,
-    ``multicall3``, ``morpho_blue.morpho``, ``morpho_blue.irm``, ``morpho_blue.oracle.<COLL>_<LOAN>``,
-    ``uniswap_v3.factory``, ``uniswap_v3.position_manager``, ``uniswap_v3.swap_router``,
-    ``uniswap_v3.pool.<SYM0>_<SYM1>_<FEE>`` and a few more. ``tokens`` maps reserve symbols to the
-    underlying token addresses (Morpho's markets and Uniswap's pools use the same tokens). ``markets`` maps
-    market names to ids that are not addresses: ``morpho_blue.<COLL>_<LOAN>`` -> bytes32 market id (hex).
+    ``contracts`` maps names to checksummed addresses: each venue's part names its own contracts after the venue
+    (``<venue>.<name>``, e.g. a pool, an oracle, a per-token contract ``<venue>.<name>.<SYM>``; see
+    ``devnet/venues/<venue>.py``), next to the devnet's own ``chainlink.<SYM>_USD`` feeds and ``multicall3``.
+    ``tokens`` maps the token market's symbols to the token addresses (every venue uses the same tokens).
+    ``markets`` maps market names to ids that are not addresses, ``<venue>.<name>`` -> id (hex).
     """
 
     rpc_url: str
@@ -29,8 +25,8 @@ class DevnetInfo:
     tokens: dict[str, str] = field(default_factory=dict)
     markets: dict[str, str] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)
-    """Off-chain services of the devnet by name, e.g. ``perp_api`` → its base URL (Hyperliquid ``/info`` and
-    the dYdX indexer routes)."""
+    """Off-chain services of the devnet by name, e.g. ``perp_api`` → its base URL (the local venue API: every
+    off-chain venue's routes)."""
 
     def as_json(self, with_markets: bool = False) -> dict[str, Any]:
         """``{"rpc_url", "chain_id", "contracts": {name: address}, "tokens": {symbol: address}}``, plus
@@ -73,7 +69,7 @@ class DevnetInfo:
             raise KeyError(f"no token {symbol!r} on this devnet; known: {sorted(self.tokens)}") from None
 
     def market(self, name: str) -> str:
-        """The id of market ``name`` (e.g. ``morpho_blue.WETH_USDC``); ``KeyError`` lists the known names."""
+        """The id of market ``name`` (``<venue>.<name>``); ``KeyError`` lists the known names."""
         try:
             return self.markets[name]
         except KeyError:

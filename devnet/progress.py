@@ -11,14 +11,15 @@ Stage keys (stable, for code) and what happens (``text``, for people):
 ============== =============================================================================================
 ``npm_ci``      ``npm ci`` in ``devnet/`` (first run, or after ``package-lock.json`` changed)
 ``chainlink``   ``npm pack @chainlink/contracts`` into ``devnet/vendor`` (first run)
-``compile``     solc-js compiles Morpho Blue, Chainlink's mock feed and Multicall3 (first run)
+``compile``     solc-js compiles the venue parts' compile jobs, Chainlink's mock feed and Multicall3 (first run)
 ``wait``        another process holds the install or deploy lock: waiting for it to finish
-``deploy_aave`` Aave v3's own deploy scripts (``hardhat deploy``) on a private anvil (no cached state yet)
-``deploy_feeds``  Chainlink feeds wired into AaveOracle, Multicall3
-``deploy_venues`` Morpho Blue and Uniswap v3 with their markets, pools and liquidity
+(market)        the token market's own deployment on a private anvil (no cached state yet), under the key its
+                part names (:attr:`devnet.parts.TokenMarket.stage`)
+``deploy_feeds``  Chainlink feeds wired into the token market's oracle, Multicall3
+``deploy_venues`` the other on-chain venues with their markets, pools and liquidity
 ``cache``       the deployed chain state dumped into the cache
 ``anvil``       anvil started on the cached state, clock and feeds synced to wall time
-``perp_api``    the local perp API (Hyperliquid / dYdX routes) started
+``perp_api``    the local venue API (every off-chain venue's routes) started
 ``seed``        the demo positions opened (an ``update`` per wallet)
 ============== =============================================================================================
 """

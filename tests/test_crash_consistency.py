@@ -103,13 +103,15 @@ class CrashChain:
 def crash_devnet(n_wallets: int = WALLETS, seed: int = 7) -> Iterator[CrashChain]:
     """A private devnet with ``n_wallets`` wallets holding positions on every on-chain venue, mining a block a
     second."""
-    from benchmarks.bench_sync import setup_wallets  # the benchmark's seeding (not a package: imported lazily)
+    # the benchmark's seeding (not a package: imported lazily)
+    from benchmarks.bench_sync import bench_parts, onchain_config, setup_wallets
 
     t0 = time.perf_counter()
     with devnet.Devnet.launch() as dn:
-        plans, _ = setup_wallets(dn.info, n_wallets - len(SEED_WALLETS), seed)
+        _, venues = onchain_config(devnet_settings(dn.info))
+        wallets, _ = setup_wallets(dn.info, bench_parts(venues), n_wallets - len(SEED_WALLETS), seed)
         rpc(dn.info, "evm_setIntervalMining", [1])  # a live chain: every sync (and every restart) sees a new block
-        yield CrashChain(dn.info, (*SEED_WALLETS, *(p.address for p in plans)), time.perf_counter() - t0)
+        yield CrashChain(dn.info, (*SEED_WALLETS, *wallets), time.perf_counter() - t0)
 
 
 def campaign_settings(chain: CrashChain, batch_size: int = BATCH) -> Settings:

@@ -59,7 +59,7 @@ def test_a_venue_missing_a_part_is_reported(monkeypatch: pytest.MonkeyPatch) -> 
     assert missing == [f"riskcore/venues/{fake}: missing", f"aggregator/venues/{fake}/sync: missing",
                        f"aggregator/venues/{fake}/risk: missing", f"aggregator/venues/{fake}/detail: missing",
                        f"aggregator/venues/{fake}/keeper: missing",
-                       f"aggregator/venues/{fake}/whatif: missing"], missing
+                       f"aggregator/venues/{fake}/whatif: missing", f"devnet/venues/{fake}: missing"], missing
     # …and a plugin whose config model is another venue's is malformed.
     package.PLUGIN = type("Wrong", (PluginBase,), {"venue_type": fake,  # type: ignore[attr-defined]
                                                    "config_model": plugin_of("aave_v3").config_model})()
@@ -249,6 +249,25 @@ def test_a_detail_names_the_keys_its_model_does_not_declare() -> None:
     assert parse(Outer, {"inner": [{"a": 1}]}).undeclared() == []
 
 
+@pytest.mark.parametrize("venue", VENUES)
+def test_the_devnet_part_is_what_the_connector_declares(venue: str) -> None:
+    """An on-chain venue is deployed on the devnet's chain (its packages installed), an off-chain one answers in
+    the local venue API."""
+    import json
+
+    from devnet.parts import ApiPart, DevnetPart
+    from devnet.venues import part_of
+
+    part = part_of(venue)
+    onchain = capabilities(venue).transport == "evm"
+    assert isinstance(part, DevnetPart if onchain else ApiPart)
+    assert part.venue == venue
+    if isinstance(part, DevnetPart):
+        dependencies = json.loads((ROOT / "devnet" / "package.json").read_text())["dependencies"]
+        assert set(part.npm_packages) <= set(dependencies)
+        assert part.deploy is not None or part.market is not None  # something of it is on the chain
+
+
 def test_plugins_are_in_registry_order() -> None:
     assert tuple(p.venue_type for p in plugins()) == VENUES
 
@@ -260,28 +279,10 @@ VENUE_MODULES = re.compile(
     r"^(connectors/(?P<a>[a-z0-9_]+)/|riskcore/venues/(?P<b>[a-z0-9_]+)/|aggregator/venues/(?P<c>[a-z0-9_]+)/"
     r"|devnet/venues/(?P<d>[a-z0-9_]+)\.py$|benchmarks/venues/(?P<e>[a-z0-9_]+)\.py$)"
 )
-NOT_YET_CONVERTED = frozenset({
-    # The devnet tooling still names venues (issue 13 is
-    # open): this list may only shrink. A file leaves it when its venue parts move into the venues' own modules;
-    # the test fails when a listed file no longer names a venue (take it off the list).
-    "aggregator/demo.py",
-    "aggregator/devnet_cli.py",
-    "devnet/__init__.py",
-    "devnet/aave.py",
-    "devnet/cache.py",
-    "devnet/chain.py",
-    "devnet/deploy.py",
-    "devnet/evm.py",
-    "devnet/feeds.py",
-    "devnet/install.py",
-    "devnet/models.py",
-    "devnet/morpho.py",
-    "devnet/perp_api.py",
-    "devnet/progress.py",
-    "devnet/seed.py",
-    "devnet/uniswap.py",
-    "devnet/venues.py",
-})
+NOT_YET_CONVERTED: frozenset[str] = frozenset()
+"""Product files that still name a venue while issue 13 converts them: this list may only shrink (it is empty:
+keep it so). A file leaves it when its venue parts move into the venues' own modules; the test fails when a listed
+file no longer names a venue (take it off the list)."""
 
 
 def _naming_venues() -> dict[str, list[str]]:

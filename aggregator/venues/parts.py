@@ -3,9 +3,9 @@
 A venue is complete when each layer holds its part, in a module named after the venue (see
 :mod:`connectors.registry`): its connector class, its pure rules in riskcore, and its plugin — configuration
 model, how it opens and evaluates a snapshot, its lines in the cross-venue risk book, its keeper and what-if
-parts. :func:`missing_parts`
-lists what is absent or malformed; the completeness test runs it for every registered venue, so a venue that
-lacks a part is a red test, never a venue silently skipped in risk or the sync.
+parts — and its part of the local devnet (found by name, never imported by the product beyond this check).
+:func:`missing_parts` lists what is absent or malformed; the completeness test runs it for every registered venue,
+so a venue that lacks a part is a red test, never a venue silently skipped in risk or the sync.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ PARTS: tuple[str, ...] = (
     "aggregator/venues/<venue>/detail.py: the typed models of what the venue stores with its positions, health and"
     " markets, and STORED, which model describes which (its sync writes through them)",
     "aggregator/venues/<venue>/whatif.py: WHATIF, the what-if part (the changes it takes, how it opens its snapshot)",
+    "devnet/venues/<venue>.py: PART, the venue on the local devnet (on-chain: its deployer and seeding; off-chain: "
+    "its routes in the local venue API)",
 )
 """Every part a venue must have, in words (the README's "Adding a venue" lists the same files)."""
 
@@ -99,6 +101,11 @@ def missing_parts(venue: str) -> list[str]:
     if whatif is not None and not (callable(getattr(wpart, "open", None))
                                    and isinstance(getattr(wpart, "actions", None), tuple)):
         problems.append(f"aggregator/venues/{venue}/whatif.py: no WHATIF with actions and open")
+    devnet = _module(venue_module("devnet", venue), problems)
+    if devnet is not None:
+        dpart = getattr(devnet, "PART", None)
+        if getattr(dpart, "venue", None) != venue or getattr(dpart, "kind", None) not in ("chain", "api"):
+            problems.append(f"devnet/venues/{venue}.py: PART is not the venue's DevnetPart or ApiPart")
     return problems
 
 

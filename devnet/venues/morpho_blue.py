@@ -1,15 +1,20 @@
-"""Morpho Blue on the devnet: deployment (from ``@morpho-org/morpho-blue@1.0.0``'s own source, compiled by
-``compile.js``), actions for arbitrary wallets, and the reads tests compare against.
+"""Morpho Blue on the devnet: its part (:data:`PART`), deployment (from ``@morpho-org/morpho-blue@1.0.0``'s own
+source, compiled by ``compile.js``), actions for arbitrary wallets, and the reads tests compare against. The
+helpers are also ``devnet.morpho``.
 
 Deployed (owner :data:`~devnet.deploy.ADMIN`): ``Morpho``, the package's own ``IrmMock`` (borrow APR =
-utilization), one package ``OracleMock`` per market, and these markets on the Aave test market's own tokens:
+utilization), one package ``OracleMock`` per market, and these markets on the devnet's tokens (the Aave test
+market's own):
 
 =========== ============ ========== ======= =============================================
-market      collateral   loan       LLTV    loan liquidity (supplied by :data:`LIQUIDITY`)
+market      collateral   loan       LLTV    loan liquidity (supplied by :data:`devnet.tokens.LIQUIDITY`)
 =========== ============ ========== ======= =============================================
 WETH_USDC   WETH         USDC       86 %    5,000,000 USDC
 WETH_DAI    WETH         DAI        91.5 %  5,000,000 DAI
 =========== ============ ========== ======= =============================================
+
+The seed's ``hedged`` wallet holds :data:`HEDGED` (10 WETH collateral, 20,000 USDC borrowed on ``WETH_USDC``:
+health 1.72).
 
 Names in :class:`~devnet.models.DevnetInfo`: ``contracts["morpho_blue.morpho"]``,
 ``contracts["morpho_blue.irm"]``, ``contracts["morpho_blue.oracle.<COLL>_<LOAN>"]``, and the market ids
@@ -20,7 +25,7 @@ token, scaled by 1e36 (so ``usd_coll / usd_loan * 10**(36 + loan_decimals - coll
 :func:`devnet.feeds.set_price` keeps every oracle equal to :func:`chainlink_price` of its two tokens.
 
 Amounts are raw token integers. Actions approve Morpho for what they pull; the wallet must hold the tokens
-(see :func:`devnet.aave.fund`). A revert raises :class:`devnet.evm.RevertedError` whose ``reason`` is
+(see :func:`devnet.tokens.mint_tokens`). A revert raises :class:`devnet.evm.RevertedError` whose ``reason`` is
 Morpho's error string (``"insufficient collateral"``, ``"position is healthy"``, ...).
 """
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from eth_abi.abi import encode
 from eth_hash.auto import keccak
@@ -37,10 +43,15 @@ from devnet.deploy import ADMIN
 from devnet.evm import Receipt, deploy_contract, eth_call, transact
 from devnet.install import artifact
 from devnet.models import DevnetInfo
+from devnet.parts import DevnetPart
+from devnet.paths import NODE_MODULES
+from devnet.tokens import mint_tokens
 
 __all__ = [
+    "HEDGED",
     "MARKETS",
     "ORACLE_PRICE_SCALE",
+    "PART",
     "MarketParams",
     "MarketState",
     "Position",
@@ -361,8 +372,6 @@ def deploy(info: DevnetInfo, liquidity: str) -> tuple[dict[str, str], dict[str, 
     """Deploy Morpho, its IRM and one oracle per :data:`MARKETS` entry onto ``info``'s chain (which must
     have the Aave tokens and Chainlink feeds), create the markets and have ``liquidity`` supply their
     loan tokens. Returns ``(contracts, markets)`` to merge into the devnet's info."""
-    from devnet.venues import mint_tokens  # venues imports this module
-
     morpho = deploy_contract(info, ADMIN, str(artifact("Morpho")["bytecode"]), ["address"], [ADMIN])
     irm = deploy_contract(info, ADMIN, str(artifact("IrmMock")["bytecode"]))
     transact(info, ADMIN, morpho, "enableIrm(address)", irm)
@@ -416,3 +425,48 @@ def _to_assets_up(shares: int, total_assets: int, total_shares: int) -> int:
     numerator = shares * (total_assets + VIRTUAL_ASSETS)
     denominator = total_shares + VIRTUAL_SHARES
     return (numerator + denominator - 1) // denominator
+
+
+# ------------------------------------------------------------------------------------------------- part
+HEDGED = ("WETH_USDC", 10, 20_000)
+"""The seed's ``hedged`` wallet here: (market, WETH collateral, USDC borrowed), whole tokens."""
+
+
+def _seed(info: DevnetInfo, label: str, wallet: str) -> None:
+    if label != "hedged":
+        return
+    market, collateral_weth, borrow_usdc = HEDGED
+    collateral = collateral_weth * 10 ** _decimals(info, "WETH")
+    mint_tokens(info, wallet, "WETH", collateral)
+    supply_collateral(info, wallet, market, collateral)
+    borrow(info, wallet, market, borrow_usdc * 10 ** _decimals(info, "USDC"))
+
+
+def _tables(info: DevnetInfo, chain: str) -> list[dict[str, object]]:
+    if f"{PREFIX}.morpho" not in info.contracts:
+        return []
+    markets = tuple(mid for name, mid in sorted(info.markets.items()) if name.startswith(f"{PREFIX}."))
+    return [{"name": PREFIX, "type": PREFIX, "chain": chain, "morpho": info.contract(f"{PREFIX}.morpho"),
+             "markets": markets}]
+
+
+def _sync_price(info: DevnetInfo, symbol: str, answers: Mapping[str, int] | None) -> list[str]:
+    return sync_oracles(info, symbol, answers)
+
+
+PART = DevnetPart(
+    venue=PREFIX,
+    title="Morpho Blue",
+    short="Morpho",
+    module=__name__,
+    present=lambda info: f"{PREFIX}.morpho" in info.contracts,
+    venue_tables=_tables,
+    npm_packages=("@morpho-org/morpho-blue",),
+    compile_jobs=MappingProxyType({"morpho": NODE_MODULES / "@morpho-org" / "morpho-blue"}),
+    compiled=("Morpho", "IrmMock", "OracleMock"),
+    deploy=deploy,
+    sync_price=_sync_price,
+    seed=_seed,
+    alias="morpho",
+)
+"""Morpho Blue's part of the devnet: its markets and liquidity, the hedged wallet's position, its table."""

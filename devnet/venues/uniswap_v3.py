@@ -1,17 +1,21 @@
-"""Uniswap v3 on the devnet: deployment from the bytecode Uniswap's npm packages ship
-(``@uniswap/v3-core@1.0.1``, ``@uniswap/v3-periphery@1.4.4``; nothing compiled), LP positions and swaps for
-arbitrary wallets, and the reads tests compare against.
+"""Uniswap v3 on the devnet: its part (:data:`PART`), deployment from the bytecode Uniswap's npm packages ship
+(``@uniswap/v3-core@1.0.1``, ``@uniswap/v3-periphery@1.4.4``; nothing compiled, :data:`NPM_ARTIFACTS`), LP
+positions and swaps for arbitrary wallets, and the reads tests compare against. The helpers are also
+``devnet.uniswap``.
 
 Deployed: ``UniswapV3Factory``, ``NonfungiblePositionManager`` (WETH9 = the Aave test market's WETH; no
 token descriptor, so ``tokenURI`` does not work) and ``SwapRouter``, and these pools on the Aave test
 market's own tokens, initialised at the Chainlink prices:
 
 =============== ===== ============ ================================================================
-pool            fee   tick spacing liquidity (minted by :data:`devnet.venues.LIQUIDITY`)
+pool            fee   tick spacing liquidity (minted by :data:`devnet.tokens.LIQUIDITY`)
 =============== ===== ============ ================================================================
 WETH_USDC_500   0.05% 10           full range 1,000 WETH + 4M USDC; ±10 %: 300 WETH; ±2 %: 100 WETH
 WETH_DAI_3000   0.3%  60           full range 1,000 WETH + 4M DAI; ±10 %: 300 WETH; ±2 %: 100 WETH
 =============== ===== ============ ================================================================
+
+The seed's ``hedged`` wallet holds one LP position on ``WETH_USDC_500`` of up to 5 WETH + 20,000 USDC (paid from
+its borrows) over WETH ±15 % around the feed price (:data:`HEDGED`).
 
 Names in :class:`~devnet.models.DevnetInfo`: ``contracts["uniswap_v3.factory"]``,
 ``contracts["uniswap_v3.position_manager"]``, ``contracts["uniswap_v3.swap_router"]``,
@@ -32,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 from math import isqrt
+from types import MappingProxyType
 
 from eth_abi.abi import decode
 from eth_hash.auto import keccak
@@ -41,12 +46,17 @@ from devnet.deploy import ADMIN
 from devnet.evm import Receipt, deploy_contract, eth_call, transact
 from devnet.install import artifact
 from devnet.models import DevnetInfo
+from devnet.parts import DevnetPart
+from devnet.tokens import mint_tokens
 from devnet.wallets import wallet_address
 
 __all__ = [
     "ARBITRAGEUR",
+    "HEDGED",
     "MAX_TICK",
     "MIN_TICK",
+    "NPM_ARTIFACTS",
+    "PART",
     "POOLS",
     "LpPosition",
     "PoolState",
@@ -69,6 +79,15 @@ __all__ = [
 ]
 
 PREFIX = "uniswap_v3"
+NPM_ARTIFACTS = MappingProxyType({
+    "UniswapV3Factory": "@uniswap/v3-core/artifacts/contracts/UniswapV3Factory.sol/UniswapV3Factory.json",
+    "UniswapV3Pool": "@uniswap/v3-core/artifacts/contracts/UniswapV3Pool.sol/UniswapV3Pool.json",
+    "NonfungiblePositionManager": (
+        "@uniswap/v3-periphery/artifacts/contracts/NonfungiblePositionManager.sol/NonfungiblePositionManager.json"
+    ),
+    "SwapRouter": "@uniswap/v3-periphery/artifacts/contracts/SwapRouter.sol/SwapRouter.json",
+})
+"""The contracts deployed as Uniswap's npm packages publish them (with bytecode): name -> path under node_modules."""
 MIN_TICK = -887272
 MAX_TICK = 887272
 MIN_SQRT_RATIO = 4295128739
@@ -412,8 +431,6 @@ def deploy(info: DevnetInfo, liquidity: str) -> dict[str, str]:
     """Deploy the factory, position manager and router onto ``info``'s chain (which must have the Aave
     tokens and Chainlink feeds), create :data:`POOLS` at the Chainlink prices, and have ``liquidity`` mint
     the positions of the module docstring. Returns the contracts to merge into the devnet's info."""
-    from devnet.venues import mint_tokens  # venues imports this module
-
     weth = info.token("WETH")
     factory = deploy_contract(info, ADMIN, str(artifact("UniswapV3Factory")["bytecode"]))
     manager = deploy_contract(
@@ -479,8 +496,6 @@ def _sqrt_price_for_answers(tokens: PoolTokens, base_answer: int, quote_answer: 
 
 
 def _top_up_arbitrageur(info: DevnetInfo, symbol: str) -> None:
-    from devnet.venues import mint_tokens  # venues imports this module
-
     unit = 10 ** _decimals(info, symbol)
     if _balance(info, info.token(symbol), ARBITRAGEUR) < _ARB_FLOOR_TOKENS * unit:
         mint_tokens(info, ARBITRAGEUR, symbol, _ARB_TOPUP_TOKENS * unit)
@@ -514,3 +529,56 @@ def _symbol(info: DevnetInfo, token: str) -> str:
         if address.lower() == token.lower():
             return symbol
     raise KeyError(f"token {token} is not one of the devnet's {sorted(info.tokens)}")
+
+
+# ------------------------------------------------------------------------------------------------- part
+HEDGED = ("WETH_USDC_500", 5, 20_000, Decimal("0.15"))
+"""The seed's ``hedged`` wallet here: (pool, up to WETH, up to USDC, band): an LP range of the WETH feed price
+×(1 ± band)."""
+
+
+def _seed(info: DevnetInfo, label: str, wallet: str) -> None:
+    from devnet.feeds import latest_round  # feeds imports this module lazily too
+
+    if label != "hedged":
+        return
+    pool, weth_tokens, usdc_tokens, band = HEDGED
+    weth, usdc = weth_tokens * 10 ** _decimals(info, "WETH"), usdc_tokens * 10 ** _decimals(info, "USDC")
+    mint_tokens(info, wallet, "WETH", weth)
+    usd = latest_round(info, "WETH").price_usd
+    lower, upper = ticks_for_usd_range(info, pool, usd * (1 - band), usd * (1 + band))
+    amounts = (weth, usdc) if pool_tokens(info, pool).base_is_token0 else (usdc, weth)
+    mint_position(info, wallet, pool, lower, upper, *amounts)
+
+
+def _tables(info: DevnetInfo, chain: str) -> list[dict[str, object]]:
+    if f"{PREFIX}.position_manager" not in info.contracts:
+        return []
+    return [{"name": PREFIX, "type": PREFIX, "chain": chain,
+             "position_manager": info.contract(f"{PREFIX}.position_manager"),
+             "factory": info.contract(f"{PREFIX}.factory")}]
+
+
+def _deploy(info: DevnetInfo, liquidity: str) -> tuple[dict[str, str], dict[str, str]]:
+    return deploy(info, liquidity), {}
+
+
+def _sync_price(info: DevnetInfo, symbol: str, answers: Mapping[str, int] | None) -> list[str]:
+    return sync_pools(info, symbol, answers)
+
+
+PART = DevnetPart(
+    venue=PREFIX,
+    title="Uniswap v3",
+    short="Uniswap",
+    module=__name__,
+    present=lambda info: f"{PREFIX}.factory" in info.contracts,
+    venue_tables=_tables,
+    npm_packages=("@uniswap/v3-core", "@uniswap/v3-periphery"),
+    npm_artifacts=NPM_ARTIFACTS,
+    deploy=_deploy,
+    sync_price=_sync_price,
+    seed=_seed,
+    alias="uniswap",
+)
+"""Uniswap v3's part of the devnet: its pools and liquidity, the hedged wallet's range, its table."""
