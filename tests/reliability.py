@@ -79,6 +79,7 @@ __all__ = [
     "Scenario",
     "ScenarioResult",
     "StoredSnapshot",
+    "lab_on",
     "launch_lab",
     "run_scenario",
     "store_problems",
@@ -265,12 +266,18 @@ class Lab:
             perp_api.set_mark(self.info, "WETH", mark)
 
 
+def lab_on(info: devnet.DevnetInfo, workdir: Path) -> Lab:
+    """A running devnet, seeded (here unless it is already), as a :class:`Lab` (the seeded wallets but the lender
+    are tracked)."""
+    wallets = {w.address: w.label for w in devnet.seed(info) if w.label != "lender"}
+    return Lab(info, wallets, workdir)
+
+
 @contextlib.contextmanager
 def launch_lab(workdir: Path) -> Iterator[Lab]:
-    """A private devnet, seeded, as a :class:`Lab` (the seeded wallets but the lender are tracked)."""
+    """A private devnet, seeded, as a :class:`Lab`."""
     with devnet.Devnet.launch() as dn:
-        wallets = {w.address: w.label for w in devnet.seed(dn.info) if w.label != "lender"}
-        yield Lab(dn.info, wallets, workdir)
+        yield lab_on(dn.info, workdir)
 
 
 # --- results ------------------------------------------------------------------------------------------------------

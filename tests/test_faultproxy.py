@@ -33,17 +33,11 @@ CHAIN_ID = 31337
 # --- fixtures and helpers -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def launched() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        yield dn.info
-
-
 @pytest.fixture
-def chain(launched: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
-    snap = devnet.snapshot(launched)
-    yield launched
-    devnet.revert(launched, snap)
+def chain(fresh_devnet: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
+    snap = devnet.snapshot(fresh_devnet)
+    yield fresh_devnet
+    devnet.revert(fresh_devnet, snap)
 
 
 @pytest.fixture
