@@ -1,4 +1,5 @@
-"""Suite-wide fixtures: an isolated XMARGIN_HOME per test session, and an empty database on each backend.
+"""Suite-wide fixtures: an isolated XMARGIN_HOME per test session, an empty database on each backend, and one
+devnet per test process shared by the modules that need no private chain.
 
 PostgreSQL: ``$XMARGIN_TEST_PG_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Each test
 gets its own freshly created schema (selected through ``search_path`` in the connection options) that is
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+
+import devnet
+from tests.shared_devnet import SharedDevnet
 
 # Timing tests scale their injected delays and deadlines together (tests/timing.py): twice the patience by
 # default, so a loaded machine or xdist workers sharing the cores do not turn them red.
@@ -106,3 +110,24 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'xmargin.db'}"
     else:
         yield from pg_schema_url()
+
+
+@pytest.fixture(scope="session")
+def shared_devnet() -> Iterator[SharedDevnet]:
+    """This process's devnet (one per xdist worker), started when a module first asks for it
+    (see tests/shared_devnet.py)."""
+    shared = SharedDevnet()
+    yield shared
+    shared.close()
+
+
+@pytest.fixture(scope="module")
+def fresh_devnet(shared_devnet: SharedDevnet) -> devnet.DevnetInfo:
+    """The shared devnet as a private launch leaves it (reverted at the module's start): nothing seeded."""
+    return shared_devnet.fresh()
+
+
+@pytest.fixture(scope="module")
+def seeded_devnet(shared_devnet: SharedDevnet) -> devnet.DevnetInfo:
+    """The shared devnet as a private launch and :func:`devnet.seed` leave it (reverted at the module's start)."""
+    return shared_devnet.seeded()

@@ -79,6 +79,7 @@ __all__ = [
     "Scenario",
     "ScenarioResult",
     "StoredSnapshot",
+    "lab_on",
     "launch_lab",
     "run_scenario",
     "store_problems",
@@ -265,12 +266,18 @@ class Lab:
             perp_api.set_mark(self.info, "WETH", mark)
 
 
+def lab_on(info: devnet.DevnetInfo, workdir: Path) -> Lab:
+    """A running devnet, seeded (here unless it is already), as a :class:`Lab` (the seeded wallets but the lender
+    are tracked)."""
+    wallets = {w.address: w.label for w in devnet.seed(info) if w.label != "lender"}
+    return Lab(info, wallets, workdir)
+
+
 @contextlib.contextmanager
 def launch_lab(workdir: Path) -> Iterator[Lab]:
-    """A private devnet, seeded, as a :class:`Lab` (the seeded wallets but the lender are tracked)."""
+    """A private devnet, seeded, as a :class:`Lab`."""
     with devnet.Devnet.launch() as dn:
-        wallets = {w.address: w.label for w in devnet.seed(dn.info) if w.label != "lender"}
-        yield Lab(dn.info, wallets, workdir)
+        yield lab_on(dn.info, workdir)
 
 
 # --- results ------------------------------------------------------------------------------------------------------
@@ -778,7 +785,8 @@ def _failover_truncated(lab: Lab, seed: int) -> ScenarioResult:
 
 
 def _all_endpoints_down(lab: Lab, seed: int) -> ScenarioResult:
-    with trial(lab, "all_endpoints_down", seed, fallback=True, max_retries=1, breaker_reset_s=0.5) as t:
+    reset_s = scaled(0.5)  # the open breakers' wait: longer than the checks below take, on a loaded machine too
+    with trial(lab, "all_endpoints_down", seed, fallback=True, max_retries=1, breaker_reset_s=reset_s) as t:
         t.warm_up()
         assert t.fallback is not None
         served = {a: [(v.venue, v.snapshot_id) for v in t.store.latest_health(a)] for a in lab.wallets}
@@ -802,7 +810,7 @@ def _all_endpoints_down(lab: Lab, seed: int) -> ScenarioResult:
         during = t.endpoints()
         t.check("both circuit breakers opened", all(e["state"] == "open" for e in during))
         t.clear_faults()
-        time.sleep(0.6)  # past breaker_reset_s: half-open, one trial request each
+        time.sleep(1.2 * reset_s)  # past breaker_reset_s: half-open, one trial request each
         recovered = t.sync()
         t.check("the sync after recovery ok", recovered.ok)
         t.check("breakers closed again", t.endpoints()[0]["state"] == "closed")

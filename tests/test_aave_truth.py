@@ -11,7 +11,6 @@ the same block): health factor, collateral, debt and threshold must be equal as 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -39,10 +38,8 @@ SEED = 20261121
 
 
 @pytest.fixture(scope="module")
-def chain() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)  # the seed's lender provides liquidity
-        yield dn.info
+def chain(seeded_devnet: devnet.DevnetInfo) -> devnet.DevnetInfo:
+    return seeded_devnet  # the seed's lender provides liquidity
 
 
 def _prices(info: devnet.DevnetInfo) -> dict[str, float]:

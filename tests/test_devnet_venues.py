@@ -14,7 +14,7 @@ import pytest
 from eth_utils.address import is_checksum_address
 
 import devnet
-from devnet import Devnet, DevnetInfo, RevertedError, morpho, uniswap
+from devnet import DevnetInfo, RevertedError, morpho, uniswap
 
 pytestmark = pytest.mark.chain
 
@@ -23,18 +23,12 @@ USDC = 10**6
 WETH = 10**18
 
 
-@pytest.fixture(scope="module")
-def launched() -> Iterator[Devnet]:
-    with Devnet.launch() as dn:
-        yield dn
-
-
 @pytest.fixture
-def chain(launched: Devnet) -> Iterator[DevnetInfo]:
-    """The module's devnet, reverted to its state before the test afterwards."""
-    snap = devnet.snapshot(launched.info)
-    yield launched.info
-    devnet.revert(launched.info, snap)
+def chain(fresh_devnet: DevnetInfo) -> Iterator[DevnetInfo]:
+    """The shared devnet as launched (tests/conftest.py), reverted to its state before the test afterwards."""
+    snap = devnet.snapshot(fresh_devnet)
+    yield fresh_devnet
+    devnet.revert(fresh_devnet, snap)
 
 
 def _expected_morpho_price(info: DevnetInfo, collateral: str, loan: str) -> int:
@@ -273,7 +267,7 @@ def test_set_price_calls_the_perp_hook_when_present(chain: DevnetInfo, monkeypat
     assert calls == [("LINK", 31.5)]
 
 
-def test_info_json_shape_of_the_cli(launched: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_info_json_shape_of_the_cli(fresh_devnet: DevnetInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``xmargin devnet info --json``: the four keys of the foundation issue, plus the market ids and the
     services (the local perp API) that the run file records."""
     run = tmp_path / "run.json"
@@ -284,12 +278,12 @@ def test_info_json_shape_of_the_cli(launched: Devnet, tmp_path: Path, monkeypatc
         out = subprocess.run([exe, "devnet", "info", "--json"], capture_output=True, text=True, check=True, timeout=120)
         data = json.loads(out.stdout)
         assert set(data) == {"rpc_url", "chain_id", "contracts", "tokens", "markets", "services"}
-        assert data["markets"] == launched.info.markets
+        assert data["markets"] == fresh_devnet.markets
         assert data["services"]["perp_api"].startswith("http://127.0.0.1:")
         assert "morpho_blue.morpho" in data["contracts"]
         assert "uniswap_v3.pool.WETH_USDC_500" in data["contracts"]
         record = json.loads(run.read_text())
         assert {"rpc_url", "chain_id", "contracts", "tokens", "markets"} <= set(record)
-        assert devnet.info().markets == launched.info.markets
+        assert devnet.info().markets == fresh_devnet.markets
     finally:
         devnet.down()

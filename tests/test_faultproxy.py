@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -33,17 +34,11 @@ CHAIN_ID = 31337
 # --- fixtures and helpers -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def launched() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        yield dn.info
-
-
 @pytest.fixture
-def chain(launched: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
-    snap = devnet.snapshot(launched)
-    yield launched
-    devnet.revert(launched, snap)
+def chain(fresh_devnet: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
+    snap = devnet.snapshot(fresh_devnet)
+    yield fresh_devnet
+    devnet.revert(fresh_devnet, snap)
 
 
 @pytest.fixture
@@ -58,8 +53,9 @@ def sleeps() -> list[float]:
 
 
 def rpc_client(proxy: FaultProxy, sleeps: list[float] | None = None, **kw: Any) -> RpcClient:
-    """An RpcClient through ``proxy`` whose backoff sleeps are recorded in ``sleeps`` instead of slept."""
-    options: dict[str, Any] = {"timeout_s": 2.0, "max_retries": 3, "backoff_s": 0.01, **kw}
+    """An RpcClient through ``proxy`` whose backoff sleeps are recorded in ``sleeps`` instead of slept; its deadline
+    is at the tests' time scale, like every delay the tests inject and every duration they check."""
+    options: dict[str, Any] = {"timeout_s": scaled(2.0), "max_retries": 3, "backoff_s": 0.01, **kw}
     return RpcClient(
         proxy.url,
         sleep=sleeps.append if sleeps is not None else (lambda _s: None),
@@ -78,9 +74,9 @@ def body(method: str, params: Sequence[Any] = (), rid: int = 1) -> dict[str, Any
     return {"jsonrpc": "2.0", "id": rid, "method": method, "params": list(params)}
 
 
-def post(url: str, payload: object, timeout: float = 5.0) -> httpx.Response:
-    """One raw POST on a fresh connection."""
-    with httpx.Client(timeout=timeout) as c:
+def post(url: str, payload: object, timeout: float | None = None) -> httpx.Response:
+    """One raw POST on a fresh connection (timeout: 5 s at the tests' time scale unless given)."""
+    with httpx.Client(timeout=scaled(5.0) if timeout is None else timeout) as c:
         return c.post(url, json=payload)
 
 
@@ -113,13 +109,13 @@ def test_without_faults_single_calls_and_batches_pass_untouched(
 
 @pytest.mark.chain
 def test_latency_delays_only_the_matching_methods(proxy: FaultProxy, client: RpcClient) -> None:
-    proxy.add(Fault.latency(0.5, methods={"eth_blockNumber"}))
+    proxy.add(Fault.latency(scaled(0.5), methods={"eth_blockNumber"}))
     began = time.perf_counter()
     client.block_number()
-    assert time.perf_counter() - began >= 0.5
+    assert time.perf_counter() - began >= scaled(0.5)
     began = time.perf_counter()
     client.chain_id(refresh=True)
-    assert time.perf_counter() - began < 0.4
+    assert time.perf_counter() - began < scaled(0.4)
     assert proxy.stats.faults == {"latency": 1}
     assert proxy.stats.faults_by_method == {"eth_blockNumber": {"latency": 1}}
 
@@ -140,19 +136,19 @@ def test_latency_past_the_client_timeout_is_a_timeout_then_a_retry(proxy: FaultP
 @pytest.mark.chain
 def test_timeout_holds_the_answer_past_the_client_timeout(chain: devnet.DevnetInfo, sleeps: list[float]) -> None:
     with FaultProxy(chain.rpc_url) as proxy:
-        proxy.add(Fault.timeout(hold_s=20))
-        with rpc_client(proxy, sleeps, timeout_s=0.2, max_retries=1) as c:
+        proxy.add(Fault.timeout(hold_s=scaled(20)))
+        with rpc_client(proxy, sleeps, timeout_s=scaled(0.2), max_retries=1) as c:
             began = time.perf_counter()
-            with pytest.raises(RpcTimeoutError, match=r"timed out after 0\.2 s"):
+            with pytest.raises(RpcTimeoutError, match=re.escape(f"timed out after {scaled(0.2):g} s")):
                 c.block_number()
-            assert 0.4 <= time.perf_counter() - began < 2.0
+            assert scaled(0.4) <= time.perf_counter() - began < scaled(2.0)
             assert c.stats.http_requests == 2
         assert proxy.stats.faults == {"timeout": 2}
         with pytest.raises(httpx.ReadTimeout):
-            post(proxy.url, body("eth_blockNumber"), timeout=0.2)
+            post(proxy.url, body("eth_blockNumber"), timeout=scaled(0.2))
         began = time.perf_counter()
     # Leaving the block ends the held answers at once instead of after hold_s.
-    assert time.perf_counter() - began < 1.0
+    assert time.perf_counter() - began < scaled(1.0)
 
 
 @pytest.mark.chain
@@ -263,17 +259,17 @@ def test_drop_connection_is_a_connection_error_not_a_hang(
     began = time.perf_counter()
     with pytest.raises(RpcUnavailableError, match=raw_error.__name__):
         client.block_number()
-    assert time.perf_counter() - began < 1.0
+    assert time.perf_counter() - began < scaled(1.0)  # well within the client's deadline: no hang
     assert client.stats.http_requests == 4
     assert proxy.stats.faults == {"drop_connection": 5}
 
 
 @pytest.mark.chain
 def test_trickle_spreads_the_answer_past_a_read_timeout(proxy: FaultProxy) -> None:
-    proxy.add(Fault.trickle(1.0, times=1))
+    proxy.add(Fault.trickle(scaled(1.0), times=1))
     began = time.perf_counter()
-    raw = post(proxy.url, body("eth_chainId"), timeout=0.3)  # every piece comes well within the read timeout
-    assert time.perf_counter() - began >= 1.0
+    raw = post(proxy.url, body("eth_chainId"), timeout=scaled(0.3))  # every piece comes well within the read timeout
+    assert time.perf_counter() - began >= scaled(1.0)
     assert raw.json()["result"] == hex(CHAIN_ID)
 
 
@@ -385,12 +381,12 @@ def test_probability_draws_from_the_seeded_random(chain: devnet.DevnetInfo) -> N
 
 @pytest.mark.chain
 def test_latency_and_reorg_stack_with_one_other_fault(proxy: FaultProxy) -> None:
-    proxy.add(Fault.latency(0.2, times=1))
+    proxy.add(Fault.latency(scaled(0.2), times=1))
     proxy.add(Fault.http_5xx(500, times=1))
     malformed = proxy.add(Fault.malformed_json(times=1))
     began = time.perf_counter()
     assert post(proxy.url, body("eth_chainId")).status_code == 500
-    assert time.perf_counter() - began >= 0.2
+    assert time.perf_counter() - began >= scaled(0.2)
     assert malformed.injected == 0  # not drawn while another fault answered
     assert post(proxy.url, body("eth_chainId")).content == MALFORMED_BODY
     assert post(proxy.url, body("eth_chainId")).json()["result"] == hex(CHAIN_ID)
@@ -404,7 +400,7 @@ def test_concurrent_requests_are_counted_exactly(proxy: FaultProxy) -> None:
     lock = threading.Lock()
 
     def worker() -> None:
-        with httpx.Client(timeout=5) as c:
+        with httpx.Client(timeout=scaled(5)) as c:
             for _ in range(10):
                 status = c.post(proxy.url, json=body("eth_blockNumber")).status_code
                 with lock:
@@ -509,7 +505,7 @@ def test_reorg_between_two_reads_of_a_reader(chain: devnet.DevnetInfo, proxy: Fa
 
 @pytest.mark.chain
 def test_stop_closes_idle_keep_alive_connections_and_held_answers(chain: devnet.DevnetInfo) -> None:
-    with httpx.Client(timeout=5) as c:
+    with httpx.Client(timeout=scaled(5)) as c:
         held: list[BaseException] = []
 
         def hold() -> None:
@@ -521,14 +517,14 @@ def test_stop_closes_idle_keep_alive_connections_and_held_answers(chain: devnet.
         with FaultProxy(chain.rpc_url) as proxy:
             url = proxy.url
             assert c.post(url, json=body("eth_chainId")).status_code == 200  # an idle keep-alive connection now
-            proxy.add(Fault.timeout(hold_s=30))
+            proxy.add(Fault.timeout(hold_s=scaled(30)))
             holder = threading.Thread(target=hold)
             holder.start()
             while not proxy.log or proxy.log[-1].fault != "timeout":
                 time.sleep(0.01)
             began = time.perf_counter()
-        assert time.perf_counter() - began < 1.0
-        holder.join(5)
+        assert time.perf_counter() - began < scaled(1.0)
+        holder.join(scaled(5))
         assert len(held) == 1
         assert isinstance(held[0], httpx.RemoteProtocolError)
         with pytest.raises(httpx.ConnectError):

@@ -23,7 +23,7 @@ price (oracle set to it: healthy; one unit lower: liquidatable). Mutations run i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,9 +81,8 @@ class Tally:
 
 
 @pytest.fixture(scope="module")
-def chain() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        yield dn.info
+def chain(fresh_devnet: devnet.DevnetInfo) -> devnet.DevnetInfo:
+    return fresh_devnet
 
 
 def _rpc_call(rpc: RpcClient, sender: str, to: str, data: bytes, block: int) -> str | None:

@@ -8,12 +8,10 @@ exact definition: a clean sync at the same block is the reference), then the sce
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.reliability import DEADLINE_S, Lab, ScenarioResult, launch_lab, run_scenario
+import devnet
+from tests.reliability import DEADLINE_S, Lab, ScenarioResult, lab_on, run_scenario
 
 pytestmark = pytest.mark.chain
 
@@ -26,10 +24,8 @@ KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    workdir: Path = tmp_path_factory.mktemp("reliability")
-    with launch_lab(workdir) as running:
-        yield running
+def lab(tmp_path_factory: pytest.TempPathFactory, seeded_devnet: devnet.DevnetInfo) -> Lab:
+    return lab_on(seeded_devnet, tmp_path_factory.mktemp("reliability"))
 
 
 def run(name: str, lab: Lab, seed: int = 0) -> ScenarioResult:

@@ -15,7 +15,6 @@ liquidity (the principal) and ``collect(2**128-1, 2**128-1)`` (the fees and toke
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -46,9 +45,8 @@ COLLECT = "collect((uint256,address,uint128,uint128))"
 
 
 @pytest.fixture(scope="module")
-def chain() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        yield dn.info
+def chain(fresh_devnet: devnet.DevnetInfo) -> devnet.DevnetInfo:
+    return fresh_devnet
 
 
 def _random_range(rng: np.random.Generator, tick: int, spacing: int, fee: int) -> tuple[int, int, str]:

@@ -109,6 +109,14 @@ def store(db_url: str) -> Iterator[Store]:
         yield s
 
 
+@pytest.fixture
+def chain(seeded_devnet: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
+    """The shared seeded devnet (tests/conftest.py), reverted to its state before the test afterwards."""
+    snap = devnet.snapshot(seeded_devnet)
+    yield seeded_devnet
+    devnet.revert(seeded_devnet, snap)
+
+
 def _aave_only(info: devnet.DevnetInfo) -> Settings:
     settings = devnet_settings(info)
     return settings.model_copy(update={"venues": tuple(v for v in settings.venues if v.type == "aave_v3")})
@@ -171,54 +179,50 @@ def test_a_reset_devnet_is_a_new_chain_and_the_old_data_is_never_served(
 
 @pytest.mark.chain
 def test_a_reorganisation_purges_the_replaced_blocks_and_keeps_the_chain(
-    store: Store, caplog: pytest.LogCaptureFixture,
+    chain: devnet.DevnetInfo, store: Store, caplog: pytest.LogCaptureFixture,
 ) -> None:
     hedged = devnet.wallet_address("hedged")
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)
-        settings = _aave_only(dn.info)
-        assert sync_once(settings, store).ok
-        kept = store.latest_health(hedged)[0].snapshot.block_number
-        chain = store.current_chain(dn.info.chain_id)
-        devnet.mine(dn.info, 1)
-        assert sync_once(settings, store).ok
-        replaced = store.latest_health(hedged)[0].snapshot.block_number
-        assert replaced == kept + 1
-        # Replace the newest block (anvil_reorg: depth 1, a new hash even for an empty block).
-        result = reorg(dn.info.rpc_url, 1)
-        assert result.new_hashes[replaced] != result.old_hashes[replaced]
-        caplog.set_level(logging.WARNING, logger="aggregator.chainid")
-        report = sync_once(settings, store)
-        assert report.ok
-        assert store.current_chain(dn.info.chain_id).id == chain.id  # type: ignore[union-attr]
-        assert any("reorganised" in r.getMessage() for r in caplog.records)
-        head = report.batches[0].block
-        assert head is not None
-        history = store.history(hedged)
-        hashes = {(p.block_number, p.snapshot_id) for p in history}
-        assert {b for b, _ in hashes} == {kept, head.number}  # the replaced block's data went; the ancestor stayed
-        assert store.latest_health(hedged)[0].snapshot.block_hash == head.hash
+    settings = _aave_only(chain)
+    assert sync_once(settings, store).ok
+    kept = store.latest_health(hedged)[0].snapshot.block_number
+    stored_chain = store.current_chain(chain.chain_id)
+    devnet.mine(chain, 1)
+    assert sync_once(settings, store).ok
+    replaced = store.latest_health(hedged)[0].snapshot.block_number
+    assert replaced == kept + 1
+    # Replace the newest block (anvil_reorg: depth 1, a new hash even for an empty block).
+    result = reorg(chain.rpc_url, 1)
+    assert result.new_hashes[replaced] != result.old_hashes[replaced]
+    caplog.set_level(logging.WARNING, logger="aggregator.chainid")
+    report = sync_once(settings, store)
+    assert report.ok
+    assert store.current_chain(chain.chain_id).id == stored_chain.id  # type: ignore[union-attr]
+    assert any("reorganised" in r.getMessage() for r in caplog.records)
+    head = report.batches[0].block
+    assert head is not None
+    history = store.history(hedged)
+    hashes = {(p.block_number, p.snapshot_id) for p in history}
+    assert {b for b, _ in hashes} == {kept, head.number}  # the replaced block's data went; the ancestor stayed
+    assert store.latest_health(hedged)[0].snapshot.block_hash == head.hash
 
 
 @pytest.mark.chain
-def test_a_node_behind_the_store_fails_the_sync_with_that_reason(store: Store) -> None:
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)
-        settings = _aave_only(dn.info)
-        assert sync_once(settings, store).ok  # a block the lagging node will still have: the evidence
-        snap = devnet.snapshot(dn.info)
-        devnet.mine(dn.info, 3)
-        assert sync_once(settings, store).ok
-        synced = store.latest_block(dn.info.chain_id)
-        devnet.revert(dn.info, snap)  # the node goes back 3 blocks, in time too: a lagging node's view
-        report = sync_once(settings, store)
-        (batch,) = report.batches
-        assert batch.status is SyncStatus.FAILED
-        assert "behind block" in (batch.error or "")
-        [status] = store.sync_status({dn.info.chain_id})
-        assert status.failing_since is not None
-        assert "behind block" in (status.last_error or "")
-        assert store.latest_block(dn.info.chain_id) == synced  # what was stored is still served
+def test_a_node_behind_the_store_fails_the_sync_with_that_reason(chain: devnet.DevnetInfo, store: Store) -> None:
+    settings = _aave_only(chain)
+    assert sync_once(settings, store).ok  # a block the lagging node will still have: the evidence
+    snap = devnet.snapshot(chain)
+    devnet.mine(chain, 3)
+    assert sync_once(settings, store).ok
+    synced = store.latest_block(chain.chain_id)
+    devnet.revert(chain, snap)  # the node goes back 3 blocks, in time too: a lagging node's view
+    report = sync_once(settings, store)
+    (batch,) = report.batches
+    assert batch.status is SyncStatus.FAILED
+    assert "behind block" in (batch.error or "")
+    [status] = store.sync_status({chain.chain_id})
+    assert status.failing_since is not None
+    assert "behind block" in (status.last_error or "")
+    assert store.latest_block(chain.chain_id) == synced  # what was stored is still served
 
 
 def test_xmargin_chains_lists_the_current_and_the_replaced_chains(

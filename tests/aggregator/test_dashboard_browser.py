@@ -92,10 +92,9 @@ def test_dashboard_routes_serve_the_pages_and_stay_out_of_the_schema(tmp_path: P
 
 
 @pytest.fixture(scope="module")
-def launched() -> Iterator[tuple[devnet.DevnetInfo, list[tuple[str, str]]]]:
-    with devnet.Devnet.launch() as dn:
-        wallets = [(w.address, w.label) for w in devnet.seed(dn.info)]
-        yield dn.info, wallets
+def seeded(seeded_devnet: devnet.DevnetInfo) -> tuple[devnet.DevnetInfo, list[tuple[str, str]]]:
+    """The shared seeded devnet and its seeded wallets (seeding a seeded devnet only lists them)."""
+    return seeded_devnet, [(w.address, w.label) for w in devnet.seed(seeded_devnet)]
 
 
 @dataclass
@@ -123,10 +122,10 @@ class Env:
 
 
 @pytest.fixture
-def env(launched: tuple[devnet.DevnetInfo, list[tuple[str, str]]], tmp_path: Path) -> Iterator[Env]:
+def env(seeded: tuple[devnet.DevnetInfo, list[tuple[str, str]]], tmp_path: Path) -> Iterator[Env]:
     """The seeded devnet (reverted afterwards), a SQLite store tracking every seeded wallet, the syncer writing
     it and the API + dashboard reading it (two stores on one file, as ``xmargin run`` and the server would)."""
-    info, wallets = launched
+    info, wallets = seeded
     snap = devnet.snapshot(info)
     url = f"sqlite:///{tmp_path / 'xmargin.db'}"
     try:

@@ -42,13 +42,13 @@ from tests.aggregator.test_dashboard_browser import (
     dashboard_app,
     env,
     expected_headline,
-    launched,
+    seeded,
     serve,
     wait_for_block,
 )
 from tests.db import db_testdata as td
 
-__all__ = ["browser", "env", "launched"]  # fixtures shared with the desktop test
+__all__ = ["browser", "env", "seeded"]  # fixtures shared with the desktop test
 
 PHONE = {"width": 390, "height": 844}
 

@@ -21,19 +21,12 @@ pytestmark = pytest.mark.chain
 HEDGED = devnet.wallet_address("hedged")
 
 
-@pytest.fixture(scope="module")
-def launched() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)
-        yield dn.info
-
-
 @pytest.fixture
-def chain(launched: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
-    snap = devnet.snapshot(launched)
-    yield launched
-    devnet.revert(launched, snap)
-    devnet.set_price(launched, "WETH", 4_000)  # the perp API's mark is not on the chain: put it back too
+def chain(seeded_devnet: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
+    snap = devnet.snapshot(seeded_devnet)
+    yield seeded_devnet
+    devnet.revert(seeded_devnet, snap)
+    devnet.set_price(seeded_devnet, "WETH", 4_000)  # the perp API's mark is not on the chain: put it back too
 
 
 @pytest.fixture

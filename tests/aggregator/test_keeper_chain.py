@@ -364,18 +364,11 @@ def test_wait_receipt_polls_until_a_receipt_or_the_deadline() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- devnet
-@pytest.fixture(scope="module")
-def launched() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)
-        yield dn.info
-
-
 @pytest.fixture
-def chain(launched: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
-    snap = devnet.snapshot(launched)
-    yield launched
-    devnet.revert(launched, snap)
+def chain(seeded_devnet: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
+    snap = devnet.snapshot(seeded_devnet)
+    yield seeded_devnet
+    devnet.revert(seeded_devnet, snap)
 
 
 @pytest.fixture

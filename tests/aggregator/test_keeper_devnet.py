@@ -33,19 +33,12 @@ TARGET = TargetConfig(target=1.4, offset=0.1)
 CRASH_USD = 3_000  # from $4,000: Aave 1.65 → 1.24, Morpho 1.72 → 1.29, both under the 1.3 trigger
 
 
-@pytest.fixture(scope="module")
-def launched() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)
-        yield dn.info
-
-
 @pytest.fixture
-def chain(launched: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
-    snap = devnet.snapshot(launched)
-    yield launched
-    devnet.revert(launched, snap)
-    devnet.set_price(launched, "WETH", 4_000)  # the perp API's marks are not in the chain's snapshot
+def chain(seeded_devnet: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
+    snap = devnet.snapshot(seeded_devnet)
+    yield seeded_devnet
+    devnet.revert(seeded_devnet, snap)
+    devnet.set_price(seeded_devnet, "WETH", 4_000)  # the perp API's marks are not in the chain's snapshot
 
 
 @pytest.fixture

@@ -50,19 +50,12 @@ EXE = str(Path(sys.executable).with_name("xmargin"))
 chain_test = pytest.mark.chain
 
 
-@pytest.fixture(scope="module")
-def launched() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)
-        yield dn.info
-
-
 @pytest.fixture
-def chain(launched: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
-    snap = devnet.snapshot(launched)
-    yield launched
-    devnet.revert(launched, snap)
-    devnet.set_price(launched, "WETH", 4_000)  # the perp API's marks are not in the chain's snapshot
+def chain(seeded_devnet: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
+    snap = devnet.snapshot(seeded_devnet)
+    yield seeded_devnet
+    devnet.revert(seeded_devnet, snap)
+    devnet.set_price(seeded_devnet, "WETH", 4_000)  # the perp API's marks are not in the chain's snapshot
 
 
 @pytest.fixture

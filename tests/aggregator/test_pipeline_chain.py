@@ -26,18 +26,11 @@ def devnet_settings(info: devnet.DevnetInfo) -> Settings:
     return settings.model_copy(update={"venues": tuple(v for v in settings.venues if v.type == "aave_v3")})
 
 
-@pytest.fixture(scope="module")
-def launched() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)
-        yield dn.info
-
-
 @pytest.fixture
-def chain(launched: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
-    snap = devnet.snapshot(launched)
-    yield launched
-    devnet.revert(launched, snap)
+def chain(seeded_devnet: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
+    snap = devnet.snapshot(seeded_devnet)
+    yield seeded_devnet
+    devnet.revert(seeded_devnet, snap)
 
 
 @pytest.fixture

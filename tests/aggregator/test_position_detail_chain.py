@@ -35,15 +35,14 @@ MORPHO_PARAMS = "(address,address,address,address,uint256)"
 
 
 @pytest.fixture(scope="module")
-def launched() -> Iterator[tuple[devnet.DevnetInfo, list[tuple[str, str]]]]:
-    with devnet.Devnet.launch() as dn:
-        wallets = [(w.address, w.label) for w in devnet.seed(dn.info)]
-        yield dn.info, wallets
+def seeded(seeded_devnet: devnet.DevnetInfo) -> tuple[devnet.DevnetInfo, list[tuple[str, str]]]:
+    """The shared seeded devnet and its seeded wallets (seeding a seeded devnet only lists them)."""
+    return seeded_devnet, [(w.address, w.label) for w in devnet.seed(seeded_devnet)]
 
 
 @pytest.fixture
-def chain(launched: tuple[devnet.DevnetInfo, list[tuple[str, str]]]) -> Iterator[devnet.DevnetInfo]:
-    info, _ = launched
+def chain(seeded: tuple[devnet.DevnetInfo, list[tuple[str, str]]]) -> Iterator[devnet.DevnetInfo]:
+    info, _ = seeded
     snap = devnet.snapshot(info)
     yield info
     devnet.revert(info, snap)
@@ -159,9 +158,9 @@ def _check_perp(venue: dict[str, Any]) -> int:
 
 
 def test_position_limits_are_the_protocols_own_boundaries(
-    launched: tuple[devnet.DevnetInfo, list[tuple[str, str]]], chain: devnet.DevnetInfo, tmp_path: Path
+    seeded: tuple[devnet.DevnetInfo, list[tuple[str, str]]], chain: devnet.DevnetInfo, tmp_path: Path
 ) -> None:
-    _, wallets = launched
+    _, wallets = seeded
     counts = {"aave_strict": 0, "morpho": 0, "uniswap": 0, "perp": 0}
     with Store.open(f"sqlite:///{tmp_path / 'x.db'}") as store:
         store.add_wallets(wallets)

@@ -24,23 +24,18 @@ pytestmark = pytest.mark.chain
 HEDGED = devnet.wallet_address("hedged")
 
 
-@pytest.fixture(scope="module")
-def launched() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)
-        yield dn.info
-
-
 @pytest.fixture
-def env(launched: devnet.DevnetInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[devnet.DevnetInfo]:
+def env(
+    seeded_devnet: devnet.DevnetInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[devnet.DevnetInfo]:
     monkeypatch.setenv("XMARGIN_DB_URL", f"sqlite:///{tmp_path / 'x.db'}")
     monkeypatch.delenv("XMARGIN_CONFIG", raising=False)
-    snap = devnet.snapshot(launched)
+    snap = devnet.snapshot(seeded_devnet)
     with Store.open() as store:
         store.add_wallets([(HEDGED, "hedged")])
-    yield launched
-    devnet.revert(launched, snap)
-    devnet.set_price(launched, "WETH", 4_000)
+    yield seeded_devnet
+    devnet.revert(seeded_devnet, snap)
+    devnet.set_price(seeded_devnet, "WETH", 4_000)
 
 
 def _sync(info: devnet.DevnetInfo) -> None:

@@ -24,22 +24,17 @@ pytestmark = pytest.mark.chain
 EMODE = devnet.wallet_address("emode")
 
 
-@pytest.fixture(scope="module")
-def launched() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)
-        yield dn.info
-
-
 @pytest.fixture
-def env(launched: devnet.DevnetInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[devnet.DevnetInfo]:
+def env(
+    seeded_devnet: devnet.DevnetInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[devnet.DevnetInfo]:
     monkeypatch.setenv("XMARGIN_DB_URL", f"sqlite:///{tmp_path / 'x.db'}")
     monkeypatch.delenv("XMARGIN_CONFIG", raising=False)
-    snap = devnet.snapshot(launched)
+    snap = devnet.snapshot(seeded_devnet)
     with Store.open() as store:
         store.add_wallets([(EMODE, "emode")])
-    yield launched
-    devnet.revert(launched, snap)
+    yield seeded_devnet
+    devnet.revert(seeded_devnet, snap)
 
 
 def _stored_risk(info: devnet.DevnetInfo) -> dict[str, Any]:

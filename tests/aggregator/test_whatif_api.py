@@ -26,6 +26,7 @@ from aggregator.pipeline import sync_once
 from aggregator.whatif import Change, Scenario, whatif
 from db.store import Store
 from tests.conftest import pg_schema_url
+from tests.shared_devnet import SharedDevnet
 
 pytestmark = pytest.mark.chain
 
@@ -46,17 +47,19 @@ class World:
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, shared_devnet: SharedDevnet
+) -> Iterator[World]:
     if request.param == "sqlite":
         urls: Iterator[str] = iter([f"sqlite:///{tmp_path_factory.mktemp('whatif-api') / 'x.db'}"])
     else:
         urls = pg_schema_url()
     db_url = next(urls)
     try:
-        with devnet.Devnet.launch() as dn, Store.open(db_url) as store:
-            devnet.seed(dn.info)
+        info = shared_devnet.seeded()  # each backend's world syncs the chain as seeded
+        with Store.open(db_url) as store:
             store.add_wallets([(HEDGED, "hedged"), (SAFE, "safe")])
-            assert sync_once(devnet_settings(dn.info), store).ok
+            assert sync_once(devnet_settings(info), store).ok
             store.add_wallets([(IDLE, "idle")])
             with ApiServer(create_app(store)) as server:
                 yield World(store, db_url, server.url)

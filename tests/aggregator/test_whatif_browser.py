@@ -37,12 +37,11 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, seeded_devnet: devnet.DevnetInfo) -> Iterator[Served]:
     db = tmp_path_factory.mktemp("whatif-ui") / "x.db"
-    with devnet.Devnet.launch() as dn, Store.open(f"sqlite:///{db}") as store:
-        devnet.seed(dn.info)
+    with Store.open(f"sqlite:///{db}") as store:
         store.add_wallets([(HEDGED, "hedged")])
-        assert sync_once(devnet_settings(dn.info), store).ok
+        assert sync_once(devnet_settings(seeded_devnet), store).ok
         with ApiServer(create_app(store)) as server, httpx.Client(base_url=server.url, timeout=30) as api:
             yield Served(server.url, api)
 

@@ -64,19 +64,18 @@ class Synced:
 
 
 @pytest.fixture(scope="module")
-def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
-    with devnet.Devnet.launch() as dn:
-        info = dn.info
-        devnet.seed(info)
-        rpc(info, "anvil_setBlockTimestampInterval", [0])  # from here on, every block keeps this timestamp
-        devnet.mine(info)
-        db = tmp_path_factory.mktemp("whatif") / "x.db"
-        with Store.open(f"sqlite:///{db}") as store:
-            store.add_wallets([(address, label) for label, address in WALLETS.items()])
-            report = sync_once(devnet_settings(info), store)
-            assert report.ok, [b.error for b in report.batches]
-            block = rpc(info, "eth_getBlockByNumber", ["latest", False])
-            yield Synced(info, store, int(block["number"], 16), int(block["timestamp"], 16))
+def synced(tmp_path_factory: pytest.TempPathFactory, seeded_devnet: devnet.DevnetInfo) -> Iterator[Synced]:
+    info = seeded_devnet
+    rpc(info, "anvil_setBlockTimestampInterval", [0])  # from here on, every block keeps this timestamp
+    devnet.mine(info)
+    db = tmp_path_factory.mktemp("whatif") / "x.db"
+    with Store.open(f"sqlite:///{db}") as store:
+        store.add_wallets([(address, label) for label, address in WALLETS.items()])
+        report = sync_once(devnet_settings(info), store)
+        assert report.ok, [b.error for b in report.batches]
+        block = rpc(info, "eth_getBlockByNumber", ["latest", False])
+        yield Synced(info, store, int(block["number"], 16), int(block["timestamp"], 16))
+    rpc(info, "anvil_removeBlockTimestampInterval")  # the shared devnet's clock runs again
 
 
 @dataclass

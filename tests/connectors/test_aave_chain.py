@@ -36,20 +36,13 @@ def ray_mul(a: int, b: int) -> int:
     return (a * b + RAY // 2) // RAY
 
 
-@pytest.fixture(scope="module")
-def launched() -> Iterator[Any]:
-    """A devnet seeded once per module (seeding after another test's time travel is fragile)."""
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)
-        yield dn
-
-
 @pytest.fixture
-def chain(launched: Any) -> Iterator[Any]:
-    """The module's seeded devnet, reverted to its seeded state after the test."""
-    snap = devnet.snapshot(launched.info)
-    yield launched.info
-    devnet.revert(launched.info, snap)
+def chain(seeded_devnet: Any) -> Iterator[Any]:
+    """The shared seeded devnet (seeded once: seeding after another test's time travel is fragile), reverted to
+    its seeded state after the test."""
+    snap = devnet.snapshot(seeded_devnet)
+    yield seeded_devnet
+    devnet.revert(seeded_devnet, snap)
 
 
 @pytest.fixture

@@ -20,11 +20,7 @@ from tests.connectors.conformance import ConnectorConformance, PayloadCase
 pytestmark = pytest.mark.chain
 
 
-@pytest.fixture(scope="module")
-def seeded_devnet() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)  # ``hedged`` borrows on WETH_USDC; the liquidity wallet supplies both markets
-        yield dn.info
+# ``seeded_devnet`` (tests/conftest.py): ``hedged`` borrows on WETH_USDC; the liquidity wallet supplies both markets
 
 
 def _markets(info: devnet.DevnetInfo) -> tuple[str, ...]:

@@ -20,13 +20,6 @@ from tests.connectors.conformance import ConnectorConformance, PayloadCase
 pytestmark = pytest.mark.chain
 
 
-@pytest.fixture(scope="module")
-def seeded_devnet() -> Iterator[devnet.DevnetInfo]:
-    with devnet.Devnet.launch() as dn:
-        devnet.seed(dn.info)
-        yield dn.info
-
-
 def decode_positions_bytes(raw: bytes) -> PositionData:
     return decode_position(POSITIONS.decode(raw))
 

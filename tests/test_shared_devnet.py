@@ -1,0 +1,61 @@
+"""The shared devnet (tests/shared_devnet.py): every module gets the chain a private launch would have given it,
+whatever the modules before it did."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+import devnet
+from tests.shared_devnet import SharedDevnet
+
+pytestmark = pytest.mark.chain
+
+HEDGED = devnet.wallet_address("hedged")
+
+
+def _head(info: devnet.DevnetInfo) -> int:
+    return int(devnet.rpc(info, "eth_blockNumber"), 16)
+
+
+def _perp_eth_mark(info: devnet.DevnetInfo) -> float:
+    meta, ctxs = httpx.post(f"{info.services['perp_api']}/info", json={"type": "metaAndAssetCtxs"}, timeout=10).json()
+    eth = next(i for i, asset in enumerate(meta["universe"]) if asset["name"] == "ETH")
+    return float(ctxs[eth]["markPx"])
+
+
+def test_seeded_undoes_what_a_module_did_on_and_off_the_chain(shared_devnet: SharedDevnet) -> None:
+    info = shared_devnet.seeded()
+    head, health = _head(info), devnet.account_data(info, HEDGED).health_factor_wad
+    mark = _perp_eth_mark(info)
+    devnet.set_price(info, "WETH", 3_000)  # the chain and the perp API's mark
+    devnet.mine(info, 5)
+    devnet.rpc(info, "anvil_setBlockTimestampInterval", [0])
+    devnet.rpc(info, "evm_setAutomine", [False])
+    assert _perp_eth_mark(info) == 3_000
+
+    again = shared_devnet.seeded()
+    assert again == info
+    assert _head(again) == head
+    assert devnet.account_data(again, HEDGED).health_factor_wad == health
+    assert _perp_eth_mark(again) == mark == 4_000
+    assert devnet.rpc(again, "anvil_getAutomine") is True
+    devnet.mine(again)
+    before = devnet.block_timestamp(again)
+    time.sleep(1.1)
+    devnet.mine(again)
+    assert devnet.block_timestamp(again) > before  # the clock runs again: no fixed timestamp interval
+
+
+def test_fresh_is_unseeded_and_seeded_seeds_again(shared_devnet: SharedDevnet) -> None:
+    seeded = shared_devnet.seeded()
+    seeded_head = _head(seeded)
+    fresh = shared_devnet.fresh()
+    assert not devnet.is_seeded(fresh)
+    assert _head(fresh) < seeded_head
+    fresh_head = _head(fresh)
+    devnet.mine(fresh, 3)
+    assert _head(shared_devnet.fresh()) == fresh_head
+    assert devnet.is_seeded(shared_devnet.seeded())
