@@ -214,7 +214,18 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits for a parent that is not us to reap it (``Z`` in ``/proc``): an init
+    that never reaps (a container's) leaves a stopped node there, and ``kill(pid, 0)`` still finds it. Without
+    ``/proc`` (not Linux) it is taken as running."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _wait_ready(url: str, alive: Callable[[], bool]) -> None:

@@ -143,6 +143,10 @@ class VenueApi(Protocol):
         """Move ``coin``'s prices; whether the venue has a market in it."""
         ...
 
+    def marks(self) -> dict[str, Decimal]:
+        """Each coin's price now (what :meth:`set_mark` moves), by coin (``ETH``)."""
+        ...
+
     def route(self, method: str, route: str, body: bytes) -> tuple[int, Any] | None:
         """The answer ``(status, JSON body)`` to a request on one of the venue's routes; None for another route."""
         ...

@@ -36,10 +36,10 @@ __all__ = ["SharedDevnet"]
 def _default_marks() -> dict[str, Decimal]:
     """The marks a newly started perp API has (Hyperliquid mark = oracle = the dYdX oracle of each coin)."""
     api = perp_api.PerpApi(seed=False)  # not started: only its initial figures are read
-    marks = {name: asset.mark for name, asset in api.hl_assets.items()}
-    for ticker, market in api.dx_markets.items():
-        coin = ticker.removesuffix("-USD")
-        assert marks.get(coin) == market.oracle, f"{ticker}: the perp API's initial marks differ by venue"
+    marks: dict[str, Decimal] = {}
+    for venue, state in api.venues.items():
+        for coin, mark in state.marks().items():
+            assert marks.setdefault(coin, mark) == mark, f"{venue} {coin}: the perp API's initial marks differ by venue"
     return marks
 
 

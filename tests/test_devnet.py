@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +200,23 @@ def _raw_call(chain: DevnetInfo, to: str, signature: str, returns: list[str]) ->
     """A raw ``eth_call`` (no helper decoding), as a connector would make it."""
     raw = rpc(chain, "eth_call", [{"to": to, "data": encode_call(signature)}, "latest"])
     return tuple(decode(returns, bytes.fromhex(raw[2:])))
+
+
+def test_an_exited_unreaped_node_is_not_taken_for_running() -> None:
+    """A stopped node that nobody has reaped yet (a zombie: a container's init never reaps) is dead to
+    ``devnet down``, which otherwise waits out its grace period for it."""
+    import subprocess
+
+    from devnet.node import _alive, _zombie
+
+    child = subprocess.Popen(["true"])
+    try:
+        deadline = time.monotonic() + 10
+        while not _zombie(child.pid):  # exited, not reaped: still listed, state Z
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.01)
+        assert os.path.exists(f"/proc/{child.pid}")
+        assert not _zombie(os.getpid())
+    finally:
+        child.wait()
+    assert not _alive(child.pid)

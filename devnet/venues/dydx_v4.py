@@ -97,6 +97,10 @@ class DydxApi:
         market.oracle = price
         return True
 
+    def marks(self) -> dict[str, Decimal]:
+        """Each market's oracle price, by coin (``ETH-USD`` → ``ETH``)."""
+        return {ticker.removesuffix("-USD"): market.oracle for ticker, market in self.markets.items()}
+
     def route(self, method: str, route: str, body: bytes) -> tuple[int, Any] | None:
         """``GET /v4/perpetualMarkets`` and ``GET /v4/addresses/{address}/subaccountNumber/{n}``."""
         if method == "GET" and route == _MARKETS_ROUTE:

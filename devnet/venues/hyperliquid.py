@@ -104,6 +104,10 @@ class HyperliquidApi:
         self.assets[coin].oracle = price
         return True
 
+    def marks(self) -> dict[str, Decimal]:
+        """Each asset's mark price, by coin."""
+        return {name: asset.mark for name, asset in self.assets.items()}
+
     def route(self, method: str, route: str, body: bytes) -> tuple[int, Any] | None:
         """``POST /info``."""
         if method != "POST" or route != "/info":

@@ -40,21 +40,24 @@ def check(model: type[Detail], raw: Mapping[str, Any], what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, dict[str, str], list[str]]]:
+def synced(
+    seeded_devnet: devnet.DevnetInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Store, dict[str, str], list[str]]]:
     """Every seeded wallet synced once on every venue of the devnet, one of them also lending on a Morpho market
-    (the seed has no supply position); (store, venue type by name, wallets)."""
+    (the seed has no supply position); (store, venue type by name, wallets). The shared devnet's next module
+    starts from the seeded state again (tests/shared_devnet.py)."""
     path: Path = tmp_path_factory.mktemp("details") / "xmargin.db"
-    with devnet.Devnet.launch() as dn:
-        wallets = [(w.address, w.label) for w in devnet.seed(dn.info)]
-        lends = wallets[0][0]
-        aave.fund(dn.info, lends, "USDC", 1_000 * 10**6)
-        morpho.supply(dn.info, lends, "WETH_USDC", 1_000 * 10**6)
-        settings = devnet_settings(dn.info)
-        with Store.open(f"sqlite:///{path}") as store:
-            store.add_wallets(wallets)
-            report = sync_once(settings, store)
-            assert report.ok, [b.error for b in report.batches]
-            yield store, {v.name: v.type for v in settings.venues}, [address for address, _ in wallets]
+    info = seeded_devnet
+    wallets = [(w.address, w.label) for w in devnet.seed(info)]  # already seeded: the wallets, nothing sent
+    lends = wallets[0][0]
+    aave.fund(info, lends, "USDC", 1_000 * 10**6)
+    morpho.supply(info, lends, "WETH_USDC", 1_000 * 10**6)
+    settings = devnet_settings(info)
+    with Store.open(f"sqlite:///{path}") as store:
+        store.add_wallets(wallets)
+        report = sync_once(settings, store)
+        assert report.ok, [b.error for b in report.batches]
+        yield store, {v.name: v.type for v in settings.venues}, [address for address, _ in wallets]
 
 
 def test_every_stored_position_and_health_detail_is_declared_by_its_venue_model(
