@@ -318,3 +318,60 @@ def test_the_audit_sees_a_venue_name(tmp_path: Path) -> None:
     assert VENUE_MODULES.match("aggregator/venues/aave_v3/risk.py")
     assert not VENUE_MODULES.match("aggregator/venues/perp.py")
     assert VENUE_MODULES.match("benchmarks/venues/morpho_blue.py")
+
+
+# --- the README's "Adding a venue" table is true ----------------------------------------------------------------------
+_README_ROW = re.compile(r"^\| `(?P<path>[^`]+)`(?P<note>[^|]*)\|", re.M)
+
+
+def _adding_a_venue_rows() -> list[tuple[str, str]]:
+    """(path pattern, note) of each row of the README's "Adding a venue" table."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Adding a venue\n", 1)[1].split("\n## ", 1)[0]
+    return [(m["path"], m["note"].strip()) for m in _README_ROW.finditer(section)]
+
+
+def _venue_files(pattern: str, venue: str) -> list[Path]:
+    """The files ``pattern`` names for ``venue`` (``<venue>``; ``<name>``: the venue up to its first ``_``)."""
+    path = pattern.replace("<venue>", venue).replace("<name>", venue.split("_")[0])
+    return [ROOT / path]
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_every_file_the_readme_lists_exists_for_every_venue(venue: str) -> None:
+    """A row is a file (or a folder, ``…/``) each venue has, unless the row says when it applies: optional, or a
+    venue with actions (the connector's ``Capabilities.actions``), or a venue that replays changes (its what-if
+    part takes actions)."""
+    rows = _adding_a_venue_rows()
+    assert len(rows) >= 12, rows
+    for pattern, note in rows:
+        if "<venue>" not in pattern and "<name>" not in pattern:
+            assert (ROOT / pattern).is_file(), pattern  # the registry
+            continue
+        needed = True
+        if "optional" in note:
+            needed = False
+        if "with actions" in note:
+            needed = bool(capabilities(venue).actions)
+        for path in _venue_files(pattern, venue):
+            if needed:
+                assert path.exists(), f"README lists {pattern}, but {path.relative_to(ROOT)} is missing"
+        if "(+ `" in note:  # a second file, for a venue that replays changes
+            extra = note.split("(+ `", 1)[1].split("`", 1)[0]
+            whatif = importlib.import_module(venue_module("aggregator", venue, "whatif")).WHATIF
+            if whatif.actions:
+                assert (ROOT / extra.replace("<venue>", venue)).is_file(), extra
+
+
+def test_the_readme_names_every_part_the_completeness_test_requires() -> None:
+    """Each module missing_parts checks in a venue's own folders is a row of the table (so the table is complete)."""
+    listed = {pattern for pattern, _ in _adding_a_venue_rows()}
+    listed |= {note.split("(+ `", 1)[1].split("`", 1)[0] for _, note in _adding_a_venue_rows() if "(+ `" in note}
+    text = "\n".join(listed)
+    for part in ("sync", "risk", "detail", "keeper", "whatif"):
+        assert f"aggregator/venues/<venue>/{part}.py" in text, part
+    assert "aggregator/venues/<venue>/__init__.py" in text
+    assert "devnet/venues/<venue>.py" in text
+    assert any(p.startswith("connectors/<venue>/") for p in listed)
+    assert any(p.startswith("riskcore/venues/<venue>/") for p in listed)
+    assert "connectors/registry.py" in text
