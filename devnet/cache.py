@@ -8,9 +8,10 @@ Layout under :func:`devnet.paths.cache_root` (outside git)::
 
 Only the :data:`KEEP_ENTRIES` newest entries are kept.
 
-``<key>`` hashes ``package-lock.json``, ``hardhat.config.js``, ``compile.js``, the deploy code (``deploy.py``,
-``parts.py``, ``tokens.py``, ``wallets.py``: the liquidity wallet's address is derived there, and every on-chain
-venue part's module, ``venues/<venue>.py``) and :data:`CACHE_FORMAT`, so changing what gets deployed (or how)
+``<key>`` hashes ``package-lock.json``, ``compile.js`` and ``install.py`` (the compile jobs), the deploy code
+(``deploy.py``, ``parts.py``, ``tokens.py``, ``wallets.py``: the liquidity wallet's address is derived there, and
+every on-chain venue part's module, ``venues/<venue>.py``, with the files it names in ``key_files``, such as a deploy
+tool's configuration) and :data:`CACHE_FORMAT`, so changing what gets deployed (or how)
 starts a new cache entry. An entry is written to a temporary directory and renamed
 into place, so readers never see a partial one.
 """
@@ -42,8 +43,8 @@ KEEP_ENTRIES = 3
 """Entries kept after a deployment (the newest ones); older keys' entries are deleted."""
 _KEY_FILES = (
     "package-lock.json",
-    "hardhat.config.js",
     "compile.js",
+    "install.py",
     "deploy.py",
     "parts.py",
     "tokens.py",
@@ -69,6 +70,7 @@ def cache_key() -> str:
     """16 hex digits identifying the deploy inputs (see the module docstring)."""
     digest = hashlib.sha256(f"format={CACHE_FORMAT}".encode())
     parts = [Path(*part.module.split(".")[1:]).with_suffix(".py").as_posix() for part in chain_parts()]
+    parts += [path.relative_to(DEVNET_DIR).as_posix() for part in chain_parts() for path in part.key_files]
     for name in (*_KEY_FILES, *parts):
         digest.update(name.encode() + b"\0" + (DEVNET_DIR / name).read_bytes())
     return digest.hexdigest()[:16]

@@ -9,8 +9,9 @@ Three steps, each skipped when the stamp it leaves matches the hash of its input
 2. ``npm pack @chainlink/contracts@1.4.0`` (it cannot be ``npm install``-ed offline: a dependency of it is a
    tarball outside the registry), checked against a pinned sha512 and untarred into ``devnet/vendor/``.
 3. ``node compile.js``: solc-js 0.8.19 compiles Chainlink's ``MockV3Aggregator`` and the ``Multicall3`` source
-   Chainlink vendors (both MIT), and every venue part's compile jobs (:attr:`devnet.parts.DevnetPart.compile_jobs`,
-   with the settings ``compile.js`` holds for each) into ``devnet/vendor/build/<Contract>.json``.
+   Chainlink vendors (both MIT), and every venue part's compile jobs (:attr:`devnet.parts.DevnetPart.compile_jobs`:
+   sources and solc settings; ``compile.js`` is generic and reads them from a jobs file) into
+   ``devnet/vendor/build/<Contract>.json``.
 
 A venue part may instead use the bytecode its npm packages publish (:attr:`devnet.parts.DevnetPart.npm_artifacts`);
 :func:`artifact` reads either.
@@ -30,8 +31,10 @@ import tarfile
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from devnet._lock import file_lock
+from devnet.parts import CompileJob
 from devnet.paths import BUILD_DIR, DEVNET_DIR, NODE_MODULES, VENDOR_DIR, anvil_bin
 from devnet.progress import Progress, stage
 from devnet.venues import chain_parts
@@ -41,8 +44,16 @@ __all__ = ["CHAINLINK_DIR", "InstallError", "artifact", "compiled", "ensure_inst
 CHAINLINK_PACKAGE = "@chainlink/contracts@1.4.0"
 CHAINLINK_INTEGRITY = "sha512-SpNCJ0TPOI6pa2l702Wk4WIP8ccw5ARcRP1E/ZTqaFffXNoZeF03WhsVL8f3l3OTRFA9Z40O5KcZzmJmZQkoFA=="
 CHAINLINK_DIR = VENDOR_DIR / "chainlink-contracts-1.4.0"
-CHAINLINK_COMPILED = ("MockV3Aggregator", "Multicall3")
-"""What ``compile.js``'s ``chainlink`` job builds."""
+CHAINLINK_JOB = CompileJob(
+    root=CHAINLINK_DIR,
+    contracts=MappingProxyType({
+        "MockV3Aggregator": "src/v0.8/shared/mocks/MockV3Aggregator.sol",
+        "Multicall3": "src/v0.8/vendor/multicall/ebd8b64/src/Multicall3.sol",
+    }),
+    settings=MappingProxyType({"evmVersion": "paris", "optimizer": MappingProxyType({"enabled": True, "runs": 200})}),
+)
+"""Chainlink's mock feed and the Multicall3 source it vendors (both MIT), with the devnet's first settings."""
+CHAINLINK_COMPILED = tuple(CHAINLINK_JOB.contracts)
 _NPM_STAMP = NODE_MODULES / ".xmargin-stamp"
 _BUILD_STAMP = BUILD_DIR / ".xmargin-stamp"
 
@@ -132,17 +143,21 @@ def _vendor_chainlink(progress: Progress | None) -> None:
 
 def _compile_contracts(progress: Progress | None) -> None:
     script = DEVNET_DIR / "compile.js"
-    stamp = _digest(script.read_bytes() + (DEVNET_DIR / "package-lock.json").read_bytes())
+    building = [part for part in chain_parts() if part.compile_jobs]
+    jobs = [CHAINLINK_JOB.spec("chainlink")]
+    jobs += [job.spec(name) for part in building for name, job in part.compile_jobs.items()]
+    spec = json.dumps(jobs, indent=1).encode()
+    stamp = _digest(script.read_bytes() + (DEVNET_DIR / "package-lock.json").read_bytes() + spec)
 
     outputs_present = all((BUILD_DIR / f"{name}.json").exists() for name in compiled())
     if outputs_present and _read(_BUILD_STAMP) == stamp:
         return
-    building = [part for part in chain_parts() if part.compile_jobs]
-    jobs = [f"chainlink={CHAINLINK_DIR}"]
-    jobs += [f"{job}={root}" for part in building for job, root in part.compile_jobs.items()]
     titles = "".join(f"{part.title}, " for part in building)
-    with stage(progress, "compile", f"compiling {titles}Chainlink's mock feed and Multicall3 with solc-js"):
-        _run(["node", str(script), str(BUILD_DIR), *jobs], DEVNET_DIR)
+    with (stage(progress, "compile", f"compiling {titles}Chainlink's mock feed and Multicall3 with solc-js"),
+          tempfile.TemporaryDirectory(dir=VENDOR_DIR) as tmp):
+        jobs_file = Path(tmp) / "jobs.json"
+        jobs_file.write_bytes(spec)
+        _run(["node", str(script), str(BUILD_DIR), str(jobs_file)], DEVNET_DIR)
         _BUILD_STAMP.write_text(stamp)
 
 

@@ -25,6 +25,7 @@ from devnet.models import DevnetInfo
 
 __all__ = [
     "ApiPart",
+    "CompileJob",
     "DeployStage",
     "DevnetPart",
     "PerpPosition",
@@ -67,6 +68,27 @@ class TokenMarket:
 
 
 @dataclass(frozen=True)
+class CompileJob:
+    """Contracts ``compile.js`` builds with solc-js from one source tree: ``contracts`` maps each contract's name to
+    its source file under ``root``; ``settings`` are solc's standard-JSON settings (optimizer, EVM version, via-IR)
+    they are built with. Each lands in ``vendor/build/<name>.json``."""
+
+    root: Path
+    contracts: Mapping[str, str]
+    settings: Mapping[str, Any]
+
+    def spec(self, name: str) -> dict[str, Any]:
+        """The job as ``compile.js`` reads it (one entry of its jobs file)."""
+        return {"name": name, "root": str(self.root), "contracts": dict(self.contracts),
+                "settings": _plain(self.settings)}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every mapping a ``dict`` (for ``json.dumps``; key order kept)."""
+    return {k: _plain(v) for k, v in value.items()} if isinstance(value, Mapping) else value
+
+
+@dataclass(frozen=True)
 class DevnetPart:
     """An on-chain venue on the devnet.
 
@@ -89,10 +111,11 @@ class DevnetPart:
     venue_tables: VenueTables
     npm_packages: tuple[str, ...] = ()
     """The npm packages (``package.json``) the venue's deployment uses."""
-    compile_jobs: Mapping[str, Path] = field(default_factory=dict)
-    """``compile.js`` jobs the venue needs: job name -> its source root."""
-    compiled: tuple[str, ...] = ()
-    """The contracts those jobs build (``vendor/build/<name>.json``)."""
+    compile_jobs: Mapping[str, CompileJob] = field(default_factory=dict)
+    """What the venue compiles from source, by job name (``compile.js`` holds no job of its own)."""
+    key_files: tuple[Path, ...] = ()
+    """Files besides its module that its deployment reads (a deploy tool's configuration): their content is in the
+    deployment cache's key."""
     npm_artifacts: Mapping[str, str] = field(default_factory=dict)
     """Contracts used as their npm packages publish them: name -> path under ``node_modules``."""
     market: TokenMarket | None = None
@@ -107,6 +130,11 @@ class DevnetPart:
     """Names of the part's module that :mod:`devnet` re-exports."""
 
     kind: Literal["chain"] = "chain"
+
+    @property
+    def compiled(self) -> tuple[str, ...]:
+        """The contracts its compile jobs build (``vendor/build/<name>.json``)."""
+        return tuple(name for job in self.compile_jobs.values() for name in job.contracts)
 
 
 def dec(value: float | int | str | Decimal) -> Decimal:

@@ -277,7 +277,7 @@ VENUE_WORDS = re.compile(r"aave|morpho|uniswap|hyperliquid|dydx", re.IGNORECASE)
 PRODUCT = ("connectors", "riskcore", "db", "aggregator", "devnet", "benchmarks")
 VENUE_MODULES = re.compile(
     r"^(connectors/(?P<a>[a-z0-9_]+)/|riskcore/venues/(?P<b>[a-z0-9_]+)/|aggregator/venues/(?P<c>[a-z0-9_]+)/"
-    r"|devnet/venues/(?P<d>[a-z0-9_]+)\.py$|benchmarks/venues/(?P<e>[a-z0-9_]+)\.py$)"
+    r"|devnet/venues/(?P<d>[a-z0-9_]+)\.[a-z.]+$|benchmarks/venues/(?P<e>[a-z0-9_]+)\.py$)"
 )
 NOT_YET_CONVERTED: frozenset[str] = frozenset()
 """Product files that still name a venue while issue 13 converts them: this list may only shrink (it is empty:
@@ -285,13 +285,19 @@ keep it so). A file leaves it when its venue parts move into the venues' own mod
 file no longer names a venue (take it off the list)."""
 
 
+AUDITED = (".py", ".js", ".html", ".css")
+"""The product's code: Python, the dashboard's scripts, pages and styles, the devnet's build scripts. Not audited:
+the npm manifests (``devnet/package.json`` and its lock list the packages the venues' devnet parts install, by
+their npm names) and the READMEs."""
+
+
 def _naming_venues() -> dict[str, list[str]]:
-    """Product ``.py`` files outside the venues' own modules and the registry that name a venue: file → lines."""
+    """Product code files outside the venues' own modules and the registry that name a venue: file → lines."""
     hits: dict[str, list[str]] = {}
     for package in PRODUCT:
-        for path in sorted((ROOT / package).rglob("*.py")):
+        for path in sorted(p for p in (ROOT / package).rglob("*") if p.suffix in AUDITED and p.is_file()):
             rel = path.relative_to(ROOT).as_posix()
-            if "node_modules" in rel or rel == "connectors/registry.py":
+            if "node_modules" in rel or rel.startswith("devnet/vendor/") or rel == "connectors/registry.py":
                 continue
             m = VENUE_MODULES.match(rel)
             if m and next(m.group(k) for k in "abcde" if m.group(k)) in VENUES:
@@ -318,6 +324,8 @@ def test_the_audit_sees_a_venue_name(tmp_path: Path) -> None:
     assert VENUE_MODULES.match("aggregator/venues/aave_v3/risk.py")
     assert not VENUE_MODULES.match("aggregator/venues/perp.py")
     assert VENUE_MODULES.match("benchmarks/venues/morpho_blue.py")
+    assert VENUE_MODULES.match("devnet/venues/aave_v3.hardhat.config.js")
+    assert not VENUE_MODULES.match("devnet/compile.js")
 
 
 # --- the README's "Adding a venue" table is true ----------------------------------------------------------------------

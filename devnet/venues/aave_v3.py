@@ -4,9 +4,9 @@ devnet's tokens; the demo wallets' Aave positions; its ``[[venues]]`` table), ac
 against. The helpers are also ``devnet.aave`` and re-exported by :mod:`devnet`.
 
 Deployment (first run): ``hardhat deploy`` runs Aave's own deploy scripts with Aave's own published artifacts
-(``@aave/deploy-v3``, v3.0.2 code; see ``hardhat.config.js``; nothing is compiled). Every address is read from the
-deployment. Then the devnet's Chainlink feeds start at the prices ``AaveOracle`` reports, and
-``AaveOracle.setAssetSources`` (governance path, sent by the pool admin) points the oracle at them.
+(``@aave/deploy-v3``, v3.0.2 code; see ``aave_v3.hardhat.config.js`` beside this file; nothing is compiled).
+Every address is read from the deployment. Then the devnet's Chainlink feeds start at the prices ``AaveOracle``
+reports, and ``AaveOracle.setAssetSources`` (governance path, sent by the pool admin) points the oracle at them.
 
 All amounts are raw token integers (``amount_raw``, in the token's own decimals). Each action approves the
 Pool for what it needs first and returns the mined receipt; a revert raises
@@ -61,6 +61,8 @@ __all__ = [
 
 MAX_UINT256 = 2**256 - 1
 """Pass as ``amount_raw`` to :func:`repay` / :func:`withdraw` (all of it) or :func:`liquidate` (max)."""
+HARDHAT_CONFIG = Path(__file__).with_name("aave_v3.hardhat.config.js")
+"""The hardhat configuration the deployer runs Aave's deploy scripts with (its content is in the cache key)."""
 _WRAPPED_NATIVE = "WETH"
 _NO_REFERRAL = 0
 
@@ -338,7 +340,8 @@ def _hardhat_deploy(rpc_url: str, deployments_dir: Path) -> None:
         "XMARGIN_DEPLOYMENTS_DIR": str(deployments_dir),
         "HARDHAT_DISABLE_TELEMETRY_PROMPT": "true",
     }
-    cmd = [str(NODE_MODULES / ".bin" / "hardhat"), "deploy", "--network", "anvil", "--no-compile"]
+    cmd = [str(NODE_MODULES / ".bin" / "hardhat"), "--config", str(HARDHAT_CONFIG), "deploy", "--network", "anvil",
+           "--no-compile"]
     proc = subprocess.run(cmd, cwd=DEVNET_DIR, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise DeployError(f"hardhat deploy failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
@@ -475,6 +478,7 @@ PART = DevnetPart(
     seed=_seed,
     banner=lambda info: f"Aave v3 pool {info.contract('aave_v3.pool')}",
     alias="aave",
+    key_files=(HARDHAT_CONFIG,),
     exports=tuple(name for name in __all__ if name != "PART"),  # devnet.account_data, devnet.fund, ...
 )
 """Aave v3's part of the devnet: the token market, its demo positions, its table."""

@@ -43,7 +43,7 @@ from devnet.deploy import ADMIN
 from devnet.evm import Receipt, deploy_contract, eth_call, transact
 from devnet.install import artifact
 from devnet.models import DevnetInfo
-from devnet.parts import DevnetPart
+from devnet.parts import CompileJob, DevnetPart
 from devnet.paths import NODE_MODULES
 from devnet.tokens import mint_tokens
 
@@ -462,8 +462,17 @@ PART = DevnetPart(
     present=lambda info: f"{PREFIX}.morpho" in info.contracts,
     venue_tables=_tables,
     npm_packages=("@morpho-org/morpho-blue",),
-    compile_jobs=MappingProxyType({"morpho": NODE_MODULES / "@morpho-org" / "morpho-blue"}),
-    compiled=("Morpho", "IrmMock", "OracleMock"),
+    # @morpho-org/morpho-blue@1.0.0 with the settings Morpho deployed with (via-IR, 999999 runs); its own mocks.
+    compile_jobs=MappingProxyType({"morpho": CompileJob(
+        root=NODE_MODULES / "@morpho-org" / "morpho-blue",
+        contracts=MappingProxyType({
+            "Morpho": "src/Morpho.sol",
+            "IrmMock": "src/mocks/IrmMock.sol",
+            "OracleMock": "src/mocks/OracleMock.sol",
+        }),
+        settings=MappingProxyType({"evmVersion": "paris", "viaIR": True,
+                                   "optimizer": MappingProxyType({"enabled": True, "runs": 999999})}),
+    )}),
     deploy=deploy,
     sync_price=_sync_price,
     seed=_seed,

@@ -467,7 +467,7 @@ export function headlineOf(health, risk) {
   };
 }
 
-/** The verb of a common move: "falls" for one asset, "all fall" for several ("AAVE, ETH and LINK all fall"). */
+/** The verb of a common move: "falls" for one asset, "all fall" for several ("WBTC, ETH and LINK all fall"). */
 export function commonVerb(liq) {
   const several = liq.asset.includes(" and ") || liq.asset.startsWith("every");
   return several ? (liq.direction === "falls" ? "all fall" : "all rise") : liq.direction;
@@ -481,7 +481,7 @@ export function fmtMove(x) {
   return `${x < 0 ? MINUS : "+"}${s} %`;
 }
 
-/** The headline line: "lowest aave_v3 1.07 · unified 1.32 ⓘ · first liquidation: aave_v3 if USDC falls to $0.9137
+/** The headline line: "lowest <venue> 1.07 · unified 1.32 ⓘ · first liquidation: <venue> if USDC falls to $0.9137
  * (−8.6 %)". Every figure carries ``<prefix>-…`` test ids and the raw value. */
 export function headlineNodes(line, prefix = "headline") {
   const low = line.lowest;

@@ -326,7 +326,7 @@ function perpCard(v, p, key) {
   return [rows, null];
 }
 
-/** One card per Uniswap NFT: range as prices, in or out of range, both legs and the fees owed. */
+/** One card per concentrated-liquidity position (an LP NFT): range as prices, in or out of range, both legs and the fees owed. */
 function lpCard(v, legs, key) {
   const d = legs[0].detail ?? {};
   const id = (field) => `pos-${key}-${field}`;

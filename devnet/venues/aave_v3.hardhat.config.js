@@ -1,6 +1,10 @@
 // Hardhat config that deploys Aave v3's published test market (from @aave/deploy-v3's own artifacts and
-// deploy scripts, no compilation) onto an anvil node. Driven by devnet/deploy.py:
-//   ANVIL_RPC_URL=http://127.0.0.1:PORT MARKET_NAME=Test npx hardhat deploy --network anvil --no-compile
+// deploy scripts, no compilation) onto an anvil node: the Aave v3 part's deployer (devnet/venues/aave_v3.py) runs,
+// in devnet/,
+//   ANVIL_RPC_URL=http://127.0.0.1:PORT MARKET_NAME=Test npx hardhat --config venues/aave_v3.hardhat.config.js \
+//     deploy --network anvil --no-compile
+// The project root stays devnet/ (node_modules, deployments), whatever folder holds this file.
+const path = require("path");
 require("@nomiclabs/hardhat-ethers");
 require("hardhat-deploy");
 const { task } = require("hardhat/config");
@@ -39,6 +43,7 @@ module.exports = {
   },
   namedAccounts: { ...DEFAULT_NAMED_ACCOUNTS },
   paths: {
+    root: path.resolve(__dirname, ".."),
     deployments: process.env.XMARGIN_DEPLOYMENTS_DIR || "deployments",
   },
   external: {
