@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-# npm packages (anvil, Aave's deploy package, hardhat, solc-js) and the contracts compiled from npm sources.
+# npm packages (anvil, Aave's deploy package, hardhat, solc-js), the contracts compiled from npm sources and the
+# deployed chain state every devnet starts from (cached outside the checkout).
 devnet-install: $(STAMP)
 	$(BIN)/python -m devnet
 
@@ -47,7 +48,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not chain" $(PYTEST_ARGS)
 
-test: devnet-install browser lint typecheck
+# The devnet's install and first deployment (npm, solc-js, hardhat: mostly one core and the disk) run beside the
+# type check (the other core); then the suite.
+test: $(STAMP) browser
+	@$(MAKE) --no-print-directory -j2 --output-sync=target devnet-install lint typecheck
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: devnet-install

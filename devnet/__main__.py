@@ -1,10 +1,14 @@
-"""``python -m devnet``: install the devnet's npm packages and compile its contracts (used by ``make``).
+"""``python -m devnet``: install the devnet's npm packages, compile its contracts and deploy the cached chain state
+every devnet starts from (used by ``make``), so the first test or demo that starts a devnet does not deploy it.
 
-Each install step that runs prints one line (what, then how long it took); nothing when all is current.
+Each step that runs prints one line (what, then how long it took); nothing when all is current.
 """
 
 import sys
 
+from devnet.cache import ensure_state
+from devnet.deploy import DeployError
+from devnet.evm import DevnetError
 from devnet.install import InstallError, ensure_installed
 from devnet.progress import StageEvent
 
@@ -20,6 +24,8 @@ def _print_stage(event: StageEvent) -> None:
 
 try:
     print(f"devnet installed in {ensure_installed(_print_stage)}")
-except InstallError as exc:  # its message says which step failed and shows the tool's output
+    state, _deployed = ensure_state(_print_stage)
+    print(f"devnet state cached in {state.directory}")
+except (InstallError, DeployError, DevnetError) as exc:  # its message says which step failed, with its output
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(1)
