@@ -53,7 +53,6 @@ CHAINLINK_JOB = CompileJob(
     settings=MappingProxyType({"evmVersion": "paris", "optimizer": MappingProxyType({"enabled": True, "runs": 200})}),
 )
 """Chainlink's mock feed and the Multicall3 source it vendors (both MIT), with the devnet's first settings."""
-CHAINLINK_COMPILED = tuple(CHAINLINK_JOB.contracts)
 _NPM_STAMP = NODE_MODULES / ".xmargin-stamp"
 _BUILD_STAMP = BUILD_DIR / ".xmargin-stamp"
 
@@ -93,7 +92,7 @@ def _check_packages() -> None:
 
 def compiled() -> tuple[str, ...]:
     """The contracts ``compile.js`` builds: Chainlink's, then every venue part's."""
-    return (*CHAINLINK_COMPILED, *(name for part in chain_parts() for name in part.compiled))
+    return (*CHAINLINK_JOB.contracts, *(name for part in chain_parts() for name in part.compiled))
 
 
 def npm_artifacts() -> Mapping[str, str]:

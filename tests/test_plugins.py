@@ -339,10 +339,10 @@ def _adding_a_venue_rows() -> list[tuple[str, str]]:
     return [(m["path"], m["note"].strip()) for m in _README_ROW.finditer(section)]
 
 
-def _venue_files(pattern: str, venue: str) -> list[Path]:
-    """The files ``pattern`` names for ``venue`` (``<venue>``; ``<name>``: the venue up to its first ``_``)."""
-    path = pattern.replace("<venue>", venue).replace("<name>", venue.split("_")[0])
-    return [ROOT / path]
+def _venue_file(pattern: str, venue: str) -> Path:
+    """The file (or folder) ``pattern`` names for ``venue`` (``<venue>``; ``<name>``: the venue up to its first
+    ``_``)."""
+    return ROOT / pattern.replace("<venue>", venue).replace("<name>", venue.split("_")[0])
 
 
 @pytest.mark.parametrize("venue", VENUES)
@@ -361,9 +361,9 @@ def test_every_file_the_readme_lists_exists_for_every_venue(venue: str) -> None:
             needed = False
         if "with actions" in note:
             needed = bool(capabilities(venue).actions)
-        for path in _venue_files(pattern, venue):
-            if needed:
-                assert path.exists(), f"README lists {pattern}, but {path.relative_to(ROOT)} is missing"
+        path = _venue_file(pattern, venue)
+        if needed:
+            assert path.exists(), f"README lists {pattern}, but {path.relative_to(ROOT)} is missing"
         if "(+ `" in note:  # a second file, for a venue that replays changes
             extra = note.split("(+ `", 1)[1].split("`", 1)[0]
             whatif = importlib.import_module(venue_module("aggregator", venue, "whatif")).WHATIF
