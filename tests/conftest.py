@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -39,6 +40,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Long modules first (in the order above), the rest as collected."""
     rank = {name: i for i, name in enumerate(_LONG_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` keeps the order above (xdist would queue modules by their number of tests)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.xdist_order import LongFirstScheduling
+
+    return LongFirstScheduling(config, log)
 
 
 @pytest.fixture(autouse=True, scope="session")
