@@ -451,11 +451,17 @@ def _held_factors(model: FactorModel, held: np.ndarray[Any, np.dtype[np.bool_]])
 
 
 def assess_book(
-    inputs: RiskInputs, horizon_days: float = 1.0
+    inputs: RiskInputs, horizon_days: float = 1.0, *, heavy: bool = True
 ) -> tuple[Assessment, ScenarioSet, list[dict[str, Any]]]:
     """Scenario margin over :func:`unified_scenarios` and VaR / ES of every wallet of the book at once; the third
     item holds each wallet's extra figures (book order). The scenario set returned is over the book's
-    underlyings."""
+    underlyings.
+
+    ``heavy=False`` is the per-block tier: the liquidation-aware scenario margin, unified health, first
+    liquidation and liquidation prices only; the heavy measures (parametric, historical and Monte Carlo VaR / ES
+    and the P&L grid) are left out (``var_es`` and ``pnl_grid`` are None) for the
+    caller to carry over from the wallet's last heavy assessment, which runs on its own cadence. Either way a
+    wallet's figures do not depend on the other wallets of the book."""
     book = inputs.book
     model = inputs.factor_model
     uni = unified_scenarios(inputs, horizon_days)
@@ -463,7 +469,7 @@ def assess_book(
     result = assess(book, uni.book_set)
     n_w = book.n_wallets
     var: list[dict[str, Any]] = [{} for _ in range(n_w)]
-    if uni.covariance is not None:
+    if heavy and uni.covariance is not None:
         # USD delta per (wallet, risky factor): the linear exposure the VaR models need, shape (W, R).
         cols = [model.factors.index(f) for f in risky]
         deltas = book.factor_exposure_usd() @ model.loadings[:, cols]
@@ -486,7 +492,7 @@ def assess_book(
                     for k, a in enumerate(CONFIDENCE_LEVELS)
                 }
     moved = [u for u, st in zip(book.underlyings, book.stable.tolist(), strict=True) if not st]
-    grids = pnl_grids(book, moved, horizon_days, tokens=inputs.tokens)
+    grids = pnl_grids(book, moved, horizon_days, tokens=inputs.tokens) if heavy else [None] * n_w
     held_factors = _held_factors(model, _held(book))
     has_options = np.zeros(n_w, dtype=bool)
     has_options[book.pos_wallet[book.pos_kind == Kind.OPTION]] = True
@@ -505,7 +511,7 @@ def assess_book(
             "worst_scenario_label": (scenario_label(uni.factor_set, worst, model, book.price_usd, factors,
                                                     volatility=bool(has_options[w]))
                                      if 0 <= worst < len(uni.factor_set) else None),
-            "var_es": var[w],
+            "var_es": var[w] if heavy else None,
             "pnl_grid": grids[w],
         })
     return result, uni.book_set, extras
