@@ -282,8 +282,11 @@ def to_sync_batch(
     )
 
 
-def risk_rows(snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str]) -> tuple[RiskRow, ...]:
-    """The netting engine over the batch's wallets (one vectorized book), as rows stored with the sync.
+def risk_rows(
+    snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str], *, heavy: bool = True
+) -> tuple[RiskRow, ...]:
+    """The netting engine over the batch's wallets (one vectorized book), as rows stored with the sync
+    (``heavy=False``: the per-block tier, :func:`aggregator.risk.assess_book`).
 
     The engine's failure never costs the sync: it is logged and the batch is stored without risk rows.
     """
@@ -297,7 +300,7 @@ def risk_rows(snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str]) 
         return ()
     try:
         inputs = build_book(by_wallet, venue_types)
-        result, scenarios, extras = assess_book(inputs)
+        result, scenarios, extras = assess_book(inputs, heavy=heavy)
         now = _now()
         rows = [
             RiskRow(wallet=doc["wallet"], block_number=inputs.block or 0, computed_at=now,

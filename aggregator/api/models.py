@@ -437,6 +437,10 @@ class RiskOut(_Doc):
     """Horizon (``1h``, ``1d``, ``7d``) → confidence level (``0.95``…) → VaR and ES."""
     pnl_grid: PnlGridOut | None = None
     """``null``: the wallet holds no risky underlying."""
+    heavy_measures_block: int | None = None
+    """The block ``var_es`` and ``pnl_grid`` were computed at: the heavy measures run on their own cadence (and
+    when the wallet's positions change), the rest of the document every block its inputs change. Absent from a
+    document of the full sync (all computed at ``block``); ``null``: not computed yet."""
     chain: ChainOut | None
     freshness: FreshnessOut | None
     summary: RiskSummaryOut | None
