@@ -1,0 +1,323 @@
+"""Per-block dirty sets on the devnet: the wallets a block's logs name are exactly the wallets whose position changed.
+
+Random actions — Aave supply / borrow / repay / withdraw, Morpho supply / collateral / borrow / repay / withdraw,
+Uniswap mint / increase / decrease / collect / transfer, several wallets' actions mined in one block, price moves
+(feeds, Morpho oracles, pool swaps) and time jumps — on randomized wallets over many blocks. After every block:
+
+* one ``eth_getLogs`` (one HTTP request) for all three venues;
+* per venue, the dirty wallets equal the set of tracked wallets whose position state (``account_state`` of the
+  venue's events module: what only the wallet's own events change) differs between full reads at ``block - 1``
+  and ``block`` — no wallet missing, no untouched wallet dirty;
+* a new NFT of a tracked wallet rebuilds the Uniswap watch (and later logs of that position are seen).
+
+Then a second reader built from the same starting snapshots reads the whole range at once: its per-block dirty
+sets equal the block reads, and the range's union equals their union.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import devnet
+from aggregator.devnet_cli import devnet_settings
+from aggregator.dirty import ChainWatch, DirtyReader, chain_watch
+from aggregator.pipeline import ChainContext
+from aggregator.venues import OnchainVenue
+from connectors.aave_v3.events import account_state as aave_state
+from connectors.evm.logs import DirtySet
+from connectors.evm.rpc import RpcClient
+from connectors.morpho_blue.events import account_state as morpho_state
+from connectors.types import BlockRef, checksum
+from connectors.uniswap_v3.events import OwnerBook
+from connectors.uniswap_v3.events import account_state as uniswap_state
+from devnet import aave, morpho, uniswap
+
+pytestmark = [pytest.mark.chain, pytest.mark.slow]
+
+SEED = 20261206
+WALLETS = 6
+STEPS = 70
+DEADLINE = 2**256 - 1
+UINT128_MAX = 2**128 - 1
+INCREASE = "increaseLiquidity((uint256,uint256,uint256,uint256,uint256,uint256))"
+DECREASE = "decreaseLiquidity((uint256,uint128,uint256,uint256,uint256))"
+COLLECT = "collect((uint256,address,uint128,uint128))"
+POOL = "WETH_USDC_500"
+STATE: dict[str, Callable[[Any], tuple[object, ...]]] = {
+    "aave_v3": aave_state, "morpho_blue": morpho_state, "uniswap_v3": uniswap_state,
+}
+
+
+@pytest.fixture(scope="module")
+def chain(seeded_devnet: devnet.DevnetInfo) -> devnet.DevnetInfo:
+    return seeded_devnet  # the seed's lender gives Aave's stablecoins liquidity
+
+
+@pytest.fixture(scope="module")
+def ctx(chain: devnet.DevnetInfo) -> Iterator[ChainContext]:
+    settings = devnet_settings(chain)
+    context = ChainContext.open(settings, settings.chains[0])
+    yield context
+    context.close()
+
+
+class Book:
+    """The test's own view of who holds what (to pick actions that can succeed)."""
+
+    def __init__(self, info: devnet.DevnetInfo, wallets: list[str]) -> None:
+        self.info = info
+        self.wallets = wallets
+        self.nfts: dict[int, str] = {}
+        self.aave_debt: set[tuple[str, str]] = set()
+        self.morpho_debt: set[tuple[str, str]] = set()
+
+
+def _setup(info: devnet.DevnetInfo, wallets: list[str], rng: np.random.Generator) -> Book:
+    book = Book(info, wallets)
+    manager = info.contract("uniswap_v3.position_manager")
+    morpho_at = info.contract("morpho_blue.morpho")
+    pool_at = info.contract("aave_v3.pool")
+    tokens = uniswap.pool_tokens(info, POOL)
+    for i, wallet in enumerate(wallets):
+        for symbol, amount in (("WETH", 200 * 10**18), ("USDC", 2_000_000 * 10**6), ("DAI", 2_000_000 * 10**18)):
+            devnet.mint_tokens(info, wallet, symbol, amount)
+            for spender in (manager, morpho_at, pool_at):
+                devnet.transact(info, wallet, info.token(symbol), "approve(address,uint256)", spender, 2**256 - 1)
+        aave.supply(info, wallet, "WETH", int(rng.uniform(5, 20) * 10**18))
+        morpho.supply_collateral(info, wallet, "WETH_USDC", int(rng.uniform(2, 10) * 10**18))
+        if i % 2 == 0:
+            _mint(book, wallet, rng, tokens)
+    return book
+
+
+def _mint(book: Book, wallet: str, rng: np.random.Generator, tokens: Any) -> None:
+    info = book.info
+    tick = uniswap.pool_state(info, POOL).tick
+    spacing = tokens.tick_spacing
+    lower = (tick // spacing - int(rng.integers(1, 50))) * spacing
+    upper = (tick // spacing + int(rng.integers(1, 50))) * spacing
+    weth = int(rng.uniform(0.5, 3) * 10**18)
+    usdc = int(weth / 10**18 * 4000 * 10**6)
+    amount0, amount1 = (weth, usdc) if tokens.base_is_token0 else (usdc, weth)
+    token_id = uniswap.mint_position(info, wallet, POOL, lower, upper, amount0, amount1)
+    book.nfts[token_id] = wallet
+
+
+def _actions(book: Book, rng: np.random.Generator) -> dict[str, Callable[[], object]]:
+    info = book.info
+    manager = info.contract("uniswap_v3.position_manager")
+    wallet = book.wallets[int(rng.integers(0, len(book.wallets)))]
+    other = next(w for w in rng.permutation(book.wallets) if w != wallet)
+    mine = [t for t, owner in book.nfts.items() if owner == wallet]
+    tokens = uniswap.pool_tokens(info, POOL)
+
+    def aave_supply() -> None:
+        if rng.random() < 0.5:
+            aave.supply(info, wallet, "WETH", int(rng.uniform(0.1, 2) * 10**18))
+        else:
+            aave.supply(info, wallet, "USDC", int(rng.uniform(10, 5_000)) * 10**6)
+
+    def aave_borrow() -> None:
+        symbol = str(rng.choice(["USDC", "DAI"]))
+        aave.borrow(info, wallet, symbol, int(rng.uniform(50, 2_000)) * 10 ** aave.decimals(info, symbol))
+        book.aave_debt.add((wallet, symbol))
+
+    def aave_repay() -> None:
+        debts = sorted(s for w, s in book.aave_debt if w == wallet)
+        if not debts:
+            return aave_borrow()
+        symbol = debts[int(rng.integers(0, len(debts)))]
+        aave.repay(info, wallet, symbol, 10 * 10 ** aave.decimals(info, symbol))
+        return None
+
+    def morpho_borrow() -> None:
+        morpho.borrow(info, wallet, "WETH_USDC", int(rng.uniform(50, 2_000)) * 10**6)
+        book.morpho_debt.add((wallet, "WETH_USDC"))
+
+    def morpho_repay() -> None:
+        if (wallet, "WETH_USDC") not in book.morpho_debt:
+            return morpho_borrow()
+        morpho.repay(info, wallet, "WETH_USDC", 10 * 10**6)
+        return None
+
+    def lp_mint() -> None:
+        _mint(book, wallet, rng, tokens)
+
+    def lp_increase() -> None:
+        if not mine:
+            return lp_mint()
+        token_id = mine[0]
+        amount = int(rng.uniform(0.1, 1) * 10**18)
+        quote = amount * 4000 // 10**12
+        a0, a1 = (amount, quote) if tokens.base_is_token0 else (quote, amount)
+        for token in (tokens.token0, tokens.token1):  # a mint approves exactly what it spends
+            devnet.transact(info, wallet, token, "approve(address,uint256)", manager, 2**256 - 1)
+        devnet.transact(info, wallet, manager, INCREASE, (token_id, a0, a1, 0, 0, DEADLINE))
+        return None
+
+    def lp_decrease() -> None:
+        if not mine:
+            return lp_mint()
+        token_id = mine[-1]
+        liquidity = uniswap.lp_position(info, token_id).liquidity
+        if liquidity == 0:
+            return lp_collect()
+        devnet.transact(info, wallet, manager, DECREASE, (token_id, liquidity // 3 or 1, 0, 0, DEADLINE))
+        return None
+
+    def lp_collect() -> None:
+        if not mine:
+            return lp_mint()
+        devnet.transact(info, wallet, manager, COLLECT, (mine[0], wallet, UINT128_MAX, UINT128_MAX))
+        return None
+
+    def lp_transfer() -> None:
+        if not mine:
+            return lp_mint()
+        token_id = mine[int(rng.integers(0, len(mine)))]
+        devnet.transact(info, wallet, manager, "transferFrom(address,address,uint256)", wallet, other, token_id)
+        book.nfts[token_id] = other
+        return None
+
+    def move_price() -> None:
+        weth = float(devnet.latest_round(info, "WETH").price_usd)
+        devnet.set_price(info, "WETH", round(weth * float(rng.uniform(0.97, 1.03)), 2))
+
+    def one_block_many_wallets() -> None:
+        """Aave supplies and Morpho collateral of several wallets mined in one block."""
+        pool_at = info.contract("aave_v3.pool")
+        morpho_at = info.contract("morpho_blue.morpho")
+        params = morpho.market_params(info, "WETH_USDC").as_tuple()
+        chosen = [str(w) for w in rng.choice(book.wallets, size=3, replace=False)]
+        devnet.rpc(info, "evm_setAutomine", [False])
+        try:
+            for i, w in enumerate(chosen):
+                if i % 2 == 0:
+                    data = devnet.encode_call("supply(address,uint256,address,uint16)", info.token("USDC"),
+                                              int(rng.uniform(10, 500)) * 10**6, w, 0)
+                    to = pool_at
+                else:
+                    data = devnet.encode_call("supplyCollateral((address,address,address,address,uint256),"
+                                              "uint256,address,bytes)", params, 10**17, w, b"")
+                    to = morpho_at
+                devnet.rpc(info, "eth_sendTransaction", [{"from": w, "to": to, "data": data, "gas": hex(1_500_000)}])
+            devnet.mine(info)
+        finally:
+            devnet.rpc(info, "evm_setAutomine", [True])
+
+    return {
+        "aave_supply": aave_supply,
+        "aave_withdraw": lambda: aave.withdraw(info, wallet, "WETH", int(rng.uniform(0.01, 0.5) * 10**18)),
+        "aave_borrow": aave_borrow,
+        "aave_repay": aave_repay,
+        "morpho_supply": lambda: morpho.supply(info, wallet, "WETH_USDC", int(rng.uniform(10, 900)) * 10**6),
+        "morpho_collateral": lambda: morpho.supply_collateral(info, wallet, "WETH_USDC", 10**17),
+        "morpho_withdraw_collateral": lambda: morpho.withdraw_collateral(info, wallet, "WETH_USDC", 10**16),
+        "morpho_borrow": morpho_borrow,
+        "morpho_repay": morpho_repay,
+        "lp_mint": lp_mint,
+        "lp_increase": lp_increase,
+        "lp_decrease": lp_decrease,
+        "lp_collect": lp_collect,
+        "lp_transfer": lp_transfer,
+        "move_price": move_price,
+        "time_jump": lambda: devnet.increase_time(info, int(rng.integers(60, 86_400))),
+        "many_in_one_block": one_block_many_wallets,
+    }
+
+
+def _positions(venues: list[OnchainVenue], wallets: list[str], block: BlockRef) -> dict[str, dict[str, object]]:
+    """Per venue, per wallet: its position state at ``block`` (a full read)."""
+    out: dict[str, dict[str, object]] = {}
+    for venue in venues:
+        snapshot = venue.connector.read_accounts(wallets, block)
+        state = STATE[venue.config.type]
+        out[venue.config.name] = {a.wallet: state(a) for a in snapshot.accounts}
+    return out
+
+
+def test_each_blocks_dirty_set_is_exactly_the_wallets_whose_position_changed(
+        chain: devnet.DevnetInfo, ctx: ChainContext, request: pytest.FixtureRequest) -> None:
+    info = chain
+    rng = np.random.default_rng(SEED)
+    wallets = [checksum(devnet.wallet_address(f"dirty-{SEED}-{i}")) for i in range(WALLETS)]
+    book = _setup(info, wallets, rng)
+    venues = [v for v in ctx.onchain if v.config.type in STATE]
+    assert sorted(v.config.type for v in venues) == sorted(STATE)
+
+    rpc = RpcClient(info.rpc_url)
+    request.addfinalizer(rpc.close)
+    start = rpc.get_block("latest")
+    snapshots = [(v, v.connector.read_accounts(wallets, start)) for v in venues]
+    watch: ChainWatch = chain_watch(info.chain_id, snapshots)
+    assert watch.unwatched == ()
+    reader = DirtyReader(rpc, watch)
+    names = {v.config.type: v.config.name for v in venues}
+
+    before = _positions(venues, wallets, start)
+    per_block: list[DirtySet] = []
+    seen: dict[str, set[str]] = {n: set() for n in names.values()}
+    multi = 0
+    head = start.number
+    done: list[str] = []
+    for _ in range(STEPS):
+        actions = _actions(book, rng)
+        name = str(rng.choice(sorted(actions)))
+        try:
+            actions[name]()
+        except devnet.RevertedError:
+            name += " (reverted)"
+        done.append(name)
+        latest = rpc.block_number()
+        for number in range(head + 1, latest + 1):
+            block = rpc.get_block(number)
+            stats = rpc.stats.copy()
+            dirty = reader.block(block)
+            spent = rpc.stats.copy() - stats
+            assert spent.calls_by_method == {"eth_getLogs": 1}, (number, spent.calls_by_method)
+            assert spent.http_requests == 1
+            per_block.append(dirty)
+            after = _positions(venues, wallets, block)
+            for venue_name, states in after.items():
+                changed = {w for w, state in states.items() if before[venue_name][w] != state}
+                got = dirty.venue(venue_name)
+                assert not got.needs_full_read, got.errors
+                assert got.wallets == changed, (number, venue_name, done[-1], sorted(got.wallets), sorted(changed))
+                seen[venue_name] |= changed
+            multi += len(dirty.wallets) > 1
+            before = after
+        head = latest
+    assert head - start.number >= STEPS  # every action mined at least one block
+    for venue_name, touched in seen.items():
+        assert len(touched) >= 3, f"{venue_name}: too few wallets changed to say anything ({sorted(touched)})"
+    assert multi > 0, "no block changed more than one wallet"
+    uniswap = names["uniswap_v3"]
+    assert any(r.venue == uniswap for r in reader.rebuilds), "no new position rebuilt the watch"
+    owners = reader.watch.venue(uniswap).watch
+    assert owners is not None
+    assert isinstance(owners.state, OwnerBook)
+    assert {t: o for t, o in owners.state.owners.items() if t in book.nfts} == book.nfts
+    assert any(d.venue(uniswap).market_changed for d in per_block), "no pool swap seen as a market change"
+    assert any(d.venue(names["aave_v3"]).market_changed for d in per_block), "no reserve update seen"
+
+    # the same range read at once, from the same starting snapshots: equal block by block, and the union
+    clients = [RpcClient(info.rpc_url), RpcClient(info.rpc_url)]
+    for client in clients:
+        request.addfinalizer(client.close)
+    second = DirtyReader(clients[0], chain_watch(info.chain_id, snapshots))
+    blocks = second.range_blocks(start.number + 1, head)
+    assert [(d.first_block, {n: (v.wallets, set(v.market_reasons)) for n, v in d.venues.items()}) for d in blocks] \
+        == [(d.first_block, {n: (v.wallets, set(v.market_reasons)) for n, v in d.venues.items()}) for d in per_block]
+    assert [r.block for r in second.rebuilds] == [r.block for r in reader.rebuilds]
+    union = per_block[0]
+    for dirty in per_block[1:]:
+        union = union | dirty
+    third = DirtyReader(clients[1], chain_watch(info.chain_id, snapshots)).range(start.number + 1, head)
+    for venue_name in names.values():
+        assert third.venue(venue_name).wallets == union.venue(venue_name).wallets
+        assert set(third.venue(venue_name).market_reasons) == set(union.venue(venue_name).market_reasons)
+    assert (third.first_block, third.last_block) == (start.number + 1, head)
