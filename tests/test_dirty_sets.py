@@ -240,30 +240,67 @@ def _positions(venues: list[OnchainVenue], wallets: list[str], block: BlockRef) 
     return out
 
 
-def test_each_blocks_dirty_set_is_exactly_the_wallets_whose_position_changed(
-        chain: devnet.DevnetInfo, ctx: ChainContext, request: pytest.FixtureRequest) -> None:
-    info = chain
-    rng = np.random.default_rng(SEED)
-    wallets = [checksum(devnet.wallet_address(f"dirty-{SEED}-{i}")) for i in range(WALLETS)]
-    book = _setup(info, wallets, rng)
+class Follower:
+    """Reads each new block's dirty set through ``reader`` and checks it against full reads of every venue at
+    the block and the one before: one eth_getLogs per block, and per venue dirty == changed, exactly."""
+
+    def __init__(self, rpc: RpcClient, reader: DirtyReader, venues: list[OnchainVenue], wallets: list[str],
+                 start: BlockRef) -> None:
+        self.rpc, self.reader, self.venues, self.wallets = rpc, reader, venues, wallets
+        self.before = _positions(venues, wallets, start)
+        self.head = start.number
+        self.per_block: list[DirtySet] = []
+        self.seen: dict[str, set[str]] = {v.config.name: set() for v in venues}
+        self.multi = 0
+
+    def catch_up(self, what: str) -> list[DirtySet]:
+        """Every block mined since the last call, checked; their dirty sets."""
+        out: list[DirtySet] = []
+        latest = self.rpc.block_number()
+        for number in range(self.head + 1, latest + 1):
+            block = self.rpc.get_block(number)
+            stats = self.rpc.stats.copy()
+            dirty = self.reader.block(block)
+            spent = self.rpc.stats.copy() - stats
+            assert spent.calls_by_method == {"eth_getLogs": 1}, (number, spent.calls_by_method)
+            assert spent.http_requests == 1
+            out.append(dirty)
+            after = _positions(self.venues, self.wallets, block)
+            for venue_name, states in after.items():
+                changed = {w for w, state in states.items() if self.before[venue_name][w] != state}
+                got = dirty.venue(venue_name)
+                assert not got.needs_full_read, got.errors
+                assert got.wallets == changed, (number, venue_name, what, sorted(got.wallets), sorted(changed))
+                self.seen[venue_name] |= changed
+            self.multi += len(dirty.wallets) > 1
+            self.before = after
+        self.head = latest
+        self.per_block += out
+        return out
+
+
+def _start(info: devnet.DevnetInfo, ctx: ChainContext, wallets: list[str], request: pytest.FixtureRequest
+           ) -> tuple[Follower, list[tuple[OnchainVenue, Any]], BlockRef]:
     venues = [v for v in ctx.onchain if v.config.type in STATE]
     assert sorted(v.config.type for v in venues) == sorted(STATE)
-
     rpc = RpcClient(info.rpc_url)
     request.addfinalizer(rpc.close)
     start = rpc.get_block("latest")
     snapshots = [(v, v.connector.read_accounts(wallets, start)) for v in venues]
     watch: ChainWatch = chain_watch(info.chain_id, snapshots)
     assert watch.unwatched == ()
-    reader = DirtyReader(rpc, watch)
-    names = {v.config.type: v.config.name for v in venues}
+    return Follower(rpc, DirtyReader(rpc, watch), venues, wallets, start), snapshots, start
 
-    before = _positions(venues, wallets, start)
-    per_block: list[DirtySet] = []
-    seen: dict[str, set[str]] = {n: set() for n in names.values()}
-    multi = 0
-    head = start.number
-    done: list[str] = []
+
+def test_each_blocks_dirty_set_is_exactly_the_wallets_whose_position_changed(
+        chain: devnet.DevnetInfo, ctx: ChainContext, request: pytest.FixtureRequest) -> None:
+    info = chain
+    rng = np.random.default_rng(SEED)
+    wallets = [checksum(devnet.wallet_address(f"dirty-{SEED}-{i}")) for i in range(WALLETS)]
+    book = _setup(info, wallets, rng)
+    follower, snapshots, start = _start(info, ctx, wallets, request)
+    reader = follower.reader
+    names = {v.config.type: v.config.name for v in follower.venues}
     for _ in range(STEPS):
         actions = _actions(book, rng)
         name = str(rng.choice(sorted(actions)))
@@ -271,37 +308,19 @@ def test_each_blocks_dirty_set_is_exactly_the_wallets_whose_position_changed(
             actions[name]()
         except devnet.RevertedError:
             name += " (reverted)"
-        done.append(name)
-        latest = rpc.block_number()
-        for number in range(head + 1, latest + 1):
-            block = rpc.get_block(number)
-            stats = rpc.stats.copy()
-            dirty = reader.block(block)
-            spent = rpc.stats.copy() - stats
-            assert spent.calls_by_method == {"eth_getLogs": 1}, (number, spent.calls_by_method)
-            assert spent.http_requests == 1
-            per_block.append(dirty)
-            after = _positions(venues, wallets, block)
-            for venue_name, states in after.items():
-                changed = {w for w, state in states.items() if before[venue_name][w] != state}
-                got = dirty.venue(venue_name)
-                assert not got.needs_full_read, got.errors
-                assert got.wallets == changed, (number, venue_name, done[-1], sorted(got.wallets), sorted(changed))
-                seen[venue_name] |= changed
-            multi += len(dirty.wallets) > 1
-            before = after
-        head = latest
+        follower.catch_up(name)
+    head, per_block = follower.head, follower.per_block
     assert head - start.number >= STEPS  # every action mined at least one block
-    for venue_name, touched in seen.items():
+    for venue_name, touched in follower.seen.items():
         assert len(touched) >= 3, f"{venue_name}: too few wallets changed to say anything ({sorted(touched)})"
-    assert multi > 0, "no block changed more than one wallet"
-    uniswap = names["uniswap_v3"]
-    assert any(r.venue == uniswap for r in reader.rebuilds), "no new position rebuilt the watch"
-    owners = reader.watch.venue(uniswap).watch
+    assert follower.multi > 0, "no block changed more than one wallet"
+    lp_venue = names["uniswap_v3"]
+    assert any(r.venue == lp_venue for r in reader.rebuilds), "no new position rebuilt the watch"
+    owners = reader.watch.venue(lp_venue).watch
     assert owners is not None
     assert isinstance(owners.state, OwnerBook)
     assert {t: o for t, o in owners.state.owners.items() if t in book.nfts} == book.nfts
-    assert any(d.venue(uniswap).market_changed for d in per_block), "no pool swap seen as a market change"
+    assert any(d.venue(lp_venue).market_changed for d in per_block), "no pool swap seen as a market change"
     assert any(d.venue(names["aave_v3"]).market_changed for d in per_block), "no reserve update seen"
 
     # the same range read at once, from the same starting snapshots: equal block by block, and the union
@@ -321,3 +340,63 @@ def test_each_blocks_dirty_set_is_exactly_the_wallets_whose_position_changed(
         assert third.venue(venue_name).wallets == union.venue(venue_name).wallets
         assert set(third.venue(venue_name).market_reasons) == set(union.venue(venue_name).market_reasons)
     assert (third.first_block, third.last_block) == (start.number + 1, head)
+
+
+def test_parameter_changes_are_market_reasons_fee_shares_dirty_the_recipient_and_new_sources_rebuild(
+        chain: devnet.DevnetInfo, ctx: ChainContext, request: pytest.FixtureRequest) -> None:
+    """Morpho's fee shares are minted to the fee recipient without a Supply event: the watch knows the recipient
+    (rebuilt when it changes) and dirties it. Aave's configuration changes are market reasons; a new oracle source
+    rebuilds the watch, which then listens to the new feed."""
+    info = chain
+    wallets = [checksum(devnet.wallet_address(f"dirty-gov-{SEED}-{i}")) for i in range(3)]
+    recipient, borrower, lender = wallets
+    morpho_at = info.contract("morpho_blue.morpho")
+    params = morpho.market_params(info, "WETH_USDC").as_tuple()
+    for wallet in wallets:
+        devnet.mint_tokens(info, wallet, "WETH", 50 * 10**18)
+        devnet.mint_tokens(info, wallet, "USDC", 1_000_000 * 10**6)
+    morpho.supply(info, lender, "WETH_USDC", 100_000 * 10**6)
+    morpho.supply_collateral(info, borrower, "WETH_USDC", 20 * 10**18)
+    morpho.borrow(info, borrower, "WETH_USDC", 30_000 * 10**6)
+    aave.supply(info, lender, "WETH", 5 * 10**18)
+    follower, _, _ = _start(info, ctx, wallets, request)
+    reader = follower.reader
+    names = {v.config.type: v.config.name for v in follower.venues}
+    lending, isolated = names["aave_v3"], names["morpho_blue"]
+
+    devnet.transact(info, devnet.ADMIN, morpho_at, "setFeeRecipient(address)", recipient)
+    (block,) = follower.catch_up("setFeeRecipient")
+    assert block.venue(isolated).rewatch == (f"SetFeeRecipient {recipient}",)
+    assert reader.rebuilds[-1].venue == isolated
+    devnet.transact(info, devnet.ADMIN, morpho_at, "setFee((address,address,address,address,uint256),uint256)",
+                    params, 10**17)
+    (block,) = follower.catch_up("setFee")
+    assert any(r.startswith("SetFee ") for r in block.venue(isolated).market_reasons)
+    devnet.increase_time(info, 30 * 86_400)
+    morpho.repay(info, borrower, "WETH_USDC", 1_000 * 10**6)
+    *_, block = follower.catch_up("repay after a month of interest, with a fee")
+    assert block.venue(isolated).wallets == {recipient, borrower}  # the recipient by its fee shares alone
+    assert not block.venue(lending).wallets
+
+    configurator = info.contract("aave_v3.pool_configurator")
+    devnet.transact(info, devnet.ADMIN, configurator, "setReserveFactor(address,uint256)", info.token("USDC"), 1_234)
+    (block,) = follower.catch_up("setReserveFactor")
+    assert any(r.startswith("ReserveFactorChanged") for r in block.venue(lending).market_reasons)
+    assert not block.wallets
+
+    oracle = info.contract("aave_v3.oracle")
+    old_feed = info.contract(devnet.feed_name("WETH"))
+    answer = devnet.latest_round(info, "WETH").answer_raw
+    bytecode = str(devnet.install.artifact("MockV3Aggregator")["bytecode"])
+    new_feed = devnet.evm.deploy_contract(info, devnet.ADMIN, bytecode, ["uint8", "int256"], [8, answer])
+    assert new_feed not in reader.watch.query.addresses
+    devnet.transact(info, devnet.ADMIN, oracle, "setAssetSources(address[],address[])", [info.token("WETH")],
+                    [new_feed])
+    *_, block = follower.catch_up("setAssetSources")
+    assert block.venue(lending).rewatch
+    assert reader.rebuilds[-1].venue == lending
+    assert new_feed in reader.watch.query.addresses
+    devnet.transact(info, devnet.ADMIN, oracle, "setAssetSources(address[],address[])", [info.token("WETH")],
+                    [old_feed])
+    follower.catch_up("setAssetSources back")
+    assert new_feed not in reader.watch.query.addresses
