@@ -242,7 +242,8 @@ def _positions(venues: list[OnchainVenue], wallets: list[str], block: BlockRef) 
 
 class Follower:
     """Reads each new block's dirty set through ``reader`` and checks it against full reads of every venue at
-    the block and the one before: one eth_getLogs per block, and per venue dirty == changed, exactly."""
+    the block and the one before: one eth_getLogs per block; per venue, the tracked dirty wallets are exactly
+    the tracked wallets that changed, and every other dirty address (a treasury) changed too."""
 
     def __init__(self, rpc: RpcClient, reader: DirtyReader, venues: list[OnchainVenue], wallets: list[str],
                  start: BlockRef) -> None:
@@ -252,6 +253,8 @@ class Follower:
         self.per_block: list[DirtySet] = []
         self.seen: dict[str, set[str]] = {v.config.name: set() for v in venues}
         self.multi = 0
+        self.untracked: set[str] = set()
+        """Dirty wallets outside the tracked ones (each checked to have changed)."""
 
     def catch_up(self, what: str) -> list[DirtySet]:
         """Every block mined since the last call, checked; their dirty sets."""
@@ -270,7 +273,15 @@ class Follower:
                 changed = {w for w, state in states.items() if self.before[venue_name][w] != state}
                 got = dirty.venue(venue_name)
                 assert not got.needs_full_read, got.errors
-                assert got.wallets == changed, (number, venue_name, what, sorted(got.wallets), sorted(changed))
+                tracked = got.wallets & set(self.wallets)
+                assert tracked == changed, (number, venue_name, what, sorted(got.wallets), sorted(changed))
+                extra = sorted(got.wallets - tracked)  # e.g. a treasury: its change is checked the same way
+                if extra:
+                    venue = next(v for v in self.venues if v.config.name == venue_name)
+                    was = _positions([venue], extra, self.rpc.get_block(number - 1))[venue_name]
+                    now = _positions([venue], extra, block)[venue_name]
+                    assert all(was[w] != now[w] for w in extra), (number, venue_name, what, extra)
+                    self.untracked |= set(extra)
                 self.seen[venue_name] |= changed
             self.multi += len(dirty.wallets) > 1
             self.before = after
@@ -400,3 +411,42 @@ def test_parameter_changes_are_market_reasons_fee_shares_dirty_the_recipient_and
                     [old_feed])
     follower.catch_up("setAssetSources back")
     assert new_feed not in reader.watch.query.addresses
+
+
+def test_liquidations_dirty_the_borrower_and_a_liquidator_only_when_its_position_changes(
+        chain: devnet.DevnetInfo, ctx: ChainContext, request: pytest.FixtureRequest) -> None:
+    info = chain
+    wallets = [checksum(devnet.wallet_address(f"dirty-liq-{SEED}-{i}")) for i in range(3)]
+    isolated_borrower, pooled_borrower, liquidator = wallets
+    for wallet in wallets:
+        devnet.mint_tokens(info, wallet, "WETH", 50 * 10**18)
+        devnet.mint_tokens(info, wallet, "USDC", 1_000_000 * 10**6)
+    price = morpho.oracle_price(info, "WETH_USDC")
+    morpho.supply_collateral(info, isolated_borrower, "WETH_USDC", 10 * 10**18)
+    lltv = morpho.market_params(info, "WETH_USDC").lltv
+    morpho.borrow(info, isolated_borrower, "WETH_USDC", 10 * 10**18 * price // 10**36 * lltv // 10**18 * 9 // 10)
+    aave.supply(info, pooled_borrower, "WETH", 10 * 10**18)
+    available = aave.account_data(info, pooled_borrower).available_borrows_base  # 8 decimals, USD
+    aave.borrow(info, pooled_borrower, "USDC", available * 99 // 100 // 100)  # USDC has 6 decimals
+    follower, _, _ = _start(info, ctx, wallets, request)
+    names = {v.config.type: v.config.name for v in follower.venues}
+    lending, isolated = names["aave_v3"], names["morpho_blue"]
+
+    weth = devnet.latest_round(info, "WETH").price_usd
+    morpho.set_oracle_price(info, "WETH_USDC", price * 7 // 10)
+    follower.catch_up("Morpho oracle down 30 %")
+    morpho.liquidate(info, liquidator, isolated_borrower, "WETH_USDC", seized_assets=10**18)
+    *_, block = follower.catch_up("Morpho liquidation")
+    assert block.venue(isolated).wallets == {isolated_borrower}  # the liquidator's seized collateral is not a position
+
+    devnet.set_price(info, "WETH", weth * 8 / 10)
+    follower.catch_up("WETH down 20 %")
+    assert aave.account_data(info, pooled_borrower).health_factor_wad < 10**18
+    aave.liquidate(info, liquidator, pooled_borrower, "WETH", "USDC", aave.MAX_UINT256, receive_a_token=True)
+    *_, block = follower.catch_up("Aave liquidation taking aTokens")
+    treasury = block.venue(lending).wallets - {pooled_borrower, liquidator}
+    assert block.venue(lending).wallets >= {pooled_borrower, liquidator}
+    assert treasury <= follower.untracked  # the protocol's fee, paid in aTokens: checked to have changed
+    assert any(r.startswith("ReserveDataUpdated") for r in block.venue(lending).market_reasons)
+    devnet.set_price(info, "WETH", weth)
+    follower.catch_up("WETH back")
