@@ -12,7 +12,9 @@ Rewatch: a log can mean the watch itself is out of date — a new reserve (new t
 source, a new fee recipient, a position a tracked wallet received (perhaps in a pool not watched yet). The
 venue's ``rewatch`` reasons say so, and the reader rebuilds that venue's watch at once: it re-reads the venue
 for the same wallets at that block (``refresh``; by default the venue connector's ``read_accounts``), asks the
-plugin for a new watch and merges the chain's filter again. In a range, the blocks after the rebuild are read
+plugin for a new watch and merges the chain's filter again (:attr:`DirtyReader.rebuilds` keeps the new
+snapshot: it is a full read of that venue's wallets at the block, which also covers what the block's logs did
+at contracts the old watch did not listen to yet). In a range, the blocks after the rebuild are read
 again with the new filter. A rebuild that fails is kept pending and tried again at the next block; the old
 watch stays in use meanwhile, and ``pending`` names the venue. A venue whose plugin declares no events
 (``log_watch`` is None) is listed in :attr:`ChainWatch.unwatched`: every wallet of it is re-read every block.
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aggregator.venues import OnchainVenue, plugin_of
@@ -111,11 +113,14 @@ def chain_watch(chain_id: int, venues: Iterable[tuple[OnchainVenue, Any]]) -> Ch
 
 @dataclass(frozen=True)
 class Rebuild:
-    """A venue's watch rebuilt at ``block`` for ``reasons``."""
+    """A venue's watch rebuilt at ``block`` for ``reasons``, from ``snapshot`` (the venue's wallets read at that
+    block: a full read, so it holds what that block's logs did at contracts the old watch did not listen to —
+    a new reserve's first supply — and the caller takes every wallet of it as re-read)."""
 
     block: int
     venue: str
     reasons: tuple[str, ...]
+    snapshot: Any = field(default=None, compare=False, repr=False)
 
 
 class DirtyReader:
@@ -226,7 +231,7 @@ class DirtyReader:
                             current.name, block.number, exc)
                 continue
             del self.pending[current.name]
-            self.rebuilds.append(Rebuild(block.number, current.name, reasons))
+            self.rebuilds.append(Rebuild(block.number, current.name, reasons, snapshot))
         self._watch = _merged(self._watch.chain_id, venues)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -333,3 +334,47 @@ def test_removed_logs_are_skipped_and_the_union_merges() -> None:
     union = first | second
     assert union.venue("lend").wallets == {ALICE, BOB}
     assert (union.first_block, union.last_block) == (7, 9)
+
+
+# --- venue watches over synthetic logs --------------------------------------------------------------------------------
+def test_feed_answers_are_market_reasons() -> None:
+    feed = checksum("0x" + "fe" * 20)
+    watch = LogWatch("lend", chainlink_events.feed_entries([feed, feed]))
+    answer = _log(feed, [chainlink_events.ANSWER_UPDATED.topic0, _word("int256", -5), _word("uint256", 9)],
+                  encode(["uint256"], [123]))
+    dirty = dirty_sets([Log.from_rpc(answer)], [watch]).venue("lend")
+    assert dirty.market_reasons == (f"AnswerUpdated {feed}",)
+    assert dirty.wallets == frozenset()
+    assert chainlink_events.ANSWER_UPDATED.decode(Log.from_rpc(answer))["current"] == -5
+    assert chainlink_events.feed_entries([]) == ()
+
+
+def test_the_owner_book_follows_transfers_and_forgets_untracked_owners() -> None:
+    manager = checksum("0x" + "44" * 20)
+    carol = checksum("0x" + "c3" * 20)
+    book = uniswap_events.OwnerBook([ALICE, BOB], {1: ALICE})
+    snapshot = SimpleNamespace(position_manager=manager, pools=(), accounts=())
+    watch = uniswap_events.uniswap_watch("lp", snapshot)  # type: ignore[arg-type]
+    assert isinstance(watch.state, uniswap_events.OwnerBook)
+    watch.state.tracked = book.tracked
+    watch.state.owners.update(book.owners)
+
+    def transfer(frm: str, to: str, token_id: int, index: int) -> Log:
+        topics = [uniswap_events.MANAGER_TRANSFER.topic0, _word("address", frm), _word("address", to),
+                  _word("uint256", token_id)]
+        return Log.from_rpc(_log(manager, topics, index=index))
+
+    def increase(token_id: int, index: int) -> Log:
+        topics = [uniswap_events.TOKEN_ID_EVENTS[0].topic0, _word("uint256", token_id)]
+        return Log.from_rpc(_log(manager, topics, encode(["uint128", "uint256", "uint256"], [1, 2, 3]), index=index))
+
+    dirty = dirty_sets([increase(1, 0), transfer(ALICE, BOB, 1, 1), increase(1, 2)], [watch]).venue("lp")
+    assert dirty.wallets == {ALICE, BOB}
+    assert dirty.rewatch == (f"position 1 to {BOB}",)  # a tracked wallet received a position
+    assert watch.state.owner(1) == BOB
+    dirty = dirty_sets([transfer(BOB, carol, 1, 0), increase(1, 1), increase(7, 2)], [watch]).venue("lp")
+    assert dirty.wallets == {BOB, carol}  # after it left the tracked wallets its liquidity events name no one
+    assert dirty.rewatch == ()
+    assert watch.state.owner(1) is None
+    minted = dirty_sets([transfer(ZERO_ADDRESS, ALICE, 8, 0), increase(8, 1)], [watch]).venue("lp")
+    assert minted.wallets == {ALICE}
