@@ -50,6 +50,7 @@ __all__ = [
     "TOKEN_TRANSFER",
     "aave_watch",
     "account_state",
+    "feeds",
 ]
 
 GET_POOL_CONFIGURATOR = Fn("getPoolConfigurator()(address)")
@@ -148,10 +149,11 @@ def _rewatch(decoded: Decoded) -> Effect:
 
 
 def aave_watch(venue: str, market: AaveMarket, *, configurator: str | None = None,
-               provider: str | None = None) -> LogWatch:
+               provider: str | None = None, aggregators: Iterable[str] = ()) -> LogWatch:
     """The watch of one Aave market (``venue`` names it in dirty sets): the pool, every reserve's aToken and debt
     tokens, the oracle, the price feeds the snapshot read (Chainlink-shaped sources), and — when given — the
-    ``PoolConfigurator`` and the ``PoolAddressesProvider``."""
+    ``PoolConfigurator``, the ``PoolAddressesProvider`` and the aggregators behind proxy feeds (which emit the
+    feeds' events)."""
     entries: list[Watched] = []
     pool = [market.pool]
     for event, names in POOL_WALLET_EVENTS:
@@ -170,16 +172,15 @@ def aave_watch(venue: str, market: AaveMarket, *, configurator: str | None = Non
     if provider is not None:
         for event in PROVIDER_EVENTS:
             entries.append(watched([provider], event, _rewatch))
-    entries.extend(feed_entries(_feeds(market)))
+    entries.extend(feed_entries([*feeds(market), *aggregators]))
     note = ("price feeds without events (the devnet's MockV3Aggregator) and interest accruing with time change "
             "the market without a log: re-read the market state every block")
     return LogWatch(venue, tuple(entries), note)
 
 
-def _feeds(market: AaveMarket) -> Iterable[str]:
-    for reserve in market.reserves:
-        if reserve.feed is not None:
-            yield reserve.feed.feed
+def feeds(market: AaveMarket) -> list[str]:
+    """The Chainlink-shaped price sources the market's read found (each once)."""
+    return list(dict.fromkeys(r.feed.feed for r in market.reserves if r.feed is not None))
 
 
 def account_state(account: AaveAccount) -> tuple[object, ...]:

@@ -378,3 +378,27 @@ def test_the_owner_book_follows_transfers_and_forgets_untracked_owners() -> None
     assert watch.state.owner(1) is None
     minted = dirty_sets([transfer(ZERO_ADDRESS, ALICE, 8, 0), increase(8, 1)], [watch]).venue("lp")
     assert minted.wallets == {ALICE}
+
+
+def test_the_aggregator_behind_a_proxy_feed_is_found_and_a_mock_is_left_alone() -> None:
+    proxy, mock = checksum("0x" + "aa" * 20), checksum("0x" + "bb" * 20)
+    behind = checksum("0x" + "cc" * 20)
+    seen: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        items = json.loads(request.content)
+        seen.append(len(items))
+        out = []
+        for item in items:
+            to = item["params"][0]["to"].lower()
+            if to == proxy.lower():
+                out.append({"jsonrpc": "2.0", "id": item["id"], "result": _word("address", behind)})
+            else:  # MockV3Aggregator has no aggregator(): the call reverts
+                out.append({"jsonrpc": "2.0", "id": item["id"], "error": {"code": 3, "message": "execution reverted"}})
+        return httpx.Response(200, json=out)
+
+    rpc = RpcClient("http://node.test", transport=httpx.MockTransport(handle), max_retries=0)
+    found = chainlink_events.underlying_aggregators(rpc, [proxy, mock], _ref(3))
+    assert found == {proxy: behind}
+    assert seen == [2]  # one batched request
+    assert chainlink_events.underlying_aggregators(rpc, [], _ref(3)) == {}

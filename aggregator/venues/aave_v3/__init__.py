@@ -50,11 +50,13 @@ class AaveV3Plugin(PluginBase):
                             price_source=True)
 
     def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch:
-        """The pool, the reserves' tokens, the oracle and its feeds (from ``snapshot``'s market), and the
-        provider's ``PoolConfigurator`` (one ``eth_call`` at the snapshot's block)."""
+        """The pool, the reserves' tokens, the oracle and its feeds (from ``snapshot``'s market), the
+        provider's ``PoolConfigurator`` (one ``eth_call`` at the snapshot's block) and the aggregators behind
+        proxy feeds (one batched request)."""
         from connectors.aave_v3.connector import AaveV3Connector
-        from connectors.aave_v3.events import GET_POOL_CONFIGURATOR, aave_watch
+        from connectors.aave_v3.events import GET_POOL_CONFIGURATOR, aave_watch, feeds
         from connectors.aave_v3.models import AaveSnapshot
+        from connectors.chainlink.events import underlying_aggregators
 
         connector = venue.connector
         if not isinstance(connector, AaveV3Connector) or not isinstance(snapshot, AaveSnapshot):
@@ -62,7 +64,9 @@ class AaveV3Plugin(PluginBase):
         provider = connector.deployment.pool_addresses_provider
         raw = connector.rpc.eth_call(provider, GET_POOL_CONFIGURATOR.encode(), snapshot.block)
         configurator = str(GET_POOL_CONFIGURATOR.decode_one(raw))
-        return aave_watch(venue.config.name, snapshot.market, configurator=configurator, provider=provider)
+        behind = underlying_aggregators(connector.rpc, feeds(snapshot.market), snapshot.block)
+        return aave_watch(venue.config.name, snapshot.market, configurator=configurator, provider=provider,
+                          aggregators=behind.values())
 
     def env_venue(self, chain: str) -> dict[str, object] | None:
         """``XMARGIN_AAVE_V3_PROVIDER``: one Aave market by its PoolAddressesProvider, without a file."""
