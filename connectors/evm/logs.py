@@ -30,11 +30,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from eth_abi.abi import decode as abi_decode
-from eth_abi.exceptions import DecodingError
 from eth_hash.auto import keccak
 
 from connectors.errors import DecodeError, InvalidInputError, RequestTooLargeError
+from connectors.evm.abi import Fn
 from connectors.evm.rpc import hex_to_bytes, hex_to_int
 from connectors.types import BlockRef, checksum
 
@@ -163,10 +162,12 @@ class Event:
     ``topic0`` is keccak-256 of the canonical signature (``Supply(address,address,address,uint256,uint16)``).
     Indexed parameters of a static one-word type are decoded from their topics; an indexed parameter of a
     dynamic type (string, bytes, arrays, tuples) is only its keccak hash on chain and is returned as those 32
-    bytes. The other parameters are decoded together from ``data`` by eth-abi. Addresses come back checksummed.
+    bytes. The other parameters are decoded together from ``data`` (static one-word types by slicing words, with
+    eth-abi's range checks; anything else by eth-abi, through :class:`~connectors.evm.abi.Fn`). Addresses come
+    back checksummed.
     """
 
-    __slots__ = ("_data_types", "_indexed", "canonical", "name", "params", "topic0")
+    __slots__ = ("_data", "_indexed", "_topics", "canonical", "name", "params", "topic0")
 
     def __init__(self, declaration: str) -> None:
         match = _EVENT_SIG.match(declaration)
@@ -194,7 +195,11 @@ class Event:
         self.canonical = f"{self.name}({','.join(p.type for p in params)})"
         self.topic0 = "0x" + keccak(self.canonical.encode()).hex()
         self._indexed = tuple(p for p in params if p.indexed)
-        self._data_types = [p.type for p in params if not p.indexed]
+        # Decoding through Fn's word-slicing fast path for static types (eth-abi's range checks), eth-abi otherwise:
+        data_types = ",".join(p.type for p in params if not p.indexed)
+        self._data = Fn(f"{self.name}()({data_types})") if data_types else None
+        self._topics = tuple(Fn(f"{self.name}()({p.type})") if _STATIC_WORD.match(p.type) else None
+                             for p in self._indexed)
 
     def __repr__(self) -> str:
         return f"Event({self.canonical!r})"
@@ -208,11 +213,13 @@ class Event:
                               f"{len(self._indexed)} (log {log.log_index} of block {log.block_number})")
         args: dict[str, Any] = {}
         try:
-            for param, topic in zip(self._indexed, log.topics[1:], strict=True):
+            for param, fn, topic in zip(self._indexed, self._topics, log.topics[1:], strict=True):
                 word = bytes.fromhex(topic[2:])
-                args[param.name] = (abi_decode([param.type], word)[0] if _STATIC_WORD.match(param.type) else word)
-            values = abi_decode(self._data_types, log.data) if self._data_types else ()
-        except (DecodingError, ValueError, TypeError) as exc:
+                args[param.name] = word if fn is None else fn.decode_one(word)
+            values = self._data.decode(log.data) if self._data is not None else ()
+            if self._data is None and log.data:
+                raise DecodeError(f"{len(log.data)} bytes of data, the event declares none")
+        except (DecodeError, ValueError) as exc:
             raise DecodeError(f"{self.name}: cannot decode log {log.log_index} of block {log.block_number}: "
                               f"{exc}") from exc
         data_params = (p for p in self.params if not p.indexed)
