@@ -57,6 +57,14 @@ def chain(seeded_devnet: devnet.DevnetInfo) -> devnet.DevnetInfo:
     return seeded_devnet  # the seed's lender gives Aave's stablecoins liquidity
 
 
+@pytest.fixture(autouse=True)
+def _isolated(chain: devnet.DevnetInfo) -> Iterator[None]:
+    """Each test's chain changes (fees, reserve factor, oracle sources, prices) are undone after it."""
+    snapshot_id = devnet.snapshot(chain)
+    yield
+    devnet.revert(chain, snapshot_id)
+
+
 @pytest.fixture(scope="module")
 def ctx(chain: devnet.DevnetInfo) -> Iterator[ChainContext]:
     settings = devnet_settings(chain)

@@ -209,3 +209,15 @@ def test_refused_inputs() -> None:
         reader.range_blocks(4, 3)
     with pytest.raises(KeyError):
         reader.rewatch(_ref(1), ["nobody"])
+
+
+def test_every_onchain_venue_declares_its_events() -> None:
+    """A new on-chain venue must say which logs change its wallets (or every wallet is re-read every block)."""
+    from aggregator.venues import plugins
+    from aggregator.venues.plugin import PluginBase
+
+    onchain = [p for p in plugins() if p.onchain]
+    assert onchain
+    for plugin in onchain:
+        assert type(plugin).log_watch is not PluginBase.log_watch, plugin.venue_type
+    assert all(type(p).log_watch is PluginBase.log_watch for p in plugins() if not p.onchain)
