@@ -21,6 +21,7 @@ import httpx
 from aggregator.config import ChainConfig, OffchainVenueConfig, VenueConfig
 from aggregator.views import Kind, VenueReading
 from connectors.base import Capabilities, OnchainConnector, RateLimit
+from connectors.evm.logs import LogWatch
 from connectors.evm.multicall import Multicall
 from connectors.evm.rpc import RpcClient
 from connectors.ratelimit import RateBudget, shared_budget
@@ -103,6 +104,12 @@ class VenuePlugin(Protocol):
         its variables are set."""
         ...
 
+    def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch | None:
+        """The events that change ``venue``'s wallets and market, at the contracts ``snapshot`` (the venue's
+        read at a block) names, for per-block dirty sets (:mod:`aggregator.dirty`); ``None``: the venue declares
+        none (every wallet is re-read every block)."""
+        ...
+
 
 class PluginBase:
     """What every plugin derives from its connector's capabilities; a venue overrides the ``open_*`` it has."""
@@ -130,6 +137,9 @@ class PluginBase:
         raise ValueError(f"venue {cfg.name!r}: type {cfg.type!r} has no off-chain connector")
 
     def env_venue(self, chain: str) -> dict[str, object] | None:
+        return None
+
+    def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch | None:
         return None
 
     def rate_budget(self, cfg: OffchainVenueConfig, base_url: str) -> RateBudget | None:

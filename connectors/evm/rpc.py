@@ -6,6 +6,9 @@ Error mapping (see :mod:`connectors.errors`)::
     connection refused / reset, HTTP 5xx        → RpcUnavailableError  (retried)
     HTTP 429                                    → RateLimitedError     (retried after Retry-After, if short)
     HTTP 413, "out of gas", "request too large" → RequestTooLargeError (not retried: split the request)
+    eth_getLogs "query returned more than …",
+    "log response size exceeded", "block range
+    is too wide" and the like                  → RequestTooLargeError (the log reader halves the range)
     JSON-RPC error with code 3, "revert" in the message, or Error/Panic revert bytes
                                                 → CallRevertedError    (never retried; reason decoded)
     any other JSON-RPC error object             → RpcError
@@ -71,6 +74,19 @@ _TOO_LARGE_MARKERS = (
     "response is too big",
     "response too large",
     "exceeds the configured cap",
+    # eth_getLogs answers too many logs or too wide a range (split the range):
+    "query returned more than",  # Infura, geth-style: "query returned more than 10000 results"
+    "log response size exceeded",  # Alchemy
+    "block range is too wide",  # Ankr
+    "block range is too large",
+    "block range too large",
+    "exceed maximum block range",  # erigon / nodereal: "exceed maximum block range: 5000"
+    "exceeds maximum block range",
+    "range exceeds maximum",  # besu: "Requested range exceeds maximum range limit"
+    "range limit exceeded",  # chainstack: "Block range limit exceeded"
+    "limited to a 10,000",  # quicknode: "eth_getLogs is limited to a 10,000 range"
+    "too many logs",
+    "logs matched by query exceeds",
 )
 
 

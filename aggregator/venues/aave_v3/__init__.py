@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import model_validator
 
 from aggregator.config import VenueConfig
 from aggregator.venues.plugin import ChainLink, OnchainVenue, PluginBase
+from connectors.evm.logs import LogWatch
 from connectors.types import Address
 
 __all__ = ["PLUGIN", "AaveV3Config", "AaveV3Plugin"]
@@ -47,6 +48,25 @@ class AaveV3Plugin(PluginBase):
         connector = AaveV3Connector(link.rpc, deployment, link.multicall)
         return OnchainVenue(own, connector, lambda snapshot, _prices: sync.evaluate(snapshot, own.name),
                             price_source=True)
+
+    def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch:
+        """The pool, the reserves' tokens, the oracle and its feeds (from ``snapshot``'s market), the
+        provider's ``PoolConfigurator`` (one ``eth_call`` at the snapshot's block) and the aggregators behind
+        proxy feeds (one batched request)."""
+        from connectors.aave_v3.connector import AaveV3Connector
+        from connectors.aave_v3.events import GET_POOL_CONFIGURATOR, aave_watch, feeds
+        from connectors.aave_v3.models import AaveSnapshot
+        from connectors.chainlink.events import underlying_aggregators
+
+        connector = venue.connector
+        if not isinstance(connector, AaveV3Connector) or not isinstance(snapshot, AaveSnapshot):
+            raise TypeError(f"venue {venue.config.name!r}: not an Aave v3 venue and snapshot")
+        provider = connector.deployment.pool_addresses_provider
+        raw = connector.rpc.eth_call(provider, GET_POOL_CONFIGURATOR.encode(), snapshot.block)
+        configurator = str(GET_POOL_CONFIGURATOR.decode_one(raw))
+        behind = underlying_aggregators(connector.rpc, feeds(snapshot.market), snapshot.block)
+        return aave_watch(venue.config.name, snapshot.market, configurator=configurator, provider=provider,
+                          aggregators=behind.values())
 
     def env_venue(self, chain: str) -> dict[str, object] | None:
         """``XMARGIN_AAVE_V3_PROVIDER``: one Aave market by its PoolAddressesProvider, without a file."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from aggregator.config import VenueConfig
 from aggregator.venues.plugin import ChainLink, OnchainVenue, PluginBase
+from connectors.evm.logs import LogWatch
 from connectors.types import Address
 
 __all__ = ["PLUGIN", "UniswapV3Config", "UniswapV3Plugin"]
@@ -33,6 +34,16 @@ class UniswapV3Plugin(PluginBase):
                                          position_manager=own.position_manager, factory=own.factory)
         connector = UniswapV3Connector(link.rpc, deployment, link.multicall)
         return OnchainVenue(own, connector, lambda snapshot, prices: sync.evaluate(snapshot, own.name, prices))
+
+    def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch:
+        """The position manager's events (a token id → owner book seeded from ``snapshot``: stateful) and the
+        snapshot's pools' events."""
+        from connectors.uniswap_v3.events import uniswap_watch
+        from connectors.uniswap_v3.models import UniswapSnapshot
+
+        if not isinstance(snapshot, UniswapSnapshot):
+            raise TypeError(f"venue {venue.config.name!r}: not a Uniswap v3 snapshot")
+        return uniswap_watch(venue.config.name, snapshot)
 
 
 PLUGIN = UniswapV3Plugin()
