@@ -68,6 +68,11 @@ class UniswapAccountState:
     wallet: Address
     block: BlockRef
     nfts: tuple[UniswapNft, ...]
+    pools: tuple[PoolState, ...] = ()
+    """The NFTs' pools as read at ``block`` (used only to value the account at that same block, when the
+    block's market state does not hold a range of it yet)."""
+    tokens: tuple[UniswapToken, ...] = ()
+    """The tokens of those pools."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,20 +91,29 @@ class UniswapMarketState:
 def account_program(
     connector: UniswapV3Connector, wallets: Sequence[str], block: BlockRef, market: UniswapMarketState | None
 ) -> ReadProgram[Sequence[UniswapAccountState]]:
-    """Every wallet's NFTs at ``block`` (one round when none holds any, three otherwise). Wallets are validated
-    before any I/O."""
+    """Every wallet's NFTs at ``block`` (one round when none holds any), with the state of their pools at
+    ``block`` (the full read's program: a wallet re-read because it opened a range the market state does not hold
+    is valued at this block without another round). Wallets are validated before any I/O."""
     checked = connector._program_wallets(wallets, block)
     if not checked:
         return []
-    ((_factory, counts),) = yield [connector._balances_plan(checked)]
-    owned: list[_Owned] = []
-    if any(counts):
-        (ids,) = yield [connector._token_ids_plan(checked, counts)]
-        (owned,) = yield [connector._positions_plan(ids)]
-    per_wallet: dict[str, list[UniswapNft]] = {w: [] for w in checked}
-    for o in owned:
-        per_wallet[o.wallet].append(UniswapNft(o.token_id, o.data))
-    return [UniswapAccountState(w, block, tuple(nfts)) for w, nfts in per_wallet.items()]
+    snap = yield from connector.program(checked, block)
+    pools = {(p.token0, p.token1, p.fee): p for p in snap.pools}
+    out = []
+    for account in snap.accounts:
+        nfts = tuple(
+            UniswapNft(p.token_id, PositionData(
+                nonce=p.nonce, operator=p.operator, token0=p.token0, token1=p.token1, fee=p.fee,
+                tick_lower=p.tick_lower, tick_upper=p.tick_upper, liquidity=p.liquidity,
+                fee_growth_inside0_last_x128=p.fee_growth_inside0_last_x128,
+                fee_growth_inside1_last_x128=p.fee_growth_inside1_last_x128,
+                tokens_owed0=p.tokens_owed0, tokens_owed1=p.tokens_owed1))
+            for p in account.positions
+        )
+        keys = dict.fromkeys(n.key for n in nfts)
+        out.append(UniswapAccountState(account.wallet, block, nfts, tuple(pools[k] for k in keys),
+                                       tuple(t for t in snap.tokens if any(t.address in k[:2] for k in keys))))
+    return out
 
 
 def market_program(
@@ -164,6 +178,27 @@ def combine(market: UniswapMarketState, accounts: Sequence[UniswapAccountState])
     holding the ticks and range positions of these NFTs alone, as a full read of them would."""
     block = market.block
     used: dict[PoolKey, set[tuple[int, int]]] = {}
+    pools_in = dict(market.pools)
+    tokens_in = dict(market.tokens)
+    for state in accounts:  # a range read with the account at this block, absent from the market state
+        if state.block.number == block.number and state.block.hash == block.hash:
+            for pool in state.pools:
+                key = (pool.token0, pool.token1, pool.fee)
+                have = pools_in.get(key)
+                if have is None:
+                    pools_in[key] = pool
+                else:
+                    known = {(p.tick_lower, p.tick_upper) for p in have.positions}
+                    ticks = {t.tick for t in have.ticks}
+                    pools_in[key] = have.model_copy(update={
+                        "ticks": tuple(sorted([*have.ticks, *(t for t in pool.ticks if t.tick not in ticks)],
+                                              key=lambda t: t.tick)),
+                        "positions": tuple(sorted(
+                            [*have.positions,
+                             *(p for p in pool.positions if (p.tick_lower, p.tick_upper) not in known)],
+                            key=lambda p: (p.tick_lower, p.tick_upper))),
+                    })
+            tokens_in.update({t.address: t for t in state.tokens})
     accounts_out = []
     for state in accounts:
         if state.block.number > block.number or state.block.chain_id != block.chain_id:
@@ -172,13 +207,14 @@ def combine(market: UniswapMarketState, accounts: Sequence[UniswapAccountState])
         positions = []
         for nft in state.nfts:
             d = nft.data
-            pool = market.pools.get(nft.key)
+            found = pools_in.get(nft.key)
             rng = (d.tick_lower, d.tick_upper)
-            if pool is None or all((p.tick_lower, p.tick_upper) != rng for p in pool.positions):
+            if found is None or all((p.tick_lower, p.tick_upper) != rng for p in found.positions):
                 raise InvalidInputError(f"position {nft.token_id} of {state.wallet}: pool {nft.key} range {rng} "
                                         f"was not read at block {block.number}")
+            pool = found
             used.setdefault(nft.key, set()).add(rng)
-            t0, t1 = market.tokens[d.token0], market.tokens[d.token1]
+            t0, t1 = tokens_in[d.token0], tokens_in[d.token1]
             positions.append(LpPosition(
                 token_id=nft.token_id, owner=state.wallet, pool=pool.address, token0=d.token0, token1=d.token1,
                 token0_symbol=t0.symbol, token1_symbol=t1.symbol, token0_decimals=t0.decimals,
@@ -188,15 +224,15 @@ def combine(market: UniswapMarketState, accounts: Sequence[UniswapAccountState])
                 tokens_owed1=d.tokens_owed1, nonce=d.nonce, operator=d.operator,
             ))
         accounts_out.append(UniswapAccount(wallet=state.wallet, positions=tuple(positions)))
-    keys = [k for k in market.pools if k in used]
+    keys = [k for k in pools_in if k in used]
     tokens = list(dict.fromkeys(t for k in keys for t in k[:2]))
     return UniswapSnapshot(
         block=block,
         deployment=market.deployment,
         position_manager=market.position_manager,
         factory=market.factory,
-        pools=tuple(_restricted(market.pools[k], used[k]) for k in keys),
-        tokens=tuple(market.tokens[t] for t in tokens),
+        pools=tuple(_restricted(pools_in[k], used[k]) for k in keys),
+        tokens=tuple(tokens_in[t] for t in tokens),
         accounts=tuple(accounts_out),
     )
 
