@@ -52,7 +52,7 @@ class Incremental:
 
     * the *market* program — prices, indexes, totals, configurations: per market / reserve / pool, its size
       independent of the wallet count (``cached_accounts`` only says which pools and ranges matter where the
-      venue's market is per position, as Uniswap's);
+      venue's market state is per pool and range of the positions held);
     * the *account* program — the raw per-wallet state of the wallets that must be re-read (those an event
       touched): scaled balances and configuration, shares and collateral, NFTs' liquidity and fee growth.
 

@@ -62,9 +62,7 @@ class AaveHealthDetail(Detail):
     net_worth_usd: Number | None = None
     """Collateral minus debt at the oracle's prices, USD."""
     source: str | None = None
-    """How the health was computed: ``read`` (the wallet read at the block, checked against the protocol's own
-    ``getUserAccountData``) or ``recomputed`` (its cached state with the block's indexes and prices, computed
-    locally; a reconcile sweep compares it with the chain). ``None``: stored before the field existed."""
+    """``recomputed``: from the cached account with the block's indexes and prices, checked by a later reconcile."""
     verified_at_block: RawInt | None = None
     """The last block at which the wallet's figures were compared with the protocol's own (None: never)."""
 
