@@ -23,13 +23,14 @@ from aggregator.views import Kind, VenueReading
 from connectors.base import Capabilities, OnchainConnector, RateLimit
 from connectors.evm.logs import LogWatch
 from connectors.evm.multicall import Multicall
+from connectors.evm.program import ReadProgram
 from connectors.evm.rpc import RpcClient
 from connectors.ratelimit import RateBudget, shared_budget
 from connectors.registry import capabilities
 from connectors.transport import redact_url
 from connectors.types import BlockRef
 
-__all__ = ["ChainLink", "OffchainVenue", "OnchainVenue", "PluginBase", "VenuePlugin"]
+__all__ = ["ChainLink", "Incremental", "OffchainVenue", "OnchainVenue", "PluginBase", "VenuePlugin"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,35 @@ class ChainLink:
 
 
 @dataclass(frozen=True)
+class Incremental:
+    """How an on-chain venue's health is recomputed locally, without a per-wallet read (issue 14).
+
+    A block's read splits in two programs that run together in ONE
+    :func:`connectors.evm.program.run_programs` (the same multicall rounds, the same pinned block):
+
+    * the *market* program — prices, indexes, totals, configurations: per market / reserve / pool, its size
+      independent of the wallet count (``cached_accounts`` only says which pools and ranges matter where the
+      venue's market state is per pool and range of the positions held);
+    * the *account* program — the raw per-wallet state of the wallets that must be re-read (those an event
+      touched): scaled balances and configuration, shares and collateral, NFTs' liquidity and fee growth.
+
+    ``combine(market_state, accounts)`` (pure) builds the snapshot the full read gives — the same type, passed
+    to the venue's own ``evaluate`` — from the block's market state and account states read at that block or at
+    any earlier one; ``wallet_of(account)`` names an account state's wallet.
+    """
+
+    market_program: Callable[[BlockRef, Sequence[Any]], ReadProgram[Any]]
+    """``(block, cached_accounts)`` → the block's market state."""
+    account_program: Callable[[Sequence[str], BlockRef, Any | None], ReadProgram[Sequence[Any]]]
+    """``(wallets, block, market)`` → one account state per wallet, in order; ``market`` is a market state
+    already known (its static parts, such as token addresses, save a round), or None."""
+    combine: Callable[[Any, Sequence[Any]], Any]
+    """``(market_state, accounts)`` → the venue's snapshot at the market state's block."""
+    wallet_of: Callable[[Any], str]
+    """The wallet an account state belongs to."""
+
+
+@dataclass(frozen=True)
 class OnchainVenue:
     """A configured on-chain venue: its connector and how its snapshot becomes a reading."""
 
@@ -53,6 +83,8 @@ class OnchainVenue:
     """``(snapshot, usd_prices)``: USD prices by token address, from the price sources of the same block."""
     price_source: bool = False
     """Its readings' prices feed the book the other venues of the chain are valued with."""
+    incremental: Incremental | None = None
+    """How its health is recomputed from cached account state with a block's market state (None: re-read)."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ nothing here is converted to floats (``riskcore.units`` does that, in one place)
 
 from __future__ import annotations
 
+from typing import Literal
+
 from connectors.chainlink.models import FeedRound
 from connectors.types import Address, BlockRef, Frozen
 
@@ -120,7 +122,17 @@ class AaveAccount(Frozen):
     reserves: tuple[AaveUserReserve, ...]
     onchain: OnchainAccountData | None
     """The protocol's own figures, read in the same block (kept beside ours as the check); ``None`` when the
-    protocol's own ``getUserAccountData`` reverted (an asset of the wallet has no valid oracle price)."""
+    protocol's own ``getUserAccountData`` reverted (an asset of the wallet has no valid oracle price), and when
+    the account was recomputed from a state read at an earlier block (``source = "recomputed"``)."""
+    source: Literal["read", "recomputed"] = "read"
+    """``read``: read at the snapshot's block; ``recomputed``: its raw state was read at ``read_block`` and its
+    balances are recomputed with the snapshot block's indexes and prices (the protocol's own figures are not
+    available then: neither a fault nor "onchain unavailable")."""
+    read_block: int | None = None
+    """The block the account's raw state was read at (None: the snapshot's block)."""
+    verified_at_block: int | None = None
+    """The last block at which xmargin's figures were compared with ``getUserAccountData`` for this account's
+    state (the read block when it was read with the protocol's figures; None: never)."""
 
 
 class AaveSnapshot(Frozen):

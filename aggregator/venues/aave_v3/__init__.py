@@ -35,6 +35,7 @@ class AaveV3Plugin(PluginBase):
 
     def open_onchain(self, cfg: VenueConfig, link: ChainLink) -> OnchainVenue:
         from aggregator.venues.aave_v3 import sync
+        from aggregator.venues.aave_v3.incremental import incremental
         from connectors.aave_v3.connector import AaveV3Connector
         from connectors.aave_v3.deployments import AaveDeployment, get_deployment
 
@@ -47,7 +48,7 @@ class AaveV3Plugin(PluginBase):
                                         pool_addresses_provider=own.pool_addresses_provider)
         connector = AaveV3Connector(link.rpc, deployment, link.multicall)
         return OnchainVenue(own, connector, lambda snapshot, _prices: sync.evaluate(snapshot, own.name),
-                            price_source=True)
+                            price_source=True, incremental=incremental(connector))
 
     def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch:
         """The pool, the reserves' tokens, the oracle and its feeds (from ``snapshot``'s market), the

@@ -61,6 +61,10 @@ class AaveHealthDetail(Detail):
     """The wallet's weighted LTV, a fraction (``None``: no collateral)."""
     net_worth_usd: Number | None = None
     """Collateral minus debt at the oracle's prices, USD."""
+    source: str | None = None
+    """``recomputed``: from the cached account with the block's indexes and prices, checked by a later reconcile."""
+    verified_at_block: RawInt | None = None
+    """The last block at which the wallet's figures were compared with the protocol's own (None: never)."""
 
 
 class AaveReserveDetail(Detail):

@@ -241,6 +241,14 @@ def emode_detail(account: AaveAccount, categories: dict[int, AaveEModeCategory])
                            liquidation_bonus_bps=category.liquidation_bonus_bps, price_raw=category.price_raw or 0)
 
 
+def _provenance(account: AaveAccount) -> dict[str, object]:
+    """A recomputed account's health detail says so (``source``) and when it was last checked against the
+    protocol (``verified_at_block``); a read one stores nothing more (``matches_onchain`` is its check)."""
+    if account.source != "recomputed":
+        return {}
+    return {"source": account.source, "verified_at_block": account.verified_at_block}
+
+
 def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
     """Compute every wallet's Aave health from the snapshot, and compare it with the protocol's own.
 
@@ -277,7 +285,8 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
             and data.current_liquidation_threshold_bps == onchain.current_liquidation_threshold_bps
         )
         flags = []
-        if onchain is None:
+        recomputed = account.source == "recomputed"
+        if onchain is None and not recomputed:
             flags.append("onchain_unavailable")  # the protocol's own figure reverted (an invalid oracle price)
         elif not matches:
             flags.append("onchain_mismatch")
@@ -314,6 +323,7 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
                     available_borrows_usd=from_raw(data.available_borrows_base_raw, base),
                     ltv=bps_to_fraction(data.ltv_bps) if data.total_collateral_base_raw else None,
                     net_worth_usd=sum(p.value_usd if p.side == "collateral" else -p.value_usd for p in positions),
+                    **_provenance(account),
                 ).stored(),
             )
         )

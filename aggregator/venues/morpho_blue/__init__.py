@@ -26,6 +26,7 @@ class MorphoBluePlugin(PluginBase):
 
     def open_onchain(self, cfg: VenueConfig, link: ChainLink) -> OnchainVenue:
         from aggregator.venues.morpho_blue import sync
+        from aggregator.venues.morpho_blue.incremental import incremental
         from connectors.morpho_blue.connector import MorphoBlueConnector
         from connectors.morpho_blue.deployments import MorphoDeployment
 
@@ -33,7 +34,8 @@ class MorphoBluePlugin(PluginBase):
         deployment = MorphoDeployment(name=own.name, chain_id=link.chain.chain_id, morpho=own.morpho,
                                       markets=own.markets)
         connector = MorphoBlueConnector(link.rpc, deployment, link.multicall)
-        return OnchainVenue(own, connector, lambda snapshot, prices: sync.evaluate(snapshot, own.name, prices))
+        return OnchainVenue(own, connector, lambda snapshot, prices: sync.evaluate(snapshot, own.name, prices),
+                            incremental=incremental(connector))
 
     def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch:
         """The Morpho contract's events for the snapshot's markets, with the fee recipient as of the snapshot's

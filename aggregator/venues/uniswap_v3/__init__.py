@@ -26,6 +26,7 @@ class UniswapV3Plugin(PluginBase):
 
     def open_onchain(self, cfg: VenueConfig, link: ChainLink) -> OnchainVenue:
         from aggregator.venues.uniswap_v3 import sync
+        from aggregator.venues.uniswap_v3.incremental import incremental
         from connectors.uniswap_v3.connector import UniswapV3Connector
         from connectors.uniswap_v3.deployments import UniswapV3Deployment
 
@@ -33,7 +34,8 @@ class UniswapV3Plugin(PluginBase):
         deployment = UniswapV3Deployment(name=own.name, chain_id=link.chain.chain_id,
                                          position_manager=own.position_manager, factory=own.factory)
         connector = UniswapV3Connector(link.rpc, deployment, link.multicall)
-        return OnchainVenue(own, connector, lambda snapshot, prices: sync.evaluate(snapshot, own.name, prices))
+        return OnchainVenue(own, connector, lambda snapshot, prices: sync.evaluate(snapshot, own.name, prices),
+                            incremental=incremental(connector))
 
     def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch:
         """The position manager's events (a token id → owner book seeded from ``snapshot``: stateful) and the

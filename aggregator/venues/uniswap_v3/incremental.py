@@ -1,0 +1,251 @@
+"""Uniswap v3's incremental read: the pools' state at the block apart from the NFTs' own state.
+
+Account program, up to three rounds (as the full read's first three): per wallet the position manager's
+``balanceOf``, per NFT ``tokenOfOwnerByIndex`` and ``positions(tokenId)`` — range, liquidity, fee growth inside
+as of the NFT's last action, tokens owed.
+
+Market program, one round (two without a CREATE2 init code hash): per pool of the cached NFTs ``slot0``,
+``liquidity``, both global fee growths; per (pool, bound tick) ``ticks(tick)``; per (pool, range) the manager's
+pool position; per token ``decimals`` and ``symbol``. Its calls grow with the distinct pools and ranges
+(:func:`riskcore.venues.uniswap_v3.recompute.market_ranges`), never with the wallets holding them.
+
+:func:`combine` gives the :class:`~connectors.uniswap_v3.models.UniswapSnapshot` the full read gives: the
+cached NFTs with the block's pools, whose exact amounts and fees ``evaluate`` computes
+(:func:`riskcore.venues.uniswap_v3.recompute.recompute_amounts`). An NFT of a pool or range the market state did
+not read is refused with :class:`~connectors.errors.InvalidInputError` (read the market with that account among
+the cached ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aggregator.venues.plugin import Incremental
+from connectors.errors import InvalidInputError
+from connectors.evm.program import ReadProgram
+from connectors.types import Address, BlockRef
+from connectors.uniswap_v3.connector import UniswapV3Connector, _Owned, _PoolRead
+from connectors.uniswap_v3.decode import PositionData, compute_pool_address
+from connectors.uniswap_v3.models import (
+    LpPosition,
+    PoolState,
+    UniswapAccount,
+    UniswapSnapshot,
+    UniswapToken,
+)
+from riskcore.venues.uniswap_v3.recompute import market_ranges
+
+__all__ = [
+    "UniswapAccountState",
+    "UniswapMarketState",
+    "UniswapNft",
+    "account_program",
+    "combine",
+    "incremental",
+    "market_program",
+]
+
+PoolKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class UniswapNft:
+    """One position-manager NFT as read (``positions(tokenId)``)."""
+
+    token_id: int
+    data: PositionData
+
+    @property
+    def key(self) -> PoolKey:
+        return self.data.token0, self.data.token1, self.data.fee
+
+
+@dataclass(frozen=True, slots=True)
+class UniswapAccountState:
+    """One wallet's NFTs as read at ``block``."""
+
+    wallet: Address
+    block: BlockRef
+    nfts: tuple[UniswapNft, ...]
+    pools: tuple[PoolState, ...] = ()
+    """The NFTs' pools as read at ``block`` (used only to value the account at that same block, when the
+    block's market state does not hold a range of it yet)."""
+    tokens: tuple[UniswapToken, ...] = ()
+    """The tokens of those pools."""
+
+
+@dataclass(frozen=True, slots=True)
+class UniswapMarketState:
+    """The pools of the cached NFTs at one block, with their bound ticks, the manager's range positions and the
+    tokens."""
+
+    block: BlockRef
+    deployment: str
+    position_manager: Address
+    factory: Address
+    pools: dict[PoolKey, PoolState]
+    tokens: dict[str, UniswapToken]
+
+
+def account_program(
+    connector: UniswapV3Connector, wallets: Sequence[str], block: BlockRef, market: UniswapMarketState | None
+) -> ReadProgram[Sequence[UniswapAccountState]]:
+    """Every wallet's NFTs at ``block`` (one round when none holds any), with the state of their pools at
+    ``block`` (the full read's program: a wallet re-read because it opened a range the market state does not hold
+    is valued at this block without another round). Wallets are validated before any I/O."""
+    checked = connector._program_wallets(wallets, block)
+    if not checked:
+        return []
+    snap = yield from connector.program(checked, block)
+    pools = {(p.token0, p.token1, p.fee): p for p in snap.pools}
+    out = []
+    for account in snap.accounts:
+        nfts = tuple(
+            UniswapNft(p.token_id, PositionData(
+                nonce=p.nonce, operator=p.operator, token0=p.token0, token1=p.token1, fee=p.fee,
+                tick_lower=p.tick_lower, tick_upper=p.tick_upper, liquidity=p.liquidity,
+                fee_growth_inside0_last_x128=p.fee_growth_inside0_last_x128,
+                fee_growth_inside1_last_x128=p.fee_growth_inside1_last_x128,
+                tokens_owed0=p.tokens_owed0, tokens_owed1=p.tokens_owed1))
+            for p in account.positions
+        )
+        keys = dict.fromkeys(n.key for n in nfts)
+        out.append(UniswapAccountState(account.wallet, block, nfts, tuple(pools[k] for k in keys),
+                                       tuple(t for t in snap.tokens if any(t.address in k[:2] for k in keys))))
+    return out
+
+
+def market_program(
+    connector: UniswapV3Connector, block: BlockRef, cached: Sequence[UniswapAccountState]
+) -> ReadProgram[UniswapMarketState]:
+    """The pools, bound ticks, range positions and tokens of the ``cached`` accounts' NFTs at ``block``."""
+    connector._check_chain(block)
+    dep = connector.deployment
+    factory = dep.factory
+    first: dict[PoolKey, _Owned] = {}
+    for state in cached:
+        for nft in state.nfts:
+            first.setdefault(nft.key, _Owned(state.wallet, nft.token_id, nft.data))
+    keys = list(first)
+    if not keys:
+        return UniswapMarketState(block, dep.name, dep.position_manager, factory, {}, {})
+    ranges = market_ranges((_key_name(k), n.data.tick_lower, n.data.tick_upper)
+                           for s in cached for n in s.nfts for k in (n.key,))
+    range_lists = [ranges[_key_name(k)] for k in keys]
+    tokens = list(dict.fromkeys(t for k in keys for t in k[:2]))
+    owners = [first[k] for k in keys]
+    code_hash = connector.deployment.pool_init_code_hash
+    token_models: list[UniswapToken]
+    reads: list[_PoolRead]
+    if code_hash is not None:
+        addresses = [compute_pool_address(factory, *k, code_hash) for k in keys]
+        token_models, reads = yield [connector._tokens_plan(tokens),
+                                     connector._pools_plan(addresses, range_lists, owners)]
+    else:
+        token_models, addresses = yield [connector._tokens_plan(tokens),
+                                         connector._get_pool_plan(factory, keys, dict(first))]
+        (reads,) = yield [connector._pools_plan(addresses, range_lists, owners)]
+    pools = {
+        k: PoolState(
+            address=addr, token0=k[0], token1=k[1], fee=k[2], sqrt_price_x96=r.sqrt_price_x96, tick=r.slot0_tick,
+            liquidity=r.liquidity, fee_growth_global0_x128=r.fee_growth_global0_x128,
+            fee_growth_global1_x128=r.fee_growth_global1_x128,
+            ticks=tuple(r.ticks[t] for t in sorted(r.ticks)),
+            positions=tuple(r.positions[rg] for rg in sorted(r.positions)),
+        )
+        for k, addr, r in zip(keys, addresses, reads, strict=True)
+    }
+    return UniswapMarketState(block, dep.name, dep.position_manager, factory, pools,
+                              {t.address: t for t in token_models})
+
+
+def _key_name(key: PoolKey) -> str:
+    return f"{key[0]}/{key[1]}/{key[2]}"
+
+
+def _restricted(pool: PoolState, ranges: set[tuple[int, int]]) -> PoolState:
+    """``pool`` with only the ticks and range positions of ``ranges`` (what a full read of the same NFTs holds)."""
+    ticks = {t for r in ranges for t in r}
+    return pool.model_copy(update={
+        "ticks": tuple(t for t in pool.ticks if t.tick in ticks),
+        "positions": tuple(p for p in pool.positions if (p.tick_lower, p.tick_upper) in ranges),
+    })
+
+
+def combine(market: UniswapMarketState, accounts: Sequence[UniswapAccountState]) -> UniswapSnapshot:
+    """The snapshot of ``accounts`` at the market's block (pure): their NFTs with the block's pools, each pool
+    holding the ticks and range positions of these NFTs alone, as a full read of them would."""
+    block = market.block
+    used: dict[PoolKey, set[tuple[int, int]]] = {}
+    pools_in = dict(market.pools)
+    tokens_in = dict(market.tokens)
+    for state in accounts:  # a range read with the account at this block, absent from the market state
+        if state.block.number == block.number and state.block.hash == block.hash:
+            for pool in state.pools:
+                key = (pool.token0, pool.token1, pool.fee)
+                have = pools_in.get(key)
+                if have is None:
+                    pools_in[key] = pool
+                else:
+                    known = {(p.tick_lower, p.tick_upper) for p in have.positions}
+                    ticks = {t.tick for t in have.ticks}
+                    pools_in[key] = have.model_copy(update={
+                        "ticks": tuple(sorted([*have.ticks, *(t for t in pool.ticks if t.tick not in ticks)],
+                                              key=lambda t: t.tick)),
+                        "positions": tuple(sorted(
+                            [*have.positions,
+                             *(p for p in pool.positions if (p.tick_lower, p.tick_upper) not in known)],
+                            key=lambda p: (p.tick_lower, p.tick_upper))),
+                    })
+            tokens_in.update({t.address: t for t in state.tokens})
+    accounts_out = []
+    for state in accounts:
+        if state.block.number > block.number or state.block.chain_id != block.chain_id:
+            raise InvalidInputError(f"{state.wallet}: account state of block {state.block.number} "
+                                    f"(chain {state.block.chain_id}) cannot be valued at block {block.number}")
+        positions = []
+        for nft in state.nfts:
+            d = nft.data
+            found = pools_in.get(nft.key)
+            rng = (d.tick_lower, d.tick_upper)
+            if found is None or all((p.tick_lower, p.tick_upper) != rng for p in found.positions):
+                raise InvalidInputError(f"position {nft.token_id} of {state.wallet}: pool {nft.key} range {rng} "
+                                        f"was not read at block {block.number}")
+            pool = found
+            used.setdefault(nft.key, set()).add(rng)
+            t0, t1 = tokens_in[d.token0], tokens_in[d.token1]
+            positions.append(LpPosition(
+                token_id=nft.token_id, owner=state.wallet, pool=pool.address, token0=d.token0, token1=d.token1,
+                token0_symbol=t0.symbol, token1_symbol=t1.symbol, token0_decimals=t0.decimals,
+                token1_decimals=t1.decimals, fee=d.fee, tick_lower=d.tick_lower, tick_upper=d.tick_upper,
+                liquidity=d.liquidity, fee_growth_inside0_last_x128=d.fee_growth_inside0_last_x128,
+                fee_growth_inside1_last_x128=d.fee_growth_inside1_last_x128, tokens_owed0=d.tokens_owed0,
+                tokens_owed1=d.tokens_owed1, nonce=d.nonce, operator=d.operator,
+            ))
+        accounts_out.append(UniswapAccount(wallet=state.wallet, positions=tuple(positions)))
+    keys = [k for k in pools_in if k in used]
+    tokens = list(dict.fromkeys(t for k in keys for t in k[:2]))
+    return UniswapSnapshot(
+        block=block,
+        deployment=market.deployment,
+        position_manager=market.position_manager,
+        factory=market.factory,
+        pools=tuple(_restricted(pools_in[k], used[k]) for k in keys),
+        tokens=tuple(tokens_in[t] for t in tokens),
+        accounts=tuple(accounts_out),
+    )
+
+
+def wallet_of(state: UniswapAccountState) -> str:
+    return state.wallet
+
+
+def incremental(connector: UniswapV3Connector) -> Incremental:
+    """The plugin's :class:`~aggregator.venues.plugin.Incremental` over ``connector``."""
+    return Incremental(
+        market_program=lambda block, cached: market_program(connector, block, cached),
+        account_program=lambda wallets, block, market: account_program(connector, wallets, block, market),
+        combine=combine,
+        wallet_of=wallet_of,
+    )
