@@ -1,0 +1,431 @@
+"""Block-driven incremental sync (issue 14): work, requests and bytes grow with what changed, not wallets × blocks.
+
+One :class:`BlockSync` per chain keeps, for every tracked wallet and on-chain venue, the wallet's **account state**
+(what only the wallet's own actions change: scaled balances, shares, LP liquidity…; the venue's
+:class:`~aggregator.venues.plugin.Incremental`). Per block, in order:
+
+1. the block's dirty set: one ``eth_getLogs`` for every venue of the chain (:class:`aggregator.dirty.DirtyReader`)
+   names the wallets that acted on each venue;
+2. one shared Multicall3 run (:func:`aggregator.venues.incremental.read_block`): every venue's market state
+   (prices, indexes, accrued totals, pool prices — read every block, since the feeds and the accrual move without
+   a log) and the account states of the dirty wallets only, so its eth_call count does not grow with wallets;
+3. every wallet's snapshot is recomputed from its cached account state and the block's market state, exactly as
+   the protocol computes it (the venue's ``combine``), then evaluated by the venue's own rule (the ``evaluate``
+   the full read uses); perp venues recompute from their cached accounts at the block's marks (one market request
+   per venue), their accounts refreshed by streams and budgeted polls (:class:`~aggregator.venues.live.
+   LivePerpVenue`);
+4. a wallet whose figures moved (:func:`material_change`, or at least every ``max_age_blocks``) gets the per-block
+   risk tier (:func:`aggregator.risk.assess_book` ``heavy=False``) in one vectorized book over all such wallets;
+   its heavy measures (VaR / ES, the P&L grid) run when its positions change and otherwise on their own cadence;
+   it is written in one transaction (the store keeps only changes);
+5. every ``reconcile_every`` blocks every wallet is read in full and compared with what the cache gave: each
+   disagreement is a log line and a counter (:attr:`BlockSync.mismatches_total`), and the wallet is re-read.
+
+A block whose logs cannot be read is a full sweep (every wallet re-read): correctness never depends on the logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aggregator.dirty import DirtyReader, chain_watch
+from aggregator.pipeline import VENUE_FAULTS, ChainContext, flag_oracle_faults, read_venues, risk_rows, to_sync_batch
+from aggregator.venues import kind_of
+from aggregator.venues.incremental import VenueBlock, read_block, refreshed
+from aggregator.venues.plugin import OnchainVenue
+from aggregator.views import Kind, VenueHealth, VenueReading
+from connectors.errors import ConnectorError
+from connectors.types import BlockRef
+from db.errors import SyncWriteError
+from db.rows import RiskRow
+from db.store import Store
+
+__all__ = ["BlockReport", "BlockSync", "LiveVenue", "material_change"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOLERANCE = 1e-4
+"""Relative move of a figure (collateral, debt, health factor, a position's value) that makes a wallet's row worth
+writing: 0.01 %. Interest alone takes hours to move a health factor that much; a Chainlink update (0.5 % deviation
+threshold on the majors) moves every holder of the asset past it."""
+HEAVY_KEYS = ("var_es", "pnl_grid")
+"""The risk document's heavy measures (their own cadence)."""
+DEFAULT_MAX_AGE_BLOCKS = 300
+"""A wallet's stored figures are rewritten at least this often, changed or not (one reconcile period)."""
+
+
+class LiveVenue(Protocol):
+    """What the block loop needs of a live perp venue (:class:`aggregator.venues.live.LivePerpVenue`)."""
+
+    def track(self, wallets: Sequence[str]) -> list[str]: ...
+
+    def read_marks(self, block: int | None = None) -> Any: ...
+
+    def poll(self, wallets: Sequence[str] | None = None, *, block: int | None = None) -> Any: ...
+
+    def recompute(self, block: BlockRef) -> VenueReading: ...
+
+
+def _rel(a: float | None, b: float | None, tol: float) -> bool:
+    """Whether ``a`` and ``b`` differ by more than ``tol`` relative (None, inf and nan compare by identity)."""
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    if math.isinf(a) or math.isinf(b) or math.isnan(a) or math.isnan(b):
+        return not (a == b or (math.isnan(a) and math.isnan(b)))
+    scale = max(abs(a), abs(b))
+    return scale > 0 and abs(a - b) > tol * scale
+
+
+def material_change(old: VenueHealth | None, new: VenueHealth, tol: float = DEFAULT_TOLERANCE) -> bool:
+    """Whether ``new`` is worth storing over ``old``: a position opened or closed, a flag changed, or a figure moved
+    by more than ``tol`` relative."""
+    if old is None:
+        return True
+    if old.flags != new.flags:
+        return True
+    keys_old = [(p.market_key, p.asset_address, p.side, p.is_collateral) for p in old.positions]
+    keys_new = [(p.market_key, p.asset_address, p.side, p.is_collateral) for p in new.positions]
+    if keys_old != keys_new:
+        return True
+    if any(_rel(a, b, tol) for a, b in ((old.collateral_usd, new.collateral_usd), (old.debt_usd, new.debt_usd),
+                                        (old.health_factor, new.health_factor),
+                                        (old.liquidation_threshold, new.liquidation_threshold))):
+        return True
+    return any(_rel(p.value_usd, q.value_usd, tol) or _rel(p.amount, q.amount, tol)
+               for p, q in zip(old.positions, new.positions, strict=True))
+
+
+def same_state(a: VenueHealth, b: VenueHealth) -> bool:
+    """The reconcile sweep's test: equal positions (raw amounts, collateral flags) and equal health (the raw
+    integer where the venue has one, else the number)."""
+    pa = sorted((p.market_key, p.asset_address, str(p.side), p.amount_raw, p.is_collateral) for p in a.positions)
+    pb = sorted((p.market_key, p.asset_address, str(p.side), p.amount_raw, p.is_collateral) for p in b.positions)
+    if pa != pb:
+        return False
+    if a.health_factor_raw is not None or b.health_factor_raw is not None:
+        return a.health_factor_raw == b.health_factor_raw
+    return a.health_factor == b.health_factor or (a.health_factor is not None and b.health_factor is not None
+                                                  and math.isclose(a.health_factor, b.health_factor, rel_tol=1e-12))
+
+
+@dataclass
+class _VenueCache:
+    market: Any = None
+    accounts: list[Any] = field(default_factory=list)
+    stored: dict[str, tuple[VenueHealth, int]] = field(default_factory=dict)
+    """The figures last written and their block, by wallet."""
+
+
+@dataclass
+class BlockReport:
+    """What one block cost and produced."""
+
+    block: BlockRef
+    dirty_wallets: int = 0
+    recomputed_wallets: int = 0
+    written_wallets: int = 0
+    heavy_wallets: int = 0
+    rpc_requests: int = 0
+    eth_calls: int = 0
+    get_logs: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    full_sweep: bool = False
+    reconciled: bool = False
+    reconcile_mismatches: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+    sync_run_id: int | None = None
+    readings: tuple[VenueReading, ...] = ()
+
+
+class BlockSync:
+    """The incremental sync of one chain (see the module's docstring).
+
+    Parameters
+    ----------
+    ctx:
+        The chain's open I/O handles; its on-chain venues with an ``incremental`` part are recomputed locally,
+        the others read in full every block.
+    store:
+        Where changed wallets are written.
+    live:
+        The chain's perp venues kept live (marks per block, streamed / polled accounts), by venue name.
+    tolerance, max_age_blocks:
+        When a wallet's row is written (:func:`material_change`; at least every ``max_age_blocks``).
+    reconcile_every:
+        Blocks between full re-reads compared with the cache (0: never).
+    heavy_every_s:
+        Seconds between a wallet's heavy risk measures (also computed when its positions change).
+    clock:
+        Seconds, monotonic (injected in tests).
+    """
+
+    def __init__(
+        self,
+        ctx: ChainContext,
+        store: Store,
+        *,
+        live: Mapping[str, LiveVenue] | None = None,
+        tolerance: float = DEFAULT_TOLERANCE,
+        max_age_blocks: int = DEFAULT_MAX_AGE_BLOCKS,
+        reconcile_every: int = 300,
+        heavy_every_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.live = dict(live or {})
+        self._kinds: dict[str, Kind] = {v.config.name: kind_of(v.config.type) for v in ctx.offchain}
+        self.tolerance = tolerance
+        self.max_age_blocks = max_age_blocks
+        self.reconcile_every = reconcile_every
+        self.heavy_every_s = heavy_every_s
+        self._clock = clock
+        self.wallets: list[str] = []
+        self.caches: dict[str, _VenueCache] = {v.config.name: _VenueCache() for v in ctx.onchain}
+        self.heavy_at: dict[str, float] = {}
+        self.heavy_docs: dict[str, dict[str, Any]] = {}
+        self._pending: set[str] = set()
+        self.reader: DirtyReader | None = None
+        self.last_block: BlockRef | None = None
+        self.mismatches_total = 0
+
+    # --- tracking ---------------------------------------------------------------------------------------------
+    def track(self, wallets: Sequence[str]) -> None:
+        """Follow ``wallets`` (checksummed) from the next block on: they are read in full there."""
+        known = set(self.wallets)
+        new = [w for w in wallets if w not in known]
+        self.wallets += new
+        self._pending |= set(new)
+        for venue in self.live.values():
+            venue.track(new)
+
+    def full_sweep(self) -> None:
+        """Re-read every wallet at the next block (after a gap too long to backfill, or a reorg)."""
+        self._pending = set(self.wallets)
+        self.reader = None
+
+    # --- one block --------------------------------------------------------------------------------------------
+    def _dirty(self, block: BlockRef, report: BlockReport) -> dict[str, set[str]]:
+        """Venue name → the tracked wallets to re-read at ``block``."""
+        tracked = set(self.wallets)
+        out = {name: set(self._pending) for name in self.caches}
+        if self.reader is None:
+            report.full_sweep = True
+            return {name: set(self.wallets) for name in self.caches}
+        try:
+            dirty = self.reader.block(block)
+        except ConnectorError as exc:
+            log.warning("logs of block %d not read (%s): every wallet is re-read", block.number, exc)
+            report.full_sweep = True
+            report.errors["logs"] = str(exc)
+            self.reader = None
+            return {name: set(self.wallets) for name in self.caches}
+        report.get_logs = 1
+        rebuilt = {r.venue for r in self.reader.rebuilds if r.block == block.number}
+        for name in self.caches:
+            d = dirty.venues.get(name)
+            if name in rebuilt or (d is not None and d.needs_full_read):
+                out[name] = set(self.wallets)
+            elif d is not None:
+                out[name] |= set(d.wallets) & tracked
+        return out
+
+    def step(self, block: BlockRef) -> BlockReport:
+        """Process ``block`` (the next of the chain, in order)."""
+        t0 = time.perf_counter()
+        stats0 = self.ctx.rpc.stats.copy()
+        report = BlockReport(block=block)
+        reread = self._dirty(block, report)
+        self._pending = set()
+        report.dirty_wallets = len(set().union(*reread.values())) if reread else 0
+
+        inc_venues = [v for v in self.ctx.onchain if v.incremental is not None]
+        full_venues = [v for v in self.ctx.onchain if v.incremental is None]
+        plan = {}
+        for v in inc_venues:
+            assert v.incremental is not None
+            cache = self.caches[v.config.name]
+            order = [w for w in self.wallets if w in reread[v.config.name]]
+            plan[v.config.name] = VenueBlock(v.incremental, cache.accounts, order, cache.market)
+        try:
+            results: dict[str, Any] = dict(read_block(self.ctx.multicall, plan, block)) if plan else {}
+        except ConnectorError as exc:
+            results = dict.fromkeys(plan, exc)
+        full_readings = {r.venue: r for r in read_venues(self.ctx, self.wallets, block)
+                         if r.venue in {v.config.name for v in full_venues}} if full_venues else {}
+
+        readings: list[VenueReading] = []
+        book: dict[str, float] = {}
+        snapshots: list[tuple[OnchainVenue, Any]] = []
+        for venue in sorted(self.ctx.onchain, key=lambda v: not v.price_source):
+            name = venue.config.name
+            if name in full_readings:
+                reading = full_readings[name]
+            else:
+                try:
+                    reading, snap = self._recompute(venue, results[name], book)
+                except VENUE_FAULTS as exc:
+                    report.errors[name] = str(exc) or type(exc).__name__
+                    log.warning("venue %s failed at block %d: %s", name, block.number, report.errors[name])
+                    reading = VenueReading(venue=name, kind=venue.connector.capabilities.kind, block=block,
+                                           error=report.errors[name])
+                else:
+                    snapshots.append((venue, snap))
+            if venue.price_source and reading.error is None:
+                book.update({p.asset_address: p.price_usd for p in reading.prices if not p.flags})
+            readings.append(reading)
+            report.recomputed_wallets = max(report.recomputed_wallets, len(reading.healths))
+        for name, live in self.live.items():
+            readings.append(self._live(name, live, block, report))
+        readings = flag_oracle_faults(readings, self.ctx.last_prices, self.ctx.chain.max_price_jump)
+        if self.reader is None and snapshots and len(snapshots) == len(inc_venues):
+            self._watch(snapshots, report)
+        self._write(block, readings, report, reread)
+        if self.reconcile_every and block.number % self.reconcile_every == 0:
+            self._reconcile(block, readings, report)
+        stats = self.ctx.rpc.stats.copy()
+        report.rpc_requests = stats.http_requests - stats0.http_requests
+        report.eth_calls = stats.calls_by_method.get("eth_call", 0) - stats0.calls_by_method.get("eth_call", 0)
+        report.readings = tuple(readings)
+        report.seconds = time.perf_counter() - t0
+        self.last_block = block
+        return report
+
+    def _recompute(self, venue: OnchainVenue, read: Any, book: Mapping[str, float]) -> tuple[VenueReading, Any]:
+        """One incremental venue's reading at the block: the cache refreshed with the re-read wallets' states,
+        combined with the block's market state, evaluated by the venue's rule."""
+        inc = venue.incremental
+        assert inc is not None
+        if isinstance(read, ConnectorError):
+            raise read
+        if isinstance(read.market, ConnectorError):
+            raise read.market
+        if isinstance(read.accounts, ConnectorError):
+            raise read.accounts
+        cache = self.caches[venue.config.name]
+        cache.market = read.market
+        cache.accounts = refreshed(cache.accounts, read.accounts, inc.wallet_of)
+        tracked = set(self.wallets)
+        accounts = [a for a in cache.accounts if inc.wallet_of(a) in tracked]
+        snap = inc.combine(read.market, accounts)
+        return venue.evaluate(snap, book), snap
+
+    def _live(self, name: str, live: LiveVenue, block: BlockRef, report: BlockReport) -> VenueReading:
+        """A live perp venue's reading at ``block``: the block's marks (one request), budgeted polls of the accounts
+        most in need, every account recomputed at the marks (stale ones say so, with their age)."""
+        try:
+            live.read_marks(block.number)
+            live.poll(block=block.number)
+            return live.recompute(block)
+        except VENUE_FAULTS as exc:
+            report.errors[name] = str(exc) or type(exc).__name__
+            log.warning("venue %s failed at block %d: %s", name, block.number, report.errors[name])
+            return VenueReading(venue=name, kind=self._kinds.get(name, "perp"), block=block,
+                                error=report.errors[name])
+
+    def _watch(self, snapshots: Sequence[tuple[OnchainVenue, Any]], report: BlockReport) -> None:
+        """Build the chain's log filter from the block's snapshots (after a full sweep)."""
+        try:
+            self.reader = DirtyReader(self.ctx.rpc, chain_watch(self.ctx.chain.chain_id, snapshots))
+        except VENUE_FAULTS as exc:
+            log.warning("the chain's log filter could not be built (%s): the next block is a full sweep too", exc)
+            report.errors["logs"] = str(exc)
+
+    # --- reconciliation ---------------------------------------------------------------------------------------
+    def _reconcile(self, block: BlockRef, readings: Sequence[VenueReading], report: BlockReport) -> None:
+        """Read every wallet in full at ``block`` and compare with what the cache gave: positions (raw amounts) and
+        health (raw) must be equal. A disagreement is logged, counted, and the wallet re-read at the next block."""
+        report.reconciled = True
+        mine = {r.venue: {h.wallet: h for h in r.healths} for r in readings if r.error is None}
+        size = 1_000
+        for start in range(0, len(self.wallets), size):
+            chunk = self.wallets[start : start + size]
+            for full in read_venues(self.ctx, chunk, block):
+                if full.error is not None or full.venue not in mine or full.venue not in self.caches:
+                    continue
+                for h in full.healths:
+                    got = mine[full.venue].get(h.wallet)
+                    if got is not None and same_state(got, h):
+                        continue
+                    report.reconcile_mismatches += 1
+                    log.warning("reconcile: %s %s at block %d differs from the chain (cached HF %s, chain HF %s)",
+                                full.venue, h.wallet, block.number,
+                                None if got is None else got.health_factor_raw, h.health_factor_raw)
+                    self._pending.add(h.wallet)
+        self.mismatches_total += report.reconcile_mismatches
+
+    # --- writing ----------------------------------------------------------------------------------------------
+    def _changed(self, block: BlockRef, readings: Sequence[VenueReading], reread: Mapping[str, set[str]]) -> set[str]:
+        changed: set[str] = set()
+        for r in readings:
+            if r.error is not None:
+                continue
+            cache = self.caches.setdefault(r.venue, _VenueCache())
+            acted = reread.get(r.venue, set())
+            for h in r.healths:
+                last = cache.stored.get(h.wallet)
+                if (last is None or h.wallet in acted or block.number - last[1] >= self.max_age_blocks
+                        or material_change(last[0], h, self.tolerance)):
+                    changed.add(h.wallet)
+        return changed
+
+    def _write(self, block: BlockRef, readings: Sequence[VenueReading], report: BlockReport,
+               reread: Mapping[str, set[str]]) -> None:
+        changed = self._changed(block, readings, reread)
+        failed = [r for r in readings if r.error is not None]
+        wallets = [w for w in self.wallets if w in changed or failed]
+        report.written_wallets = len(wallets)
+        if not wallets:
+            return
+        mine = [dataclasses.replace(r, healths=tuple(h for h in r.healths if h.wallet in changed))
+                if r.error is None else r for r in readings]
+        batch = to_sync_batch(block, wallets, mine, datetime.now(UTC))
+        now = self._clock()
+        moved = set().union(*reread.values()) if reread else set()
+        heavy = {w for w in wallets if w in moved or now - self.heavy_at.get(w, -math.inf) >= self.heavy_every_s}
+        report.heavy_wallets = len(heavy)
+        risks: tuple[RiskRow, ...] = ()
+        if heavy:
+            done = risk_rows([s for s in batch.snapshots if s.wallet in heavy], self.ctx.venue_types)
+            for row in done:
+                self.heavy_at[row.wallet] = now
+                self.heavy_docs[row.wallet] = {**{k: row.document.get(k) for k in HEAVY_KEYS},
+                                               "heavy_measures_block": block.number}
+            risks += tuple(dataclasses.replace(r, document={**r.document, "heavy_measures_block": block.number})
+                           for r in done)
+        light = [s for s in batch.snapshots if s.wallet not in heavy]
+        if light:
+            risks += tuple(self._carry_heavy(r) for r in risk_rows(light, self.ctx.venue_types, heavy=False))
+        batch = dataclasses.replace(batch, risks=risks, chain_ref_id=self.ctx.chain_ref_id)
+        report.rows = len(batch.snapshots) + sum(len(s.positions) for s in batch.snapshots) + len(risks)
+        try:
+            report.sync_run_id = self.store.write_sync(batch)
+        except SyncWriteError as exc:
+            log.error("block %d not stored: %s", block.number, exc)
+            report.errors["store"] = str(exc)
+            self._pending |= set(wallets)  # written again at the next block
+            return
+        for r in readings:
+            if r.error is not None:
+                continue
+            cache = self.caches.setdefault(r.venue, _VenueCache())
+            for h in r.healths:
+                if h.wallet in changed:
+                    cache.stored[h.wallet] = (h, block.number)
+        for p in (p for r in readings for p in r.prices if p.price_usd > 0):
+            key = (p.source, p.asset_address.lower())
+            if key not in self.ctx.last_prices or self.ctx.last_prices[key][1] <= block.number:
+                self.ctx.last_prices[key] = (p.price_usd, block.number)
+
+    def _carry_heavy(self, row: RiskRow) -> RiskRow:
+        """A per-block tier row with the wallet's last heavy measures and the block they were computed at."""
+        last = self.heavy_docs.get(row.wallet) or {"heavy_measures_block": None}
+        return dataclasses.replace(row, document={**row.document, **last})
