@@ -14,7 +14,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 
@@ -27,6 +27,9 @@ from connectors.ratelimit import RateBudget, shared_budget
 from connectors.registry import capabilities
 from connectors.transport import redact_url
 from connectors.types import BlockRef
+
+if TYPE_CHECKING:
+    from aggregator.venues.live import LivePerpVenue
 
 __all__ = ["ChainLink", "OffchainVenue", "OnchainVenue", "PluginBase", "VenuePlugin"]
 
@@ -131,6 +134,12 @@ class PluginBase:
 
     def env_venue(self, chain: str) -> dict[str, object] | None:
         return None
+
+    def open_live(self, cfg: VenueConfig, **options: Any) -> LivePerpVenue:
+        """The perp venue ``cfg`` kept live inside its rate limit (:class:`~aggregator.venues.live.LivePerpVenue`:
+        marks once per block, an account stream where ``ws_url`` is set, budgeted polls, local recompute); its
+        ``options`` (``stale_after_s``, ``clock``…) go to it. Perp venues only."""
+        raise ValueError(f"venue {cfg.name!r}: type {cfg.type!r} has no live perp reading")
 
     def rate_budget(self, cfg: OffchainVenueConfig, base_url: str) -> RateBudget | None:
         """The budget an off-chain venue's client spends: the connector's declared rate limit, or the configured
