@@ -138,7 +138,9 @@ class PluginBase:
     def open_live(self, cfg: VenueConfig, **options: Any) -> LivePerpVenue:
         """The perp venue ``cfg`` kept live inside its rate limit (:class:`~aggregator.venues.live.LivePerpVenue`:
         marks once per block, an account stream where ``ws_url`` is set, budgeted polls, local recompute); its
-        ``options`` (``stale_after_s``, ``clock``…) go to it. Perp venues only."""
+        ``options`` (``stale_after_s``, ``repoll_after_s``, ``clock``) go to it, but ``budget`` (a
+        :class:`~connectors.ratelimit.RateBudget` instead of the shared one) and ``transport_options`` (the HTTP
+        client's :class:`~connectors.transport.TransportOptions`), which go to its connector. Perp venues only."""
         raise ValueError(f"venue {cfg.name!r}: type {cfg.type!r} has no live perp reading")
 
     def rate_budget(self, cfg: OffchainVenueConfig, base_url: str) -> RateBudget | None:

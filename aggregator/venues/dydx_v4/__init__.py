@@ -56,8 +56,10 @@ class DydxV4Plugin(PluginBase):
         from connectors.types import checksum
 
         own: DydxV4Config = self.config(cfg)
-        budget = self.rate_budget(own, own.base_url)
-        connector = DydxConnector(own.base_url, options=TransportOptions(timeout_s=own.timeout_s), budget=budget)
+        # options a test may inject: the budget (a fake clock's) and the HTTP transport options
+        budget = options.pop("budget", None) or self.rate_budget(own, own.base_url)
+        transport = options.pop("transport_options", None) or TransportOptions(timeout_s=own.timeout_s)
+        connector = DydxConnector(own.base_url, options=transport, budget=budget)
         accounts = {checksum(wallet): "{}/{}".format(*parse_account(account))
                     for wallet, account in own.accounts.items()}
         wallets_by_account = {account.split("/")[0]: wallet for wallet, account in accounts.items()}
