@@ -31,7 +31,7 @@ from typing import Any
 from aggregator.views import VenueHealth, VenueReading
 from connectors.errors import ConnectorError
 from connectors.perpcache import AccountCache, MarksPerBlock, PerpMarks, PollReport, StateStatus, poll_within_budget
-from connectors.ratelimit import RateBudget
+from connectors.ratelimit import BudgetExhaustedError, RateBudget
 from connectors.stream import AccountStream
 from connectors.types import BlockRef
 
@@ -122,6 +122,13 @@ class LivePerpVenue:
         """The block's marks: one market-wide request per block, whatever the wallet count."""
         if block is not None:
             self._block = block
+        last = self.marks.last
+        if last is not None and block is not None and last.block == block:
+            return last
+        held = 0.0 if self.budget is None else self.budget.held_for()
+        if held > 0:  # the venue said 429: ask nothing before its Retry-After
+            raise BudgetExhaustedError(f"{self.venue}: marks of block {block}: the venue's 429 holds the budget for "
+                                       f"{held:.1f} s more", retry_after=held)
         return self.marks.get(block)
 
     # --- streams ---------------------------------------------------------------------------------------
