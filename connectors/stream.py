@@ -25,7 +25,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
-from connectors.errors import DecodeError
+from connectors.errors import ConnectorError
 from connectors.perpcache import AccountCache
 
 __all__ = ["AccountStream"]
@@ -207,7 +207,15 @@ class AccountStream(ABC):
             except ValueError:
                 log.warning("%s: a message that is not JSON (%d bytes)", type(self).__name__, len(raw))
                 continue
-            try:
-                self.handle(message)
-            except DecodeError as exc:  # one bad message never ends the stream; the account stays as it was
-                log.warning("%s: undecodable message: %s", type(self).__name__, exc)
+            self.handle_safely(message)
+
+    def handle_safely(self, message: Any) -> bool:
+        """:meth:`handle` one decoded message; a message that does not decode is logged and skipped (the account
+        stays as it was, the stream goes on). Whether it was handled."""
+        try:
+            self.handle(message)
+        except (ConnectorError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("%s: undecodable message: %s: %s", type(self).__name__, type(exc).__name__, exc)
+            self.last_error = f"undecodable message: {exc}"
+            return False
+        return True

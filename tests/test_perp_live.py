@@ -459,3 +459,22 @@ def test_a_cache_failure_never_loses_the_last_good_state() -> None:
     assert st.state == "stale"
     assert "not confirmed" in (st.reason or "")
     assert cache.status("never").state == "missing"
+
+
+def test_a_malformed_stream_message_is_skipped_and_the_stream_goes_on(api: PerpApi) -> None:
+    clock = Clock()
+    live = hl_live(api, clock, ws=True)
+    live.track([HEDGED])
+    stream = live.start_stream()
+    assert stream is not None
+    wait_for(lambda: len(stream.subscribed()) == 1)
+    before = live.cache.get(HEDGED)
+    assert before is not None
+    for bad in ({"channel": "clearinghouseState", "data": {"user": "nope"}},
+                {"channel": "clearinghouseState", "data": {"user": HEDGED.lower(), "clearinghouseState": [1]}},
+                {"channel": "webData2", "data": {"user": HEDGED.lower(), "clearinghouseState": {"time": "x"}}}):
+        stream.handle_safely(bad)
+    assert live.cache.get(HEDGED) == before  # the last good state kept
+    api.set_mark("ETH", 4100)
+    wait_for(lambda: live.cache.get(HEDGED) != before)  # and the stream still delivers
+    assert stream.connected.is_set()
