@@ -145,6 +145,8 @@ class OffchainVenueConfig(VenueConfig):
     venue's own either way."""
 
     rate_limit_per_minute: Annotated[int, Field(gt=0)] | None = None
+    ws_url: str | None = None
+    """The venue's WebSocket URL for account streams (``PluginBase.open_live``); None: accounts are polled only."""
 
 
 def _plugin(venue_type: str) -> Any:

@@ -26,9 +26,19 @@ from pydantic import Field
 from connectors.evm.program import ReadProgram
 from connectors.types import BlockRef, Frozen
 
-__all__ = ["Capabilities", "OffchainConnector", "OnchainConnector", "RateLimit", "VenueKind"]
+__all__ = ["Capabilities", "EndpointLimit", "OffchainConnector", "OnchainConnector", "RateLimit", "VenueKind"]
 
 VenueKind = Literal["lending", "lp", "perp"]
+
+
+class EndpointLimit(Frozen):
+    """A budget of one endpoint (request name) inside a venue's :class:`RateLimit`: at most ``weight_per_minute`` of
+    that endpoint's weight per minute, in bursts of at most ``burst`` (default: a whole minute's). The venue-wide
+    budget is charged as well: an endpoint limit only narrows it (e.g. per-wallet polls capped so that the market
+    read of every block always fits)."""
+
+    weight_per_minute: Annotated[int, Field(gt=0)]
+    burst: Annotated[int, Field(gt=0)] | None = None
 
 
 class RateLimit(Frozen):
@@ -48,18 +58,24 @@ class RateLimit(Frozen):
     """The most weight spent at once (the bucket's size), when the venue limits a shorter window than a minute
     (100 per 10 s is 600 per minute in bursts of at most 100)."""
 
+    endpoints: dict[str, EndpointLimit] = Field(default_factory=dict)
+    """Budgets of single endpoints (by request name), each charged besides the venue-wide one."""
+
     def weight(self, name: str) -> int:
         """What a request called ``name`` costs."""
         return self.request_weights.get(name, self.weight_per_request)
 
     def per_minute(self, weight_per_minute: int) -> RateLimit:
         """This limit with another budget per minute (a private or local API server), its weights kept; the
-        burst is the whole minute's."""
-        return self.model_copy(update={"weight_per_minute": weight_per_minute, "burst": None})
+        burst is the whole minute's; endpoint limits scale with it."""
+        scale = weight_per_minute / self.weight_per_minute
+        endpoints = {k: EndpointLimit(weight_per_minute=max(1, int(e.weight_per_minute * scale)))
+                     for k, e in self.endpoints.items()}
+        return self.model_copy(update={"weight_per_minute": weight_per_minute, "burst": None, "endpoints": endpoints})
 
     def __hash__(self) -> int:  # the dict of weights would make pydantic's frozen hash fail
         return hash((self.weight_per_minute, self.weight_per_request, self.burst,
-                     tuple(sorted(self.request_weights.items()))))
+                     tuple(sorted(self.request_weights.items())), tuple(sorted(self.endpoints.items()))))
 
 
 class Capabilities(Frozen):

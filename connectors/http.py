@@ -6,7 +6,8 @@ Error mapping (see :mod:`connectors.errors`), the same as :class:`~connectors.ev
 
     httpx timeout                              → RpcTimeoutError      (retried)
     connection refused / reset, HTTP 5xx        → RpcUnavailableError  (retried)
-    HTTP 429                                    → RateLimitedError     (retried after Retry-After, if short)
+    HTTP 429                                    → RateLimitedError     (retried after Retry-After, if short; the
+                                                                      budget is put on hold for it when raised)
     the client's rate budget exhausted for
     longer than max_backoff_s                   → RateLimitedError     (raised before sending: not retried)
     HTTP 400 / 404 / 422 (unless allowed)       → InvalidInputError    (the request was wrong: never retried)
@@ -41,11 +42,12 @@ from connectors.base import Capabilities, RateLimit
 from connectors.errors import (
     DecodeError,
     InvalidInputError,
+    RateLimitedError,
     RpcError,
     RpcUnavailableError,
     TransientError,
 )
-from connectors.ratelimit import RateBudget
+from connectors.ratelimit import BudgetExhaustedError, RateBudget
 from connectors.transport import (
     ClosingContext,
     RetryingHttpClient,
@@ -179,15 +181,22 @@ class JsonHttpClient(RetryingHttpClient):
                 return RpcUnavailableError(f"{name}: HTTP {status} from {self.redacted_url}")
             return self._answer(resp, body_bytes, status, name, allow_status)
 
-        return self._send(method, self._endpoint + path, content, headers, name, answer,
-                          charge=None if self.budget is None else lambda: self._charge(name))
+        try:
+            return self._send(method, self._endpoint + path, content, headers, name, answer,
+                              charge=None if self.budget is None else lambda: self._charge(name))
+        except BudgetExhaustedError:
+            raise
+        except RateLimitedError as exc:  # the venue's 429: nothing more before its Retry-After
+            if self.budget is not None:
+                self.budget.hold(exc.retry_after)
+            raise
 
     def _charge(self, name: str) -> None:
         """Pay the budget for one attempt of ``name`` (waiting for it, or raising past ``max_backoff_s``)."""
         assert self.budget is not None
         weight = self.budget.limit.weight(name)
         waited = self.budget.charge(weight, what=f"{name} to {self.redacted_url}",
-                                    max_wait_s=self.options.max_backoff_s)
+                                    max_wait_s=self.options.max_backoff_s, endpoint=name)
         self.stats.weight += weight
         self.stats.rate_wait_s += waited
 

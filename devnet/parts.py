@@ -29,6 +29,7 @@ __all__ = [
     "DeployStage",
     "DevnetPart",
     "PerpPosition",
+    "StreamingVenueApi",
     "TokenMarket",
     "VenueApi",
     "VenueTables",
@@ -177,6 +178,36 @@ class VenueApi(Protocol):
 
     def route(self, method: str, route: str, body: bytes) -> tuple[int, Any] | None:
         """The answer ``(status, JSON body)`` to a request on one of the venue's routes; None for another route."""
+        ...
+
+
+class StreamingVenueApi(VenueApi, Protocol):
+    """A venue whose part also serves its WebSocket channels (on the local API's WebSocket port, at ``ws_path``), in
+    the venue's documented message shapes. ``conn`` is one connection's own state (message counters, ids), kept by
+    the server; subscription keys are ``(channel, account)``; the server holds its lock around every call.
+
+    ``ws_max_accounts``: the most distinct accounts subscribed at once across connections (the venue's per-IP limit),
+    None when unlimited.
+    """
+
+    ws_path: str
+    ws_max_accounts: int | None
+
+    def ws_open(self, conn: dict[str, Any]) -> list[Any]:
+        """Messages sent when a connection opens."""
+        ...
+
+    def ws_request(self, conn: dict[str, Any], message: Any) -> tuple[list[Any], list[tuple[str, str]]]:
+        """The replies to one client message, and the subscriptions it adds."""
+        ...
+
+    def ws_error(self, conn: dict[str, Any], text: str) -> Any:
+        """An error message in the venue's shape."""
+        ...
+
+    def ws_push(self, conn: dict[str, Any], key: tuple[str, str], previous: Any) -> tuple[Any, Any | None]:
+        """A subscription's state now: ``(fingerprint, message)``; the message is None when nothing changed since
+        ``previous`` (the fingerprint last pushed; None before the first push)."""
         ...
 
 

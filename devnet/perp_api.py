@@ -12,6 +12,11 @@ Usage::
     api.set_mark("ETH", 4600)          # every venue's prices of ETH
     api.stop()
 
+The venues' WebSocket channels are served on a second port (:attr:`PerpApi.ws_url`; each venue part at its own path,
+:class:`devnet.parts.StreamingVenueApi`), pushing a subscription's message whenever the state behind it changes.
+Fault hooks: :meth:`PerpApi.ws_down` closes every stream and refuses new ones until :meth:`PerpApi.ws_up`;
+:meth:`PerpApi.throttle` answers the venues' HTTP routes with 429 and a ``Retry-After`` (a 429 storm).
+
 The devnet's ``set_price(info, symbol, usd)`` calls :func:`set_mark` (``WETH`` → ``ETH``); a server started
 with :func:`serve_for` follows it. The names a venue part exports (:attr:`devnet.parts.ApiPart.exports`) are
 attributes of this module too.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import importlib
 import json
 import threading
+import time
 from collections.abc import Iterable
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,9 +35,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import Server, ServerConnection, serve
 
 from devnet.models import DevnetInfo
-from devnet.parts import ApiPart, PerpPosition, VenueApi, dec
+from devnet.parts import ApiPart, PerpPosition, StreamingVenueApi, VenueApi, dec
 from devnet.venues import api_parts
 
 __all__ = [
@@ -68,6 +76,19 @@ class PerpApi:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.requests = 0
+        self.version = 0
+        """Bumped on every change of state (streams push when it moves)."""
+        self._ws_server: Server | None = None
+        self._ws_thread: threading.Thread | None = None
+        self._ws_accepting = True
+        self._ws_conns: dict[int, tuple[ServerConnection, StreamingVenueApi, set[tuple[str, str]]]] = {}
+        self.ws_connections = 0
+        """Connections accepted so far (reconnects included)."""
+        self._throttle_left: int | None = 0
+        self._throttle_until = 0.0
+        self._throttle_retry_after = "1"
+        self.throttled = 0
+        """Requests answered 429 by :meth:`throttle`."""
         self.venues: dict[str, VenueApi] = {}
         """Each off-chain venue's state, by venue (registry order)."""
         self._parts: dict[str, ApiPart] = {}
@@ -89,6 +110,11 @@ class PerpApi:
                 )
                 thread.start()
                 self._server, self._thread = server, thread
+            if self._ws_server is None:
+                ws = serve(self._ws_handler, "127.0.0.1", 0, compression=None, ping_interval=None)
+                ws_thread = threading.Thread(target=ws.serve_forever, name="perp-api-ws", daemon=True)
+                ws_thread.start()
+                self._ws_server, self._ws_thread = ws, ws_thread
             return self.base_url
 
     def stop(self) -> None:
@@ -96,6 +122,15 @@ class PerpApi:
         with self._lock:
             server, thread = self._server, self._thread
             self._server = self._thread = None
+            ws, ws_thread = self._ws_server, self._ws_thread
+            self._ws_server = self._ws_thread = None
+            conns = [c for c, _, _ in self._ws_conns.values()]
+        for conn in conns:
+            conn.close()
+        if ws is not None:
+            ws.shutdown()
+        if ws_thread is not None:
+            ws_thread.join(timeout=5)
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -110,6 +145,55 @@ class PerpApi:
         if self._server is None:
             raise RuntimeError("PerpApi is not running; call start()")
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket server's root (``ws://127.0.0.1:PORT``); each venue's channels at its part's ``ws_path``."""
+        if self._ws_server is None:
+            raise RuntimeError("PerpApi is not running; call start()")
+        return f"ws://127.0.0.1:{self._ws_server.socket.getsockname()[1]}"
+
+    # --- faults --------------------------------------------------------------------------------------
+    def ws_down(self) -> None:
+        """Close every WebSocket connection and refuse new ones (closed at once after the handshake) until
+        :meth:`ws_up`."""
+        with self._lock:
+            self._ws_accepting = False
+            conns = [c for c, _, _ in self._ws_conns.values()]
+        for conn in conns:
+            conn.close(1012, "service restart")
+
+    def ws_up(self) -> None:
+        """Accept WebSocket connections again."""
+        with self._lock:
+            self._ws_accepting = True
+
+    def throttle(self, requests: int | None = None, *, seconds: float | None = None, retry_after_s: int = 1) -> None:
+        """Answer the venues' HTTP routes with ``429`` and ``Retry-After: retry_after_s``: the next ``requests`` of
+        them, or all of them for ``seconds``, or (both None) until :meth:`unthrottle`. The devnet's control routes are
+        never throttled."""
+        with self._lock:
+            self._throttle_left = requests if seconds is None else 0
+            self._throttle_until = time.monotonic() + seconds if seconds is not None else 0.0
+            if requests is None and seconds is None:
+                self._throttle_left = None
+            self._throttle_retry_after = str(int(retry_after_s))
+
+    def unthrottle(self) -> None:
+        with self._lock:
+            self._throttle_left, self._throttle_until = 0, 0.0
+
+    def _throttled_now(self) -> str | None:
+        """The ``Retry-After`` to answer with when this request is throttled, else None."""
+        with self._lock:
+            if self._throttle_left is None or time.monotonic() < self._throttle_until:
+                self.throttled += 1
+                return self._throttle_retry_after
+            if self._throttle_left > 0:
+                self._throttle_left -= 1
+                self.throttled += 1
+                return self._throttle_retry_after
+            return None
 
     def __enter__(self) -> PerpApi:
         self.start()
@@ -136,6 +220,7 @@ class PerpApi:
             for name, part in self._parts.items():
                 if venue in part.names:
                     self.venues[name].add_account(account, dec(usdc), pos)
+                    self.version += 1
                     return
         raise ValueError(f"unknown venue {venue!r}")
 
@@ -150,7 +235,11 @@ class PerpApi:
         coin = _ALIASES.get(symbol.upper(), symbol.upper())
         with self._lock:
             moved = [venue.set_mark(coin, price) for venue in self.venues.values()]
+            self.version += 1
         return any(moved)
+
+    def _ws_handler(self, connection: ServerConnection) -> None:
+        _ws_serve(self, connection)
 
     # --- HTTP ----------------------------------------------------------------------------------------
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
@@ -175,6 +264,76 @@ class PerpApi:
         return 404, {"errors": [{"msg": f"no route {method} {route}"}]}
 
 
+def _streaming(venue: VenueApi) -> StreamingVenueApi | None:
+    return venue if hasattr(venue, "ws_path") and hasattr(venue, "ws_push") else None  # type: ignore[return-value]
+
+
+def _ws_serve(api: PerpApi, connection: ServerConnection) -> None:
+    """One WebSocket connection: the venue part at the request's path answers its messages; every subscription's
+    message is pushed when the state behind it changes (checked whenever :attr:`PerpApi.version` moves)."""
+    path = urlsplit(connection.request.path if connection.request else "/").path
+    with api._lock:
+        accepting = api._ws_accepting
+        part = next((v for v in map(_streaming, api.venues.values()) if v is not None and v.ws_path == path), None)
+        api.ws_connections += 1
+    if part is None or not accepting:
+        connection.close(1013 if accepting is False else 1008, "unavailable" if not accepting else "no such channel")
+        return
+    conn: dict[str, Any] = {}
+    subs: set[tuple[str, str]] = set()
+    pushed: dict[tuple[str, str], Any] = {}
+    seen_version = -1
+    with api._lock:
+        api._ws_conns[id(connection)] = (connection, part, subs)
+        opening = part.ws_open(conn)
+    try:
+        for message in opening:
+            connection.send(json.dumps(message))
+        while True:
+            try:
+                raw = connection.recv(timeout=0.02)
+            except TimeoutError:
+                raw = None
+            out: list[Any] = []
+            with api._lock:
+                if not api._ws_accepting:
+                    break
+                if raw is not None:
+                    try:
+                        msg = json.loads(raw)
+                    except ValueError:
+                        out.append(part.ws_error(conn, f"not JSON: {str(raw)[:80]}"))
+                        msg = None
+                    if msg is not None:
+                        replies, keys = part.ws_request(conn, msg)
+                        limit = part.ws_max_accounts
+                        tracked = {k[1] for _, p, ss in api._ws_conns.values() if p is part for k in ss}
+                        new = {k[1] for k in keys} - tracked
+                        if limit is not None and len(tracked) + len(new) > limit:
+                            out.append(part.ws_error(conn, f"Cannot track more than {limit} total users."))
+                        else:
+                            out.extend(replies)
+                            for k in keys:
+                                subs.add(k)
+                                pushed.setdefault(k, None)
+                            seen_version = -1
+                if api.version != seen_version:
+                    seen_version = api.version
+                    for key in sorted(subs):
+                        fingerprint, push = part.ws_push(conn, key, pushed.get(key))
+                        pushed[key] = fingerprint
+                        if push is not None:
+                            out.append(push)
+            for message in out:
+                connection.send(json.dumps(message))
+    except ConnectionClosed:
+        pass
+    finally:
+        with api._lock:
+            api._ws_conns.pop(id(connection), None)
+        connection.close()
+
+
 def _handler_for(api: PerpApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -183,9 +342,15 @@ def _handler_for(api: PerpApi) -> type[BaseHTTPRequestHandler]:
         def _respond(self, method: str) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
-            status, answer = api.handle(method, self.path, body)
+            retry_after = None if urlsplit(self.path).path.startswith("/devnet/") else api._throttled_now()
+            if retry_after is not None:
+                status, answer = 429, {"error": "rate limited"}
+            else:
+                status, answer = api.handle(method, self.path, body)
             data = json.dumps(answer).encode()
             self.send_response(status)  # adds Date and Server
+            if retry_after is not None:
+                self.send_header("retry-after", retry_after)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
             self.end_headers()

@@ -14,7 +14,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 
@@ -29,6 +29,9 @@ from connectors.ratelimit import RateBudget, shared_budget
 from connectors.registry import capabilities
 from connectors.transport import redact_url
 from connectors.types import BlockRef
+
+if TYPE_CHECKING:
+    from aggregator.venues.live import LivePerpVenue
 
 __all__ = ["ChainLink", "Incremental", "OffchainVenue", "OnchainVenue", "PluginBase", "VenuePlugin"]
 
@@ -173,6 +176,14 @@ class PluginBase:
 
     def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch | None:
         return None
+
+    def open_live(self, cfg: VenueConfig, **options: Any) -> LivePerpVenue:
+        """The perp venue ``cfg`` kept live inside its rate limit (:class:`~aggregator.venues.live.LivePerpVenue`:
+        marks once per block, an account stream where ``ws_url`` is set, budgeted polls, local recompute); its
+        ``options`` (``stale_after_s``, ``repoll_after_s``, ``clock``) go to it, but ``budget`` (a
+        :class:`~connectors.ratelimit.RateBudget` instead of the shared one) and ``transport_options`` (the HTTP
+        client's :class:`~connectors.transport.TransportOptions`), which go to its connector. Perp venues only."""
+        raise ValueError(f"venue {cfg.name!r}: type {cfg.type!r} has no live perp reading")
 
     def rate_budget(self, cfg: OffchainVenueConfig, base_url: str) -> RateBudget | None:
         """The budget an off-chain venue's client spends: the connector's declared rate limit, or the configured

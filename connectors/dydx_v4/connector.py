@@ -29,6 +29,7 @@ from connectors.dydx_v4.decode import decode_perpetual_markets, decode_subaccoun
 from connectors.dydx_v4.deployments import DYDX_MAINNET
 from connectors.dydx_v4.models import DydxMarkets, DydxSnapshot, DydxSubaccount
 from connectors.http import HttpVenueConnector, snapshot_time
+from connectors.perpcache import PerpMarks
 from connectors.ratelimit import RateBudget
 from connectors.transport import TransportArgs, TransportOptions
 
@@ -82,6 +83,15 @@ class DydxConnector(HttpVenueConnector):
         """Every perpetual market: oracle price, margin fractions, open interest and its caps."""
         resp = self.http.get("/v4/perpetualMarkets", name="perpetualMarkets")
         return decode_perpetual_markets(resp.body, *self._time(resp.date_ms))
+
+    def read_marks(self, block: int | None = None) -> PerpMarks:
+        """Every market's oracle price for ``block`` from ONE ``/v4/perpetualMarkets`` (the margin fractions ride
+        along, for the local recompute)."""
+        markets = self.read_markets()
+        prices = {m.ticker: m.oracle_price_usd for m in markets.markets if m.oracle_price_usd is not None}
+        return PerpMarks(block=block, prices_usd=prices, source="dydx_v4.perpetualMarkets",
+                         observed_at_ms=markets.observed_at_ms, observed_at_source=markets.observed_at_source,
+                         market=markets)
 
     def read_subaccount(self, account: str) -> DydxSubaccount:
         """One subaccount (``dydx1…`` or ``dydx1…/N``); one the indexer does not know reads as empty."""

@@ -35,7 +35,7 @@ from connectors.dydx_v4.models import (
 from connectors.errors import DecodeError
 from connectors.http import json_decimal, json_dict, json_int, json_str
 
-__all__ = ["decode_perpetual_markets", "decode_subaccount", "empty_subaccount"]
+__all__ = ["apply_subaccount_update", "decode_perpetual_markets", "decode_subaccount", "empty_subaccount"]
 
 
 def _side(obj: dict[str, Any], what: str) -> Literal["LONG", "SHORT"]:
@@ -185,3 +185,41 @@ def empty_subaccount(
         observed_at_source=source,
         raw=raw if isinstance(raw, dict) else {},
     )
+
+
+def apply_subaccount_update(
+    sub: DydxSubaccount, contents: Any, observed_at_ms: int, source: TimeSource
+) -> DydxSubaccount:
+    """A ``v4_subaccounts`` ``channel_data`` message's ``contents`` applied to the subaccount as last known.
+
+    ``perpetualPositions``: each entry replaces the position in its market (``status`` ``CLOSED`` / ``LIQUIDATED`` or
+    size 0 removes it); ``assetPositions``: each entry replaces the asset position of its symbol (size 0 removes it).
+    Other keys (orders, fills, transfers) do not change positions. ``equity`` and ``freeCollateral`` are not in the
+    message: they are kept as last read (the recompute revalues them at the block's prices).
+    """
+    if not isinstance(contents, dict):
+        raise DecodeError(f"v4_subaccounts channel_data: expected an object, got {type(contents).__name__}")
+    positions = {p.market: p for p in sub.positions}
+    for k, entry in enumerate(contents.get("perpetualPositions") or []):
+        what = f"perpetualPositions[{k}]"
+        if not isinstance(entry, dict):
+            raise DecodeError(f"{what}: expected an object")
+        market = json_str(entry, "market", what)
+        if entry.get("status") in ("CLOSED", "LIQUIDATED") or json_decimal(entry, "size", what) == 0:
+            positions.pop(market, None)
+            continue
+        positions[market] = _position(market, entry)
+    assets = {a.symbol: a for a in sub.asset_positions}
+    for k, entry in enumerate(contents.get("assetPositions") or []):
+        what = f"assetPositions[{k}]"
+        if not isinstance(entry, dict):
+            raise DecodeError(f"{what}: expected an object")
+        symbol = json_str(entry, "symbol", what)
+        if json_decimal(entry, "size", what) == 0:
+            assets.pop(symbol, None)
+            continue
+        assets[symbol] = _asset(symbol, entry)
+    return sub.model_copy(update={
+        "exists": True, "positions": tuple(positions.values()), "asset_positions": tuple(assets.values()),
+        "observed_at_ms": observed_at_ms, "observed_at_source": source,
+    })

@@ -24,13 +24,14 @@ from connectors.http import HttpVenueConnector, snapshot_time
 from connectors.hyperliquid.decode import decode_clearinghouse_state, decode_meta_and_asset_ctxs
 from connectors.hyperliquid.deployments import HYPERLIQUID_MAINNET
 from connectors.hyperliquid.models import HyperliquidAccount, HyperliquidMarket, HyperliquidSnapshot
+from connectors.perpcache import PerpMarks
 from connectors.ratelimit import RateBudget
 from connectors.transport import TransportArgs, TransportOptions
 from connectors.types import checksum
 
 __all__ = ["REQUEST_WEIGHTS", "HyperliquidConnector", "snapshot_time"]
 
-REQUEST_WEIGHTS = {"clearinghouseState": 2, "metaAndAssetCtxs": 20}
+REQUEST_WEIGHTS = {"clearinghouseState": 2, "metaAndAssetCtxs": 20, "allMids": 2}
 """IP rate-limit weight of each info request the connector makes (docs, *Rate limits*); any other info request
 weighs 20."""
 
@@ -95,6 +96,16 @@ class HyperliquidConnector(HttpVenueConnector):
         """Every perpetual's mark/oracle price and margin tiers (one ``metaAndAssetCtxs``)."""
         body, date_ms = self._info({"type": "metaAndAssetCtxs"})
         return decode_meta_and_asset_ctxs(body, *self._time(date_ms))
+
+    def read_marks(self, block: int | None = None) -> PerpMarks:
+        """Every perpetual's mark price for ``block`` from ONE ``metaAndAssetCtxs`` (weight 20): the price the margin
+        rule values positions at (``allMids``, weight 2, would be cheaper but gives mid prices, not marks). The
+        decoded market (margin tiers) rides along for the local recompute."""
+        market = self.read_market()
+        prices = {a.name: a.mark_px for a in market.assets if a.mark_px is not None}
+        return PerpMarks(block=block, prices_usd=prices, source="hyperliquid.metaAndAssetCtxs",
+                         observed_at_ms=market.observed_at_ms, observed_at_source=market.observed_at_source,
+                         market=market)
 
     def read_account(self, wallet: str) -> HyperliquidAccount:
         """One wallet's ``clearinghouseState`` (an unknown wallet: an empty account)."""

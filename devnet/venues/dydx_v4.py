@@ -4,6 +4,13 @@ seeded into it::
     GET  /v4/perpetualMarkets                                      markets
     GET  /v4/addresses/{dydx1…}/subaccountNumber/{n}               a subaccount (unknown: HTTP 404)
 
+and its WebSocket (``/v4/ws``, indexer ``socks``): on connect ``{"type": "connected", "connection_id", "message_id":
+0}``; ``{"type": "subscribe", "channel": "v4_subaccounts", "id": "dydx1…/N"}`` answered ``{"type": "subscribed", …,
+"contents": {"subaccount": {…the REST subaccount…}, "orders": []}}``, then ``{"type": "channel_data", "channel":
+"v4_subaccounts", "id", "version", "contents": {"perpetualPositions": [...], "assetPositions": [...]}}`` when a
+position or the USDC balance changes (a closed position: ``status: CLOSED``, size 0; oracle moves alone push nothing,
+as on the indexer, whose ``v4_markets`` carries prices).
+
 Every reported figure is computed here from the positions and the current oracle prices with the indexer's
 ``calculateEquityAndFreeCollateral``, written independently of ``riskcore`` (this module must not import it):
 equity = USDC + Σ size × oracle; free collateral = equity − Σ |size × oracle| × IMF; ``unrealizedPnl`` = size ×
@@ -12,7 +19,9 @@ equity = USDC + Σ size × oracle; free collateral = equity − Σ |size × orac
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -138,6 +147,71 @@ class DydxApi:
             msg = f"No subaccount found with address {address} and subaccountNumber {number}"
             return 404, {"errors": [{"msg": msg}]}
         return 200, answer
+
+    # --- WebSocket (devnet.parts.StreamingVenueApi) ---------------------------------------------------------------
+    ws_path = "/v4/ws"
+    ws_max_accounts: int | None = None
+
+    def _envelope(self, conn: dict[str, Any], kind: str) -> dict[str, Any]:
+        conn["message_id"] = conn.get("message_id", -1) + 1
+        return {"type": kind, "connection_id": conn["connection_id"], "message_id": conn["message_id"]}
+
+    def ws_open(self, conn: dict[str, Any]) -> list[Any]:
+        conn["connection_id"] = str(uuid.uuid4())
+        return [self._envelope(conn, "connected")]
+
+    def ws_error(self, conn: dict[str, Any], text: str) -> Any:
+        return {**self._envelope(conn, "error"), "message": text}
+
+    def ws_request(self, conn: dict[str, Any], message: Any) -> tuple[list[Any], list[tuple[str, str]]]:
+        """``subscribe`` to ``v4_subaccounts`` of ``dydx1…/N``."""
+        if not (isinstance(message, dict) and message.get("type") == "subscribe"
+                and message.get("channel") == "v4_subaccounts" and isinstance(message.get("id"), str)):
+            return [self.ws_error(conn, f"Invalid subscribe message: {json.dumps(message)[:100]}")], []
+        sub_id = str(message["id"])
+        address, _, number = sub_id.partition("/")
+        answer = self.subaccount(address, int(number)) if number.isdigit() else None
+        if answer is None:
+            text = f"Internal error, could not fetch data for subscription: v4_subaccounts, id: {sub_id}"
+            return [self.ws_error(conn, text)], []
+        reply = {**self._envelope(conn, "subscribed"), "channel": "v4_subaccounts", "id": sub_id,
+                 "contents": {"subaccount": answer["subaccount"], "orders": []}}
+        return [reply], [("v4_subaccounts", sub_id)]
+
+    def ws_push(self, conn: dict[str, Any], key: tuple[str, str], previous: Any) -> tuple[Any, Any | None]:
+        """``channel_data`` with the positions and USDC balance that changed since the last push."""
+        sub_id = key[1]
+        address, _, number = sub_id.partition("/")
+        answer = self.subaccount(address, int(number))
+        sub = answer["subaccount"] if answer is not None else {"openPerpetualPositions": {}, "assetPositions": {}}
+        fingerprint: dict[str, dict[str, Any]] = {
+            "perp": {m: (p["size"], p["entryPrice"], p["side"]) for m, p in sub["openPerpetualPositions"].items()},
+            "asset": {a: (p["size"], p["side"]) for a, p in sub["assetPositions"].items()},
+        }
+        if previous is None or fingerprint == previous:
+            return fingerprint, None  # the subscribed message carried the state
+        perps = []
+        for market, p in sub["openPerpetualPositions"].items():
+            if fingerprint["perp"][market] != previous["perp"].get(market):
+                perps.append({**{k: v for k, v in p.items() if k != "createdAt"}, "address": address,
+                              "subaccountNumber": int(number), "positionId": f"{address}/{number}/{market}"})
+        for market in previous["perp"].keys() - fingerprint["perp"].keys():
+            perps.append({"address": address, "subaccountNumber": int(number), "market": market, "status": "CLOSED",
+                          "side": previous["perp"][market][2], "size": "0", "entryPrice": previous["perp"][market][1],
+                          "positionId": f"{address}/{number}/{market}"})
+        assets = [{**p, "address": address, "positionId": f"{address}/{number}/{sym}"}
+                  for sym, p in sub["assetPositions"].items()
+                  if fingerprint["asset"][sym] != previous["asset"].get(sym)]
+        assets += [{"address": address, "subaccountNumber": int(number), "symbol": sym, "side": "LONG", "size": "0",
+                    "assetId": "0"} for sym in previous["asset"].keys() - fingerprint["asset"].keys()]
+        contents: dict[str, Any] = {}
+        if perps:
+            contents["perpetualPositions"] = perps
+        if assets:
+            contents["assetPositions"] = assets
+        message = {**self._envelope(conn, "channel_data"), "channel": "v4_subaccounts", "id": sub_id,
+                   "version": "3.0.0", "contents": contents}
+        return fingerprint, message
 
     def perpetual_markets(self) -> dict[str, Any]:
         """``/v4/perpetualMarkets``."""

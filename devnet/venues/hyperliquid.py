@@ -3,6 +3,14 @@ seeded into it::
 
     POST /info  {"type": "metaAndAssetCtxs"}                       markets and margin tables
     POST /info  {"type": "clearinghouseState", "user": "0x…"}      an account (unknown: zeros)
+    POST /info  {"type": "allMids"}                                 mid prices by coin
+
+and its WebSocket (``/ws``, docs *WebSocket → Subscriptions*): ``{"method": "subscribe", "subscription": {"type":
+"clearinghouseState" | "webData2", "user": "0x…"}}`` answered ``{"channel": "subscriptionResponse", "data": …}``, then
+``{"channel": "clearinghouseState", "data": {"dex": "", "user", "clearinghouseState": {…}}}`` (``webData2``:
+``{"channel": "webData2", "data": {"clearinghouseState": {…}, "user", "serverTime", …}}``) whenever the account's state
+changes; at most 10 distinct users across user subscriptions (docs *Rate limits*: per IP), beyond which
+``{"channel": "error"}``.
 
 Every reported figure is computed here from the positions and the current marks with the venue's documented rules
 (docs *Margining*, *Margin tiers*, *Liquidations*), written independently of ``riskcore`` (this module must not
@@ -119,12 +127,51 @@ class HyperliquidApi:
         kind = req.get("type") if isinstance(req, dict) else None
         if kind == "metaAndAssetCtxs":
             return 200, self.meta_and_asset_ctxs()
+        if kind == "allMids":
+            return 200, {a.name: _fmt(a.mark) for a in self.assets.values()}
         if kind == "clearinghouseState":
             user = req.get("user")
             if not isinstance(user, str) or not _HEX_USER.fullmatch(user):
                 return 422, _UNPARSABLE
             return 200, self.clearinghouse_state(user)
         return 422, _UNPARSABLE
+
+    # --- WebSocket (devnet.parts.StreamingVenueApi) ---------------------------------------------------------------
+    ws_path = "/ws"
+    ws_max_accounts: int | None = 10
+
+    def ws_open(self, conn: dict[str, Any]) -> list[Any]:
+        return []
+
+    def ws_error(self, conn: dict[str, Any], text: str) -> Any:
+        return {"channel": "error", "data": text}
+
+    def ws_request(self, conn: dict[str, Any], message: Any) -> tuple[list[Any], list[tuple[str, str]]]:
+        """``subscribe`` to ``clearinghouseState`` / ``webData2`` of a user; ``{"method": "ping"}`` → pong."""
+        if isinstance(message, dict) and message.get("method") == "ping":
+            return [{"channel": "pong"}], []
+        sub = message.get("subscription") if isinstance(message, dict) else None
+        if not (isinstance(message, dict) and message.get("method") == "subscribe" and isinstance(sub, dict)):
+            return [self.ws_error(conn, f"Invalid subscription {json.dumps(message)[:100]}")], []
+        kind, user = sub.get("type"), sub.get("user")
+        if kind not in ("clearinghouseState", "webData2") or not isinstance(user, str) or not _HEX_USER.fullmatch(user):
+            return [self.ws_error(conn, f"Invalid subscription {json.dumps(message)[:100]}")], []
+        reply = {"channel": "subscriptionResponse", "data": {"method": "subscribe", "subscription": sub}}
+        return [reply], [(str(kind), user.lower())]
+
+    def ws_push(self, conn: dict[str, Any], key: tuple[str, str], previous: Any) -> tuple[Any, Any | None]:
+        """The user's ``clearinghouseState`` when it differs from the last one pushed (its ``time`` aside)."""
+        kind, user = key
+        state = self.clearinghouse_state(user)
+        fingerprint = json.dumps({k: v for k, v in state.items() if k != "time"}, sort_keys=True)
+        if fingerprint == previous:
+            return fingerprint, None
+        if kind == "webData2":
+            data: dict[str, Any] = {"clearinghouseState": state, "user": user, "serverTime": state["time"],
+                                    "leadingVaults": [], "openOrders": [], "agentAddress": None}
+            return fingerprint, {"channel": "webData2", "data": data}
+        return fingerprint, {"channel": "clearinghouseState",
+                             "data": {"dex": "", "user": user, "clearinghouseState": state}}
 
     def _tiers(self, asset: _Asset) -> list[tuple[Decimal, int]]:
         table = asset.margin_table_id

@@ -8,10 +8,13 @@ from riskcore.venues.dydx_v4.health import (
     dydx_health,
     dydx_initial_margin_fraction,
 )
+from riskcore.venues.dydx_v4.recompute import DydxReport, dydx_reported_at
 
 __all__ = [
     "DydxFigures",
+    "DydxReport",
     "check_dydx",
     "dydx_health",
     "dydx_initial_margin_fraction",
+    "dydx_reported_at",
 ]
