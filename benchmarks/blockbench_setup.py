@@ -264,3 +264,40 @@ def baseline_full_cycle(bench: Bench, db_url: str | None = None) -> float:
             return seconds
         finally:
             store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/blockbench_setup.py --wallets N [--blocks B] [--baseline]``: the setup's time, B blocks of
+    activity (each receipt checked), and today's full cycle of the same wallets."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--wallets", type=int, default=1_000)
+    ap.add_argument("--blocks", type=int, default=5)
+    ap.add_argument("--frac", type=float, default=0.01)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--baseline", action="store_true", help="also time today's full cycle of the wallets")
+    args = ap.parse_args(argv)
+    devnet.ensure_installed()
+    with devnet.Devnet.launch() as dn:
+        bench = setup(dn.info, args.wallets, random.Random(args.seed))
+        r = bench.report
+        by_venue = ", ".join(f"{k} {v}" for k, v in sorted(r.transactions_by_venue.items()))
+        print(f"setup {args.wallets} wallets: {bench.seconds:.1f} s — on chain {r.seconds:.1f} s ({r.transactions} "
+              f"txs: {by_venue}; {r.blocks} blocks; {r.transactions / r.seconds:.0f} tx/s), settled + perp "
+              f"accounts {bench.perp_seconds:.1f} s, {bench.seconds / args.wallets * 1e3:.1f} ms per wallet",
+              flush=True)
+        for name, part in [*bench.parts.items(), *bench.perps.items()]:
+            print(f"  {name}: {part.summary()}")
+        rng = random.Random(f"{args.seed}.blocks")
+        for _ in range(args.blocks):
+            a = bench.activity(rng, args.frac)
+            print(f"block {a.block}: {a.wallets} wallets acted ({dict(a.actions_by_venue)}), {a.transactions} txs, "
+                  f"{a.perp_trades} perp trades, {len(a.prices)} prices moved, {a.seconds:.2f} s", flush=True)
+        if args.baseline:
+            print(f"baseline full cycle of {args.wallets} wallets: {baseline_full_cycle(bench):.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
