@@ -51,6 +51,8 @@ WRAPPED = {"WETH": "ETH"}
 """Feeds whose token's perp coin follows them (as ``devnet.set_price`` moves it)."""
 UPDATE_CHANCE, STABLE_CHANCE = 0.5, 0.1
 """Per block: the chance a risky feed (or perp-only mark) crosses its deviation threshold and updates; a stable's."""
+HISTORY_STATES = 64
+"""Block states the benchmark's anvil keeps (reads pinned to the last 64 blocks; the devnet's default keeps 500)."""
 PERP_CHUNK = 5_000
 """Accounts per request of the perp API's control route."""
 SEND_CHUNK = 1_000
@@ -201,17 +203,19 @@ class Bench:
 
 
 # --- setup ---------------------------------------------------------------------------------------------------------
-def setup(info: devnet.DevnetInfo, n_wallets: int, rng: random.Random, *, per_block: int = 100) -> Bench:
+def setup(info: devnet.DevnetInfo, n_wallets: int, rng: random.Random, *, per_block: int = 100,
+          chunk: int = 2_000) -> Bench:
     """``n_wallets`` wallets, each with positions on every venue of the devnet's config that has a part: the
     on-chain ones opened on chain (the lenders supplying 1.25x of the planned borrows), the perp venues'
-    accounts added to the local venue API. The devnet is seeded first (its demo wallets, not returned)."""
+    accounts added to the local venue API. The devnet is seeded first (its demo wallets, not returned). Sent
+    ``chunk`` wallets at a time, blocks of ``per_block`` transactions (:func:`~benchmarks.bench_sync.setup_wallets`)."""
     t0 = time.perf_counter()
     settings = devnet_settings(info, Settings())
     _, onchain = onchain_config(settings)
     parts = bench_parts(onchain)
     for part in parts.values():
         part.share = 1.0
-    wallets, report = setup_wallets(info, parts, n_wallets, rng.getrandbits(32), per_block)
+    wallets, report = setup_wallets(info, parts, n_wallets, rng.getrandbits(32), per_block, chunk)
     for part in parts.values():
         part.settled()
     setup_ = next(iter(parts.values())).setup if parts else Setup.read(info)  # type: ignore[attr-defined]
@@ -277,9 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--frac", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--baseline", action="store_true", help="also time today's full cycle of the wallets")
+    ap.add_argument("--history", type=int, default=HISTORY_STATES,
+                    help=f"block states anvil keeps in memory (default {HISTORY_STATES}; each is a copy of the whole "
+                         "state: 500 of a 10,000-wallet chain hold ~10 GB)")
     args = ap.parse_args(argv)
     devnet.ensure_installed()
-    with devnet.Devnet.launch() as dn:
+    with devnet.Devnet.launch(history_states=args.history) as dn:
         bench = setup(dn.info, args.wallets, random.Random(args.seed))
         r = bench.report
         by_venue = ", ".join(f"{k} {v}" for k, v in sorted(r.transactions_by_venue.items()))

@@ -30,7 +30,7 @@ FRAC = 0.2  # 10 wallets act in each block (the benchmark's 1 % would be one)
 
 @pytest.fixture(scope="module")
 def bench(fresh_devnet: devnet.DevnetInfo) -> Bench:
-    return setup(fresh_devnet, N, random.Random(20261206))
+    return setup(fresh_devnet, N, random.Random(20261206), chunk=20)  # three groups of wallets, and the helpers
 
 
 def _read_back(bench: Bench) -> dict[str, set[str]]:
