@@ -6,7 +6,7 @@ reports, computed there from the positions and the current marks with the venue'
 independently of ``riskcore`` (no part may import it). Besides the venues' routes the server has its own control
 routes: ``POST /devnet/mark`` (``{"symbol", "usd"}``: :meth:`PerpApi.set_mark`), ``POST /devnet/accounts``
 (``{"venue", "accounts": [{"account", "usdc", "positions": [{"symbol", "size", "entry_px", …}]}]}``: many
-:meth:`PerpApi.add_account` at once, all or none) and ``GET /devnet/ready``.
+:meth:`PerpApi.add_account` at once; a request that does not parse adds none) and ``GET /devnet/ready``.
 
 Usage::
 
@@ -171,8 +171,10 @@ class PerpApi:
 
     def add_accounts(self, venue: str, accounts: Iterable[tuple[str, Decimal, Iterable[PerpPosition]]]) -> int:
         """:meth:`add_account` of each ``(account, usdc, positions)`` of ``venue``, under one hold of the lock (no
-        request sees half of them); the count. ``ValueError`` for an unknown venue or an account the venue cannot
-        have (the accounts before it are added)."""
+        request sees half of them); the count. ``ValueError`` for an unknown venue (nothing added) or an account the
+        venue cannot have (the accounts before it are added)."""
+        if not any(venue in part.names for part in self._parts.values()):
+            raise ValueError(f"unknown venue {venue!r}")
         n = 0
         with self._lock:
             for account, usdc, positions in accounts:

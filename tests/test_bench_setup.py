@@ -127,3 +127,58 @@ def test_thirty_blocks_of_activity_mine_without_a_revert(bench: Bench) -> None:
     assert all(w == set(bench.wallets) for w in holders.values())
     for w in bench.wallets:
         assert devnet.account_data(bench.info, w).health_factor_wad > 10**18
+
+
+# --- the perp API's bulk accounts route (what the setup and the trades use) -----------------------------------------
+
+
+def _open_interest(api: object) -> dict[str, dict[str, Decimal]]:
+    """Each venue's open interest per coin, as its markets route prints it."""
+    from devnet.perp_api import PerpApi
+
+    assert isinstance(api, PerpApi)
+    with httpx.Client(base_url=api.base_url, timeout=10) as client:
+        meta, ctxs = client.post("/info", json={"type": "metaAndAssetCtxs"}).json()
+        markets = client.get("/v4/perpetualMarkets").json()["markets"]
+    return {"hyperliquid": {u["name"]: Decimal(c["openInterest"]) for u, c in zip(meta["universe"], ctxs,
+                                                                                strict=True)},
+            "dydx_v4": {t.removesuffix("-USD"): Decimal(m["openInterest"]) for t, m in markets.items()}}
+
+
+def test_the_perp_apis_bulk_route_adds_and_replaces_accounts_keeping_open_interest_exact() -> None:
+    from connectors.dydx_v4.address import bech32_encode
+    from devnet.perp_api import PerpApi, PerpPosition, account_document, add_accounts
+
+    rng = random.Random(5)
+    wallets = [f"0x{rng.getrandbits(160):040x}" for _ in range(40)]
+    with PerpApi() as api:
+        info = devnet.DevnetInfo(rpc_url="http://127.0.0.1:1", chain_id=31337, contracts={}, tokens={},
+                                 services={"perp_api": api.base_url})
+        before = _open_interest(api)
+        book: dict[str, dict[str, list[PerpPosition]]] = {"hyperliquid": {}, "dydx_v4": {}}
+        for rounds in range(3):  # added, then replaced twice
+            for venue, coins in (("hyperliquid", ("BTC", "ETH", "SOL")), ("dydx_v4", ("BTC", "ETH"))):
+                docs = []
+                for w in wallets:
+                    account = w if venue == "hyperliquid" else bech32_encode(bytes.fromhex(w[2:]))
+                    positions = [PerpPosition(c, Decimal(rng.randint(-500, 500)) / 100, 1000)
+                                 for c in rng.sample(coins, rng.randint(0, 2))]
+                    positions = [p for p in positions if p.size]
+                    book[venue][account] = positions
+                    docs.append(account_document(account, 10_000, positions))
+                assert add_accounts(info, venue, docs) == len(wallets)
+            oi = _open_interest(api)
+            for venue, accounts in book.items():
+                for coin, seeded in before[venue].items():
+                    ours = sum((abs(Decimal(p.size)) for ps in accounts.values() for p in ps if p.symbol == coin),
+                               Decimal(0))
+                    assert oi[venue][coin] == seeded + ours, (rounds, venue, coin)
+        # a malformed request is refused whole, with a 400 that says why
+        resp = httpx.post(f"{api.base_url}/devnet/accounts", json={"venue": "hyperliquid", "accounts": [{}]})
+        assert resp.status_code == 400
+        assert "bad accounts request" in resp.text
+        resp = httpx.post(f"{api.base_url}/devnet/accounts", json={"venue": "nowhere", "accounts": []})
+        assert resp.status_code == 400
+        assert "unknown venue" in resp.text
+        with pytest.raises(httpx.HTTPStatusError):
+            add_accounts(info, "nowhere", [account_document(wallets[0], 1, [])])
