@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.venue
 
 import devnet
 from aggregator.config import Settings
-from aggregator.cycle import Cycle
+from aggregator.cycle import Cycle, CycleReport
 from aggregator.devnet_cli import devnet_settings
 from benchmarks.bench_sync import RawRpc, SetupReport, _mine_all, _send, bench_parts, onchain_config, setup_wallets
 from benchmarks.venues import BenchPart, PerpBook, Setup, Tx, calldata, perp_part
 from db.store import Store
 
-__all__ = ["ActivityReport", "Bench", "PriceMove", "baseline_full_cycle", "setup"]
+__all__ = ["ActivityReport", "Bench", "PriceMove", "baseline_full_cycle", "bench_settings", "full_cycle", "setup"]
 
 STABLES = ("DAI", "USDC", "USDT")
 """Feeds that move little and back towards $1."""
@@ -249,25 +249,30 @@ def bench_settings(bench: Bench, db_url: str) -> Settings:
     return settings.model_copy(update={"venues": venues})
 
 
+def full_cycle(bench: Bench, db_url: str) -> tuple[float, CycleReport]:
+    """One full scheduled cycle as ``xmargin run`` does it today (:class:`aggregator.cycle.Cycle`: sync of every
+    wallet on every venue, alert rules, keeper) of the benchmark's wallets into the store at ``db_url`` (migrated,
+    the wallets added): its seconds and its report. Raises when a stage failed."""
+    settings = bench_settings(bench, db_url)
+    store = Store.open(db_url)
+    try:
+        store.add_wallets([(w, None) for w in bench.wallets])
+        with Cycle(settings, store) as cycle:
+            t0 = time.perf_counter()
+            report = cycle.run()
+            seconds = time.perf_counter() - t0
+        assert not report.errors, [str(e) for e in report.errors]
+        assert report.sync.ok, [b.error for b in report.sync.batches]
+        return seconds, report
+    finally:
+        store.close()
+
+
 def baseline_full_cycle(bench: Bench, db_url: str | None = None) -> float:
-    """Seconds of one full scheduled cycle as ``xmargin run`` does it today (:class:`aggregator.cycle.Cycle`:
-    sync of every wallet on every venue, alert rules, keeper) for the benchmark's wallets, into a new store
-    (``db_url``; default a SQLite file in a temporary directory). Raises when the sync failed."""
+    """Seconds of today's full cycle (:func:`full_cycle`) of the benchmark's wallets, into a new store (``db_url``;
+    default a SQLite file in a temporary directory)."""
     with tempfile.TemporaryDirectory(prefix="xmargin-blockbench-") as tmp:
-        url = db_url or f"sqlite:///{Path(tmp) / 'baseline.db'}"
-        settings = bench_settings(bench, url)
-        store = Store.open(url)
-        try:
-            store.add_wallets([(w, None) for w in bench.wallets])
-            with Cycle(settings, store) as cycle:
-                t0 = time.perf_counter()
-                report = cycle.run()
-                seconds = time.perf_counter() - t0
-            assert not report.errors, [str(e) for e in report.errors]
-            assert report.sync.ok, [b.error for b in report.sync.batches]
-            return seconds
-        finally:
-            store.close()
+        return full_cycle(bench, db_url or f"sqlite:///{Path(tmp) / 'baseline.db'}")[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

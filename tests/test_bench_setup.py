@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ import devnet
 from aggregator.config import Settings
 from aggregator.devnet_cli import devnet_settings
 from benchmarks.bench_sync import check_snapshots, onchain_config, read_programs
-from benchmarks.blockbench_setup import Bench, setup
+from benchmarks.blockbench_setup import Bench, full_cycle, setup
 from connectors.evm.rpc import RpcClient
 
 pytestmark = [pytest.mark.chain]
@@ -84,6 +85,19 @@ def test_every_wallet_holds_a_position_on_every_venue(bench: Bench) -> None:
         empty = [w for w, sizes in by_wallet.items() if not sizes]
         assert not empty, f"{name}: {len(empty)} wallets without a perp position"
     assert perps == _book(bench)
+
+
+def test_todays_full_cycle_reads_every_wallet_on_every_venue(bench: Bench, tmp_path: Path) -> None:
+    seconds, report = full_cycle(bench, f"sqlite:///{tmp_path / 'baseline.db'}")
+    assert seconds > 0
+    seen: dict[str, set[str]] = {}
+    for h in report.sync.healths():
+        if h.positions:
+            seen.setdefault(h.venue, set()).add(h.wallet)
+    venues = set(bench.parts) | set(bench.perps)
+    assert set(seen) >= venues
+    for venue in venues:
+        assert set(bench.wallets) <= seen[venue], f"{venue}: {len(set(bench.wallets) & seen[venue])} of {N} read"
 
 
 def test_morpho_has_the_liquidity_for_every_planned_borrow(bench: Bench) -> None:
