@@ -193,13 +193,15 @@ def _run_phase(chain: RawRpc, txs: Sequence[Tx], nonces: dict[str, int], per_blo
 
 
 def setup_wallets(
-    info: devnet.DevnetInfo, parts: Mapping[str, BenchPart], n: int, seed: int, per_block: int = 100
+    info: devnet.DevnetInfo, parts: Mapping[str, BenchPart], n: int, seed: int, per_block: int = 100,
+    chunk: int = 2_000,
 ) -> tuple[list[str], SetupReport]:
     """Open positions for ``n`` wallets on every venue with a part; returns their addresses (the seed wallets'
     demo positions are opened too, but not returned).
 
     The first part plans every wallet from the seed's own random stream, the others wallet by wallet from a second
-    stream (``<seed>.venues``), so the first venue's positions do not depend on the others'."""
+    stream (``<seed>.venues``), so the first venue's positions do not depend on the others'. The transactions are
+    built and sent ``chunk`` wallets at a time (the helpers first): a 100,000-wallet setup holds one chunk's."""
     t0 = time.perf_counter()
     devnet.seed(info)
     chain = RawRpc(info.rpc_url)
@@ -220,36 +222,42 @@ def setup_wallets(
         helpers = [h for part in ordered for h in part.helpers()]
 
         by_venue: Counter[str] = Counter()
-        phase1: list[Tx] = []  # per sender, in nonce order: each venue's positions
-        phase2: list[Tx] = []  # what needs every position of phase 1 mined first (debts need the lenders' supply)
-        for sender in [*helpers, *wallets]:
-            for name, part in parts.items():
-                first, second = part.transactions(sender)
-                phase1 += first
-                phase2 += second
-                by_venue[name] += len(first) + len(second)
-        assert sum(by_venue.values()) == len(phase1) + len(phase2), by_venue
-
-        senders = list(dict.fromkeys([*helpers, *wallets]))
-        chain.batch([("anvil_setBalance", [a, hex(WALLET_ETH)]) for a in senders])
-        # Automine off, blocks of ``per_block`` transactions (with room for them: each has the most gas any has).
+        # Sent in groups (the helpers, then ``chunk`` wallets at a time), so that only one group's transactions are
+        # ever held: each group's positions (phase 1), then what needs them mined first (phase 2: debts, which also
+        # need the helpers' liquidity, mined with the first group).
+        groups = [list(dict.fromkeys(helpers))] + [wallets[k : k + chunk] for k in range(0, n, chunk)]
         gas_limit = chain.call("eth_getBlockByNumber", ["latest", False])["gasLimit"]
-        most_gas = max((tx.gas for tx in phase1 + phase2), default=0)
-        blocks = 0
-        if most_gas:
-            chain.call("evm_setBlockGasLimit", [hex(per_block * most_gas)])
-            chain.call("evm_setAutomine", [False])
-            nonces: dict[str, int] = {}
-            try:
-                blocks = _run_phase(chain, phase1, nonces, per_block)
+        nonces: dict[str, int] = {}
+        blocks = transactions = 0
+        try:
+            for group in groups:
+                phase1: list[Tx] = []  # per sender, in nonce order: each venue's positions
+                phase2: list[Tx] = []  # what needs every position of phase 1 mined first
+                for sender in group:
+                    for name, part in parts.items():
+                        first, second = part.transactions(sender)
+                        phase1 += first
+                        phase2 += second
+                        by_venue[name] += len(first) + len(second)
+                transactions += len(phase1) + len(phase2)
+                chain.batch([("anvil_setBalance", [a, hex(WALLET_ETH)]) for a in group])
+                # Automine off, blocks of ``per_block`` transactions (with room for them: each has the most gas any
+                # has).
+                most_gas = max((tx.gas for tx in phase1 + phase2), default=0)
+                if not most_gas:
+                    continue
+                chain.call("evm_setBlockGasLimit", [hex(per_block * most_gas)])
+                chain.call("evm_setAutomine", [False])
+                blocks += _run_phase(chain, phase1, nonces, per_block)
                 blocks += _run_phase(chain, phase2, nonces, per_block)
-            finally:
-                chain.call("evm_setAutomine", [True])
-                chain.call("evm_setBlockGasLimit", [gas_limit])
+        finally:
+            chain.call("evm_setAutomine", [True])
+            chain.call("evm_setBlockGasLimit", [gas_limit])
+        assert sum(by_venue.values()) == transactions, by_venue
         report = SetupReport(
             wallets=n,
             seconds=time.perf_counter() - t0,
-            transactions=len(phase1) + len(phase2),
+            transactions=transactions,
             blocks=blocks,
             transactions_by_venue=by_venue,
             venues={name: part.figures() for name, part in parts.items()},

@@ -30,6 +30,7 @@ from devnet.evm import DevnetError, RpcError, block_timestamp, mine, rpc
 from devnet.feeds import refresh_feeds
 from devnet.models import DevnetInfo
 from devnet.node import (
+    HISTORY_STATES,
     AttachedNode,
     alive,
     check_free,
@@ -119,8 +120,10 @@ class Devnet:
             raise DevnetNotRunningError("this Devnet is not started")
         return self._info
 
-    def start(self, port: int | None = None, progress: Progress | None = None) -> DevnetInfo:
-        """Start anvil on ``port`` (a free loopback port when None), deploy-or-load, sync the clock.
+    def start(self, port: int | None = None, progress: Progress | None = None, *,
+              history_states: int = HISTORY_STATES) -> DevnetInfo:
+        """Start anvil on ``port`` (a free loopback port when None), deploy-or-load, sync the clock; anvil keeps
+        the last ``history_states`` block states for reads pinned to past blocks.
 
         The stages that run (first-run install and deployment, the start itself) are reported to
         ``progress`` (see :mod:`devnet.progress`).
@@ -131,7 +134,7 @@ class Devnet:
         state, self.deployed = ensure_state(progress)
         try:
             with stage(progress, "anvil", "starting anvil on the cached chain state"):
-                self._node = AttachedNode(port, state.state_file)
+                self._node = AttachedNode(port, state.state_file, history_states)
                 ready = _ready(state, self._node.url)
             with stage(progress, "perp_api", "starting the local perp API"):
                 self._perp = PerpApi()
@@ -154,10 +157,11 @@ class Devnet:
 
     @classmethod
     @contextmanager
-    def launch(cls, port: int | None = None, progress: Progress | None = None) -> Iterator[Devnet]:
+    def launch(cls, port: int | None = None, progress: Progress | None = None, *,
+               history_states: int = HISTORY_STATES) -> Iterator[Devnet]:
         """Context manager: a started private :class:`Devnet`, stopped on exit."""
         devnet = cls()
-        devnet.start(port, progress)
+        devnet.start(port, progress, history_states=history_states)
         try:
             yield devnet
         finally:

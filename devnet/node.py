@@ -24,6 +24,7 @@ from devnet.evm import DevnetError, RpcError, disconnect, rpc
 from devnet.paths import anvil_bin
 
 __all__ = [
+    "HISTORY_STATES",
     "AttachedNode",
     "PortInUseError",
     "alive",
@@ -88,25 +89,26 @@ HISTORY_STATES = 500
 """Historical states anvil keeps (in memory) for reads pinned to past blocks."""
 
 
-def anvil_command(port: int, state_file: Path | None) -> list[str]:
+def anvil_command(port: int, state_file: Path | None, history_states: int = HISTORY_STATES) -> list[str]:
     """anvil's command line: loopback only, quiet, any sender allowed, optionally loading a state file.
 
-    ``--prune-history``: the last :data:`HISTORY_STATES` block states stay in memory and none go to disk.
+    ``--prune-history``: the last ``history_states`` block states stay in memory and none go to disk (anvil keeps
+    each as a copy of the whole state: a chain of 10,000 benchmark wallets holds ~10 GB with 500 of them).
     Without it anvil moves older states to ``~/.foundry/anvil/tmp`` and leaves them there when killed —
     gigabytes per busy run (seen: 5.3 GB each, 76 GB in one afternoon, until the disk was full).
     """
     cmd = [str(anvil_bin()), "--host", "127.0.0.1", "--port", str(port), "--silent", "--auto-impersonate",
-           "--prune-history", str(HISTORY_STATES)]
+           "--prune-history", str(history_states)]
     return [*cmd, "--load-state", str(state_file)] if state_file else cmd
 
 
 class AttachedNode:
     """An anvil child process of this Python process."""
 
-    def __init__(self, port: int | None, state_file: Path | None) -> None:
+    def __init__(self, port: int | None, state_file: Path | None, history_states: int = HISTORY_STATES) -> None:
         """Start anvil (on a free port when ``port`` is None, retrying if it was taken) and wait until it
         answers JSON-RPC. Raises :class:`DevnetError` if it exits or does not answer in time."""
-        self._proc, self.url = _with_port_retries(port, lambda p: _start_attached(p, state_file))
+        self._proc, self.url = _with_port_retries(port, lambda p: _start_attached(p, state_file, history_states))
         self._finalizer = weakref.finalize(self, _stop_child, self._proc)  # also at interpreter exit
 
     @property
@@ -160,11 +162,14 @@ def _with_port_retries(port: int | None, start: Callable[[int], _T]) -> _T:
     return start(free_port())
 
 
-def _start_attached(port: int, state_file: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+def _start_attached(
+    port: int, state_file: Path | None, history_states: int = HISTORY_STATES
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start anvil as a child; its stderr goes to an anonymous temporary file, shown if startup fails."""
     url = url_for(port)
     with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(anvil_command(port, state_file), stdout=subprocess.DEVNULL, stderr=errors)
+        proc = subprocess.Popen(anvil_command(port, state_file, history_states), stdout=subprocess.DEVNULL,
+                                stderr=errors)
         try:
             _wait_ready(url, lambda: proc.poll() is None)
         except DevnetError as exc:

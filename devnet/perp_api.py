@@ -4,7 +4,9 @@ loopback on one port, in the venues' documented shapes, for the accounts seeded 
 Each venue's part (``devnet/venues/<venue>.py``) holds its markets, its accounts, its routes and the figures it
 reports, computed there from the positions and the current marks with the venue's documented rules, written
 independently of ``riskcore`` (no part may import it). Besides the venues' routes the server has its own control
-routes: ``POST /devnet/mark`` (``{"symbol", "usd"}``: :meth:`PerpApi.set_mark`) and ``GET /devnet/ready``.
+routes: ``POST /devnet/mark`` (``{"symbol", "usd"}``: :meth:`PerpApi.set_mark`), ``POST /devnet/accounts``
+(``{"venue", "accounts": [{"account", "usdc", "positions": [{"symbol", "size", "entry_px", …}]}]}``: many
+:meth:`PerpApi.add_account` at once; a request that does not parse adds none) and ``GET /devnet/ready``.
 
 Usage::
 
@@ -47,6 +49,8 @@ __all__ = [
     "ISOLATED_LABEL",
     "PerpApi",
     "PerpPosition",
+    "account_document",
+    "add_accounts",
     "running_for",
     "serve_for",
     "set_mark",
@@ -57,6 +61,32 @@ ISOLATED_LABEL = "perp_isolated"
 
 _ALIASES = {"WETH": "ETH", "WBTC": "BTC", "ETH-USD": "ETH", "BTC-USD": "BTC"}
 READY_ROUTE = "/devnet/ready"
+ACCOUNTS_ROUTE = "/devnet/accounts"
+_POSITION_FIELDS = ("symbol", "size", "entry_px", "leverage", "margin", "isolated_margin_usd")
+
+
+def account_document(account: str, usdc: Decimal | float | int | str, positions: Iterable[PerpPosition]) -> Any:
+    """One account as ``POST /devnet/accounts`` takes it (decimals as text)."""
+    return {"account": account, "usdc": str(usdc),
+            "positions": [{k: str(getattr(p, k)) if k not in ("leverage", "margin") else getattr(p, k)
+                           for k in _POSITION_FIELDS} for p in positions]}
+
+
+def _parse_accounts(documents: Any) -> list[tuple[str, Decimal, list[PerpPosition]]]:
+    """``POST /devnet/accounts``' accounts (``ValueError`` / ``KeyError`` / ``TypeError`` for a malformed one)."""
+    if not isinstance(documents, list):
+        raise TypeError("accounts must be a list")
+    out = []
+    for doc in documents:
+        positions = [PerpPosition(str(p["symbol"]), dec(str(p["size"])), dec(str(p["entry_px"])),
+                                  leverage=int(p.get("leverage", 10)), margin=p.get("margin", "cross"),
+                                  isolated_margin_usd=dec(str(p.get("isolated_margin_usd", 0))))
+                     for p in doc["positions"]]
+        for p in positions:
+            if p.margin not in ("cross", "isolated"):
+                raise ValueError(f"margin must be cross or isolated, got {p.margin!r}")
+        out.append((str(doc["account"]), dec(str(doc["usdc"])), positions))
+    return out
 
 
 class PerpApi:
@@ -224,6 +254,19 @@ class PerpApi:
                     return
         raise ValueError(f"unknown venue {venue!r}")
 
+    def add_accounts(self, venue: str, accounts: Iterable[tuple[str, Decimal, Iterable[PerpPosition]]]) -> int:
+        """:meth:`add_account` of each ``(account, usdc, positions)`` of ``venue``, under one hold of the lock (no
+        request sees half of them); the count. ``ValueError`` for an unknown venue (nothing added) or an account the
+        venue cannot have (the accounts before it are added)."""
+        if not any(venue in part.names for part in self._parts.values()):
+            raise ValueError(f"unknown venue {venue!r}")
+        n = 0
+        with self._lock:
+            for account, usdc, positions in accounts:
+                self.add_account(venue, account, usdc=usdc, positions=positions)
+                n += 1
+        return n
+
     def set_mark(self, symbol: str, usd: Decimal | float | int | str) -> bool:
         """Move ``symbol``'s prices on every venue (``ETH``, ``WETH``, ``ETH-USD``).
 
@@ -254,6 +297,13 @@ class PerpApi:
             except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
                 return 400, f"bad mark request: {exc}"
             return 200, {"moved": moved}
+        if method == "POST" and route == ACCOUNTS_ROUTE:
+            try:
+                req = json.loads(body or b"null")
+                added = self.add_accounts(str(req["venue"]), _parse_accounts(req["accounts"]))
+            except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+                return 400, f"bad accounts request: {exc}"
+            return 200, {"added": added}
         if method == "GET" and route == READY_ROUTE:
             return 200, {"ready": True}
         with self._lock:
@@ -407,6 +457,20 @@ def set_mark(info: DevnetInfo, symbol: str, usd: Decimal | float | int | str) ->
     resp = httpx.post(f"{url}/devnet/mark", json={"symbol": symbol, "usd": str(usd)}, timeout=5.0)
     resp.raise_for_status()
     return bool(resp.json()["moved"])
+
+
+def add_accounts(info: DevnetInfo, venue: str, documents: list[Any], timeout_s: float = 120.0) -> int:
+    """Add (or replace) ``documents`` (:func:`account_document`) of ``venue`` on the perp API serving ``info`` (in
+    this process when started by :func:`serve_for`, else over its control route); the count."""
+    api = _RUNNING.get(_key(info))
+    if api is not None:
+        return api.add_accounts(venue, _parse_accounts(documents))
+    url = info.services.get("perp_api")
+    if url is None:
+        raise RuntimeError("no perp API serves this devnet")
+    resp = httpx.post(f"{url}{ACCOUNTS_ROUTE}", json={"venue": venue, "accounts": documents}, timeout=timeout_s)
+    resp.raise_for_status()
+    return int(resp.json()["added"])
 
 
 def __getattr__(name: str) -> Any:

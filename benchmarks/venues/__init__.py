@@ -14,8 +14,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 from eth_hash.auto import keccak
@@ -24,7 +26,10 @@ from eth_utils.address import to_checksum_address
 import devnet
 from connectors.registry import VENUES
 
-__all__ = ["MAX_UINT256", "SMALL_GAS", "BenchPart", "Setup", "Tx", "bench_part", "calldata", "label_address"]
+__all__ = [
+    "MAX_UINT256", "SMALL_GAS", "BenchPart", "PerpAccount", "PerpBook", "Setup", "Tx", "bench_part", "calldata",
+    "label_address", "perp_part",
+]
 
 SMALL_GAS = 300_000
 MAX_UINT256 = 2**256 - 1
@@ -64,6 +69,8 @@ class Setup:
     prices: dict[str, int]
     decimals: dict[str, int]
     mint: Mint | None = None
+    before: dict[str, int] = field(default_factory=dict)
+    """The prices before the block's price move (the block benchmark's activity: :meth:`moved`)."""
 
     @classmethod
     def read(cls, info: devnet.DevnetInfo) -> Setup:
@@ -74,6 +81,18 @@ class Setup:
 
     def usd(self, symbol: str) -> float:
         return self.prices[symbol] / 1e8
+
+    def moved(self, answers: Mapping[str, int]) -> None:
+        """The feeds move to ``answers`` in the next block: :attr:`prices` are the new ones, :attr:`before` the
+        old ones (a part's action must be valid at both, in whichever order the block holds them)."""
+        self.before = dict(self.prices)
+        self.prices.update(answers)
+
+    def worst_usd(self, symbol: str, collateral: bool) -> float:
+        """``symbol``'s USD price at its worst for the borrower, before or after the block's move: the lower for
+        a collateral, the higher for a debt."""
+        now, then = self.prices[symbol], self.before.get(symbol, self.prices[symbol])
+        return (min(now, then) if collateral else max(now, then)) / 1e8
 
     def fund(self, sender: str, symbol: str, raw: int, what: str) -> list[Tx]:
         """Transactions that give ``sender`` ``raw`` more of ``symbol`` (``what`` names them in errors)."""
@@ -89,6 +108,10 @@ class BenchPart(Protocol):
 
     rounds: str
     """What the venue's read program asks for in each of its rounds (for the rounds table)."""
+
+    share: float
+    """The share of the planned wallets that open positions on the venue (the block benchmark sets 1.0: every
+    wallet on every venue)."""
 
     def prepare(self, setup: Setup) -> None:
         """Read what planning the venue's positions needs from the devnet (once, before any plan)."""
@@ -106,6 +129,24 @@ class BenchPart(Protocol):
     def transactions(self, sender: str) -> tuple[list[Tx], list[Tx]]:
         """``sender``'s transactions on the venue: those that open its positions, and those that need every first
         transaction of every venue mined (debts)."""
+        ...
+
+    def settled(self) -> None:
+        """After the setup is mined, before any activity: read what the actions need of the chain (NFT ids) and
+        prepare their helpers (an arbitrageur funded)."""
+        ...
+
+    def act(self, wallet: str, rng: random.Random) -> list[Tx]:
+        """One random action of ``wallet`` on the venue during the block benchmark's activity (a position it holds
+        grows or shrinks), as transactions that revert in no order of the block: sized against the part's own
+        record of the wallet's positions and of the venue's liquidity, at the worst of the prices before and after
+        the block's price move (:meth:`Setup.moved`); [] when the wallet holds nothing there. The record is
+        updated as if the transactions were mined."""
+        ...
+
+    def price_txs(self, answers: Mapping[str, int]) -> list[Tx]:
+        """The transactions that bring the venue's own prices to the feeds' new ``answers`` (8-decimal USD, only
+        the symbols that move): oracles set, pools arbitraged; [] when the venue reads the feeds directly."""
         ...
 
     def summary(self) -> str:
@@ -141,3 +182,153 @@ def minting(parts: Sequence[BenchPart]) -> Mint | None:
         if mint is not None:
             return mint
     return None
+
+
+# --- the off-chain (perp) venues: accounts in the devnet's local venue API ---------------------------------------
+
+PERP_DEPOSIT_USD = (1_000, 50_000)
+PERP_LEVERAGE = (0.3, 3.0)
+"""A planned account's positions' notional over its deposit (drawn)."""
+PERP_MAX_LEVERAGE = Decimal(4)
+"""A trade leaves the account's notional under this many times its equity (the venues allow 20x and more)."""
+
+
+@dataclass
+class PerpAccount:
+    """One benchmark account on a perp venue: the USDC deposited (realized P&L included), and per coin the signed
+    size and entry price of its position."""
+
+    deposit_usd: Decimal
+    positions: dict[str, tuple[Decimal, Decimal]]
+
+    def equity_usd(self, marks: Mapping[str, Decimal]) -> Decimal:
+        return self.deposit_usd + sum((s * (marks[c] - e) for c, (s, e) in self.positions.items()), Decimal(0))
+
+    def notional_usd(self, marks: Mapping[str, Decimal]) -> Decimal:
+        return sum((abs(s) * marks[c] for c, (s, _) in self.positions.items()), Decimal(0))
+
+
+class PerpBook:
+    """An off-chain venue's part of the block benchmark: the wallets' accounts in the devnet's local venue API
+    (``devnet.perp_api``), planned, seeded in bulk through its control route, and traded.
+
+    Parameters
+    ----------
+    api_venue:
+        The venue's name in the local venue API (``PerpApi.add_account``'s ``venue``).
+    coins:
+        The coins the venue lists, with the decimals of a position's size.
+    account_of:
+        A wallet's account id on the venue (an address, a subaccount).
+    leverage:
+        The (cross) leverage the account's positions are opened with, where the venue has one.
+    """
+
+    def __init__(self, api_venue: str, coins: Mapping[str, int], account_of: Callable[[str], str],
+                 leverage: int = 10) -> None:
+        self.api_venue = api_venue
+        self.coins = dict(coins)
+        self.account_of = account_of
+        self.leverage = leverage
+        self.share = 1.0
+        self.accounts: dict[str, PerpAccount] = {}
+        self.marks: dict[str, Decimal] = {}
+        """Each coin's mark now (shared by every perp part: the block benchmark moves them)."""
+
+    def prepare(self, marks: dict[str, Decimal]) -> None:
+        """The marks (the block benchmark's dict, moved in place)."""
+        self.marks = marks
+
+    def _size(self, coin: str, usd: Decimal) -> Decimal:
+        return (usd / self.marks[coin]).quantize(Decimal(1).scaleb(-self.coins[coin]))
+
+    def plan(self, wallet: str, rng: random.Random) -> None:
+        """A deposit of $1k-50k and 1-2 positions, long or short, of 0.3-3x the deposit in all, opened within 3 %
+        of today's mark."""
+        if rng.random() >= self.share:
+            return
+        deposit = Decimal(rng.randint(*PERP_DEPOSIT_USD))
+        coins = rng.sample(sorted(self.coins), min(len(self.coins), rng.choice((1, 2))))
+        notional = deposit * Decimal(str(round(rng.uniform(*PERP_LEVERAGE), 3))) / len(coins)
+        positions = {}
+        for coin in coins:
+            size = self._size(coin, notional) * rng.choice((-1, 1))
+            entry = (self.marks[coin] * Decimal(str(round(rng.uniform(0.97, 1.03), 4)))).quantize(Decimal("0.01"))
+            if size:
+                positions[coin] = (size, entry)
+        self.accounts[wallet] = PerpAccount(deposit, positions)
+
+    def document(self, wallet: str) -> Any:
+        """``wallet``'s account as the local venue API's control route takes it."""
+        from devnet.perp_api import PerpPosition, account_document
+
+        a = self.accounts[wallet]
+        return account_document(self.account_of(wallet), a.deposit_usd,
+                                [PerpPosition(c, s, e, leverage=self.leverage) for c, (s, e) in a.positions.items()])
+
+    def act(self, wallet: str, rng: random.Random) -> list[Any]:
+        """One trade at the mark: reduce a position by 10-50 % (its P&L realized into the deposit), grow one by
+        10-30 % (at the size-weighted entry), or open another coin; a trade that grows the account only while its
+        notional stays under :data:`PERP_MAX_LEVERAGE` times its equity. The account's new document (the
+        venue's state after the trade), or [] when the wallet has no account."""
+        a = self.accounts.get(wallet)
+        if a is None:
+            return []
+        marks = self.marks
+        held = sorted(a.positions)
+        kinds = ["reduce", "grow", "open"] if held else ["open"]
+        rng.shuffle(kinds)
+        for kind in kinds:
+            if kind == "reduce" and held:
+                coin = rng.choice(held)
+                size, entry = a.positions[coin]
+                closed = (size * Decimal(str(round(rng.uniform(0.1, 0.5), 2)))).quantize(
+                    Decimal(1).scaleb(-self.coins[coin]))
+                if not closed:
+                    continue
+                a.deposit_usd += closed * (marks[coin] - entry)
+                a.positions[coin] = (size - closed, entry)
+                if not a.positions[coin][0]:
+                    del a.positions[coin]
+                return [self.document(wallet)]
+            free = sorted(set(self.coins) - set(held))
+            if kind == "open" and not free:
+                continue
+            coin = rng.choice(held if kind == "grow" else free)
+            size, entry = a.positions.get(coin, (Decimal(0), marks[coin]))
+            if kind == "grow":
+                extra = (size * Decimal(str(round(rng.uniform(0.1, 0.3), 2)))).quantize(
+                    Decimal(1).scaleb(-self.coins[coin]))
+            else:
+                extra = self._size(coin, a.equity_usd(marks) * Decimal("0.5")) * rng.choice((-1, 1))
+            after = PerpAccount(a.deposit_usd, {**a.positions, coin: (size + extra, entry)})
+            if not extra or after.notional_usd(marks) > PERP_MAX_LEVERAGE * after.equity_usd(marks):
+                continue
+            new_entry = ((size * entry + extra * marks[coin]) / (size + extra)).quantize(Decimal("0.000001"))
+            # (the entry rounded: the deposit takes up the difference, so the equity is the trade's exactly)
+            a.deposit_usd += (size + extra) * (new_entry - entry) - extra * (marks[coin] - entry)
+            a.positions[coin] = (size + extra, new_entry)
+            return [self.document(wallet)]
+        return []
+
+    def configure(self, cfg: Any) -> Any:
+        """The venue's configuration for reading these accounts (unchanged where the venue reads a wallet's own
+        address)."""
+        return cfg
+
+    def summary(self) -> str:
+        per = Counter(len(a.positions) for a in self.accounts.values())
+        coins = Counter(c for a in self.accounts.values() for c in a.positions)
+        return (f"{len(self.accounts)} accounts: " + ", ".join(f"{k} position(s): {v}" for k, v in sorted(per.items()))
+                + "; " + ", ".join(f"{c} {n}" for c, n in sorted(coins.items())))
+
+
+def perp_part(venue: str) -> PerpBook | None:
+    """``venue``'s part when it is an off-chain venue's (a :class:`PerpBook`), or None."""
+    if venue not in VENUES:
+        raise LookupError(f"unknown venue type {venue!r}")
+    name = f"{__name__}.{venue}"
+    if importlib.util.find_spec(name) is None:
+        return None
+    part = importlib.import_module(name).PART()
+    return part if isinstance(part, PerpBook) else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,21 @@ SUPPLY_RANGE = {"WETH": (0.25, 2.5), "AAVE": (5, 30), "LINK": (50, 300), "DAI": 
 POOL_GAS = 1_500_000
 
 
+ACT_POWER = 0.8
+"""An action's borrow or withdrawal leaves the debt under this share of the borrowing power (LTV-weighted)."""
+INTEREST_SLACK = 1.02
+"""The debt taken as this much of its principal (the interest accrued since, over a benchmark's blocks)."""
+
+
+@dataclass
+class Holding:
+    """What the block benchmark's actions have left of a wallet's plan: supplied and borrowed principal (raw)."""
+
+    supplied: dict[str, int]
+    debt: dict[tuple[str, int], int]  # (symbol, rate mode) -> raw
+    approved: set[str]  # assets the pool may take from the wallet
+
+
 @dataclass
 class WalletPlan:
     emode: bool
@@ -39,6 +54,10 @@ class AaveBench:
         self.plans: dict[str, WalletPlan] = {}
         self.lender: WalletPlan | None = None
         self.lender_address = label_address("lender")
+        self.share = 1.0  # every wallet supplies here
+        self.holdings: dict[str, Holding] = {}
+        self.available: Counter[str] = Counter()
+        """Each reserve's liquidity the plan and the actions leave (raw; the seed's own lender not counted)."""
 
     def prepare(self, setup: Setup) -> None:
         info = self.info = setup.info
@@ -88,6 +107,10 @@ class AaveBench:
             for sym, raw, _ in p.borrows:
                 need[sym] += raw
         self.lender = WalletPlan(False, [(s, raw * 5 // 4) for s, raw in need.items()], [])
+        self.available = Counter({s: raw * 5 // 4 - raw for s, raw in need.items()})
+        for p in self.plans.values():
+            for sym, raw in p.supplies:
+                self.available[sym] += raw
         return [self.lender_address]
 
     def mint(self, sender: str, symbol: str, raw: int, what: str) -> list[Tx]:
@@ -118,6 +141,109 @@ class AaveBench:
             for sym, raw, mode in p.borrows
         ]
         return first, borrows
+
+    def settled(self) -> None:
+        """Nothing: the actions need only the plan."""
+
+    def act(self, wallet: str, rng: random.Random) -> list[Tx]:
+        """Supply 5-20 % more of one collateral, withdraw 5-30 % of one, borrow 5-20 % more of one debt (variable
+        rate) or repay 10-50 % of one: a borrow or withdrawal only while the wallet's debt stays under
+        :data:`ACT_POWER` of its borrowing power (LTV) at the worst of the block's prices and within half the
+        reserve's liquidity; a repayment never more than the principal left (interest only adds to the debt)."""
+        h = self._holding(wallet)
+        if h is None:
+            return []
+        kinds = ["supply", "withdraw", "borrow", "repay"] if h.debt else ["supply", "withdraw", "borrow"]
+        rng.shuffle(kinds)
+        for kind in kinds:
+            txs = getattr(self, f"_act_{kind}")(wallet, h, rng)
+            if txs:
+                return list(txs)
+        return []
+
+    def _holding(self, wallet: str) -> Holding | None:
+        h = self.holdings.get(wallet)
+        if h is None:
+            p = self.plans.get(wallet)
+            if p is None or not p.supplies:
+                return None
+            h = Holding(dict(p.supplies), {(sym, mode): raw for sym, raw, mode in p.borrows},
+                        {sym for sym, _ in p.supplies})
+            self.holdings[wallet] = h
+        return h
+
+    def _power_usd(self, supplied: dict[str, int]) -> float:
+        """Borrowing power (LTV) of ``supplied`` at the worst of the block's prices."""
+        d, setup = self.setup.decimals, self.setup
+        return float(sum(raw / 10 ** d[s] * setup.worst_usd(s, True) * self.ltv_bps[s] / 10_000
+                         for s, raw in supplied.items()))
+
+    def _debt_usd(self, debt: dict[tuple[str, int], int]) -> float:
+        d, setup = self.setup.decimals, self.setup
+        return float(sum(raw / 10 ** d[s] * setup.worst_usd(s, False) for (s, _), raw in debt.items())) * INTEREST_SLACK
+
+    def _act_supply(self, wallet: str, h: Holding, rng: random.Random) -> list[Tx]:
+        sym = rng.choice(sorted(h.supplied))
+        extra = max(1, int(h.supplied[sym] * rng.uniform(0.05, 0.2)))
+        h.supplied[sym] += extra
+        self.available[sym] += extra
+        token = self.info.token(sym)
+        return [*self.setup.fund(wallet, sym, extra, " (act)"),
+                Tx(wallet, self.pool, calldata("supply(address,uint256,address,uint16)", token, extra, wallet, 0),
+                   f"supply {sym} (act)", gas=POOL_GAS)]
+
+    def _act_withdraw(self, wallet: str, h: Holding, rng: random.Random) -> list[Tx]:
+        sym = rng.choice(sorted(h.supplied))
+        part = int(h.supplied[sym] * rng.uniform(0.05, 0.3))
+        after = {**h.supplied, sym: h.supplied[sym] - part}
+        if part < 1 or part > self.available[sym] // 2 or self._debt_usd(h.debt) > ACT_POWER * self._power_usd(after):
+            return []
+        h.supplied[sym] -= part
+        self.available[sym] -= part
+        return [Tx(wallet, self.pool, calldata("withdraw(address,uint256,address)", self.info.token(sym), part, wallet),
+                   f"withdraw {sym} (act)", gas=POOL_GAS)]
+
+    def _act_borrow(self, wallet: str, h: Holding, rng: random.Random) -> list[Tx]:
+        p = self.plans[wallet]
+        choices = sorted({s for s, _ in h.debt}) or sorted(STABLES if p.emode else BORROWABLE)
+        sym = rng.choice(choices)
+        d = self.setup.decimals[sym]
+        current = sum(raw for (s, _), raw in h.debt.items() if s == sym)
+        if current:
+            extra = int(current * rng.uniform(0.05, 0.2))
+        else:  # a first debt: 5-20 % of the borrowing power
+            extra = int(self._power_usd(h.supplied) * rng.uniform(0.05, 0.2) / self.setup.worst_usd(sym, False)
+                        * 10**d)
+        after = {**h.debt, (sym, 2): h.debt.get((sym, 2), 0) + extra}
+        if extra < 1 or extra > self.available[sym] // 2 or self._debt_usd(after) > ACT_POWER * self._power_usd(
+                h.supplied):
+            return []
+        h.debt = after
+        self.available[sym] -= extra
+        return [Tx(wallet, self.pool, calldata("borrow(address,uint256,uint256,uint16,address)", self.info.token(sym),
+                                               extra, 2, 0, wallet), f"borrow {sym} (act)", gas=POOL_GAS)]
+
+    def _act_repay(self, wallet: str, h: Holding, rng: random.Random) -> list[Tx]:
+        (sym, mode) = rng.choice(sorted(h.debt))
+        part = int(h.debt[(sym, mode)] * rng.uniform(0.1, 0.5))
+        if part < 1:
+            return []
+        h.debt[(sym, mode)] -= part
+        self.available[sym] += part
+        token = self.info.token(sym)
+        txs = []
+        if sym not in h.approved:  # (the pool was approved at setup for every supplied asset, not for debts)
+            h.approved.add(sym)
+            txs.append(Tx(wallet, token, calldata("approve(address,uint256)", self.pool, MAX_UINT256),
+                          f"approve {sym}"))
+        # (the borrowed tokens are in the wallet: it repays less than it borrowed)
+        txs.append(Tx(wallet, self.pool, calldata("repay(address,uint256,uint256,address)", token, part, mode, wallet),
+                      f"repay {sym} (act)", gas=POOL_GAS))
+        return txs
+
+    def price_txs(self, answers: Mapping[str, int]) -> list[Tx]:
+        """None: the pool's oracle reads the feeds."""
+        return []
 
     def summary(self) -> str:
         plans = self.plans.values()

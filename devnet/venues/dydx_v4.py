@@ -86,17 +86,15 @@ class DydxApi:
         for p in positions:
             if f"{p.symbol}-USD" not in self.markets:
                 raise ValueError(f"no dYdX market {p.symbol}-USD")
-        self.subaccounts[(address, int(number or 0))] = _Account(usdc, list(positions))
-        for m in self.markets.values():
-            m.open_interest = sum(
-                (
-                    abs(dec(p.size))
-                    for a in self.subaccounts.values()
-                    for p in a.positions
-                    if f"{p.symbol}-USD" == m.ticker
-                ),
-                Decimal(0),
-            )
+        key = (address, int(number or 0))
+        old = self.subaccounts.get(key)
+        self.subaccounts[key] = _Account(usdc, list(positions))
+        # Open interest: the replaced subaccount's sizes out, the new ones in (exact decimals: equal to the sum over
+        # every subaccount, at a cost independent of how many there are).
+        for p in old.positions if old is not None else ():
+            self.markets[f"{p.symbol}-USD"].open_interest -= abs(dec(p.size))
+        for p in positions:
+            self.markets[f"{p.symbol}-USD"].open_interest += abs(dec(p.size))
 
     def set_mark(self, coin: str, price: Decimal) -> bool:
         """Move the oracle price of ``coin``'s market (``ETH`` → ``ETH-USD``)."""

@@ -97,12 +97,14 @@ class HyperliquidApi:
         for p in positions:
             if p.symbol not in self.assets:
                 raise ValueError(f"no Hyperliquid asset {p.symbol!r}")
+        old = self.accounts.get(account.lower())
         self.accounts[account.lower()] = _Account(usdc, list(positions))
-        for asset in self.assets.values():
-            asset.open_interest = sum(
-                (abs(dec(p.size)) for a in self.accounts.values() for p in a.positions if p.symbol == asset.name),
-                Decimal(0),
-            )
+        # Open interest: the replaced account's sizes out, the new ones in (exact decimals: equal to the sum over
+        # every account, at a cost independent of how many there are).
+        for p in old.positions if old is not None else ():
+            self.assets[p.symbol].open_interest -= abs(dec(p.size))
+        for p in positions:
+            self.assets[p.symbol].open_interest += abs(dec(p.size))
 
     def set_mark(self, coin: str, price: Decimal) -> bool:
         """Move ``coin``'s mark and oracle prices."""
