@@ -88,12 +88,44 @@ def _root(
 def wallet_add(
     address: str,
     label: Annotated[str | None, typer.Option("--label", "-l", help="A name to show beside the address.")] = None,
+    chain: Annotated[str | None, typer.Option(
+        "--chain", help="The configured chain an ENS name is resolved on (default: the first one).")] = None,
 ) -> None:
-    """Track ADDRESS."""
-    addr = _address(address)
-    with _store(_settings()) as store:
+    """Track ADDRESS: an address, or an ENS name (name.eth), resolved at the chain's latest block and stored with
+    the address."""
+    from connectors.evm.ens import is_ens_name
+
+    settings = _settings()
+    ens_name: str | None = None
+    if is_ens_name(address):
+        addr, ens_name, block = _resolve_ens(settings, address, chain)
+    else:
+        addr = _address(address)
+    with _store(settings) as store:
         store.add_wallets([(addr, label)])
-    console.print(f"tracking {addr}" + (f" ({label})" if label else ""))
+        if ens_name is not None:
+            store.set_ens_name(addr, ens_name)
+    shown = ", ".join(x for x in (label, ens_name and f"{ens_name} at block {block}") if x)
+    console.print(f"tracking {addr}" + (f" ({shown})" if shown else ""))
+
+
+def _resolve_ens(settings: Settings, name: str, chain_name: str | None) -> tuple[str, str, int]:
+    """(address, normalised name, block) of an ENS name on a configured chain; a clear error otherwise."""
+    from connectors.errors import ConnectorError
+    from connectors.evm.ens import resolve_name
+    from connectors.evm.rpc import RpcClient
+
+    chains = [c for c in settings.chains if chain_name is None or c.name == chain_name]
+    if not chains:
+        _fail(f"no chain {chain_name!r} is configured" if chain_name else
+              "an ENS name needs a configured chain to resolve it on")
+    cfg = chains[0]
+    try:
+        with RpcClient(cfg.resolve_rpc_url(), timeout_s=cfg.timeout_s, max_retries=cfg.max_retries) as rpc:
+            found = resolve_name(rpc, name, "latest")
+    except (ConnectorError, ConfigError) as exc:
+        _fail(f"cannot resolve {name} on {cfg.name}: {exc}")
+    return found.address, found.name, found.block.number
 
 
 @wallet_app.command("list")
@@ -102,16 +134,16 @@ def wallet_list(as_json: JsonOpt = False) -> None:
     with _store(_settings()) as store:
         rows = store.list_wallets()
     if as_json:
-        print(json.dumps([{"address": w.address, "label": w.label} for w in rows]))
+        print(json.dumps([{"address": w.address, "label": w.label, "ens_name": w.ens_name} for w in rows]))
         return
     from rich.table import Table
 
     if not rows:
         console.print("no wallet tracked — add one with `xmargin wallet add ADDRESS`")
         return
-    table = Table("address", "label")  # the full address: it is what a user copies from here
+    table = Table("address", "label", "ENS name")  # the full address: it is what a user copies from here
     for w in rows:
-        table.add_row(w.address, w.label or "")
+        table.add_row(w.address, w.label or "", w.ens_name or "")
     console.print(table)
 
 

@@ -181,6 +181,7 @@ class Wallet(Base):
     label: Mapped[str | None]
     created_at: Mapped[datetime]
     active: Mapped[bool]
+    ens_name: Mapped[str | None] = mapped_column(String(255))
 
 
 class Venue(Base):

@@ -91,6 +91,8 @@ class WalletRow:
     label: str | None
     created_at: datetime
     active: bool
+    ens_name: str | None = None
+    """The ENS name the wallet was added by (normalised), if any."""
 
 
 @dataclass(frozen=True, slots=True)

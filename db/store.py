@@ -273,6 +273,16 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             return int(conn.execute(
                 sa.select(sa.func.count()).select_from(WALLETS).where(WALLETS.c.active.is_(True))).scalar_one())
 
+    def set_ens_name(self, address: str, ens_name: str | None) -> bool:
+        """Record the ENS name ``address`` was added by (None clears it); False when the wallet is unknown."""
+        if ens_name is not None and not 0 < len(ens_name) <= 255:
+            raise ValueError("an ENS name is 1 to 255 characters")
+        with write_transaction(self._engine) as conn:
+            done = conn.execute(
+                sa.update(WALLETS).where(WALLETS.c.address == canonical_address(address)).values(ens_name=ens_name)
+            )
+        return bool(done.rowcount)
+
     def get_wallet(self, address: str) -> WalletRow | None:
         """The wallet with this address (any case), active or not; ``None`` when unknown."""
         query = sa.select(WALLETS).where(WALLETS.c.address == canonical_address(address))
@@ -990,7 +1000,8 @@ def _copy_rows(
 
 
 def _wallet_row(r: Mapping[Any, Any]) -> WalletRow:
-    return WalletRow(id=r["id"], address=r["address"], label=r["label"], created_at=r["created_at"], active=r["active"])
+    return WalletRow(id=r["id"], address=r["address"], label=r["label"], created_at=r["created_at"], active=r["active"],
+                     ens_name=r.get("ens_name"))
 
 
 def _health_row(r: Mapping[Any, Any]) -> HealthRow:

@@ -251,7 +251,8 @@ def _wallet_routes(store: Store, read: dict[str, Any], state: State) -> APIRoute
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
         offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     ) -> list[WalletOut]:
-        return [WalletOut(address=w.address, label=w.label) for w in store.list_wallets(limit=limit, offset=offset)]
+        return [WalletOut(address=w.address, label=w.label, ens_name=w.ens_name)
+                for w in store.list_wallets(limit=limit, offset=offset)]
 
     @router.post("/v1/wallets", status_code=201, responses=error_responses(400, 401, 403, 422))
     def add_wallets(
@@ -262,7 +263,7 @@ def _wallet_routes(store: Store, read: dict[str, Any], state: State) -> APIRoute
         items = body if isinstance(body, list) else [body]
         changed = store.add_wallets([(w.address, w.label) for w in items])
         rows = {w.address: store.get_wallet(w.address) for w in items}
-        return WalletsAdded(changed=changed, wallets=[WalletOut(address=a, label=row.label)
+        return WalletsAdded(changed=changed, wallets=[WalletOut(address=a, label=row.label, ens_name=row.ens_name)
                                                       for a, row in rows.items() if row is not None])
 
     @router.delete("/v1/wallets/{address}", status_code=204, responses=error_responses(400, 401, 403, 404, 422))

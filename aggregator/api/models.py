@@ -144,6 +144,7 @@ class ErrorBody(BaseModel):
 class WalletOut(BaseModel):
     address: str
     label: str | None
+    ens_name: str | None = None
 
 
 def _checksummed(value: str) -> str:

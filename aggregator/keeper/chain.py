@@ -21,6 +21,11 @@ Errors::
     ├── SendError                     the node rejected a transaction
     └── ReceiptTimeoutError (TimeoutError)   no receipt in time
 
+Fees, nonces, the chain id, sending and receipts go through web3.py (:func:`connectors.evm.web3_bridge.web3_for`,
+over the same :class:`RpcClient`, so its retries and error mapping apply); signing is eth-account's
+:class:`LocalAccount`; the simulation is one ``eth_simulateV1`` request on the same client (web3.py 7 has no
+typed wrapper for it that keeps the raw per-call results).
+
 Transient RPC faults (:class:`~connectors.errors.TransientError`) propagate as they are, after the client's
 retries: whether a transaction was sent is then unknown, and re-sending it is safe.
 """
@@ -39,12 +44,16 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
+from web3 import Web3
+from web3.exceptions import TransactionNotFound
 
 from aggregator.keeper.plugin import Read
 from aggregator.keeper.txs import Call
 from connectors.errors import DecodeError, RpcError
 from connectors.evm.abi import decode_revert_reason
 from connectors.evm.rpc import RpcClient, block_param, hex_to_bytes, hex_to_int
+from connectors.evm.web3_bridge import web3_for
 from connectors.types import checksum
 
 __all__ = [
@@ -378,7 +387,8 @@ def sign_calls(
                 f"{policy.max_gas_per_tx:,} per transaction"
             )
         limits.append(limit)
-    base_fee = _base_fee(rpc)
+    w3 = web3_for(rpc)
+    base_fee = _base_fee(w3)
     priority = policy.max_priority_fee_per_gas_wei
     if base_fee + priority > policy.max_fee_per_gas_wei:
         raise GasCapError(
@@ -386,10 +396,9 @@ def sign_calls(
             f"{policy.max_fee_per_gas_wei:,} wei per gas"
         )
     max_fee = min(policy.max_fee_per_gas_wei, 2 * base_fee + priority)
-    chain_id = rpc.chain_id()
-    first = nonce if nonce is not None else hex_to_int(
-        rpc.request("eth_getTransactionCount", [signer.address, "pending"]), "eth_getTransactionCount"
-    )
+    chain_id = rpc.chain_id()  # cached by the client
+    sender = Web3.to_checksum_address(signer.address)
+    first = nonce if nonce is not None else int(w3.eth.get_transaction_count(sender, "pending"))
     out: list[SignedTx] = []
     for seq, (call, limit) in enumerate(zip(calls, limits, strict=True)):
         to = checksum(call.to)
@@ -409,16 +418,17 @@ def sign_calls(
     return out
 
 
-def _base_fee(rpc: RpcClient) -> int:
-    block = rpc.request("eth_getBlockByNumber", ["latest", False])
-    if not isinstance(block, dict):
-        raise KeeperChainError(f"eth_getBlockByNumber(latest): expected a block, got {_shape(block)}")
-    if block.get("baseFeePerGas") is None:
-        raise KeeperChainError("the latest block has no base fee: the chain does not support EIP-1559")
+def _base_fee(w3: Web3) -> int:
     try:
-        return hex_to_int(block["baseFeePerGas"], "baseFeePerGas")
-    except DecodeError as exc:
-        raise KeeperChainError(str(exc)) from exc
+        block = w3.eth.get_block("latest")
+    except (ValueError, TypeError) as exc:  # web3.py's formatters on a malformed block
+        raise KeeperChainError(f"eth_getBlockByNumber(latest): malformed block: {exc}") from None
+    fee = block.get("baseFeePerGas")
+    if fee is None:
+        raise KeeperChainError("the latest block has no base fee: the chain does not support EIP-1559")
+    if not isinstance(fee, int) or isinstance(fee, bool) or fee < 0:
+        raise KeeperChainError(f"baseFeePerGas: not a fee: {fee!r}")
+    return fee
 
 
 # ------------------------------------------------------------------------------------------------ send
@@ -439,8 +449,9 @@ def send_raw(rpc: RpcClient, tx: SignedTx) -> str:
     the nonce is too low while this very transaction has a receipt, the hash is returned as if sent. A nonce
     used by another transaction, or any other rejection, raises :class:`SendError`.
     """
+    w3 = web3_for(rpc)
     try:
-        answer = rpc.request("eth_sendRawTransaction", [tx.raw])
+        sent = w3.eth.send_raw_transaction(HexStr(tx.raw))
     except RpcError as exc:
         message = str(exc)
         lower = message.lower().replace("_", " ")
@@ -448,7 +459,7 @@ def send_raw(rpc: RpcClient, tx: SignedTx) -> str:
         if known or any(m in lower for m in _NONCE_TOO_LOW_MARKERS):
             if get_receipt(rpc, tx.tx_hash) is not None:
                 return tx.tx_hash
-            if known and rpc.request("eth_getTransactionByHash", [tx.tx_hash]) is not None:
+            if known and _pending(w3, tx.tx_hash):
                 return tx.tx_hash
             if not known:
                 raise SendError(
@@ -457,28 +468,46 @@ def send_raw(rpc: RpcClient, tx: SignedTx) -> str:
                     tx.tx_hash,
                 ) from exc
         raise SendError(f"tx {tx.seq} ({tx.description}) nonce {tx.nonce} rejected: {message}", tx.tx_hash) from exc
-    if not isinstance(answer, str) or answer.lower() != tx.tx_hash.lower():
+    answer = "0x" + bytes(sent).hex()
+    if answer.lower() != tx.tx_hash.lower():
         raise SendError(
             f"tx {tx.seq} ({tx.description}): the node answered hash {answer!r}, expected {tx.tx_hash}", tx.tx_hash
         )
     return tx.tx_hash
 
 
+def _pending(w3: Web3, tx_hash: str) -> bool:
+    try:
+        w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+    except TransactionNotFound:
+        return False
+    return True
+
+
 def get_receipt(rpc: RpcClient, tx_hash: str) -> Receipt | None:
     """The receipt of ``tx_hash``, or None while it is not mined (or unknown)."""
-    raw = rpc.request("eth_getTransactionReceipt", [tx_hash])
-    if raw is None:
+    try:
+        raw: Any = web3_for(rpc).eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    except TransactionNotFound:
         return None
-    if not isinstance(raw, dict):
+    except (ValueError, TypeError) as exc:  # web3.py's formatters on a malformed receipt
+        raise DecodeError(f"eth_getTransactionReceipt: malformed receipt: {exc}") from None
+    if not hasattr(raw, "get"):
         raise DecodeError(f"eth_getTransactionReceipt: expected an object, got {_shape(raw)}")
     if raw.get("blockNumber") is None:  # some nodes answer a pending receipt
         return None
     return Receipt(
         tx_hash=tx_hash,
-        status=hex_to_int(raw.get("status"), "receipt status"),
-        block_number=hex_to_int(raw.get("blockNumber"), "receipt blockNumber"),
-        gas_used=hex_to_int(raw.get("gasUsed"), "receipt gasUsed"),
+        status=_receipt_int(raw.get("status"), "receipt status"),
+        block_number=_receipt_int(raw.get("blockNumber"), "receipt blockNumber"),
+        gas_used=_receipt_int(raw.get("gasUsed"), "receipt gasUsed"),
     )
+
+
+def _receipt_int(value: object, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return hex_to_int(value, what)
 
 
 def wait_receipt(

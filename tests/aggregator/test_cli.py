@@ -40,7 +40,7 @@ def test_wallet_add_list_remove(env: dict[str, str]) -> None:
     assert run("wallet", "add", WALLET.lower(), "--label", "alice")[0] == 0
     code, out, _ = run("wallet", "list", "--json")
     assert code == 0
-    assert json.loads(out) == [{"address": WALLET, "label": "alice"}]
+    assert json.loads(out) == [{"address": WALLET, "label": "alice", "ens_name": None}]
     assert run("wallet", "remove", WALLET)[0] == 0
     assert json.loads(run("wallet", "list", "--json")[1]) == []
     code, _, err = run("wallet", "remove", WALLET)
