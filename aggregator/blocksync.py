@@ -64,13 +64,11 @@ DEFAULT_MAX_AGE_BLOCKS = 300
 class LiveVenue(Protocol):
     """What the block loop needs of a live perp venue (:class:`aggregator.venues.live.LivePerpVenue`)."""
 
+    last_poll: Any
+
     def track(self, wallets: Sequence[str]) -> list[str]: ...
 
-    def read_marks(self, block: int | None = None) -> Any: ...
-
-    def poll(self, wallets: Sequence[str] | None = None, *, block: int | None = None) -> Any: ...
-
-    def recompute(self, block: BlockRef) -> VenueReading: ...
+    def refresh(self, block: BlockRef) -> VenueReading: ...
 
 
 def _rel(a: float | None, b: float | None, tol: float) -> bool:
@@ -135,6 +133,8 @@ class BlockReport:
     rpc_requests: int = 0
     eth_calls: int = 0
     get_logs: int = 0
+    offchain_requests: int = 0
+    """Requests to the off-chain venues (a marks request per live venue, its polls)."""
     rows: int = 0
     seconds: float = 0.0
     full_sweep: bool = False
@@ -143,6 +143,8 @@ class BlockReport:
     errors: dict[str, str] = field(default_factory=dict)
     sync_run_id: int | None = None
     readings: tuple[VenueReading, ...] = ()
+    written: tuple[str, ...] = ()
+    """The wallets whose rows this block wrote."""
 
 
 class BlockSync:
@@ -190,6 +192,9 @@ class BlockSync:
         self._clock = clock
         self.wallets: list[str] = []
         self.caches: dict[str, _VenueCache] = {v.config.name: _VenueCache() for v in ctx.onchain}
+        self._onchain = frozenset(self.caches)
+        """The venues the reconcile sweep compares (the perp venues' accounts are refreshed by streams and polls
+        within their rate limits, never all at once)."""
         self.heavy_at: dict[str, float] = {}
         self.heavy_docs: dict[str, dict[str, Any]] = {}
         self._pending: set[str] = set()
@@ -216,10 +221,10 @@ class BlockSync:
     def _dirty(self, block: BlockRef, report: BlockReport) -> dict[str, set[str]]:
         """Venue name → the tracked wallets to re-read at ``block``."""
         tracked = set(self.wallets)
-        out = {name: set(self._pending) for name in self.caches}
+        out = {name: set(self._pending) for name in self._onchain}
         if self.reader is None:
             report.full_sweep = True
-            return {name: set(self.wallets) for name in self.caches}
+            return {name: set(self.wallets) for name in self._onchain}
         try:
             dirty = self.reader.block(block)
         except ConnectorError as exc:
@@ -227,10 +232,10 @@ class BlockSync:
             report.full_sweep = True
             report.errors["logs"] = str(exc)
             self.reader = None
-            return {name: set(self.wallets) for name in self.caches}
+            return {name: set(self.wallets) for name in self._onchain}
         report.get_logs = 1
         rebuilt = {r.venue for r in self.reader.rebuilds if r.block == block.number}
-        for name in self.caches:
+        for name in self._onchain:
             d = dirty.venues.get(name)
             if name in rebuilt or (d is not None and d.needs_full_read):
                 out[name] = set(self.wallets)
@@ -238,8 +243,8 @@ class BlockSync:
                 out[name] |= set(d.wallets) & tracked
         return out
 
-    def step(self, block: BlockRef) -> BlockReport:
-        """Process ``block`` (the next of the chain, in order)."""
+    def step(self, block: BlockRef, *, reconcile: bool | None = None) -> BlockReport:
+        """Process ``block`` (the next of the chain, in order); ``reconcile`` forces (or skips) the sweep."""
         t0 = time.perf_counter()
         stats0 = self.ctx.rpc.stats.copy()
         report = BlockReport(block=block)
@@ -289,7 +294,8 @@ class BlockSync:
         if self.reader is None and snapshots and len(snapshots) == len(inc_venues):
             self._watch(snapshots, report)
         self._write(block, readings, report, reread)
-        if self.reconcile_every and block.number % self.reconcile_every == 0:
+        due = bool(self.reconcile_every) and block.number % self.reconcile_every == 0
+        if reconcile if reconcile is not None else due:
             self._reconcile(block, readings, report)
         stats = self.ctx.rpc.stats.copy()
         report.rpc_requests = stats.http_requests - stats0.http_requests
@@ -321,15 +327,17 @@ class BlockSync:
     def _live(self, name: str, live: LiveVenue, block: BlockRef, report: BlockReport) -> VenueReading:
         """A live perp venue's reading at ``block``: the block's marks (one request), budgeted polls of the accounts
         most in need, every account recomputed at the marks (stale ones say so, with their age)."""
+        live.last_poll = None
         try:
-            live.read_marks(block.number)
-            live.poll(block=block.number)
-            return live.recompute(block)
+            reading = live.refresh(block)
         except VENUE_FAULTS as exc:
             report.errors[name] = str(exc) or type(exc).__name__
             log.warning("venue %s failed at block %d: %s", name, block.number, report.errors[name])
-            return VenueReading(venue=name, kind=self._kinds.get(name, "perp"), block=block,
-                                error=report.errors[name])
+            reading = VenueReading(venue=name, kind=self._kinds.get(name, "perp"), block=block,
+                                   error=report.errors[name])
+        polled = live.last_poll
+        report.offchain_requests += 1 + (0 if polled is None else len(polled.polled) + len(polled.failed))
+        return reading
 
     def _watch(self, snapshots: Sequence[tuple[OnchainVenue, Any]], report: BlockReport) -> None:
         """Build the chain's log filter from the block's snapshots (after a full sweep)."""
@@ -349,7 +357,7 @@ class BlockSync:
         for start in range(0, len(self.wallets), size):
             chunk = self.wallets[start : start + size]
             for full in read_venues(self.ctx, chunk, block):
-                if full.error is not None or full.venue not in mine or full.venue not in self.caches:
+                if full.error is not None or full.venue not in mine or full.venue not in self._onchain:
                     continue
                 for h in full.healths:
                     got = mine[full.venue].get(h.wallet)
@@ -383,6 +391,7 @@ class BlockSync:
         failed = [r for r in readings if r.error is not None]
         wallets = [w for w in self.wallets if w in changed or failed]
         report.written_wallets = len(wallets)
+        report.written = tuple(wallets)
         if not wallets:
             return
         mine = [dataclasses.replace(r, healths=tuple(h for h in r.healths if h.wallet in changed))

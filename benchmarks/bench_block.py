@@ -1,0 +1,200 @@
+"""Block-driven incremental sync against today's full cycle, on the devnet (issue 14).
+
+``python benchmarks/bench_block.py --wallets N --blocks B [--db-url URL]``
+
+N wallets with positions on every venue (:mod:`benchmarks.blockbench_setup`: the on-chain venues on anvil, the
+perp venues' accounts in the devnet's local venue API). Then, in the same run:
+
+* **baseline** — today's full scheduled cycle of the same wallets (:class:`aggregator.cycle.Cycle`: every wallet
+  read, computed and written), twice into its own store: its seconds, requests and the bytes its second cycle
+  added (a steady rewrite);
+* **blocks** — B blocks of activity (1 % of the wallets act on one of their venues, prices move by Chainlink-like
+  0.5 % updates, perp marks with them), each followed by :class:`aggregator.blocksync.BlockSync` (one
+  ``eth_getLogs``, the market state, the dirty wallets re-read, every other wallet recomputed, perps at the
+  block's marks and within their rate budgets), measured from the block's arrival (the head seen) to every
+  wallet's health stored and the API (in process, through its ASGI app) serving the block for a wallet that acted;
+* a reconcile sweep at the last block (every wallet read in full and compared with the cache).
+
+The last line is the issue's, exactly::
+
+    bench_block: wallets=N blocks=B p50_s=… p99_s=… rpc_requests_per_block=… eth_calls_per_block=…
+    offchain_requests_per_block=… rows_per_block=… bytes_per_block=… rss_mb=… reconcile_mismatches=…
+
+(per-block figures are means over the B blocks; the first, full-sweep block is reported apart.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastapi.testclient import TestClient
+
+import devnet
+from aggregator.api.app import create_app
+from aggregator.blocksync import BlockReport, BlockSync
+from aggregator.chainid import identify
+from aggregator.cycle import Cycle
+from aggregator.pipeline import ChainContext, register_venues
+from aggregator.venues import plugin_of
+from benchmarks.blockbench_setup import HISTORY_STATES, Bench, bench_settings, setup
+from db.store import Store
+
+
+def _db_bytes(url: str, store: Store) -> int:
+    """The store's size on disk: the SQLite file and its WAL, or the PostgreSQL database."""
+    if url.startswith("sqlite"):
+        with store.engine.begin() as conn:  # the WAL's page images moved into the file: bytes the data holds
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        path = Path(url.split("///", 1)[1])
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    with store.engine.connect() as conn:
+        import sqlalchemy as sa
+
+        return int(conn.execute(sa.text("select pg_database_size(current_database())")).scalar_one())
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _cycle(bench: Bench, url: str) -> tuple[float, int, int]:
+    """One full cycle as ``xmargin run`` does it today: (seconds, RPC requests, eth_calls)."""
+    settings = bench_settings(bench, url)
+    store = Store.open(url)
+    try:
+        store.add_wallets([(w, None) for w in bench.wallets])
+        with Cycle(settings, store) as cycle:
+            t0 = time.perf_counter()
+            report = cycle.run()
+            seconds = time.perf_counter() - t0
+            stats = list(cycle.syncer.rpc_stats().values())
+        if report.errors or not report.sync.ok:
+            raise SystemExit(f"the baseline cycle failed: {[str(e) for e in report.errors]}")
+        return seconds, sum(s.http_requests for s in stats), sum(s.calls_by_method.get("eth_call", 0) for s in stats)
+    finally:
+        store.close()
+
+
+def _baseline(bench: Bench, url: str) -> tuple[float, float, int, int]:
+    """Today's full cycle twice: (seconds of the second, bytes it added, its RPC requests, eth_calls)."""
+    _cycle(bench, url)
+    store = Store.open(url)
+    before = _db_bytes(url, store)
+    store.close()
+    seconds, requests, calls = _cycle(bench, url)
+    store = Store.open(url)
+    grown = _db_bytes(url, store) - before
+    store.close()
+    return seconds, grown, requests, calls
+
+
+def run(args: argparse.Namespace) -> int:
+    devnet.ensure_installed()
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="xmargin-bench-block-") as tmp, \
+            devnet.Devnet.launch(history_states=args.history) as dn:
+        t0 = time.perf_counter()
+        bench = setup(dn.info, args.wallets, rng)
+        print(f"setup: {args.wallets} wallets on every venue in {time.perf_counter() - t0:.1f} s", flush=True)
+
+        base_url = args.baseline_db_url or f"sqlite:///{Path(tmp) / 'baseline.db'}"
+        base_s, base_bytes, base_req, base_calls = _baseline(bench, base_url)
+        print(f"baseline (today's full cycle, same wallets): {base_s:.2f} s, {base_bytes / 1e6:.2f} MB written, "
+              f"{base_req} RPC requests, {base_calls} eth_calls", flush=True)
+
+        url = args.db_url or f"sqlite:///{Path(tmp) / 'blocks.db'}"
+        settings = bench_settings(bench, url)
+        chain = settings.chains[0]
+        store = Store.open(url)
+        store.add_wallets([(w, None) for w in bench.wallets])
+        register_venues(store, settings)
+        ctx = ChainContext.open(settings, chain)
+        live = {v.name: plugin_of(v.type).open_live(v) for v in settings.venues
+                if not v.onchain and v.chain == chain.name}
+        sync = BlockSync(ctx, store, live=live, reconcile_every=0)
+        sync.track(bench.wallets)
+        chain_row, head = identify(store, ctx.rpc, chain.name, chain.chain_id)
+        ctx.chain_ref_id = chain_row.id
+        api = TestClient(create_app(store, dashboard=False), base_url="http://127.0.0.1")
+        try:
+            t = time.perf_counter()
+            first = sync.step(head)
+            print(f"first block {head.number} (full sweep of {len(bench.wallets)} wallets): "
+                  f"{time.perf_counter() - t:.2f} s, {first.rows} rows", flush=True)
+            last = head.number
+            reports: list[BlockReport] = []
+            seconds: list[float] = []
+            bytes_before = _db_bytes(url, store)
+            block_rng = random.Random(f"{args.seed}.blocks")
+            for i in range(args.blocks):
+                activity = bench.activity(block_rng, args.frac, verify=False)
+                for n in range(last + 1, activity.block + 1):
+                    t = time.perf_counter()  # the block's arrival: its header in hand
+                    block = ctx.rpc.get_block(n)
+                    report = sync.step(block, reconcile=(i == args.blocks - 1 and n == activity.block))
+                    actor = report.written[0] if report.written else bench.wallets[0]
+                    served = api.get(f"/v1/wallets/{actor}/health")
+                    if served.status_code != 200:
+                        raise SystemExit(f"the API did not serve block {n}: {served.status_code} {served.text}")
+                    seconds.append(time.perf_counter() - t)
+                    reports.append(report)
+                    if report.errors:
+                        print(f"  block {n}: errors {report.errors}", flush=True)
+                last = activity.block
+                r = reports[-1]
+                print(f"block {last}: {activity.wallets} acted, {r.dirty_wallets} dirty, {r.written_wallets} written "
+                      f"({r.heavy_wallets} heavy), {r.rpc_requests} RPC requests, {r.eth_calls} eth_calls, "
+                      f"{r.offchain_requests} off-chain, {seconds[-1]:.2f} s", flush=True)
+            grown = _db_bytes(url, store) - bytes_before
+        finally:
+            api.close()
+            for venue in live.values():
+                venue.close()
+            ctx.close()
+            store.close()
+        n = len(reports)
+        p50, p99 = statistics.median(seconds), _pct(seconds, 0.99)
+        rpc = sum(r.rpc_requests for r in reports) / n
+        calls = sum(r.eth_calls for r in reports) / n
+        off = sum(r.offchain_requests for r in reports) / n
+        rows = sum(r.rows for r in reports) / n
+        per_block_bytes = grown / n
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        mismatches = sum(r.reconcile_mismatches for r in reports)
+        print(f"baseline full cycle {base_s:.2f} s against p50 {p50:.2f} s per block: ratio {p50 / base_s:.3f}; "
+              f"bytes per block {per_block_bytes / 1e3:.1f} kB against {base_bytes / 1e3:.1f} kB per full rewrite: "
+              f"ratio {per_block_bytes / max(base_bytes, 1):.4f}; RPC requests {rpc:.1f} against {base_req}, "
+              f"eth_calls {calls:.1f} against {base_calls}")
+        print(f"bench_block: wallets={args.wallets} blocks={n} p50_s={p50:.3f} p99_s={p99:.3f} "
+              f"rpc_requests_per_block={rpc:.1f} eth_calls_per_block={calls:.1f} "
+              f"offchain_requests_per_block={off:.1f} rows_per_block={rows:.1f} bytes_per_block={per_block_bytes:.0f} "
+              f"rss_mb={rss_mb:.0f} reconcile_mismatches={mismatches}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--wallets", type=int, default=1_000)
+    ap.add_argument("--blocks", type=int, default=20)
+    ap.add_argument("--frac", type=float, default=0.01, help="share of the wallets acting per block")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--db-url", default=os.environ.get("XMARGIN_BENCH_DB_URL"),
+                    help="the block path's store (default: a SQLite file in a temporary directory)")
+    ap.add_argument("--baseline-db-url", default=None, help="the baseline's store (default: SQLite, temporary)")
+    ap.add_argument("--history", type=int, default=HISTORY_STATES)
+    return run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
