@@ -12,7 +12,8 @@ A sync reads every wallet at every block, but most of it is the same as the bloc
 - risk results the same way, at most one per (chain identity, wallet, block);
 - one sync run and its prices per block (a block synced again reuses them).
 
-Per-block fields (times of the read, price ages, the block hash of an unchanged version) never force a write.
+Per-block fields (times of the read, price ages, the block hash of an unchanged version, the per-block keys of a
+health row's ``extra``: :func:`is_per_block_key`) never force a write.
 """
 
 from __future__ import annotations
@@ -24,7 +25,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-__all__ = ["ChangePolicy", "CompactStats", "RetentionPolicy", "WriteStats", "estimate_bytes"]
+__all__ = ["ChangePolicy", "CompactStats", "RetentionPolicy", "WriteStats", "estimate_bytes", "is_per_block_key"]
+
+_PER_BLOCK_SUFFIXES = ("age_s", "_at", "_timestamp", "_time")
+_PER_BLOCK_NAMES = frozenset({"block", "block_number", "block_hash", "timestamp", "age_s"})
+
+
+def is_per_block_key(key: str) -> bool:
+    """Whether a JSON key of a health row's ``extra`` names a per-block field (an age, a time, the block), which
+    changes at every block and is not compared: ``block``, ``block_number``, ``block_hash``, ``timestamp``, and
+    keys ending in ``age_s``, ``_at``, ``_timestamp`` or ``_time``."""
+    return key in _PER_BLOCK_NAMES or key.endswith(_PER_BLOCK_SUFFIXES)
 
 
 @dataclass(frozen=True, slots=True)

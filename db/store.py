@@ -38,7 +38,7 @@ from db.addresses import HEX40, canonical_address
 from db.apikeys import ApiKeyStore
 from db.automation import AutomationStore
 from db.chains import ChainStore, current_chain_ids, current_chain_ref, note_stored_block
-from db.changes import ChangePolicy, CompactStats, RetentionPolicy, WriteStats
+from db.changes import ChangePolicy, CompactStats, RetentionPolicy, WriteStats, is_per_block_key
 from db.engine import make_engine, read_transaction, safe_url, write_transaction
 from db.errors import SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
@@ -912,12 +912,13 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             has_health = sa.select(HEALTH.c.id).where(HEALTH.c.snapshot_id == SNAPSHOTS.c.id).exists()
             versions = conn.execute(
                 sa.select(SNAPSHOTS.c.id, SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.chain_ref_id,
-                          SNAPSHOTS.c.block_timestamp, has_health.label("has_health"))
-                .where(SNAPSHOTS.c.block_timestamp < cutoff, SNAPSHOTS.c.valid_to_block.is_not(None))
+                          SNAPSHOTS.c.block_timestamp, has_health.label("has_health"),
+                          SNAPSHOTS.c.valid_to_block.is_(None).label("newest"))
+                .where(SNAPSHOTS.c.block_timestamp < cutoff)
                 .order_by(SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.chain_ref_id,
                           SNAPSHOTS.c.block_number)
             ).all()
-            keep_health = {r[0] for r in versions if r[5]}
+            keep_health = {r[0] for r in versions if r[5] or r[6]}  # pointed at by health, or the newest
             gone = [i for i in _downsample([(r[0], (r[1], r[2], r[3]), r[4]) for r in versions], policy)
                     if i not in keep_health]
             touched_keys = {(r[1], r[2], r[3]) for r in versions if r[0] in set(gone)}
@@ -1030,7 +1031,10 @@ def _json_moved(old: Any, new: Any, policy: ChangePolicy) -> bool:
     if isinstance(old, (int, float)) and isinstance(new, (int, float)):
         return policy.moved(float(old), float(new))
     if isinstance(old, Mapping) and isinstance(new, Mapping):
-        return old.keys() != new.keys() or any(_json_moved(old[k], new[k], policy) for k in old)
+        keys = {k for k in old if not is_per_block_key(k)}
+        if keys != {k for k in new if not is_per_block_key(k)}:
+            return True
+        return any(_json_moved(old[k], new[k], policy) for k in keys)
     if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
         return len(old) != len(new) or any(_json_moved(a, b, policy) for a, b in zip(old, new, strict=True))
     return bool(old != new)
