@@ -151,6 +151,10 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         self._engine = engine
         self.copy_threshold = copy_threshold
         self.change_policy = change_policy if change_policy is not None else ChangePolicy()
+        self.change_only = True
+        """``False``: every snapshot, health and risk result is written at every block (the layout before the
+        change-only store; for comparison in ``benchmarks/bench_store.py``). A block synced twice still adds
+        nothing."""
 
     @classmethod
     def open(
@@ -412,7 +416,8 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             if version is not None and version.block_number == s.block_number:
                 stats.skipped += 1  # this block of this version is stored already (first write wins)
                 continue
-            if (version is not None and version.status == SnapshotStatus(s.status).value and version.error == s.error
+            if (self.change_only and version is not None and version.status == SnapshotStatus(s.status).value
+                    and version.error == s.error
                     and _same_content(stored_positions.get(version.id, []), content, policy)):
                 if s.block_number > (version.last_seen_block or version.block_number):
                     extend[version.id] = max(extend.get(version.id, 0), s.block_number)
@@ -541,11 +546,11 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         out = []
         for (wallet_id, block), r in wanted.items():
             prev = last.get((wallet_id, block))
-            if prev is not None and (prev["block_number"] == block or not (
+            if prev is not None and (prev["block_number"] == block or (self.change_only and not (
                     policy.any_moved((prev["unified_health"], prev["equity_usd"], prev["margin_usd"],
                                       prev["netting_benefit_usd"]),
                                      (r.unified_health, r.equity_usd, r.margin_usd, r.netting_benefit_usd))
-                    or policy.too_old(prev["block_number"], block))):
+                    or policy.too_old(prev["block_number"], block)))):
                 stats.skipped += 1
                 continue
             out.append({"sync_run_id": run_id, "wallet_id": wallet_id, "block_number": r.block_number,
