@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from db import (
     ChangePolicy,
     HealthRow,
+    LatestVenueHealth,
     PositionRow,
     PositionSide,
     PriceRow,
@@ -25,7 +26,7 @@ from db import (
     SyncStatus,
     WriteStats,
 )
-from tests.db.db_testdata import CHAIN, USDC, WETH, block_time, setup
+from tests.db.db_testdata import CHAIN, T0, USDC, WETH, block_time, setup
 
 PER_WALLET = ("position_snapshots", "positions", "health_results", "risk_results")
 PER_BLOCK = ("sync_runs", "prices")
@@ -240,3 +241,66 @@ def test_policies_refuse_nonsense(bad: dict[str, float]) -> None:
         ChangePolicy(**bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="bucket_s"):
         RetentionPolicy(bucket_s=0)
+
+
+def test_migration_folds_a_populated_store_without_changing_an_answer(db_url: str) -> None:
+    """A store in the old layout (every snapshot at every block: what 0009 held) goes down to 0009 and up to 0010
+    again: runs of equal snapshots fold into versions, and history, latest health and risk answer as before; down
+    again, every snapshot is back."""
+    from alembic import command
+
+    from db.engine import make_engine
+    from db.migrate import alembic_config, locked_migration_transaction, upgrade
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    store = Store(engine)
+    store.change_only = False  # the layout before the change-only store
+    wallets = setup(store, 2)
+    debt = {wallets[0]: 1_000 * 10**6, wallets[1]: 2_000 * 10**6}
+    for block in range(1, 41):
+        if block in (10, 25):
+            debt[wallets[0]] += 10**8
+        batch = steady_batch(wallets, block, debt)
+        if block == 30:  # an error read of wallet 1 in the middle of a run of equal snapshots
+            err = dataclasses.replace(batch.snapshots[1], status=SnapshotStatus.ERROR, error="rpc timeout",
+                                      positions=(), health=None)
+            batch = dataclasses.replace(batch, status=SyncStatus.PARTIAL, snapshots=(batch.snapshots[0], err))
+        store.write_sync(batch)
+
+    def answers() -> tuple[object, ...]:
+        """Every answer, less the ids of the rows (a point's snapshot is now its version), the first block of the
+        newest version (which the fold moves back to where the run began) and the time of the newest read (a
+        folded snapshot's own read time is gone: its sync run's start stands for it)."""
+        def latest(x: LatestVenueHealth) -> LatestVenueHealth:
+            return dataclasses.replace(x, snapshot_id=0, valid_from_block=None,
+                                       snapshot=dataclasses.replace(x.snapshot, taken_at=T0))
+
+        return tuple(([dataclasses.replace(p, snapshot_id=0) for p in store.history(w, limit=1_000)],
+                      [latest(x) for x in store.latest_health(w)],
+                      store.risk_history(w), store.latest_risk(w)) for w in wallets)
+
+    before, full = answers(), rows(store)
+    assert full["position_snapshots"] == 80
+    cfg = alembic_config()
+    with locked_migration_transaction(engine) as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0009")
+    upgrade(engine)
+    after = rows(store)
+    # wallet 0: three versions (blocks 1, 10, 25); wallet 1: 1..29, the error at 30, 31..40
+    assert after["position_snapshots"] == 6
+    assert after["positions"] == 2 * 5
+    assert after["health_results"] == full["health_results"]
+    assert answers() == before
+    with engine.connect() as conn:
+        ranges = conn.execute(sa.text("SELECT block_number, valid_to_block, last_seen_block FROM position_snapshots "
+                                      "WHERE wallet_id = 1 ORDER BY block_number")).all()
+    assert [tuple(r) for r in ranges] == [(1, 9, 9), (10, 24, 24), (25, None, 40)]
+    with locked_migration_transaction(engine) as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0009")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM position_snapshots")).scalar_one() == 80
+        assert conn.execute(sa.text("SELECT count(*) FROM positions")).scalar_one() == full["positions"]
+    engine.dispose()
