@@ -198,9 +198,11 @@ _ORPHANS = {
 _MISMATCHED = {
     "snapshot block != its run's block": "SELECT count(*) FROM position_snapshots s JOIN sync_runs r "
                                          "ON r.id = s.sync_run_id WHERE s.block_number <> r.block_number",
+    # a health row lies in the range of its position version (change-only store, issue 14)
     "health row != its snapshot": "SELECT count(*) FROM health_results h JOIN position_snapshots s "
                                   "ON s.id = h.snapshot_id WHERE h.wallet_id <> s.wallet_id "
-                                  "OR h.venue_id <> s.venue_id OR h.block_number <> s.block_number",
+                                  "OR h.venue_id <> s.venue_id OR h.block_number < s.block_number "
+                                  "OR h.block_number > COALESCE(s.valid_to_block, h.block_number)",
     "price block != its run's block": "SELECT count(*) FROM prices p JOIN sync_runs r ON r.id = p.sync_run_id "
                                       "WHERE p.block_number <> r.block_number",
     "risk block != its run's block": "SELECT count(*) FROM risk_results k JOIN sync_runs r "
