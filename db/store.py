@@ -1479,7 +1479,7 @@ def _as_of(conn: Connection, s: Mapping[Any, Any]) -> dict[str, Any]:
         sa.select(SYNC_RUNS.c.id, SYNC_RUNS.c.block_hash, SYNC_RUNS.c.block_timestamp, SYNC_RUNS.c.started_at)
         .where(SYNC_RUNS.c.chain_ref_id == s["chain_ref_id"], SYNC_RUNS.c.block_number == block,
                SYNC_RUNS.c.status != SyncStatus.FAILED.value)
-        .order_by(SYNC_RUNS.c.id).limit(1)
+        .order_by(SYNC_RUNS.c.id.desc()).limit(1)  # the newest: a reorganised block's runs stay as records
     ).first()
     if run is None or run.block_hash is None or run.block_timestamp is None:
         return out
