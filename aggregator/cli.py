@@ -57,7 +57,8 @@ def _settings() -> Settings:
 
 
 def _store(settings: Settings) -> Store:
-    return Store.open(settings.db_url, change_policy=settings.store.change_policy())
+    return Store.open(settings.db_url, change_policy=settings.store.change_policy(),
+                      change_only=settings.store.change_only)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

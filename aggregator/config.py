@@ -324,6 +324,9 @@ class StoreConfig(_Model):
     keep_full_days: Annotated[float, Field(ge=0)] = 7.0
     bucket_s: Annotated[int, Field(ge=1)] = 3_600
     compact_every_s: Annotated[float, Field(ge=0)] = 3_600.0
+    change_only: bool = True
+    """``false``: every snapshot, health and risk result is written at every block (the layout before the
+    change-only store: one snapshot per run, wallet and venue)."""
 
     def change_policy(self) -> ChangePolicy:
         """The store's change policy."""

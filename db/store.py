@@ -140,7 +140,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
     """
 
     def __init__(self, engine: Engine, *, copy_threshold: int | None = COPY_THRESHOLD,
-                 change_policy: ChangePolicy | None = None) -> None:
+                 change_policy: ChangePolicy | None = None, change_only: bool = True) -> None:
         """Wrap an engine made by :func:`db.engine.make_engine` (which sets SQLite up); not migrated here,
         see :meth:`open`.
 
@@ -151,7 +151,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         self._engine = engine
         self.copy_threshold = copy_threshold
         self.change_policy = change_policy if change_policy is not None else ChangePolicy()
-        self.change_only = True
+        self.change_only = change_only
         """``False``: every snapshot, health and risk result is written at every block (the layout before the
         change-only store; for comparison in ``benchmarks/bench_store.py``). A block synced twice still adds
         nothing."""
@@ -164,6 +164,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         migrate: bool = True,
         copy_threshold: int | None = COPY_THRESHOLD,
         change_policy: ChangePolicy | None = None,
+        change_only: bool = True,
         **engine_kwargs: Any,
     ) -> Store:
         """Connect to ``url`` (else ``$XMARGIN_DB_URL``, else ``$XMARGIN_HOME/xmargin.db``) and migrate to head.
@@ -179,7 +180,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             engine.dispose()
             raise
         log.info("store opened at %s", safe_url(engine))
-        return cls(engine, copy_threshold=copy_threshold, change_policy=change_policy)
+        return cls(engine, copy_threshold=copy_threshold, change_policy=change_policy, change_only=change_only)
 
     @property
     def engine(self) -> Engine:

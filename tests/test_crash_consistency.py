@@ -123,7 +123,13 @@ def campaign_settings(chain: CrashChain, batch_size: int = BATCH) -> Settings:
 def write_config(settings: Settings, path: Path) -> None:
     """The config file as ``xmargin devnet up`` writes it, plus the batch size, the log sink and a dry-run keeper."""
     write_settings_toml(settings, path)
+    # [store] change_only = false: the checks below hold every committed run to its whole batch of snapshots (one per
+    # wallet and venue), which is the full-rewrite layout; the change-only store writes the same transaction shape
+    # (issue 14), its own kill -9 checks remain to be written against version ranges.
     path.write_text(f"wallet_batch_size = {settings.wallet_batch_size}\n" + path.read_text() + f"""
+[store]
+change_only = false
+
 [alerts]
 log = true
 
