@@ -363,9 +363,21 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             conn, batch.chain_id, _now())
         status = SyncStatus(batch.status)
 
+        replaced = _replace_superseded(conn, snapshots, refs, chain_ref)
+        # (wallet, venue) whose version ranges need recomputing: a block written out of order, or superseded rows
+        touched: set[tuple[int, int]] = set()
+        if replaced:
+            touched |= {(refs.wallets[canonical_address(s.wallet)], refs.venues[s.venue]) for s in snapshots}
+        current, slow = _covering_versions(conn, snapshots, refs, chain_ref)
+        touched |= slow
+
         run_id = None
-        if batch.block_number is not None and batch.block_hash is not None and status is not SyncStatus.FAILED:
-            run_id = conn.execute(  # the same block synced again: its run (and what it stored) stands
+        if (batch.block_number is not None and batch.block_hash is not None and status is not SyncStatus.FAILED
+                and all(v is not None and (v.last_seen_block or v.block_number) >= b
+                        for (_, _, b), v in current.items())):
+            # The same block synced again — every (wallet, venue) of the batch is stored through it: the block's run
+            # stands, with what it stored. (Another batch of the same sync, other wallets, is a run of its own.)
+            run_id = conn.execute(
                 sa.select(SYNC_RUNS.c.id).where(
                     SYNC_RUNS.c.chain_ref_id == chain_ref, SYNC_RUNS.c.block_number == batch.block_number,
                     sa.func.lower(SYNC_RUNS.c.block_hash) == batch.block_hash.lower(),
@@ -391,18 +403,9 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             stats.add("sync_runs", [run_row])
         if batch.block_number is not None and status is not SyncStatus.FAILED:
             note_stored_block(conn, chain_ref, batch.block_number, batch.block_hash, batch.block_timestamp, _now())
-
-        replaced = _replace_superseded(conn, snapshots, refs, chain_ref)
         if replaced:
             log.info("sync run %d: %d stored snapshot(s) superseded (reorganised block, or an error read again)",
                      run_id, replaced)
-
-        # (wallet, venue) whose version ranges need recomputing: a block written out of order, or superseded rows
-        touched: set[tuple[int, int]] = set()
-        if replaced:
-            touched |= {(refs.wallets[canonical_address(s.wallet)], refs.venues[s.venue]) for s in snapshots}
-        current, slow = _covering_versions(conn, snapshots, refs, chain_ref)
-        touched |= slow
         stored_positions = _position_contents(conn, sorted({v.id for v in current.values() if v is not None}))
         last_health = _last_health(conn, {v.id: b for (_, _, b), v in current.items() if v is not None})
         close: dict[int, int] = {}  # the open version superseded by a new one -> its last block
