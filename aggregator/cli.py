@@ -57,7 +57,8 @@ def _settings() -> Settings:
 
 
 def _store(settings: Settings) -> Store:
-    return Store.open(settings.db_url)
+    return Store.open(settings.db_url, change_policy=settings.store.change_policy(),
+                      change_only=settings.store.change_only)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -540,12 +541,13 @@ def devnet_down() -> None:
 
 
 def _register_commands() -> None:
-    from aggregator import api_cli, automation_cli, backtest_cli
+    from aggregator import api_cli, automation_cli, backtest_cli, store_cli
     from aggregator.whatif_cli import register as register_whatif
 
     backtest_cli.register(app, _settings, _store, _address)
     automation_cli.register(app, _settings, _store, _address)
     api_cli.register(app, _settings, _store)
+    store_cli.register(app, _settings, _store)
     register_whatif(app, _settings, _store, _address)
 
 

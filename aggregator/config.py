@@ -36,6 +36,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from connectors.types import Address
+from db.changes import ChangePolicy, RetentionPolicy
 
 __all__ = [
     "AlertsConfig",
@@ -45,6 +46,7 @@ __all__ = [
     "KeeperConfig",
     "OffchainVenueConfig",
     "Settings",
+    "StoreConfig",
     "TargetConfig",
     "VenueConfig",
     "WebhookConfig",
@@ -310,6 +312,33 @@ class ApiConfig(_Model):
     keyed everywhere. Env ``XMARGIN_API_PUBLIC_READS``; ``--public-reads`` / ``--keyed-reads`` on the command."""
 
 
+class StoreConfig(_Model):
+    """The change-only store (``[store]``): when a value counts as changed, and what compaction keeps.
+
+    A health or risk value is written again when it moved by more than ``rel_tolerance`` or its last row is
+    ``max_age_blocks`` old; positions when their content changed. ``xmargin run`` compacts every
+    ``compact_every_s`` (0: never; ``xmargin store compact`` does it by hand): every row of the last ``keep_full_days``
+    days, then the first and the last per ``bucket_s`` window.
+    """
+
+    rel_tolerance: Annotated[float, Field(ge=0)] = 1e-4
+    max_age_blocks: Annotated[int, Field(ge=1)] = 300
+    keep_full_days: Annotated[float, Field(ge=0)] = 7.0
+    bucket_s: Annotated[int, Field(ge=1)] = 3_600
+    compact_every_s: Annotated[float, Field(ge=0)] = 3_600.0
+    change_only: bool = True
+    """``false``: every snapshot, health and risk result is written at every block (the layout before the
+    change-only store: one snapshot per run, wallet and venue)."""
+
+    def change_policy(self) -> ChangePolicy:
+        """The store's change policy."""
+        return ChangePolicy(rel_tolerance=self.rel_tolerance, max_age_blocks=self.max_age_blocks)
+
+    def retention_policy(self) -> RetentionPolicy:
+        """What compaction keeps."""
+        return RetentionPolicy(full_days=self.keep_full_days, bucket_s=self.bucket_s)
+
+
 class Settings(_Model):
     """Everything xmargin needs to run; build it with :func:`load_settings`."""
 
@@ -325,6 +354,7 @@ class Settings(_Model):
     alerts: AlertsConfig = AlertsConfig()
     keeper: KeeperConfig = KeeperConfig()
     api: ApiConfig = ApiConfig()
+    store: StoreConfig = StoreConfig()
     source: str | None = None
     """The file these settings came from (for messages)."""
 

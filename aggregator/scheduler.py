@@ -18,12 +18,27 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from rich.console import Console
 
 from aggregator.config import ConfigError, Settings, load_settings
+from db.changes import CompactStats
 from db.store import Store
 
-__all__ = ["SyncScheduler", "run_forever"]
+__all__ = ["SyncScheduler", "compact_store", "run_forever"]
 
 log = logging.getLogger(__name__)
 JOB_ID = "sync"
+COMPACT_JOB_ID = "compact"
+
+
+def compact_store(store: Store, settings: Settings) -> CompactStats | None:
+    """Downsample the store by the ``[store]`` retention (:meth:`db.Store.compact`); a failure is logged, never
+    raised (the sync goes on; the next run tries again). Returns what was deleted, ``None`` on failure."""
+    try:
+        stats = store.compact(settings.store.retention_policy())
+    except Exception as exc:
+        log.error("store compaction failed: %s: %s", type(exc).__name__, exc)
+        return None
+    if stats.deleted:
+        log.info("store compacted: %d row(s) older than %s downsampled away", stats.deleted, stats.cutoff.isoformat())
+    return stats
 
 
 class SyncScheduler:
@@ -39,10 +54,13 @@ class SyncScheduler:
         self.errors = 0
         self.skipped = 0
         self._lock = threading.Lock()
+        self._maintenance: list[str] = []
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._scheduler.add_listener(self._on_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
 
     def _on_event(self, event: JobEvent) -> None:
+        if event.job_id in self._maintenance:
+            return
         with self._lock:
             if event.code == EVENT_JOB_MAX_INSTANCES:
                 self.skipped += 1
@@ -67,6 +85,13 @@ class SyncScheduler:
             replace_existing=True,
         )
         self._scheduler.start()
+
+    def add_maintenance(self, job_id: str, job: Callable[[], object], every_s: float) -> None:
+        """Run ``job`` every ``every_s`` seconds beside the sync (first after one period), never overlapping itself
+        (``max_instances=1``, missed runs coalesced): store compaction. Its outcome does not count in ``runs``."""
+        self._maintenance.append(job_id)
+        self._scheduler.add_job(job, "interval", seconds=every_s, id=job_id, max_instances=1, coalesce=True,
+                                misfire_grace_time=max(1, int(every_s)), replace_existing=True)
 
     def shutdown(self, wait: bool = True) -> None:
         if self._scheduler.running:
@@ -104,7 +129,8 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
     from aggregator.runview import RunView
 
     stop = stop or threading.Event()
-    store = Store.open(settings.db_url)
+    store = Store.open(settings.db_url, change_policy=settings.store.change_policy(),
+                      change_only=settings.store.change_only)
     cycle = Cycle(settings, store)  # replaced when a restarted devnet is followed
     metrics = Metrics(store)
     metrics.watch_rpc(cycle.syncer.rpc_stats, cycle.syncer.rpc_endpoints)
@@ -154,6 +180,9 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
         return report
 
     scheduler = SyncScheduler(job, settings.interval_s)
+    if settings.store.compact_every_s > 0:
+        scheduler.add_maintenance(COMPACT_JOB_ID, lambda: compact_store(store, settings),
+                                  settings.store.compact_every_s)
     previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if previous is not None:
         signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())

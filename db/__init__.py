@@ -10,6 +10,7 @@ Backends: PostgreSQL 15+ (``postgresql+psycopg://``) and SQLite 3.35+ (the defau
 from db.apikeys import ApiKeyRow, DuplicateNameError
 from db.automation import AlertRow, NewAlert, NewTx, PlanRow, RuleRow, RuleUpdate, TxRow
 from db.chains import StoredBlock
+from db.changes import ChangePolicy, CompactStats, RetentionPolicy, WriteStats
 from db.errors import InvalidAddressError, StoreError, SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
 from db.rows import (
@@ -40,6 +41,8 @@ __all__ = [
     "AssetRow",
     "ChainRow",
     "ChainSyncStatus",
+    "ChangePolicy",
+    "CompactStats",
     "DuplicateNameError",
     "HealthPoint",
     "HealthRow",
@@ -52,6 +55,7 @@ __all__ = [
     "PositionRow",
     "PositionSide",
     "PriceRow",
+    "RetentionPolicy",
     "RiskRow",
     "RuleRow",
     "RuleUpdate",
@@ -68,6 +72,7 @@ __all__ = [
     "VenueKind",
     "VenueRow",
     "WalletRow",
+    "WriteStats",
     "canonical_address",
     "upgrade",
 ]

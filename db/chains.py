@@ -165,8 +165,9 @@ class ChainStore:
 
     def purge_above(self, chain_ref_id: int, block_number: int) -> int:
         """Delete what the identity stored from blocks above ``block_number`` — reorganised away, no longer on the
-        chain: snapshots with their positions and health, and the risk results and prices of those runs. Sync run
-        rows stay (the record of what was read). Returns the snapshots deleted."""
+        chain: snapshots with their positions and health, and the risk results and prices of those runs; a position
+        version that began before then ends there (its later health rows go). Sync run rows stay (the record of what
+        was read). Returns the snapshots deleted."""
         with write_transaction(self._engine) as conn:
             runs = sa.select(SYNC_RUNS.c.id).where(SYNC_RUNS.c.chain_ref_id == chain_ref_id,
                                                    SYNC_RUNS.c.block_number > block_number)
@@ -178,6 +179,17 @@ class ChainStore:
                                                               SNAPSHOTS.c.block_number > block_number)).rowcount
             conn.execute(sa.delete(RISK).where(RISK.c.sync_run_id.in_(runs)))
             conn.execute(sa.delete(PRICES).where(PRICES.c.sync_run_id.in_(runs)))
+            # Versions that began before the fork end at it: their health rows of later blocks go, they were last
+            # seen at the fork at the latest, and the newest left of each (wallet, venue) is open-ended again.
+            versions = sa.select(SNAPSHOTS.c.id).where(SNAPSHOTS.c.chain_ref_id == chain_ref_id)
+            conn.execute(sa.delete(HEALTH).where(HEALTH.c.snapshot_id.in_(versions),
+                                                 HEALTH.c.block_number > block_number))
+            conn.execute(sa.update(SNAPSHOTS).where(SNAPSHOTS.c.chain_ref_id == chain_ref_id,
+                                                    SNAPSHOTS.c.last_seen_block > block_number)
+                         .values(last_seen_block=block_number))
+            conn.execute(sa.update(SNAPSHOTS).where(SNAPSHOTS.c.chain_ref_id == chain_ref_id,
+                                                    SNAPSHOTS.c.valid_to_block >= block_number)
+                         .values(valid_to_block=None))
             newest = conn.execute(
                 sa.select(SYNC_RUNS.c.block_number, SYNC_RUNS.c.block_hash, SYNC_RUNS.c.block_timestamp)
                 .where(SYNC_RUNS.c.chain_ref_id == chain_ref_id, SYNC_RUNS.c.block_number <= block_number,

@@ -296,6 +296,12 @@ class PositionSnapshot(Base):
     venue_timestamp: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None]
+    valid_to_block: Mapped[int | None]
+    """A snapshot is a *version*: the wallet's positions on the venue from ``block_number`` (the block that read
+    them first) to ``valid_to_block`` inclusive; ``None`` while it is the newest version (open-ended)."""
+    last_seen_block: Mapped[int | None]
+    """The newest block read with this same content (the version's "as of"); ``None`` only in rows the writer has
+    not touched (read as ``block_number``)."""
 
 
 class Position(Base):
@@ -342,11 +348,18 @@ class Price(Base):
 
 
 class HealthResult(Base):
+    """A venue's health as a compact series of changes: a row is written when a value moved by more than the
+    store's tolerance, or the last one is too old (:class:`db.store.ChangePolicy`). ``snapshot_id`` is the position
+    version whose range holds ``block_number``."""
+
     __tablename__ = "health_results"
-    __table_args__ = (Index(None, "wallet_id", "venue_id", "block_number"),)
+    __table_args__ = (
+        Index(None, "wallet_id", "venue_id", "block_number"),
+        UniqueConstraint("snapshot_id", "block_number"),
+    )
 
     id: Mapped[Id] = mapped_column(primary_key=True)
-    snapshot_id: Mapped[int] = mapped_column(ForeignKey("position_snapshots.id", ondelete="CASCADE"), unique=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("position_snapshots.id", ondelete="CASCADE"))
     wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
     block_number: Mapped[int]
@@ -360,13 +373,19 @@ class HealthResult(Base):
     matches_onchain: Mapped[bool | None]
     flags: Mapped[list[str]]
     extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    block_timestamp: Mapped[datetime | None]
+    """The timestamp of ``block_number`` (the version's own block timestamp is its first block's)."""
 
 
 class RiskResult(Base):
-    """The netting engine's view of one wallet across venues at one sync (block)."""
+    """The netting engine's view of one wallet across venues, written when it changed (a series of changes), at
+    most once per (chain identity, wallet, block)."""
 
     __tablename__ = "risk_results"
-    __table_args__ = (Index(None, "wallet_id", "block_number"),)
+    __table_args__ = (
+        Index(None, "wallet_id", "block_number"),
+        UniqueConstraint("chain_ref_id", "wallet_id", "block_number"),
+    )
 
     id: Mapped[Id] = mapped_column(primary_key=True)
     sync_run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
@@ -378,6 +397,8 @@ class RiskResult(Base):
     margin_usd: Mapped[float]
     netting_benefit_usd: Mapped[float]
     document: Mapped[dict[str, Any]]
+    chain_ref_id: Mapped[int | None] = mapped_column(ForeignKey("chains.id"))
+    """The chain identity of the sync run that computed it."""
 
 
 # -- automation: alert rules, alerts, keeper plans ---------------------------------------------------------

@@ -264,6 +264,9 @@ class SyncBatch:
 class LatestVenueHealth:
     """The newest snapshot of one wallet on one venue, with its positions, health and the prices of its run.
 
+    In the change-only store the snapshot is the newest position *version*, as of its newest block read
+    (:attr:`as_of_block`); ``sync_run_id`` and ``prices`` are that block's run's.
+
     When the newest read of the venue failed, ``snapshot`` is the newest good one (its values are the last known)
     and ``failed`` is the failed read (status ``error``, with its error and time); when no good read exists,
     ``snapshot`` is the failed one and ``failed`` is ``None``.
@@ -276,6 +279,11 @@ class LatestVenueHealth:
     prices: tuple[PriceRow, ...]
     failed: SnapshotRow | None = None
     chain_ref_id: int | None = None
+    as_of_block: int | None = None
+    """The newest block read with these positions: the version's range covers it (``snapshot.block_number``, and
+    the block hash and time, are this block's; ``health`` is the newest health row at or before it)."""
+    valid_from_block: int | None = None
+    """The first block of the position version (the block that first read these positions)."""
 
     @property
     def health(self) -> HealthRow | None:

@@ -21,6 +21,7 @@ prices in one transaction; any failure rolls all of it back. Then, unless ``reco
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from db.addresses import HEX40, canonical_address
 from db.apikeys import ApiKeyStore
 from db.automation import AutomationStore
 from db.chains import ChainStore, current_chain_ids, current_chain_ref, note_stored_block
+from db.changes import ChangePolicy, CompactStats, RetentionPolicy, WriteStats, is_per_block_key
 from db.engine import make_engine, read_transaction, safe_url, write_transaction
 from db.errors import SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
@@ -137,14 +139,22 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
     Thread-safe in the way an SQLAlchemy ``Engine`` is: every method takes its own connection from the pool.
     """
 
-    def __init__(self, engine: Engine, *, copy_threshold: int | None = COPY_THRESHOLD) -> None:
+    def __init__(self, engine: Engine, *, copy_threshold: int | None = COPY_THRESHOLD,
+                 change_policy: ChangePolicy | None = None, change_only: bool = True) -> None:
         """Wrap an engine made by :func:`db.engine.make_engine` (which sets SQLite up); not migrated here,
         see :meth:`open`.
 
         ``copy_threshold``: position count from which PostgreSQL uses binary COPY; ``None`` never does.
+        ``change_policy``: when a value counts as changed (:class:`db.changes.ChangePolicy`, its defaults when
+        ``None``).
         """
         self._engine = engine
         self.copy_threshold = copy_threshold
+        self.change_policy = change_policy if change_policy is not None else ChangePolicy()
+        self.change_only = change_only
+        """``False``: every snapshot, health and risk result is written at every block (the layout before the
+        change-only store; for comparison in ``benchmarks/bench_store.py``). A block synced twice still adds
+        nothing."""
 
     @classmethod
     def open(
@@ -153,6 +163,8 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         *,
         migrate: bool = True,
         copy_threshold: int | None = COPY_THRESHOLD,
+        change_policy: ChangePolicy | None = None,
+        change_only: bool = True,
         **engine_kwargs: Any,
     ) -> Store:
         """Connect to ``url`` (else ``$XMARGIN_DB_URL``, else ``$XMARGIN_HOME/xmargin.db``) and migrate to head.
@@ -168,7 +180,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             engine.dispose()
             raise
         log.info("store opened at %s", safe_url(engine))
-        return cls(engine, copy_threshold=copy_threshold)
+        return cls(engine, copy_threshold=copy_threshold, change_policy=change_policy, change_only=change_only)
 
     @property
     def engine(self) -> Engine:
@@ -324,15 +336,27 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
     # -- sync ----------------------------------------------------------------------------------------
 
     def write_sync(self, batch: SyncBatch, *, record_failure: bool = True) -> int:
-        """Write one sync run and everything read in it, in one transaction; returns the sync run's id.
+        """Write one sync run and what changed in it, in one transaction; returns the sync run's id.
 
-        See the module docstring for idempotence (already-stored snapshots are skipped) and failure handling
-        (nothing is written; a ``failed`` run is recorded separately unless ``record_failure`` is false;
-        :class:`~db.errors.SyncWriteError` is raised).
+        The entry point of the rest of the product: :meth:`write_changes` with only the run's id returned. See the
+        module docstring for idempotence and failure handling.
+        """
+        return self.write_changes(batch, record_failure=record_failure).run_id
+
+    def write_changes(self, batch: SyncBatch, *, record_failure: bool = True) -> WriteStats:
+        """Write what changed in one sync run, in one transaction (whole or nothing); returns what was written.
+
+        Position versions, health and risk rows are written only when they changed (:mod:`db.changes`, with the
+        store's :attr:`change_policy`); an unchanged version is extended to the batch's block. A block synced
+        again (same chain identity, block and hash) reuses its sync run and adds nothing already stored. Bulk
+        inserts: executemany, and binary COPY for positions on PostgreSQL from :attr:`copy_threshold` rows.
+
+        On failure nothing is written; a ``failed`` run is recorded separately unless ``record_failure`` is
+        false; :class:`~db.errors.SyncWriteError` is raised.
         """
         try:
             with write_transaction(self._engine) as conn:
-                return self._write_sync(conn, batch)
+                return self._write_changes(conn, batch)
         except Exception as exc:
             failed_id = self._record_failed_run(batch, exc) if record_failure else None
             raise SyncWriteError(
@@ -341,97 +365,214 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 failed_run_id=failed_id,
             ) from exc
 
-    def _write_sync(self, conn: Connection, batch: SyncBatch) -> int:
+    def _write_changes(self, conn: Connection, batch: SyncBatch) -> WriteStats:
+        policy = self.change_policy
         snapshots = _unique_snapshots(batch.snapshots)
         refs = _resolve(conn, batch, snapshots)
         chain_ref = batch.chain_ref_id if batch.chain_ref_id is not None else current_chain_ref(
             conn, batch.chain_id, _now())
+        status = SyncStatus(batch.status)
 
-        run_id: int = conn.execute(
-            sa.insert(SYNC_RUNS).returning(SYNC_RUNS.c.id),
-            {
+        replaced = _replace_superseded(conn, snapshots, refs, chain_ref)
+        # (wallet, venue) whose version ranges need recomputing: a block written out of order, or superseded rows
+        touched: set[tuple[int, int]] = set()
+        if replaced:
+            touched |= {(refs.wallets[canonical_address(s.wallet)], refs.venues[s.venue]) for s in snapshots}
+        current, slow = _covering_versions(conn, snapshots, refs, chain_ref)
+        touched |= slow
+
+        run_id = None
+        if (batch.block_number is not None and batch.block_hash is not None and status is not SyncStatus.FAILED
+                and all(v is not None and (v.last_seen_block or v.block_number) >= b
+                        for (_, _, b), v in current.items())):
+            # The same block synced again — every (wallet, venue) of the batch is stored through it: the block's run
+            # stands, with what it stored. (Another batch of the same sync, other wallets, is a run of its own.)
+            run_id = conn.execute(
+                sa.select(SYNC_RUNS.c.id).where(
+                    SYNC_RUNS.c.chain_ref_id == chain_ref, SYNC_RUNS.c.block_number == batch.block_number,
+                    sa.func.lower(SYNC_RUNS.c.block_hash) == batch.block_hash.lower(),
+                    SYNC_RUNS.c.status != SyncStatus.FAILED.value,
+                ).order_by(SYNC_RUNS.c.id).limit(1)
+            ).scalar_one_or_none()
+        stats = WriteStats(run_id=run_id or 0, reused_run=run_id is not None)
+        if run_id is None:
+            run_row = {
                 "started_at": batch.started_at,
                 "finished_at": batch.finished_at,
                 "chain_id": batch.chain_id,
                 "block_number": batch.block_number,
                 "block_hash": batch.block_hash,
                 "block_timestamp": batch.block_timestamp,
-                "status": SyncStatus(batch.status).value,
+                "status": status.value,
                 "wallets": len({refs.wallets[canonical_address(s.wallet)] for s in snapshots}),
                 "error": batch.error,
                 "chain_ref_id": chain_ref,
-            },
-        ).scalar_one()
-        if batch.block_number is not None and SyncStatus(batch.status) is not SyncStatus.FAILED:
+            }
+            run_id = conn.execute(sa.insert(SYNC_RUNS).returning(SYNC_RUNS.c.id), run_row).scalar_one()
+            stats.run_id = run_id
+            stats.add("sync_runs", [run_row])
+        if batch.block_number is not None and status is not SyncStatus.FAILED:
             note_stored_block(conn, chain_ref, batch.block_number, batch.block_hash, batch.block_timestamp, _now())
-
-        replaced = _replace_superseded(conn, snapshots, refs, chain_ref)
         if replaced:
             log.info("sync run %d: %d stored snapshot(s) superseded (reorganised block, or an error read again)",
                      run_id, replaced)
-        if snapshots:
-            conn.execute(
-                _upsert_insert(conn, SNAPSHOTS).on_conflict_do_nothing(
-                    index_elements=["wallet_id", "venue_id", "chain_ref_id", "block_number"]
-                ),
-                [
-                    {
-                        "sync_run_id": run_id,
-                        "wallet_id": refs.wallets[canonical_address(s.wallet)],
-                        "venue_id": refs.venues[s.venue],
-                        "chain_ref_id": chain_ref,
-                        "chain_id": s.chain_id,
-                        "block_number": s.block_number,
-                        "block_hash": s.block_hash,
-                        "block_timestamp": s.block_timestamp,
-                        "taken_at": s.taken_at,
-                        "venue_timestamp": s.venue_timestamp,
-                        "status": SnapshotStatus(s.status).value,
-                        "error": s.error,
-                    }
-                    for s in snapshots
-                ],
-            )
-        # Ids of the snapshots this run actually inserted (conflicting ones belong to an earlier run).
-        snapshot_ids: dict[tuple[int, int, int], int] = {
-            (w, v, b): sid
-            for sid, w, v, b in conn.execute(
-                sa.select(SNAPSHOTS.c.id, SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.block_number).where(
-                    SNAPSHOTS.c.sync_run_id == run_id
-                )
-            )
-        }
-        skipped = len(snapshots) - len(snapshot_ids)
-        if skipped:
-            log.info("sync run %d: %d snapshot(s) already stored, skipped", run_id, skipped)
-
-        positions: list[dict[str, Any]] = []
-        health: list[dict[str, Any]] = []
+        stored_positions = _position_contents(conn, sorted({v.id for v in current.values() if v is not None}))
+        last_health = _last_health(conn, {v.id: b for (_, _, b), v in current.items() if v is not None})
+        close: dict[int, int] = {}  # the open version superseded by a new one -> its last block
+        new_versions: list[tuple[SnapshotRow, dict[str, Any]]] = []
+        extend: dict[int, int] = {}
+        health_rows: list[tuple[HealthRow, int | None, SnapshotRow]] = []  # snapshot id None: the new version's
         for s in snapshots:
             wallet_id = refs.wallets[canonical_address(s.wallet)]
             venue_id = refs.venues[s.venue]
-            sid = snapshot_ids.get((wallet_id, venue_id, s.block_number))
+            version = current.get((wallet_id, venue_id, s.block_number))
+            content = _content(s, venue_id, refs)
+            if version is not None and version.block_number == s.block_number:
+                stats.skipped += 1  # this block of this version is stored already (first write wins)
+                continue
+            if (self.change_only and version is not None and version.status == SnapshotStatus(s.status).value
+                    and version.error == s.error
+                    and _same_content(stored_positions.get(version.id, []), content, policy)):
+                if s.block_number > (version.last_seen_block or version.block_number):
+                    extend[version.id] = max(extend.get(version.id, 0), s.block_number)
+                stats.skipped += 1
+                stats.extended += 1
+                if s.health is not None:
+                    last = last_health.get(version.id)
+                    if last is None or (last["block_number"] != s.block_number
+                                        and (_health_moved(last, s.health, policy)
+                                             or policy.too_old(last["block_number"], s.block_number))):
+                        health_rows.append((s.health, version.id, s))
+                    else:
+                        stats.skipped += 1
+                continue
+            new_versions.append((s, {
+                "sync_run_id": run_id,
+                "wallet_id": wallet_id,
+                "venue_id": venue_id,
+                "chain_ref_id": chain_ref,
+                "chain_id": s.chain_id,
+                "block_number": s.block_number,
+                "block_hash": s.block_hash,
+                "block_timestamp": s.block_timestamp,
+                "taken_at": s.taken_at,
+                "venue_timestamp": s.venue_timestamp,
+                "status": SnapshotStatus(s.status).value,
+                "error": s.error,
+                "valid_to_block": None,
+                "last_seen_block": s.block_number,
+            }))
+            if version is not None and version.valid_to_block is None and (wallet_id, venue_id) not in touched:
+                close[version.id] = min(close.get(version.id, s.block_number - 1), s.block_number - 1)
+            if s.health is not None:
+                health_rows.append((s.health, None, s))
+
+        if new_versions:
+            rows = [r for _, r in new_versions]
+            conn.execute(
+                _upsert_insert(conn, SNAPSHOTS).on_conflict_do_nothing(
+                    index_elements=["wallet_id", "venue_id", "chain_ref_id", "block_number"]),
+                rows,
+            )
+            stats.add("position_snapshots", rows)
+            stats.versions_written = len(rows)
+        if extend:
+            conn.execute(
+                sa.update(SNAPSHOTS).where(SNAPSHOTS.c.id == sa.bindparam("_id"))
+                .values(last_seen_block=sa.bindparam("_seen")),
+                [{"_id": vid, "_seen": b} for vid, b in sorted(extend.items())],
+            )
+        if close:
+            conn.execute(
+                sa.update(SNAPSHOTS).where(SNAPSHOTS.c.id == sa.bindparam("_id"))
+                .values(valid_to_block=sa.bindparam("_to")),
+                [{"_id": vid, "_to": b} for vid, b in sorted(close.items())],
+            )
+        new_ids: dict[tuple[int, int, int], int] = {}
+        if new_versions:
+            new_ids = {
+                (w, v, b): sid
+                for sid, w, v, b in conn.execute(
+                    sa.select(SNAPSHOTS.c.id, SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.block_number)
+                    .where(SNAPSHOTS.c.sync_run_id == run_id, SNAPSHOTS.c.chain_ref_id == chain_ref,
+                           SNAPSHOTS.c.block_number.in_(sorted({s.block_number for s, _ in new_versions})))
+                )
+            }
+
+        positions: list[dict[str, Any]] = []
+        for s, row in new_versions:
+            sid = new_ids.get((row["wallet_id"], row["venue_id"], s.block_number))
             if sid is None:
                 continue
             for p in s.positions:
-                positions.append(_position_params(p, sid, venue_id, refs))
-            if s.health is not None:
-                health.append(_health_params(s.health, sid, wallet_id, venue_id, s.block_number))
-
+                positions.append(_position_params(p, sid, row["venue_id"], refs))
         self._insert_positions(conn, positions)
+        stats.add("positions", positions)
+        stats.positions_written = len(positions)
+
+        health: list[dict[str, Any]] = []
+        for h, version_id, s in health_rows:
+            wallet_id = refs.wallets[canonical_address(s.wallet)]
+            venue_id = refs.venues[s.venue]
+            sid = version_id if version_id is not None else new_ids.get((wallet_id, venue_id, s.block_number))
+            if sid is None:
+                continue
+            health.append(_health_params(h, sid, wallet_id, venue_id, s.block_number) | {
+                "block_timestamp": s.block_timestamp})
         if health:
-            conn.execute(sa.insert(HEALTH), health)
+            conn.execute(_upsert_insert(conn, HEALTH).on_conflict_do_nothing(
+                index_elements=["snapshot_id", "block_number"]), health)
+        stats.add("health_results", health)
+        stats.health_written = len(health)
+
+        if touched:
+            _recompute_ranges(conn, touched, chain_ref)
+
         if batch.prices:
-            conn.execute(sa.insert(PRICES), [_price_params(p, run_id, refs) for p in batch.prices])
+            price_rows = [_price_params(p, run_id, refs) for p in batch.prices]
+            if stats.reused_run:  # a block synced again: only observations the run does not hold yet
+                held = {(a, src) for a, src in conn.execute(sa.select(PRICES.c.asset_id, PRICES.c.source)
+                                                             .where(PRICES.c.sync_run_id == run_id))}
+                price_rows = [r for r in price_rows if (r["asset_id"], r["source"]) not in held]
+            if price_rows:
+                conn.execute(sa.insert(PRICES), price_rows)
+            stats.add("prices", price_rows)
+            stats.prices_written = len(price_rows)
+
         if batch.risks:
-            conn.execute(sa.insert(RISK), [
-                {"sync_run_id": run_id, "wallet_id": refs.wallets[canonical_address(r.wallet)],
-                 "block_number": r.block_number, "computed_at": r.computed_at, "unified_health": r.unified_health,
-                 "equity_usd": r.equity_usd, "margin_usd": r.margin_usd,
-                 "netting_benefit_usd": r.netting_benefit_usd, "document": dict(r.document)}
-                for r in batch.risks
-            ])
-        return run_id
+            risk_rows = self._risk_changes(conn, batch, refs, chain_ref, run_id, stats)
+            if risk_rows:
+                conn.execute(_upsert_insert(conn, RISK).on_conflict_do_nothing(
+                    index_elements=["chain_ref_id", "wallet_id", "block_number"]), risk_rows)
+            stats.add("risk_results", risk_rows)
+            stats.risk_written = len(risk_rows)
+        if stats.skipped:
+            log.debug("sync run %d: %d unchanged row(s) not written", run_id, stats.skipped)
+        return stats
+
+    def _risk_changes(self, conn: Connection, batch: SyncBatch, refs: _Refs, chain_ref: int, run_id: int,
+                      stats: WriteStats) -> list[dict[str, Any]]:
+        policy = self.change_policy
+        wanted: dict[tuple[int, int], RiskRow] = {}
+        for r in batch.risks:
+            wanted.setdefault((refs.wallets[canonical_address(r.wallet)], r.block_number), r)
+        last = _last_risk(conn, chain_ref, wanted)
+        out = []
+        for (wallet_id, block), r in wanted.items():
+            prev = last.get((wallet_id, block))
+            if prev is not None and (prev["block_number"] == block or (self.change_only and not (
+                    policy.any_moved((prev["unified_health"], prev["equity_usd"], prev["margin_usd"],
+                                      prev["netting_benefit_usd"]),
+                                     (r.unified_health, r.equity_usd, r.margin_usd, r.netting_benefit_usd))
+                    or policy.too_old(prev["block_number"], block)))):
+                stats.skipped += 1
+                continue
+            out.append({"sync_run_id": run_id, "wallet_id": wallet_id, "block_number": r.block_number,
+                        "computed_at": r.computed_at, "unified_health": r.unified_health, "equity_usd": r.equity_usd,
+                        "margin_usd": r.margin_usd, "netting_benefit_usd": r.netting_benefit_usd,
+                        "document": dict(r.document), "chain_ref_id": chain_ref})
+        stats.skipped += len(batch.risks) - len(wanted)
+        return out
 
     def latest_risk(self, address: str) -> RiskRow | None:
         """The newest stored netting-engine result of ``address`` on the current chains (None when there is none)."""
@@ -562,28 +703,33 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                     snaps[i] = good
             ids = [s["id"] for s in snaps]
             positions = _positions_by_snapshot(conn, ids)
-            health = _health_by_snapshot(conn, ids)
+            as_of = {s["id"]: _as_of(conn, s) for s in [*snaps, *failed.values()]}
+            health = _health_as_of(conn, {s["id"]: as_of[s["id"]]["block_number"] for s in snaps})
             prices = _prices_for(
                 conn,
-                {s["sync_run_id"] for s in snaps},
+                {as_of[s["id"]]["sync_run_id"] for s in snaps},
                 {p.asset.address for ps in positions.values() for p in ps},
             )
         out = []
         for s in snaps:
-            snapshot = _snapshot_row(s, wallet.address, positions.get(s["id"], ()), health.get(s["id"]))
+            seen = as_of[s["id"]]
+            snapshot = _snapshot_row({**s, **seen}, wallet.address, positions.get(s["id"], ()), health.get(s["id"]))
             used = {(p.asset.chain_id, p.asset.address) for p in snapshot.positions}
             bad = failed.get(s["id"])
             out.append(
                 LatestVenueHealth(
                     venue=s["venue_name"],
-                    sync_run_id=s["sync_run_id"],
+                    sync_run_id=seen["sync_run_id"],
                     snapshot_id=s["id"],
                     snapshot=snapshot,
                     prices=tuple(
-                        p for p in prices.get(s["sync_run_id"], ()) if (p.asset.chain_id, p.asset.address) in used
+                        p for p in prices.get(seen["sync_run_id"], ()) if (p.asset.chain_id, p.asset.address) in used
                     ),
-                    failed=None if bad is None else _snapshot_row(bad, wallet.address, (), None),
+                    failed=None if bad is None else _snapshot_row({**bad, **as_of[bad["id"]]}, wallet.address, (),
+                                                                   None),
                     chain_ref_id=s["chain_ref_id"],
+                    as_of_block=seen["block_number"],
+                    valid_from_block=s["block_number"],
                 )
             )
         return out
@@ -601,7 +747,26 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
 
         ``[]`` for an unknown wallet or venue.
         """
-        query = (
+        current = current_chain_ids()
+        points = (
+            sa.select(
+                SNAPSHOTS.c.id,
+                HEALTH.c.block_number,
+                sa.func.coalesce(HEALTH.c.block_timestamp, SNAPSHOTS.c.block_timestamp).label("block_timestamp"),
+                SNAPSHOTS.c.status,
+                SNAPSHOTS.c.error,
+                VENUES.c.name.label("venue_name"),
+                *[c.label(f"h_{c.name}") for c in HEALTH.c],
+            )
+            .join(SNAPSHOTS, SNAPSHOTS.c.id == HEALTH.c.snapshot_id)
+            .join(WALLETS, WALLETS.c.id == SNAPSHOTS.c.wallet_id)
+            .join(VENUES, VENUES.c.id == SNAPSHOTS.c.venue_id)
+            .where(WALLETS.c.address == canonical_address(address), SNAPSHOTS.c.chain_ref_id.in_(current))
+            .order_by(HEALTH.c.block_number.desc(), VENUES.c.name)
+            .limit(limit)
+        )
+        has_health = sa.select(HEALTH.c.id).where(HEALTH.c.snapshot_id == SNAPSHOTS.c.id).exists()
+        bare = (  # versions without a health row (an error read, a venue without health): a point at their start
             sa.select(
                 SNAPSHOTS.c.id,
                 SNAPSHOTS.c.block_number,
@@ -609,24 +774,26 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 SNAPSHOTS.c.status,
                 SNAPSHOTS.c.error,
                 VENUES.c.name.label("venue_name"),
-                *[c.label(f"h_{c.name}") for c in HEALTH.c],
             )
             .join(WALLETS, WALLETS.c.id == SNAPSHOTS.c.wallet_id)
             .join(VENUES, VENUES.c.id == SNAPSHOTS.c.venue_id)
-            .outerjoin(HEALTH, HEALTH.c.snapshot_id == SNAPSHOTS.c.id)
-            .where(WALLETS.c.address == canonical_address(address),
-                   SNAPSHOTS.c.chain_ref_id.in_(current_chain_ids()))
+            .where(WALLETS.c.address == canonical_address(address), SNAPSHOTS.c.chain_ref_id.in_(current),
+                   ~has_health)
             .order_by(SNAPSHOTS.c.block_number.desc(), VENUES.c.name)
             .limit(limit)
         )
         if venue is not None:
-            query = query.where(VENUES.c.name == venue)
+            points = points.where(VENUES.c.name == venue)
+            bare = bare.where(VENUES.c.name == venue)
         if from_block is not None:
-            query = query.where(SNAPSHOTS.c.block_number >= from_block)
+            points = points.where(HEALTH.c.block_number >= from_block)
+            bare = bare.where(SNAPSHOTS.c.block_number >= from_block)
         if to_block is not None:
-            query = query.where(SNAPSHOTS.c.block_number <= to_block)
+            points = points.where(HEALTH.c.block_number <= to_block)
+            bare = bare.where(SNAPSHOTS.c.block_number <= to_block)
         with read_transaction(self._engine) as conn:
-            rows = conn.execute(query).mappings().all()
+            rows = [*conn.execute(points).mappings().all(), *conn.execute(bare).mappings().all()]
+        rows.sort(key=lambda r: (-r["block_number"], r["venue_name"]))
         return [
             HealthPoint(
                 venue=r["venue_name"],
@@ -635,9 +802,9 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 snapshot_id=r["id"],
                 status=SnapshotStatus(r["status"]),
                 error=r["error"],
-                health=None if r["h_id"] is None else _health_row({c.name: r[f"h_{c.name}"] for c in HEALTH.c}),
+                health=None if r.get("h_id") is None else _health_row({c.name: r[f"h_{c.name}"] for c in HEALTH.c}),
             )
-            for r in rows
+            for r in rows[:limit]
         ]
 
     def latest_block(self, chain_id: int) -> int | None:
@@ -718,6 +885,262 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 conn.execute(sa.delete(PRICES).where(PRICES.c.sync_run_id.in_(chunk), ~still_used.exists()))
         return len(ids)
 
+
+
+    def compact(self, policy: RetentionPolicy | None = None, *, now: datetime | None = None) -> CompactStats:
+        """Downsample what is older than the policy's full-resolution window (:class:`db.changes.RetentionPolicy`;
+        by block time, against ``now``, the current time unless given): of each series — a (wallet, venue)'s health,
+        a wallet's risk, an asset's price from one source, a (wallet, venue)'s position versions — only the first and
+        the last row of each bucket (an hour by default) stay. A version is kept while a health row still points at
+        it; the range of a deleted version goes to the version before it. One transaction; idempotent."""
+        policy = policy if policy is not None else RetentionPolicy()
+        cutoff = policy.cutoff(now if now is not None else _now())
+        stats = CompactStats(cutoff=cutoff)
+        with write_transaction(self._engine) as conn:
+            health = conn.execute(
+                sa.select(HEALTH.c.id, SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.chain_ref_id,
+                          sa.func.coalesce(HEALTH.c.block_timestamp, SNAPSHOTS.c.block_timestamp))
+                .join(SNAPSHOTS, SNAPSHOTS.c.id == HEALTH.c.snapshot_id)
+                .where(sa.func.coalesce(HEALTH.c.block_timestamp, SNAPSHOTS.c.block_timestamp) < cutoff)
+                .order_by(SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.chain_ref_id,
+                          HEALTH.c.block_number)
+            ).all()
+            doomed = _downsample([(r[0], (r[1], r[2], r[3]), r[4]) for r in health], policy)
+            stats.health_deleted = _delete_ids(conn, HEALTH, doomed)
+
+            risk = conn.execute(
+                sa.select(RISK.c.id, RISK.c.chain_ref_id, RISK.c.wallet_id, SYNC_RUNS.c.block_timestamp)
+                .join(SYNC_RUNS, SYNC_RUNS.c.id == RISK.c.sync_run_id)
+                .where(SYNC_RUNS.c.block_timestamp < cutoff)
+                .order_by(RISK.c.chain_ref_id, RISK.c.wallet_id, RISK.c.block_number, RISK.c.id)
+            ).all()
+            stats.risk_deleted = _delete_ids(conn, RISK, _downsample([(r[0], (r[1], r[2]), r[3]) for r in risk],
+                                                                     policy))
+
+            prices = conn.execute(
+                sa.select(PRICES.c.id, SYNC_RUNS.c.chain_ref_id, PRICES.c.asset_id, PRICES.c.source,
+                          SYNC_RUNS.c.block_timestamp)
+                .join(SYNC_RUNS, SYNC_RUNS.c.id == PRICES.c.sync_run_id)
+                .where(SYNC_RUNS.c.block_timestamp < cutoff)
+                .order_by(SYNC_RUNS.c.chain_ref_id, PRICES.c.asset_id, PRICES.c.source, PRICES.c.block_number,
+                          PRICES.c.id)
+            ).all()
+            stats.prices_deleted = _delete_ids(
+                conn, PRICES, _downsample([(r[0], (r[1], r[2], r[3]), r[4]) for r in prices], policy))
+
+            has_health = sa.select(HEALTH.c.id).where(HEALTH.c.snapshot_id == SNAPSHOTS.c.id).exists()
+            versions = conn.execute(
+                sa.select(SNAPSHOTS.c.id, SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.chain_ref_id,
+                          SNAPSHOTS.c.block_timestamp, has_health.label("has_health"),
+                          SNAPSHOTS.c.valid_to_block.is_(None).label("newest"))
+                .where(SNAPSHOTS.c.block_timestamp < cutoff)
+                .order_by(SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.chain_ref_id,
+                          SNAPSHOTS.c.block_number)
+            ).all()
+            keep_health = {r[0] for r in versions if r[5] or r[6]}  # pointed at by health, or the newest
+            gone = [i for i in _downsample([(r[0], (r[1], r[2], r[3]), r[4]) for r in versions], policy)
+                    if i not in keep_health]
+            touched_keys = {(r[1], r[2], r[3]) for r in versions if r[0] in set(gone)}
+            stats.versions_deleted = _delete_ids(conn, SNAPSHOTS, gone)
+            for chain_ref in sorted({k[2] for k in touched_keys}):
+                _recompute_ranges(conn, {(w, v) for w, v, c in touched_keys if c == chain_ref}, chain_ref)
+        log.info("store compacted before %s: %d health, %d risk, %d price row(s) and %d version(s) deleted",
+                 cutoff.isoformat(), stats.health_deleted, stats.risk_deleted, stats.prices_deleted,
+                 stats.versions_deleted)
+        return stats
+
+# -- change detection ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Version:
+    id: int
+    block_number: int
+    last_seen_block: int | None
+    valid_to_block: int | None
+    status: str
+    error: str | None
+
+
+_VERSION_COLUMNS = (SNAPSHOTS.c.id, SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.block_number,
+                    SNAPSHOTS.c.last_seen_block, SNAPSHOTS.c.valid_to_block, SNAPSHOTS.c.status, SNAPSHOTS.c.error)
+
+
+def _version(r: Any) -> _Version:
+    return _Version(r.id, r.block_number, r.last_seen_block, r.valid_to_block, r.status, r.error)
+
+
+def _covering_versions(
+    conn: Connection, snapshots: Sequence[SnapshotRow], refs: _Refs, chain_ref: int
+) -> tuple[dict[tuple[int, int, int], _Version | None], set[tuple[int, int]]]:
+    """For each (wallet, venue, block) of the batch: the stored version whose range holds the block (the newest
+    one starting at or before it), and the (wallet, venue) pairs whose ranges a new version there would cut into
+    (the block is not after the newest version: written out of order)."""
+    keys = {(refs.wallets[canonical_address(s.wallet)], refs.venues[s.venue], s.block_number) for s in snapshots}
+    open_versions: dict[tuple[int, int], _Version] = {}
+    for chunk in _chunks(sorted({w for w, _, _ in keys})):
+        for r in conn.execute(sa.select(*_VERSION_COLUMNS).where(
+                SNAPSHOTS.c.chain_ref_id == chain_ref, SNAPSHOTS.c.wallet_id.in_(chunk),
+                SNAPSHOTS.c.valid_to_block.is_(None))):
+            key = (r.wallet_id, r.venue_id)
+            if key not in open_versions or open_versions[key].block_number < r.block_number:
+                open_versions[key] = _version(r)
+    out: dict[tuple[int, int, int], _Version | None] = {}
+    slow: set[tuple[int, int]] = set()
+    for w, v, b in keys:
+        found = open_versions.get((w, v))
+        if found is not None and found.block_number <= b:
+            out[(w, v, b)] = found
+            continue
+        row = conn.execute(sa.select(*_VERSION_COLUMNS).where(
+            SNAPSHOTS.c.chain_ref_id == chain_ref, SNAPSHOTS.c.wallet_id == w, SNAPSHOTS.c.venue_id == v,
+            SNAPSHOTS.c.block_number <= b).order_by(SNAPSHOTS.c.block_number.desc()).limit(1)).first()
+        out[(w, v, b)] = None if row is None else _version(row)
+        if found is not None or row is not None:
+            slow.add((w, v))
+    return out, slow
+
+
+_Content = tuple[tuple[Any, ...], tuple[float | None, ...]]
+
+
+def _json_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _content_key(exact: tuple[Any, ...]) -> tuple[str, ...]:
+    return tuple("" if x is None else str(x) for x in exact)
+
+
+def _content(s: SnapshotRow, venue_id: int, refs: _Refs) -> list[_Content]:
+    out = []
+    for p in s.positions:
+        asset_id = refs.assets[(p.asset.chain_id, _canonical_key(p.asset.address))]
+        market_id = None if p.market_key is None else refs.markets[(venue_id, _canonical_key(p.market_key))]
+        out.append(((asset_id, market_id, str(p.side), p.amount_raw, p.is_collateral, _json_key(dict(p.extra))),
+                    (p.amount, p.price_usd, p.value_usd)))
+    return sorted(out, key=lambda c: _content_key(c[0]))
+
+
+def _position_contents(conn: Connection, ids: Sequence[int]) -> dict[int, list[_Content]]:
+    out: dict[int, list[_Content]] = {}
+    cols = (POSITIONS.c.snapshot_id, POSITIONS.c.asset_id, POSITIONS.c.market_id, POSITIONS.c.side,
+            POSITIONS.c.amount_raw, POSITIONS.c.is_collateral, POSITIONS.c.extra, POSITIONS.c.amount,
+            POSITIONS.c.price_usd, POSITIONS.c.value_usd)
+    for chunk in _chunks(ids):
+        for r in conn.execute(sa.select(*cols).where(POSITIONS.c.snapshot_id.in_(chunk))):
+            out.setdefault(r.snapshot_id, []).append(
+                ((r.asset_id, r.market_id, r.side, r.amount_raw, r.is_collateral, _json_key(r.extra)),
+                 (r.amount, r.price_usd, r.value_usd)))
+    return {k: sorted(v, key=lambda c: _content_key(c[0])) for k, v in out.items()}
+
+
+def _same_content(stored: list[_Content], new: list[_Content], policy: ChangePolicy) -> bool:
+    """Same positions: the exact part equal (asset, market, side, raw amount, collateral flag, extra), the amounts
+    and prices within the policy's tolerance."""
+    if len(stored) != len(new):
+        return False
+    return all(a[0] == b[0] and not policy.any_moved(a[1], b[1]) for a, b in zip(stored, new, strict=True))
+
+
+def _json_moved(old: Any, new: Any, policy: ChangePolicy) -> bool:
+    """Whether two JSON values differ: numbers beyond the tolerance, anything else by equality."""
+    if isinstance(old, bool) or isinstance(new, bool):
+        return bool(old != new)
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)):
+        return policy.moved(float(old), float(new))
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        keys = {k for k in old if not is_per_block_key(k)}
+        if keys != {k for k in new if not is_per_block_key(k)}:
+            return True
+        return any(_json_moved(old[k], new[k], policy) for k in keys)
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        return len(old) != len(new) or any(_json_moved(a, b, policy) for a, b in zip(old, new, strict=True))
+    return bool(old != new)
+
+
+def _as_float(value: int | float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _health_moved(last: Mapping[Any, Any], h: HealthRow, policy: ChangePolicy) -> bool:
+    """Whether ``h`` differs from the stored health row ``last`` beyond the policy (its time never counts)."""
+    if tuple(last["flags"] or ()) != tuple(h.flags) or last["matches_onchain"] != h.matches_onchain:
+        return True
+    old = (last["health_factor"], last["collateral_usd"], last["debt_usd"], last["liquidation_threshold"],
+           _as_float(last["health_factor_raw"]), _as_float(last["onchain_health_factor_raw"]))
+    new = (h.health_factor, h.collateral_usd, h.debt_usd, h.liquidation_threshold,
+           _as_float(h.health_factor_raw), _as_float(h.onchain_health_factor_raw))
+    return policy.any_moved(old, new) or _json_moved(dict(last["extra"] or {}), dict(h.extra), policy)
+
+
+def _last_health(conn: Connection, wanted: Mapping[int, int]) -> dict[int, Mapping[Any, Any]]:
+    """The newest health row of each version (id) at or before its block."""
+    out: dict[int, Mapping[Any, Any]] = {}
+    by_block: dict[int, list[int]] = {}
+    for vid, block in wanted.items():
+        by_block.setdefault(block, []).append(vid)
+    for block, ids in by_block.items():
+        for chunk in _chunks(sorted(ids)):
+            rank = sa.func.row_number().over(partition_by=HEALTH.c.snapshot_id,
+                                             order_by=HEALTH.c.block_number.desc()).label("rn")
+            ranked = sa.select(HEALTH, rank).where(HEALTH.c.snapshot_id.in_(chunk),
+                                                   HEALTH.c.block_number <= block).subquery()
+            for r in conn.execute(sa.select(ranked).where(ranked.c.rn == 1)).mappings():
+                out[r["snapshot_id"]] = r
+    return out
+
+
+def _last_risk(conn: Connection, chain_ref: int, wanted: Mapping[tuple[int, int], Any]
+               ) -> dict[tuple[int, int], Mapping[Any, Any]]:
+    """The newest risk row of each (wallet, block) on the chain at or before the block."""
+    out: dict[tuple[int, int], Mapping[Any, Any]] = {}
+    by_block: dict[int, list[int]] = {}
+    for wallet_id, block in wanted:
+        by_block.setdefault(block, []).append(wallet_id)
+    cols = (RISK.c.wallet_id, RISK.c.block_number, RISK.c.unified_health, RISK.c.equity_usd, RISK.c.margin_usd,
+            RISK.c.netting_benefit_usd)
+    for block, wallets in by_block.items():
+        for chunk in _chunks(sorted(wallets)):
+            rank = sa.func.row_number().over(partition_by=RISK.c.wallet_id,
+                                             order_by=(RISK.c.block_number.desc(), RISK.c.id.desc())).label("rn")
+            ranked = sa.select(*cols, rank).where(RISK.c.chain_ref_id == chain_ref, RISK.c.wallet_id.in_(chunk),
+                                                  RISK.c.block_number <= block).subquery()
+            for r in conn.execute(sa.select(ranked).where(ranked.c.rn == 1)).mappings():
+                out[(r["wallet_id"], block)] = r
+    return out
+
+
+def _recompute_ranges(conn: Connection, keys: set[tuple[int, int]], chain_ref: int) -> None:
+    """Set ``valid_to_block`` of every version of ``keys`` (wallet, venue) on the chain: the block before the next
+    version's first, ``NULL`` for the newest."""
+    updates = []
+    for wallet_id, venue_id in sorted(keys):
+        rows = conn.execute(sa.select(SNAPSHOTS.c.id, SNAPSHOTS.c.block_number, SNAPSHOTS.c.valid_to_block).where(
+            SNAPSHOTS.c.chain_ref_id == chain_ref, SNAPSHOTS.c.wallet_id == wallet_id,
+            SNAPSHOTS.c.venue_id == venue_id).order_by(SNAPSHOTS.c.block_number)).all()
+        for i, r in enumerate(rows):
+            want = rows[i + 1].block_number - 1 if i + 1 < len(rows) else None
+            if r.valid_to_block != want:
+                updates.append({"_id": r.id, "_to": want})
+    if updates:
+        conn.execute(sa.update(SNAPSHOTS).where(SNAPSHOTS.c.id == sa.bindparam("_id"))
+                     .values(valid_to_block=sa.bindparam("_to")), updates)
+
+
+def _downsample(rows: Sequence[tuple[int, tuple[Any, ...], datetime]], policy: RetentionPolicy) -> list[int]:
+    """Ids to delete from ``(id, series key, block time)`` rows ordered by series and block: all but the first and
+    the last of each (series, bucket)."""
+    groups: dict[tuple[tuple[Any, ...], int], list[int]] = {}
+    for row_id, key, at in rows:
+        groups.setdefault((key, policy.bucket(at)), []).append(row_id)
+    return [i for ids in groups.values() for i in ids[1:-1]]
+
+
+def _delete_ids(conn: Connection, table: sa.Table, ids: Sequence[int]) -> int:
+    for chunk in _chunks(sorted(ids)):
+        conn.execute(sa.delete(table).where(table.c.id.in_(chunk)))
+    return len(ids)
 
 # -- resolution of natural keys -----------------------------------------------------------------------
 
@@ -1059,12 +1482,29 @@ def _positions_by_snapshot(conn: Connection, ids: Sequence[int]) -> dict[int, tu
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _health_by_snapshot(conn: Connection, ids: Sequence[int]) -> dict[int, HealthRow]:
-    out: dict[int, HealthRow] = {}
-    for chunk in _chunks(ids):
-        for r in conn.execute(sa.select(HEALTH).where(HEALTH.c.snapshot_id.in_(chunk))).mappings():
-            out[r["snapshot_id"]] = _health_row(r)
-    return out
+def _as_of(conn: Connection, s: Mapping[Any, Any]) -> dict[str, Any]:
+    """The newest block read of a version (``last_seen_block``) with its sync run, block hash and time: what the
+    version is "as of". The version's own first block when that run is gone."""
+    block = s["last_seen_block"] if s["last_seen_block"] is not None else s["block_number"]
+    out: dict[str, Any] = {"block_number": block, "sync_run_id": s["sync_run_id"], "block_hash": s["block_hash"],
+                           "block_timestamp": s["block_timestamp"], "taken_at": s["taken_at"]}
+    if block == s["block_number"]:
+        return out
+    run = conn.execute(
+        sa.select(SYNC_RUNS.c.id, SYNC_RUNS.c.block_hash, SYNC_RUNS.c.block_timestamp, SYNC_RUNS.c.started_at)
+        .where(SYNC_RUNS.c.chain_ref_id == s["chain_ref_id"], SYNC_RUNS.c.block_number == block,
+               SYNC_RUNS.c.status != SyncStatus.FAILED.value)
+        .order_by(SYNC_RUNS.c.id.desc()).limit(1)  # the newest: a reorganised block's runs stay as records
+    ).first()
+    if run is None or run.block_hash is None or run.block_timestamp is None:
+        return out
+    return {"block_number": block, "sync_run_id": run.id, "block_hash": run.block_hash,
+            "block_timestamp": run.block_timestamp, "taken_at": run.started_at}
+
+
+def _health_as_of(conn: Connection, wanted: Mapping[int, int]) -> dict[int, HealthRow]:
+    """The newest health row of each version (id) at or before its as-of block."""
+    return {vid: _health_row(r) for vid, r in _last_health(conn, wanted).items()}
 
 
 def _prices_for(conn: Connection, run_ids: set[int], addresses: set[str]) -> dict[int, list[PriceRow]]:

@@ -64,6 +64,7 @@ from aggregator.pipeline import ChainContext, Syncer, SyncReport
 from connectors.chainlink.reader import DEFAULT_HEARTBEAT_S
 from connectors.evm.multicall import Call, CallResult, Multicall
 from connectors.evm.program import run_programs
+from db.changes import ChangePolicy
 from db.models import Base
 from db.rows import SyncStatus
 from db.store import Store
@@ -124,43 +125,69 @@ class StoredSnapshot:
         return self.wallet, self.venue
 
     def same_values(self, other: StoredSnapshot) -> bool:
-        """Same health (exact raw integer), collateral and debt (to 1e-9) and number of positions."""
+        """Same number of positions, and the same health (raw integer), collateral and debt within what the
+        change-only store tolerates: a health row is written again only when a value moved by more than the
+        store's ``rel_tolerance`` (:class:`db.ChangePolicy`), so two stores that read the same block may each hold
+        a row of a slightly earlier block — twice the tolerance apart at most (1e-9 for values that are equal)."""
+        tolerance = 2 * ChangePolicy().rel_tolerance
 
         def close(a: float | None, b: float | None) -> bool:
             if a is None or b is None:
                 return a is b
-            return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+            return abs(a - b) <= max(1e-9 * max(1.0, abs(a), abs(b)), tolerance * max(abs(a), abs(b)))
 
-        return (self.health_factor_raw == other.health_factor_raw and self.positions == other.positions
+        raw_a = None if self.health_factor_raw is None else float(self.health_factor_raw)
+        raw_b = None if other.health_factor_raw is None else float(other.health_factor_raw)
+        return (self.positions == other.positions and close(raw_a, raw_b)
                 and close(self.collateral_usd, other.collateral_usd) and close(self.debt_usd, other.debt_usd))
 
 
 def stored_snapshots(store: Store, *, block_number: int | None = None) -> list[StoredSnapshot]:
-    """Every stored snapshot (at ``block_number`` when given), with its health and position count."""
-    s, w, v, h, p = (_T[n] for n in ("position_snapshots", "wallets", "venues", "health_results", "positions"))
+    """Every stored snapshot, with its health and position count: each position version at its first block (with
+    the health row of that block); or, at ``block_number``, what the store holds for that block — the version
+    whose range covers it and was read through it (first block <= number <= last block seen), with its newest
+    health row at or before the block, and the block's own sync run and hash."""
+    s, w, v, h, p, r = (_T[n] for n in ("position_snapshots", "wallets", "venues", "health_results", "positions",
+                                        "sync_runs"))
     positions = sa.select(sa.func.count()).select_from(p).where(p.c.snapshot_id == s.c.id).scalar_subquery()
-    query = (
-        sa.select(s.c.sync_run_id, w.c.address, v.c.name, s.c.block_number, s.c.block_hash, s.c.status, s.c.error,
-                  h.c.id.label("health_id"), h.c.health_factor_raw, h.c.collateral_usd, h.c.debt_usd, h.c.flags,
-                  positions.label("positions"))
-        .join(w, w.c.id == s.c.wallet_id)
-        .join(v, v.c.id == s.c.venue_id)
-        .outerjoin(h, h.c.snapshot_id == s.c.id)
-        .order_by(s.c.id)
-    )
+    cols = (s.c.id, s.c.sync_run_id, s.c.chain_ref_id, w.c.address, v.c.name, s.c.block_number, s.c.block_hash,
+            s.c.status, s.c.error, positions.label("positions"))
+    query = sa.select(*cols).join(w, w.c.id == s.c.wallet_id).join(v, v.c.id == s.c.venue_id).order_by(s.c.id)
     if block_number is not None:
-        query = query.where(s.c.block_number == block_number)
+        query = query.where(s.c.block_number <= block_number,
+                            sa.func.coalesce(s.c.last_seen_block, s.c.block_number) >= block_number)
+    out = []
     with store.engine.connect() as conn:
-        rows = conn.execute(query).mappings().all()
-    return [
-        StoredSnapshot(
-            run_id=r["sync_run_id"], wallet=r["address"], venue=r["name"], block_number=r["block_number"],
-            block_hash=r["block_hash"], status=r["status"], error=r["error"], has_health=r["health_id"] is not None,
-            health_factor_raw=r["health_factor_raw"], collateral_usd=r["collateral_usd"], debt_usd=r["debt_usd"],
-            positions=int(r["positions"]), flags=tuple(r["flags"] or ()),
-        )
-        for r in rows
-    ]
+        versions: dict[tuple[Any, ...], Any] = {}
+        for row in conn.execute(query).mappings():
+            key = (row["address"], row["name"])
+            if block_number is None:
+                versions[(row["address"], row["name"], row["id"])] = row
+            elif key not in versions or versions[key]["block_number"] < row["block_number"]:
+                versions[key] = row
+        for row in versions.values():
+            at = row["block_number"] if block_number is None else block_number
+            health = conn.execute(
+                sa.select(h.c.id, h.c.health_factor_raw, h.c.collateral_usd, h.c.debt_usd, h.c.flags)
+                .where(h.c.snapshot_id == row["id"], h.c.block_number <= at,
+                       *([h.c.block_number == at] if block_number is None else []))
+                .order_by(h.c.block_number.desc()).limit(1)).mappings().first()
+            run_id, block_hash = row["sync_run_id"], row["block_hash"]
+            if at != row["block_number"]:
+                run = conn.execute(sa.select(r.c.id, r.c.block_hash).where(
+                    r.c.chain_ref_id == row["chain_ref_id"], r.c.block_number == at, r.c.status != "failed")
+                    .order_by(r.c.id.desc()).limit(1)).first()
+                if run is not None:
+                    run_id, block_hash = run.id, run.block_hash
+            out.append(StoredSnapshot(
+                run_id=run_id, wallet=row["address"], venue=row["name"], block_number=at, block_hash=block_hash,
+                status=row["status"], error=row["error"], has_health=health is not None,
+                health_factor_raw=None if health is None else health["health_factor_raw"],
+                collateral_usd=None if health is None else health["collateral_usd"],
+                debt_usd=None if health is None else health["debt_usd"],
+                positions=int(row["positions"]), flags=tuple((health["flags"] if health else None) or ()),
+            ))
+    return out
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,8 @@ AGGREGATOR_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                          "aggregator.backtest_report", "aggregator.keeper.banner"})),
     ("surfaces", frozenset({"aggregator.api", "aggregator.cli", "aggregator.api_cli", "aggregator.automation_cli",
                             "aggregator.backtest_cli", "aggregator.devnet_cli", "aggregator.whatif_cli",
-                            "aggregator.demo", "aggregator.scheduler", "aggregator.runview"})),
+                            "aggregator.demo", "aggregator.scheduler", "aggregator.runview",
+                            "aggregator.store_cli"})),
 )
 
 

@@ -123,7 +123,13 @@ def campaign_settings(chain: CrashChain, batch_size: int = BATCH) -> Settings:
 def write_config(settings: Settings, path: Path) -> None:
     """The config file as ``xmargin devnet up`` writes it, plus the batch size, the log sink and a dry-run keeper."""
     write_settings_toml(settings, path)
+    # [store] change_only = false: the checks below hold every committed run to its whole batch of snapshots (one per
+    # wallet and venue), which is the full-rewrite layout; the change-only store writes the same transaction shape
+    # (issue 14), its own kill -9 checks remain to be written against version ranges.
     path.write_text(f"wallet_batch_size = {settings.wallet_batch_size}\n" + path.read_text() + f"""
+[store]
+change_only = false
+
 [alerts]
 log = true
 
@@ -198,9 +204,11 @@ _ORPHANS = {
 _MISMATCHED = {
     "snapshot block != its run's block": "SELECT count(*) FROM position_snapshots s JOIN sync_runs r "
                                          "ON r.id = s.sync_run_id WHERE s.block_number <> r.block_number",
+    # a health row lies in the range of its position version (change-only store, issue 14)
     "health row != its snapshot": "SELECT count(*) FROM health_results h JOIN position_snapshots s "
                                   "ON s.id = h.snapshot_id WHERE h.wallet_id <> s.wallet_id "
-                                  "OR h.venue_id <> s.venue_id OR h.block_number <> s.block_number",
+                                  "OR h.venue_id <> s.venue_id OR h.block_number < s.block_number "
+                                  "OR h.block_number > COALESCE(s.valid_to_block, h.block_number)",
     "price block != its run's block": "SELECT count(*) FROM prices p JOIN sync_runs r ON r.id = p.sync_run_id "
                                       "WHERE p.block_number <> r.block_number",
     "risk block != its run's block": "SELECT count(*) FROM risk_results k JOIN sync_runs r "

@@ -221,7 +221,7 @@ def test_upgrading_a_store_keeps_every_row_and_adopts_them_as_one_unverified_cha
                     "INSERT INTO health_results (snapshot_id, wallet_id, venue_id, block_number, computed_at, "
                     "collateral_usd, debt_usd, flags, extra) VALUES (:id, 1, 1, :b, :t, 1.0, 0.0, '[]', '{}')"),
                     {"id": i + 1, "b": block, "t": td.block_time(block)})
-        upgrade(engine)
+        upgrade(engine, "0008")  # the chain identities' revision (0010 then folds the two equal snapshots)
         with engine.connect() as conn:
             counts = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
                       for t in ("sync_runs", "position_snapshots", "positions", "health_results", "chains")}
@@ -232,8 +232,15 @@ def test_upgrading_a_store_keeps_every_row_and_adopts_them_as_one_unverified_cha
         assert refs == [chain.id]
         assert (chain.chain_id, chain.genesis_hash, chain.last_block, chain.last_block_hash, chain.retired_at) == (
             1, None, 11, f"0x{11:064x}", None)
+        upgrade(engine)
+        with engine.connect() as conn:
+            counts = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+                      for t in ("sync_runs", "position_snapshots", "positions", "health_results", "chains")}
+        # the change-only store (0010): one position version for both blocks, both health rows kept
+        assert counts == {"sync_runs": 2, "position_snapshots": 1, "positions": 1, "health_results": 2, "chains": 1}
         with Store(engine) as store:
             assert [v.snapshot.block_number for v in store.latest_health(td.wallet(0))] == [11]
+            assert [p.block_number for p in store.history(td.wallet(0))] == [11, 10]
         # And back: the downgrade loses nothing of a single chain either.
         with locked_migration_transaction(engine) as conn:
             cfg = alembic_config()

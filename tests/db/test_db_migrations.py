@@ -130,7 +130,8 @@ def test_migrations_ship_inside_the_package() -> None:
         "0007_api_key_scopes.py",
         "0008_chain_identity.py",
         "0009_keeper_last_seen.py",
-        "0010a_wallet_ens.py",
+        "0010_change_only_store.py",
+        "0011_wallet_ens.py",
     ]
 
 

@@ -1,7 +1,7 @@
 """Wallets keep the ENS name they were added by (``wallets.ens_name``, null for a wallet added by address).
 
-Revision ID: 0010a
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06 01:00:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010a"
-down_revision: str | Sequence[str] | None = "0009"
+revision: str = "0011"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
