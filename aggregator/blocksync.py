@@ -136,6 +136,9 @@ class BlockReport:
     offchain_requests: int = 0
     """Requests to the off-chain venues (a marks request per live venue, its polls)."""
     rows: int = 0
+    """Rows the store wrote (it keeps only what changed)."""
+    bytes_written: int = 0
+    """Their payload, as the store estimates it."""
     seconds: float = 0.0
     full_sweep: bool = False
     reconciled: bool = False
@@ -414,9 +417,11 @@ class BlockSync:
         if light:
             risks += tuple(self._carry_heavy(r) for r in risk_rows(light, self.ctx.venue_types, heavy=False))
         batch = dataclasses.replace(batch, risks=risks, chain_ref_id=self.ctx.chain_ref_id)
-        report.rows = len(batch.snapshots) + sum(len(s.positions) for s in batch.snapshots) + len(risks)
         try:
-            report.sync_run_id = self.store.write_sync(batch)
+            stats = self.store.write_changes(batch)
+            report.sync_run_id = stats.run_id
+            report.rows = stats.rows_written
+            report.bytes_written = stats.bytes_estimate
         except SyncWriteError as exc:
             log.error("block %d not stored: %s", block.number, exc)
             report.errors["store"] = str(exc)

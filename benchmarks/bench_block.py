@@ -169,12 +169,14 @@ def run(args: argparse.Namespace) -> int:
         calls = sum(r.eth_calls for r in reports) / n
         off = sum(r.offchain_requests for r in reports) / n
         rows = sum(r.rows for r in reports) / n
+        estimate = sum(r.bytes_written for r in reports) / n
         per_block_bytes = grown / n
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         mismatches = sum(r.reconcile_mismatches for r in reports)
         print(f"baseline full cycle {base_s:.2f} s against p50 {p50:.2f} s per block: ratio {p50 / base_s:.3f}; "
               f"bytes per block {per_block_bytes / 1e3:.1f} kB against {base_bytes / 1e3:.1f} kB per full rewrite: "
-              f"ratio {per_block_bytes / max(base_bytes, 1):.4f}; RPC requests {rpc:.1f} against {base_req}, "
+              f"ratio {per_block_bytes / max(base_bytes, 1):.4f} (payload the store counted: {estimate / 1e3:.1f} kB); "
+              f"RPC requests {rpc:.1f} against {base_req}, "
               f"eth_calls {calls:.1f} against {base_calls}")
         print(f"bench_block: wallets={args.wallets} blocks={n} p50_s={p50:.3f} p99_s={p99:.3f} "
               f"rpc_requests_per_block={rpc:.1f} eth_calls_per_block={calls:.1f} "
