@@ -71,7 +71,7 @@ def _pct(values: list[float], q: float) -> float:
 def _cycle(bench: Bench, url: str) -> tuple[float, int, int]:
     """One full cycle as ``xmargin run`` does it today: (seconds, RPC requests, eth_calls)."""
     settings = bench_settings(bench, url)
-    store = Store.open(url)
+    store = Store.open(url, change_only=False)  # today: every row at every block
     try:
         store.add_wallets([(w, None) for w in bench.wallets])
         with Cycle(settings, store) as cycle:
@@ -89,11 +89,11 @@ def _cycle(bench: Bench, url: str) -> tuple[float, int, int]:
 def _baseline(bench: Bench, url: str) -> tuple[float, float, int, int]:
     """Today's full cycle twice: (seconds of the second, bytes it added, its RPC requests, eth_calls)."""
     _cycle(bench, url)
-    store = Store.open(url)
+    store = Store.open(url, change_only=False)
     before = _db_bytes(url, store)
     store.close()
     seconds, requests, calls = _cycle(bench, url)
-    store = Store.open(url)
+    store = Store.open(url, change_only=False)
     grown = _db_bytes(url, store) - before
     store.close()
     return seconds, grown, requests, calls
