@@ -81,15 +81,20 @@ def current_chain_ref(conn: Connection, chain_id: int, now: datetime) -> int:
 
 def note_stored_block(conn: Connection, chain_ref_id: int, number: int, block_hash: str | None,
                       timestamp: datetime | None, now: datetime) -> None:
-    """Record that a run of ``chain_ref_id`` stored ``number``: it becomes the identity's newest block when higher."""
-    row = conn.execute(sa.select(CHAINS.c.first_block, CHAINS.c.last_block)
+    """Record that a good sync of ``chain_ref_id`` finished at ``now`` (the batch's own clock) having stored
+    ``number`` — a block synced again included, which reuses its run: ``last_synced_at`` is the newest good sync's
+    time (never moved back), and ``number`` becomes the identity's newest block when higher."""
+    row = conn.execute(sa.select(CHAINS.c.first_block, CHAINS.c.last_block, CHAINS.c.last_synced_at)
                        .where(CHAINS.c.id == chain_ref_id)).one()
-    values: dict[str, Any] = {"last_synced_at": now}
+    values: dict[str, Any] = {}
+    if row.last_synced_at is None or now > row.last_synced_at:
+        values["last_synced_at"] = now
     if row.first_block is None or number < row.first_block:
         values["first_block"] = number
     if row.last_block is None or number >= row.last_block:
         values |= {"last_block": number, "last_block_hash": block_hash, "last_block_timestamp": timestamp}
-    conn.execute(sa.update(CHAINS).where(CHAINS.c.id == chain_ref_id).values(values))
+    if values:
+        conn.execute(sa.update(CHAINS).where(CHAINS.c.id == chain_ref_id).values(values))
 
 
 class ChainStore:
@@ -230,27 +235,42 @@ class ChainStore:
                 mine = SYNC_RUNS.c.chain_ref_id == chain.id
                 ok = conn.execute(
                     sa.select(SYNC_RUNS.c.id, SYNC_RUNS.c.finished_at, SYNC_RUNS.c.block_number,
-                              SYNC_RUNS.c.block_timestamp)
+                              SYNC_RUNS.c.block_timestamp, SYNC_RUNS.c.status)
                     .where(SYNC_RUNS.c.chain_ref_id == chain.id, SYNC_RUNS.c.status != SyncStatus.FAILED.value)
                     .order_by(SYNC_RUNS.c.id.desc()).limit(1)).one_or_none()
                 last = conn.execute(
                     sa.select(SYNC_RUNS.c.id, SYNC_RUNS.c.finished_at, SYNC_RUNS.c.started_at, SYNC_RUNS.c.status,
                               SYNC_RUNS.c.error)
                     .where(mine).order_by(SYNC_RUNS.c.id.desc()).limit(1)).one_or_none()
+                # A block synced again reuses its run (nothing new is stored) yet is a good sync all the same: the
+                # chain's ``last_synced_at`` says when the newest good sync finished, re-syncs included.
+                ok_at = ok.finished_at if ok is not None else None
+                if ok is not None and chain.last_synced_at is not None:
+                    ok_at = max(ok_at, chain.last_synced_at) if ok_at is not None else chain.last_synced_at
                 failing_since = last_error = None
+                last_at = (last.finished_at or last.started_at) if last is not None else None
+                last_status = SyncStatus(last.status) if last is not None else None
                 if last is not None and last.status == SyncStatus.FAILED.value:
-                    since = conn.execute(
-                        sa.select(sa.func.min(SYNC_RUNS.c.started_at))
-                        .where(mine, SYNC_RUNS.c.status == SyncStatus.FAILED.value,
-                               SYNC_RUNS.c.id > (ok.id if ok is not None else 0))).scalar_one()
-                    failing_since, last_error = since, last.error
+                    if ok is not None and ok_at is not None and last_at is not None and ok_at > last_at:
+                        # a good re-sync of a stored block after the failure: the failure is over
+                        last_at, last_status = ok_at, SyncStatus(ok.status)
+                    else:
+                        failed = conn.execute(
+                            sa.select(SYNC_RUNS.c.started_at, SYNC_RUNS.c.finished_at)
+                            .where(mine, SYNC_RUNS.c.status == SyncStatus.FAILED.value,
+                                   SYNC_RUNS.c.id > (ok.id if ok is not None else 0))).all()
+                        since = [r.started_at for r in failed
+                                 if ok_at is None or (r.finished_at or r.started_at) > ok_at]
+                        failing_since, last_error = min(since, default=last.started_at), last.error
+                elif ok is not None and last is not None and last.id == ok.id and ok_at is not None:
+                    last_at = ok_at
                 out.append(ChainSyncStatus(
                     chain=chain,
-                    last_ok_at=ok.finished_at if ok is not None else None,
+                    last_ok_at=ok_at,
                     last_ok_block=ok.block_number if ok is not None else None,
                     last_ok_block_timestamp=ok.block_timestamp if ok is not None else None,
-                    last_attempt_at=(last.finished_at or last.started_at) if last is not None else None,
-                    last_attempt_status=SyncStatus(last.status) if last is not None else None,
+                    last_attempt_at=last_at,
+                    last_attempt_status=last_status,
                     last_error=last_error,
                     failing_since=failing_since,
                 ))

@@ -412,7 +412,8 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             stats.run_id = run_id
             stats.add("sync_runs", [run_row])
         if batch.block_number is not None and status is not SyncStatus.FAILED:
-            note_stored_block(conn, chain_ref, batch.block_number, batch.block_hash, batch.block_timestamp, _now())
+            note_stored_block(conn, chain_ref, batch.block_number, batch.block_hash, batch.block_timestamp,
+                              batch.finished_at or _now())
         if replaced:
             log.info("sync run %d: %d stored snapshot(s) superseded (reorganised block, or an error read again)",
                      run_id, replaced)

@@ -5,7 +5,7 @@ test on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -150,6 +150,47 @@ def test_unchanged_blocks_add_no_rows_and_history_is_the_changes(store: Store) -
     assert rows(store) == before
     assert store.write_sync(steady_batch(wallets, last, {wallets[0]: debt})) == again.run_id
     assert rows(store) == before
+
+
+def test_a_block_synced_again_after_a_failure_ends_the_failure(store: Store) -> None:
+    """A re-sync of a stored block reuses its run and stores nothing new, yet it is a good sync: once it follows a
+    failed attempt, the chain's status is no longer failing and its newest good sync is the re-sync's time."""
+    wallets = setup(store, 2)
+
+    def synced_now(block: int) -> SyncBatch:  # the clock record_failed_sync uses
+        now = datetime.now(UTC)
+        return dataclasses.replace(steady_batch(wallets, block), started_at=now, finished_at=now)
+
+    first = store.write_changes(synced_now(10))
+    (before,) = store.sync_status({CHAIN})
+    assert before.last_attempt_status is SyncStatus.OK
+    assert before.failing_since is None
+    assert before.last_ok_at is not None
+    store.record_failed_sync(CHAIN, "eth_chainId: connection refused", started_at=before.last_ok_at)
+    (failing,) = store.sync_status({CHAIN})
+    assert failing.last_attempt_status is SyncStatus.FAILED
+    assert failing.failing_since is not None
+    assert failing.last_error == "eth_chainId: connection refused"
+    assert failing.last_attempt_at is not None
+    runs = rows(store)["sync_runs"]
+    again = store.write_changes(synced_now(10))
+    assert again.reused_run
+    assert again.run_id == first.run_id
+    assert rows(store)["sync_runs"] == runs  # nothing new stored
+    (after,) = store.sync_status({CHAIN})
+    assert after.last_attempt_status is SyncStatus.OK
+    assert after.failing_since is None
+    assert after.last_error is None
+    assert after.last_ok_at is not None
+    assert after.last_ok_at > failing.last_attempt_at
+    assert after.last_attempt_at == after.last_ok_at
+    assert after.last_ok_block == 10
+    # failing again: since the newest failure after that re-sync, not the first one
+    store.record_failed_sync(CHAIN, "timeout", started_at=after.last_ok_at + timedelta(microseconds=1))
+    (again_failing,) = store.sync_status({CHAIN})
+    assert again_failing.last_attempt_status is SyncStatus.FAILED
+    assert again_failing.last_error == "timeout"
+    assert again_failing.failing_since == after.last_ok_at + timedelta(microseconds=1)
 
 
 def test_tolerance_and_per_block_fields(store: Store) -> None:
