@@ -139,6 +139,8 @@ class BlockReport:
     """Rows the store wrote (it keeps only what changed)."""
     bytes_written: int = 0
     """Their payload, as the store estimates it."""
+    rows_by_table: dict[str, int] = field(default_factory=dict)
+    """The rows written, by table."""
     seconds: float = 0.0
     full_sweep: bool = False
     reconciled: bool = False
@@ -422,6 +424,7 @@ class BlockSync:
             report.sync_run_id = stats.run_id
             report.rows = stats.rows_written
             report.bytes_written = stats.bytes_estimate
+            report.rows_by_table = dict(stats.by_table)
         except SyncWriteError as exc:
             log.error("block %d not stored: %s", block.number, exc)
             report.errors["store"] = str(exc)

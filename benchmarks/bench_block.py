@@ -172,6 +172,12 @@ def run(args: argparse.Namespace) -> int:
         estimate = sum(r.bytes_written for r in reports) / n
         per_block_bytes = grown / n
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        tables: dict[str, int] = {}
+        for r in reports:
+            for table, count in r.rows_by_table.items():
+                tables[table] = tables.get(table, 0) + count
+        print("rows per block by table: " + ", ".join(f"{t} {c / n:.1f}" for t, c in sorted(tables.items())) +
+              f"; wallets written per block {sum(r.written_wallets for r in reports) / n:.1f} of {args.wallets}")
         mismatches = sum(r.reconcile_mismatches for r in reports)
         print(f"baseline full cycle {base_s:.2f} s against p50 {p50:.2f} s per block: ratio {p50 / base_s:.3f}; "
               f"bytes per block {per_block_bytes / 1e3:.1f} kB against {base_bytes / 1e3:.1f} kB per full rewrite: "
