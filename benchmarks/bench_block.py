@@ -46,6 +46,7 @@ from aggregator.chainid import identify
 from aggregator.cycle import Cycle
 from aggregator.pipeline import ChainContext, register_venues
 from aggregator.venues import plugin_of
+from benchmarks.bench_sync import RawRpc
 from benchmarks.blockbench_setup import HISTORY_STATES, Bench, bench_settings, setup
 from db.store import Store
 
@@ -87,11 +88,17 @@ def _cycle(bench: Bench, url: str) -> tuple[float, int, int]:
 
 
 def _baseline(bench: Bench, url: str) -> tuple[float, float, int, int]:
-    """Today's full cycle twice: (seconds of the second, bytes it added, its RPC requests, eth_calls)."""
+    """Today's full cycle twice, a block apart: (seconds of the second, bytes it added, its RPC requests,
+    eth_calls). The block between matters: the same block synced again stores nothing (its run is reused)."""
     _cycle(bench, url)
     store = Store.open(url, change_only=False)
     before = _db_bytes(url, store)
     store.close()
+    chain = RawRpc(bench.info.rpc_url)
+    try:
+        chain.call("evm_mine")
+    finally:
+        chain.close()
     seconds, requests, calls = _cycle(bench, url)
     store = Store.open(url, change_only=False)
     grown = _db_bytes(url, store) - before
@@ -173,10 +180,13 @@ def run(args: argparse.Namespace) -> int:
         per_block_bytes = grown / n
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         tables: dict[str, int] = {}
+        sizes: dict[str, int] = {}
         for r in reports:
             for table, count in r.rows_by_table.items():
                 tables[table] = tables.get(table, 0) + count
-        print("rows per block by table: " + ", ".join(f"{t} {c / n:.1f}" for t, c in sorted(tables.items())) +
+                sizes[table] = sizes.get(table, 0) + r.bytes_by_table.get(table, 0)
+        print("rows (payload kB) per block by table: " + ", ".join(
+            f"{t} {c / n:.1f} ({sizes[t] / n / 1e3:.1f})" for t, c in sorted(tables.items())) +
               f"; wallets written per block {sum(r.written_wallets for r in reports) / n:.1f} of {args.wallets}")
         mismatches = sum(r.reconcile_mismatches for r in reports)
         print(f"baseline full cycle {base_s:.2f} s against p50 {p50:.2f} s per block: ratio {p50 / base_s:.3f}; "

@@ -118,14 +118,17 @@ class WriteStats:
     rows_written: int = 0
     bytes_estimate: int = 0
     by_table: dict[str, int] = field(default_factory=dict)
+    bytes_by_table: dict[str, int] = field(default_factory=dict)
 
     def add(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Count ``rows`` inserted into ``table``."""
         if not rows:
             return
+        size = sum(estimate_bytes(r) for r in rows)
         self.rows_written += len(rows)
-        self.bytes_estimate += sum(estimate_bytes(r) for r in rows)
+        self.bytes_estimate += size
         self.by_table[table] = self.by_table.get(table, 0) + len(rows)
+        self.bytes_by_table[table] = self.bytes_by_table.get(table, 0) + size
 
 
 @dataclass(slots=True)
