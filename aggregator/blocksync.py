@@ -45,7 +45,7 @@ from connectors.errors import ConnectorError
 from connectors.types import BlockRef
 from db.errors import SyncWriteError
 from db.rows import RiskRow
-from db.store import Store
+from db.store import CARRIED_FROM_KEY, Store
 
 __all__ = ["BlockReport", "BlockSync", "LiveVenue", "material_change"]
 
@@ -141,6 +141,8 @@ class BlockReport:
     """Their payload, as the store estimates it."""
     rows_by_table: dict[str, int] = field(default_factory=dict)
     """The rows written, by table."""
+    bytes_by_table: dict[str, int] = field(default_factory=dict)
+    """Their payload, by table."""
     seconds: float = 0.0
     full_sweep: bool = False
     reconciled: bool = False
@@ -201,7 +203,8 @@ class BlockSync:
         """The venues the reconcile sweep compares (the perp venues' accounts are refreshed by streams and polls
         within their rate limits, never all at once)."""
         self.heavy_at: dict[str, float] = {}
-        self.heavy_docs: dict[str, dict[str, Any]] = {}
+        self.heavy_blocks: dict[str, int] = {}
+        """The block whose stored risk row holds each wallet's last heavy measures."""
         self._pending: set[str] = set()
         self.reader: DirtyReader | None = None
         self.last_block: BlockRef | None = None
@@ -409,11 +412,7 @@ class BlockSync:
         risks: tuple[RiskRow, ...] = ()
         if heavy:
             done = risk_rows([s for s in batch.snapshots if s.wallet in heavy], self.ctx.venue_types)
-            for row in done:
-                self.heavy_at[row.wallet] = now
-                self.heavy_docs[row.wallet] = {**{k: row.document.get(k) for k in HEAVY_KEYS},
-                                               "heavy_measures_block": block.number}
-            risks += tuple(dataclasses.replace(r, document={**r.document, "heavy_measures_block": block.number})
+            risks += tuple(dataclasses.replace(r, document={**r.document, CARRIED_FROM_KEY: block.number})
                            for r in done)
         light = [s for s in batch.snapshots if s.wallet not in heavy]
         if light:
@@ -425,11 +424,16 @@ class BlockSync:
             report.rows = stats.rows_written
             report.bytes_written = stats.bytes_estimate
             report.rows_by_table = dict(stats.by_table)
+            report.bytes_by_table = dict(stats.bytes_by_table)
         except SyncWriteError as exc:
             log.error("block %d not stored: %s", block.number, exc)
             report.errors["store"] = str(exc)
             self._pending |= set(wallets)  # written again at the next block
             return
+        for row in risks:
+            if row.document.get(CARRIED_FROM_KEY) == block.number:  # stored: later rows may carry from it
+                self.heavy_at[row.wallet] = now
+                self.heavy_blocks[row.wallet] = block.number
         for r in readings:
             if r.error is not None:
                 continue
@@ -443,6 +447,8 @@ class BlockSync:
                 self.ctx.last_prices[key] = (p.price_usd, block.number)
 
     def _carry_heavy(self, row: RiskRow) -> RiskRow:
-        """A per-block tier row with the wallet's last heavy measures and the block they were computed at."""
-        last = self.heavy_docs.get(row.wallet) or {"heavy_measures_block": None}
-        return dataclasses.replace(row, document={**row.document, **last})
+        """A per-block tier row naming the block of the wallet's last heavy measures: they are stored once, in that
+        block's row, and the store fills them in when the document is read (:data:`db.store.CARRIED_FROM_KEY`) — a
+        copy in every block's row would be most of the bytes written per block."""
+        block = self.heavy_blocks.get(row.wallet)
+        return dataclasses.replace(row, document={**row.document, CARRIED_FROM_KEY: block})

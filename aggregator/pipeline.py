@@ -259,7 +259,7 @@ def to_sync_batch(
                                  pos.decimals),
                     side=PositionSide(pos.side), amount_raw=pos.amount_raw, amount=pos.amount,
                     price_usd=pos.price_usd, value_usd=pos.value_usd, is_collateral=pos.is_collateral,
-                    market_key=pos.market_key, extra=pos.extra,
+                    market_key=pos.market_key, extra=pos.extra, state=pos.state,
                 )
                 for pos in h.positions
             )

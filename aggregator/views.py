@@ -35,6 +35,11 @@ class PositionView:
     """The venue's key for the market (a lending reserve: its asset address)."""
     extra: dict[str, object] = field(default_factory=dict)
     """Venue-specific detail as plain JSON (LP: range, fees, delta/gamma; perp: entry, liquidation price…)."""
+    state: str | None = None
+    """The wallet's own state behind the position, as the venue holds it: what only the wallet's actions change (a
+    scaled balance and its flags, shares, an LP's liquidity and range, a perp's size and entry), never what the
+    block's market moves (indexes, prices, accrued interest). The store keeps one version of the positions while
+    every state holds (``db.rows.PositionRow.state``); ``None``: the venue declares none."""
 
     @property
     def onchain(self) -> bool:

@@ -322,6 +322,11 @@ class Position(Base):
     value_usd: Mapped[float | None]
     is_collateral: Mapped[bool]
     extra: Mapped[dict[str, Any]]
+    state: Mapped[str | None]
+    """The wallet's own state behind the position as its venue declares it (what only the wallet's actions change:
+    a scaled balance, shares, an LP's liquidity and range, a perp's size): while it holds, the version holds, and the
+    position's valuations at later blocks (interest, prices) live in the health series (``position_values``).
+    ``None``: the venue declares none, and any change of the raw amount or the values starts a new version."""
 
 
 class Price(Base):
@@ -375,6 +380,10 @@ class HealthResult(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     block_timestamp: Mapped[datetime | None]
     """The timestamp of ``block_number`` (the version's own block timestamp is its first block's)."""
+    position_values: Mapped[dict[str, Any] | None]
+    """The version's positions valued at ``block_number`` where they differ from the version's own: by position
+    id, ``[amount_raw as text, amount, price_usd, value_usd, {the extra keys that moved}]``. ``None``: the
+    version's own values hold."""
 
 
 class RiskResult(Base):

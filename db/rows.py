@@ -150,6 +150,11 @@ class PositionRow:
     is_collateral: bool = False
     market_key: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    state: str | None = None
+    """The wallet's own state behind the position as its venue declares it (what only the wallet's actions change:
+    a scaled balance, shares, an LP's liquidity and range, a perp's size). While it holds, the store keeps one
+    version and writes the position's later values (interest, prices) into the health series; ``None``: any
+    change of the raw amount, the extra or (beyond the tolerance) the values starts a new version."""
 
 
 @dataclass(frozen=True, slots=True)

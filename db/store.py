@@ -21,6 +21,7 @@ prices in one transaction; any failure rolls all of it back. Then, unless ``reco
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -62,7 +63,7 @@ from db.rows import (
     WalletRow,
 )
 
-__all__ = ["COPY_THRESHOLD", "Store", "canonical_address"]
+__all__ = ["CARRIED_FROM_KEY", "COPY_THRESHOLD", "Store", "canonical_address"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ _POSITION_COPY_COLUMNS = (
     ("value_usd", "float8"),
     ("is_collateral", "bool"),
     ("extra", "jsonb"),
+    ("state", "text"),
 )
 
 _K = TypeVar("_K")
@@ -422,7 +424,8 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         close: dict[int, int] = {}  # the open version superseded by a new one -> its last block
         new_versions: list[tuple[SnapshotRow, dict[str, Any]]] = []
         extend: dict[int, int] = {}
-        health_rows: list[tuple[HealthRow, int | None, SnapshotRow]] = []  # snapshot id None: the new version's
+        # (health, its version's id (None: the new version's), the snapshot, the positions' values at the block)
+        health_rows: list[tuple[HealthRow, int | None, SnapshotRow, dict[str, Any] | None]] = []
         for s in snapshots:
             wallet_id = refs.wallets[canonical_address(s.wallet)]
             venue_id = refs.venues[s.venue]
@@ -431,19 +434,21 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             if version is not None and version.block_number == s.block_number:
                 stats.skipped += 1  # this block of this version is stored already (first write wins)
                 continue
+            held = stored_positions.get(version.id, []) if version is not None else []
             if (self.change_only and version is not None and version.status == SnapshotStatus(s.status).value
-                    and version.error == s.error
-                    and _same_content(stored_positions.get(version.id, []), content, policy)):
+                    and version.error == s.error and _same_content(held, content, policy)):
                 if s.block_number > (version.last_seen_block or version.block_number):
                     extend[version.id] = max(extend.get(version.id, 0), s.block_number)
                 stats.skipped += 1
                 stats.extended += 1
                 if s.health is not None:
                     last = last_health.get(version.id)
+                    values = _position_values(held, content, policy)
                     if last is None or (last["block_number"] != s.block_number
                                         and (_health_moved(last, s.health, policy)
+                                             or _values_moved(held, last["position_values"], values, policy)
                                              or policy.too_old(last["block_number"], s.block_number))):
-                        health_rows.append((s.health, version.id, s))
+                        health_rows.append((s.health, version.id, s, values))
                     else:
                         stats.skipped += 1
                 continue
@@ -466,7 +471,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             if version is not None and version.valid_to_block is None and (wallet_id, venue_id) not in touched:
                 close[version.id] = min(close.get(version.id, s.block_number - 1), s.block_number - 1)
             if s.health is not None:
-                health_rows.append((s.health, None, s))
+                health_rows.append((s.health, None, s, None))
 
         if new_versions:
             rows = [r for _, r in new_versions]
@@ -512,14 +517,14 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         stats.positions_written = len(positions)
 
         health: list[dict[str, Any]] = []
-        for h, version_id, s in health_rows:
+        for h, version_id, s, values in health_rows:
             wallet_id = refs.wallets[canonical_address(s.wallet)]
             venue_id = refs.venues[s.venue]
             sid = version_id if version_id is not None else new_ids.get((wallet_id, venue_id, s.block_number))
             if sid is None:
                 continue
             health.append(_health_params(h, sid, wallet_id, venue_id, s.block_number) | {
-                "block_timestamp": s.block_timestamp})
+                "block_timestamp": s.block_timestamp, "position_values": values})
         if health:
             conn.execute(_upsert_insert(conn, HEALTH).on_conflict_do_nothing(
                 index_elements=["snapshot_id", "block_number"]), health)
@@ -532,9 +537,9 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         if batch.prices:
             price_rows = [_price_params(p, run_id, refs) for p in batch.prices]
             if stats.reused_run:  # a block synced again: only observations the run does not hold yet
-                held = {(a, src) for a, src in conn.execute(sa.select(PRICES.c.asset_id, PRICES.c.source)
-                                                             .where(PRICES.c.sync_run_id == run_id))}
-                price_rows = [r for r in price_rows if (r["asset_id"], r["source"]) not in held]
+                observed = {(a, src) for a, src in conn.execute(sa.select(PRICES.c.asset_id, PRICES.c.source)
+                                                                 .where(PRICES.c.sync_run_id == run_id))}
+                price_rows = [r for r in price_rows if (r["asset_id"], r["source"]) not in observed]
             if price_rows:
                 conn.execute(sa.insert(PRICES), price_rows)
             stats.add("prices", price_rows)
@@ -561,7 +566,10 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         out = []
         for (wallet_id, block), r in wanted.items():
             prev = last.get((wallet_id, block))
-            if prev is not None and (prev["block_number"] == block or (self.change_only and not (
+            # A document that holds measures later rows will carry from it (CARRIED_FROM_KEY: its own block) is
+            # stored even when its figures did not move: nothing else holds them.
+            carrier = isinstance(r.document, Mapping) and r.document.get(CARRIED_FROM_KEY) == block
+            if prev is not None and (prev["block_number"] == block or (self.change_only and not carrier and not (
                     policy.any_moved((prev["unified_health"], prev["equity_usd"], prev["margin_usd"],
                                       prev["netting_benefit_usd"]),
                                      (r.unified_health, r.equity_usd, r.margin_usd, r.netting_benefit_usd))
@@ -586,13 +594,14 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             .order_by(RISK.c.block_number.desc(), RISK.c.id.desc())
             .limit(1)
         )
-        with self._engine.connect() as conn:
+        with read_transaction(self._engine) as conn:
             r = conn.execute(query).mappings().first()
-        if r is None:
-            return None
+            if r is None:
+                return None
+            document = _with_carried(conn, r["wallet_id"], r["chain_ref_id"], r["block_number"], r["document"])
         return RiskRow(wallet=r["address"], block_number=r["block_number"], computed_at=r["computed_at"],
                        unified_health=r["unified_health"], equity_usd=r["equity_usd"], margin_usd=r["margin_usd"],
-                       netting_benefit_usd=r["netting_benefit_usd"], document=r["document"])
+                       netting_benefit_usd=r["netting_benefit_usd"], document=document)
 
     def risk_history(self, address: str, from_block: int | None = None, to_block: int | None = None,
                      limit: int = 10_000) -> list[tuple[int, datetime | None, float | None]]:
@@ -703,9 +712,11 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                     failed[good["id"]] = snap
                     snaps[i] = good
             ids = [s["id"] for s in snaps]
-            positions = _positions_by_snapshot(conn, ids)
             as_of = {s["id"]: _as_of(conn, s) for s in [*snaps, *failed.values()]}
-            health = _health_as_of(conn, {s["id"]: as_of[s["id"]]["block_number"] for s in snaps})
+            last = _last_health(conn, {s["id"]: as_of[s["id"]]["block_number"] for s in snaps})
+            health = {vid: _health_row(r) for vid, r in last.items()}
+            # the positions as the newest health row values them (interest and prices since the version began)
+            positions = _positions_by_snapshot(conn, ids, {vid: r["position_values"] for vid, r in last.items()})
             prices = _prices_for(
                 conn,
                 {as_of[s["id"]]["sync_run_id"] for s in snaps},
@@ -1002,7 +1013,22 @@ def _covering_versions(
     return out, slow
 
 
-_Content = tuple[tuple[Any, ...], tuple[float | None, ...]]
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """One position as the version comparison sees it.
+
+    ``exact`` must be equal for the version to hold: the position's identity (asset, market, side, collateral
+    flag) and, when the venue declares the wallet's own ``state``, that state — or else the raw amount and the
+    extra. ``values`` (amount, price, value) must stay within the tolerance only when there is no state: with one,
+    interest and prices move the values without starting a version (they go to the health series).
+    """
+
+    exact: tuple[Any, ...]
+    values: tuple[float | None, ...]
+    amount_raw: int
+    extra: Mapping[str, Any]
+    stateful: bool
+    position_id: int | None = None
 
 
 def _json_key(value: Any) -> str:
@@ -1013,35 +1039,74 @@ def _content_key(exact: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple("" if x is None else str(x) for x in exact)
 
 
-def _content(s: SnapshotRow, venue_id: int, refs: _Refs) -> list[_Content]:
+def _held(asset_id: int, market_id: int | None, side: str, amount_raw: int, is_collateral: bool,
+          extra: Mapping[str, Any] | None, state: str | None, values: tuple[float | None, ...],
+          position_id: int | None = None) -> _Held:
+    extra = dict(extra or {})
+    if state is not None:
+        exact: tuple[Any, ...] = (asset_id, market_id, side, is_collateral, "state", state)
+    else:
+        exact = (asset_id, market_id, side, is_collateral, "raw", int(amount_raw), _json_key(extra))
+    return _Held(exact, values, int(amount_raw), extra, state is not None, position_id)
+
+
+def _content(s: SnapshotRow, venue_id: int, refs: _Refs) -> list[_Held]:
     out = []
     for p in s.positions:
         asset_id = refs.assets[(p.asset.chain_id, _canonical_key(p.asset.address))]
         market_id = None if p.market_key is None else refs.markets[(venue_id, _canonical_key(p.market_key))]
-        out.append(((asset_id, market_id, str(p.side), p.amount_raw, p.is_collateral, _json_key(dict(p.extra))),
-                    (p.amount, p.price_usd, p.value_usd)))
-    return sorted(out, key=lambda c: _content_key(c[0]))
+        out.append(_held(asset_id, market_id, str(p.side), p.amount_raw, p.is_collateral, p.extra, p.state,
+                         (p.amount, p.price_usd, p.value_usd)))
+    return sorted(out, key=lambda c: _content_key(c.exact))
 
 
-def _position_contents(conn: Connection, ids: Sequence[int]) -> dict[int, list[_Content]]:
-    out: dict[int, list[_Content]] = {}
-    cols = (POSITIONS.c.snapshot_id, POSITIONS.c.asset_id, POSITIONS.c.market_id, POSITIONS.c.side,
+def _position_contents(conn: Connection, ids: Sequence[int]) -> dict[int, list[_Held]]:
+    out: dict[int, list[_Held]] = {}
+    cols = (POSITIONS.c.id, POSITIONS.c.snapshot_id, POSITIONS.c.asset_id, POSITIONS.c.market_id, POSITIONS.c.side,
             POSITIONS.c.amount_raw, POSITIONS.c.is_collateral, POSITIONS.c.extra, POSITIONS.c.amount,
-            POSITIONS.c.price_usd, POSITIONS.c.value_usd)
+            POSITIONS.c.price_usd, POSITIONS.c.value_usd, POSITIONS.c.state)
     for chunk in _chunks(ids):
         for r in conn.execute(sa.select(*cols).where(POSITIONS.c.snapshot_id.in_(chunk))):
             out.setdefault(r.snapshot_id, []).append(
-                ((r.asset_id, r.market_id, r.side, r.amount_raw, r.is_collateral, _json_key(r.extra)),
-                 (r.amount, r.price_usd, r.value_usd)))
-    return {k: sorted(v, key=lambda c: _content_key(c[0])) for k, v in out.items()}
+                _held(r.asset_id, r.market_id, r.side, r.amount_raw, r.is_collateral, r.extra, r.state,
+                      (r.amount, r.price_usd, r.value_usd), r.id))
+    return {k: sorted(v, key=lambda c: _content_key(c.exact)) for k, v in out.items()}
 
 
-def _same_content(stored: list[_Content], new: list[_Content], policy: ChangePolicy) -> bool:
-    """Same positions: the exact part equal (asset, market, side, raw amount, collateral flag, extra), the amounts
-    and prices within the policy's tolerance."""
+def _same_content(stored: list[_Held], new: list[_Held], policy: ChangePolicy) -> bool:
+    """Same positions: the exact part equal (see :class:`_Held`), and without a declared state the amounts and
+    prices within the policy's tolerance."""
     if len(stored) != len(new):
         return False
-    return all(a[0] == b[0] and not policy.any_moved(a[1], b[1]) for a, b in zip(stored, new, strict=True))
+    return all(a.exact == b.exact and (a.stateful or not policy.any_moved(a.values, b.values))
+               for a, b in zip(stored, new, strict=True))
+
+
+def _position_values(stored: list[_Held], new: list[_Held], policy: ChangePolicy) -> dict[str, Any] | None:
+    """The positions of an unchanged version valued at the new block, where they differ from the version's own:
+    ``{position id: [amount_raw as text, amount, price_usd, value_usd, {extra keys that moved}]}`` (``None``:
+    none differs). Exact raw amounts; extra keys by the policy's tolerance."""
+    out: dict[str, Any] = {}
+    for held, now in zip(stored, new, strict=True):
+        moved_extra = {k: v for k, v in now.extra.items() if _json_moved(held.extra.get(k), v, policy)}
+        if held.amount_raw != now.amount_raw or held.values != now.values or moved_extra:
+            out[str(held.position_id)] = [str(now.amount_raw), *now.values, moved_extra]
+    return out or None
+
+
+def _values_moved(stored: list[_Held], old: Mapping[str, Any] | None, new: Mapping[str, Any] | None,
+                  policy: ChangePolicy) -> bool:
+    """Whether the positions' values at the new block (``new``) moved beyond the tolerance from those the newest
+    stored health row holds (``old``; the version's own where it holds none)."""
+    old, new = old or {}, new or {}
+    for held in stored:
+        key = str(held.position_id)
+        a, b = old.get(key), new.get(key)
+        va = tuple(a[1:4]) if a else held.values
+        vb = tuple(b[1:4]) if b else held.values
+        if policy.any_moved(va, vb) or _json_moved(a[4] if a else {}, b[4] if b else {}, policy):
+            return True
+    return False
 
 
 def _json_moved(old: Any, new: Any, policy: ChangePolicy) -> bool:
@@ -1090,6 +1155,31 @@ def _last_health(conn: Connection, wanted: Mapping[int, int]) -> dict[int, Mappi
             for r in conn.execute(sa.select(ranked).where(ranked.c.rn == 1)).mappings():
                 out[r["snapshot_id"]] = r
     return out
+
+
+CARRIED_FROM_KEY = "heavy_measures_block"
+"""A risk document's key naming the block whose stored document holds the measures it leaves ``None`` (the heavy
+measures, computed on their own cadence): they are stored once, in that block's row, and filled in on reading."""
+
+
+def _with_carried(conn: Connection, wallet_id: int, chain_ref: int, block: int, document: Any) -> Any:
+    """``document`` with its ``None`` values filled from the row its :data:`CARRIED_FROM_KEY` names (the same
+    wallet and chain identity, an earlier block); unchanged when it names none, or that row is gone."""
+    if not isinstance(document, Mapping):
+        return document
+    source = document.get(CARRIED_FROM_KEY)
+    if not isinstance(source, int) or isinstance(source, bool) or source >= block:
+        return document
+    missing = [k for k, v in document.items() if v is None]
+    if not missing:
+        return document
+    held = conn.execute(
+        sa.select(RISK.c.document).join(SYNC_RUNS, SYNC_RUNS.c.id == RISK.c.sync_run_id)
+        .where(RISK.c.wallet_id == wallet_id, RISK.c.block_number == source, SYNC_RUNS.c.chain_ref_id == chain_ref)
+        .order_by(RISK.c.id.desc()).limit(1)).scalar_one_or_none()
+    if not isinstance(held, Mapping):
+        return document
+    return {**document, **{k: held[k] for k in missing if held.get(k) is not None}}
 
 
 def _last_risk(conn: Connection, chain_ref: int, wanted: Mapping[tuple[int, int], Any]
@@ -1361,6 +1451,7 @@ def _position_params(p: PositionRow, snapshot_id: int, venue_id: int, refs: _Ref
         "value_usd": p.value_usd,
         "is_collateral": p.is_collateral,
         "extra": dict(p.extra),
+        "state": p.state,
     }
 
 
@@ -1456,7 +1547,11 @@ def _asset_columns() -> list[sa.Label[Any]]:
     ]
 
 
-def _positions_by_snapshot(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[PositionRow, ...]]:
+def _positions_by_snapshot(conn: Connection, ids: Sequence[int],
+                           values: Mapping[int, Mapping[str, Any] | None] | None = None
+                           ) -> dict[int, tuple[PositionRow, ...]]:
+    """The positions of each version (id), in their stored order; with ``values`` (by version id, a health row's
+    ``position_values``), valued at that row's block where it says so."""
     out: dict[int, list[PositionRow]] = {}
     for chunk in _chunks(ids):
         query = (
@@ -1467,19 +1562,24 @@ def _positions_by_snapshot(conn: Connection, ids: Sequence[int]) -> dict[int, tu
             .order_by(POSITIONS.c.id)
         )
         for r in conn.execute(query).mappings():
-            out.setdefault(r["snapshot_id"], []).append(
-                PositionRow(
-                    asset=_asset_row(r),
-                    side=PositionSide(r["side"]),
-                    amount_raw=r["amount_raw"],
-                    amount=r["amount"],
-                    price_usd=r["price_usd"],
-                    value_usd=r["value_usd"],
-                    is_collateral=r["is_collateral"],
-                    market_key=r["market_key"],
-                    extra=r["extra"],
-                )
+            position = PositionRow(
+                asset=_asset_row(r),
+                side=PositionSide(r["side"]),
+                amount_raw=r["amount_raw"],
+                amount=r["amount"],
+                price_usd=r["price_usd"],
+                value_usd=r["value_usd"],
+                is_collateral=r["is_collateral"],
+                market_key=r["market_key"],
+                extra=r["extra"],
+                state=r["state"],
             )
+            at = ((values or {}).get(r["snapshot_id"]) or {}).get(str(r["id"]))
+            if at:
+                raw, amount, price, value, moved = at
+                position = dataclasses.replace(position, amount_raw=int(raw), amount=amount, price_usd=price,
+                                               value_usd=value, extra={**position.extra, **(moved or {})})
+            out.setdefault(r["snapshot_id"], []).append(position)
     return {k: tuple(v) for k, v in out.items()}
 
 

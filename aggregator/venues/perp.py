@@ -42,10 +42,13 @@ def perp_position(
     notional = float(size) * mark
     stored = detail.updated(mark_px=mark, notional_usd=notional,
                             effective_leverage=abs(notional) / equity_usd if equity_usd > 0 else None).stored()
+    amount_raw = int(size.scaleb(SIZE_DECIMALS).to_integral_value())
+    entry = getattr(detail, "entry_px", None)
     return PositionView(
         asset=coin, asset_address=f"{venue}:{coin}", decimals=SIZE_DECIMALS, side="perp",
-        amount_raw=int(size.scaleb(SIZE_DECIMALS).to_integral_value()), amount=float(size), price_usd=mark,
+        amount_raw=amount_raw, amount=float(size), price_usd=mark,
         value_usd=notional, is_collateral=False, market_key=f"{venue}:{coin}", extra=stored,
+        state=f"size={amount_raw};entry={entry}",  # what only the account's trades change
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -191,6 +192,124 @@ def test_a_block_synced_again_after_a_failure_ends_the_failure(store: Store) -> 
     assert again_failing.last_attempt_status is SyncStatus.FAILED
     assert again_failing.last_error == "timeout"
     assert again_failing.failing_since == after.last_ok_at + timedelta(microseconds=1)
+
+
+def test_heavy_measures_are_stored_once_and_carried_on_reading(store: Store) -> None:
+    """A per-block risk row names the block of the wallet's last heavy measures instead of holding a copy: the heavy
+    row is written even when its figures did not move, the light rows are a fraction of its size, and
+    latest_risk fills the measures back in from it (a light row naming a block with no row stays as stored)."""
+    (w,) = setup(store, 1)
+    grid = {"axes": list(range(40)), "pnl_usd": [[float(i * j) for j in range(40)] for i in range(40)]}
+    var_es = {"1d": {"0.99": {"var_usd": 1234.5, "es_usd": 1500.25}}}
+
+    def risk(block: int, document: dict[str, object], uh: float = 1.5) -> RiskRow:
+        return RiskRow(wallet=w, block_number=block, computed_at=block_time(block), unified_health=uh,
+                       equity_usd=5000.0, margin_usd=500.0, netting_benefit_usd=0.0, document=document)
+
+    def write(block: int, *risks: RiskRow) -> WriteStats:
+        return store.write_changes(SyncBatch(CHAIN, block_time(block), SyncStatus.OK, block, f"0x{block:064x}",
+                                             block_time(block), snapshots=(steady_snapshot(w, block),), risks=risks))
+
+    write(1, risk(1, {"block": 1, "var_es": None, "pnl_grid": None, "heavy_measures_block": None}))
+    heavy = write(2, risk(2, {"block": 2, "var_es": var_es, "pnl_grid": grid, "heavy_measures_block": 2}))
+    assert heavy.risk_written == 1  # its figures did not move, yet it holds the measures
+    light = write(3, risk(3, {"block": 3, "var_es": None, "pnl_grid": None, "heavy_measures_block": 2}, uh=1.4))
+    assert light.risk_written == 1
+    assert light.bytes_estimate * 10 < heavy.bytes_estimate
+    got = store.latest_risk(w)
+    assert got is not None
+    assert got.block_number == 3
+    assert got.unified_health == 1.4
+    assert got.document["var_es"] == var_es
+    assert got.document["pnl_grid"] == grid
+    assert got.document["heavy_measures_block"] == 2
+    # a light row whose heavy row was never stored (its write failed) stays as it is: no measures, no guess
+    write(4, risk(4, {"block": 4, "var_es": None, "pnl_grid": None, "heavy_measures_block": 9}, uh=1.3))
+    got = store.latest_risk(w)
+    assert got is not None
+    assert got.block_number == 4
+    assert got.document["var_es"] is None
+
+
+def accruing_snapshot(address: str, block: int, *, scaled: int = 10**18, price: float = 3000.0,
+                      index_ray: int = 10**27) -> SnapshotRow:
+    """A lending position as a venue that declares the wallet's own state gives it: the scaled balance is the
+    state; the balance (scaled × the block's index), its price and value, and the reserve's index in the extra move
+    with the block."""
+    raw = scaled * index_ray // 10**27
+    amount = raw / 10**18
+    value = amount * price
+    debt = 1_000.0
+    return SnapshotRow(
+        wallet=address, venue="aave_v3", chain_id=CHAIN, block_number=block, block_hash=f"0x{block:064x}",
+        block_timestamp=block_time(block), taken_at=block_time(block) + timedelta(seconds=1),
+        positions=(
+            PositionRow(WETH, PositionSide.COLLATERAL, raw, amount, price, value, True, WETH.address,
+                        extra={"liquidity_index": index_ray, "scaled_raw": scaled, "max_withdraw_usd": value / 2},
+                        state=f"scaled={scaled};collateral=1"),
+            PositionRow(USDC, PositionSide.DEBT, 1_000 * 10**6, debt, 1.0, debt, False, USDC.address,
+                        extra={"scaled_raw": 10**9}, state="scaled=1000000000"),
+        ),
+        health=HealthRow(computed_at=block_time(block), collateral_usd=value, debt_usd=debt,
+                         health_factor=value * 0.825 / debt, liquidation_threshold=0.825, matches_onchain=True),
+    )
+
+
+def test_a_declared_state_holds_the_version_while_interest_and_prices_move_the_values(store: Store) -> None:
+    """With the venue's state declared, interest (every block) and prices move the values, not the version: the
+    positions are written once, the health series carries the values where it is written (exact raw amounts),
+    and the latest positions are valued as the newest health row says. A changed state is a new version."""
+    (w,) = setup(store, 1)
+
+    def write(block: int, **kw: Any) -> WriteStats:
+        snap = accruing_snapshot(w, block, **kw)
+        return store.write_changes(SyncBatch(CHAIN, block_time(block), SyncStatus.OK, block, f"0x{block:064x}",
+                                             block_time(block), snapshots=(snap,)))
+
+    first = write(1)
+    assert first.versions_written == 1
+    assert first.positions_written == 2
+    index = 10**27
+    for block in range(2, 6):
+        index += 10**20  # 1e-7 a block: the balance's last digits move, far inside the tolerance
+        stats = write(block, index_ray=index)
+        assert stats.versions_written == 0
+        assert stats.positions_written == 0
+        assert stats.health_written == 0
+    (latest,) = store.latest_health(w)
+    assert latest.as_of_block == 5
+    assert latest.valid_from_block == 1
+
+    index += 10**20
+    moved = write(6, index_ray=index, price=3015.0)  # a 0.5 % price update: the health moves
+    assert moved.versions_written == 0
+    assert moved.positions_written == 0
+    assert moved.health_written == 1
+    want = accruing_snapshot(w, 6, index_ray=index, price=3015.0)
+    (latest,) = store.latest_health(w)
+    assert latest.valid_from_block == 1
+    got = {p.side: p for p in latest.snapshot.positions}
+    coll = got[PositionSide.COLLATERAL]
+    assert coll.amount_raw == want.positions[0].amount_raw  # exact, at the health row's block
+    assert coll.amount_raw != 10**18
+    assert coll.price_usd == 3015.0
+    assert coll.value_usd == want.positions[0].value_usd
+    assert coll.extra["max_withdraw_usd"] == want.positions[0].extra["max_withdraw_usd"]
+    assert coll.extra["liquidity_index"] == 10**27  # moved inside the tolerance: the version's own
+    assert coll.state == "scaled=1000000000000000000;collateral=1"
+    assert got[PositionSide.DEBT].amount_raw == 1_000 * 10**6
+    assert latest.snapshot.health is not None
+    assert latest.snapshot.health.collateral_usd == want.positions[0].value_usd
+
+    # the wallet supplies more: its scaled balance changes, a new version
+    acted = write(7, index_ray=index, price=3015.0, scaled=2 * 10**18)
+    assert acted.versions_written == 1
+    assert acted.positions_written == 2
+    (latest,) = store.latest_health(w)
+    assert latest.valid_from_block == 7
+    assert {p.side: p.amount_raw for p in latest.snapshot.positions}[PositionSide.COLLATERAL] == \
+        2 * 10**18 * index // 10**27
+    assert [p.block_number for p in store.history(w)] == [7, 6, 1]
 
 
 def test_tolerance_and_per_block_fields(store: Store) -> None:

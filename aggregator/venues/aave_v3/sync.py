@@ -198,6 +198,11 @@ def _positions(
         for side, amount_raw in (("collateral", supplied), ("debt", debt)):
             if amount_raw == 0:
                 continue
+            # What only the wallet's actions change: its scaled balance, stable debt, flags and e-mode category.
+            state = (f"emode={account.emode_category};scaled={ur.scaled_a_token_balance_raw};"
+                     f"collateral={ur.usage_as_collateral:d}" if side == "collateral" else
+                     f"emode={account.emode_category};scaled={ur.scaled_variable_debt_raw};"
+                     f"stable={ur.stable_debt_raw};borrowing={ur.borrowing:d}")
             if side == "collateral":
                 withdrawable = max_withdraw_raw(reserves, balances, account.emode_category, emodes, r, data)
                 own: dict[str, object] = {
@@ -226,6 +231,7 @@ def _positions(
                     and r.liquidation_threshold_bps != 0,
                     market_key=r.asset,
                     extra=detail.stored(),
+                    state=state,
                 )
             )
     return out

@@ -134,11 +134,15 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
                  from_raw(pos.supply_assets_raw, loan_dec) * loan_usd, False),
             ):
                 if raw:
+                    # What only the wallet's actions change: its collateral, its borrow or supply shares.
+                    own = {"collateral": f"collateral={pos.collateral_raw}",
+                             "debt": f"borrow_shares={pos.borrow_shares}",
+                             "supply": f"supply_shares={pos.supply_shares}"}[side]
                     positions.append(PositionView(
                         asset=symbol, asset_address=token, decimals=decimals,
                         side=side,  # type: ignore[arg-type]
                         amount_raw=raw, amount=from_raw(raw, decimals), price_usd=price, value_usd=value,
-                        is_collateral=is_coll, market_key=m.market_id, extra=details[side].stored(),
+                        is_collateral=is_coll, market_key=m.market_id, extra=details[side].stored(), state=own,
                     ))
             per_market.append(MorphoMarketPositionDetail(
                 pair=f"{m.collateral_symbol}/{m.loan_symbol}",

@@ -113,6 +113,10 @@ def evaluate(snapshot: UniswapSnapshot, venue: str, usd_prices: Mapping[str, flo
                     asset=symbol, asset_address=token, decimals=decimals, side="lp", amount_raw=total,
                     amount=from_raw(total, decimals), price_usd=price, value_usd=leg_value, is_collateral=False,
                     market_key=p.pool,
+                    # What only the owner's actions change: the NFT's range, liquidity and fees already owed to it.
+                    state=(f"token={p.token_id};range={p.tick_lower}:{p.tick_upper};liquidity={p.liquidity};"
+                           f"owed={p.tokens_owed0}:{p.tokens_owed1};"
+                           f"growth={p.fee_growth_inside0_last_x128}:{p.fee_growth_inside1_last_x128}"),
                     extra=UniswapLegDetail(**detail, principal_raw=principal, fees_raw=fees, delta=leg_delta,
                                            fees=from_raw(fees, decimals),
                                            fees_usd=from_raw(fees, decimals) * price).stored(),
