@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -1088,10 +1089,23 @@ def _position_values(stored: list[_Held], new: list[_Held], policy: ChangePolicy
     none differs). Exact raw amounts; extra keys by the policy's tolerance."""
     out: dict[str, Any] = {}
     for held, now in zip(stored, new, strict=True):
-        moved_extra = {k: v for k, v in now.extra.items() if _json_moved(held.extra.get(k), v, policy)}
+        moved_extra = {k: v for k, v in now.extra.items()
+                       if not is_per_block_key(k) and _value_moved(held.extra.get(k), v, policy)}
         if held.amount_raw != now.amount_raw or held.values != now.values or moved_extra:
             out[str(held.position_id)] = [str(now.amount_raw), *now.values, moved_extra]
     return out or None
+
+
+_INT_TEXT = re.compile(r"-?[0-9]+")
+
+
+def _value_moved(old: Any, new: Any, policy: ChangePolicy) -> bool:
+    """:func:`_json_moved`, with integers written as text (JSON's big integers: indexes, raw amounts) compared as
+    numbers: an index that grew by a billionth has not moved."""
+    if (isinstance(old, str) and isinstance(new, str) and old != new
+            and _INT_TEXT.fullmatch(old) and _INT_TEXT.fullmatch(new)):
+        return policy.moved(float(int(old)), float(int(new)))
+    return _json_moved(old, new, policy)
 
 
 def _values_moved(stored: list[_Held], old: Mapping[str, Any] | None, new: Mapping[str, Any] | None,
@@ -1104,7 +1118,8 @@ def _values_moved(stored: list[_Held], old: Mapping[str, Any] | None, new: Mappi
         a, b = old.get(key), new.get(key)
         va = tuple(a[1:4]) if a else held.values
         vb = tuple(b[1:4]) if b else held.values
-        if policy.any_moved(va, vb) or _json_moved(a[4] if a else {}, b[4] if b else {}, policy):
+        ea, eb = (a[4] if a else None) or {}, (b[4] if b else None) or {}
+        if policy.any_moved(va, vb) or set(ea) != set(eb) or any(_value_moved(ea[k], eb[k], policy) for k in ea):
             return True
     return False
 

@@ -245,7 +245,8 @@ def accruing_snapshot(address: str, block: int, *, scaled: int = 10**18, price: 
         block_timestamp=block_time(block), taken_at=block_time(block) + timedelta(seconds=1),
         positions=(
             PositionRow(WETH, PositionSide.COLLATERAL, raw, amount, price, value, True, WETH.address,
-                        extra={"liquidity_index": index_ray, "scaled_raw": scaled, "max_withdraw_usd": value / 2},
+                        extra={"liquidity_index": index_ray, "income_ray": str(index_ray), "scaled_raw": scaled,
+                               "max_withdraw_usd": value / 2},
                         state=f"scaled={scaled};collateral=1"),
             PositionRow(USDC, PositionSide.DEBT, 1_000 * 10**6, debt, 1.0, debt, False, USDC.address,
                         extra={"scaled_raw": 10**9}, state="scaled=1000000000"),
@@ -296,6 +297,7 @@ def test_a_declared_state_holds_the_version_while_interest_and_prices_move_the_v
     assert coll.value_usd == want.positions[0].value_usd
     assert coll.extra["max_withdraw_usd"] == want.positions[0].extra["max_withdraw_usd"]
     assert coll.extra["liquidity_index"] == 10**27  # moved inside the tolerance: the version's own
+    assert coll.extra["income_ray"] == str(10**27)  # the same, a big integer written as text
     assert coll.state == "scaled=1000000000000000000;collateral=1"
     assert got[PositionSide.DEBT].amount_raw == 1_000 * 10**6
     assert latest.snapshot.health is not None
