@@ -8,8 +8,10 @@ perp venues' accounts in the devnet's local venue API). Then, in the same run:
 * **baseline** — today's full scheduled cycle of the same wallets (:class:`aggregator.cycle.Cycle`: every wallet
   read, computed and written), twice into its own store: its seconds, requests and the bytes its second cycle
   added (a steady rewrite);
-* **blocks** — B blocks of activity (1 % of the wallets act on one of their venues, prices move by Chainlink-like
-  0.5 % updates, perp marks with them), each followed by :class:`aggregator.blocksync.BlockSync` (one
+* **blocks** — B blocks of activity (1 % of the wallets act on one of their venues; prices move with the per-block
+  volatility of the real hourly history, the feeds updating as Chainlink's do — 0.5 % deviation or the heartbeat —
+  and the perp marks at every block; ``--prices stress``: half the feeds update every block), each followed by
+  :class:`aggregator.blocksync.BlockSync` (one
   ``eth_getLogs``, the market state, the dirty wallets re-read, every other wallet recomputed, perps at the
   block's marks and within their rate budgets), measured from the block's arrival (the head seen) to every
   wallet's health stored and the API (in process, through its ASGI app) serving the block for a wallet that acted;
@@ -47,7 +49,7 @@ from aggregator.cycle import Cycle
 from aggregator.pipeline import ChainContext, register_venues
 from aggregator.venues import plugin_of
 from benchmarks.bench_sync import RawRpc
-from benchmarks.blockbench_setup import HISTORY_STATES, Bench, bench_settings, setup
+from benchmarks.blockbench_setup import HISTORY_STATES, UPDATE_CHANCE, Bench, PriceModel, bench_settings, setup
 from db.store import Store
 
 
@@ -114,6 +116,13 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         bench = setup(dn.info, args.wallets, rng)
         print(f"setup: {args.wallets} wallets on every venue in {time.perf_counter() - t0:.1f} s", flush=True)
+        if args.prices == "history":
+            bench.price_model = PriceModel.history([*bench.setup.prices, *bench.marks])
+            print("prices: the market history's volatility per block (" + ", ".join(
+                f"{s} {v * 100:.3f} %" for s, v in sorted(bench.price_model.sigma_block.items())) +
+                  "); feeds update at Chainlink's deviation thresholds and heartbeats, marks every block", flush=True)
+        else:
+            print(f"prices: stress (a risky feed updates with probability {UPDATE_CHANCE} a block)", flush=True)
 
         base_url = args.baseline_db_url or f"sqlite:///{Path(tmp) / 'baseline.db'}"
         base_s, base_bytes, base_req, base_calls = _baseline(bench, base_url)
@@ -211,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the block path's store (default: a SQLite file in a temporary directory)")
     ap.add_argument("--baseline-db-url", default=None, help="the baseline's store (default: SQLite, temporary)")
     ap.add_argument("--history", type=int, default=HISTORY_STATES)
+    ap.add_argument("--prices", choices=("history", "stress"), default="history",
+                    help="history: per-block volatility of the real hourly prices, feeds updating as Chainlink's do "
+                         "(default); stress: half the feeds update every block")
     return run(ap.parse_args(argv))
 
 

@@ -20,6 +20,7 @@ move), all sent with automine off and mined in one block; every receipt is check
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import tempfile
@@ -41,7 +42,8 @@ from benchmarks.bench_sync import RawRpc, SetupReport, _mine_all, _send, bench_p
 from benchmarks.venues import BenchPart, PerpBook, Setup, Tx, calldata, perp_part
 from db.store import Store
 
-__all__ = ["ActivityReport", "Bench", "PriceMove", "baseline_full_cycle", "bench_settings", "full_cycle", "setup"]
+__all__ = ["ActivityReport", "Bench", "PriceModel", "PriceMove", "baseline_full_cycle", "bench_settings", "full_cycle",
+           "setup"]
 
 STABLES = ("DAI", "USDC", "USDT")
 """Feeds that move little and back towards $1."""
@@ -50,7 +52,54 @@ PERP_ONLY_MARKS = {"BTC": Decimal(60_000), "SOL": Decimal(150)}
 WRAPPED = {"WETH": "ETH"}
 """Feeds whose token's perp coin follows them (as ``devnet.set_price`` moves it)."""
 UPDATE_CHANCE, STABLE_CHANCE = 0.5, 0.1
-"""Per block: the chance a risky feed (or perp-only mark) crosses its deviation threshold and updates; a stable's."""
+"""The ``stress`` price model, per block: the chance a risky feed (or perp-only mark) crosses its deviation
+threshold and updates; a stable's. Against the market history (:func:`history_model`) that is 100-350 times the
+rate Chainlink's 0.5 % feeds updated at over 2024-11..2025-02 (0.4-2 updates an hour for ETH)."""
+BLOCKS_PER_HOUR = 300
+"""Ethereum: a block every 12 s."""
+HISTORY_SYMBOL = {"WETH": "ETH", "ETH": "ETH", "WBTC": "BTC", "BTC": "BTC", "LINK": "LINK", "SOL": "SOL",
+                  "USDC": "USDC", "USDT": "USDT", "DAI": "USDC"}
+"""Whose hourly history gives a feed's or a mark's volatility (DAI: USDC's). A risky token without a history of its
+own takes :data:`ALT_HISTORY`'s."""
+ALT_HISTORY = "LINK"
+"""The most volatile major of the data (1.4 % an hour over 2024-11..2025-02): the stand-in for an alt's history."""
+DEVIATION = {"stable": 0.0025, "risky": 0.005}
+"""Chainlink's deviation thresholds on Ethereum: 0.25 % for the USD stablecoin feeds, 0.5 % for ETH, BTC, LINK."""
+HEARTBEAT_BLOCKS = {"stable": 86_400 // 12, "risky": 3_600 // 12}
+"""Chainlink's heartbeats (24 h for the stablecoins, 1 h for the majors), in blocks."""
+
+
+@dataclass
+class PriceModel:
+    """How prices move per block.
+
+    ``history``: every symbol's true price walks each block with the per-block volatility of its real hourly
+    history (σ_hour / √300; stablecoins pulled back towards $1), the perp marks are that price at every block, and
+    a feed updates as Chainlink's do — when the true price is its deviation threshold away from the last answer,
+    or its heartbeat has passed. ``stress``: each risky feed and perp-only mark updates with probability
+    :data:`UPDATE_CHANCE` a block, a stable's with :data:`STABLE_CHANCE` (every wallet's figures move nearly
+    every block)."""
+
+    name: str
+    sigma_block: dict[str, float] = field(default_factory=dict)
+    true_price: dict[str, float] = field(default_factory=dict)
+    since_update: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def stress(cls) -> PriceModel:
+        return cls("stress")
+
+    @classmethod
+    def history(cls, symbols: Sequence[str], root: Path | None = None) -> PriceModel:
+        """Per-block volatilities from ``<market data>/hourly`` (2024-11-14..2025-02-10) for ``symbols``."""
+        from aggregator.marketdata import load_prices, log_returns
+
+        sigma: dict[str, float] = {}
+        for sym in symbols:
+            source = HISTORY_SYMBOL.get(sym, "USDC" if sym in STABLES else ALT_HISTORY)
+            hist = load_prices([source], "1h", root=root)
+            sigma[sym] = float(log_returns(hist.prices)[:, 0].std()) / math.sqrt(BLOCKS_PER_HOUR)
+        return cls("history", sigma)
 PER_BLOCK = 500
 """Setup transactions per block: 10,000 wallets took 400 s at 500 a block against 542 s at 100 (anvil's per-block
 cost grows with the state; receipt lookups with the block's size: 634 ms of 1,152 ms per 500-transaction block)."""
@@ -98,15 +147,59 @@ class Bench:
     report: SetupReport
     perp_seconds: float = 0.0
     seconds: float = 0.0  # the whole setup
+    price_model: PriceModel = field(default_factory=PriceModel.stress)
     blocks: list[ActivityReport] = field(default_factory=list)
 
     # --- prices ------------------------------------------------------------------------------------------------
     def move_prices(self, rng: random.Random, pct: float = 0.005) -> PriceMove:
-        """Chainlink-like updates: each risky feed (and perp-only mark) crosses its deviation threshold with
+        """One block's price moves by :attr:`price_model`: the feeds' new answers and the marks moved. Recorded at
+        once (:meth:`Setup.moved`: the parts' actions of this block are sized at the worst of both prices); the
+        transactions are the feeds' ``updateAnswer`` (by the feeds' owner) and each on-chain part's
+        :meth:`~benchmarks.venues.BenchPart.price_txs`."""
+        if self.price_model.name == "history":
+            answers, marks = self._history_moves(rng)
+        else:
+            answers, marks = self._stress_moves(rng, pct)
+        self.setup.moved(answers)
+        txs = [Tx(devnet.ADMIN, self.info.contract(devnet.feed_name(sym)), calldata("updateAnswer(int256)", raw),
+                  f"feed {sym}") for sym, raw in sorted(answers.items())]
+        for part in self.parts.values():
+            txs += part.price_txs(answers)
+        return PriceMove(answers, marks, txs)
+
+    def _history_moves(self, rng: random.Random) -> tuple[dict[str, int], dict[str, Decimal]]:
+        """The ``history`` model (see :class:`PriceModel`)."""
+        model = self.price_model
+        answers: dict[str, int] = {}
+        for sym in sorted(self.setup.prices):
+            old = self.setup.prices[sym]
+            true = model.true_price.setdefault(sym, old / 1e8)
+            kind = "stable" if sym in STABLES else "risky"
+            step = rng.gauss(0.0, model.sigma_block[sym])
+            if kind == "stable":
+                step -= 0.01 * math.log(true)  # pulled back towards $1
+            true *= math.exp(step)
+            model.true_price[sym] = true
+            since = model.since_update.get(sym, 0) + 1
+            if abs(true / (old / 1e8) - 1.0) >= DEVIATION[kind] or since >= HEARTBEAT_BLOCKS[kind]:
+                answers[sym] = max(1, round(true * 1e8))
+                since = 0
+            model.since_update[sym] = since
+        marks: dict[str, Decimal] = {}
+        for coin in sorted(self.marks):
+            sym = next((s for s, c in WRAPPED.items() if c == coin), coin)
+            true = model.true_price.get(sym)
+            if true is None:  # a perp-only coin: its own walk
+                true = model.true_price.setdefault(coin, float(self.marks[coin]))
+                true *= math.exp(rng.gauss(0.0, model.sigma_block[coin]))
+                model.true_price[coin] = true
+            marks[coin] = Decimal(str(round(true, 2)))
+        return answers, marks
+
+    def _stress_moves(self, rng: random.Random, pct: float) -> tuple[dict[str, int], dict[str, Decimal]]:
+        """The ``stress`` model: each risky feed (and perp-only mark) crosses its deviation threshold with
         probability 1/2 and moves by ``pct``-1.5×``pct`` either way; a stablecoin's with probability 1/10 by up to
-        ``pct``/5, back towards $1 once 0.3 % away. Recorded at once (:meth:`Setup.moved`: the parts' actions of
-        this block are sized at the worst of both prices); the transactions are the feeds' ``updateAnswer`` (by
-        the feeds' owner) and each on-chain part's :meth:`~benchmarks.venues.BenchPart.price_txs`."""
+        ``pct``/5, back towards $1 once 0.3 % away."""
         answers: dict[str, int] = {}
         for sym in sorted(self.setup.prices):
             old = self.setup.prices[sym]
@@ -126,12 +219,7 @@ class Bench:
         for sym, coin in WRAPPED.items():
             if sym in answers and coin in self.marks:
                 marks[coin] = Decimal(answers[sym]) / Decimal(10**8)
-        self.setup.moved(answers)
-        txs = [Tx(devnet.ADMIN, self.info.contract(devnet.feed_name(sym)), calldata("updateAnswer(int256)", raw),
-                  f"feed {sym}") for sym, raw in sorted(answers.items())]
-        for part in self.parts.values():
-            txs += part.price_txs(answers)
-        return PriceMove(answers, marks, txs)
+        return answers, marks
 
     # --- one block ---------------------------------------------------------------------------------------------
     def activity(self, block_rng: random.Random, frac: float = 0.01, *, pct: float = 0.005,
