@@ -401,6 +401,14 @@ class BlockSync:
         report.written_wallets = len(wallets)
         report.written = tuple(wallets)
         if not wallets:
+            # Nothing moved: what is stored holds through this block; the chain's newest good sync says so.
+            if self.ctx.chain_ref_id is not None:
+                try:
+                    self.store.confirm_block(self.ctx.chain_ref_id, block.number, block.hash,
+                                             datetime.fromtimestamp(block.timestamp, UTC))
+                except Exception as exc:  # the store is down: the next written block says it
+                    log.error("block %d not confirmed in the store: %s", block.number, exc)
+                    report.errors["store"] = str(exc)
             return
         mine = [dataclasses.replace(r, healths=tuple(h for h in r.healths if h.wallet in changed))
                 if r.error is None else r for r in readings]

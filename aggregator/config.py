@@ -31,7 +31,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
@@ -348,6 +348,12 @@ class Settings(_Model):
     stale_after_s: Annotated[float, Field(gt=0)] | None = None
     """Data older than this (seconds since the sync that read it) is shown as stale; default 3 × ``interval_s``."""
     wallet_batch_size: Annotated[int, Field(gt=0)] = 1_000
+    sync_mode: Literal["cycle", "block"] = "cycle"
+    """``cycle``: every tick reads every wallet in full at the head. ``block``: every tick processes each block since
+    the last in order — its logs name the wallets to re-read, the others are recomputed from their cached state —
+    and writes only what changed (:mod:`aggregator.blockrun`)."""
+    max_backfill_blocks: Annotated[int, Field(ge=1)] = 64
+    """Block mode: the most blocks one tick steps through; a longer gap is a full sweep at the head."""
     chains: tuple[ChainConfig, ...] = ()
     venues: tuple[SerializeAsAny[VenueConfig], ...] = ()
     """Each a venue's own model (:func:`venue_config`): a union discriminated by ``type``."""

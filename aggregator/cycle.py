@@ -66,7 +66,12 @@ class Cycle:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.syncer = Syncer(settings, store)
+        if settings.sync_mode == "block":
+            from aggregator.blockrun import BlockSyncer
+
+            self.syncer: Syncer = BlockSyncer(settings, store, max_backfill_blocks=settings.max_backfill_blocks)
+        else:
+            self.syncer = Syncer(settings, store)
         self.alerts = AlertEngine(store, sinks if sinks is not None else sinks_from_config(settings.alerts),
                                   retry_for_s=settings.alerts.retry_for_s)
         self.keeper = keeper if keeper is not None else (Keeper(settings, store) if settings.keeper.enabled else None)

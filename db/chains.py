@@ -206,6 +206,13 @@ class ChainStore:
                 last_block_timestamp=newest.block_timestamp if newest else None))
             return int(deleted or 0)
 
+    def confirm_block(self, chain_ref_id: int, number: int, block_hash: str | None, timestamp: datetime | None,
+                      *, at: datetime | None = None) -> None:
+        """A good sync found no block after ``number`` (the one it processed last): what the store holds through it
+        is confirmed at ``at`` (default now) — the chain's newest good sync, as a block synced again is."""
+        with write_transaction(self._engine) as conn:
+            note_stored_block(conn, chain_ref_id, number, block_hash, timestamp, at or _now())
+
     # -- sync status --------------------------------------------------------------------------------------------
     def record_failed_sync(self, chain_id: int, error: str, *, started_at: datetime,
                            chain_ref_id: int | None = None, wallets: int = 0) -> int:
@@ -264,11 +271,17 @@ class ChainStore:
                         failing_since, last_error = min(since, default=last.started_at), last.error
                 elif ok is not None and last is not None and last.id == ok.id and ok_at is not None:
                     last_at = ok_at
+                ok_block = ok.block_number if ok is not None else None
+                ok_block_ts = ok.block_timestamp if ok is not None else None
+                if (ok is not None and chain.last_block is not None
+                        and (ok_block is None or chain.last_block > ok_block)):
+                    # blocks processed since that run stored nothing new (confirm_block): they count as synced
+                    ok_block, ok_block_ts = chain.last_block, chain.last_block_timestamp
                 out.append(ChainSyncStatus(
                     chain=chain,
                     last_ok_at=ok_at,
-                    last_ok_block=ok.block_number if ok is not None else None,
-                    last_ok_block_timestamp=ok.block_timestamp if ok is not None else None,
+                    last_ok_block=ok_block,
+                    last_ok_block_timestamp=ok_block_ts,
                     last_attempt_at=last_at,
                     last_attempt_status=last_status,
                     last_error=last_error,

@@ -205,7 +205,7 @@ AGGREGATOR_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("plugins", frozenset({"aggregator.venues", "aggregator.keeper.plugin"})),
     ("engines", frozenset({"aggregator.pipeline", "aggregator.risk", "aggregator.stress", "aggregator.whatif",
                            "aggregator.alerts", "aggregator.keeper", "aggregator.cycle",
-                           "aggregator.dirty", "aggregator.blocksync"})),
+                           "aggregator.dirty", "aggregator.blocksync", "aggregator.blockrun"})),
     ("views", frozenset({"aggregator.render", "aggregator.documents", "aggregator.metrics",
                          "aggregator.backtest_report", "aggregator.keeper.banner"})),
     ("surfaces", frozenset({"aggregator.api", "aggregator.cli", "aggregator.api_cli", "aggregator.automation_cli",

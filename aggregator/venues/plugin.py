@@ -145,6 +145,10 @@ class VenuePlugin(Protocol):
         none (every wallet is re-read every block)."""
         ...
 
+    def open_live(self, cfg: VenueConfig, **options: Any) -> LivePerpVenue:
+        """The perp venue ``cfg`` kept live inside its rate limit, for the block-driven sync (perp venues only)."""
+        ...
+
 
 class PluginBase:
     """What every plugin derives from its connector's capabilities; a venue overrides the ``open_*`` it has."""

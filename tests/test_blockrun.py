@@ -1,0 +1,135 @@
+"""``xmargin run`` in block mode (``sync_mode = "block"``, issue 14): each tick processes every block since the last,
+in order, and stores what a full read gives; a quiet chain confirms its last block; a gap longer than the backfill
+limit, or a reorganisation of the block processed last, is a full sweep at the head — never a silent skip."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import devnet
+from aggregator.blockrun import BlockSyncer
+from aggregator.blocksync import same_state
+from aggregator.cycle import Cycle
+from aggregator.devnet_cli import devnet_settings
+from aggregator.pipeline import ChainContext, read_venues
+from db.rows import SyncStatus
+from db.store import Store
+from tests.test_recompute_exact import _aave_act, _prices
+
+pytestmark = [pytest.mark.chain]
+
+SEED = 20261206
+
+
+@pytest.fixture(scope="module")
+def chain(seeded_devnet: devnet.DevnetInfo) -> Iterator[devnet.DevnetInfo]:
+    snap = devnet.snapshot(seeded_devnet)
+    yield seeded_devnet
+    devnet.revert(seeded_devnet, snap)
+
+
+def _equal_to_a_full_read(syncer: BlockSyncer, store: Store, ctx: ChainContext, wallets: list[str]) -> None:
+    """What the newest block gave is what a full read of every wallet gives there (raw amounts and raw health
+    equal); the store serves it as of that block, within its change tolerance (it writes a row when a value moved
+    by more than that)."""
+    block = syncer.reports[-1].block
+    ours = {r.venue: {h.wallet: h for h in r.healths} for r in syncer.reports[-1].readings if r.error is None}
+    tolerance = store.change_policy.rel_tolerance
+    (status,) = store.sync_status({block.chain_id})
+    assert status.last_ok_block == block.number  # processed: what is stored holds through it
+    for full in read_venues(ctx, wallets, block):
+        if full.venue not in syncer._syncs["devnet"].caches:  # the perp venues: refreshed within their budgets
+            continue
+        assert full.error is None, full.error
+        for h in full.healths:
+            assert same_state(ours[full.venue][h.wallet], h), (full.venue, h.wallet, block.number)
+            stored = {v.venue: v for v in store.latest_health(h.wallet)}[full.venue]
+            assert stored.as_of_block <= block.number  # the block it last changed (or was written) at
+            health = stored.snapshot.health
+            assert health is not None
+            if h.health_factor is not None:
+                assert health.health_factor == pytest.approx(h.health_factor, rel=tolerance), (full.venue, h.wallet)
+            got = sorted((p.asset.address.lower(), str(p.side), p.amount_raw) for p in stored.snapshot.positions)
+            want = sorted((p.asset_address.lower(), str(p.side), p.amount_raw) for p in h.positions)
+            assert [g[:2] for g in got] == [w[:2] for w in want], (full.venue, h.wallet)
+            for g, w in zip(got, want, strict=True):
+                assert g[2] == pytest.approx(w[2], rel=tolerance, abs=1), (full.venue, h.wallet, g, w)
+
+
+def test_block_mode_follows_every_block_then_sweeps_after_a_gap_or_a_reorg(
+    chain: devnet.DevnetInfo, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(SEED)
+    settings = devnet_settings(chain).model_copy(update={"sync_mode": "block", "max_backfill_blocks": 32})
+    store = Store.open(f"sqlite:///{tmp_path / 'x.db'}")
+    wallets = [devnet.wallet_address(label) for label in devnet.SEED_LABELS if label != "lender"]
+    store.add_wallets([(w, None) for w in wallets])
+    ctx = ChainContext.open(settings, settings.chains[0])
+    cycle = Cycle(settings, store)
+    try:
+        syncer = cycle.syncer
+        assert isinstance(syncer, BlockSyncer)  # the setting picks the block path for xmargin run
+
+        first = syncer.run()
+        assert first.ok, [b.error for b in first.batches]
+        assert [r.full_sweep for r in syncer.reports] == [True]
+        head = syncer.reports[-1].block.number
+
+        # Quiet: no new block. The last one is confirmed, nothing is read again.
+        (before,) = store.sync_status({chain.chain_id})
+        quiet = syncer.run()
+        assert quiet.ok
+        assert syncer.reports == []
+        assert [b.block.number for b in quiet.batches if b.block] == [head]
+        (after,) = store.sync_status({chain.chain_id})
+        assert after.last_ok_at is not None
+        assert before.last_ok_at is not None
+        assert after.last_ok_at > before.last_ok_at
+
+        # Activity over several blocks: each is processed, in order, from its logs.
+        prices = _prices(chain)
+        for w in rng.choice(wallets, size=2, replace=False):
+            with contextlib.suppress(devnet.RevertedError):
+                _aave_act(chain, str(w), rng, prices)
+        devnet.set_price(chain, "WETH", round(prices["WETH"] * 0.98, 8))
+        devnet.increase_time(chain, 600)
+        devnet.mine(chain)
+        now = ctx.rpc.get_block("latest").number
+        assert now - head <= 32, "the activity above must fit the backfill limit"
+        moved = syncer.run()
+        assert moved.ok, [b.error for b in moved.batches]
+        assert [r.block.number for r in syncer.reports] == list(range(head + 1, now + 1))
+        assert not any(r.full_sweep for r in syncer.reports)
+        assert all(r.get_logs == 1 for r in syncer.reports)
+        assert sum(r.dirty_wallets for r in syncer.reports) >= 1
+        _equal_to_a_full_read(syncer, store, ctx, wallets)
+
+        # A gap longer than the backfill limit: one full sweep at the head, never a silent skip.
+        devnet.mine(chain, 40)
+        gap = syncer.run()
+        assert gap.ok
+        assert [r.full_sweep for r in syncer.reports] == [True]
+        assert syncer.reports[0].block.number == ctx.rpc.get_block("latest").number
+        _equal_to_a_full_read(syncer, store, ctx, wallets)
+
+        # A reorganisation of the block processed last: a full sweep at the new head.
+        fork = devnet.snapshot(chain)
+        devnet.mine(chain, 2)
+        assert syncer.run().ok
+        devnet.revert(chain, fork)
+        devnet.set_price(chain, "WETH", round(prices["WETH"] * 0.95, 8))  # another block at the same height
+        devnet.mine(chain, 2)
+        reorged = syncer.run()
+        assert reorged.ok, [b.error for b in reorged.batches]
+        assert [r.full_sweep for r in syncer.reports] == [True]
+        assert all(b.status is SyncStatus.OK for b in reorged.batches)
+        _equal_to_a_full_read(syncer, store, ctx, wallets)
+    finally:
+        cycle.close()
+        ctx.close()
+        store.close()
