@@ -286,14 +286,28 @@ def test_xmargin_run_syncs_on_its_schedule_until_stopped(chain: devnet.DevnetInf
     out = io.StringIO()
     thread = threading.Thread(target=run_forever, args=(settings, Console(file=out, width=120), stop))
     thread.start()
+    safe = devnet.wallet_address("safe")
     try:
         with Store.open(db_url) as s:
+            # Two scheduled syncs of two blocks: the store's newest block moves on and the wallet is served at it
+            # (its history holds only its changes: nothing changed for it, so no new point is required).
+            first = None
             for _ in range(200):
-                if len(s.history(devnet.wallet_address("safe"))) >= 2:
+                newest = s.latest_block(chain.chain_id)
+                if first is None and newest is not None:
+                    first = newest
+                if first is not None and newest is not None and newest > first:
                     break
                 devnet.mine(chain)  # a new block for each run (the same block twice is stored once)
                 threading.Event().wait(0.05)
-            assert len(s.history(devnet.wallet_address("safe"))) >= 2
+            newest = s.latest_block(chain.chain_id)
+            assert first is not None
+            assert newest is not None
+            assert newest > first
+            served = s.latest_health(safe)
+            assert served
+            assert all(v.as_of_block >= newest for v in served), [(v.venue, v.as_of_block) for v in served]
+            assert len(s.history(safe)) >= 1
     finally:
         stop.set()
         thread.join(timeout=30)
