@@ -362,9 +362,10 @@ class BlockSync:
         report.reconciled = True
         mine = {r.venue: {h.wallet: h for h in r.healths} for r in readings if r.error is None}
         size = 1_000
+        onchain = dataclasses.replace(self.ctx, offchain=[])  # the perp venues' budgets are the live venues' own
         for start in range(0, len(self.wallets), size):
             chunk = self.wallets[start : start + size]
-            for full in read_venues(self.ctx, chunk, block):
+            for full in read_venues(onchain, chunk, block):
                 if full.error is not None or full.venue not in mine or full.venue not in self._onchain:
                     continue
                 for h in full.healths:

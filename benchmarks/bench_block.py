@@ -28,7 +28,9 @@ The last line is the issue's, exactly::
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import random
 import resource
 import statistics
@@ -131,6 +133,14 @@ def run(args: argparse.Namespace) -> int:
 
         url = args.db_url or f"sqlite:///{Path(tmp) / 'blocks.db'}"
         settings = bench_settings(bench, url)
+        if args.perp_limits == "published":
+            # The block path spends what the venues publish for their public servers, not the local API's allowance.
+            settings = settings.model_copy(update={"venues": tuple(
+                v.model_copy(update={"rate_limit_per_minute": None}) if not v.onchain else v
+                for v in settings.venues)})
+            print("perp budgets: " + ", ".join(
+                f"{v.name} {plugin_of(v.type).capabilities.rate_limit}" for v in settings.venues if not v.onchain),
+                flush=True)
         chain = settings.chains[0]
         store = Store.open(url)
         store.add_wallets([(w, None) for w in bench.wallets])
@@ -149,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"first block {head.number} (full sweep of {len(bench.wallets)} wallets): "
                   f"{time.perf_counter() - t:.2f} s, {first.rows} rows", flush=True)
             last = head.number
+            profiler = cProfile.Profile() if args.profile else None
             reports: list[BlockReport] = []
             seconds: list[float] = []
             bytes_before = _db_bytes(url, store)
@@ -158,7 +169,11 @@ def run(args: argparse.Namespace) -> int:
                 for n in range(last + 1, activity.block + 1):
                     t = time.perf_counter()  # the block's arrival: its header in hand
                     block = ctx.rpc.get_block(n)
+                    if profiler is not None:
+                        profiler.enable()
                     report = sync.step(block, reconcile=(i == args.blocks - 1 and n == activity.block))
+                    if profiler is not None:
+                        profiler.disable()
                     actor = report.written[0] if report.written else bench.wallets[0]
                     served = api.get(f"/v1/wallets/{actor}/health")
                     if served.status_code != 200:
@@ -173,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
                       f"({r.heavy_wallets} heavy), {r.rpc_requests} RPC requests, {r.eth_calls} eth_calls, "
                       f"{r.offchain_requests} off-chain, {seconds[-1]:.2f} s", flush=True)
             grown = _db_bytes(url, store) - bytes_before
+            if profiler is not None:
+                pstats.Stats(profiler).sort_stats(args.profile_sort).print_stats(args.profile)
         finally:
             api.close()
             for venue in live.values():
@@ -220,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="the block path's store (default: a SQLite file in a temporary directory)")
     ap.add_argument("--baseline-db-url", default=None, help="the baseline's store (default: SQLite, temporary)")
     ap.add_argument("--history", type=int, default=HISTORY_STATES)
+    ap.add_argument("--perp-limits", choices=("published", "local"), default="published",
+                    help="the block path's perp budgets: the venues' published rate limits (default) or the local "
+                         "API's allowance (the baseline always reads every account once)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="profile the block steps and print the N functions with the most cumulative time")
+    ap.add_argument("--profile-sort", default="cumulative", help="the profile's order (pstats: cumulative, tottime)")
     ap.add_argument("--prices", choices=("history", "stress"), default="history",
                     help="history: per-block volatility of the real hourly prices, feeds updating as Chainlink's do "
                          "(default); stress: half the feeds update every block")
