@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -444,10 +443,13 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 stats.extended += 1
                 if s.health is not None:
                     last = last_health.get(version.id)
-                    values = _position_values(held, content, policy)
+                    values = _position_values(held, content)
+                    # The positions are served exact as of the version's newest block: values that differ from
+                    # what the newest row holds (interest, prices) are a row, as a health move beyond the
+                    # tolerance is.
                     if last is None or (last["block_number"] != s.block_number
                                         and (_health_moved(last, s.health, policy)
-                                             or _values_moved(held, last["position_values"], values, policy)
+                                             or (values or {}) != (last["position_values"] or {})
                                              or policy.too_old(last["block_number"], s.block_number))):
                         health_rows.append((s.health, version.id, s, values))
                     else:
@@ -1083,45 +1085,16 @@ def _same_content(stored: list[_Held], new: list[_Held], policy: ChangePolicy) -
                for a, b in zip(stored, new, strict=True))
 
 
-def _position_values(stored: list[_Held], new: list[_Held], policy: ChangePolicy) -> dict[str, Any] | None:
+def _position_values(stored: list[_Held], new: list[_Held]) -> dict[str, Any] | None:
     """The positions of an unchanged version valued at the new block, where they differ from the version's own:
-    ``{position id: [amount_raw as text, amount, price_usd, value_usd, {extra keys that moved}]}`` (``None``:
-    none differs). Exact raw amounts; extra keys by the policy's tolerance."""
+    ``{position id: [amount_raw as text, amount, price_usd, value_usd, {extra keys that differ}]}`` (``None``:
+    none differs). Exact: a row that holds them serves the positions as the read gave them at its block."""
     out: dict[str, Any] = {}
     for held, now in zip(stored, new, strict=True):
-        moved_extra = {k: v for k, v in now.extra.items()
-                       if not is_per_block_key(k) and _value_moved(held.extra.get(k), v, policy)}
-        if held.amount_raw != now.amount_raw or held.values != now.values or moved_extra:
-            out[str(held.position_id)] = [str(now.amount_raw), *now.values, moved_extra]
+        differ = {k: v for k, v in now.extra.items() if held.extra.get(k) != v}
+        if held.amount_raw != now.amount_raw or held.values != now.values or differ:
+            out[str(held.position_id)] = [str(now.amount_raw), *now.values, differ]
     return out or None
-
-
-_INT_TEXT = re.compile(r"-?[0-9]+")
-
-
-def _value_moved(old: Any, new: Any, policy: ChangePolicy) -> bool:
-    """:func:`_json_moved`, with integers written as text (JSON's big integers: indexes, raw amounts) compared as
-    numbers: an index that grew by a billionth has not moved."""
-    if (isinstance(old, str) and isinstance(new, str) and old != new
-            and _INT_TEXT.fullmatch(old) and _INT_TEXT.fullmatch(new)):
-        return policy.moved(float(int(old)), float(int(new)))
-    return _json_moved(old, new, policy)
-
-
-def _values_moved(stored: list[_Held], old: Mapping[str, Any] | None, new: Mapping[str, Any] | None,
-                  policy: ChangePolicy) -> bool:
-    """Whether the positions' values at the new block (``new``) moved beyond the tolerance from those the newest
-    stored health row holds (``old``; the version's own where it holds none)."""
-    old, new = old or {}, new or {}
-    for held in stored:
-        key = str(held.position_id)
-        a, b = old.get(key), new.get(key)
-        va = tuple(a[1:4]) if a else held.values
-        vb = tuple(b[1:4]) if b else held.values
-        ea, eb = (a[4] if a else None) or {}, (b[4] if b else None) or {}
-        if policy.any_moved(va, vb) or set(ea) != set(eb) or any(_value_moved(ea[k], eb[k], policy) for k in ea):
-            return True
-    return False
 
 
 def _json_moved(old: Any, new: Any, policy: ChangePolicy) -> bool:

@@ -257,9 +257,10 @@ def accruing_snapshot(address: str, block: int, *, scaled: int = 10**18, price: 
 
 
 def test_a_declared_state_holds_the_version_while_interest_and_prices_move_the_values(store: Store) -> None:
-    """With the venue's state declared, interest (every block) and prices move the values, not the version: the
-    positions are written once, the health series carries the values where it is written (exact raw amounts),
-    and the latest positions are valued as the newest health row says. A changed state is a new version."""
+    """With the venue's state declared, interest and prices move the values, not the version: the positions are
+    written once; a block whose values differ from the newest stored ones is one health row holding them (exact
+    raw amounts, values and the extra keys that differ), a block that changes nothing is no row; the latest
+    positions are the newest row's, exact as of the newest block. A changed state is a new version."""
     (w,) = setup(store, 1)
 
     def write(block: int, **kw: Any) -> WriteStats:
@@ -270,16 +271,23 @@ def test_a_declared_state_holds_the_version_while_interest_and_prices_move_the_v
     first = write(1)
     assert first.versions_written == 1
     assert first.positions_written == 2
+    for block in (2, 3):  # nothing moves: no row
+        stats = write(block)
+        assert (stats.versions_written, stats.positions_written, stats.health_written) == (0, 0, 0)
     index = 10**27
-    for block in range(2, 6):
-        index += 10**20  # 1e-7 a block: the balance's last digits move, far inside the tolerance
+    for block in (4, 5):
+        index += 10**20  # interest: 1e-7 a block, the balance's last digits move, far inside the tolerance
         stats = write(block, index_ray=index)
         assert stats.versions_written == 0
         assert stats.positions_written == 0
-        assert stats.health_written == 0
+        assert stats.health_written == 1  # one compact row with the values, not a version and its positions
+        assert stats.bytes_estimate < first.bytes_estimate
     (latest,) = store.latest_health(w)
     assert latest.as_of_block == 5
     assert latest.valid_from_block == 1
+    coll = {p.side: p for p in latest.snapshot.positions}[PositionSide.COLLATERAL]
+    assert coll.amount_raw == accruing_snapshot(w, 5, index_ray=index).positions[0].amount_raw  # exact at block 5
+    assert coll.extra["liquidity_index"] == index
 
     index += 10**20
     moved = write(6, index_ray=index, price=3015.0)  # a 0.5 % price update: the health moves
@@ -296,8 +304,8 @@ def test_a_declared_state_holds_the_version_while_interest_and_prices_move_the_v
     assert coll.price_usd == 3015.0
     assert coll.value_usd == want.positions[0].value_usd
     assert coll.extra["max_withdraw_usd"] == want.positions[0].extra["max_withdraw_usd"]
-    assert coll.extra["liquidity_index"] == 10**27  # moved inside the tolerance: the version's own
-    assert coll.extra["income_ray"] == str(10**27)  # the same, a big integer written as text
+    assert coll.extra["liquidity_index"] == index
+    assert coll.extra["income_ray"] == str(index)  # a big integer written as text, exact
     assert coll.state == "scaled=1000000000000000000;collateral=1"
     assert got[PositionSide.DEBT].amount_raw == 1_000 * 10**6
     assert latest.snapshot.health is not None
@@ -311,7 +319,7 @@ def test_a_declared_state_holds_the_version_while_interest_and_prices_move_the_v
     assert latest.valid_from_block == 7
     assert {p.side: p.amount_raw for p in latest.snapshot.positions}[PositionSide.COLLATERAL] == \
         2 * 10**18 * index // 10**27
-    assert [p.block_number for p in store.history(w)] == [7, 6, 1]
+    assert [p.block_number for p in store.history(w)] == [7, 6, 5, 4, 1]  # the rows: each a change
 
 
 def test_tolerance_and_per_block_fields(store: Store) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import numpy as np
 import pytest
 
-from riskcore.fixedpoint import percent_mul, ray_mul, wad_div
+from riskcore.fixedpoint import percent_mul, ray_div, ray_mul, wad_div
 from riskcore.units import RAY, UINT256_MAX, WAD
 from riskcore.venues.aave_v3.health import (
     AaveEMode,
@@ -13,6 +16,7 @@ from riskcore.venues.aave_v3.health import (
     AaveUserBalance,
     account_data,
     health_factor,
+    withdraw_check,
 )
 
 WETH = AaveReserveParams(0, 18, 8_000, 8_250, 1, 4_000 * 10**8, RAY, RAY)
@@ -111,3 +115,68 @@ def test_float_path_broadcasts_over_wallets_and_scenarios() -> None:
     assert out.shape == (2, 1)
     assert out[0, 0] == pytest.approx(1.0)
     assert np.isinf(out[1, 0])
+
+
+def _withdraw_reference(reserves: dict[int, AaveReserveParams], balances: list[AaveUserBalance], reserve_id: int,
+                        user_emode: int, emodes: dict[int, AaveEMode], amount: int) -> bool:
+    """The withdrawal check as the balances after it give it: account_data recomputed from scratch."""
+    own = next(b for b in balances if b.reserve_id == reserve_id)
+    reserve = reserves[reserve_id]
+    balance = ray_mul(own.scaled_a_token_balance_raw, reserve.normalized_income_ray)
+    after = list(balances)
+    if amount:
+        scaled = max(own.scaled_a_token_balance_raw - ray_div(amount, reserve.normalized_income_ray), 0)
+        changed = dataclasses.replace(own, scaled_a_token_balance_raw=scaled,
+                                      usage_as_collateral=own.usage_as_collateral and amount != balance)
+        after = [changed if b.reserve_id == reserve_id else b for b in balances]
+    d = account_data(reserves, after, user_emode, emodes)
+    return d.health_factor_wad >= WAD and (not d.has_zero_ltv_collateral or reserve.ltv_bps == 0)
+
+
+def test_withdraw_check_equals_account_data_after_the_withdrawal() -> None:
+    """The O(1) withdrawal check against account_data recomputed on the balances after it: random wallets (2-5
+    reserves of 6, 8 or 18 decimals, zero-LTV and e-mode reserves, accrued indexes), amounts around each wallet's
+    boundary, zero, the whole balance and beyond — equal every time."""
+    rng = np.random.default_rng(20261206)
+    emodes = {1: AaveEMode(ltv_bps=9_000, liquidation_threshold_bps=9_300), 2: AaveEMode(9_700, 9_750, 100_000_000)}
+    checked = boundaries = 0
+    for _ in range(400):
+        n = int(rng.integers(2, 6))
+        reserves = {}
+        for rid in range(n):
+            lt = int(rng.choice([0, 6_500, 7_800, 8_250, 8_600]))
+            ltv = 0 if lt == 0 or rng.random() < 0.15 else lt - int(rng.integers(200, 1_000))
+            reserves[rid] = AaveReserveParams(
+                reserve_id=rid, decimals=int(rng.choice([6, 8, 18])), ltv_bps=ltv, liquidation_threshold_bps=lt,
+                emode_category=int(rng.choice([0, 0, 1, 2])), price_raw=int(rng.integers(10**7, 5 * 10**11)),
+                normalized_income_ray=10**27 + int(rng.integers(0, 10**6)) * 10**19 + int(rng.integers(0, 10**18)),
+                normalized_variable_debt_ray=10**27 + int(rng.integers(0, 10**7)) * 10**19 + 7)
+        user_emode = int(rng.choice([0, 0, 1, 2]))
+        balances = []
+        for rid, r in reserves.items():
+            unit = 10**r.decimals
+            coll = int(rng.integers(0, 50)) * unit // 3 if rng.random() < 0.8 else 0
+            debt = int(rng.integers(0, 20)) * unit // 7 if rng.random() < 0.5 else 0
+            balances.append(AaveUserBalance(rid, coll, debt, 0, coll > 0 and rng.random() < 0.9, debt > 0))
+        for own in balances:
+            if not own.scaled_a_token_balance_raw:
+                continue
+            r = reserves[own.reserve_id]
+            balance = ray_mul(own.scaled_a_token_balance_raw, r.normalized_income_ray)
+            fast = withdraw_check(reserves, balances, own.reserve_id, user_emode, emodes)
+
+            slow = functools.partial(_withdraw_reference, reserves, balances, own.reserve_id, user_emode, emodes)
+            amounts = {0, 1, balance - 1, balance, balance + 1,
+                       *(balance * int(rng.integers(0, 1_001)) // 1_000 for _ in range(3))}
+            if slow(0) and not slow(balance):  # a boundary inside: the amounts around it
+                lo, hi = 0, balance
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    lo, hi = (mid, hi) if slow(mid) else (lo, mid)
+                amounts |= {lo - 1, lo, hi, hi + 1}
+                boundaries += 1
+            for x in sorted(a for a in amounts if a >= 0):
+                assert fast(x) == slow(x), (reserves, balances, own.reserve_id, user_emode, x)
+                checked += 1
+    assert checked > 3_000
+    assert boundaries > 50

@@ -13,14 +13,14 @@ Two forms:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from riskcore.fixedpoint import percent_mul, ray_mul, wad_div
-from riskcore.units import UINT256_MAX
+from riskcore.fixedpoint import percent_mul, ray_div, ray_mul, wad_div
+from riskcore.units import UINT256_MAX, WAD
 
 __all__ = [
     "AaveAccountData",
@@ -29,6 +29,7 @@ __all__ = [
     "AaveUserBalance",
     "account_data",
     "health_factor",
+    "withdraw_check",
 ]
 
 
@@ -175,6 +176,86 @@ def account_data(
         collateral_base_raw=collateral_by_reserve,
         debt_base_raw=debt_by_reserve,
     )
+
+
+def withdraw_check(
+    reserves: Mapping[int, AaveReserveParams],
+    balances: Sequence[AaveUserBalance],
+    reserve_id: int,
+    user_emode: int = 0,
+    emode_categories: Mapping[int, AaveEMode] | None = None,
+) -> Callable[[int], bool]:
+    """Whether ``Pool.withdraw`` of an amount of ``reserve_id`` passes the health check, in O(1) per amount.
+
+    ``check(amount)`` equals what :func:`account_data` gives for the balances after the withdrawal (the aTokens
+    burnt: ``scaled - amount.rayDiv(index)``, the collateral bit cleared when the whole balance goes): health
+    factor ≥ 1 and, while any zero-LTV collateral remains, only a zero-LTV reserve withdrawn. The sums
+    :func:`account_data` walks are taken once; an amount changes one reserve's term, and the same integer
+    arithmetic (value truncation, weighted threshold, ``percentMul``, ``wadDiv``) runs on the new sums.
+
+    Parameters
+    ----------
+    reserves, balances, user_emode, emode_categories
+        As for :func:`account_data`; ``balances`` must hold ``reserve_id``.
+    reserve_id : int
+        The reserve withdrawn.
+
+    Returns
+    -------
+    callable
+        ``amount`` (int, token units) → bool.
+    """
+    emode = None
+    if user_emode != 0:
+        if emode_categories is None or user_emode not in emode_categories:
+            raise KeyError(f"wallet is in e-mode category {user_emode}, whose parameters were not given")
+        emode = emode_categories[user_emode]
+    own = next(b for b in balances if b.reserve_id == reserve_id)
+    target = reserves[reserve_id]
+    total_collateral = total_debt = weighted_lt = 0
+    zero_ltv_elsewhere = False
+    for bal in balances:
+        if not (bal.usage_as_collateral or bal.borrowing):
+            continue
+        reserve = reserves[bal.reserve_id]
+        price = _price(reserve, user_emode, emode)
+        unit = 10**reserve.decimals
+        category = emode if (emode is not None and reserve.emode_category == user_emode) else None
+        lt = (category if category is not None else reserve).liquidation_threshold_bps
+        if reserve.liquidation_threshold_bps != 0 and bal.usage_as_collateral and bal.reserve_id != reserve_id:
+            value = ray_mul(bal.scaled_a_token_balance_raw, reserve.normalized_income_ray) * price // unit
+            total_collateral += value
+            weighted_lt += value * lt
+            zero_ltv_elsewhere |= reserve.ltv_bps == 0
+        if bal.borrowing:
+            debt = bal.scaled_variable_debt_raw
+            if debt != 0:
+                debt = ray_mul(debt, reserve.normalized_variable_debt_ray)
+            total_debt += (debt + bal.stable_debt_raw) * price // unit
+    price = _price(target, user_emode, emode)
+    unit = 10**target.decimals
+    category = emode if (emode is not None and target.emode_category == user_emode) else None
+    target_lt = (category if category is not None else target).liquidation_threshold_bps
+    counted = target.liquidation_threshold_bps != 0
+    balance = ray_mul(own.scaled_a_token_balance_raw, target.normalized_income_ray)
+
+    def check(amount: int) -> bool:
+        if amount == 0:
+            scaled, usage = own.scaled_a_token_balance_raw, own.usage_as_collateral
+        else:
+            scaled = max(own.scaled_a_token_balance_raw - ray_div(amount, target.normalized_income_ray), 0)
+            usage = own.usage_as_collateral and amount != balance
+        coll, weighted = total_collateral, weighted_lt
+        if counted and usage:
+            value = ray_mul(scaled, target.normalized_income_ray) * price // unit
+            coll += value
+            weighted += value * target_lt
+        avg_lt = weighted // coll if coll else 0
+        hf = UINT256_MAX if total_debt == 0 else wad_div(percent_mul(coll, avg_lt), total_debt)
+        # zero-LTV collateral left anywhere: only a zero-LTV reserve may go (the target's own counts only then)
+        return hf >= WAD and (not zero_ltv_elsewhere or target.ltv_bps == 0)
+
+    return check
 
 
 def health_factor(
