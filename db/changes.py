@@ -4,12 +4,17 @@ compaction statistics.
 A sync reads every wallet at every block, but most of it is the same as the block before. The store keeps:
 
 - position *versions*: a snapshot row holds from its first block to ``valid_to_block`` (``NULL`` while newest);
-  a new one is written when the positions' content changed (asset, market, side, exact raw amount, collateral
-  flag, extra), or their prices moved by more than :attr:`ChangePolicy.rel_tolerance`, or the status or error
+  a new one is written when the positions changed — where the venue declares the wallet's own state behind a
+  position (``PositionRow.state``: a scaled balance, shares, an LP's range and liquidity, a perp's size), when a
+  position opened or closed, its collateral flag or its state changed; otherwise when its exact raw amount or
+  extra changed or its prices moved by more than :attr:`ChangePolicy.rel_tolerance` — or the status or error
   changed;
-- health as a series of changes: a row when a value moved by more than the tolerance, a flag changed, or the
-  newest row is :attr:`ChangePolicy.max_age_blocks` old or older;
-- risk results the same way, at most one per (chain identity, wallet, block);
+- health as a series of changes: a row when a value moved by more than the tolerance, a flag changed, the
+  positions' values differ at all from the newest stored ones (interest, prices: the row holds them exactly,
+  ``position_values``, so the positions are served exact as of the version's newest block), or the newest row
+  is :attr:`ChangePolicy.max_age_blocks` old or older;
+- risk results the same way, at most one per (chain identity, wallet, block); a per-block result may name the
+  block of the wallet's heavy measures instead of copying them (``db.store.CARRIED_FROM_KEY``);
 - one sync run and its prices per block (a block synced again reuses them).
 
 Per-block fields (times of the read, price ages, the block hash of an unchanged version, the per-block keys of a
