@@ -55,8 +55,6 @@ DEFAULT_TOLERANCE = 1e-4
 """Relative move of a figure (collateral, debt, health factor, a position's value) that makes a wallet's row worth
 writing: 0.01 %. Interest alone takes hours to move a health factor that much; a Chainlink update (0.5 % deviation
 threshold on the majors) moves every holder of the asset past it."""
-HEAVY_KEYS = ("var_es", "pnl_grid")
-"""The risk document's heavy measures (their own cadence)."""
 DEFAULT_MAX_AGE_BLOCKS = 300
 """A wallet's stored figures are rewritten at least this often, changed or not (one reconcile period)."""
 

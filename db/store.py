@@ -1591,11 +1591,6 @@ def _as_of(conn: Connection, s: Mapping[Any, Any]) -> dict[str, Any]:
             "block_timestamp": run.block_timestamp, "taken_at": run.started_at}
 
 
-def _health_as_of(conn: Connection, wanted: Mapping[int, int]) -> dict[int, HealthRow]:
-    """The newest health row of each version (id) at or before its as-of block."""
-    return {vid: _health_row(r) for vid, r in _last_health(conn, wanted).items()}
-
-
 def _prices_for(conn: Connection, run_ids: set[int], addresses: set[str]) -> dict[int, list[PriceRow]]:
     out: dict[int, list[PriceRow]] = {}
     if not run_ids or not addresses:
