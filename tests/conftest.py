@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 import devnet
+from tests.migration_replay import MigrationReplay
 from tests.shared_devnet import SharedDevnet
 
 # Timing tests scale their injected delays and deadlines together (tests/timing.py): twice the patience by
@@ -68,6 +69,24 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+_REPLAY = MigrationReplay()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``Store.open`` builds an empty store by replaying the migrations this process recorded
+    (tests/migration_replay.py)."""
+    import db.store
+
+    db.store.upgrade = _REPLAY  # type: ignore[assignment]
+
+
+@pytest.fixture(autouse=True)
+def _real_migrations(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests marked ``real_migrations`` open stores through Alembic itself."""
+    if request.node.get_closest_marker("real_migrations") is not None:
+        monkeypatch.setattr("db.store.upgrade", _REPLAY.upgrade)
 
 
 PG_URL = os.environ.get("XMARGIN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -3,6 +3,7 @@ older revision survives the upgrade with the meaning it had."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,10 @@ from db.engine import make_engine
 from db.migrate import ALEMBIC_INI, MIGRATIONS_DIR, alembic_config, head_revision, upgrade
 from db.models import Base
 from db.store import Store
+from tests.migration_replay import MigrationReplay
 
+pytestmark = pytest.mark.real_migrations
+"""Every test here migrates through Alembic, ``Store.open`` included."""
 
 def _diffs(engine: sa.Engine, metadata: sa.MetaData) -> list[object]:
     with engine.connect() as conn:
@@ -169,3 +173,53 @@ def test_keys_made_before_scopes_keep_writing(db_url: str) -> None:
             assert conn.execute(sa.text("SELECT name FROM api_keys ORDER BY id")).scalars().all() == ["ci", "reader"]
     finally:
         engine.dispose()
+
+
+def _schema(engine: sa.Engine) -> dict[str, object]:
+    """Everything a schema consists of, in a form two databases (or two PostgreSQL schemas) can be compared by."""
+    with engine.connect() as conn:
+        sql = conn.exec_driver_sql
+        version = sorted(sql("SELECT version_num FROM alembic_version").scalars())
+        if conn.dialect.name == "sqlite":
+            return {"version": version,
+                    "objects": sorted(tuple(r) for r in sql("SELECT type, name, tbl_name, sql FROM sqlite_master"))}
+        schema = sql("SELECT current_schema()").scalar_one()
+        columns = sorted(tuple(r) for r in sql(
+            "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, column_default, "
+            "character_maximum_length, numeric_precision, numeric_scale FROM information_schema.columns "
+            "WHERE table_schema = current_schema()"))
+        constraints = sorted(tuple(r) for r in sql(
+            "SELECT t.relname, c.conname, c.contype, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+            "JOIN pg_class t ON t.oid = c.conrelid WHERE t.relnamespace = current_schema()::regnamespace"))
+        indexes = sorted((r[0], r[1], str(r[2]).replace(f"{schema}.", "")) for r in sql(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"))
+        sequences = sorted(tuple(r) for r in sql(
+            "SELECT sequence_name, data_type, start_value, increment FROM information_schema.sequences "
+            "WHERE sequence_schema = current_schema()"))
+        return {"version": version, "columns": columns, "constraints": constraints, "indexes": indexes,
+                "sequences": sequences}
+
+
+def test_the_suites_replayed_migration_builds_the_migrated_schema(db_url: str, tmp_path: Path) -> None:
+    """The suite's shortcut (tests/migration_replay.py) is exact: a store built by replaying the statements of one
+    real migration equals a store the migrations built, object for object, and passes the model comparison."""
+    from tests.conftest import pg_schema_url
+
+    replay = MigrationReplay()
+    with contextlib.ExitStack() as stack:
+        if db_url.startswith("sqlite"):
+            second = f"sqlite:///{tmp_path / 'second.db'}"
+        else:
+            second = next(stack.enter_context(contextlib.closing(pg_schema_url())))
+        replay(db_url)  # migrated for real, its statements recorded
+        replay(second)  # replayed
+        assert replay.replayed == 1
+        engines = [make_engine(db_url), make_engine(second)]
+        for engine in engines:
+            stack.callback(engine.dispose)
+        migrated, replayed = (_schema(e) for e in engines)
+        assert replayed["version"] == [head_revision()]
+        assert replayed == migrated
+        assert _diffs(engines[1], Base.metadata) == []
+        replay(second)  # no longer empty: the real upgrade (which finds it at head)
+        assert replay.replayed == 1
