@@ -190,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
             grown = _db_bytes(url, store) - bytes_before
             if profiler is not None:
                 pstats.Stats(profiler).sort_stats(args.profile_sort).print_stats(args.profile)
+                if os.environ.get("BENCH_PROFILE_OUT"):
+                    profiler.dump_stats(os.environ["BENCH_PROFILE_OUT"])
         finally:
             api.close()
             for venue in live.values():

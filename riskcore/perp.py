@@ -38,6 +38,7 @@ __all__ = [
     "account_equity",
     "account_maintenance",
     "book_health",
+    "book_health_many",
     "check_against_venue",
     "free_collateral",
     "liquidatable",
@@ -45,6 +46,7 @@ __all__ = [
     "maintenance_margin",
     "margin_health",
     "position_maintenance",
+    "stack_books",
     "tier_deductions",
     "tier_index",
 ]
@@ -188,6 +190,54 @@ class PerpBook:
         return PerpBook(self.size, m, self.account, self.cash_usd, self.tier_lower_usd, self.tier_mmr)
 
 
+def stack_books(books: Sequence[PerpBook]) -> tuple[PerpBook, npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Many venue accounts' books as one, so each measure runs once over all of them.
+
+    Every measure of this module is elementwise per position or summed per account in position order, so each
+    account's slice of a stacked result equals that account's own result bit for bit: tier tables are padded to the
+    widest one as within a book (lower ``+inf``, rate ``nan``: never a position's tier), account indexes shifted.
+
+    Parameters
+    ----------
+    books : sequence of PerpBook, length b
+
+    Returns
+    -------
+    book : PerpBook
+        Σ n positions of Σ k accounts.
+    account_start : ndarray of shape (b + 1,), int
+        Book ``i``'s accounts are ``account_start[i]:account_start[i + 1]`` of the stacked book's accounts.
+    position_start : ndarray of shape (b + 1,), int
+        Book ``i``'s positions are ``position_start[i]:position_start[i + 1]``.
+    """
+    k = np.array([0] + [b.n_accounts for b in books], dtype=np.intp)
+    n = np.array([0] + [b.size.shape[0] for b in books], dtype=np.intp)
+    account_start = np.asarray(np.cumsum(k), dtype=np.intp)
+    position_start = np.asarray(np.cumsum(n), dtype=np.intp)
+    width = max((b.tier_lower_usd.shape[1] for b in books), default=1)
+    total = int(position_start[-1])
+    lower = np.full((total, width), np.inf)
+    mmr = np.full((total, width), np.nan)
+    for b, start in zip(books, position_start[:-1], strict=True):
+        rows, cols = b.tier_lower_usd.shape
+        lower[start : start + rows, :cols] = b.tier_lower_usd
+        mmr[start : start + rows, :cols] = b.tier_mmr
+
+    def cat(parts: list[npt.NDArray[np.float64]] | list[npt.NDArray[np.intp]], dtype: type) -> npt.NDArray[np.generic]:
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
+
+    book = PerpBook(
+        size=np.asarray(cat([b.size for b in books], np.float64), dtype=np.float64),
+        mark_usd=np.asarray(cat([b.mark_usd for b in books], np.float64), dtype=np.float64),
+        account=np.asarray(cat([b.account + a for b, a in zip(books, account_start[:-1], strict=True)], np.intp),
+                           dtype=np.intp),
+        cash_usd=np.asarray(cat([b.cash_usd for b in books], np.float64), dtype=np.float64),
+        tier_lower_usd=lower,
+        tier_mmr=mmr,
+    )
+    return book, account_start, position_start
+
+
 def _per_account(book: PerpBook, values: F64) -> F64:
     return np.asarray(np.bincount(book.account, weights=values, minlength=book.n_accounts), dtype=np.float64)
 
@@ -325,6 +375,29 @@ def book_health(book: PerpBook, account_labels: tuple[str, ...], position_labels
         position_labels=position_labels,
         liquidation_px=liquidation_price(book),
     )
+
+
+def book_health_many(
+    books: Sequence[PerpBook],
+    account_labels: Sequence[tuple[str, ...]],
+    position_labels: Sequence[tuple[str, ...]],
+) -> list[PerpHealth]:
+    """:func:`book_health` of each book, computed once over their :func:`stack_books` (equal to it, book by book,
+    bit for bit; a one-position book costs ~0.3 ms of numpy call overhead on its own)."""
+    book, acc, pos = stack_books(books)
+    eq = account_equity(book)
+    mm = account_maintenance(book)
+    health = margin_health(eq, mm)
+    liq_now = liquidatable(eq, mm)
+    liq_px = liquidation_price(book)
+    out = []
+    for i in range(len(books)):
+        a = slice(int(acc[i]), int(acc[i + 1]))
+        p = slice(int(pos[i]), int(pos[i + 1]))
+        out.append(PerpHealth(account_labels=account_labels[i], equity_usd=eq[a].copy(),
+                              maintenance_usd=mm[a].copy(), health=health[a].copy(), liquidatable=liq_now[a].copy(),
+                              position_labels=position_labels[i], liquidation_px=liq_px[p].copy()))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from aggregator.venues.perp import finite_or_none, perp_health, perp_position
 from aggregator.views import VenueReading
 from connectors.dydx_v4.models import DydxSnapshot
 from connectors.types import BlockRef
-from riskcore.venues.dydx_v4.health import DydxFigures, check_dydx, dydx_health
+from riskcore.venues.dydx_v4.health import DydxFigures, check_dydx, dydx_health_many
 
 __all__ = ["evaluate"]
 
@@ -25,9 +25,9 @@ def evaluate(
     ``wallets_by_account`` maps ``dydx1…`` addresses back to the EVM wallets xmargin tracks.
     """
     healths = []
-    for sub in snapshot.accounts:
-        fig = DydxFigures(**snapshot.health_inputs(sub.account_id))
-        health = dydx_health(fig)
+    figs = [DydxFigures(**snapshot.health_inputs(sub.account_id)) for sub in snapshot.accounts]
+    # every subaccount's rule in one stacked book (equal to dydx_health, without its per-call numpy overhead)
+    for sub, fig, health in zip(snapshot.accounts, figs, dydx_health_many(figs), strict=True):
         liq = dict(zip(health.position_labels, health.liquidation_px, strict=True))
         equity = float(np.sum(health.equity_usd))
         positions = [

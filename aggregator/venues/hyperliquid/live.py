@@ -17,9 +17,9 @@ from connectors.hyperliquid.models import HyperliquidAccount, HyperliquidMarket,
 from connectors.perpcache import PerpMarks
 from connectors.types import BlockRef
 from riskcore.venues.hyperliquid.health import HyperliquidFigures
-from riskcore.venues.hyperliquid.recompute import hyperliquid_reported_at
+from riskcore.venues.hyperliquid.recompute import HyperliquidReport, hyperliquid_reported_at_many
 
-__all__ = ["evaluate", "revalue"]
+__all__ = ["evaluate", "revalue", "revalue_many"]
 
 _USD = Decimal("0.000001")
 _PX = Decimal("0.00000001")
@@ -32,12 +32,22 @@ def _usd(x: float) -> Decimal:
 def revalue(account: HyperliquidAccount, market: HyperliquidMarket, marks: PerpMarks) -> HyperliquidAccount:
     """``account`` as ``clearinghouseState`` would print it at ``marks`` (USD to 6 decimals, prices to 8): positions and
     cash as cached, every mark-dependent figure recomputed. A coin without a mark keeps its cached mark."""
-    if not account.positions:
-        return account
-    fig = HyperliquidFigures(**HyperliquidSnapshot(market=market, accounts=(account,), observed_at_ms=0,
-                                                   observed_at_source="local_clock").health_inputs(account.wallet))
-    mark = [float(marks.price(p.coin) or p.mark_px) for p in account.positions]
-    rep = hyperliquid_reported_at(fig, mark)
+    return revalue_many((account,), market, marks)[0]
+
+
+def revalue_many(accounts: Sequence[HyperliquidAccount], market: HyperliquidMarket,
+                 marks: PerpMarks) -> list[HyperliquidAccount]:
+    """:func:`revalue` of many accounts, their figures recomputed over one stacked book."""
+    held = [a for a in accounts if a.positions]
+    figs = [HyperliquidFigures(**HyperliquidSnapshot(market=market, accounts=(a,), observed_at_ms=0,
+                                                     observed_at_source="local_clock").health_inputs(a.wallet))
+            for a in held]
+    marks_of = [[float(marks.price(p.coin) or p.mark_px) for p in a.positions] for a in held]
+    reports = iter(hyperliquid_reported_at_many(figs, marks_of))
+    return [_revalued(a, next(reports)) if a.positions else a for a in accounts]
+
+
+def _revalued(account: HyperliquidAccount, rep: HyperliquidReport) -> HyperliquidAccount:
     positions = []
     for i, p in enumerate(account.positions):
         liq = float(rep.liquidation_px[i])
@@ -62,7 +72,7 @@ def evaluate(pairs: Sequence[tuple[str, Any]], marks: PerpMarks, venue: str, blo
     market = marks.market
     if not isinstance(market, HyperliquidMarket):
         raise TypeError("hyperliquid marks without their market")
-    accounts = tuple(revalue(state, market, marks) for _, state in pairs)
+    accounts = tuple(revalue_many([state for _, state in pairs], market, marks))
     times = [(marks.observed_at_ms, market.observed_at_source)] + [
         (a.observed_at_ms, a.observed_at_source) for a in accounts]
     observed, source = snapshot_time(times)

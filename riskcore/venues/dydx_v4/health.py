@@ -11,6 +11,7 @@ indexer's figures from the decoded positions and returns every disagreement beyo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,11 +23,12 @@ from riskcore.perp import (
     VenueCheck,
     account_equity,
     book_health,
+    book_health_many,
     check_against_venue,
     free_collateral,
 )
 
-__all__ = ["DydxFigures", "check_dydx", "dydx_health", "dydx_initial_margin_fraction"]
+__all__ = ["DydxFigures", "check_dydx", "dydx_health", "dydx_health_many", "dydx_initial_margin_fraction"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -105,6 +107,14 @@ def _dydx_book(fig: DydxFigures, oracle_usd: npt.ArrayLike | None) -> PerpBook:
 def dydx_health(fig: DydxFigures, oracle_usd: npt.ArrayLike | None = None) -> PerpHealth:
     """Health of a dYdX subaccount (one cross account); ``oracle_usd`` (shape (n,)) revalues it."""
     return book_health(_dydx_book(fig, oracle_usd), (fig.account,), fig.market)
+
+
+def dydx_health_many(figs: Sequence[DydxFigures], oracle_usd: Sequence[npt.ArrayLike | None] | None = None
+                     ) -> list[PerpHealth]:
+    """:func:`dydx_health` of many subaccounts over one stacked book (equal to it, subaccount by subaccount)."""
+    oracles = list(oracle_usd) if oracle_usd is not None else [None] * len(figs)
+    return book_health_many([_dydx_book(f, o) for f, o in zip(figs, oracles, strict=True)],
+                            [(f.account,) for f in figs], [f.market for f in figs])
 
 
 def check_dydx(fig: DydxFigures, *, usd_quantum: float = 1e-6, rtol: float = 1e-9) -> VenueCheck:

@@ -10,6 +10,7 @@ recomputes them from the decoded positions and returns every disagreement beyond
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,14 +23,16 @@ from riskcore.perp import (
     VenueCheck,
     account_equity,
     book_health,
+    book_health_many,
     check_against_venue,
     liquidation_price,
     position_maintenance,
+    stack_books,
     tier_index,
 )
 
-__all__ = ["HYPERLIQUID_USD_QUANTUM", "HyperliquidFigures", "check_hyperliquid", "hyperliquid_health",
-           "hyperliquid_tier_mmr"]
+__all__ = ["HYPERLIQUID_USD_QUANTUM", "HyperliquidFigures", "check_hyperliquid", "check_hyperliquid_many",
+           "hyperliquid_health", "hyperliquid_health_many", "hyperliquid_tier_mmr", "stacked_hyperliquid_book"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -124,6 +127,34 @@ def hyperliquid_health(fig: HyperliquidFigures, mark_usd: npt.ArrayLike | None =
     return book_health(book, labels, fig.coin)
 
 
+def stacked_hyperliquid_book(
+    figs: Sequence[HyperliquidFigures], mark_usd: Sequence[npt.ArrayLike | None] | None = None
+) -> tuple[PerpBook, npt.NDArray[np.intp], npt.NDArray[np.intp], list[tuple[str, ...]]]:
+    """Many accounts' books stacked into one (:func:`riskcore.perp.stack_books`): the book, each account's first
+    margin account and first position (shape (b + 1,)), and each account's margin-account labels."""
+    marks = list(mark_usd) if mark_usd is not None else [None] * len(figs)
+    parts = [_hyperliquid_book(f, m) for f, m in zip(figs, marks, strict=True)]
+    book, account_start, position_start = stack_books([b for b, _ in parts])
+    return book, account_start, position_start, [labels for _, labels in parts]
+
+
+def hyperliquid_health_many(
+    figs: Sequence[HyperliquidFigures], mark_usd: Sequence[npt.ArrayLike | None] | None = None
+) -> list[PerpHealth]:
+    """:func:`hyperliquid_health` of many accounts, computed over one stacked book (equal to it, account by account,
+    bit for bit; the per-account call cost ~0.5 ms of numpy overhead on a one-position book).
+
+    Parameters
+    ----------
+    figs : sequence of HyperliquidFigures, length b
+    mark_usd : sequence of (array_like of shape (n_i,) or None), length b, optional
+        Each account's marks (None: implied by its reported ``positionValue``).
+    """
+    marks = list(mark_usd) if mark_usd is not None else [None] * len(figs)
+    parts = [_hyperliquid_book(f, m) for f, m in zip(figs, marks, strict=True)]
+    return book_health_many([b for b, _ in parts], [labels for _, labels in parts], [f.coin for f in figs])
+
+
 def check_hyperliquid(
     fig: HyperliquidFigures, *, usd_quantum: float = HYPERLIQUID_USD_QUANTUM, rtol: float = 1e-7
 ) -> VenueCheck:
@@ -145,13 +176,49 @@ def check_hyperliquid(
     VenueCheck
     """
     book, _ = _hyperliquid_book(fig, None)
-    n = book.size.shape[0]
-    cross = np.asarray(fig.is_cross, dtype=bool)
-    n_cross = int(cross.sum())
     eq = account_equity(book)
     mm_pos = position_maintenance(book)
     liq = liquidation_price(book)
-    mark = book.mark_usd
+    notional = np.abs(book.size) * book.mark_usd
+    t = tier_index(notional, book.tier_lower_usd)[:, None]
+    rate = np.take_along_axis(book.tier_mmr, t, axis=1)[:, 0]
+    group_terms = np.bincount(book.account, minlength=book.n_accounts)[book.account]
+    return _check_figures(fig, book.size, book.mark_usd, book.account, eq, mm_pos, liq, rate, group_terms,
+                          usd_quantum, rtol)
+
+
+def check_hyperliquid_many(
+    figs: Sequence[HyperliquidFigures], *, usd_quantum: float = HYPERLIQUID_USD_QUANTUM, rtol: float = 1e-7
+) -> list[VenueCheck]:
+    """:func:`check_hyperliquid` of many accounts, the figures computed over one stacked book (equal to it, account
+    by account)."""
+    book, acc, pos, _ = stacked_hyperliquid_book(figs)
+    eq = account_equity(book)
+    mm_pos = position_maintenance(book)
+    liq = liquidation_price(book)
+    notional = np.abs(book.size) * book.mark_usd
+    t = tier_index(notional, book.tier_lower_usd)[:, None]
+    rate = np.take_along_axis(book.tier_mmr, t, axis=1)[:, 0]
+    group_terms = np.bincount(book.account, minlength=book.n_accounts)[book.account]
+    out = []
+    for i, fig in enumerate(figs):
+        a0 = int(acc[i])
+        p = slice(int(pos[i]), int(pos[i + 1]))
+        out.append(_check_figures(fig, book.size[p], book.mark_usd[p], book.account[p] - a0,
+                                  eq[a0 : int(acc[i + 1])], mm_pos[p], liq[p], rate[p], group_terms[p],
+                                  usd_quantum, rtol))
+    return out
+
+
+def _check_figures(
+    fig: HyperliquidFigures, size_: F64, mark: F64, account: npt.NDArray[np.intp], eq: F64, mm_pos: F64, liq: F64,
+    rate: F64, group_terms: npt.NDArray[np.intp], usd_quantum: float, rtol: float,
+) -> VenueCheck:
+    """The comparison of :func:`check_hyperliquid` from one account's computed figures (shapes (n,) per position,
+    ``eq`` (k,) per margin account, ``account`` indexing it)."""
+    n = size_.shape[0]
+    cross = np.asarray(fig.is_cross, dtype=bool)
+    n_cross = int(cross.sum())
     fields: list[str] = ["crossMarginSummary.accountValue", "crossMaintenanceMarginUsed"]
     computed: list[float] = [float(eq[0]), float(mm_pos[cross].sum())]
     reported: list[float] = [fig.reported_cross_account_value_usd, fig.reported_cross_maintenance_usd]
@@ -159,15 +226,10 @@ def check_hyperliquid(
         (2 + n_cross) * usd_quantum + FLOAT_RTOL * abs(fig.reported_cross_account_value_usd),
         (1 + n_cross) * usd_quantum + FLOAT_RTOL * abs(fig.reported_cross_maintenance_usd),
     ]
-    # Current tier's mmr of each position, for the liquidation-price error bound.
-    notional = np.abs(book.size) * mark
-    t = tier_index(notional, book.tier_lower_usd)[:, None]
-    rate = np.take_along_axis(book.tier_mmr, t, axis=1)[:, 0]
-    group_terms = np.bincount(book.account, minlength=book.n_accounts)[book.account]
     for i in range(n):
         coin = fig.coin[i]
-        size = abs(float(book.size[i]))
-        side = 1.0 if book.size[i] > 0 else -1.0
+        size = abs(float(size_[i]))
+        side = 1.0 if size_[i] > 0 else -1.0
         usd_terms = 2 + 2 * int(group_terms[i])
         px_tol = usd_terms * usd_quantum / max(size * abs(1.0 - side * rate[i]), 1e-300)
         reported_liq = float(fig.reported_liquidation_px[i])
@@ -175,16 +237,16 @@ def check_hyperliquid(
         computed.append(float(liq[i]))
         reported.append(reported_liq)
         tol.append(px_tol + rtol * (abs(reported_liq) if np.isfinite(reported_liq) else 0.0))
-        upnl = float(book.size[i] * (mark[i] - fig.entry_px[i]))
+        upnl = float(size_[i] * (mark[i] - fig.entry_px[i]))
         fields.append(f"{coin}.unrealizedPnl")
         computed.append(upnl)
         reported.append(float(fig.reported_unrealized_pnl_usd[i]))
         tol.append(3 * usd_quantum + FLOAT_RTOL * abs(upnl))
         if not cross[i]:
             fields.append(f"{coin}.marginUsed")
-            computed.append(float(eq[book.account[i]]))
+            computed.append(float(eq[account[i]]))
             reported.append(float(fig.reported_margin_used_usd[i]))
-            tol.append(3 * usd_quantum + FLOAT_RTOL * abs(float(eq[book.account[i]])))
+            tol.append(3 * usd_quantum + FLOAT_RTOL * abs(float(eq[account[i]])))
     return check_against_venue(fields, computed, reported, tol, venue="hyperliquid", account=fig.wallet)
 
 
