@@ -23,6 +23,7 @@ from riskcore.venues.morpho_blue.health import (
     liquidation_price_raw,
     max_borrow,
     max_borrow_increase,
+    min_healthy_collateral_raw,
     position_health,
     supplied_assets,
     w_taylor_compounded,
@@ -200,3 +201,41 @@ def test_float_health_and_liquidation_price_broadcast() -> None:
 
 def test_oracle_scale_constant() -> None:
     assert ORACLE_PRICE_SCALE == 10**36
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    borrowed=st.integers(0, 10**30),
+    price=st.integers(0, 10**40),
+    lltv=st.integers(0, WAD - 1),
+)
+def test_min_healthy_collateral_is_the_exact_boundary(borrowed: int, price: int, lltv: int) -> None:
+    c = min_healthy_collateral_raw(borrowed, price, lltv)
+    if c is None:
+        assert borrowed > 0
+        assert price == 0 or lltv == 0
+        assert max_borrow(10**40, price, lltv) < borrowed
+        return
+    assert max_borrow(c, price, lltv) >= borrowed
+    if c > 0:
+        assert max_borrow(c - 1, price, lltv) < borrowed
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    total_borrow=st.integers(1, 10**27),
+    existing=st.integers(0, 10**24),
+    collateral=st.integers(0, 10**27),
+    price=st.integers(0, 10**40),
+    lltv=st.integers(0, WAD - 1),
+)
+def test_max_withdraw_collateral_equals_bisection_on_the_rule(
+    total_borrow: int, existing: int, collateral: int, price: int, lltv: int
+) -> None:
+    """The closed form the venue serves equals the largest withdrawal ``_isHealthy`` accepts, found by bisection."""
+    from aggregator.venues.limits import largest_passing
+    from aggregator.venues.morpho_blue.sync import max_withdraw_collateral_raw
+
+    m = MorphoMarketState(2 * total_borrow, 0, total_borrow, total_borrow * 10**6 + existing, 0, 0)
+    want = largest_passing(lambda a: is_healthy(collateral - a, existing, m, price, lltv), collateral)
+    assert max_withdraw_collateral_raw(collateral, existing, m, price, lltv) == want

@@ -22,7 +22,13 @@ from connectors.errors import DecodeError, OracleError
 from connectors.morpho_blue.models import MorphoMarket, MorphoSnapshot
 from connectors.types import BlockRef
 from riskcore.units import WAD, from_raw
-from riskcore.venues.morpho_blue.health import MorphoMarketState, is_healthy, position_health
+from riskcore.venues.morpho_blue.health import (
+    MorphoMarketState,
+    borrowed_assets,
+    is_healthy,
+    min_healthy_collateral_raw,
+    position_health,
+)
 
 __all__ = ["evaluate", "market_state", "max_withdraw_collateral_raw"]
 
@@ -31,10 +37,21 @@ def max_withdraw_collateral_raw(
     collateral_raw: int, borrow_shares: int, market: MorphoMarketState, price_raw: int, lltv_wad: int
 ) -> int:
     """The largest ``withdrawCollateral(assets)`` Morpho accepts: the position must stay ``_isHealthy`` (on the
-    totals after accrual) with ``collateral - assets``. Found by bisection on the exact rule."""
-    return largest_passing(
-        lambda assets: is_healthy(collateral_raw - assets, borrow_shares, market, price_raw, lltv_wad),
-        collateral_raw)
+    totals after accrual) with ``collateral - assets``. Computed in closed form (the least healthy collateral,
+    :func:`~riskcore.venues.morpho_blue.health.min_healthy_collateral_raw`) and confirmed on the exact rule at the
+    boundary (healthy there, not one unit further); bisection on the rule only if that confirmation fails (40-odd
+    checks per position and block, 0.3 s of a 1,000-wallet block, before)."""
+
+    def ok(assets: int) -> bool:
+        return is_healthy(collateral_raw - assets, borrow_shares, market, price_raw, lltv_wad)
+
+    borrowed = borrowed_assets(borrow_shares, market) if borrow_shares else 0
+    need = min_healthy_collateral_raw(borrowed, price_raw, lltv_wad)
+    if need is not None:
+        x = max(collateral_raw - need, 0)
+        if (x == 0 or ok(x)) and (x == collateral_raw or not ok(x + 1)):
+            return x
+    return largest_passing(ok, collateral_raw)
 
 
 def _state(m: MorphoMarket) -> MorphoMarketState:

@@ -237,6 +237,17 @@ def is_healthy(
     return max_borrow(collateral_raw, price_raw, lltv_wad) >= borrowed_assets(borrow_shares, market)
 
 
+def min_healthy_collateral_raw(borrowed_raw: int, price_raw: int, lltv_wad: int) -> int | None:
+    """The least collateral (raw units) whose :func:`max_borrow` covers ``borrowed_raw``, exactly: ``ceil(ceil(borrowed
+    · WAD / lltv) · 1e36 / price)`` from ``maxBorrow``'s two round-downs (0 without debt; None when no collateral
+    does: a zero price or LLTV)."""
+    if borrowed_raw <= 0:
+        return 0
+    if price_raw <= 0 or lltv_wad <= 0:
+        return None
+    return mul_div_up(mul_div_up(borrowed_raw, WAD, lltv_wad), ORACLE_PRICE_SCALE, price_raw)
+
+
 def liquidation_incentive_factor(lltv_wad: int) -> int:
     """``min(MAX_LIQUIDATION_INCENTIVE_FACTOR, WAD.wDivDown(WAD - LIQUIDATION_CURSOR.wMulDown(WAD - lltv)))``.
 
