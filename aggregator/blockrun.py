@@ -21,9 +21,11 @@ on. The first run of a chain is a full sweep at its head. A run that finds no ne
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from aggregator.blocksync import BlockReport, BlockSync, LiveVenue
 from aggregator.config import ChainConfig, ConfigError, Settings
@@ -34,7 +36,11 @@ from connectors.types import BlockRef, checksum
 from db.rows import SyncStatus
 from db.store import Store
 
-__all__ = ["DEFAULT_MAX_BACKFILL", "BlockSyncer"]
+if TYPE_CHECKING:
+    from connectors.evm.heads import HeadStream
+    from connectors.evm.rpc import RpcClient
+
+__all__ = ["DEFAULT_MAX_BACKFILL", "BlockSyncer", "HeadTriggers"]
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +162,62 @@ class BlockSyncer(Syncer):
                 self._last[chain.name] = result
         report.seconds = time.perf_counter() - t0
         return report
+
+
+class HeadTriggers:
+    """Block mode's new-head triggers: for every chain with a WebSocket endpoint (``ws_url``), a
+    :class:`~connectors.evm.heads.HeadFollower` on its own thread calls ``on_head`` as each head arrives (a new
+    block, a reorganisation, a gap), so a block is processed on its arrival rather than at the next tick.
+
+    A head only says that the chain moved: the sync reads and orders the blocks itself (a missed range backfilled, a
+    reorganisation or a gap too long a full sweep), so a head lost while the follower changes transport costs
+    latency, never a block. When the socket drops, the follower polls ``eth_blockNumber`` (every
+    ``poll_interval_s``) and tries the socket again; if the follower itself fails, the interval is left to sync, and
+    the log says so.
+    """
+
+    def __init__(self, settings: Settings, on_head: Callable[[], None], *, poll_interval_s: float = 1.0) -> None:
+        from connectors.evm.heads import HeadFollower
+        from connectors.evm.rpc import RpcClient
+
+        self.on_head = on_head
+        self.heads = 0
+        """Heads announced so far (all chains)."""
+        self._streams: list[tuple[HeadStream, RpcClient]] = []
+        self._threads: list[threading.Thread] = []
+        for chain in settings.chains:
+            ws_url = chain.resolve_ws_url()
+            if ws_url is None:
+                continue
+            rpc = RpcClient(chain.resolve_rpc_url(), timeout_s=chain.timeout_s, max_retries=chain.max_retries)
+            stream = HeadFollower(rpc, ws_url, poll_interval_s=poll_interval_s).sync()
+            self._streams.append((stream, rpc))
+            thread = threading.Thread(target=self._consume, args=(chain.name, stream), name=f"heads-{chain.name}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    @property
+    def chains(self) -> int:
+        """Chains whose heads are followed."""
+        return len(self._threads)
+
+    def _consume(self, chain: str, stream: HeadStream) -> None:
+        from connectors.evm.heads import TransportChanged
+
+        try:
+            for event in stream:
+                if isinstance(event, TransportChanged):
+                    log.info("new heads of %s: %s (%s)", chain, event.transport, event.reason)
+                    continue
+                self.heads += 1
+                self.on_head()
+        except Exception as exc:  # the follower gave up (the HTTP endpoint keeps failing): the interval goes on
+            log.error("new heads of %s no longer followed (%s): syncing on the interval", chain, exc)
+
+    def close(self) -> None:
+        for stream, rpc in self._streams:
+            stream.close()
+            rpc.close()
+        for thread in self._threads:
+            thread.join(5.0)

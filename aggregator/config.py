@@ -89,12 +89,28 @@ class ChainConfig(_Model):
     max_reorg_depth: Annotated[int, Field(ge=1)] = 64
     """The deepest reorganisation treated as one; when the blocks stored from the chain are no longer on the node's
     chain within it, the node serves another chain (a reset devnet, a fork) and the old data is kept apart."""
+    ws_url: str | None = None
+    """The chain's WebSocket endpoint, for keyless local nodes (prefer ``ws_url_env``). In block mode
+    (``sync_mode = "block"``) a sync starts as each new head is announced on it (``eth_subscribe("newHeads")``),
+    not at the next tick; the interval stays the fallback."""
+    ws_url_env: str | None = None
 
     @model_validator(mode="after")
     def _one_url_source(self) -> ChainConfig:
         if (self.rpc_url is None) == (self.rpc_url_env is None):
             raise ValueError(f"chain {self.name!r}: give exactly one of rpc_url, rpc_url_env")
+        if self.ws_url is not None and self.ws_url_env is not None:
+            raise ValueError(f"chain {self.name!r}: give at most one of ws_url, ws_url_env")
         return self
+
+    def resolve_ws_url(self) -> str | None:
+        """The WebSocket URL (read from the environment when configured so); None without one."""
+        if self.ws_url_env is None:
+            return self.ws_url
+        url = os.environ.get(self.ws_url_env)
+        if not url:
+            raise ConfigError(f"chain {self.name!r}: environment variable {self.ws_url_env} is not set")
+        return url
 
     def resolve_rpc_urls(self) -> list[str]:
         """The primary RPC URL and the fallbacks, in the order they are tried."""
@@ -475,6 +491,10 @@ def write_settings_toml(settings: Settings, path: Path) -> None:
             lines.append(f"rpc_url = {_toml_str(chain.rpc_url)}")
         if chain.rpc_url_env is not None:
             lines.append(f"rpc_url_env = {_toml_str(chain.rpc_url_env)}")
+        if chain.ws_url is not None:
+            lines.append(f"ws_url = {_toml_str(chain.ws_url)}")
+        if chain.ws_url_env is not None:
+            lines.append(f"ws_url_env = {_toml_str(chain.ws_url_env)}")
     for venue in settings.venues:
         lines += ["", "[[venues]]"]
         fields = venue.model_dump(exclude_defaults=True)

@@ -233,7 +233,9 @@ def devnet_settings(info: devnet.DevnetInfo, base: Settings | None = None) -> Se
     from devnet.venues import parts
 
     base = base or Settings()
-    chain = ChainConfig(name=CHAIN, chain_id=info.chain_id, rpc_url=info.rpc_url, timeout_s=10.0)
+    # anvil serves its WebSocket on the JSON-RPC port: block mode starts a sync as each head is announced
+    ws_url = "ws" + info.rpc_url[len("http"):] if info.rpc_url.startswith("http") else None
+    chain = ChainConfig(name=CHAIN, chain_id=info.chain_id, rpc_url=info.rpc_url, timeout_s=10.0, ws_url=ws_url)
     tables = [{**table, "rate_limit_per_minute": LOCAL_API_RATE_LIMIT} if part.kind == "api" else table
               for part in parts() for table in part.venue_tables(info, CHAIN)]
     venues = [venue_config(t) for t in tables]

@@ -54,6 +54,8 @@ class SyncScheduler:
         self.errors = 0
         self.skipped = 0
         self._lock = threading.Lock()
+        self._running = False
+        self._again = False
         self._maintenance: list[str] = []
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._scheduler.add_listener(self._on_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
@@ -61,20 +63,43 @@ class SyncScheduler:
     def _on_event(self, event: JobEvent) -> None:
         if event.job_id in self._maintenance:
             return
+        again = False
         with self._lock:
             if event.code == EVENT_JOB_MAX_INSTANCES:
                 self.skipped += 1
                 log.info("sync still running; tick skipped")
-            elif event.code == EVENT_JOB_ERROR:
+                return
+            if event.code == EVENT_JOB_ERROR:
                 self.errors += 1
-                self.runs += 1
                 log.error("sync failed: %s", getattr(event, "exception", None))
-            else:
-                self.runs += 1
+            self.runs += 1
+            # the run has ended and its instance is released: a head announced meanwhile runs the sync again now
+            self._running, again, self._again = False, self._again, False
+        if again:
+            self._kick()
+
+    def _run(self) -> object:
+        with self._lock:
+            self._running, self._again = True, False
+        return self._job()
+
+    def run_soon(self) -> None:
+        """Run the sync now, not at the next tick (a new head arrived); when one is running, once more right after
+        it, so a head announced during a sync is never left for the next tick."""
+        with self._lock:
+            if self._running:
+                self._again = True
+                return
+        self._kick()
+
+    def _kick(self) -> None:
+        job = self._scheduler.get_job(JOB_ID) if self._scheduler.running else None
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
 
     def start(self, run_now: bool = True) -> None:
         self._scheduler.add_job(
-            self._job,
+            self._run,
             "interval",
             seconds=self.interval_s,
             id=JOB_ID,
@@ -180,6 +205,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
         return report
 
     scheduler = SyncScheduler(job, settings.interval_s)
+    heads = None
     if settings.store.compact_every_s > 0:
         scheduler.add_maintenance(COMPACT_JOB_ID, lambda: compact_store(store, settings),
                                   settings.store.compact_every_s)
@@ -187,6 +213,13 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
     if previous is not None:
         signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
     scheduler.start()
+    if settings.sync_mode == "block":
+        from aggregator.blockrun import HeadTriggers
+
+        heads = HeadTriggers(settings, scheduler.run_soon)
+        if heads.chains:
+            console.print(f"following new heads on {heads.chains} chain(s): a block is synced as it arrives",
+                          soft_wrap=True)
     console.print(f"syncing every {settings.interval_s:g} s; {keeper_banner(settings)}; "
                   f"data older than {settings.stale_bound_s:g} s is shown as stale; Ctrl-C to stop", soft_wrap=True)
     if server is not None:
@@ -199,6 +232,8 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:
+        if heads is not None:
+            heads.close()
         scheduler.shutdown(wait=True)  # the stage in hand finishes (a store write commits or rolls back whole)
         if server is not None:
             server.stop()

@@ -133,3 +133,63 @@ def test_block_mode_follows_every_block_then_sweeps_after_a_gap_or_a_reorg(
         cycle.close()
         ctx.close()
         store.close()
+
+
+def test_xmargin_run_in_block_mode_syncs_each_block_as_its_head_arrives(
+    chain: devnet.DevnetInfo, tmp_path: Path
+) -> None:
+    """``xmargin run`` in block mode follows the chain's new heads over its WebSocket (the devnet's config names
+    anvil's): each mined block is stored within seconds although the interval is ten minutes — only the head can
+    have started those syncs."""
+    import dataclasses
+    import io
+    import threading
+    import time
+
+    from rich.console import Console
+
+    from aggregator.scheduler import run_forever
+    from tests.timing import scaled
+
+    onchain = dataclasses.replace(chain, services={})  # the heads' latency, not the perp venues' polls
+    base = devnet_settings(onchain)
+    ws_url = base.chains[0].ws_url
+    assert ws_url is not None
+    assert ws_url.startswith("ws://")
+    settings = base.model_copy(update={
+        "sync_mode": "block", "interval_s": 600.0, "db_url": f"sqlite:///{tmp_path / 'x.db'}",
+        "api": base.api.model_copy(update={"enabled": False})})
+    wallets = [devnet.wallet_address(label) for label in devnet.SEED_LABELS if label != "lender"]
+    with Store.open(settings.db_url) as store:
+        store.add_wallets([(w, None) for w in wallets])
+    stop = threading.Event()
+    out = io.StringIO()
+    runner = threading.Thread(target=run_forever, args=(settings, Console(file=out, width=200)),
+                              kwargs={"stop": stop}, daemon=True)
+
+    def stored_block(store: Store) -> int | None:
+        status = store.sync_status({chain.chain_id})
+        return status[0].last_ok_block if status else None
+
+    def wait_for(store: Store, block: int, within_s: float) -> float:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < within_s:
+            if (stored_block(store) or 0) >= block:
+                return time.monotonic() - t0
+            time.sleep(0.05)
+        raise AssertionError(f"block {block} not stored within {within_s:.0f} s (stored: {stored_block(store)}); "
+                             f"console: {out.getvalue()[-2000:]}")
+
+    with Store.open(settings.db_url) as store:
+        runner.start()
+        try:
+            wait_for(store, int(devnet.rpc(chain, "eth_blockNumber"), 16), scaled(60))  # the first run, at the start
+            assert "following new heads on 1 chain(s)" in out.getvalue()
+            for _ in range(3):
+                devnet.mine(chain)
+                wait_for(store, int(devnet.rpc(chain, "eth_blockNumber"), 16), scaled(15))
+        finally:
+            stop.set()
+            runner.join(scaled(60))
+    assert not runner.is_alive()
+    assert "Traceback" not in out.getvalue()

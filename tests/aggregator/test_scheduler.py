@@ -74,3 +74,45 @@ def test_a_failing_sync_is_counted_and_the_schedule_goes_on() -> None:
         scheduler.shutdown()
     assert scheduler.errors == 1
     assert attempts >= 3
+
+
+def test_a_new_head_runs_the_sync_now_and_once_more_when_it_came_during_a_run() -> None:
+    """``run_soon`` (a head arrived) runs the sync at once, not at the next tick; a head announced while a sync runs
+    gets one more run right after it (the first may have read the head before that block existed)."""
+    started: list[float] = []
+    release = threading.Event()
+
+    def job() -> None:
+        started.append(time.monotonic())
+        if len(started) == 2:
+            release.wait(10)
+
+    scheduler = SyncScheduler(job, interval_s=3600)
+    scheduler.start(run_now=False)
+    try:
+        t0 = time.monotonic()
+        scheduler.run_soon()
+        deadline = time.monotonic() + 10
+        while len(started) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(started) == 1
+        assert started[0] - t0 < 5  # not the hour's tick
+        while scheduler.runs < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        scheduler.run_soon()  # the second run blocks until released
+        while len(started) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(started) == 2
+        scheduler.run_soon()  # during the second run: remembered…
+        scheduler.run_soon()  # …once
+        time.sleep(0.3)
+        assert len(started) == 2  # no overlap
+        release.set()
+        while len(started) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert len(started) == 3  # one more run right after, then nothing until the next head or tick
+        assert scheduler.skipped == 0
+    finally:
+        release.set()
+        scheduler.shutdown()
