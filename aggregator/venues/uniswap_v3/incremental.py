@@ -200,6 +200,7 @@ def combine(market: UniswapMarketState, accounts: Sequence[UniswapAccountState])
                     })
             tokens_in.update({t.address: t for t in state.tokens})
     accounts_out = []
+    ranges_of: dict[PoolKey, set[tuple[int, int]]] = {}  # each pool's ranges, gathered once (not per NFT: O(n²))
     for state in accounts:
         if state.block.number > block.number or state.block.chain_id != block.chain_id:
             raise InvalidInputError(f"{state.wallet}: account state of block {state.block.number} "
@@ -209,7 +210,9 @@ def combine(market: UniswapMarketState, accounts: Sequence[UniswapAccountState])
             d = nft.data
             found = pools_in.get(nft.key)
             rng = (d.tick_lower, d.tick_upper)
-            if found is None or all((p.tick_lower, p.tick_upper) != rng for p in found.positions):
+            if found is not None and nft.key not in ranges_of:
+                ranges_of[nft.key] = {(p.tick_lower, p.tick_upper) for p in found.positions}
+            if found is None or rng not in ranges_of[nft.key]:
                 raise InvalidInputError(f"position {nft.token_id} of {state.wallet}: pool {nft.key} range {rng} "
                                         f"was not read at block {block.number}")
             pool = found
