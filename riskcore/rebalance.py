@@ -82,7 +82,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 __all__ = [
     "MIN_ACTION_REL",
@@ -509,6 +508,10 @@ def _solve(
     c: F64, integrality: I64, lb: F64, ub: F64, a: F64, lo: F64, hi: F64, *, gap: float | None = None
 ) -> tuple[int, F64 | None]:
     """One HiGHS solve; ``(2, None)`` when infeasible, ``(0, x)`` when optimal, RuntimeError otherwise."""
+    # Imported here: scipy.optimize costs ~0.27 s to import, paid by every ``xmargin run`` start otherwise, and
+    # only a wallet that needs a rebalance reaches a solve.
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     res = milp(
         c,
         integrality=integrality,

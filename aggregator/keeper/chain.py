@@ -40,21 +40,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_typing import HexStr
-from web3 import Web3
-from web3.exceptions import TransactionNotFound
+from eth_typing import ChecksumAddress, HexAddress, HexStr
 
 from aggregator.keeper.plugin import Read
 from aggregator.keeper.txs import Call
 from connectors.errors import DecodeError, RpcError
 from connectors.evm.abi import decode_revert_reason
 from connectors.evm.rpc import RpcClient, block_param, hex_to_bytes, hex_to_int
-from connectors.evm.web3_bridge import web3_for
 from connectors.types import checksum
+
+if TYPE_CHECKING:  # web3.py and eth-account are imported where a key is loaded or a transaction sent
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
 
 __all__ = [
     "GasCapError",
@@ -243,6 +242,7 @@ class Signer:
     @classmethod
     def from_key(cls, key: str | bytes, source: str = "the key") -> Signer:
         """A signer for ``key`` (``0x``-hex or 32 raw bytes); ``source`` names it in errors."""
+        from eth_account import Account
         try:
             if isinstance(key, str):
                 text = key.strip()
@@ -280,6 +280,7 @@ class Signer:
             raise SignerError(f"keystore {file} is not JSON") from None
         if not isinstance(keyfile, dict) or "crypto" not in {k.lower() for k in keyfile}:
             raise SignerError(f"{file} is not an Ethereum V3 keystore (no crypto section)")
+        from eth_account import Account
         try:
             key = Account.decrypt(keyfile, password)
         except ValueError as exc:
@@ -387,6 +388,7 @@ def sign_calls(
                 f"{policy.max_gas_per_tx:,} per transaction"
             )
         limits.append(limit)
+    from connectors.evm.web3_bridge import web3_for
     w3 = web3_for(rpc)
     base_fee = _base_fee(w3)
     priority = policy.max_priority_fee_per_gas_wei
@@ -397,7 +399,7 @@ def sign_calls(
         )
     max_fee = min(policy.max_fee_per_gas_wei, 2 * base_fee + priority)
     chain_id = rpc.chain_id()  # cached by the client
-    sender = Web3.to_checksum_address(signer.address)
+    sender = ChecksumAddress(HexAddress(HexStr(checksum(signer.address))))
     first = nonce if nonce is not None else int(w3.eth.get_transaction_count(sender, "pending"))
     out: list[SignedTx] = []
     for seq, (call, limit) in enumerate(zip(calls, limits, strict=True)):
@@ -449,6 +451,7 @@ def send_raw(rpc: RpcClient, tx: SignedTx) -> str:
     the nonce is too low while this very transaction has a receipt, the hash is returned as if sent. A nonce
     used by another transaction, or any other rejection, raises :class:`SendError`.
     """
+    from connectors.evm.web3_bridge import web3_for
     w3 = web3_for(rpc)
     try:
         sent = w3.eth.send_raw_transaction(HexStr(tx.raw))
@@ -477,6 +480,8 @@ def send_raw(rpc: RpcClient, tx: SignedTx) -> str:
 
 
 def _pending(w3: Web3, tx_hash: str) -> bool:
+    from web3.exceptions import TransactionNotFound
+
     try:
         w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
     except TransactionNotFound:
@@ -486,6 +491,10 @@ def _pending(w3: Web3, tx_hash: str) -> bool:
 
 def get_receipt(rpc: RpcClient, tx_hash: str) -> Receipt | None:
     """The receipt of ``tx_hash``, or None while it is not mined (or unknown)."""
+    from web3.exceptions import TransactionNotFound
+
+    from connectors.evm.web3_bridge import web3_for
+
     try:
         raw: Any = web3_for(rpc).eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
     except TransactionNotFound:
