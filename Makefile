@@ -58,11 +58,19 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not chain" $(PYTEST_ARGS)
 
-# The devnet's install and first deployment (npm, solc-js, hardhat: mostly one core and the disk) run beside the
-# type check (the other core); then the suite.
+# The devnet's install and first deployment (npm, solc-js, hardhat: about a minute on a new machine, mostly one core
+# and the disk) run in the background from the start: beside the lint and the type check, then beside the suite,
+# whose modules that use no chain go first while it runs (tests/conftest.py); a module that needs the devnet waits
+# for it (a file lock). Its output is shown when the suite ends, and a failed deployment fails the target.
+DEVNET_LOG := $(VENV)/devnet-install.log
 test: $(STAMP) browser
-	@$(MAKE) --no-print-directory -j2 --output-sync=target devnet-install lint typecheck
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	@echo "installing and deploying the devnet in the background (log: $(DEVNET_LOG))"
+	@$(BIN)/python -m devnet >$(DEVNET_LOG) 2>&1 & devnet=$$!; \
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint typecheck; checks=$$?; \
+	tests=1; if [ $$checks = 0 ]; then $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); tests=$$?; fi; \
+	wait $$devnet; deployed=$$?; \
+	echo "--- devnet install (python -m devnet, exit $$deployed):"; cat $(DEVNET_LOG); \
+	[ $$checks = 0 ] && [ $$tests = 0 ] && [ $$deployed = 0 ]
 
 bench: devnet-install
 	$(BIN)/python benchmarks/bench_sync.py

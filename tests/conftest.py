@@ -37,10 +37,36 @@ _LONG_FIRST = (
 )
 
 
+_DEPLOYED_ENV = "XMARGIN_TEST_DEVNET_DEPLOYED"
+"""Set by the first process (the xdist controller, before it starts its workers): every worker must collect the
+same order, even if the deployment finishes between their collections."""
+
+
+def _devnet_deployed() -> bool:
+    """Whether the devnet's deployed chain state was cached when the run began (``make test`` deploys it beside the
+    suite)."""
+    if _DEPLOYED_ENV not in os.environ:
+        from devnet.cache import cache_key
+        from devnet.paths import cache_root
+
+        try:
+            deployed = (cache_root() / cache_key() / "deployment.json").exists()
+        except OSError:
+            deployed = False
+        os.environ[_DEPLOYED_ENV] = "1" if deployed else "0"
+    return os.environ[_DEPLOYED_ENV] == "1"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Long modules first (in the order above), the rest as collected."""
+    """Long modules first (in the order above), the rest as collected. While the devnet's first deployment is still
+    running (``make test`` starts the suite beside it), the modules that use no chain go first, so the workers have
+    work until the deployed state is there; a chain module's devnet waits for that deployment (a file lock)."""
     rank = {name: i for i, name in enumerate(_LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    if _devnet_deployed():
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+        return
+    on_chain = {item.path for item in items if item.get_closest_marker("chain") is not None}
+    items.sort(key=lambda item: (item.path in on_chain, rank.get(item.path.name, len(rank))))
 
 
 @pytest.hookimpl(optionalhook=True)  # xdist's hook: pytest without xdist (-p no:xdist) must still run
@@ -80,6 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
     import db.store
 
     db.store.upgrade = _REPLAY  # type: ignore[assignment]
+    _devnet_deployed()  # decided once, before xdist starts the workers (they inherit the environment)
 
 
 @pytest.fixture(autouse=True)
