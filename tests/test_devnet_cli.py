@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -366,13 +367,17 @@ def test_a_running_xmargin_run_syncs_again_after_the_devnet_restarts(env: Path) 
     full_env = {**os.environ, "XMARGIN_HOME": str(env / "home"), "XMARGIN_DEVNET_RUN": str(env / "run" / "run.json"),
                 "XMARGIN_CONFIG": str(devnet_config_path())}
     db_url = f"sqlite:///{env / 'home' / 'xmargin.db'}"
+    # The run's output goes to a file; PYTHONFAULTHANDLER makes a SIGABRT dump every thread's stack into it, so a
+    # run that does not stop on SIGTERM says where it hangs.
+    log = env / "run.log"
     proc: subprocess.Popen[bytes] | None = None
     try:
         assert xm("devnet", "up")[0] == 0
         os.environ["XMARGIN_CONFIG"] = full_env["XMARGIN_CONFIG"]  # `devnet seed` tracks into the config's store
         assert xm("devnet", "seed")[0] == 0
-        proc = subprocess.Popen([exe, "run", "--no-api", "--interval", "1"], env=full_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with log.open("wb") as out:
+            proc = subprocess.Popen([exe, "-v", "run", "--no-api", "--interval", "1"],
+                                    env={**full_env, "PYTHONFAULTHANDLER": "1"}, stdout=out, stderr=subprocess.STDOUT)
         _wait_for(lambda: any(s == "ok" for _, s in _runs(db_url)), 60, "a first good sync")
         assert xm("devnet", "down")[0] == 0
         time.sleep(3)  # a few intervals with the chain gone: the syncs fail (whether or not the store records them)
@@ -385,6 +390,12 @@ def test_a_running_xmargin_run_syncs_again_after_the_devnet_restarts(env: Path) 
     finally:
         if proc is not None:
             proc.terminate()
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)  # the stacks, into the log
+                proc.wait(30)
+                raise AssertionError("xmargin run did not stop within 30 s of SIGTERM; its log ends:\n"
+                                     + log.read_text(errors="replace")[-12_000:]) from None
         os.environ.pop("XMARGIN_CONFIG", None)
         devnet.down()
