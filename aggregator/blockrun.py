@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -81,8 +81,9 @@ class BlockSyncer(Syncer):
                                                 max_age_blocks=self.settings.store.max_age_blocks)
         return self._syncs[chain.name]
 
-    def _blocks(self, sync: BlockSync, head: BlockRef) -> list[BlockRef]:
-        """The blocks to process up to ``head``, in order (see the module docstring, step 2)."""
+    def _blocks(self, sync: BlockSync, head: BlockRef, seen: Mapping[int, BlockRef]) -> list[BlockRef]:
+        """The blocks to process up to ``head``, in order (see the module docstring, step 2); ``seen``: blocks the
+        chain's identification read in this run (in steady state the last block and the head: nothing more is read)."""
         last = sync.last_block
         if last is None:
             return [head]
@@ -94,7 +95,9 @@ class BlockSyncer(Syncer):
                         "%d", len(numbers) - 1, last.number, self.max_backfill_blocks, head.number)
             sync.full_sweep()
             return [head]
-        got = sync.ctx.rpc.get_blocks(numbers)
+        missing = [n for n in numbers if n not in seen]
+        fetched = dict(zip(missing, sync.ctx.rpc.get_blocks(missing), strict=True)) if missing else {}
+        got = [seen[n] if n in seen else fetched[n] for n in numbers]
         if got[0] is None or got[0].hash.lower() != last.hash.lower():
             log.warning("block %d changed since it was processed (a reorganisation): every wallet is re-read at "
                         "block %d", last.number, head.number)
@@ -128,9 +131,12 @@ class BlockSyncer(Syncer):
             started = datetime.now(UTC)
             try:
                 sync = self._block_sync(chain)
-                head = self._identify(sync.ctx)
+                seen: dict[int, BlockRef] = {}
+                last = sync.last_block
+                # The last processed block is read with the head (one request): its hash shows a reorganisation.
+                head = self._identify(sync.ctx, also=() if last is None else (last.number,), seen=seen)
                 sync.track(tracked)
-                blocks = self._blocks(sync, head)
+                blocks = self._blocks(sync, head, seen)
             except (ConnectorError, ConfigError) as exc:
                 error = f"chain {chain.name} unavailable: {exc}"
                 log.error("%s", error)

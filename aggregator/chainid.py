@@ -120,10 +120,14 @@ def judge(
 
 def identify(
     store: Store, rpc: RpcClient, name: str, chain_id: int, *, max_reorg_depth: int = MAX_REORG_DEPTH,
+    also: Sequence[int] = (), seen: dict[int, BlockRef] | None = None,
 ) -> tuple[ChainRow, BlockRef]:
     """Check the node behind configured chain ``name`` against the store and return the identity to sync under,
     with the node's head. One batched request in the common case (head, genesis, the newest stored block), one
     more when that block is not on the node's chain.
+
+    ``also``: more block numbers to read in the same request; ``seen``, when given, receives every block read
+    here by number (the head, genesis, the probed and ``also`` blocks), so a caller need not read them again.
 
     Retires and begins identities, and purges reorganised blocks, as :func:`judge` decides. Raises
     :class:`ChainBehindError` for a node behind the store, :class:`InvalidInputError` for a node serving another
@@ -131,9 +135,13 @@ def identify(
     """
     current = store.current_chain(chain_id)
     stored = store.stored_blocks(current.id, 1) if current is not None else []
-    head, genesis, *probed = rpc.get_blocks(["latest", 0, *(b.number for b in stored)])
+    extra = [n for n in dict.fromkeys(also) if n not in {0, *(b.number for b in stored)}]
+    head, genesis, *probed = rpc.get_blocks(["latest", 0, *(b.number for b in stored), *extra])
     if head is None or genesis is None:
         raise ConnectorError(f"chain {name!r}: the node did not return its head and genesis blocks")
+    if seen is not None:
+        seen.update({b.number: b for b in (head, genesis, *probed) if b is not None})
+    probed = probed[: len(stored)]
     if head.chain_id != chain_id:
         raise InvalidInputError(f"chain {name!r} is configured as chain id {chain_id}, but its RPC serves chain id "
                                 f"{head.chain_id}")

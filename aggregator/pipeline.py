@@ -461,12 +461,14 @@ class Syncer:
             self._contexts[chain.name] = ChainContext.open(self.settings, chain)
         return self._contexts[chain.name]
 
-    def _identify(self, ctx: ChainContext) -> BlockRef:
-        """The node's head, after checking which chain answers (:func:`aggregator.chainid.identify`)."""
+    def _identify(self, ctx: ChainContext, *, also: Sequence[int] = (),
+                  seen: dict[int, BlockRef] | None = None) -> BlockRef:
+        """The node's head, after checking which chain answers (:func:`aggregator.chainid.identify`; ``also`` and
+        ``seen`` are its own: more blocks read in the same request, and every block it read)."""
         from aggregator.chainid import identify
 
         chain, head = identify(self.store, ctx.rpc, ctx.chain.name, ctx.chain.chain_id,
-                               max_reorg_depth=ctx.chain.max_reorg_depth)
+                               max_reorg_depth=ctx.chain.max_reorg_depth, also=also, seen=seen)
         if chain.id != ctx.chain_ref_id:
             # The jump check compares with the newest stored prices of this chain, so it survives a restart and
             # never compares two chains' prices.

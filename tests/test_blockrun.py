@@ -109,6 +109,32 @@ def test_block_mode_follows_every_block_then_sweeps_after_a_gap_or_a_reorg(
         assert sum(r.dirty_wallets for r in syncer.reports) >= 1
         _equal_to_a_full_read(syncer, store, ctx, wallets)
 
+        # Steady state, one new block: its header and the last block's (for a reorganisation) are read once, in
+        # the chain's identification request — not again to step through the range.
+        rpc = syncer._syncs[settings.chains[0].name].ctx.rpc
+        reads: list[list[object]] = []
+        get_blocks = rpc.get_blocks
+
+        def counted(blocks: list[object]) -> list[object]:
+            reads.append(list(blocks))
+            return get_blocks(blocks)  # type: ignore[arg-type]
+
+        devnet.set_price(chain, "WETH", round(prices["WETH"] * 0.97, 8))
+        assert syncer.run().ok
+        last = syncer.reports[-1].block.number
+        devnet.mine(chain)
+        rpc.get_blocks = counted  # type: ignore[method-assign,assignment]
+        try:
+            one = syncer.run()
+        finally:
+            del rpc.get_blocks
+        assert one.ok, [b.error for b in one.batches]
+        assert [r.block.number for r in syncer.reports] == [last + 1]
+        assert len(reads) == 1, reads
+        assert "latest" in reads[0]
+        assert last in reads[0]
+        _equal_to_a_full_read(syncer, store, ctx, wallets)
+
         # A gap longer than the backfill limit: one full sweep at the head, never a silent skip.
         devnet.mine(chain, 40)
         gap = syncer.run()
