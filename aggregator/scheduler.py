@@ -21,7 +21,7 @@ from aggregator.config import ConfigError, Settings, load_settings
 from db.changes import CompactStats
 from db.store import Store
 
-__all__ = ["SyncScheduler", "compact_store", "run_forever"]
+__all__ = ["SigtermFlag", "SyncScheduler", "compact_store", "run_forever"]
 
 log = logging.getLogger(__name__)
 JOB_ID = "sync"
@@ -132,6 +132,21 @@ class SyncScheduler:
                 "misfire_grace_time": job.misfire_grace_time}
 
 
+class SigtermFlag:
+    """A SIGTERM handler that only sets :attr:`requested`; the main loop polls it.
+
+    It must not set a :class:`threading.Event`: the handler runs in the main thread between two bytecodes, and when
+    that thread is inside ``stop.wait()`` re-acquiring the event's own (non-reentrant) lock, ``stop.set()`` waits
+    for that lock forever — seen once as an ``xmargin run`` that never stopped on SIGTERM (its stack: the handler's
+    ``Event.set`` inside ``Condition._acquire_restore``)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, _signum: int, _frame: object) -> None:
+        self.requested = True
+
+
 def run_forever(settings: Settings, console: Console, stop: threading.Event | None = None,
                 *, reload: Callable[[Settings], Settings] | None = None) -> None:
     """``xmargin run``: sync, evaluate alert rules and run the keeper on the configured interval until Ctrl-C or
@@ -210,8 +225,9 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
         scheduler.add_maintenance(COMPACT_JOB_ID, lambda: compact_store(store, settings),
                                   settings.store.compact_every_s)
     previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    terminated = SigtermFlag()
     if previous is not None:
-        signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
+        signal.signal(signal.SIGTERM, terminated)
     scheduler.start()
     if settings.sync_mode == "block":
         from aggregator.blockrun import HeadTriggers
@@ -226,7 +242,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
         console.print(f"dashboard: {server.url}/ui/  API: {server.url}/v1  metrics: {server.url}/metrics",
                       soft_wrap=True)
     try:
-        while not stop.wait(0.5):
+        while not stop.wait(0.5) and not terminated.requested:
             pass
         console.print("stopping…")
     except KeyboardInterrupt:

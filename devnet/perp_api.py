@@ -491,10 +491,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     api = PerpApi(args.port or None)
     print(api.start(), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # The handler only sets a flag: a threading.Event set from a signal handler can deadlock on the event's own lock
+    # when the main thread is inside its wait (see aggregator.scheduler.SigtermFlag).
+    stopping: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
-        stop.wait()
+        while not stopping:
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
-from aggregator.scheduler import SyncScheduler
+from aggregator.scheduler import SigtermFlag, SyncScheduler
 
 
 def _wait_for(predicate: object, timeout_s: float = 10.0) -> None:
@@ -116,3 +118,34 @@ def test_a_new_head_runs_the_sync_now_and_once_more_when_it_came_during_a_run() 
     finally:
         release.set()
         scheduler.shutdown()
+
+
+def test_the_sigterm_handler_only_sets_a_flag_even_inside_the_stop_events_wait() -> None:
+    """``xmargin run``'s SIGTERM handler runs in the main thread, possibly while that thread holds the stop event's
+    own lock inside ``stop.wait()`` (re-acquiring it after a timeout). There it must return at once: the handler
+    that called ``stop.set()`` waited for that lock forever (a run that never stopped). As a real handler, a
+    SIGTERM sets the flag the main loop polls."""
+    stop = threading.Event()
+    flag = SigtermFlag()
+    returned = threading.Event()
+
+    def inside_the_wait() -> None:
+        with stop._cond:  # type: ignore[attr-defined]  # what Event.wait holds while it re-acquires
+            flag(signal.SIGTERM, None)
+        returned.set()
+
+    threading.Thread(target=inside_the_wait, daemon=True).start()
+    assert returned.wait(5), "the SIGTERM handler blocked on the stop event's lock"
+    assert flag.requested
+    assert not stop.is_set()
+
+    real = SigtermFlag()
+    previous = signal.signal(signal.SIGTERM, real)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while not real.requested and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert real.requested
