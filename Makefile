@@ -59,21 +59,18 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not chain" $(PYTEST_ARGS)
 
 # The devnet's install and first deployment (npm, solc-js, hardhat: about a minute on a new machine, mostly one core
-# and the disk) and the checks (ruff, mypy: half a minute on one core) run in the background from the start, beside
-# the suite, whose modules that use no chain go first while the deployment runs (tests/conftest.py); a module that
-# needs the devnet waits for it (a file lock). Their output is shown when the suite ends; a failed check or
-# deployment fails the target.
+# and the disk) run in the background from the start: beside the lint and the type check, then beside the suite,
+# whose modules that use no chain go first while it runs (tests/conftest.py); a module that needs the devnet waits
+# for it (a file lock). Its output is shown when the suite ends, and a failed deployment fails the target.
 DEVNET_LOG := $(VENV)/devnet-install.log
-CHECKS_LOG := $(VENV)/checks.log
 test: $(STAMP) browser
-	@echo "installing and deploying the devnet (log: $(DEVNET_LOG)) and running ruff and mypy (log: $(CHECKS_LOG)) beside the suite"
+	@echo "installing and deploying the devnet in the background (log: $(DEVNET_LOG))"
 	@$(BIN)/python -m devnet >$(DEVNET_LOG) 2>&1 & devnet=$$!; \
-	$(MAKE) --no-print-directory -j2 --output-sync=target lint typecheck >$(CHECKS_LOG) 2>&1 & checks=$$!; \
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); tests=$$?; \
-	wait $$checks; checked=$$?; wait $$devnet; deployed=$$?; \
-	echo "--- ruff and mypy (exit $$checked):"; cat $(CHECKS_LOG); \
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint typecheck; checks=$$?; \
+	tests=1; if [ $$checks = 0 ]; then $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); tests=$$?; fi; \
+	wait $$devnet; deployed=$$?; \
 	echo "--- devnet install (python -m devnet, exit $$deployed):"; cat $(DEVNET_LOG); \
-	[ $$checked = 0 ] && [ $$tests = 0 ] && [ $$deployed = 0 ]
+	[ $$checks = 0 ] && [ $$tests = 0 ] && [ $$deployed = 0 ]
 
 bench: devnet-install
 	$(BIN)/python benchmarks/bench_sync.py
