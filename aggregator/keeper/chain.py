@@ -399,7 +399,7 @@ def sign_calls(
         )
     max_fee = min(policy.max_fee_per_gas_wei, 2 * base_fee + priority)
     chain_id = rpc.chain_id()  # cached by the client
-    sender = ChecksumAddress(HexAddress(HexStr(checksum(signer.address))))
+    sender = ChecksumAddress(HexAddress(HexStr(signer.address)))  # checksummed by Signer
     first = nonce if nonce is not None else int(w3.eth.get_transaction_count(sender, "pending"))
     out: list[SignedTx] = []
     for seq, (call, limit) in enumerate(zip(calls, limits, strict=True)):
