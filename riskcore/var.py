@@ -42,7 +42,6 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtri
 
 __all__ = [
     "CACHE_ELEMENTS",
@@ -351,6 +350,8 @@ def normal_factors(alpha: float | Sequence[float] | npt.NDArray[np.float64]) -> 
         Multiply by σ of the P&L to get the delta-normal VaR and ES.
     """
     alphas, scalar = _alphas(alpha)
+    from scipy.special import ndtri  # at the call: its import costs ~0.38 s of every CLI and API start
+
     z = ndtri(alphas)
     es_factor = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi) / (1.0 - alphas)
     if scalar:
