@@ -50,7 +50,9 @@ export async function api(path) {
     } catch {
       /* not JSON */
     }
-    if (resp.status === 401 && authListener) authListener();
+    // A 401 to a request sent before the key was entered (still in flight then) asks for nothing: the key it lacked
+    // is there now, and showing the form again would leave it up over the data the key then reads.
+    if (resp.status === 401 && authListener && key === apiKey()) authListener();
     throw new ApiError(resp.status, message);
   }
   return resp.json();
