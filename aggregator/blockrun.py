@@ -177,9 +177,10 @@ class HeadTriggers:
 
     A head only says that the chain moved: the sync reads and orders the blocks itself (a missed range backfilled, a
     reorganisation or a gap too long a full sweep), so a head lost while the follower changes transport costs
-    latency, never a block. When the socket drops, the follower polls ``eth_blockNumber`` (every
-    ``poll_interval_s``) and tries the socket again; if the follower itself fails, the interval is left to sync, and
-    the log says so.
+    latency, never a block. The follower therefore reads nothing per head (``read_blocks=False``): the socket's
+    announcement is the trigger, and each block's header is read once, by the sync. When the socket drops, the
+    follower polls ``eth_blockNumber`` (every ``poll_interval_s``) and tries the socket again; if the follower itself
+    fails, the interval is left to sync, and the log says so.
     """
 
     def __init__(self, settings: Settings, on_head: Callable[[], None], *, poll_interval_s: float = 1.0) -> None:
@@ -196,7 +197,8 @@ class HeadTriggers:
             if ws_url is None:
                 continue
             rpc = RpcClient(chain.resolve_rpc_url(), timeout_s=chain.timeout_s, max_retries=chain.max_retries)
-            stream = HeadFollower(rpc, ws_url, poll_interval_s=poll_interval_s).sync()
+            # a trigger only (read_blocks=False): the sync reads the blocks it processes, once
+            stream = HeadFollower(rpc, ws_url, poll_interval_s=poll_interval_s, read_blocks=False).sync()
             self._streams.append((stream, rpc))
             thread = threading.Thread(target=self._consume, args=(chain.name, stream), name=f"heads-{chain.name}",
                                       daemon=True)

@@ -48,6 +48,7 @@ __all__ = [
     "GapTooLong",
     "HeadEvent",
     "HeadFollower",
+    "HeadMoved",
     "HeadStream",
     "NewBlock",
     "Reorg",
@@ -91,6 +92,14 @@ class GapTooLong:
 
 
 @dataclass(frozen=True)
+class HeadMoved:
+    """A follower made with ``read_blocks=False`` saw head ``number`` (announced over the socket, or a new number
+    polled): nothing was read or checked — the caller reads and orders the blocks itself."""
+
+    number: int
+
+
+@dataclass(frozen=True)
 class TransportChanged:
     """Heads now come over ``transport``; ``reason`` says why (never an URL with its path or query)."""
 
@@ -98,7 +107,7 @@ class TransportChanged:
     reason: str
 
 
-HeadEvent = NewBlock | Reorg | GapTooLong | TransportChanged
+HeadEvent = NewBlock | Reorg | GapTooLong | HeadMoved | TransportChanged
 
 
 def ws_url_for(http_url: str) -> str:
@@ -258,6 +267,11 @@ class HeadFollower:
         moved on without an announcement, the socket is considered dead.
     ws_timeout_s:
         Timeout of the WebSocket's connect and subscribe requests.
+    read_blocks:
+        False: a trigger only. Each announced head (and each new number polled) is a :class:`HeadMoved`, with no
+        block read over HTTP — for a caller that reads the blocks it processes itself (block-mode sync: reading each
+        head here too cost one more ``eth_getBlockByNumber`` request per block). No :class:`NewBlock`,
+        :class:`Reorg` or :class:`GapTooLong` then.
     """
 
     def __init__(
@@ -272,6 +286,7 @@ class HeadFollower:
         ws_retry_s: float = 10.0,
         ws_idle_s: float = 5.0,
         ws_timeout_s: float = 5.0,
+        read_blocks: bool = True,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
@@ -286,7 +301,10 @@ class HeadFollower:
         self.ws_retry_s = ws_retry_s
         self.ws_idle_s = ws_idle_s
         self.ws_timeout_s = ws_timeout_s
+        self.read_blocks = read_blocks
         self._tracker = _Tracker(rpc, window, max_gap)
+        self._moved: int | None = None
+        """Trigger mode: the last head number reported."""
         self._stop = threading.Event()
         self.transport: Transport | None = None
 
@@ -330,7 +348,14 @@ class HeadFollower:
     async def _head(self) -> int:
         return await asyncio.to_thread(self.rpc.block_number)
 
-    async def _step(self, head: int) -> list[HeadEvent]:
+    async def _step(self, head: int, *, announced: bool = False) -> list[HeadEvent]:
+        if not self.read_blocks:
+            # an announcement is always news (a reorganisation can announce the same height again); a poll is news
+            # when the number changed
+            if announced or head != self._moved:
+                self._moved = head
+                return [HeadMoved(head)]
+            return []
         tracker = self._tracker
         if tracker.last is None:
             return await asyncio.to_thread(tracker.start, self.resume_from, head)
@@ -373,8 +398,8 @@ class HeadFollower:
                     message = await asyncio.wait_for(stream.__anext__(), self.ws_idle_s)
                 except TimeoutError:
                     head = await self._head()
-                    last = self._tracker.last
-                    if last is not None and head > last.number:
+                    last = self._tracker.last.number if self._tracker.last is not None else self._moved
+                    if last is not None and head > last:
                         raise _WsFailedError(f"no newHeads announcement while the chain moved to {head}") from None
                     for event in await self._step(head):  # reorgs to a lower or equal height
                         yield event
@@ -386,7 +411,7 @@ class HeadFollower:
                 announced = _announced_number(message)
                 if announced is None:
                     continue
-                for event in await self._step(announced):
+                for event in await self._step(announced, announced=True):
                     yield event
         finally:
             with contextlib.suppress(Exception):

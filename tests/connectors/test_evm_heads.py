@@ -19,6 +19,7 @@ from connectors.evm.heads import (
     GapTooLong,
     HeadEvent,
     HeadFollower,
+    HeadMoved,
     HeadStream,
     NewBlock,
     Reorg,
@@ -307,3 +308,39 @@ def test_reorg_deeper_than_the_window_is_a_full_sweep(chain: devnet.DevnetInfo, 
         anvil_reorg(chain.rpc_url, 3, floor=floor)  # the fork point (top - 2) is older than the 2 kept
         events = take_until(stream, lambda evs: any(isinstance(e, GapTooLong) for e in evs))
     assert events == [GapTooLong(top, rpc.get_block(top + 1))]
+
+
+@pytest.mark.chain
+@pytest.mark.parametrize("ws", [True, False], ids=["ws", "poll"])
+def test_a_trigger_reads_no_block(chain: devnet.DevnetInfo, rpc: RpcClient, ws: bool) -> None:
+    """``read_blocks=False`` (block mode's triggers): each announced head is a :class:`HeadMoved` and the follower's
+    HTTP client reads no block (over the socket only its first head is asked for; polling asks for numbers only);
+    a same-height reorganisation announced again is news again. The reading follower, for comparison, reads each."""
+
+    def heads_of(events: list[HeadEvent]) -> list[int]:
+        return [e.number for e in events if isinstance(e, HeadMoved)]
+
+    def run(read_blocks: bool) -> tuple[list[HeadEvent], dict[str, int]]:
+        with RpcClient(chain.rpc_url) as own:
+            follower = HeadFollower(own, ws_url_for(chain.rpc_url) if ws else None, poll_interval_s=0.05,
+                                    ws_idle_s=5.0, read_blocks=read_blocks)
+            with follower.sync() as stream:
+                start = head(rpc)
+                moved = lambda n: lambda evs: any(  # noqa: E731
+                    (isinstance(e, HeadMoved) and e.number >= n) or (isinstance(e, NewBlock) and e.block.number >= n)
+                    for e in evs)
+                events = take_until(stream, moved(start))
+                for i in range(1, 4):
+                    mine(rpc)
+                    events += take_until(stream, moved(start + i))
+            return events, dict(own.stats.calls_by_method)
+
+    events, calls = run(read_blocks=False)
+    numbers = heads_of(events)
+    assert numbers == sorted(set(numbers))
+    assert numbers[-3:] == [numbers[-1] - 2, numbers[-1] - 1, numbers[-1]]  # each mined block announced, in order
+    assert not [e for e in events if isinstance(e, NewBlock | Reorg | GapTooLong)]
+    assert "eth_getBlockByNumber" not in calls, calls
+    reading_events, reading_calls = run(read_blocks=True)
+    assert len([e for e in reading_events if isinstance(e, NewBlock)]) >= 4
+    assert reading_calls.get("eth_getBlockByNumber", 0) >= 4  # guard: the reading follower reads each head
