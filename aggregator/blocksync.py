@@ -425,8 +425,12 @@ class BlockSync:
         if light:
             risks += tuple(self._carry_heavy(r) for r in risk_rows(light, self.ctx.venue_types, heavy=False))
         batch = dataclasses.replace(batch, risks=risks, chain_ref_id=self.ctx.chain_ref_id)
+        # the full sync's log lines (aggregator.pipeline.sync_batch): operators and the kill -9 campaign read them
+        log.info("writing a batch of %d wallets at block %d (%d snapshots)", len(wallets), block.number,
+                 len(batch.snapshots))
         try:
             stats = self.store.write_changes(batch)
+            log.info("stored sync run %d (block %d)", stats.run_id, block.number)
             report.sync_run_id = stats.run_id
             report.rows = stats.rows_written
             report.bytes_written = stats.bytes_estimate

@@ -31,7 +31,8 @@ os.environ.setdefault("XMARGIN_TEST_TIME_SCALE", "2")
 # Modules that take the longest (their own devnet launches, kill campaigns, browsers, processes): with
 # ``--dist loadfile`` they are handed out first, so the run does not end waiting on one of them.
 _LONG_FIRST = (
-    "test_crash_consistency.py", "test_cli.py", "test_run_view_e2e.py", "test_api_schema.py", "test_api_process.py",
+    "test_crash_consistency.py", "test_crash_blocks.py", "test_cli.py", "test_run_view_e2e.py", "test_api_schema.py",
+    "test_api_process.py",
     "test_aave_truth.py", "test_keeper_e2e.py", "test_devnet_cli.py", "test_whatif_devnet.py", "test_reliability.py",
     "test_uniswap_truth.py", "test_risk_invariant.py", "test_dashboard_browser.py", "test_morpho_truth.py",
 )

@@ -369,12 +369,23 @@ def check_store(facts: StoreFacts, ref: Reference, rule_id: int, *, fired_requir
             rows_problems.append(f"run {rid}: {len(facts.risks.get(rid, set()))} risk rows "
                                  f"(clean: {len(want_risk)})")
     out.check("every committed run has its prices and risk rows", rows_problems)
+    check_rows(out, facts)
+    check_automation(out, facts, rule_id, fired_required=fired_required)
+    return out
+
+
+def check_rows(out: CheckOutcome, facts: StoreFacts) -> None:
+    """No orphan row, every row agreeing with its parent, and (SQLite) the database's own checks."""
     out.check("no orphan rows", [f"{name}: {n}" for name, n in facts.orphans.items() if n])
     out.check("rows agree with their parents", [f"{name}: {n}" for name, n in facts.mismatched.items() if n])
     if facts.integrity or facts.foreign_keys:  # SQLite
         out.check("PRAGMA integrity_check", None if facts.integrity == ["ok"] else facts.integrity[:3])
         out.check("PRAGMA foreign_key_check", [str(r) for r in facts.foreign_keys])
-    # Alerts: one per (rule, episode), one per event id; the rule fires once over every restart.
+
+
+def check_automation(out: CheckOutcome, facts: StoreFacts, rule_id: int, *, fired_required: bool = False) -> None:
+    """Alerts: one per (rule, episode), one per event id; the rule fires once over every restart. Keeper plans: one
+    per sync."""
     pairs_count = Counter((a[0], a[1]) for a in facts.alerts)
     events = Counter(a[2] for a in facts.alerts)
     out.check("one alert per (rule, episode) and event id",
@@ -390,7 +401,6 @@ def check_store(facts: StoreFacts, ref: Reference, rule_id: int, *, fired_requir
     out.check("one keeper plan per sync (plan_key unique)",
               [f"plan_key {k[:12]}…: {n}" for k, n in keys.items() if n > 1]
               + [f"wallet {w} block {b}: {n} plans" for (w, b), n in per_sync.items() if n > 1])
-    return out
 
 
 # --- the process and its log ----------------------------------------------------------------------------------

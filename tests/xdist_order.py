@@ -17,7 +17,7 @@ from xdist.scheduler import LoadFileScheduling
 
 __all__ = ["ONE_TEST_PER_UNIT", "LongFirstScheduling"]
 
-ONE_TEST_PER_UNIT = frozenset({"test_crash_consistency.py"})
+ONE_TEST_PER_UNIT = frozenset({"test_crash_consistency.py", "test_crash_blocks.py"})
 """Modules whose tests are scheduled one by one (each test takes a minute or more)."""
 
 
