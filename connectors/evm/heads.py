@@ -271,7 +271,7 @@ class HeadFollower:
         False: a trigger only. Each announced head (and each new number polled) is a :class:`HeadMoved`, with no
         block read over HTTP — for a caller that reads the blocks it processes itself (block-mode sync: reading each
         head here too cost one more ``eth_getBlockByNumber`` request per block). No :class:`NewBlock`,
-        :class:`Reorg` or :class:`GapTooLong` then.
+        :class:`Reorg` or :class:`GapTooLong` then; ``resume_from`` is not used and :attr:`last` stays None.
     """
 
     def __init__(
