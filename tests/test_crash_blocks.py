@@ -37,9 +37,7 @@ import sqlalchemy as sa
 from aggregator.config import Settings, write_settings_toml
 from devnet.feeds import latest_round, set_price
 from tests.test_crash_consistency import (
-    HEDGED,
-    KEEPER_OFFSET,
-    KEEPER_TARGET,
+    AUTOMATION_TOML,
     START_TIMEOUT_S,
     CheckOutcome,
     CrashChain,
@@ -70,19 +68,7 @@ def write_block_config(settings: Settings, path: Path) -> None:
     """The devnet's config in block mode on the change-only store (the default), with the log sink and a dry-run
     keeper."""
     write_settings_toml(settings, path)
-    path.write_text('sync_mode = "block"\n' + path.read_text() + f"""
-[alerts]
-log = true
-
-[keeper]
-enabled = true
-execute = false
-wallets = ["{HEDGED}"]
-
-[keeper.default_target]
-target = {KEEPER_TARGET}
-offset = {KEEPER_OFFSET}
-""")
+    path.write_text('sync_mode = "block"\n' + path.read_text() + AUTOMATION_TOML)
 
 
 @contextlib.contextmanager

@@ -120,16 +120,7 @@ def campaign_settings(chain: CrashChain, batch_size: int = BATCH) -> Settings:
     return devnet_settings(onchain).model_copy(update={"wallet_batch_size": batch_size, "interval_s": 1.0})
 
 
-def write_config(settings: Settings, path: Path) -> None:
-    """The config file as ``xmargin devnet up`` writes it, plus the batch size, the log sink and a dry-run keeper."""
-    write_settings_toml(settings, path)
-    # [store] change_only = false: the checks below hold every committed run to its whole batch of snapshots (one per
-    # wallet and venue), which is the full-rewrite layout; the change-only store writes the same transaction shape
-    # (issue 14), its own kill -9 checks remain to be written against version ranges.
-    path.write_text(f"wallet_batch_size = {settings.wallet_batch_size}\n" + path.read_text() + f"""
-[store]
-change_only = false
-
+AUTOMATION_TOML = f"""
 [alerts]
 log = true
 
@@ -141,7 +132,20 @@ wallets = ["{HEDGED}"]
 [keeper.default_target]
 target = {KEEPER_TARGET}
 offset = {KEEPER_OFFSET}
-""")
+"""
+"""The campaigns' log sink and dry-run keeper, appended to the devnet's config."""
+
+
+def write_config(settings: Settings, path: Path) -> None:
+    """The config file as ``xmargin devnet up`` writes it, plus the batch size, the log sink and a dry-run keeper."""
+    write_settings_toml(settings, path)
+    # [store] change_only = false: the checks below hold every committed run to its whole batch of snapshots (one per
+    # wallet and venue), which is the full-rewrite layout; the change-only store under kill -9 is the block
+    # campaign's (tests/test_crash_blocks.py).
+    path.write_text(f"wallet_batch_size = {settings.wallet_batch_size}\n" + path.read_text() + """
+[store]
+change_only = false
+""" + AUTOMATION_TOML)
 
 
 def prepare_store(url: str, wallets: Sequence[str]) -> int:
