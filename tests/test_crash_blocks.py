@@ -21,7 +21,6 @@ the checks differ, since a block writes what changed rather than whole batches:
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import subprocess
 import threading
@@ -43,13 +42,11 @@ from tests.test_crash_consistency import (
     CrashChain,
     Reference,
     RunLog,
-    campaign_settings,
     check_automation,
     check_rows,
-    clean_reference,
     crash_devnet,
     kill9,
-    prepare_store,
+    prepare_campaign,
     read_store,
     start_run,
     stop,
@@ -221,13 +218,7 @@ def run_block_campaign(chain: CrashChain, url: str, workdir: Path, *, n_kills: i
     """``n_kills`` kills (more, up to twice as many, until ``min_write`` hit a write), then a restart that must run
     two clean ticks at a newer block; returns the kills, the restart's problems and the blocks before and after."""
     rng = random.Random(seed)
-    settings = campaign_settings(chain)
-    config = workdir / "home" / "devnet.toml"
-    write_block_config(settings, config)
-    ref = clean_reference(chain, settings, workdir)
-    rule_id = prepare_store(url, chain.wallets)
-    env = {**os.environ, "XMARGIN_HOME": str(workdir / "home"), "XMARGIN_CONFIG": str(config),
-           "XMARGIN_DB_URL": url}
+    _, ref, rule_id, env = prepare_campaign(chain, url, workdir, write_block_config)
     kills: list[BlockKill] = []
     with price_mover(chain, seed):
         for index in range(2 * n_kills):

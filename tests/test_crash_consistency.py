@@ -304,6 +304,20 @@ def clean_reference(chain: CrashChain, settings: Settings, workdir: Path) -> Ref
     return ref
 
 
+def prepare_campaign(chain: CrashChain, url: str, workdir: Path, write: Callable[[Settings, Path], None],
+                     ) -> tuple[Settings, Reference, int, dict[str, str]]:
+    """A campaign's settings, its config file (``write``), the clean reference sync, the store with the wallets and
+    the alert rule, and the environment ``xmargin run`` starts with."""
+    settings = campaign_settings(chain)
+    config = workdir / "home" / "devnet.toml"
+    write(settings, config)
+    ref = clean_reference(chain, settings, workdir)
+    rule_id = prepare_store(url, chain.wallets)
+    env = {**os.environ, "XMARGIN_HOME": str(workdir / "home"), "XMARGIN_CONFIG": str(config),
+           "XMARGIN_DB_URL": url}
+    return settings, ref, rule_id, env
+
+
 @dataclass
 class CheckOutcome:
     passed: list[str] = field(default_factory=list)
@@ -752,13 +766,7 @@ def run_crash_campaign(
             chain = stack.enter_context(crash_devnet(seed=seed))
         url = db_url or f"sqlite:///{workdir / 'xmargin.db'}"
         backend = sa.engine.make_url(url).get_backend_name()
-        settings = campaign_settings(chain)
-        config = workdir / "home" / "devnet.toml"
-        write_config(settings, config)
-        ref = clean_reference(chain, settings, workdir)
-        rule_id = prepare_store(url, chain.wallets)
-        env = {**os.environ, "XMARGIN_HOME": str(workdir / "home"), "XMARGIN_CONFIG": str(config),
-               "XMARGIN_DB_URL": url}
+        settings, ref, rule_id, env = prepare_campaign(chain, url, workdir, write_config)
         kills: list[KillResult] = []
         logs: list[RunLog] = []
         index = 0
