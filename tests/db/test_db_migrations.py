@@ -4,8 +4,6 @@ older revision survives the upgrade with the meaning it had."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,19 +112,6 @@ def test_the_fast_path_knows_the_newest_migration(db_url: str) -> None:
         assert _diffs(engine, Base.metadata) == []
     finally:
         engine.dispose()
-
-
-def test_opening_a_store_at_head_does_not_load_alembic(db_url: str) -> None:
-    """The CLI starts without Alembic when there is nothing to migrate (it costs about 0.2 s a start)."""
-    Store.open(db_url).close()
-    code = (
-        "import sys, aggregator.cli\n"
-        "from db.store import Store\n"
-        f"Store.open({db_url!r}).close()\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
 
 
 def test_concurrent_open_migrates_once(db_url: str) -> None:
