@@ -58,7 +58,7 @@ def _settings() -> Settings:
 
 def _store(settings: Settings) -> Store:
     return Store.open(settings.db_url, change_policy=settings.store.change_policy(),
-                      change_only=settings.store.change_only)
+                      change_only=settings.store.change_only, write_cache_size=settings.store.write_cache_size)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

@@ -36,7 +36,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from connectors.types import Address
-from db.changes import ChangePolicy, RetentionPolicy
+from db.changes import WRITE_CACHE_SIZE, ChangePolicy, RetentionPolicy
 
 __all__ = [
     "AlertsConfig",
@@ -345,6 +345,9 @@ class StoreConfig(_Model):
     change_only: bool = True
     """``false``: every snapshot, health and risk result is written at every block (the layout before the
     change-only store: one snapshot per run, wallet and venue)."""
+    write_cache_size: Annotated[int, Field(ge=0)] = WRITE_CACHE_SIZE
+    """(wallet, venue) pairs whose current version, positions and newest health row the store keeps in memory
+    between writes instead of reading them back (about 2 KiB each; 0: none)."""
 
     def change_policy(self) -> ChangePolicy:
         """The store's change policy."""

@@ -170,7 +170,7 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
 
     stop = stop or threading.Event()
     store = Store.open(settings.db_url, change_policy=settings.store.change_policy(),
-                      change_only=settings.store.change_only)
+                      change_only=settings.store.change_only, write_cache_size=settings.store.write_cache_size)
     cycle = Cycle(settings, store)  # replaced when a restarted devnet is followed
     metrics = Metrics(store)
     metrics.watch_rpc(cycle.syncer.rpc_stats, cycle.syncer.rpc_endpoints)

@@ -4,10 +4,13 @@ rewrite of every wallet at every block, in the same run.
 Each store syncs the same ``--blocks`` blocks of N wallets (two positions, a health and a risk result each; the
 per-block fields — block hash and time, read and computation times, price ages, the raw health's last digits —
 move at every block), of which a fraction ``--change`` of the wallets change their debt at each block. One store
-writes change-only (:meth:`db.Store.write_changes`, the default policy), the other every row at every block
-(``Store.change_only = False``: the layout before issue 14). Printed per store: rows and estimated bytes written
-per block (:class:`db.WriteStats`), the database's size on disk per block (SQLite file; PostgreSQL
-``pg_total_relation_size`` of the sync tables), seconds per block; then the ratios full / change-only.
+writes change-only (:meth:`db.Store.write_changes`, the default policy), another every row at every block
+(``Store.change_only = False``: the layout before issue 14). A third writes change-only but keeps nothing between
+writes (``write_cache_size = 0``: it reads every written wallet's current version, positions and newest health
+row back at every block, as before the store kept them). Printed per store: rows and estimated bytes written per
+block (:class:`db.WriteStats`), the database's size on disk per block (SQLite file; PostgreSQL
+``pg_total_relation_size`` of the sync tables), seconds per block; then the ratios full / change-only, and the
+line ``kept versions: …``: the time of the first against the third, and the memory a kept (wallet, venue) takes.
 
 Usage: ``python benchmarks/bench_store.py [--wallets 1000] [--blocks 100] [--change 0.02] [--pg-url URL]
 [--json out.json]`` (SQLite files in a temporary directory; PostgreSQL when ``--pg-url`` is given, each store in a
@@ -17,6 +20,7 @@ private schema dropped at the end).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -26,6 +30,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -47,12 +52,14 @@ from db import (
     WriteStats,
     canonical_address,
 )
+from db.changes import WRITE_CACHE_SIZE
 
 CHAIN = 1
 VENUE = "lending"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 WETH = AssetRow(CHAIN, "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2", "WETH", 18)
 USDC = AssetRow(CHAIN, "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", "USDC", 6)
+MODES = ("change-only", "nothing-kept", "full")
 SYNC_TABLES = ("sync_runs", "position_snapshots", "positions", "health_results", "risk_results", "prices")
 
 
@@ -98,6 +105,8 @@ class Result:
     disk_bytes_per_block: float
     seconds_per_block: float
     rows_by_table: dict[str, int]
+    kept_versions: int
+    kept_bytes_each: float
 
 
 def _disk_bytes(store: Store) -> int:
@@ -110,9 +119,26 @@ def _disk_bytes(store: Store) -> int:
                    for t in SYNC_TABLES)
 
 
+def _deep_size(obj: Any, seen: set[int] | None = None) -> int:
+    """Bytes of ``obj`` and everything it holds (dicts, sequences, dataclasses with slots), each object once."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(_deep_size(k, seen) + _deep_size(v, seen) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        size += sum(_deep_size(x, seen) for x in obj)
+    elif dataclasses.is_dataclass(obj):
+        size += sum(_deep_size(getattr(obj, f.name), seen) for f in dataclasses.fields(obj))
+    return size
+
+
 def run_store(store: Store, mode: str, backend: str, n_wallets: int, n_blocks: int, change: float,
               seed: int) -> Result:
-    store.change_only = mode == "change-only"
+    store.change_only = mode != "full"
+    store.write_cache_size = 0 if mode == "nothing-kept" else WRITE_CACHE_SIZE
     store.upsert_venues([VenueRow(VENUE, VenueKind.LENDING, CHAIN)])
     wallets = [canonical_address(f"0x{0xB0B0000 + i:040x}") for i in range(n_wallets)]
     store.add_wallets([(w, None) for w in wallets])
@@ -131,8 +157,10 @@ def run_store(store: Store, mode: str, backend: str, n_wallets: int, n_blocks: i
         for table, n in stats.by_table.items():
             total.by_table[table] = total.by_table.get(table, 0) + n
     elapsed = time.perf_counter() - started
+    kept = store._write_cache  # measured here, not used
     return Result(mode, backend, total.rows_written / n_blocks, total.bytes_estimate / n_blocks,
-                  (_disk_bytes(store) - before) / n_blocks, elapsed / n_blocks, dict(sorted(total.by_table.items())))
+                  (_disk_bytes(store) - before) / n_blocks, elapsed / n_blocks, dict(sorted(total.by_table.items())),
+                  len(kept), _deep_size(kept) / max(len(kept), 1))
 
 
 def _pg_store(url: str) -> tuple[Store, str]:
@@ -155,11 +183,11 @@ def main() -> None:
     args = parser.parse_args()
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("change-only", "full"):
+        for mode in MODES:
             with Store.open(f"sqlite:///{Path(tmp) / f'{mode}.db'}") as store:
                 results.append(run_store(store, mode, "sqlite", args.wallets, args.blocks, args.change, args.seed))
     if args.pg_url:
-        for mode in ("change-only", "full"):
+        for mode in MODES:
             store, schema = _pg_store(args.pg_url)
             try:
                 results.append(run_store(store, mode, "postgresql", args.wallets, args.blocks, args.change,
@@ -182,6 +210,11 @@ def main() -> None:
               f"{full.bytes_per_block / change.bytes_per_block:.1f}x bytes, "
               f"{full.disk_bytes_per_block / max(change.disk_bytes_per_block, 1):.1f}x on disk, "
               f"{full.seconds_per_block / change.seconds_per_block:.1f}x time")
+        cold = by_mode["nothing-kept"]
+        print(f"{backend}: kept versions: {change.seconds_per_block * 1e3:.1f} ms/block against "
+              f"{cold.seconds_per_block * 1e3:.1f} ms/block reading them back "
+              f"({change.seconds_per_block / cold.seconds_per_block:.2f}x), {change.kept_versions} kept, "
+              f"{change.kept_bytes_each / 1024:.2f} KiB each")
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2))
 

@@ -201,6 +201,7 @@ class ChainStore:
                        SYNC_RUNS.c.status != SyncStatus.FAILED.value)
                 .order_by(SYNC_RUNS.c.block_number.desc(), SYNC_RUNS.c.id.desc()).limit(1)).one_or_none()
             conn.execute(sa.update(CHAINS).where(CHAINS.c.id == chain_ref_id).values(
+                purges=CHAINS.c.purges + 1,
                 last_block=newest.block_number if newest else None,
                 last_block_hash=newest.block_hash if newest else None,
                 last_block_timestamp=newest.block_timestamp if newest else None))

@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-__all__ = ["ChangePolicy", "CompactStats", "RetentionPolicy", "WriteStats", "estimate_bytes", "is_per_block_key"]
+__all__ = ["WRITE_CACHE_SIZE", "ChangePolicy", "CompactStats", "RetentionPolicy", "WriteStats", "estimate_bytes",
+           "is_per_block_key"]
+
+WRITE_CACHE_SIZE = 100_000
+"""(wallet, venue) current versions the store keeps in memory between writes (``db.Store.write_cache_size``): with
+their positions and newest health row, about 2 KiB each for two positions (``benchmarks/bench_store.py``), so
+~200 MB when full."""
 
 _PER_BLOCK_SUFFIXES = ("age_s", "_at", "_timestamp", "_time")
 _PER_BLOCK_NAMES = frozenset({"block", "block_number", "block_hash", "timestamp", "age_s"})
@@ -120,6 +126,9 @@ class WriteStats:
     prices_written: int = 0
     extended: int = 0
     skipped: int = 0
+    from_memory: int = 0
+    """Versions whose positions and newest health row the store kept from its previous write instead of reading
+    them back."""
     rows_written: int = 0
     bytes_estimate: int = 0
     by_table: dict[str, int] = field(default_factory=dict)

@@ -246,6 +246,9 @@ class Chain(Base):
     last_synced_at: Mapped[datetime | None]
     retired_at: Mapped[datetime | None]
     retired_reason: Mapped[str | None]
+    purges: Mapped[int] = mapped_column(server_default="0")
+    """How many times blocks of this identity were purged as reorganised (a store's memory of its writes is
+    dropped when this moves: ``db.Store.write_cache_size``)."""
 
 
 class SyncRun(Base):

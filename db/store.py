@@ -39,7 +39,7 @@ from db.addresses import HEX40, canonical_address
 from db.apikeys import ApiKeyStore
 from db.automation import AutomationStore
 from db.chains import ChainStore, current_chain_ids, current_chain_ref, note_stored_block
-from db.changes import ChangePolicy, CompactStats, RetentionPolicy, WriteStats, is_per_block_key
+from db.changes import WRITE_CACHE_SIZE, ChangePolicy, CompactStats, RetentionPolicy, WriteStats, is_per_block_key
 from db.engine import make_engine, read_transaction, safe_url, write_transaction
 from db.errors import SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
@@ -63,7 +63,7 @@ from db.rows import (
     WalletRow,
 )
 
-__all__ = ["CARRIED_FROM_KEY", "COPY_THRESHOLD", "Store", "canonical_address"]
+__all__ = ["CARRIED_FROM_KEY", "COPY_THRESHOLD", "WRITE_CACHE_SIZE", "Store", "canonical_address"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ POSITIONS = _T["positions"]
 PRICES = _T["prices"]
 HEALTH = _T["health_results"]
 RISK = _T["risk_results"]
+CHAINS = _T["chains"]
 
 _POSITION_COPY_COLUMNS = (
     ("snapshot_id", "int8"),
@@ -142,15 +143,20 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
     """
 
     def __init__(self, engine: Engine, *, copy_threshold: int | None = COPY_THRESHOLD,
-                 change_policy: ChangePolicy | None = None, change_only: bool = True) -> None:
+                 change_policy: ChangePolicy | None = None, change_only: bool = True,
+                 write_cache_size: int = WRITE_CACHE_SIZE) -> None:
         """Wrap an engine made by :func:`db.engine.make_engine` (which sets SQLite up); not migrated here,
         see :meth:`open`.
 
         ``copy_threshold``: position count from which PostgreSQL uses binary COPY; ``None`` never does.
         ``change_policy``: when a value counts as changed (:class:`db.changes.ChangePolicy`, its defaults when
-        ``None``).
+        ``None``). ``write_cache_size``: how many (wallet, venue) current versions :meth:`write_changes` keeps in
+        memory between writes (0: none; see :class:`_Cached`).
         """
         self._engine = engine
+        self.write_cache_size = write_cache_size
+        self._write_cache: dict[tuple[int, int, int], _Cached] = {}
+        self._purges_seen: dict[int, int] = {}  # chain identity -> its purge count at this store's last write
         self.copy_threshold = copy_threshold
         self.change_policy = change_policy if change_policy is not None else ChangePolicy()
         self.change_only = change_only
@@ -167,6 +173,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         copy_threshold: int | None = COPY_THRESHOLD,
         change_policy: ChangePolicy | None = None,
         change_only: bool = True,
+        write_cache_size: int = WRITE_CACHE_SIZE,
         **engine_kwargs: Any,
     ) -> Store:
         """Connect to ``url`` (else ``$XMARGIN_DB_URL``, else ``$XMARGIN_HOME/xmargin.db``) and migrate to head.
@@ -182,7 +189,8 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             engine.dispose()
             raise
         log.info("store opened at %s", safe_url(engine))
-        return cls(engine, copy_threshold=copy_threshold, change_policy=change_policy, change_only=change_only)
+        return cls(engine, copy_threshold=copy_threshold, change_policy=change_policy, change_only=change_only,
+                   write_cache_size=write_cache_size)
 
     @property
     def engine(self) -> Engine:
@@ -356,9 +364,10 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         On failure nothing is written; a ``failed`` run is recorded separately unless ``record_failure`` is
         false; :class:`~db.errors.SyncWriteError` is raised.
         """
+        cached = _Pending()
         try:
             with write_transaction(self._engine) as conn:
-                return self._write_changes(conn, batch)
+                stats = self._write_changes(conn, batch, cached)
         except Exception as exc:
             failed_id = self._record_failed_run(batch, exc) if record_failure else None
             raise SyncWriteError(
@@ -366,8 +375,30 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 f"{type(exc).__name__}: {_short(exc)}",
                 failed_run_id=failed_id,
             ) from exc
+        self._remember(cached)  # committed: what the next write would read back
+        return stats
 
-    def _write_changes(self, conn: Connection, batch: SyncBatch) -> WriteStats:
+    def _remember(self, pending: _Pending) -> None:
+        cache = self._write_cache
+        if pending.chain is not None:
+            chain_ref, purges = pending.chain
+            if self._purges_seen.get(chain_ref) != purges:  # blocks were purged since (or a first write)
+                for key in [k for k in cache if k[0] == chain_ref]:
+                    del cache[key]
+                self._purges_seen[chain_ref] = purges
+        for key, entry in pending.entries.items():
+            cache.pop(key, None)
+            if entry is not None and self.write_cache_size > 0:
+                cache[key] = entry
+        while len(cache) > self.write_cache_size:  # the (wallet, venue) pairs written longest ago go first
+            del cache[next(iter(cache))]
+
+    def forget_written(self) -> None:
+        """Drop the current versions :meth:`write_changes` keeps between writes (see :class:`_Cached`)."""
+        self._write_cache.clear()
+        self._purges_seen.clear()
+
+    def _write_changes(self, conn: Connection, batch: SyncBatch, cached: _Pending) -> WriteStats:
         policy = self.change_policy
         snapshots = _unique_snapshots(batch.snapshots)
         refs = _resolve(conn, batch, snapshots)
@@ -379,9 +410,16 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         # (wallet, venue) whose version ranges need recomputing: a block written out of order, or superseded rows
         touched: set[tuple[int, int]] = set()
         if replaced:
-            touched |= {(refs.wallets[canonical_address(s.wallet)], refs.venues[s.venue]) for s in snapshots}
-        current, slow = _covering_versions(conn, snapshots, refs, chain_ref)
+            touched |= {(refs.wallets[_canonical_key(s.wallet)], refs.venues[s.venue]) for s in snapshots}
+        probe = self.write_cache_size > 0
+        current, slow = _covering_versions(conn, snapshots, refs, chain_ref, probe=probe)
         touched |= slow
+        kept_before: Mapping[tuple[int, int, int], _Cached] = {}
+        if probe:
+            purges = int(conn.execute(sa.select(CHAINS.c.purges).where(CHAINS.c.id == chain_ref)).scalar_one())
+            cached.chain = (chain_ref, purges)
+            if self._purges_seen.get(chain_ref) == purges:  # else what was kept of this chain may be rewritten
+                kept_before = self._write_cache
 
         run_id = None
         if (batch.block_number is not None and batch.block_hash is not None and status is not SyncStatus.FAILED
@@ -406,7 +444,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 "block_hash": batch.block_hash,
                 "block_timestamp": batch.block_timestamp,
                 "status": status.value,
-                "wallets": len({refs.wallets[canonical_address(s.wallet)] for s in snapshots}),
+                "wallets": len({refs.wallets[_canonical_key(s.wallet)] for s in snapshots}),
                 "error": batch.error,
                 "chain_ref_id": chain_ref,
             }
@@ -419,26 +457,39 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         if replaced:
             log.info("sync run %d: %d stored snapshot(s) superseded (reorganised block, or an error read again)",
                      run_id, replaced)
-        stored_positions = _position_contents(conn, sorted({v.id for v in current.values() if v is not None}))
-        last_health = _last_health(conn, {v.id: b for (_, _, b), v in current.items() if v is not None})
+        # What the previous write left of each version, where the store still agrees (_Cached); the rest is read.
+        hits: dict[int, _Cached] = {}
+        for (w, v, b), version in current.items():
+            entry = kept_before.get((chain_ref, w, v)) if version is not None else None
+            if (entry is not None and version is not None and entry.holds(version)
+                    and (entry.health_block is None or entry.health_block <= b)):
+                hits[version.id] = entry
+        stored_positions = {vid: list(e.held) for vid, e in hits.items()} | _position_contents(
+            conn, sorted({v.id for v in current.values() if v is not None} - hits.keys()))
+        last_health = {vid: e.health for vid, e in hits.items() if e.health is not None} | _last_health(
+            conn, {v.id: b for (_, _, b), v in current.items() if v is not None and v.id not in hits})
+        kept: dict[tuple[int, int], tuple[_Version, int]] = {}  # versions that hold on: (version, the block)
+        stats.from_memory = len(hits)
         close: dict[int, int] = {}  # the open version superseded by a new one -> its last block
         new_versions: list[tuple[SnapshotRow, dict[str, Any]]] = []
         extend: dict[int, int] = {}
         # (health, its version's id (None: the new version's), the snapshot, the positions' values at the block)
         health_rows: list[tuple[HealthRow, int | None, SnapshotRow, dict[str, Any] | None]] = []
         for s in snapshots:
-            wallet_id = refs.wallets[canonical_address(s.wallet)]
+            wallet_id = refs.wallets[_canonical_key(s.wallet)]
             venue_id = refs.venues[s.venue]
             version = current.get((wallet_id, venue_id, s.block_number))
             content = _content(s, venue_id, refs)
             if version is not None and version.block_number == s.block_number:
                 stats.skipped += 1  # this block of this version is stored already (first write wins)
+                kept[(wallet_id, venue_id)] = (version, s.block_number)
                 continue
             held = stored_positions.get(version.id, []) if version is not None else []
             if (self.change_only and version is not None and version.status == SnapshotStatus(s.status).value
                     and version.error == s.error and _same_content(held, content, policy)):
                 if s.block_number > (version.last_seen_block or version.block_number):
                     extend[version.id] = max(extend.get(version.id, 0), s.block_number)
+                kept[(wallet_id, venue_id)] = (version, s.block_number)
                 stats.skipped += 1
                 stats.extended += 1
                 if s.health is not None:
@@ -455,6 +506,8 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                     else:
                         stats.skipped += 1
                 continue
+            kept.pop((wallet_id, venue_id), None)
+            cached.entries[(chain_ref, wallet_id, venue_id)] = None  # its positions' ids: read at the next write
             new_versions.append((s, {
                 "sync_run_id": run_id,
                 "wallet_id": wallet_id,
@@ -521,7 +574,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
 
         health: list[dict[str, Any]] = []
         for h, version_id, s, values in health_rows:
-            wallet_id = refs.wallets[canonical_address(s.wallet)]
+            wallet_id = refs.wallets[_canonical_key(s.wallet)]
             venue_id = refs.venues[s.venue]
             sid = version_id if version_id is not None else new_ids.get((wallet_id, venue_id, s.block_number))
             if sid is None:
@@ -533,6 +586,8 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 index_elements=["snapshot_id", "block_number"]), health)
         stats.add("health_results", health)
         stats.health_written = len(health)
+        if probe:
+            cached.entries.update(_kept_versions(kept, touched, chain_ref, stored_positions, last_health, health))
 
         if touched:
             _recompute_ranges(conn, touched, chain_ref)
@@ -564,7 +619,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         policy = self.change_policy
         wanted: dict[tuple[int, int], RiskRow] = {}
         for r in batch.risks:
-            wanted.setdefault((refs.wallets[canonical_address(r.wallet)], r.block_number), r)
+            wanted.setdefault((refs.wallets[_canonical_key(r.wallet)], r.block_number), r)
         last = _last_risk(conn, chain_ref, wanted)
         out = []
         for (wallet_id, block), r in wanted.items():
@@ -918,7 +973,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 .join(SNAPSHOTS, SNAPSHOTS.c.id == HEALTH.c.snapshot_id)
                 .where(sa.func.coalesce(HEALTH.c.block_timestamp, SNAPSHOTS.c.block_timestamp) < cutoff)
                 .order_by(SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.chain_ref_id,
-                          HEALTH.c.block_number)
+                          HEALTH.c.block_number, HEALTH.c.id)  # two versions' rows at one block: the same one kept
             ).all()
             doomed = _downsample([(r[0], (r[1], r[2], r[3]), r[4]) for r in health], policy)
             stats.health_deleted = _delete_ids(conn, HEALTH, doomed)
@@ -959,6 +1014,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             stats.versions_deleted = _delete_ids(conn, SNAPSHOTS, gone)
             for chain_ref in sorted({k[2] for k in touched_keys}):
                 _recompute_ranges(conn, {(w, v) for w, v, c in touched_keys if c == chain_ref}, chain_ref)
+        self.forget_written()  # (it keeps each version's newest health row; forgetting costs one read per version)
         log.info("store compacted before %s: %d health, %d risk, %d price row(s) and %d version(s) deleted",
                  cutoff.isoformat(), stats.health_deleted, stats.risk_deleted, stats.prices_deleted,
                  stats.versions_deleted)
@@ -975,31 +1031,118 @@ class _Version:
     valid_to_block: int | None
     status: str
     error: str | None
+    health_block: int | None = None
+    """The block of the version's newest health row (``None``: none), where ``probed``."""
+    probed: bool = False
 
 
 _VERSION_COLUMNS = (SNAPSHOTS.c.id, SNAPSHOTS.c.wallet_id, SNAPSHOTS.c.venue_id, SNAPSHOTS.c.block_number,
                     SNAPSHOTS.c.last_seen_block, SNAPSHOTS.c.valid_to_block, SNAPSHOTS.c.status, SNAPSHOTS.c.error)
+_NEWEST_HEALTH = (sa.select(sa.func.max(HEALTH.c.block_number)).where(HEALTH.c.snapshot_id == SNAPSHOTS.c.id)
+                  .scalar_subquery().label("health_block"))
+"""The block of a version's newest health row: one probe of the (snapshot, block) index."""
 
 
 def _version(r: Any) -> _Version:
     return _Version(r.id, r.block_number, r.last_seen_block, r.valid_to_block, r.status, r.error)
 
 
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    """A (wallet, venue)'s current version as :meth:`Store.write_changes` left it, kept for the next write: the
+    version's positions and its newest health row, which that write would otherwise read back (with their JSON)
+    for every wallet it writes, changed or not.
+
+    Used only while the store agrees: the same open version, its newest health row at the same block (one indexed
+    probe per version, read with the versions anyway). Positions never change under a version id and a health row
+    never changes under its (version, block), so nothing else can differ — unless rows are deleted and written
+    again in place, which only a purge of reorganised blocks does: it counts itself in ``chains.purges``, and a
+    write that sees the count moved (whichever process purged) uses nothing kept of that chain."""
+
+    version_id: int
+    health_block: int | None
+    held: tuple[_Held, ...]
+    health: Mapping[str, Any] | None
+    """The newest health row's columns that the change detection reads, as the database returns them."""
+
+    def holds(self, v: _Version) -> bool:
+        return v.probed and v.id == self.version_id and v.health_block == self.health_block
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What a write would leave kept, applied once it commits: entries by (chain identity, wallet, venue)
+    (``None``: drop), and the chain's purge count as the write read it."""
+
+    entries: dict[tuple[int, int, int], _Cached | None] = dataclasses.field(default_factory=dict)
+    chain: tuple[int, int] | None = None
+
+
+_HEALTH_COMPARED = ("block_number", "flags", "matches_onchain", "health_factor", "collateral_usd", "debt_usd",
+                    "liquidation_threshold", "health_factor_raw", "onchain_health_factor_raw", "extra",
+                    "position_values")
+
+
+def _as_stored(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns of a health row the change detection reads, as the database gives them back (JSON columns
+    through a JSON round trip: tuples as lists, keys as text)."""
+    out = {k: row.get(k) for k in _HEALTH_COMPARED}
+    for k in ("flags", "extra", "position_values"):
+        if out[k] is not None:
+            out[k] = json.loads(json.dumps(out[k]))
+    return out
+
+
+def _kept_versions(
+    kept: Mapping[tuple[int, int], tuple[_Version, int]], touched: set[tuple[int, int]], chain_ref: int,
+    positions: Mapping[int, list[_Held]], last_health: Mapping[int, Mapping[str, Any]],
+    written: Sequence[Mapping[str, Any]],
+) -> dict[tuple[int, int, int], _Cached | None]:
+    """What a write leaves of the versions that held on (see :class:`_Cached`): their positions, and the health row
+    written now or the newest one before. ``None`` where that is not known
+    for sure: the version was not probed, its ranges were recomputed, or it has a health row after the block."""
+    newest: dict[int, Mapping[str, Any]] = {}
+    for row in written:
+        sid = row["snapshot_id"]
+        if sid not in newest or newest[sid]["block_number"] < row["block_number"]:
+            newest[sid] = row
+    out: dict[tuple[int, int, int], _Cached | None] = {}
+    for (w, v), (version, block) in kept.items():
+        key = (chain_ref, w, v)
+        if (w, v) in touched or not version.probed or (version.health_block or 0) > block:
+            out[key] = None
+            continue
+        now = newest.get(version.id)
+        if now is not None:
+            health: Mapping[str, Any] | None = _as_stored(now)
+            health_block: int | None = now["block_number"]
+        else:
+            before = last_health.get(version.id)
+            health = None if before is None else {k: before[k] for k in _HEALTH_COMPARED}
+            health_block = version.health_block
+        out[key] = _Cached(version.id, health_block, tuple(positions.get(version.id, ())), health)
+    return out
+
+
 def _covering_versions(
-    conn: Connection, snapshots: Sequence[SnapshotRow], refs: _Refs, chain_ref: int
+    conn: Connection, snapshots: Sequence[SnapshotRow], refs: _Refs, chain_ref: int, *, probe: bool = False
 ) -> tuple[dict[tuple[int, int, int], _Version | None], set[tuple[int, int]]]:
     """For each (wallet, venue, block) of the batch: the stored version whose range holds the block (the newest
     one starting at or before it), and the (wallet, venue) pairs whose ranges a new version there would cut into
-    (the block is not after the newest version: written out of order)."""
-    keys = {(refs.wallets[canonical_address(s.wallet)], refs.venues[s.venue], s.block_number) for s in snapshots}
+    (the block is not after the newest version: written out of order). ``probe``: open versions carry the block
+    of their newest health row."""
+    keys = {(refs.wallets[_canonical_key(s.wallet)], refs.venues[s.venue], s.block_number) for s in snapshots}
     open_versions: dict[tuple[int, int], _Version] = {}
+    columns = (*_VERSION_COLUMNS, _NEWEST_HEALTH) if probe else _VERSION_COLUMNS
     for chunk in _chunks(sorted({w for w, _, _ in keys})):
-        for r in conn.execute(sa.select(*_VERSION_COLUMNS).where(
+        for r in conn.execute(sa.select(*columns).where(
                 SNAPSHOTS.c.chain_ref_id == chain_ref, SNAPSHOTS.c.wallet_id.in_(chunk),
                 SNAPSHOTS.c.valid_to_block.is_(None))):
             key = (r.wallet_id, r.venue_id)
             if key not in open_versions or open_versions[key].block_number < r.block_number:
-                open_versions[key] = _version(r)
+                version = _version(r)
+                open_versions[key] = (dataclasses.replace(version, health_block=r.health_block, probed=True)
+                                      if probe else version)
     out: dict[tuple[int, int, int], _Version | None] = {}
     slow: set[tuple[int, int]] = set()
     for w, v, b in keys:
@@ -1231,7 +1374,7 @@ def _replace_superseded(conn: Connection, snapshots: Sequence[SnapshotRow], refs
     the same block hash stays (a second sync of one block writes nothing new). Returns how many were deleted."""
     if not snapshots:
         return 0
-    wanted = {(refs.wallets[canonical_address(s.wallet)], refs.venues[s.venue], s.block_number): s for s in snapshots}
+    wanted = {(refs.wallets[_canonical_key(s.wallet)], refs.venues[s.venue], s.block_number): s for s in snapshots}
     blocks = sorted({s.block_number for s in snapshots})
     batch_hashes = {s.block_number: s.block_hash.lower() for s in snapshots}
     chains = {s.block_number: s.chain_id for s in snapshots}

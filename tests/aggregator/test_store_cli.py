@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from aggregator.cli import _store as cli_store
 from aggregator.cli import app
 from aggregator.config import Settings, StoreConfig, load_settings
 from aggregator.scheduler import SyncScheduler, compact_store
@@ -71,14 +72,20 @@ def test_store_compact_fails_with_a_clear_error(home: Path) -> None:
 def test_store_config_gives_the_policies(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text("[store]\nrel_tolerance = 0.001\nmax_age_blocks = 50\nkeep_full_days = 2\nbucket_s = 600\n"
-                    "compact_every_s = 60\n")
+                    "compact_every_s = 60\nwrite_cache_size = 7\n")
     settings = load_settings(path)
     assert settings.store.change_policy() == ChangePolicy(rel_tolerance=0.001, max_age_blocks=50)
     assert settings.store.retention_policy() == RetentionPolicy(full_days=2, bucket_s=600)
+    assert settings.store.write_cache_size == 7
+    with cli_store(settings.model_copy(update={"db_url": f"sqlite:///{tmp_path / 'x.db'}"})) as store:
+        assert store.write_cache_size == 7
     assert Settings().store == StoreConfig()
     assert StoreConfig().change_policy() == ChangePolicy()
     path.write_text("[store]\nmax_age_blocks = 0\n")
     with pytest.raises(ValueError, match="max_age_blocks"):
+        load_settings(path)
+    path.write_text("[store]\nwrite_cache_size = -1\n")
+    with pytest.raises(ValueError, match="write_cache_size"):
         load_settings(path)
 
 
