@@ -467,7 +467,8 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         stored_positions = {vid: list(e.held) for vid, e in hits.items()} | _position_contents(
             conn, sorted({v.id for v in current.values() if v is not None} - hits.keys()))
         last_health = {vid: e.health for vid, e in hits.items() if e.health is not None} | _last_health(
-            conn, {v.id: b for (_, _, b), v in current.items() if v is not None and v.id not in hits})
+            conn, {v.id: b for (_, _, b), v in current.items() if v is not None and v.id not in hits},
+            {v.id: v.health_block for v in current.values() if v is not None and v.probed})
         kept: dict[tuple[int, int], tuple[_Version, int]] = {}  # versions that hold on: (version, the block)
         stats.from_memory = len(hits)
         close: dict[int, int] = {}  # the open version superseded by a new one -> its last block
@@ -1271,12 +1272,27 @@ def _health_moved(last: Mapping[Any, Any], h: HealthRow, policy: ChangePolicy) -
     return policy.any_moved(old, new) or _json_moved(dict(last["extra"] or {}), dict(h.extra), policy)
 
 
-def _last_health(conn: Connection, wanted: Mapping[int, int]) -> dict[int, Mapping[Any, Any]]:
-    """The newest health row of each version (id) at or before its block."""
+def _last_health(conn: Connection, wanted: Mapping[int, int],
+                 newest: Mapping[int, int | None] | None = None) -> dict[int, Mapping[Any, Any]]:
+    """The newest health row of each version (id) at or before its block. ``newest``: the block of a version's
+    newest health row where it is known (``None``: it has none): at or before the block, that row is the answer,
+    read by its unique key; a window over the version's rows finds the rest."""
     out: dict[int, Mapping[Any, Any]] = {}
     by_block: dict[int, list[int]] = {}
+    exact: list[tuple[int, int]] = []
     for vid, block in wanted.items():
+        if newest is not None and vid in newest:
+            top = newest[vid]
+            if top is None:
+                continue
+            if top <= block:
+                exact.append((vid, top))
+                continue
         by_block.setdefault(block, []).append(vid)
+    for pairs in _chunks(sorted(exact)):
+        for r in conn.execute(sa.select(HEALTH).where(
+                sa.tuple_(HEALTH.c.snapshot_id, HEALTH.c.block_number).in_(pairs))).mappings():
+            out[r["snapshot_id"]] = r
     for block, ids in by_block.items():
         for chunk in _chunks(sorted(ids)):
             rank = sa.func.row_number().over(partition_by=HEALTH.c.snapshot_id,
@@ -1323,12 +1339,17 @@ def _last_risk(conn: Connection, chain_ref: int, wanted: Mapping[tuple[int, int]
     cols = (RISK.c.wallet_id, RISK.c.block_number, RISK.c.unified_health, RISK.c.equity_usd, RISK.c.margin_usd,
             RISK.c.netting_benefit_usd)
     for block, wallets in by_block.items():
+        # One seek per wallet in the (chain, wallet, block) unique index for its newest block, then that row: the
+        # cost follows the wallets asked about, not the length of their history (a window over every row did).
+        seek = RISK.alias("seek")
+        newest = (sa.select(sa.func.max(seek.c.block_number))
+                  .where(seek.c.chain_ref_id == chain_ref, seek.c.wallet_id == WALLETS.c.id,
+                         seek.c.block_number <= block).correlate(WALLETS).scalar_subquery())
         for chunk in _chunks(sorted(wallets)):
-            rank = sa.func.row_number().over(partition_by=RISK.c.wallet_id,
-                                             order_by=(RISK.c.block_number.desc(), RISK.c.id.desc())).label("rn")
-            ranked = sa.select(*cols, rank).where(RISK.c.chain_ref_id == chain_ref, RISK.c.wallet_id.in_(chunk),
-                                                  RISK.c.block_number <= block).subquery()
-            for r in conn.execute(sa.select(ranked).where(ranked.c.rn == 1)).mappings():
+            query = sa.select(*cols).select_from(WALLETS).join(RISK, sa.and_(
+                RISK.c.chain_ref_id == chain_ref, RISK.c.wallet_id == WALLETS.c.id, RISK.c.block_number == newest,
+            )).where(WALLETS.c.id.in_(chunk))
+            for r in conn.execute(query).mappings():
                 out[(r["wallet_id"], block)] = r
     return out
 
