@@ -515,6 +515,9 @@ def test_wallet_list_links_to_every_tracked_wallet(env: Env, page: tuple[Page, C
     pg.screenshot(path=str(artifacts_dir() / "dashboard-wallets.png"), full_page=True)
 
     pg.get_by_test_id(f"wallet-link-{HEDGED}").click()
+    # the list page shows the same block: wait for the wallet page itself (under load the click's navigation was
+    # still under way when the block matched, and the URL was the list's)
+    pg.wait_for_url(f"**/ui/wallet/{HEDGED}", timeout=WAIT_MS)
     wait_for_block(pg, health["block"])
     assert pg.url.endswith(f"/ui/wallet/{HEDGED}")
     assert not console.errors, console.errors
