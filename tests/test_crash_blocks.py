@@ -160,6 +160,8 @@ def _aim(target: str, log: RunLog, proc: subprocess.Popen[bytes], rng: random.Ra
     then each block reads its logs and market state and writes the wallets whose figures moved."""
     if target == "write":  # the start's full sweep, or a later block's write (the holders of the moved price)
         trigger, delay, k, key = "writing", rng.uniform(0.0, 0.25), rng.choice((1, 2)), "writing"
+    elif target == "later_write":  # a later block's write: short (tens of ms since the store keeps its versions)
+        trigger, delay, k, key = "writing", rng.uniform(0.0, 0.02), 2, "writing"
     elif target == "read":
         trigger, delay, k, key = "running", rng.uniform(0.02, 0.5), rng.choice((1, 1, 2, 3)), "running"
     elif target == "post_sync":
@@ -215,7 +217,8 @@ def _one_kill(index: int, target: str, env: dict[str, str], url: str, workdir: P
 
 def run_block_campaign(chain: CrashChain, url: str, workdir: Path, *, n_kills: int, seed: int,
                        min_write: int = 3) -> tuple[list[BlockKill], list[str], int, int]:
-    """``n_kills`` kills (more, up to twice as many, until ``min_write`` hit a write), then a restart that must run
+    """``n_kills`` kills (more, up to twice as many, until ``min_write`` hit a write and one of them a later block's
+    write), then a restart that must run
     two clean ticks at a newer block; returns the kills, the restart's problems and the blocks before and after."""
     rng = random.Random(seed)
     _, ref, rule_id, env = prepare_campaign(chain, url, workdir, write_block_config)
@@ -223,9 +226,10 @@ def run_block_campaign(chain: CrashChain, url: str, workdir: Path, *, n_kills: i
     with price_mover(chain, seed):
         for index in range(2 * n_kills):
             writes = sum(k.phase == "write" for k in kills)
-            if index >= n_kills and writes >= min_write:
+            later = any(k.phase == "write" and k.writes >= 2 for k in kills)
+            if index >= n_kills and writes >= min_write and later:
                 break
-            target = TARGETS[index % len(TARGETS)] if index < n_kills else "write"
+            target = TARGETS[index % len(TARGETS)] if index < n_kills else ("write" if later else "later_write")
             kills.append(_one_kill(index, target, env, url, workdir, ref, rule_id, rng))
             print(kills[-1].summary())
         _, block_before = _max_run(url)
