@@ -52,6 +52,7 @@ from aggregator.pipeline import ChainContext, register_venues
 from aggregator.venues import plugin_of
 from benchmarks.bench_sync import RawRpc
 from benchmarks.blockbench_setup import HISTORY_STATES, UPDATE_CHANCE, Bench, PriceModel, bench_settings, setup
+from db.changes import WRITE_CACHE_SIZE
 from db.store import Store
 
 
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{v.name} {plugin_of(v.type).capabilities.rate_limit}" for v in settings.venues if not v.onchain),
                 flush=True)
         chain = settings.chains[0]
-        store = Store.open(url)
+        store = Store.open(url, write_cache_size=args.write_cache_size)
         store.add_wallets([(w, None) for w in bench.wallets])
         register_venues(store, settings)
         ctx = ChainContext.open(settings, chain)
@@ -244,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                          "API's allowance (the baseline always reads every account once)")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="profile the block steps and print the N functions with the most cumulative time")
+    ap.add_argument("--write-cache-size", type=int, default=WRITE_CACHE_SIZE,
+                    help="(wallet, venue) versions the block path's store keeps between writes (0: reads them back)")
     ap.add_argument("--profile-sort", default="cumulative", help="the profile's order (pstats: cumulative, tottime)")
     ap.add_argument("--prices", choices=("history", "stress"), default="history",
                     help="history: per-block volatility of the real hourly prices, feeds updating as Chainlink's do "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -1085,13 +1086,30 @@ _HEALTH_COMPARED = ("block_number", "flags", "matches_onchain", "health_factor",
 
 
 def _as_stored(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The columns of a health row the change detection reads, as the database gives them back (JSON columns
-    through a JSON round trip: tuples as lists, keys as text)."""
+    """The columns of a health row the change detection reads, as the database gives them back: a JSON column that
+    would come back in another shape (tuples as lists, keys as text, a new NaN) goes through a JSON round trip.
+    Most are plain JSON already and are kept as they are (``bench_block`` at 1,000 wallets, a write after the
+    sweep: 0.24-0.31 s against 0.29-0.34 s with a round trip of every written row)."""
     out = {k: row.get(k) for k in _HEALTH_COMPARED}
     for k in ("flags", "extra", "position_values"):
-        if out[k] is not None:
+        if out[k] is not None and not _plain_json(out[k]):
             out[k] = json.loads(json.dumps(out[k]))
     return out
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether ``value`` comes back from a JSON column as itself: text, whole numbers, finite floats, booleans,
+    ``None``, and lists and text-keyed dicts of those."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(_plain_json(x) for x in value)
+    if kind is dict:
+        return all(type(k) is str and _plain_json(v) for k, v in value.items())
+    return False
 
 
 def _kept_versions(
