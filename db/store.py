@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import math
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -158,6 +159,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         self.write_cache_size = write_cache_size
         self._write_cache: dict[tuple[int, int, int], _Cached] = {}
         self._purges_seen: dict[int, int] = {}  # chain identity -> its purge count at this store's last write
+        self._cache_lock = threading.Lock()  # writes from several threads share what is kept
         self.copy_threshold = copy_threshold
         self.change_policy = change_policy if change_policy is not None else ChangePolicy()
         self.change_only = change_only
@@ -380,6 +382,10 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         return stats
 
     def _remember(self, pending: _Pending) -> None:
+        with self._cache_lock:
+            self._remember_locked(pending)
+
+    def _remember_locked(self, pending: _Pending) -> None:
         cache = self._write_cache
         if pending.chain is not None:
             chain_ref, purges = pending.chain
@@ -396,8 +402,9 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
 
     def forget_written(self) -> None:
         """Drop the current versions :meth:`write_changes` keeps between writes (see :class:`_Cached`)."""
-        self._write_cache.clear()
-        self._purges_seen.clear()
+        with self._cache_lock:
+            self._write_cache.clear()
+            self._purges_seen.clear()
 
     def _write_changes(self, conn: Connection, batch: SyncBatch, cached: _Pending) -> WriteStats:
         policy = self.change_policy
@@ -460,11 +467,12 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                      run_id, replaced)
         # What the previous write left of each version, where the store still agrees (_Cached); the rest is read.
         hits: dict[int, _Cached] = {}
-        for (w, v, b), version in current.items():
-            entry = kept_before.get((chain_ref, w, v)) if version is not None else None
-            if (entry is not None and version is not None and entry.holds(version)
-                    and (entry.health_block is None or entry.health_block <= b)):
-                hits[version.id] = entry
+        with self._cache_lock:
+            for (w, v, b), version in current.items():
+                entry = kept_before.get((chain_ref, w, v)) if version is not None else None
+                if (entry is not None and version is not None and entry.holds(version)
+                        and (entry.health_block is None or entry.health_block <= b)):
+                    hits[version.id] = entry
         stored_positions = {vid: list(e.held) for vid, e in hits.items()} | _position_contents(
             conn, sorted({v.id for v in current.values() if v is not None} - hits.keys()))
         last_health = {vid: e.health for vid, e in hits.items() if e.health is not None} | _last_health(
