@@ -400,12 +400,6 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         while len(cache) > self.write_cache_size:  # the (wallet, venue) pairs written longest ago go first
             del cache[next(iter(cache))]
 
-    def forget_written(self) -> None:
-        """Drop the current versions :meth:`write_changes` keeps between writes (see :class:`_Cached`)."""
-        with self._cache_lock:
-            self._write_cache.clear()
-            self._purges_seen.clear()
-
     def _write_changes(self, conn: Connection, batch: SyncBatch, cached: _Pending) -> WriteStats:
         policy = self.change_policy
         snapshots = _unique_snapshots(batch.snapshots)
@@ -1024,7 +1018,6 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             stats.versions_deleted = _delete_ids(conn, SNAPSHOTS, gone)
             for chain_ref in sorted({k[2] for k in touched_keys}):
                 _recompute_ranges(conn, {(w, v) for w, v, c in touched_keys if c == chain_ref}, chain_ref)
-        self.forget_written()  # (it keeps each version's newest health row; forgetting costs one read per version)
         log.info("store compacted before %s: %d health, %d risk, %d price row(s) and %d version(s) deleted",
                  cutoff.isoformat(), stats.health_deleted, stats.risk_deleted, stats.prices_deleted,
                  stats.versions_deleted)
@@ -1126,8 +1119,8 @@ def _kept_versions(
     written: Sequence[Mapping[str, Any]],
 ) -> dict[tuple[int, int, int], _Cached | None]:
     """What a write leaves of the versions that held on (see :class:`_Cached`): their positions, and the health row
-    written now or the newest one before. ``None`` where that is not known
-    for sure: the version was not probed, its ranges were recomputed, or it has a health row after the block."""
+    written now or the newest one before. ``None`` where that is not known for sure: the version was not probed,
+    its ranges were recomputed, or it has a health row after the block."""
     newest: dict[int, Mapping[str, Any]] = {}
     for row in written:
         sid = row["snapshot_id"]
