@@ -6,7 +6,8 @@ the views are the same in both modes. Per chain it keeps one :class:`~aggregator
 its log filter, its live perp venues) and, at each run:
 
 1. identifies the chain (:func:`aggregator.chainid.identify`: another chain or a reorganisation below the stored
-   blocks is handled there, the store purged above the common ancestor);
+   blocks is handled there, the store purged above the common ancestor); when another chain answers now, nothing
+   processed on the old one stands: its :class:`~aggregator.blocksync.BlockSync` starts over at the new head;
 2. reads, in one batched request, the block it processed last and every block up to the head: when the last one's
    hash changed (a reorganisation since), or the range is longer than ``max_backfill_blocks``, every wallet is re-read
    at the head (a full sweep) — a missed range is never skipped silently;
@@ -133,8 +134,17 @@ class BlockSyncer(Syncer):
                 sync = self._block_sync(chain)
                 seen: dict[int, BlockRef] = {}
                 last = sync.last_block
+                identity = sync.ctx.chain_ref_id
                 # The last processed block is read with the head (one request): its hash shows a reorganisation.
                 head = self._identify(sync.ctx, also=() if last is None else (last.number,), seen=seen)
+                if identity is not None and sync.ctx.chain_ref_id != identity:
+                    # Another chain answers (the old one's data is kept apart by the identification): what was
+                    # processed on the old chain neither stands nor is confirmed; the new one is swept at its head.
+                    log.warning("chain %s: another chain answers now; every wallet is re-read at its head, block %d",
+                                chain.name, head.number)
+                    sync.restart()
+                    self._last.pop(chain.name, None)
+                    seen.clear()
                 sync.track(tracked)
                 blocks = self._blocks(sync, head, seen)
             except (ConnectorError, ConfigError) as exc:

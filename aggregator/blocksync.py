@@ -223,6 +223,12 @@ class BlockSync:
         self._pending = set(self.wallets)
         self.reader = None
 
+    def restart(self) -> None:
+        """Start over on another chain (a reset devnet, a new fork, an RPC pointed elsewhere): nothing processed on
+        the old one stands — the next block given is the new chain's head, where every wallet is re-read."""
+        self.last_block = None
+        self.full_sweep()
+
     # --- one block --------------------------------------------------------------------------------------------
     def _dirty(self, block: BlockRef, report: BlockReport) -> dict[str, set[str]]:
         """Venue name → the tracked wallets to re-read at ``block``."""

@@ -219,3 +219,32 @@ def test_xmargin_run_in_block_mode_syncs_each_block_as_its_head_arrives(
             runner.join(scaled(60))
     assert not runner.is_alive()
     assert "Traceback" not in out.getvalue()
+
+
+def test_another_chain_behind_the_last_block_is_swept_at_its_head_not_confirmed(
+    chain: devnet.DevnetInfo, tmp_path: Path
+) -> None:
+    """A devnet reset (the node's head below every stored block: another chain, kept apart by the identification)
+    under a running block syncer: the next run re-reads every wallet at the new chain's head and stores it there.
+    It neither waits for the new chain to pass the old one's last block nor confirms that block on the new chain
+    (a quiet run's "no change" would have shown the old chain's numbers as the new one's, fresh)."""
+    settings = devnet_settings(chain).model_copy(update={"sync_mode": "block"})
+    wallets = [devnet.wallet_address(label) for label in devnet.SEED_LABELS if label != "lender"]
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with Store.open(url) as store, contextlib.closing(BlockSyncer(settings, store)) as syncer:
+        store.add_wallets([(w, None) for w in wallets])
+        snap = devnet.snapshot(chain)
+        reset_head = int(devnet.rpc(chain, "eth_blockNumber"), 16)
+        devnet.mine(chain, 3)
+        first = syncer.run()
+        assert first.ok, [b.error for b in first.batches]
+        assert [r.block.number for r in syncer.reports] == [reset_head + 3]
+
+        devnet.revert(chain, snap)  # the node now answers with a chain 3 blocks shorter
+        again = syncer.run()
+        assert again.ok, [b.error for b in again.batches]
+        assert [(r.block.number, r.full_sweep) for r in syncer.reports] == [(reset_head, True)]
+        assert [b.block.number for b in again.batches if b.block] == [reset_head]
+        ((status,),) = [store.sync_status({chain.chain_id})]
+        assert status.last_ok_block == reset_head
+        assert {h.as_of_block for w in wallets for h in store.latest_health(w)} <= set(range(reset_head + 1))
