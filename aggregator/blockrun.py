@@ -21,6 +21,7 @@ on. The first run of a chain is a full sweep at its head. A run that finds no ne
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -79,7 +80,8 @@ class BlockSyncer(Syncer):
             self._live[chain.name] = live
             self._syncs[chain.name] = BlockSync(ctx, self.store, live=live,
                                                 tolerance=self.settings.store.rel_tolerance,
-                                                max_age_blocks=self.settings.store.max_age_blocks)
+                                                max_age_blocks=self.settings.store.max_age_blocks,
+                                                reconcile_every=self.settings.reconcile_every_blocks)
         return self._syncs[chain.name]
 
     def _blocks(self, sync: BlockSync, head: BlockRef, seen: Mapping[int, BlockRef]) -> list[BlockRef]:
@@ -161,7 +163,9 @@ class BlockSyncer(Syncer):
                 if sync.ctx.chain_ref_id is not None:
                     self.store.confirm_block(sync.ctx.chain_ref_id, last.number, last.hash,
                                              datetime.fromtimestamp(last.timestamp, UTC))
-                report.batches.append(self._last[chain.name])
+                # (its reconciliation, if it had one, is not counted again)
+                report.batches.append(dataclasses.replace(self._last[chain.name], reconciled=False,
+                                                          reconcile_mismatches=0))
                 continue
             for block in blocks:
                 step = sync.step(block)
@@ -173,7 +177,8 @@ class BlockSyncer(Syncer):
                 result = BatchResult(
                     chain=chain.name, block=block, wallets=len(sync.wallets), status=status, readings=step.readings,
                     sync_run_id=step.sync_run_id,
-                    error="; ".join(f"{k}: {v}" for k, v in sorted(step.errors.items())) or None)
+                    error="; ".join(f"{k}: {v}" for k, v in sorted(step.errors.items())) or None,
+                    reconciled=step.reconciled, reconcile_mismatches=step.reconcile_mismatches)
                 report.batches.append(result)
                 self._last[chain.name] = result
         report.seconds = time.perf_counter() - t0

@@ -367,12 +367,17 @@ class Settings(_Model):
     stale_after_s: Annotated[float, Field(gt=0)] | None = None
     """Data older than this (seconds since the sync that read it) is shown as stale; default 3 × ``interval_s``."""
     wallet_batch_size: Annotated[int, Field(gt=0)] = 1_000
-    sync_mode: Literal["cycle", "block"] = "cycle"
-    """``cycle``: every tick reads every wallet in full at the head. ``block``: every tick processes each block since
-    the last in order — its logs name the wallets to re-read, the others are recomputed from their cached state —
-    and writes only what changed (:mod:`aggregator.blockrun`)."""
+    sync_mode: Literal["cycle", "block"] = "block"
+    """``block`` (the default): every tick processes each block since the last in order — its logs name the wallets
+    to re-read, the others are recomputed from their cached state — and writes only what changed
+    (:mod:`aggregator.blockrun`), so its cost follows what changed. ``cycle``: every tick reads every wallet in full
+    at the head."""
     max_backfill_blocks: Annotated[int, Field(ge=1)] = 64
     """Block mode: the most blocks one tick steps through; a longer gap is a full sweep at the head."""
+    reconcile_every_blocks: Annotated[int, Field(ge=0)] = 300
+    """Block mode: at every block whose number is a multiple of this, every wallet is also read in full and compared
+    with its recomputed state; each disagreement is a log line and counts in ``xmargin_reconcile_mismatches_total``
+    (0: never)."""
     chains: tuple[ChainConfig, ...] = ()
     venues: tuple[SerializeAsAny[VenueConfig], ...] = ()
     """Each a venue's own model (:func:`venue_config`): a union discriminated by ``type``."""

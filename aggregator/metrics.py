@@ -156,6 +156,12 @@ class Metrics:
                                     ["chain", "status"], registry=self.registry)
         self.cycle_errors = Counter("xmargin_cycle_errors", "Cycle stages that raised.", ["stage"],
                                     registry=self.registry)
+        self.reconcile_sweeps = Counter("xmargin_reconcile_sweeps", "Block mode: blocks at which every wallet was "
+                                        "also read in full and compared with its recomputed state.", ["chain"],
+                                        registry=self.registry)
+        self.reconcile_mismatches = Counter("xmargin_reconcile_mismatches", "Block mode: (wallet, venue) states "
+                                            "a reconciliation found different from the full read.", ["chain"],
+                                            registry=self.registry)
         self.registry.register(_StoreCollector(store, lambda: self._rpc, lambda: self._endpoints))
 
     def watch_rpc(self, source: RpcSource, endpoints: EndpointSource | None = None) -> None:
@@ -171,6 +177,9 @@ class Metrics:
             self.sync_duration.observe(report.seconds)
         for batch in report.batches:
             self.sync_batches.labels(batch.chain, str(batch.status)).inc()
+            if batch.reconciled:
+                self.reconcile_sweeps.labels(batch.chain).inc()
+                self.reconcile_mismatches.labels(batch.chain).inc(batch.reconcile_mismatches)
 
     def observe_errors(self, errors: Sequence[CycleError]) -> None:
         for error in errors:

@@ -108,6 +108,10 @@ class BatchResult:
     readings: tuple[VenueReading, ...]
     sync_run_id: int | None
     error: str | None = None
+    reconciled: bool = False
+    """Block mode: every wallet was also read in full at this block and compared with its recomputed state."""
+    reconcile_mismatches: int = 0
+    """Of those, the (wallet, venue) states that disagreed (each logged, and the wallet re-read)."""
 
 
 @dataclass

@@ -5,6 +5,7 @@ limit, or a reorganisation of the block processed last, is a full sweep at the h
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -248,3 +249,63 @@ def test_another_chain_behind_the_last_block_is_swept_at_its_head_not_confirmed(
         ((status,),) = [store.sync_status({chain.chain_id})]
         assert status.last_ok_block == reset_head
         assert {h.as_of_block for w in wallets for h in store.latest_health(w)} <= set(range(reset_head + 1))
+
+
+def test_xmargin_run_follows_blocks_by_default(chain: devnet.DevnetInfo, tmp_path: Path) -> None:
+    """The config ``xmargin devnet up`` writes names no ``sync_mode``: ``xmargin run``'s cycle syncs block by block
+    (the full re-read of every wallet per tick only when asked for, ``sync_mode = "cycle"``)."""
+    from aggregator.config import load_settings, write_settings_toml
+    from aggregator.pipeline import Syncer
+
+    path = tmp_path / "devnet.toml"
+    write_settings_toml(devnet_settings(chain), path)
+    assert "sync_mode" not in path.read_text()
+    with Store.open(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        default = load_settings(path)
+        with Cycle(default, store) as cycle:
+            assert isinstance(cycle.syncer, BlockSyncer)
+        path.write_text('sync_mode = "cycle"\n' + path.read_text())
+        with Cycle(load_settings(path), store) as cycle:
+            assert type(cycle.syncer) is Syncer
+
+
+def test_a_reconciliation_mismatch_is_logged_and_counted_in_the_metrics(
+    chain: devnet.DevnetInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``reconcile_every_blocks`` reaches the block sync, and what its reconciliation finds reaches ``/metrics``: with
+    the dirty set blinded (logs that name no wallet), a wallet's supply goes unseen by the recomputation and the full
+    read at the next reconciled block disagrees — a log line, ``xmargin_reconcile_mismatches_total`` up, and a quiet
+    run that confirms the block counts nothing again."""
+    from aggregator.metrics import Metrics
+
+    onchain = dataclasses.replace(chain, services={})
+    settings = devnet_settings(onchain).model_copy(update={"sync_mode": "block", "reconcile_every_blocks": 1})
+    wallet = devnet.wallet_address("safe")
+    with Store.open(f"sqlite:///{tmp_path / 'x.db'}") as store, \
+            contextlib.closing(BlockSyncer(settings, store)) as syncer:
+        store.add_wallets([(wallet, None)])
+        metrics = Metrics(store)
+
+        def counted(name: str) -> float:
+            return metrics.registry.get_sample_value(name, {"chain": "devnet"}) or 0.0
+
+        first = syncer.run()
+        metrics.observe_sync(first)
+        assert first.ok, [b.error for b in first.batches]
+        assert counted("xmargin_reconcile_sweeps_total") == 1  # every block is reconciled here
+        assert counted("xmargin_reconcile_mismatches_total") == 0
+
+        sync = syncer._syncs["devnet"]
+        monkeypatch.setattr(sync, "_dirty", lambda block, report: {name: set() for name in sync._onchain})
+        devnet.fund(chain, wallet, "WETH", 10**18)
+        devnet.supply(chain, wallet, "WETH", 10**18)  # unseen: the cached state still holds the old collateral
+        with caplog.at_level("WARNING", logger="aggregator.blocksync"):
+            moved = syncer.run()
+        metrics.observe_sync(moved)
+        assert any(b.reconcile_mismatches for b in moved.batches)
+        assert counted("xmargin_reconcile_mismatches_total") >= 1
+        assert any("reconcile: aave_v3" in r.getMessage() and wallet in r.getMessage() for r in caplog.records)
+        before = (counted("xmargin_reconcile_sweeps_total"), counted("xmargin_reconcile_mismatches_total"))
+        quiet = syncer.run()  # no new block: the last one is confirmed, its reconciliation not counted again
+        metrics.observe_sync(quiet)
+        assert (counted("xmargin_reconcile_sweeps_total"), counted("xmargin_reconcile_mismatches_total")) == before

@@ -139,10 +139,11 @@ offset = {KEEPER_OFFSET}
 def write_config(settings: Settings, path: Path) -> None:
     """The config file as ``xmargin devnet up`` writes it, plus the batch size, the log sink and a dry-run keeper."""
     write_settings_toml(settings, path)
-    # [store] change_only = false: the checks below hold every committed run to its whole batch of snapshots (one per
-    # wallet and venue), which is the full-rewrite layout; the change-only store under kill -9 is the block
-    # campaign's (tests/test_crash_blocks.py).
-    path.write_text(f"wallet_batch_size = {settings.wallet_batch_size}\n" + path.read_text() + """
+    # sync_mode = "cycle" (block mode is the default) and [store] change_only = false: the checks below hold every
+    # committed run to its whole batch of snapshots (one per wallet and venue), which is the full-rewrite layout; the
+    # change-only store under kill -9 is the block campaign's (tests/test_crash_blocks.py).
+    head = f'wallet_batch_size = {settings.wallet_batch_size}\nsync_mode = "cycle"\n'
+    path.write_text(head + path.read_text() + """
 [store]
 change_only = false
 """ + AUTOMATION_TOML)
