@@ -4,9 +4,9 @@ Boots a private devnet (every venue from its own published packages), opens the 
 demo wallets in the embedded SQLite store, serves the API and the dashboard, then runs sync cycles — moving
 the WETH price along a scripted path between them — and prints every wallet's health as it changes, each
 cycle ending with the dashboard's URL. Each cycle is a full read of the six wallets (``sync_mode = "cycle"``),
-so every Aave health shown is checked against the pool's own ``getUserAccountData`` at that block; ``xmargin
-run`` follows blocks by default, where only the wallets a block's logs name are read (and so checked) and the
-others are recomputed from their cached state. ``cycles`` stops it (exit 0); without it, it runs until Ctrl-C.
+so every health a venue reports itself is checked against that figure at that block; ``xmargin run`` follows
+blocks by default, where only the wallets a block's logs name are read (and so checked) and the others are
+recomputed from their cached state. ``cycles`` stops it (exit 0); without it, it runs until Ctrl-C.
 """
 
 from __future__ import annotations
