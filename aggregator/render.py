@@ -99,8 +99,11 @@ def health_style(hf: float | None) -> str:
 
 def check_text(h: VenueHealth) -> Text:
     """How xmargin's figures compare with the venue's own: exact (to the unit), agrees within rounding (perps),
-    or no venue figure to compare (–)."""
+    recomputed (block mode: computed from the wallet's cached state in the protocol's own math at a block that did
+    not read it, so there is no venue figure of that block to compare), or no venue figure to compare (–)."""
     if h.matches_onchain is None:
+        if h.extra.get("source") == "recomputed":
+            return Text("recomputed", style="dim")
         return Text("–", style="dim")
     if not h.matches_onchain:
         return Text("MISMATCH", style="bold red")

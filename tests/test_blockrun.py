@@ -18,6 +18,7 @@ from aggregator.blocksync import same_state
 from aggregator.cycle import Cycle
 from aggregator.devnet_cli import devnet_settings
 from aggregator.pipeline import ChainContext, read_venues
+from aggregator.render import check_text
 from db.rows import SyncStatus
 from db.store import Store
 from tests.test_recompute_exact import _aave_act, _prices
@@ -109,6 +110,9 @@ def test_block_mode_follows_every_block_then_sweeps_after_a_gap_or_a_reorg(
         assert all(r.get_logs == 1 for r in syncer.reports)
         assert sum(r.dirty_wallets for r in syncer.reports) >= 1
         _equal_to_a_full_read(syncer, store, ctx, wallets)
+        # the last block (mined empty) read no wallet: the lending healths are recomputed, and say so
+        (lending,) = [r for r in syncer.reports[-1].readings if r.venue == "aave_v3"]
+        assert {check_text(h).plain for h in lending.healths if h.health_factor is not None} == {"recomputed"}
 
         # Steady state, one new block: its header and the last block's (for a reorganisation) are read once, in
         # the chain's identification request — not again to step through the range.
