@@ -9,12 +9,20 @@ fixture) and hands every module the chain in the state a fresh launch would have
 ``seeded()``
     the same after :func:`devnet.seed`.
 
-Both are ``evm_snapshot``s taken once, the fresh one first; a module gets its state by ``evm_revert`` to one of
-them (same blocks, same numbers as a private launch). A revert consumes its snapshot, and reverting to the fresh
-one also drops the seeded one taken after it, so each is taken again right after (the seeded state is then
-seeded anew on the next ``seeded()``). What is not in the chain's state is put back too: the perp API's marks (a
-``set_price`` moves them), automine on, no fixed block-timestamp interval. A node that stopped answering, or a
+Both are ``evm_snapshot``s taken once, the fresh one first; a module gets its state by ``evm_revert`` to one of them
+(same blocks as a private launch), then one empty block of its own on top (see below). A revert consumes its snapshot,
+and reverting to the fresh one also drops the seeded one taken after it, so each is taken again right after (the seeded
+state is then seeded anew on the next ``seeded()``). What is not in the chain's state is put back too: the perp API's
+marks (a ``set_price`` moves them), automine on, no fixed block-timestamp interval. A node that stopped answering, or a
 snapshot the node refuses, is replaced by a new devnet.
+
+Why a block of its own: reads pinned to a past block need the node's stored state of that block. anvil stores a
+block's state, keyed by its hash, when a block is mined on top of it, and forgets the oldest stored states first
+(``--prune-history``), but a hash stored again is queued again, and when its older entry comes out the state goes
+with it (anvil 1.7's ``InMemoryBlockStates``). Every module that reverted to the same head and mined stored that
+head once more, so once a few hundred blocks had been mined a module that read pinned to the block it started
+at, after mining, could find its state gone (``BlockOutOfRangeError``, seen in CI). Each module now starts at an
+empty block mined by a coinbase no earlier module used, so the block it starts at has a hash of its own.
 
 Modules that kill or restart the node, change its chain id, run several chains or time the launch itself keep
 their own :meth:`devnet.Devnet.launch`.
@@ -29,6 +37,7 @@ import httpx
 
 import devnet
 from devnet import perp_api
+from devnet.node import HISTORY_STATES
 
 __all__ = ["SharedDevnet"]
 
@@ -46,12 +55,15 @@ def _default_marks() -> dict[str, Decimal]:
 class SharedDevnet:
     """A devnet started on first use, reset to a launched (or launched and seeded) state on request."""
 
-    def __init__(self) -> None:
+    def __init__(self, history_states: int = HISTORY_STATES) -> None:
+        self.history_states = history_states
+        """Block states the node keeps for reads pinned to past blocks (``--prune-history``)."""
         self._stack: contextlib.ExitStack | None = None
         self._info: devnet.DevnetInfo | None = None
         self._fresh: str | None = None
         self._seeded: str | None = None
         self._marks = _default_marks()
+        self._starts = 0
         self.launches = 0
         """Devnets started so far (1 unless one had to be replaced)."""
 
@@ -64,6 +76,7 @@ class SharedDevnet:
         self._fresh = devnet.snapshot(info)
         self._seeded = None  # it was taken after the fresh one: gone with that revert
         self._reset_off_chain(info)
+        self._own_block(info)
         return info
 
     def seeded(self) -> devnet.DevnetInfo:
@@ -72,12 +85,14 @@ class SharedDevnet:
             info = self.fresh()
             devnet.seed(info)
             self._seeded = devnet.snapshot(info)
+            self._own_block(info)
             return info
         info = self._ensure()
         if not self._revert(self._seeded):
             return self.seeded()
         self._seeded = devnet.snapshot(info)
         self._reset_off_chain(info)
+        self._own_block(info)
         return info
 
     def close(self) -> None:
@@ -96,7 +111,7 @@ class SharedDevnet:
                 self.close()
         if self._info is None:
             stack = contextlib.ExitStack()
-            self._info = stack.enter_context(devnet.Devnet.launch()).info
+            self._info = stack.enter_context(devnet.Devnet.launch(history_states=self.history_states)).info
             self._stack = stack
             self.launches += 1
             self._fresh = devnet.snapshot(self._info)
@@ -112,6 +127,12 @@ class SharedDevnet:
             self.close()
             return False
         return True
+
+    def _own_block(self, info: devnet.DevnetInfo) -> None:
+        """Mine an empty block no other module's start can share: a coinbase of its own (see the module docstring)."""
+        self._starts += 1
+        devnet.rpc(info, "anvil_setCoinbase", [f"0xc0ffee{self._starts:034x}"])
+        devnet.rpc(info, "evm_mine")
 
     def _reset_off_chain(self, info: devnet.DevnetInfo) -> None:
         """What a revert does not restore: the node's mining settings and the perp API's marks."""

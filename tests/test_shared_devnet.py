@@ -26,6 +26,11 @@ def _perp_eth_mark(info: devnet.DevnetInfo) -> float:
     return float(ctxs[eth]["markPx"])
 
 
+def _account_data_at(info: devnet.DevnetInfo, block: int) -> tuple[object, ...]:
+    return devnet.eth_call(info, info.contract("aave_v3.pool"), "getUserAccountData(address)", (HEDGED,),
+                           ["uint256"] * 6, block=hex(block))
+
+
 def test_seeded_undoes_what_a_module_did_on_and_off_the_chain(shared_devnet: SharedDevnet) -> None:
     info = shared_devnet.seeded()
     head, health = _head(info), devnet.account_data(info, HEDGED).health_factor_wad
@@ -59,3 +64,28 @@ def test_fresh_is_unseeded_and_seeded_seeds_again(shared_devnet: SharedDevnet) -
     devnet.mine(fresh, 3)
     assert _head(shared_devnet.fresh()) == fresh_head
     assert devnet.is_seeded(shared_devnet.seeded())
+
+
+
+@pytest.mark.parametrize("reset", ["seeded", "fresh"])
+def test_a_module_reads_pinned_to_the_block_it_started_at_however_many_modules_started_there(reset: str) -> None:
+    """anvil stores a block's state when a block is mined on top of it, keyed by hash, and forgets the oldest
+    stored states first: a hash stored again is queued again, and when its older entry comes out the state goes
+    with it. Every module that started at the same reverted-to head and mined stored that head once more, so a
+    few hundred blocks later a module reading pinned to the block it started at, after mining, could find its
+    state gone (``BlockOutOfRangeError``, seen in CI). Each module now starts at a block of its own. A history of
+    50 states makes a few rounds enough."""
+    shared = SharedDevnet(history_states=50)
+    try:
+        starts = set()
+        for _ in range(25):
+            info = getattr(shared, reset)()
+            start = _head(info)
+            starts.add(devnet.rpc(info, "eth_getBlockByNumber", [hex(start), False])["hash"])
+            for _ in range(7):
+                devnet.rpc(info, "evm_mine")
+            devnet.rpc(info, "eth_getBalance", [HEDGED, hex(start)])  # raised BlockOutOfRangeError
+        assert len(starts) == 25
+        assert shared.launches == 1
+    finally:
+        shared.close()
