@@ -113,6 +113,7 @@ def test_block_mode_follows_every_block_then_sweeps_after_a_gap_or_a_reorg(
         # the last block (mined empty) read no wallet: the lending healths are recomputed, and say so
         (lending,) = [r for r in syncer.reports[-1].readings if r.venue == "aave_v3"]
         assert {check_text(h).plain for h in lending.healths if h.health_factor is not None} == {"recomputed"}
+        assert not any(f.startswith("onchain_") for h in lending.healths for f in h.flags)  # nothing to disagree with
 
         # Steady state, one new block: its header and the last block's (for a reorganisation) are read once, in
         # the chain's identification request — not again to step through the range.

@@ -248,7 +248,7 @@ def test_recomputed_health_equals_a_full_read_over_random_blocks(chain: devnet.D
                     # figure at this block, which only the full read saw.
                     assert h.extra["source"] == "recomputed"
                     assert h.extra["verified_at_block"] == read_blocks[h.wallet]
-                    assert "onchain_unavailable" not in h.flags
+                    assert not {"onchain_unavailable", "onchain_mismatch"} & set(h.flags), h.flags
                     assert h.matches_onchain is None
                     assert h.health_factor_raw == other.onchain_health_factor_raw
                     if h.health_factor_raw is not None:

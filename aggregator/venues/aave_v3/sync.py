@@ -289,8 +289,9 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
             and data.current_liquidation_threshold_bps == onchain.current_liquidation_threshold_bps
         )
         flags = []
-        recomputed = account.source == "recomputed"
-        if onchain is None and not recomputed:
+        if account.source == "recomputed":
+            pass  # no protocol figure was read at this block: nothing to disagree with (``source`` says so)
+        elif onchain is None:
             flags.append("onchain_unavailable")  # the protocol's own figure reverted (an invalid oracle price)
         elif not matches:
             flags.append("onchain_mismatch")
