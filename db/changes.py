@@ -176,5 +176,5 @@ def estimate_bytes(row: Mapping[str, Any]) -> int:
         elif isinstance(value, str):
             size += len(value.encode())
         else:
-            size += len(json.dumps(value, default=str))
+            size += len(json.dumps(value, default=str, separators=(",", ":")))  # as the engine writes it
     return size

@@ -15,6 +15,7 @@ Never log a URL with its password: use :func:`safe_url`.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_HOME",
     "SQLITE_BEGIN_OPTION",
     "SQLITE_BUSY_TIMEOUT_MS",
+    "compact_json",
     "make_engine",
     "read_transaction",
     "resolve_url",
@@ -107,9 +109,17 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql(_BEGIN[mode])
 
 
+def compact_json(value: Any) -> str:
+    """JSON text without the spaces ``json.dumps`` puts after ``,`` and ``:`` by default: 6-9 % of a health row's
+    JSON on SQLite, which stores the text as given (PostgreSQL's ``jsonb`` keeps its own binary form either way)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
-    """An engine for ``resolve_url(url)``, with the SQLite setup described in the module docstring."""
+    """An engine for ``resolve_url(url)``, with the SQLite setup described in the module docstring; JSON columns are
+    written as :func:`compact_json`."""
     resolved = resolve_url(url)
+    kwargs.setdefault("json_serializer", compact_json)
     if resolved.get_backend_name() == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
         kwargs.setdefault("pool_timeout", PG_POOL_TIMEOUT_S)

@@ -1,4 +1,5 @@
-"""UInt256 keeps raw integers exact; UTCDateTime keeps instants in UTC. On both backends."""
+"""UInt256 keeps raw integers exact; UTCDateTime keeps instants in UTC; JSON is written compact and read back as
+written. On both backends."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from db import Store
-from db.models import UINT256_MAX, UInt256, UTCDateTime
+from db.models import UINT256_MAX, JsonType, UInt256, UTCDateTime
 
 RAW_VALUES = [
     0,
@@ -38,6 +39,15 @@ _ts = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("t", UTCDateTime(), nullable=True),
 )
+
+_json = sa.Table(
+    "t_json",
+    _md,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("j", JsonType, nullable=True),
+)
+
+JSON_VALUE = {"markets": [{"id": "0xab", "lltv": 0.915, "raw": "10", "hf": None}], "ok": True, "n": [1, 2.5, -3]}
 
 
 @pytest.fixture
@@ -96,3 +106,12 @@ def test_utc_datetime_round_trips_as_aware_utc(engine: sa.Engine) -> None:
 def test_utc_datetime_refuses_naive(engine: sa.Engine) -> None:
     with pytest.raises(sa.exc.StatementError, match="naive datetime"), engine.begin() as conn:
         conn.execute(sa.insert(_ts), {"id": 1, "t": datetime(2025, 1, 1)})
+
+
+def test_json_is_written_without_spaces_and_read_back_equal(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(_json.insert(), [{"id": 1, "j": JSON_VALUE}])
+        assert conn.execute(sa.select(_json.c.j)).scalar_one() == JSON_VALUE
+        if engine.dialect.name == "sqlite":  # stored as text, as given (PostgreSQL's jsonb keeps a binary form)
+            text = conn.exec_driver_sql("SELECT j FROM t_json").scalar_one()
+            assert text == '{"markets":[{"id":"0xab","lltv":0.915,"raw":"10","hf":null}],"ok":true,"n":[1,2.5,-3]}'
