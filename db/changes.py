@@ -12,7 +12,9 @@ A sync reads every wallet at every block, but most of it is the same as the bloc
 - health as a series of changes: a row when a value moved by more than the tolerance, a flag changed, the
   positions' values differ at all from the newest stored ones (interest, prices: the row holds them exactly,
   ``position_values``, so the positions are served exact as of the version's newest block), or the newest row
-  is :attr:`ChangePolicy.max_age_blocks` old or older;
+  is :attr:`ChangePolicy.max_age_blocks` old or older; a row's ``extra`` (the venue's detail) is stored as the
+  changes from its version's first, which the version holds (``health_base``, :mod:`db.jsondelta`), and read back
+  whole;
 - risk results the same way, at most one per (chain identity, wallet, block); a per-block result may name the
   block of the wallet's heavy measures instead of copying them (``db.store.CARRIED_FROM_KEY``);
 - one sync run and its prices per block (a block synced again reuses them).

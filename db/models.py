@@ -305,6 +305,9 @@ class PositionSnapshot(Base):
     last_seen_block: Mapped[int | None]
     """The newest block read with this same content (the version's "as of"); ``None`` only in rows the writer has
     not touched (read as ``block_number``)."""
+    health_base: Mapped[dict[str, Any] | None]
+    """The ``extra`` of the version's first health row: its health rows store their ``extra`` as the changes from
+    it (:mod:`db.jsondelta`). ``None``: they store it whole (versions written before migration 0014)."""
 
 
 class Position(Base):

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 
+from db import jsondelta
 from db.addresses import HEX40, canonical_address
 from db.apikeys import ApiKeyStore
 from db.automation import AutomationStore
@@ -476,6 +477,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         stats.from_memory = len(hits)
         close: dict[int, int] = {}  # the open version superseded by a new one -> its last block
         new_versions: list[tuple[SnapshotRow, dict[str, Any]]] = []
+        new_bases: dict[tuple[int, int, int], Any] = {}  # a new version's health_base, by (wallet, venue, block)
         extend: dict[int, int] = {}
         # (health, its version's id (None: the new version's), the snapshot, the positions' values at the block)
         health_rows: list[tuple[HealthRow, int | None, SnapshotRow, dict[str, Any] | None]] = []
@@ -527,7 +529,10 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 "error": s.error,
                 "valid_to_block": None,
                 "last_seen_block": s.block_number,
+                # its health rows' extra: the changes from its first (jsondelta)
+                "health_base": None if s.health is None else _stored_json(dict(s.health.extra)),
             }))
+            new_bases[(wallet_id, venue_id, s.block_number)] = new_versions[-1][1]["health_base"]
             if version is not None and version.valid_to_block is None and (wallet_id, venue_id) not in touched:
                 close[version.id] = min(close.get(version.id, s.block_number - 1), s.block_number - 1)
             if s.health is not None:
@@ -576,22 +581,43 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         stats.add("positions", positions)
         stats.positions_written = len(positions)
 
+        # Each row's extra is stored as the changes from its version's base: a new version's is its first row's
+        # extra; a held one's comes with its newest row, else (no row left, or none yet) from the version itself.
+        bases: dict[int, Any] = {}
+        for version in current.values():
+            if version is not None and version.id in last_health:
+                bases[version.id] = last_health[version.id].get("_base")
+        unknown = sorted({vid for _, vid, _, _ in health_rows if vid is not None and vid not in bases})
+        for chunk in _chunks(unknown):
+            bases.update(conn.execute(sa.select(SNAPSHOTS.c.id, SNAPSHOTS.c.health_base)
+                                      .where(SNAPSHOTS.c.id.in_(chunk))).all())
         health: list[dict[str, Any]] = []
+        written: list[dict[str, Any]] = []  # as the store gives them back: the whole extra, with the base
         for h, version_id, s, values in health_rows:
             wallet_id = refs.wallets[_canonical_key(s.wallet)]
             venue_id = refs.venues[s.venue]
             sid = version_id if version_id is not None else new_ids.get((wallet_id, venue_id, s.block_number))
             if sid is None:
                 continue
-            health.append(_health_params(h, sid, wallet_id, venue_id, s.block_number) | {
-                "block_timestamp": s.block_timestamp, "position_values": values})
+            row = _health_params(h, sid, wallet_id, venue_id, s.block_number) | {
+                "block_timestamp": s.block_timestamp, "position_values": values}
+            if version_id is None:  # a new version's first row: its base is its extra
+                base = new_bases[(wallet_id, venue_id, s.block_number)]
+                whole = base
+            else:
+                base = bases.get(version_id)
+                whole = _stored_json(row["extra"])
+            written.append(row | {"extra": whole, "_base": base})
+            if base is not None:
+                row = row | {"extra": jsondelta.diff(base, whole)}
+            health.append(row)
         if health:
             conn.execute(_upsert_insert(conn, HEALTH).on_conflict_do_nothing(
                 index_elements=["snapshot_id", "block_number"]), health)
         stats.add("health_results", health)
         stats.health_written = len(health)
         if probe:
-            cached.entries.update(_kept_versions(kept, touched, chain_ref, stored_positions, last_health, health))
+            cached.entries.update(_kept_versions(kept, touched, chain_ref, stored_positions, last_health, written))
 
         if touched:
             _recompute_ranges(conn, touched, chain_ref)
@@ -831,6 +857,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 SNAPSHOTS.c.error,
                 VENUES.c.name.label("venue_name"),
                 *[c.label(f"h_{c.name}") for c in HEALTH.c],
+                SNAPSHOTS.c.health_base,
             )
             .join(SNAPSHOTS, SNAPSHOTS.c.id == HEALTH.c.snapshot_id)
             .join(WALLETS, WALLETS.c.id == SNAPSHOTS.c.wallet_id)
@@ -876,7 +903,8 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 snapshot_id=r["id"],
                 status=SnapshotStatus(r["status"]),
                 error=r["error"],
-                health=None if r.get("h_id") is None else _health_row({c.name: r[f"h_{c.name}"] for c in HEALTH.c}),
+                health=None if r.get("h_id") is None else _health_row(_whole(
+                    {c.name: r[f"h_{c.name}"] for c in HEALTH.c} | {"_base": r["health_base"]})),
             )
             for r in rows[:limit]
         ]
@@ -1086,13 +1114,13 @@ _HEALTH_COMPARED = ("block_number", "flags", "matches_onchain", "health_factor",
                     "position_values")
 
 
-def _as_stored(row: Mapping[str, Any]) -> dict[str, Any]:
+def _as_stored(row: Mapping[str, Any], *, extra_stored: bool = False) -> dict[str, Any]:
     """The columns of a health row the change detection reads, as the database gives them back: a JSON column that
     would come back in another shape (tuples as lists, keys as text, a new NaN) goes through a JSON round trip.
     Most are plain JSON already and are kept as they are (``bench_block`` at 1,000 wallets, a write after the
     sweep: 0.24-0.31 s against 0.29-0.34 s with a round trip of every written row)."""
-    out = {k: row.get(k) for k in _HEALTH_COMPARED}
-    for k in ("flags", "extra", "position_values"):
+    out = {k: row.get(k) for k in (*_HEALTH_COMPARED, "_base")}
+    for k in ("flags", "position_values") if extra_stored else ("flags", "extra", "position_values"):
         if out[k] is not None and not _plain_json(out[k]):
             out[k] = json.loads(json.dumps(out[k]))
     return out
@@ -1134,11 +1162,11 @@ def _kept_versions(
             continue
         now = newest.get(version.id)
         if now is not None:
-            health: Mapping[str, Any] | None = _as_stored(now)
+            health: Mapping[str, Any] | None = _as_stored(now, extra_stored=True)  # written: normalised already
             health_block: int | None = now["block_number"]
         else:
             before = last_health.get(version.id)
-            health = None if before is None else {k: before[k] for k in _HEALTH_COMPARED}
+            health = None if before is None else {k: before.get(k) for k in (*_HEALTH_COMPARED, "_base")}
             health_block = version.health_block
         out[key] = _Cached(version.id, health_block, tuple(positions.get(version.id, ())), health)
     return out
@@ -1308,19 +1336,28 @@ def _last_health(conn: Connection, wanted: Mapping[int, int],
                 exact.append((vid, top))
                 continue
         by_block.setdefault(block, []).append(vid)
+    base = SNAPSHOTS.c.health_base.label("_base")
     for pairs in _chunks(sorted(exact)):
-        for r in conn.execute(sa.select(HEALTH).where(
+        for r in conn.execute(sa.select(HEALTH, base).join(SNAPSHOTS, SNAPSHOTS.c.id == HEALTH.c.snapshot_id).where(
                 sa.tuple_(HEALTH.c.snapshot_id, HEALTH.c.block_number).in_(pairs))).mappings():
-            out[r["snapshot_id"]] = r
+            out[r["snapshot_id"]] = _whole(r)
     for block, ids in by_block.items():
         for chunk in _chunks(sorted(ids)):
             rank = sa.func.row_number().over(partition_by=HEALTH.c.snapshot_id,
                                              order_by=HEALTH.c.block_number.desc()).label("rn")
             ranked = sa.select(HEALTH, rank).where(HEALTH.c.snapshot_id.in_(chunk),
                                                    HEALTH.c.block_number <= block).subquery()
-            for r in conn.execute(sa.select(ranked).where(ranked.c.rn == 1)).mappings():
-                out[r["snapshot_id"]] = r
+            for r in conn.execute(sa.select(ranked, base).join(SNAPSHOTS, SNAPSHOTS.c.id == ranked.c.snapshot_id)
+                                  .where(ranked.c.rn == 1)).mappings():
+                out[r["snapshot_id"]] = _whole(r)
     return out
+
+
+def _whole(r: Mapping[Any, Any]) -> dict[str, Any]:
+    """A health row read with its version's base (``_base``, kept), its ``extra`` as written (merge it once)."""
+    row = dict(r)
+    row["extra"] = _merged_extra(row["_base"], row["extra"])
+    return row
 
 
 CARRIED_FROM_KEY = "heavy_measures_block"
@@ -1703,6 +1740,17 @@ def _health_row(r: Mapping[Any, Any]) -> HealthRow:
         flags=tuple(r["flags"]),
         extra=r["extra"],
     )
+
+
+def _merged_extra(base: Any, extra: Any) -> Any:
+    """A stored health row's ``extra`` as written: whole where its version has no ``health_base``, else the base
+    with the row's changes applied (:mod:`db.jsondelta`)."""
+    return extra if base is None else jsondelta.apply(base, extra or {})
+
+
+def _stored_json(value: Any) -> Any:
+    """``value`` as a JSON column gives it back (see :func:`_plain_json`)."""
+    return value if _plain_json(value) else json.loads(json.dumps(value))
 
 
 def _asset_row(r: Mapping[Any, Any]) -> AssetRow:
