@@ -1,7 +1,7 @@
 """A JSON value as the changes from a base value, and back: how a health row stores its ``extra``.
 
-A venue's health detail is mostly the same at every block of a position version (a Morpho market's tokens,
-parameters and the wallet's shares; an Aave account's configuration), while a few figures move (the health factor,
+A venue's health detail is mostly the same at every block of a position version (a lending market's tokens,
+parameters and the wallet's shares; an account's configuration), while a few figures move (the health factor,
 accrued totals, the block). The store keeps the version's first detail with the version
 (``position_snapshots.health_base``) and each health row only what differs from it:
 
@@ -30,7 +30,7 @@ _MISSING = object()
 
 def _walk(base: Any, new: Any, path: Path, sets: list[list[Any]], deletes: list[Path]) -> None:
     """Append to ``sets`` and ``deletes`` what turns ``base`` into ``new`` (one pass over both; the comparisons are
-    inlined: a health row's detail is diffed at every write, ~60 leaves for a Morpho wallet)."""
+    inlined: a health row's detail is diffed at every write, ~60 leaves for a wallet in one lending market)."""
     kind = type(new)
     if kind is dict and type(base) is dict:
         for key, value in new.items():

@@ -2,8 +2,8 @@
 
 - ``position_snapshots.health_base`` (JSON, nullable): the ``extra`` of the version's first health row. The
   version's health rows then hold in ``extra`` only what differs from it (``db.jsondelta``): a venue's detail is
-  mostly the same at every block of a version (bench_block, 300 wallets: a Morpho row's detail was 1.5 kB, of which
-  about 0.4 kB moves from block to block).
+  mostly the same at every block of a version (bench_block, 300 wallets: a lending market row's detail was
+  1.5 kB, of which about 0.4 kB moves from block to block).
 
 Existing versions keep ``NULL`` and their rows keep their detail whole; nothing is rewritten.
 
