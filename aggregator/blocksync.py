@@ -402,6 +402,8 @@ class BlockSync:
                reread: Mapping[str, set[str]]) -> None:
         changed = self._changed(block, readings, reread)
         failed = [r for r in readings if r.error is not None]
+        # every tracked wallet of these venues went through this block: the unwritten ones hold through it as stored
+        confirmed = tuple(r.venue for r in readings if r.error is None)
         wallets = [w for w in self.wallets if w in changed or failed]
         report.written_wallets = len(wallets)
         report.written = tuple(wallets)
@@ -410,7 +412,7 @@ class BlockSync:
             if self.ctx.chain_ref_id is not None:
                 try:
                     self.store.confirm_block(self.ctx.chain_ref_id, block.number, block.hash,
-                                             datetime.fromtimestamp(block.timestamp, UTC))
+                                             datetime.fromtimestamp(block.timestamp, UTC), venues=confirmed)
                 except Exception as exc:  # the store is down: the next written block says it
                     log.error("block %d not confirmed in the store: %s", block.number, exc)
                     report.errors["store"] = str(exc)
@@ -430,7 +432,7 @@ class BlockSync:
         light = [s for s in batch.snapshots if s.wallet not in heavy]
         if light:
             risks += tuple(self._carry_heavy(r) for r in risk_rows(light, self.ctx.venue_types, heavy=False))
-        batch = dataclasses.replace(batch, risks=risks, chain_ref_id=self.ctx.chain_ref_id)
+        batch = dataclasses.replace(batch, risks=risks, chain_ref_id=self.ctx.chain_ref_id, confirmed_venues=confirmed)
         # the full sync's log lines (aggregator.pipeline.sync_batch): operators and the kill -9 campaign read them
         log.info("writing a batch of %d wallets at block %d (%d snapshots)", len(wallets), block.number,
                  len(batch.snapshots))

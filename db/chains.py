@@ -15,11 +15,13 @@ I/O to nodes): the syncer compares what the node says with :meth:`ChainStore.sto
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -27,7 +29,7 @@ from db.engine import read_transaction, write_transaction
 from db.models import Base
 from db.rows import ChainRow, ChainSyncStatus, SyncStatus
 
-__all__ = ["ChainStore", "StoredBlock", "current_chain_ids"]
+__all__ = ["ChainStore", "StoredBlock", "current_chain_ids", "note_confirmed_venues"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ POSITIONS = _T["positions"]
 HEALTH = _T["health_results"]
 PRICES = _T["prices"]
 RISK = _T["risk_results"]
+CONFIRMATIONS = _T["venue_confirmations"]
+VENUES = _T["venues"]
 
 _ERROR_TEXT_MAX = 4_000
 
@@ -95,6 +99,26 @@ def note_stored_block(conn: Connection, chain_ref_id: int, number: int, block_ha
         values |= {"last_block": number, "last_block_hash": block_hash, "last_block_timestamp": timestamp}
     if values:
         conn.execute(sa.update(CHAINS).where(CHAINS.c.id == chain_ref_id).values(values))
+
+
+def note_confirmed_venues(conn: Connection, chain_ref_id: int, venues: Sequence[str], number: int,
+                          block_hash: str | None, timestamp: datetime | None, now: datetime) -> None:
+    """Record that a good sync went through every tracked wallet of ``venues`` at block ``number`` (a venue's
+    confirmation only moves forward; unknown venue names and a block without hash or time record nothing)."""
+    if not venues or block_hash is None or timestamp is None:
+        return
+    ids = conn.execute(sa.select(VENUES.c.id).where(VENUES.c.name.in_(sorted(set(venues))))).scalars().all()
+    if not ids:
+        return
+    rows = [{"chain_ref_id": chain_ref_id, "venue_id": venue_id, "block_number": number, "block_hash": block_hash,
+             "block_timestamp": timestamp, "confirmed_at": now} for venue_id in sorted(ids)]
+    insert = (postgresql.insert(CONFIRMATIONS) if conn.dialect.name == "postgresql"
+              else sqlite.insert(CONFIRMATIONS))
+    conn.execute(insert.on_conflict_do_update(
+        index_elements=["chain_ref_id", "venue_id"],
+        set_={k: insert.excluded[k] for k in ("block_number", "block_hash", "block_timestamp", "confirmed_at")},
+        where=CONFIRMATIONS.c.block_number <= insert.excluded.block_number,
+    ), rows)
 
 
 class ChainStore:
@@ -184,6 +208,8 @@ class ChainStore:
                                                               SNAPSHOTS.c.block_number > block_number)).rowcount
             conn.execute(sa.delete(RISK).where(RISK.c.sync_run_id.in_(runs)))
             conn.execute(sa.delete(PRICES).where(PRICES.c.sync_run_id.in_(runs)))
+            conn.execute(sa.delete(CONFIRMATIONS).where(CONFIRMATIONS.c.chain_ref_id == chain_ref_id,
+                                                        CONFIRMATIONS.c.block_number > block_number))
             # Versions that began before the fork end at it: their health rows of later blocks go, they were last
             # seen at the fork at the latest, and the newest left of each (wallet, venue) is open-ended again.
             versions = sa.select(SNAPSHOTS.c.id).where(SNAPSHOTS.c.chain_ref_id == chain_ref_id)
@@ -208,11 +234,15 @@ class ChainStore:
             return int(deleted or 0)
 
     def confirm_block(self, chain_ref_id: int, number: int, block_hash: str | None, timestamp: datetime | None,
-                      *, at: datetime | None = None) -> None:
-        """A good sync found no block after ``number`` (the one it processed last): what the store holds through it
-        is confirmed at ``at`` (default now) — the chain's newest good sync, as a block synced again is."""
+                      *, at: datetime | None = None, venues: Sequence[str] = ()) -> None:
+        """A good sync went through block ``number`` and had nothing to write (nothing moved, or no block after the
+        one it processed last): what the store holds through it is confirmed at ``at`` (default now) — the chain's
+        newest good sync, as a block synced again is. ``venues``: those whose every tracked wallet it went through
+        cleanly; their open versions are served as of this block (``venue_confirmations``)."""
+        now = at or _now()
         with write_transaction(self._engine) as conn:
-            note_stored_block(conn, chain_ref_id, number, block_hash, timestamp, at or _now())
+            note_stored_block(conn, chain_ref_id, number, block_hash, timestamp, now)
+            note_confirmed_venues(conn, chain_ref_id, venues, number, block_hash, timestamp, now)
 
     # -- sync status --------------------------------------------------------------------------------------------
     def record_failed_sync(self, chain_id: int, error: str, *, started_at: datetime,

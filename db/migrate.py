@@ -41,7 +41,7 @@ __all__ = [
 PACKAGE_DIR = Path(__file__).resolve().parent
 MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
 ALEMBIC_INI = PACKAGE_DIR / "alembic.ini"
-HEAD_REVISION = "0014"
+HEAD_REVISION = "0015"
 """The newest packaged revision, so that opening a store at head neither imports Alembic nor parses every migration
 script (about 0.2 s of each CLI start: :func:`upgrade`'s fast path). ``tests/db/test_db_migrations.py`` checks it is
 :func:`head_revision`; a new migration updates it."""

@@ -251,6 +251,22 @@ class Chain(Base):
     dropped when this moves: ``db.Store.write_cache_size``)."""
 
 
+class VenueConfirmation(Base):
+    """The newest block at which a good sync went through every tracked wallet of a venue on a chain identity: the
+    venue's open versions hold through it as stored. A block-driven sync writes only the wallets that moved and
+    confirms the rest here (:meth:`db.Store.confirm_block`), so the served "as of" block moves on without a row per
+    wallet; a venue that failed at a block, or is no longer synced, is not confirmed."""
+
+    __tablename__ = "venue_confirmations"
+
+    chain_ref_id: Mapped[int] = mapped_column(ForeignKey("chains.id", ondelete="CASCADE"), primary_key=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id", ondelete="CASCADE"), primary_key=True)
+    block_number: Mapped[int]
+    block_hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    block_timestamp: Mapped[datetime]
+    confirmed_at: Mapped[datetime]
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
     __table_args__ = (

@@ -263,14 +263,18 @@ class SyncBatch:
     chain_ref_id: int | None = None
     """The chain identity read (:meth:`db.Store.current_chain`); ``None``: the current identity of ``chain_id``
     (an unverified one is created when there is none)."""
+    confirmed_venues: tuple[str, ...] = ()
+    """Venues whose every tracked wallet the sync went through cleanly at this block, written or not (a block-driven
+    sync writes only the wallets that moved): their open versions are served as of this block."""
 
 
 @dataclass(frozen=True, slots=True)
 class LatestVenueHealth:
     """The newest snapshot of one wallet on one venue, with its positions, health and the prices of its run.
 
-    In the change-only store the snapshot is the newest position *version*, as of its newest block read
-    (:attr:`as_of_block`); ``sync_run_id`` and ``prices`` are that block's run's.
+    In the change-only store the snapshot is the newest position *version*, as of its newest block read or the
+    newer block its chain's sync confirmed without writing (:attr:`as_of_block`); ``sync_run_id`` and ``prices``
+    are those of the newest block read.
 
     When the newest read of the venue failed, ``snapshot`` is the newest good one (its values are the last known)
     and ``failed`` is the failed read (status ``error``, with its error and time); when no good read exists,
@@ -285,8 +289,11 @@ class LatestVenueHealth:
     failed: SnapshotRow | None = None
     chain_ref_id: int | None = None
     as_of_block: int | None = None
-    """The newest block read with these positions: the version's range covers it (``snapshot.block_number``, and
-    the block hash and time, are this block's; ``health`` is the newest health row at or before it)."""
+    """The newest block these positions and health are known to hold through: the newest block read with them, or,
+    for an open good version of a tracked wallet, a newer block the chain's sync went through and confirmed with
+    nothing to write for it (block mode writes only what moved: :meth:`db.Store.confirm_block`).
+    ``snapshot.block_number``, and the block hash and time, are this block's; ``health`` is the newest health row
+    at or before it."""
     valid_from_block: int | None = None
     """The first block of the position version (the block that first read these positions)."""
 

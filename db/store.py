@@ -41,7 +41,7 @@ from db import jsondelta
 from db.addresses import HEX40, canonical_address
 from db.apikeys import ApiKeyStore
 from db.automation import AutomationStore
-from db.chains import ChainStore, current_chain_ids, current_chain_ref, note_stored_block
+from db.chains import ChainStore, current_chain_ids, current_chain_ref, note_confirmed_venues, note_stored_block
 from db.changes import WRITE_CACHE_SIZE, ChangePolicy, CompactStats, RetentionPolicy, WriteStats, is_per_block_key
 from db.engine import make_engine, read_transaction, safe_url, write_transaction
 from db.errors import SyncWriteError, UnknownReferenceError
@@ -88,6 +88,7 @@ PRICES = _T["prices"]
 HEALTH = _T["health_results"]
 RISK = _T["risk_results"]
 CHAINS = _T["chains"]
+CONFIRMATIONS = _T["venue_confirmations"]
 
 _POSITION_COPY_COLUMNS = (
     ("snapshot_id", "int8"),
@@ -457,6 +458,8 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         if batch.block_number is not None and status is not SyncStatus.FAILED:
             note_stored_block(conn, chain_ref, batch.block_number, batch.block_hash, batch.block_timestamp,
                               batch.finished_at or _now())
+            note_confirmed_venues(conn, chain_ref, batch.confirmed_venues, batch.block_number, batch.block_hash,
+                                  batch.block_timestamp, batch.finished_at or _now())
         if replaced:
             log.info("sync run %d: %d stored snapshot(s) superseded (reorganised block, or an error read again)",
                      run_id, replaced)
@@ -768,7 +771,8 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         columns = (SNAPSHOTS, VENUES.c.name.label("venue_name"))
         with read_transaction(self._engine) as conn:
             wallet = conn.execute(
-                sa.select(WALLETS.c.id, WALLETS.c.address).where(WALLETS.c.address == canonical_address(address))
+                sa.select(WALLETS.c.id, WALLETS.c.address, WALLETS.c.active)
+                .where(WALLETS.c.address == canonical_address(address))
             ).one_or_none()
             if wallet is None:
                 return []
@@ -810,10 +814,12 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 {as_of[s["id"]]["sync_run_id"] for s in snaps},
                 {p.asset.address for ps in positions.values() for p in ps},
             )
+            confirmed = _confirmed(conn, [s for s in snaps if s["id"] not in failed], as_of) if wallet.active else {}
         out = []
         for s in snaps:
             seen = as_of[s["id"]]
-            snapshot = _snapshot_row({**s, **seen}, wallet.address, positions.get(s["id"], ()), health.get(s["id"]))
+            snapshot = _snapshot_row({**s, **confirmed.get(s["id"], seen)}, wallet.address, positions.get(s["id"], ()),
+                                     health.get(s["id"]))
             used = {(p.asset.chain_id, p.asset.address) for p in snapshot.positions}
             bad = failed.get(s["id"])
             out.append(
@@ -828,7 +834,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                     failed=None if bad is None else _snapshot_row({**bad, **as_of[bad["id"]]}, wallet.address, (),
                                                                    None),
                     chain_ref_id=s["chain_ref_id"],
-                    as_of_block=seen["block_number"],
+                    as_of_block=confirmed.get(s["id"], seen)["block_number"],
                     valid_from_block=s["block_number"],
                 )
             )
@@ -910,15 +916,19 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         ]
 
     def latest_block(self, chain_id: int) -> int | None:
-        """The newest block of a sync run on this chain's current identity that did not fail; ``None`` if there
-        is none."""
-        query = sa.select(sa.func.max(SYNC_RUNS.c.block_number)).where(
+        """The newest block a good sync of this chain's current identity went through: the newest block of a sync
+        run that did not fail, or a newer one a block-driven sync confirmed without writing (nothing moved there:
+        ``confirm_block``, the identity's ``last_block``); ``None`` if there is none."""
+        runs = sa.select(sa.func.max(SYNC_RUNS.c.block_number)).where(
             SYNC_RUNS.c.chain_id == chain_id, SYNC_RUNS.c.status != SyncStatus.FAILED.value,
             SYNC_RUNS.c.chain_ref_id.in_(current_chain_ids()),
         )
+        confirmed = sa.select(sa.func.max(CHAINS.c.last_block)).where(
+            CHAINS.c.chain_id == chain_id, CHAINS.c.retired_at.is_(None))
         with read_transaction(self._engine) as conn:
-            value: int | None = conn.execute(query).scalar_one()
-        return value
+            values = [conn.execute(runs).scalar_one(), conn.execute(confirmed).scalar_one()]
+        known = [int(v) for v in values if v is not None]
+        return max(known) if known else None
 
     def latest_prices(self, chain_id: int | None = None) -> list[PriceRow]:
         """The newest stored observation (highest block) of every (chain, asset, source) on the current chains,
@@ -1448,7 +1458,8 @@ def _replace_superseded(conn: Connection, snapshots: Sequence[SnapshotRow], refs
     """Delete the stored snapshots (with their positions and health) that the batch's supersede at the same
     (wallet, venue, block number): one read at another block hash (the block was reorganised; the batch's was
     confirmed canonical when read), or an error where the batch read the venue cleanly. A clean stored snapshot of
-    the same block hash stays (a second sync of one block writes nothing new). Returns how many were deleted."""
+    the same block hash stays (a second sync of one block writes nothing new). Any deletion counts in
+    ``chains.purges``. Returns how many were deleted."""
     if not snapshots:
         return 0
     wanted = {(refs.wallets[_canonical_key(s.wallet)], refs.venues[s.venue], s.block_number): s for s in snapshots}
@@ -1487,6 +1498,11 @@ def _replace_superseded(conn: Connection, snapshots: Sequence[SnapshotRow], refs
         conn.execute(sa.delete(POSITIONS).where(POSITIONS.c.snapshot_id.in_(chunk_ids)))
         conn.execute(sa.delete(HEALTH).where(HEALTH.c.snapshot_id.in_(chunk_ids)))
         conn.execute(sa.delete(SNAPSHOTS).where(SNAPSHOTS.c.id.in_(chunk_ids)))
+    if stale:
+        # Versions deleted and written again at the same blocks: counted as a purge, so that every store forgets
+        # what it kept of this chain (SQLite may give a new version a deleted one's id, and a kept entry would
+        # still match it: its positions and its health base would be the deleted version's).
+        conn.execute(sa.update(CHAINS).where(CHAINS.c.id == chain_ref).values(purges=CHAINS.c.purges + 1))
     return len(stale)
 
 
@@ -1820,6 +1836,30 @@ def _as_of(conn: Connection, s: Mapping[Any, Any]) -> dict[str, Any]:
         return out
     return {"block_number": block, "sync_run_id": run.id, "block_hash": run.block_hash,
             "block_timestamp": run.block_timestamp, "taken_at": run.started_at}
+
+
+def _confirmed(conn: Connection, snaps: Sequence[Mapping[Any, Any]],
+               as_of: Mapping[int, Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Open, good versions whose venue a later good sync confirmed (``venue_confirmations``: it went through every
+    tracked wallet of the venue at that block and had nothing to write for this one): that block, its hash and
+    time and the confirmation's time, by version id. The caller passes only versions of a tracked wallet whose
+    newest read did not fail."""
+    ok = SnapshotStatus.OK.value
+    wanted = {(s["chain_ref_id"], s["venue_id"]) for s in snaps if s["valid_to_block"] is None and s["status"] == ok}
+    if not wanted:
+        return {}
+    found = {(r.chain_ref_id, r.venue_id): r for r in conn.execute(
+        sa.select(CONFIRMATIONS).where(CONFIRMATIONS.c.chain_ref_id.in_(sorted({c for c, _ in wanted})),
+                                       CONFIRMATIONS.c.venue_id.in_(sorted({v for _, v in wanted}))))}
+    out = {}
+    for s in snaps:
+        conf = found.get((s["chain_ref_id"], s["venue_id"]))
+        if (conf is None or s["valid_to_block"] is not None or s["status"] != ok
+                or conf.block_number <= as_of[s["id"]]["block_number"]):
+            continue
+        out[s["id"]] = {**as_of[s["id"]], "block_number": conf.block_number, "block_hash": conf.block_hash,
+                        "block_timestamp": conf.block_timestamp, "taken_at": conf.confirmed_at}
+    return out
 
 
 def _prices_for(conn: Connection, run_ids: set[int], addresses: set[str]) -> dict[int, list[PriceRow]]:

@@ -250,3 +250,47 @@ def test_upgrading_a_store_keeps_every_row_and_adopts_them_as_one_unverified_cha
             assert conn.execute(sa.text("SELECT count(*) FROM positions")).scalar_one() == 2
     finally:
         engine.dispose()
+
+
+def test_a_block_confirmed_without_a_write_is_the_latest_block(store: Store) -> None:
+    """Block mode writes nothing for a block where nothing moved and confirms it instead (``confirm_block``): the
+    store's newest good block (the ``xmargin_last_block`` metric) is that block, not the last one written, and the
+    confirmed venues' wallets are served as of it; a wallet no longer tracked and a retired identity are not."""
+    wallets = td.setup(store, 1)
+    chain = store.begin_chain(td.CHAIN, "devnet", GENESIS)
+    store.write_sync(dataclasses.replace(td.batch(wallets, 300), chain_ref_id=chain.id))
+    assert store.latest_block(td.CHAIN) == 300
+    store.confirm_block(chain.id, 305, f"0x{305:064x}", td.block_time(305))
+    assert store.latest_block(td.CHAIN) == 305
+    # the chain's block alone says nothing of a venue: the wallet is served as of its last read
+    assert [v.as_of_block for v in store.latest_health(wallets[0])] == [300]
+    store.confirm_block(chain.id, 305, f"0x{305:064x}", td.block_time(305), venues=["aave_v3", "no_such_venue"])
+    store.confirm_block(chain.id, 303, f"0x{303:064x}", td.block_time(303), venues=["aave_v3"])  # never back
+    assert store.latest_block(td.CHAIN) == 305
+    # the venue confirmed: the wallet is served as of that block (its values, run and prices are block 300's)
+    (served,) = store.latest_health(wallets[0])
+    assert (served.as_of_block, served.snapshot.block_number, served.snapshot.block_hash) == (305, 305,
+                                                                                              f"0x{305:064x}")
+    assert served.snapshot.block_timestamp == td.block_time(305)
+    assert served.valid_from_block == 300
+    assert {p.block_number for p in served.prices} == {300}
+    # a wallet no longer tracked is not confirmed by the syncs: served as of its last read
+    assert store.remove_wallet(wallets[0])
+    assert [v.as_of_block for v in store.latest_health(wallets[0])] == [300]
+    store.begin_chain(td.CHAIN, "devnet", OTHER_GENESIS, retire=chain.id, reason="reset")
+    assert store.latest_block(td.CHAIN) is None
+
+
+def test_a_venue_confirmed_with_a_written_batch_and_purged_with_its_blocks(store: Store) -> None:
+    """A batch names the venues it went through (``confirmed_venues``, the block-driven sync's whole venue, written
+    or not): another wallet of the venue, not in the batch, is served as of it; a purge of the reorganised blocks
+    takes the confirmation back."""
+    wallets = td.setup(store, 2)
+    chain = store.begin_chain(td.CHAIN, "devnet", GENESIS)
+    store.write_sync(dataclasses.replace(td.batch(wallets, 300), chain_ref_id=chain.id))
+    store.write_sync(dataclasses.replace(td.batch(wallets[:1], 310), chain_ref_id=chain.id,
+                                         confirmed_venues=("aave_v3",)))
+    assert [v.as_of_block for v in store.latest_health(wallets[1])] == [310]
+    assert [v.valid_from_block for v in store.latest_health(wallets[1])] == [300]
+    store.purge_above(chain.id, 305)
+    assert [v.as_of_block for v in store.latest_health(wallets[1])] == [300]

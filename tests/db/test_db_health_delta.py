@@ -169,3 +169,31 @@ def test_a_store_migrated_down_and_up_again_keeps_every_detail(db_url: str) -> N
     finally:
         engine.dispose()
 
+
+
+def test_a_version_another_writer_replaced_is_not_diffed_against_a_kept_base(tmp_path: Any) -> None:
+    """Another process rewrites a reorganised block at the same height: the version there is deleted and written
+    again, and SQLite may give the new one the old one's id. A store that kept the old version (and its base) in
+    memory must not write its next rows as changes from that base: replacing superseded snapshots counts as a purge
+    (``chains.purges``), which makes every store forget what it kept of the chain."""
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    with Store.open(url) as mine, Store.open(url) as other:
+        (wallet,) = td.setup(mine, 1)
+
+        def write(store: Store, block: int, extra: dict[str, Any], block_hash: str | None = None,
+                  health_factor: float = 2.0) -> None:
+            s = td.snapshot(wallet, block)
+            assert s.health is not None
+            s = dataclasses.replace(s, positions=td.snapshot(wallet, 100).positions, health=dataclasses.replace(
+                s.health, extra=extra, health_factor=health_factor, health_factor_raw=None,
+                onchain_health_factor_raw=None, debt_usd=1000.0))
+            block_hash = block_hash or f"0x{block:064x}"
+            store.write_changes(dataclasses.replace(td.batch([wallet], block), snapshots=(
+                dataclasses.replace(s, block_hash=block_hash),), block_hash=block_hash))
+
+        write(mine, 100, {"a": 1, "b": "old"})
+        write(mine, 101, {"a": 1, "b": "old"})  # nothing moved: the version's newest health row stays block 100's
+        write(other, 100, {"a": 1, "b": "new"}, "0x" + "ab" * 32)  # block 100 reorganised, read again elsewhere
+        write(mine, 102, {"a": 2, "b": "old"}, health_factor=3.0)
+        assert {p.block_number: p.health.extra for p in mine.history(wallet) if p.health is not None}[102] == \
+            {"a": 2, "b": "old"}

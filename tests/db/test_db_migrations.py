@@ -162,6 +162,7 @@ def test_migrations_ship_inside_the_package() -> None:
         "0012_position_state.py",
         "0013_chain_purges.py",
         "0014_health_base.py",
+        "0015_venue_confirmations.py",
     ]
 
 
