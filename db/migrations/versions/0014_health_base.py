@@ -41,13 +41,20 @@ def downgrade() -> None:
                       sa.column("extra", sa.JSON()))
     from db.jsondelta import apply
 
-    rows = bind.execute(sa.select(health.c.id, health.c.extra, snapshots.c.health_base)
-                        .join(snapshots, snapshots.c.id == health.c.snapshot_id)
-                        .where(snapshots.c.health_base.is_not(None))).all()
-    for row_id, extra, base in rows:
-        if base is None:  # JSON null: the version had no health when written, its rows hold their detail whole
-            continue
-        bind.execute(sa.update(health).where(health.c.id == row_id).values(extra=apply(base, extra or {})))
+    after = 0
+    while True:  # a thousand rows at a time, in id order: a large store is not read into memory at once
+        rows = bind.execute(sa.select(health.c.id, health.c.extra, snapshots.c.health_base)
+                            .join(snapshots, snapshots.c.id == health.c.snapshot_id)
+                            .where(snapshots.c.health_base.is_not(None), health.c.id > after)
+                            .order_by(health.c.id).limit(1_000)).all()
+        if not rows:
+            break
+        after = rows[-1][0]
+        whole = [{"_id": row_id, "_extra": apply(base, extra or {})} for row_id, extra, base in rows
+                 if base is not None]  # JSON null: the version had no health when written, its rows are whole
+        if whole:
+            bind.execute(sa.update(health).where(health.c.id == sa.bindparam("_id"))
+                         .values(extra=sa.bindparam("_extra", type_=sa.JSON())), whole)
     # Dropped in place (SQLite 3.35+ can): a batch rebuild of position_snapshots would drop the table, and with
     # foreign keys on, SQLite deletes its positions and health rows with it (ON DELETE CASCADE).
     with op.batch_alter_table("position_snapshots", recreate="never") as batch:
