@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["apply", "diff"]
@@ -41,34 +42,28 @@ def _walk(base: Any, new: Any, path: Path, sets: list[list[Any]], deletes: list[
     """Append to ``sets`` and ``deletes`` what turns ``base`` into ``new``, in one pass over both (a health row's
     detail is diffed at every write: ~60 leaves for a wallet in one lending market, ~7 µs)."""
     kind = type(new)
+    pairs: Iterator[tuple[str | int, Any, Any]]
     if kind is dict and type(base) is dict:
-        for key, value in new.items():
-            old = base.get(key, _MISSING)
-            if old is value:
-                continue
-            t = type(value)
-            if t is type(old):
-                if t is dict or t is list:
-                    _walk(old, value, [*path, key], sets, deletes)
-                    continue
-                if _same_leaf(old, value, t):
-                    continue
-            sets.append([[*path, key], value])
-        deletes.extend([*path, key] for key in base if key not in new)
+        pairs = ((key, base.get(key, _MISSING), value) for key, value in new.items())
     elif kind is list and type(base) is list and len(base) == len(new):
-        for i, (old, value) in enumerate(zip(base, new, strict=True)):
-            if old is value:
+        pairs = ((i, old, value) for i, (old, value) in enumerate(zip(base, new, strict=True)))
+    else:
+        if not (type(base) is kind and _same_leaf(base, new, kind)):
+            sets.append([path, new])
+        return
+    for step, old, value in pairs:
+        if old is value:
+            continue
+        t = type(value)
+        if t is type(old):
+            if t is dict or t is list:
+                _walk(old, value, [*path, step], sets, deletes)
                 continue
-            t = type(value)
-            if t is type(old):
-                if t is dict or t is list:
-                    _walk(old, value, [*path, i], sets, deletes)
-                    continue
-                if _same_leaf(old, value, t):
-                    continue
-            sets.append([[*path, i], value])
-    elif not (type(base) is kind and _same_leaf(base, new, kind)):
-        sets.append([path, new])
+            if _same_leaf(old, value, t):
+                continue
+        sets.append([[*path, step], value])
+    if kind is dict:
+        deletes.extend([*path, key] for key in base if key not in new)
 
 
 def diff(base: Any, new: Any) -> dict[str, Any]:
