@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.addresses import canonical_address
-from db.engine import read_transaction, write_transaction
+from db.engine import read_transaction, upsert_insert, write_transaction
 from db.errors import UnknownReferenceError
 from db.models import ALERT_STATES, PLAN_STATUSES, RULE_KINDS, SEVERITIES, TX_STATUSES, Base
 
@@ -342,7 +342,8 @@ class AutomationStore:
             fresh = [a for a in {a.event_id: a for a in alerts}.values() if a.event_id not in existing]
             if not fresh:
                 return []
-            insert = _insert(conn, ALERTS).on_conflict_do_nothing(index_elements=["event_id"]).returning(ALERTS.c.id)
+            insert = (upsert_insert(conn, ALERTS).on_conflict_do_nothing(index_elements=["event_id"])
+                      .returning(ALERTS.c.id))
             inserted = [conn.execute(insert, row).scalar() for row in [
                 {"event_id": a.event_id, "rule_id": a.rule_id, "wallet_id": wallet_ids[a.wallet],
                  "episode": a.episode, "fired_at": a.fired_at, "chain_id": a.chain_id,
@@ -583,12 +584,6 @@ class AutomationStore:
 # -- helpers ----------------------------------------------------------------------------------------------------
 
 
-def _insert(conn: Connection, table: sa.Table) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
-
-
 def _wallet_id(conn: Connection, wallet: str, *, missing_ok: bool = False) -> int | None:
     found = conn.execute(sa.select(WALLETS.c.id).where(WALLETS.c.address == canonical_address(wallet))).scalar()
     if found is None and not missing_ok:
@@ -628,7 +623,7 @@ def _insert_plan(conn: Connection, wallet_id: int, *, plan_key: str, chain_id: i
                  execute: bool, signer: str | None, usd_total: float, plan: Mapping[str, Any], now: datetime,
                  error: str | None, simulation: Mapping[str, Any] | None) -> PlanRow | None:
     new_id = conn.execute(
-        _insert(conn, PLANS).on_conflict_do_nothing(index_elements=["plan_key"]).returning(PLANS.c.id),
+        upsert_insert(conn, PLANS).on_conflict_do_nothing(index_elements=["plan_key"]).returning(PLANS.c.id),
         {"plan_key": plan_key, "wallet_id": wallet_id, "chain_id": chain_id, "block_number": block_number,
          "created_at": now, "updated_at": now, "status": status, "execute": execute, "signer": signer,
          "usd_total": usd_total, "plan": dict(plan), "simulation": dict(simulation) if simulation else None,

@@ -21,11 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from db.engine import read_transaction, write_transaction
+from db.engine import read_transaction, upsert_insert, write_transaction
 from db.models import Base
 from db.rows import ChainRow, ChainSyncStatus, SyncStatus
 
@@ -112,8 +111,7 @@ def note_confirmed_venues(conn: Connection, chain_ref_id: int, venues: Sequence[
         return
     rows = [{"chain_ref_id": chain_ref_id, "venue_id": venue_id, "block_number": number, "block_hash": block_hash,
              "block_timestamp": timestamp, "confirmed_at": now} for venue_id in sorted(ids)]
-    insert = (postgresql.insert(CONFIRMATIONS) if conn.dialect.name == "postgresql"
-              else sqlite.insert(CONFIRMATIONS))
+    insert = upsert_insert(conn, CONFIRMATIONS)
     conn.execute(insert.on_conflict_do_update(
         index_elements=["chain_ref_id", "venue_id"],
         set_={k: insert.excluded[k] for k in ("block_number", "block_hash", "block_timestamp", "confirmed_at")},

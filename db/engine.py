@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "read_transaction",
     "resolve_url",
     "safe_url",
+    "upsert_insert",
     "write_transaction",
 ]
 
@@ -113,6 +115,15 @@ def compact_json(value: Any) -> str:
     """JSON text without the spaces ``json.dumps`` puts after ``,`` and ``:`` by default: 6-9 % of a health row's
     JSON on SQLite, which stores the text as given (PostgreSQL's ``jsonb`` keeps its own binary form either way)."""
     return json.dumps(value, separators=(",", ":"))
+
+
+def upsert_insert(conn: Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT`` with the dialect's ``ON CONFLICT`` support (PostgreSQL and SQLite share the syntax)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"unsupported database backend: {conn.dialect.name}")
 
 
 def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:

@@ -34,7 +34,6 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 
 from db import jsondelta
@@ -43,7 +42,7 @@ from db.apikeys import ApiKeyStore
 from db.automation import AutomationStore
 from db.chains import ChainStore, current_chain_ids, current_chain_ref, note_confirmed_venues, note_stored_block
 from db.changes import WRITE_CACHE_SIZE, ChangePolicy, CompactStats, RetentionPolicy, WriteStats, is_per_block_key
-from db.engine import make_engine, read_transaction, safe_url, write_transaction
+from db.engine import make_engine, read_transaction, safe_url, upsert_insert, write_transaction
 from db.errors import SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
 from db.models import Base
@@ -119,15 +118,6 @@ def _chunks(items: Sequence[_K], size: int = _IN_CHUNK) -> Iterator[Sequence[_K]
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _upsert_insert(conn: Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-    """``INSERT`` with the dialect's ``ON CONFLICT`` support (PostgreSQL and SQLite share the syntax)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"unsupported database backend: {conn.dialect.name}")
 
 
 @dataclass(slots=True)
@@ -259,7 +249,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 if not active or new_label != old_label:
                     changed.append({"_id": wid, "label": new_label, "active": True})
             if new:  # ON CONFLICT: a concurrent add of the same address is not an error
-                conn.execute(_upsert_insert(conn, WALLETS).on_conflict_do_nothing(index_elements=["address"]), new)
+                conn.execute(upsert_insert(conn, WALLETS).on_conflict_do_nothing(index_elements=["address"]), new)
             if changed:
                 conn.execute(
                     sa.update(WALLETS)
@@ -544,7 +534,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         if new_versions:
             rows = [r for _, r in new_versions]
             conn.execute(
-                _upsert_insert(conn, SNAPSHOTS).on_conflict_do_nothing(
+                upsert_insert(conn, SNAPSHOTS).on_conflict_do_nothing(
                     index_elements=["wallet_id", "venue_id", "chain_ref_id", "block_number"]),
                 rows,
             )
@@ -615,7 +605,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 row = row | {"extra": jsondelta.diff(base, whole)}
             health.append(row)
         if health:
-            conn.execute(_upsert_insert(conn, HEALTH).on_conflict_do_nothing(
+            conn.execute(upsert_insert(conn, HEALTH).on_conflict_do_nothing(
                 index_elements=["snapshot_id", "block_number"]), health)
         stats.add("health_results", health)
         stats.health_written = len(health)
@@ -639,7 +629,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
         if batch.risks:
             risk_rows = self._risk_changes(conn, batch, refs, chain_ref, run_id, stats)
             if risk_rows:
-                conn.execute(_upsert_insert(conn, RISK).on_conflict_do_nothing(
+                conn.execute(upsert_insert(conn, RISK).on_conflict_do_nothing(
                     index_elements=["chain_ref_id", "wallet_id", "block_number"]), risk_rows)
             stats.add("risk_results", risk_rows)
             stats.risk_written = len(risk_rows)
@@ -1639,7 +1629,7 @@ def _get_or_create(
     missing = [k for k in keys if k not in found]
     if missing:
         conn.execute(
-            _upsert_insert(conn, table).on_conflict_do_nothing(index_elements=list(key_columns)),
+            upsert_insert(conn, table).on_conflict_do_nothing(index_elements=list(key_columns)),
             [rows[k] for k in missing],
         )
         found |= select_existing(missing)
