@@ -23,7 +23,7 @@ from rich.text import Text
 from aggregator.api_cli import HostOpt, PortOpt, PublicReadsOpt
 from aggregator.config import ConfigError, Settings, load_settings
 from connectors.errors import InvalidAddressError
-from connectors.types import checksum
+from connectors.types import checksum, is_ens_name
 from db.store import Store
 
 if TYPE_CHECKING:
@@ -94,8 +94,6 @@ def wallet_add(
 ) -> None:
     """Track ADDRESS: an address, or an ENS name (name.eth), resolved at the chain's latest block and stored with
     the address."""
-    from connectors.evm.ens import is_ens_name
-
     settings = _settings()
     ens_name: str | None = None
     if is_ens_name(address):

@@ -1,4 +1,5 @@
-"""What a start loads: the CLI, ``xmargin serve``'s app and ``xmargin run``'s sync path leave out the heavy libraries
+"""What a start loads: the CLI, ``xmargin serve``'s app, ``xmargin run``'s sync path, the ``xmargin devnet …``
+commands (the devnet's wallets) and ``xmargin wallet add`` with an address leave out the heavy libraries
 they need only for rare work (each costs a quarter to a third of a second of every start, paid by every console
 command, every API process and every restart of a run). Each is checked in a fresh interpreter."""
 
@@ -30,7 +31,16 @@ def _loaded(code: str) -> list[str]:
     "create_app(Store.open(URL))",
     "import aggregator.cli, aggregator.scheduler, aggregator.cycle, aggregator.risk, aggregator.blockrun\n"
     "import aggregator.keeper.runner",
-], ids=["cli", "serve", "run"])
+    "import aggregator.cli, aggregator.devnet_cli, devnet\n"
+    "from devnet.venues import parts\n"
+    "devnet.wallet_address('near_liquidation')",
+    "import os\n"
+    "os.environ['XMARGIN_DB_URL'] = URL\n"
+    "from typer.testing import CliRunner\n"
+    "from aggregator.cli import app\n"
+    "done = CliRunner().invoke(app, ['wallet', 'add', '0x' + 'ab' * 20])\n"
+    "assert done.exit_code == 0 and 'tracking' in done.output, done.output",
+], ids=["cli", "serve", "run", "devnet", "wallet-add"])
 def test_a_start_loads_none_of_the_heavy_libraries(code: str, db_url: str) -> None:
     """On both backends: a store at head is recognised without Alembic (``db.migrate.upgrade``'s fast path)."""
     Store.open(db_url).close()  # a store at head (an empty one is migrated, by Alembic)

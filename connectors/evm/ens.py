@@ -22,7 +22,7 @@ from web3 import Web3
 from connectors.errors import InvalidInputError
 from connectors.evm.rpc import BlockId, RpcClient
 from connectors.evm.web3_bridge import web3_for
-from connectors.types import HEX40, BlockRef, checksum
+from connectors.types import BlockRef, checksum, is_ens_name
 
 __all__ = ["ENS_REGISTRY", "EnsError", "EnsNameError", "EnsNotFoundError", "EnsResolution", "is_ens_name",
            "resolve_name"]
@@ -69,12 +69,6 @@ class EnsResolution:
     address: str
     resolver: str
     block: BlockRef
-
-
-def is_ens_name(text: str) -> bool:
-    """Whether ``text`` looks like an ENS name rather than an address (it has a dot and is not ``0x`` + 40 hex)."""
-    text = text.strip()
-    return "." in text and not HEX40.match(text)
 
 
 def resolve_name(rpc: RpcClient, name: str, block: BlockId = "latest", *,
