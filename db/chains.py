@@ -28,7 +28,7 @@ from db.engine import read_transaction, upsert_insert, write_transaction
 from db.models import Base
 from db.rows import ChainRow, ChainSyncStatus, SyncStatus
 
-__all__ = ["ChainStore", "StoredBlock", "current_chain_ids", "note_confirmed_venues"]
+__all__ = ["ChainStore", "StoredBlock", "current_chain_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,11 @@ def current_chain_ref(conn: Connection, chain_id: int, now: datetime) -> int:
 
 
 def note_stored_block(conn: Connection, chain_ref_id: int, number: int, block_hash: str | None,
-                      timestamp: datetime | None, now: datetime) -> None:
+                      timestamp: datetime | None, now: datetime, venues: Sequence[str] = ()) -> None:
     """Record that a good sync of ``chain_ref_id`` finished at ``now`` (the batch's own clock) having stored
     ``number`` — a block synced again included, which reuses its run: ``last_synced_at`` is the newest good sync's
-    time (never moved back), and ``number`` becomes the identity's newest block when higher."""
+    time (never moved back), and ``number`` becomes the identity's newest block when higher. ``venues``: those
+    whose every tracked wallet the sync went through cleanly at ``number`` (:func:`_note_confirmed_venues`)."""
     row = conn.execute(sa.select(CHAINS.c.first_block, CHAINS.c.last_block, CHAINS.c.last_synced_at)
                        .where(CHAINS.c.id == chain_ref_id)).one()
     values: dict[str, Any] = {}
@@ -98,9 +99,10 @@ def note_stored_block(conn: Connection, chain_ref_id: int, number: int, block_ha
         values |= {"last_block": number, "last_block_hash": block_hash, "last_block_timestamp": timestamp}
     if values:
         conn.execute(sa.update(CHAINS).where(CHAINS.c.id == chain_ref_id).values(values))
+    _note_confirmed_venues(conn, chain_ref_id, venues, number, block_hash, timestamp, now)
 
 
-def note_confirmed_venues(conn: Connection, chain_ref_id: int, venues: Sequence[str], number: int,
+def _note_confirmed_venues(conn: Connection, chain_ref_id: int, venues: Sequence[str], number: int,
                           block_hash: str | None, timestamp: datetime | None, now: datetime) -> None:
     """Record that a good sync went through every tracked wallet of ``venues`` at block ``number`` (a venue's
     confirmation only moves forward; unknown venue names and a block without hash or time record nothing)."""
@@ -237,10 +239,8 @@ class ChainStore:
         one it processed last): what the store holds through it is confirmed at ``at`` (default now) — the chain's
         newest good sync, as a block synced again is. ``venues``: those whose every tracked wallet it went through
         cleanly; their open versions are served as of this block (``venue_confirmations``)."""
-        now = at or _now()
         with write_transaction(self._engine) as conn:
-            note_stored_block(conn, chain_ref_id, number, block_hash, timestamp, now)
-            note_confirmed_venues(conn, chain_ref_id, venues, number, block_hash, timestamp, now)
+            note_stored_block(conn, chain_ref_id, number, block_hash, timestamp, at or _now(), venues)
 
     # -- sync status --------------------------------------------------------------------------------------------
     def record_failed_sync(self, chain_id: int, error: str, *, started_at: datetime,

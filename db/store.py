@@ -40,7 +40,7 @@ from db import jsondelta
 from db.addresses import HEX40, canonical_address
 from db.apikeys import ApiKeyStore
 from db.automation import AutomationStore
-from db.chains import ChainStore, current_chain_ids, current_chain_ref, note_confirmed_venues, note_stored_block
+from db.chains import ChainStore, current_chain_ids, current_chain_ref, note_stored_block
 from db.changes import WRITE_CACHE_SIZE, ChangePolicy, CompactStats, RetentionPolicy, WriteStats, is_per_block_key
 from db.engine import make_engine, read_transaction, safe_url, upsert_insert, write_transaction
 from db.errors import SyncWriteError, UnknownReferenceError
@@ -447,9 +447,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             stats.add("sync_runs", [run_row])
         if batch.block_number is not None and status is not SyncStatus.FAILED:
             note_stored_block(conn, chain_ref, batch.block_number, batch.block_hash, batch.block_timestamp,
-                              batch.finished_at or _now())
-            note_confirmed_venues(conn, chain_ref, batch.confirmed_venues, batch.block_number, batch.block_hash,
-                                  batch.block_timestamp, batch.finished_at or _now())
+                              batch.finished_at or _now(), batch.confirmed_venues)
         if replaced:
             log.info("sync run %d: %d stored snapshot(s) superseded (reorganised block, or an error read again)",
                      run_id, replaced)
