@@ -129,10 +129,13 @@ class SharedDevnet:
         return True
 
     def _own_block(self, info: devnet.DevnetInfo) -> None:
-        """Mine an empty block no other module's start can share: a coinbase of its own (see the module docstring)."""
+        """Mine an empty block no other module's start can share: a coinbase of its own (see the module docstring).
+        It carries the snapshot's own timestamp, so every start reads the same chain state: a revert sets the node's
+        clock back to the snapshot's block, but the first start, right after the snapshot, would mine at the wall
+        clock, a second later when one had ticked over, with a second more of interest accrued."""
         self._starts += 1
         devnet.rpc(info, "anvil_setCoinbase", [f"0xc0ffee{self._starts:034x}"])
-        devnet.rpc(info, "evm_mine")
+        devnet.rpc(info, "evm_mine", [devnet.block_timestamp(info)])
 
     def _reset_off_chain(self, info: devnet.DevnetInfo) -> None:
         """What a revert does not restore: the node's mining settings and the perp API's marks."""
