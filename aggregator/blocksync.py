@@ -39,7 +39,7 @@ from aggregator.dirty import DirtyReader, chain_watch
 from aggregator.pipeline import VENUE_FAULTS, ChainContext, flag_oracle_faults, read_venues, risk_rows, to_sync_batch
 from aggregator.venues import kind_of
 from aggregator.venues.incremental import VenueBlock, read_block, refreshed
-from aggregator.venues.plugin import OnchainVenue
+from aggregator.venues.plugin import MarketUpdate, OnchainVenue
 from aggregator.views import Kind, VenueHealth, VenueReading
 from connectors.errors import ConnectorError
 from connectors.types import BlockRef
@@ -204,6 +204,8 @@ class BlockSync:
         self.heavy_blocks: dict[str, int] = {}
         """The block whose stored risk row holds each wallet's last heavy measures."""
         self._pending: set[str] = set()
+        self._touched: dict[str, MarketUpdate] = {}
+        """Venue name → what the current block's logs touched, for the venues whose market state carries over."""
         self.reader: DirtyReader | None = None
         self.last_block: BlockRef | None = None
         self.mismatches_total = 0
@@ -251,8 +253,16 @@ class BlockSync:
             d = dirty.venues.get(name)
             if name in rebuilt or (d is not None and d.needs_full_read):
                 out[name] = set(self.wallets)
-            elif d is not None:
+                continue
+            if d is not None:
                 out[name] |= set(d.wallets) & tracked
+            # The market state of the block before carries over where this block's logs (read by the same watch)
+            # did not touch it.
+            market = self.caches[name].market
+            watch = next((v.watch for v in self.reader.watch.venues if v.name == name), None)
+            if (market is not None and watch is not None and getattr(market, "block", None) is not None
+                    and market.block.number == block.number - 1):
+                self._touched[name] = MarketUpdate(market, d.touched if d is not None else (), watch.addresses)
         return out
 
     def step(self, block: BlockRef, *, reconcile: bool | None = None) -> BlockReport:
@@ -260,6 +270,7 @@ class BlockSync:
         t0 = time.perf_counter()
         stats0 = self.ctx.rpc.stats.copy()
         report = BlockReport(block=block)
+        self._touched = {}
         reread = self._dirty(block, report)
         self._pending = set()
         report.dirty_wallets = len(set().union(*reread.values())) if reread else 0
@@ -271,7 +282,8 @@ class BlockSync:
             assert v.incremental is not None
             cache = self.caches[v.config.name]
             order = [w for w in self.wallets if w in reread[v.config.name]]
-            plan[v.config.name] = VenueBlock(v.incremental, cache.accounts, order, cache.market)
+            plan[v.config.name] = VenueBlock(v.incremental, cache.accounts, order, cache.market,
+                                             self._touched.get(v.config.name))
         try:
             results: dict[str, Any] = dict(read_block(self.ctx.multicall, plan, block)) if plan else {}
         except ConnectorError as exc:

@@ -23,13 +23,17 @@ import pytest
 import devnet
 from aggregator.devnet_cli import devnet_settings
 from aggregator.pipeline import ChainContext
+from aggregator.venues import plugin_of
 from aggregator.venues.incremental import VenueBlock, read_block, refreshed
-from aggregator.venues.plugin import Incremental, OnchainVenue
+from aggregator.venues.plugin import Incremental, MarketUpdate, OnchainVenue
+from aggregator.venues.uniswap_v3.incremental import carried_parts
 from aggregator.views import VenueHealth, VenueReading
 from connectors.errors import ConnectorError
-from connectors.evm.program import run_programs
+from connectors.evm.logs import LogReader, dirty_sets, merge_query
+from connectors.evm.program import run_program, run_programs
 from connectors.types import BlockRef
 from devnet import morpho, uniswap
+from devnet.evm import encode_call, rpc, transact
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -308,3 +312,132 @@ def test_market_program_requests_do_not_grow_with_wallets(chain: devnet.DevnetIn
     assert figures["few"][1] == figures["all"][1]
     assert figures["all"][1] <= 6
     assert figures["all+2dirty"][1] <= figures["all"][1] + 3
+
+
+# --- Uniswap's market state carried from block to block ----------------------------------------------------------
+CARRY_STEPS = 9
+_ROUTER_SWAP = "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))"
+_DECREASE = "decreaseLiquidity((uint256,uint128,uint256,uint256,uint256))"
+_COLLECT = "collect((uint256,address,uint128,uint128))"
+_MAX128 = 2**128 - 1
+
+
+def _swaps_in_one_block(info: devnet.DevnetInfo, trader: str, name: str, moves: list[float]) -> None:
+    """Swaps of ``name`` to each price ratio of ``moves`` in turn (there and back), all mined in ONE block."""
+    tokens = uniswap.pool_tokens(info, name)
+    router = info.contract("uniswap_v3.swap_router")
+    current = uniswap.pool_state(info, name).sqrt_price_x96
+    rpc(info, "evm_setAutomine", [False])
+    try:
+        for move in moves:
+            target = int(current * move**0.5)
+            down = target < current
+            token_in, token_out = (tokens.token0, tokens.token1) if down else (tokens.token1, tokens.token0)
+            data = encode_call(_ROUTER_SWAP, (token_in, token_out, tokens.fee, trader, 2**256 - 1, 2**200, 0, target))
+            rpc(info, "eth_sendTransaction", [{"from": trader, "to": router, "data": data, "gas": hex(3_000_000)}])
+            current = target
+        rpc(info, "evm_mine", [])
+    finally:
+        rpc(info, "evm_setAutomine", [True])
+
+
+def _burn_and_collect(info: devnet.DevnetInfo, wallet: str, rng: np.random.Generator) -> bool:
+    """Part of one of ``wallet``'s LP NFTs decreased and collected (pool Burn and Collect of the manager)."""
+    ids = uniswap.positions_of(info, wallet)
+    if not ids:
+        return False
+    token_id = int(rng.choice(ids))
+    liquidity = uniswap.lp_position(info, token_id).liquidity
+    if liquidity < 10:
+        return False
+    manager = info.contract("uniswap_v3.position_manager")
+    transact(info, wallet, manager, _DECREASE, (token_id, liquidity // 3, 0, 0, 2**256 - 1))
+    transact(info, wallet, manager, _COLLECT, (token_id, wallet, _MAX128, _MAX128))
+    return True
+
+
+def test_a_carried_uniswap_market_equals_the_full_read_at_every_block(
+    chain: devnet.DevnetInfo, ctx: ChainContext
+) -> None:
+    """Uniswap's market state carried from one block to the next (only what the block's pool events may have
+    touched read again, :func:`~aggregator.venues.uniswap_v3.incremental.carried_parts`) equals the full market
+    program at every block: through swaps across the ranges' bounds (several in one block, there and back), mints
+    on shared bounds, burns and collects of the manager's ranges, and time passing. And it reads less."""
+    rng = np.random.default_rng(SEED + 7)
+    venue = _venues(ctx)["uniswap_v3"]
+    inc = _incremental(venue)
+    assert inc.market_update is not None
+    names = uniswap.pool_names(chain)
+    wallets = [devnet.wallet_address(f"carry-{SEED}-{i}") for i in range(2 * len(names))]
+    prices = _prices(chain)
+    for i, w in enumerate(wallets):  # every pool held, so every pool is watched
+        _uniswap_in(chain, w, names[i % len(names)], rng, prices)
+    trader = devnet.wallet_address(f"carry-trader-{SEED}")
+    for name in names:
+        tokens = uniswap.pool_tokens(chain, name)
+        for sym, token in ((tokens.symbol0, tokens.token0), (tokens.symbol1, tokens.token1)):
+            devnet.mint_tokens(chain, trader, sym, 10**8 * 10 ** devnet.decimals(chain, sym))
+            transact(chain, trader, token, "approve(address,uint256)", chain.contract("uniswap_v3.swap_router"),
+                     2**256 - 1)
+    block = ctx.rpc.get_block("latest")
+    cached = list(run_program(ctx.multicall, inc.account_program(wallets, block, None), block))
+    market = run_program(ctx.multicall, inc.market_program(block, cached), block)
+    watch = plugin_of(venue.config.type).log_watch(venue, run_program(
+        ctx.multicall, venue.connector.program(wallets, block), block))
+    query = merge_query([watch])
+    reader = LogReader(ctx.rpc)
+    blocks = uncarried = carried_ticks = multi_swap_blocks = 0
+    for step in range(CARRY_STEPS):
+        name = str(rng.choice(names))
+        if step % 3 == 0:
+            _swaps_in_one_block(chain, trader, name, [float(rng.uniform(1.05, 1.25)), float(rng.uniform(0.6, 0.9)),
+                                                      float(rng.uniform(1.0, 1.2))])
+            multi_swap_blocks += 1
+        elif step % 3 == 1:
+            prices = _prices(chain)
+            _uniswap_in(chain, str(rng.choice(wallets)), name, rng, prices)
+            base = uniswap.pool_tokens(chain, name).base
+            uniswap.swap_to_price(chain, name, prices[base] * float(rng.uniform(0.8, 0.95)))
+        else:
+            assert any(_burn_and_collect(chain, str(w), rng) for w in rng.permutation(wallets))
+            devnet.increase_time(chain, int(rng.integers(600, 86_400)))
+        head = ctx.rpc.get_block("latest")
+        for number in range(market.block.number + 1, head.number + 1):
+            at = ctx.rpc.get_block(number)
+            dirty = dirty_sets(reader.block_logs(query, at), [watch], first_block=number,
+                               last_block=number).venue(venue.config.name)
+            acted = sorted(set(dirty.wallets) & set(wallets))
+            if acted:
+                fresh = run_program(ctx.multicall, inc.account_program(acted, at, market), at)
+                cached = refreshed(cached, list(fresh), inc.wallet_of)
+            update = MarketUpdate(market, dirty.touched, watch.addresses)
+            carried = carried_parts(market, dirty.touched, watch.addresses)
+            ours = run_program(ctx.multicall, inc.market_update(at, cached, update), at)
+            full = run_program(ctx.multicall, inc.market_program(at, cached), at)
+            assert ours == full, (step, number, dirty.touched)
+            held = sum(len(p.ticks) for p in market.pools.values())
+            kept = sum(len(c.ticks) for c in carried.values())
+            uncarried += held - kept
+            carried_ticks += kept
+            blocks += 1
+            market = ours
+    print(f"\ncarried over {blocks} blocks: {carried_ticks} ticks carried, {uncarried} read again")
+    assert multi_swap_blocks >= 3
+    assert uncarried > 0  # swaps crossed bounds and liquidity moved: the test saw ticks that had to be read again
+    assert carried_ticks > uncarried  # and most were not
+
+
+def _uniswap_in(info: devnet.DevnetInfo, wallet: str, name: str, rng: np.random.Generator,
+                prices: dict[str, float]) -> None:
+    """An LP position of ``wallet`` in pool ``name`` around its price, on bounds other wallets share."""
+    tokens = uniswap.pool_tokens(info, name)
+    spacing = tokens.tick_spacing
+    base = (uniswap.pool_state(info, name).tick // spacing) * spacing
+    lower = base - spacing * int(rng.integers(1, 6)) * 4
+    upper = base + spacing * int(rng.integers(1, 6)) * 4
+    usd = float(rng.uniform(500, 5_000))
+    amount0 = _raw(usd, prices[tokens.symbol0], tokens.decimals0)
+    amount1 = _raw(usd, prices[tokens.symbol1], tokens.decimals1)
+    devnet.fund(info, wallet, tokens.symbol0, amount0)
+    devnet.fund(info, wallet, tokens.symbol1, amount1)
+    uniswap.mint_position(info, wallet, name, lower, upper, amount0, amount1)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aggregator.venues.plugin import Incremental
+from aggregator.venues.plugin import Incremental, MarketUpdate
 from connectors.errors import ConnectorError
 from connectors.evm.multicall import Multicall
 from connectors.evm.program import ReadProgram, run_programs
@@ -33,6 +33,9 @@ class VenueBlock:
     cached: Sequence[Any]
     wallets: Sequence[str] = ()
     known_market: Any | None = None
+    update: MarketUpdate | None = None
+    """The market state of the block before and what this block's logs touched: the venue's ``market_update``
+    (where it has one) reads only what may have changed. None: the whole market program."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,9 @@ def read_block(multicall: Multicall, venues: Mapping[str, VenueBlock], block: Bl
     run together at ``block``: as many multicall rounds as the longest program, whatever the venue count."""
     programs: dict[tuple[str, str], ReadProgram[Any]] = {}
     for name, v in venues.items():
-        programs[(name, "market")] = v.incremental.market_program(block, v.cached)
+        update = v.incremental.market_update
+        programs[(name, "market")] = (update(block, v.cached, v.update) if update is not None and v.update is not None
+                                      else v.incremental.market_program(block, v.cached))
         programs[(name, "accounts")] = v.incremental.account_program(v.wallets, block, v.known_market)
     results = run_programs(multicall, programs, block)
     return {name: BlockRead(results[(name, "market")], results[(name, "accounts")]) for name in venues}

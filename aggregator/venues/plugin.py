@@ -33,7 +33,7 @@ from connectors.types import BlockRef
 if TYPE_CHECKING:
     from aggregator.venues.live import LivePerpVenue
 
-__all__ = ["ChainLink", "Incremental", "OffchainVenue", "OnchainVenue", "PluginBase", "VenuePlugin"]
+__all__ = ["ChainLink", "Incremental", "MarketUpdate", "OffchainVenue", "OnchainVenue", "PluginBase", "VenuePlugin"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,21 @@ class Incremental:
     """``(market_state, accounts)`` → the venue's snapshot at the market state's block."""
     wallet_of: Callable[[Any], str]
     """The wallet an account state belongs to."""
+    market_update: Callable[[BlockRef, Sequence[Any], MarketUpdate], ReadProgram[Any]] | None = None
+    """``(block, cached_accounts, update)`` → the block's market state, reading again only what the block's logs
+    may have changed since the market state of the block before (``update``): for a venue whose market state
+    grows with what the wallets hold (a pool venue's ticks and ranges). None: ``market_program`` every block."""
+
+
+@dataclass(frozen=True)
+class MarketUpdate:
+    """What a venue's ``market_update`` starts from: its market state at the block just before, and what that
+    block's logs touched (the venue's ``touched`` effects, in log order) at the contracts of ``watched`` (the
+    watch that read them; state of any other contract is not known to be unchanged)."""
+
+    previous: Any
+    touched: tuple[object, ...]
+    watched: frozenset[str]
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,9 @@ class Effect:
     wallets: tuple[str, ...] = ()
     market_reason: str | None = None
     rewatch: str | None = None
+    touched: tuple[object, ...] = ()
+    """Which cached market state the log changes, in the venue's own terms (e.g. a pool's ticks a swap crossed),
+    for a venue that carries its market state from block to block."""
 
 
 Handler = Callable[[Decoded], "Effect | None"]
@@ -440,6 +443,9 @@ class VenueDirty:
     errors: tuple[str, ...] = ()
     logs: int = 0
     """Logs of this venue's declared events."""
+    touched: tuple[object, ...] = ()
+    """The effects' ``touched`` entries, in log order (a venue that carries its market state reads again only
+    what they name)."""
 
     @property
     def market_changed(self) -> bool:
@@ -458,6 +464,7 @@ class VenueDirty:
             _unique((*self.rewatch, *other.rewatch)),
             (*self.errors, *other.errors),
             self.logs + other.logs,
+            (*self.touched, *other.touched),
         )
 
 
@@ -505,6 +512,7 @@ def dirty_sets(logs: Iterable[Log], watches: Iterable[LogWatch], *, first_block:
     rewatch: dict[str, dict[str, None]] = {w.venue: {} for w in watch_list}
     errors: dict[str, list[str]] = {w.venue: [] for w in watch_list}
     counts: dict[str, int] = dict.fromkeys(wallets, 0)
+    touched: dict[str, list[object]] = {w.venue: [] for w in watch_list}
     for log in ordered:
         for watch in watch_list:
             for entry in watch.matching(log):
@@ -521,12 +529,13 @@ def dirty_sets(logs: Iterable[Log], watches: Iterable[LogWatch], *, first_block:
                     reasons[watch.venue][effect.market_reason] = None
                 if effect.rewatch is not None:
                     rewatch[watch.venue][effect.rewatch] = None
+                touched[watch.venue] += effect.touched
     numbers = [lg.block_number for lg in ordered]
     first = first_block if first_block is not None else (min(numbers) if numbers else 0)
     last = last_block if last_block is not None else (max(numbers) if numbers else first)
     venues = {
         name: VenueDirty(frozenset(wallets[name]), tuple(reasons[name]), tuple(rewatch[name]), tuple(errors[name]),
-                         counts[name])
+                         counts[name], tuple(touched[name]))
         for name in wallets
     }
     return DirtySet(first, last, MappingProxyType(venues))

@@ -22,8 +22,8 @@ The snapshot keeps the raw integers; ``riskcore.venues.uniswap_v3.position.posit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from connectors.base import Capabilities
@@ -66,7 +66,7 @@ from connectors.uniswap_v3.models import (
     UniswapToken,
 )
 
-__all__ = ["MAX_POSITIONS_PER_WALLET", "UniswapV3Connector", "wallet_addresses"]
+__all__ = ["MAX_POSITIONS_PER_WALLET", "KnownPoolParts", "UniswapV3Connector", "wallet_addresses"]
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 MAX_POSITIONS_PER_WALLET = 10_000
@@ -85,6 +85,14 @@ class _Owned:
     @property
     def key(self) -> PoolKey:
         return self.data.token0, self.data.token1, self.data.fee
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPoolParts:
+    """A pool's ticks and manager range positions whose state at the block being read is known already."""
+
+    ticks: Mapping[int, TickState] = field(default_factory=dict)
+    positions: Mapping[tuple[int, int], PoolPositionState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,13 +218,19 @@ class UniswapV3Connector(EvmVenueConnector[UniswapV3Deployment]):
         pools: Sequence[str],
         ranges: Sequence[Sequence[tuple[int, int]]],
         first: Sequence[_Owned],
+        known: Sequence[KnownPoolParts | None] | None = None,
     ) -> Plan[list[_PoolRead]]:
-        """Round 4 (5 without CREATE2): every pool's state, its bound ticks and the manager's pool positions."""
+        """Round 4 (5 without CREATE2): every pool's state, its bound ticks and the manager's pool positions.
+
+        ``known`` (per pool, optional): ticks and range positions whose state at this block is already known
+        (carried from the block before, nothing having touched them): they are not read again."""
         npm = self.deployment.position_manager
         calls: list[Call] = []
-        layout: list[tuple[list[int], list[tuple[int, int]]]] = []
-        for pool, rngs in zip(pools, ranges, strict=True):
-            ticks = sorted({t for r in rngs for t in r})
+        layout: list[tuple[list[int], list[tuple[int, int]], KnownPoolParts]] = []
+        for k, (pool, rngs) in enumerate(zip(pools, ranges, strict=True)):
+            have = (known[k] if known is not None else None) or KnownPoolParts()
+            ticks = sorted({t for r in rngs for t in r} - have.ticks.keys())
+            unread = [r for r in rngs if r not in have.positions]
             calls += [
                 Call(pool, SLOT0),  # allowed to fail: a missing pool is reported with the position below
                 Call(pool, LIQUIDITY),
@@ -224,13 +238,13 @@ class UniswapV3Connector(EvmVenueConnector[UniswapV3Deployment]):
                 Call(pool, FEE_GROWTH_GLOBAL1),
             ]
             calls += [Call(pool, TICKS, (t,)) for t in ticks]
-            calls += [Call(pool, POOL_POSITIONS, (position_key(npm, lo, hi),)) for lo, hi in rngs]
-            layout.append((ticks, list(rngs)))
+            calls += [Call(pool, POOL_POSITIONS, (position_key(npm, lo, hi),)) for lo, hi in unread]
+            layout.append((ticks, unread, have))
 
         def decode(res: Sequence[CallResult]) -> list[_PoolRead]:
             out = []
             pos = 0
-            for pool, (ticks, rngs), owned in zip(pools, layout, first, strict=True):
+            for pool, (ticks, rngs, have), owned, wanted in zip(pools, layout, first, ranges, strict=True):
                 n = 4 + len(ticks) + len(rngs)
                 chunk = res[pos : pos + n]
                 pos += n
@@ -248,13 +262,19 @@ class UniswapV3Connector(EvmVenueConnector[UniswapV3Deployment]):
                         tick=t, liquidity_gross=gross, liquidity_net=net,
                         fee_growth_outside0_x128=out0, fee_growth_outside1_x128=out1, initialized=init,
                     )
-                pool_positions = {}
+                read_positions = {}
                 for (lo, hi), r in zip(rngs, chunk[4 + len(ticks) :], strict=True):
                     liq, g0, g1, o0, o1 = decode_pool_position(r.value)
-                    pool_positions[(lo, hi)] = PoolPositionState(
+                    read_positions[(lo, hi)] = PoolPositionState(
                         tick_lower=lo, tick_upper=hi, liquidity=liq, fee_growth_inside0_last_x128=g0,
                         fee_growth_inside1_last_x128=g1, tokens_owed0=o0, tokens_owed1=o1,
                     )
+                if have.ticks:  # the known ticks with the read ones, ascending as a full read gives them
+                    needed = {t for rg in wanted for t in rg}
+                    tick_states = {t: tick_states[t] if t in tick_states else have.ticks[t]
+                                   for t in sorted(needed)}
+                pool_positions = {rg: read_positions[rg] if rg in read_positions else have.positions[rg]
+                                  for rg in wanted}
                 out.append(
                     _PoolRead(
                         slot0_tick=slot0.tick,

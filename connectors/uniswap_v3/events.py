@@ -14,7 +14,11 @@ receives a position, rebuilds the watch (the position may be in a pool the snaps
 (the position's ``operator`` changes).
 
 Market: the snapshot's pools' ``Swap``, ``Mint``, ``Burn``, ``Collect``, ``Flash`` and ``SetFeeProtocol``
-(price, tick, liquidity, fee growth, the ticks and the manager's pool positions).
+(price, tick, liquidity, fee growth, the ticks and the manager's pool positions). Each ``Swap``, ``Mint``, ``Burn``
+and ``Collect`` also says, as a :class:`PoolTouch`, which of the pool's cached ticks and range positions it may
+have changed: a swap moves the price to its ``tick`` (ticks between the price before and after are crossed, their
+fee growth outside flipped), a mint or burn changes its two bound ticks and its owner's range position, a collect
+its owner's range position. A flash or a fee protocol change moves only what is read every block.
 
 :func:`account_state` is the part of a wallet's read that only these events change: its NFTs and their fields.
 """
@@ -22,8 +26,9 @@ Market: the snapshot's pools' ``Swap``, ``Mint``, ``Burn``, ``Collect``, ``Flash
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from connectors.evm.logs import ZERO_ADDRESS, Decoded, Effect, Event, LogWatch, Watched, market_reason, watched
+from connectors.evm.logs import ZERO_ADDRESS, Decoded, Effect, Event, LogWatch, Watched, watched
 from connectors.uniswap_v3.models import UniswapAccount, UniswapSnapshot
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "POOL_EVENTS",
     "TOKEN_ID_EVENTS",
     "OwnerBook",
+    "PoolTouch",
     "account_state",
     "uniswap_watch",
 ]
@@ -59,6 +65,38 @@ POOL_EVENTS: tuple[Event, ...] = tuple(Event(d) for d in (
     "SetFeeProtocol(uint8 feeProtocol0Old, uint8 feeProtocol1Old, uint8 feeProtocol0New, uint8 feeProtocol1New)",
 ))
 """Pool events: market reasons."""
+_SWAP, _MINT, _BURN, _COLLECT = POOL_EVENTS[:4]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolTouch:
+    """What one pool event may have changed of the pool's cached state (see the module docstring).
+
+    ``kind``: ``swap`` (``ticks`` = the tick after it), ``liquidity`` (a mint or burn: ``ticks`` = its bounds,
+    ``owner`` its range position's owner) or ``collect`` (``ticks`` = the bounds of ``owner``'s range position).
+    """
+
+    pool: str
+    kind: str
+    ticks: tuple[int, ...]
+    owner: str | None = None
+
+
+def _pool_event(decoded: Decoded) -> Effect:
+    """A pool event: its market reason, and what it touched (:class:`PoolTouch`)."""
+    pool = decoded.log.address
+    reason = f"{decoded.event.name} {pool}"
+    event = decoded.event
+    touch: PoolTouch | None = None
+    if event is _SWAP:
+        touch = PoolTouch(pool, "swap", (int(decoded["tick"]),))
+    elif event is _MINT or event is _BURN:
+        touch = PoolTouch(pool, "liquidity", (int(decoded["tickLower"]), int(decoded["tickUpper"])),
+                          str(decoded["owner"]))
+    elif event is _COLLECT:
+        touch = PoolTouch(pool, "collect", (int(decoded["tickLower"]), int(decoded["tickUpper"])),
+                          str(decoded["owner"]))
+    return Effect(market_reason=reason, touched=() if touch is None else (touch,))
 
 
 class OwnerBook:
@@ -108,7 +146,7 @@ def uniswap_watch(venue: str, snapshot: UniswapSnapshot) -> LogWatch:
     entries += [watched(manager, event, by_token_id) for event in TOKEN_ID_EVENTS]
     pools = [p.address for p in snapshot.pools]
     if pools:
-        entries += [watched(pools, event, market_reason()) for event in POOL_EVENTS]
+        entries += [watched(pools, event, _pool_event) for event in POOL_EVENTS]
     return LogWatch(venue, tuple(entries), "token id -> owner book: stateful, blocks in order after the snapshot's",
                     state=book)
 
