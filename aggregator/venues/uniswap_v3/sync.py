@@ -9,11 +9,12 @@ token, whose ``extra`` holds the range, the fees and the Greeks.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from aggregator.venues.uniswap_v3.detail import UniswapHealthDetail, UniswapLegDetail, UniswapPoolDetail
 from aggregator.views import PositionView, VenueHealth, VenueReading
 from connectors.errors import OracleError
-from connectors.uniswap_v3.models import LpPosition, PoolState, UniswapSnapshot
+from connectors.uniswap_v3.models import LpPosition, PoolPositionState, PoolState, TickState, UniswapSnapshot
 from riskcore.clmm import lp_usd_greeks
 from riskcore.units import from_raw
 from riskcore.venues.uniswap_v3.position import (
@@ -26,15 +27,36 @@ from riskcore.venues.uniswap_v3.position import (
     position_amounts,
 )
 
-__all__ = ["evaluate", "exact_amounts"]
+__all__ = ["PoolIndex", "evaluate", "exact_amounts"]
 
 Q96 = 2**96
 
 
-def exact_amounts(p: LpPosition, pool: PoolState) -> PositionAmounts:
-    """What ``decreaseLiquidity(full)`` and ``collect(max)`` would return for ``p`` at the snapshot's block."""
-    lower, upper = pool.tick_state(p.tick_lower), pool.tick_state(p.tick_upper)
-    shared = pool.position_state(p.tick_lower, p.tick_upper)
+@dataclass(frozen=True, slots=True)
+class PoolIndex:
+    """A pool's read ticks and range positions by key: looked up once per NFT, where scanning the pool's tuples
+    cost O(ticks) an NFT — quadratic in the ranges held (thousands of bounds at 10,000 wallets)."""
+
+    ticks: Mapping[int, TickState]
+    ranges: Mapping[tuple[int, int], PoolPositionState]
+
+    @classmethod
+    def of(cls, pool: PoolState) -> PoolIndex:
+        return cls({t.tick: t for t in pool.ticks}, {(r.tick_lower, r.tick_upper): r for r in pool.positions})
+
+
+def exact_amounts(p: LpPosition, pool: PoolState, index: PoolIndex | None = None) -> PositionAmounts:
+    """What ``decreaseLiquidity(full)`` and ``collect(max)`` would return for ``p`` at the snapshot's block
+    (``index``: ``pool``'s, when the caller values many NFTs of it)."""
+    if index is None:
+        lower, upper = pool.tick_state(p.tick_lower), pool.tick_state(p.tick_upper)
+        shared = pool.position_state(p.tick_lower, p.tick_upper)
+    else:
+        try:
+            lower, upper = index.ticks[p.tick_lower], index.ticks[p.tick_upper]
+            shared = index.ranges[(p.tick_lower, p.tick_upper)]
+        except KeyError:  # the pool's own lookups name what was not read
+            return exact_amounts(p, pool)
     return position_amounts(
         UniswapV3PositionParams(p.tick_lower, p.tick_upper, p.liquidity, p.fee_growth_inside0_last_x128,
                                 p.fee_growth_inside1_last_x128, p.tokens_owed0, p.tokens_owed1),
@@ -76,13 +98,17 @@ def _price(book: Mapping[str, float], token: str, symbol: str) -> float:
 def evaluate(snapshot: UniswapSnapshot, venue: str, usd_prices: Mapping[str, float]) -> VenueReading:
     """Every wallet's LP ranges valued at the block; USD prices come from the chain's price sources."""
     healths = []
+    indexes: dict[str, PoolIndex] = {}
     for account in snapshot.accounts:
         positions: list[PositionView] = []
         value = 0.0
         delta: dict[str, float] = {}
         for p in account.positions:
             pool = snapshot.pool(p.pool)
-            amounts = exact_amounts(p, pool)
+            index = indexes.get(pool.address)
+            if index is None:
+                index = indexes[pool.address] = PoolIndex.of(pool)
+            amounts = exact_amounts(p, pool, index)
             if not (amounts.total0_raw or amounts.total1_raw):
                 continue  # a closed NFT with nothing left to collect
             p0 = _price(usd_prices, p.token0, p.token0_symbol)
