@@ -47,6 +47,7 @@ import devnet
 from aggregator.api.app import create_app
 from aggregator.blocksync import BlockReport, BlockSync
 from aggregator.chainid import identify
+from aggregator.config import Settings
 from aggregator.cycle import Cycle
 from aggregator.pipeline import ChainContext, register_venues
 from aggregator.venues import plugin_of
@@ -223,6 +224,21 @@ def run(args: argparse.Namespace) -> int:
               f"ratio {per_block_bytes / max(base_bytes, 1):.4f} (payload the store counted: {estimate / 1e3:.1f} kB); "
               f"RPC requests {rpc:.1f} against {base_req}, "
               f"eth_calls {calls:.1f} against {base_calls}")
+        steady = [r for r in reports if not r.reconciled]
+        sweeps = [r for r in reports if r.reconciled]
+        if steady and sweeps:
+            # The last block's reconcile sweep (run here to count mismatches) re-reads every wallet; `xmargin run`
+            # sweeps every `reconcile_every_blocks` (300 by default), so a B-block average over-weights it.
+            k = Settings.model_fields["reconcile_every_blocks"].default
+            req_s = sum(r.rpc_requests for r in steady) / len(steady)
+            calls_s = sum(r.eth_calls for r in steady) / len(steady)
+            req_w = sum(r.rpc_requests for r in sweeps) / len(sweeps)
+            calls_w = sum(r.eth_calls for r in sweeps) / len(sweeps)
+            quiet = statistics.median(t for t, r in zip(seconds, reports, strict=True) if not r.reconciled)
+            print(f"steady state: {req_s:.1f} RPC requests and {calls_s:.1f} eth_calls per block without the sweep "
+                  f"({len(steady)} blocks), {req_w:.0f} and {calls_w:.0f} in the sweep block; with a sweep every {k} "
+                  f"blocks {(req_s * (k - 1) + req_w) / k:.1f} and {(calls_s * (k - 1) + calls_w) / k:.1f} per block; "
+                  f"p50 {quiet:.3f} s without the sweep block")
         print(f"bench_block: wallets={args.wallets} blocks={n} p50_s={p50:.3f} p99_s={p99:.3f} "
               f"rpc_requests_per_block={rpc:.1f} eth_calls_per_block={calls:.1f} "
               f"offchain_requests_per_block={off:.1f} rows_per_block={rows:.1f} bytes_per_block={per_block_bytes:.0f} "
