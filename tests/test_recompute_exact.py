@@ -115,13 +115,18 @@ def _morpho_act(info: devnet.DevnetInfo, wallet: str, rng: np.random.Generator) 
 
 
 def _uniswap_act(info: devnet.DevnetInfo, wallet: str, rng: np.random.Generator, prices: dict[str, float]) -> None:
-    name = str(rng.choice(uniswap.pool_names(info)))
+    _mint_around(info, wallet, str(rng.choice(uniswap.pool_names(info))), rng, prices, reach=40, step=1)
+
+
+def _mint_around(info: devnet.DevnetInfo, wallet: str, name: str, rng: np.random.Generator,
+                 prices: dict[str, float], *, reach: int, step: int) -> None:
+    """An LP position of ``wallet`` in pool ``name`` around its price: each bound 1 to ``reach - 1`` times
+    ``step`` tick spacings away (a larger step, fewer bounds: more of them shared between wallets)."""
     tokens = uniswap.pool_tokens(info, name)
     spacing = tokens.tick_spacing
-    tick = uniswap.pool_state(info, name).tick
-    base = (tick // spacing) * spacing
-    lower = base - spacing * int(rng.integers(1, 40))
-    upper = base + spacing * int(rng.integers(1, 40))
+    base = (uniswap.pool_state(info, name).tick // spacing) * spacing
+    lower = base - spacing * int(rng.integers(1, reach)) * step
+    upper = base + spacing * int(rng.integers(1, reach)) * step
     usd = float(rng.uniform(500, 5_000))
     amount0 = _raw(usd, prices[tokens.symbol0], tokens.decimals0)
     amount1 = _raw(usd, prices[tokens.symbol1], tokens.decimals1)
@@ -371,7 +376,7 @@ def test_a_carried_uniswap_market_equals_the_full_read_at_every_block(
     wallets = [devnet.wallet_address(f"carry-{SEED}-{i}") for i in range(2 * len(names))]
     prices = _prices(chain)
     for i, w in enumerate(wallets):  # every pool held, so every pool is watched
-        _uniswap_in(chain, w, names[i % len(names)], rng, prices)
+        _mint_around(chain, w, names[i % len(names)], rng, prices, reach=6, step=4)
     trader = devnet.wallet_address(f"carry-trader-{SEED}")
     for name in names:
         tokens = uniswap.pool_tokens(chain, name)
@@ -395,7 +400,7 @@ def test_a_carried_uniswap_market_equals_the_full_read_at_every_block(
             multi_swap_blocks += 1
         elif step % 3 == 1:
             prices = _prices(chain)
-            _uniswap_in(chain, str(rng.choice(wallets)), name, rng, prices)
+            _mint_around(chain, str(rng.choice(wallets)), name, rng, prices, reach=6, step=4)
             base = uniswap.pool_tokens(chain, name).base
             uniswap.swap_to_price(chain, name, prices[base] * float(rng.uniform(0.8, 0.95)))
         else:
@@ -426,18 +431,3 @@ def test_a_carried_uniswap_market_equals_the_full_read_at_every_block(
     assert uncarried > 0  # swaps crossed bounds and liquidity moved: the test saw ticks that had to be read again
     assert carried_ticks > uncarried  # and most were not
 
-
-def _uniswap_in(info: devnet.DevnetInfo, wallet: str, name: str, rng: np.random.Generator,
-                prices: dict[str, float]) -> None:
-    """An LP position of ``wallet`` in pool ``name`` around its price, on bounds other wallets share."""
-    tokens = uniswap.pool_tokens(info, name)
-    spacing = tokens.tick_spacing
-    base = (uniswap.pool_state(info, name).tick // spacing) * spacing
-    lower = base - spacing * int(rng.integers(1, 6)) * 4
-    upper = base + spacing * int(rng.integers(1, 6)) * 4
-    usd = float(rng.uniform(500, 5_000))
-    amount0 = _raw(usd, prices[tokens.symbol0], tokens.decimals0)
-    amount1 = _raw(usd, prices[tokens.symbol1], tokens.decimals1)
-    devnet.fund(info, wallet, tokens.symbol0, amount0)
-    devnet.fund(info, wallet, tokens.symbol1, amount1)
-    uniswap.mint_position(info, wallet, name, lower, upper, amount0, amount1)
