@@ -256,12 +256,11 @@ class BlockSync:
                 continue
             if d is not None:
                 out[name] |= set(d.wallets) & tracked
-            # The market state of the block before carries over where this block's logs (read by the same watch)
-            # did not touch it.
+            # What this block's logs (read by the same watch) touched: the venue carries over the rest of its cached
+            # market state where that is of the block just before.
             market = self.caches[name].market
             watch = next((v.watch for v in self.reader.watch.venues if v.name == name), None)
-            if (market is not None and watch is not None and getattr(market, "block", None) is not None
-                    and market.block.number == block.number - 1):
+            if market is not None and watch is not None:
                 self._touched[name] = MarketUpdate(market, d.touched if d is not None else (), watch.addresses)
         return out
 

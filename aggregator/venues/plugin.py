@@ -82,9 +82,10 @@ class Incremental:
 
 @dataclass(frozen=True)
 class MarketUpdate:
-    """What a venue's ``market_update`` starts from: its market state at the block just before, and what that
-    block's logs touched (the venue's ``touched`` effects, in log order) at the contracts of ``watched`` (the
-    watch that read them; state of any other contract is not known to be unchanged)."""
+    """What a venue's ``market_update`` starts from: its cached market state (carried from only when it is of the
+    block just before, which the venue checks), and what the block's logs touched (the venue's ``touched``
+    effects, in log order) at the contracts of ``watched`` (the watch that read them; state of any other contract
+    is not known to be unchanged)."""
 
     previous: Any
     touched: tuple[object, ...]

@@ -147,30 +147,26 @@ def market_program(
     tokens = list(dict.fromkeys(t for k in keys for t in k[:2]))
     owners = [first[k] for k in keys]
     code_hash = connector.deployment.pool_init_code_hash
-    token_models: list[UniswapToken]
     reads: list[_PoolRead]
     previous = update.previous if update is not None else None
-    if not (isinstance(previous, UniswapMarketState) and previous.block.chain_id == block.chain_id
+    carried: dict[str, KnownPoolParts] = {}
+    known_tokens: dict[str, UniswapToken] = {}
+    if (update is not None and isinstance(previous, UniswapMarketState) and previous.block.chain_id == block.chain_id
             and previous.block.number == block.number - 1 and previous.position_manager == dep.position_manager):
-        previous = None
-    if code_hash is not None and previous is not None and update is not None:
-        addresses = [compute_pool_address(factory, *k, code_hash) for k in keys]
         carried = carried_parts(previous, update.touched, update.watched)
         known_tokens = previous.tokens
-        unread = [t for t in tokens if t not in known_tokens]
-        read_tokens, reads = yield [connector._tokens_plan(unread),
-                                    connector._pools_plan(addresses, range_lists, owners,
-                                                          [carried.get(a.lower()) for a in addresses])]
-        fresh = {t.address: t for t in read_tokens}
-        token_models = [known_tokens[t] if t in known_tokens else fresh[t] for t in tokens]
-    elif code_hash is not None:
+    unread = connector._tokens_plan([t for t in tokens if t not in known_tokens])
+    read_tokens: list[UniswapToken]
+    if code_hash is not None:
         addresses = [compute_pool_address(factory, *k, code_hash) for k in keys]
-        token_models, reads = yield [connector._tokens_plan(tokens),
-                                     connector._pools_plan(addresses, range_lists, owners)]
+        read_tokens, reads = yield [unread, connector._pools_plan(addresses, range_lists, owners,
+                                                                  [carried.get(a.lower()) for a in addresses])]
     else:
-        token_models, addresses = yield [connector._tokens_plan(tokens),
-                                         connector._get_pool_plan(factory, keys, dict(first))]
-        (reads,) = yield [connector._pools_plan(addresses, range_lists, owners)]
+        read_tokens, addresses = yield [unread, connector._get_pool_plan(factory, keys, dict(first))]
+        (reads,) = yield [connector._pools_plan(addresses, range_lists, owners,
+                                                [carried.get(a.lower()) for a in addresses])]
+    fresh = {t.address: t for t in read_tokens}
+    token_models = [known_tokens[t] if t in known_tokens else fresh[t] for t in tokens]
     pools = {
         k: PoolState(
             address=addr, token0=k[0], token1=k[1], fee=k[2], sqrt_price_x96=r.sqrt_price_x96, tick=r.slot0_tick,
