@@ -514,6 +514,14 @@ def test_wallet_list_links_to_every_tracked_wallet(env: Env, page: tuple[Page, C
     assert listed.value(f"wallet-block-{HEDGED}") == health["block"]
     pg.screenshot(path=str(artifacts_dir() / "dashboard-wallets.png"), full_page=True)
 
+    # The list re-renders at every poll by patching what it shows: the link a click is aimed at stays the same node
+    # (a replaced one lost the click when the poll landed between mouse down and up); a property set on it survives.
+    link = f"[data-testid='wallet-link-{HEDGED}']"
+    renders = pg.evaluate(f"() => {{ document.querySelector(\"{link}\").marked = '1'; "
+                          "return Number(document.body.dataset.renders); }")
+    pg.wait_for_function("n => Number(document.body.dataset.renders) >= n + 2", arg=renders, timeout=WAIT_MS)
+    assert pg.evaluate(f"() => document.querySelector(\"{link}\").marked") == "1"
+
     pg.get_by_test_id(f"wallet-link-{HEDGED}").click()
     # the list page shows the same block: wait for the wallet page itself (under load the click's navigation was
     # still under way when the block matched, and the URL was the list's)

@@ -181,7 +181,10 @@ function setAttrs(node, attrs) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "class") node.setAttribute("class", v);
     else if (k === "text") node.textContent = v;
-    else if (k.startsWith("on") && typeof v === "function") node.addEventListener(k.slice(2), v);
+    else if (k.startsWith("on") && typeof v === "function") {
+      node.addEventListener(k.slice(2), v);
+      node.__listens = true; // morph() replaces such a node whole: its listeners cannot be compared
+    }
     else node.setAttribute(k, v === true ? "" : String(v));
   }
 }
@@ -213,6 +216,31 @@ export function fill(id, ...children) {
   const node = document.getElementById(id);
   node.replaceChildren();
   append(node, children);
+  return node;
+}
+
+/** Make ``node`` (an element) look like ``fresh`` (one of the same tag) by changing only what differs: attributes,
+ * texts, and elements where the tag differs. A page that re-renders on every poll keeps the nodes it shows, so a
+ * click landing while it re-renders (mouse down on the old link, up on its replacement) is not lost, nor is a text
+ * selection. An element that carries listeners (``h``'s ``on…`` attributes) is replaced whole. */
+export function morph(node, fresh) {
+  if (node.nodeName !== fresh.nodeName || node.__listens || fresh.__listens) {
+    node.replaceWith(fresh);
+    return fresh;
+  }
+  for (const { name } of [...node.attributes]) if (!fresh.hasAttribute(name)) node.removeAttribute(name);
+  for (const { name, value } of [...fresh.attributes]) if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+  const old = [...node.childNodes];
+  const now = [...fresh.childNodes];
+  now.forEach((b, i) => {
+    const a = old[i];
+    if (a === undefined) node.append(b);
+    else if (a.nodeType === Node.TEXT_NODE && b.nodeType === Node.TEXT_NODE) {
+      if (a.nodeValue !== b.nodeValue) a.nodeValue = b.nodeValue;
+    } else if (a.nodeType === Node.ELEMENT_NODE && b.nodeType === Node.ELEMENT_NODE) morph(a, b);
+    else a.replaceWith(b);
+  });
+  for (const a of old.slice(now.length)) a.remove();
   return node;
 }
 

@@ -4,7 +4,7 @@
 
 import {
   ApiError, api, banner, commonVerb, describeError, fill, fmtAge, fmtHf, fmtMove, fmtUsd, freshnessOf, h, headlineNodes, headlineOf,
-  hfClass, num, rawValue, refreshSeconds, setupAuth, staleBanner, staleMessage, tip, UNIFIED_TIP,
+  hfClass, morph, num, rawValue, refreshSeconds, setupAuth, staleBanner, staleMessage, tip, UNIFIED_TIP,
 } from "./common.js";
 
 const REFRESH_S = refreshSeconds(5);
@@ -126,13 +126,22 @@ function render(rows) {
     }
     return h("tr", { "data-testid": `wallet-row-${a}`, class: row.fresh?.stale ? "stale-row" : null }, cells);
   });
-  fill("wallets", h("table", { class: "wallets cards" },
+  // Patched in place, not replaced: the list re-renders at every poll, and a click on a wallet's link must land.
+  update("wallets", h("table", { class: "wallets cards" },
     h("thead", {}, h("tr", {},
       h("th", {}, "wallet"), h("th", { class: "r" }, "block · age"),
       h("th", { class: "r" }, tip(["unified health", h("span", { class: "i", "aria-hidden": "true" })], UNIFIED_TIP, "unified-tip")),
       h("th", { class: "r" }, "lowest venue health"), h("th", {}, "first liquidation"), h("th", { class: "r" }, "equity"),
       h("th", {}, "venues"))),
     h("tbody", {}, body)));
+}
+
+/** Show ``table`` in the element ``id``: the table already there is patched to match (:func:`morph`). */
+function update(id, table) {
+  const host = document.getElementById(id);
+  const shown = host.firstElementChild;
+  if (host.childNodes.length === 1 && shown !== null && shown.nodeName === table.nodeName) morph(shown, table);
+  else fill(id, table);
 }
 
 /** The top bar's age and dot, the stale banner (the first stale wallet's reason), every row's age. */
@@ -181,6 +190,7 @@ async function refresh() {
     block.textContent = newest === null ? "—" : String(newest);
     document.body.dataset.block = rawValue(newest);
     document.body.dataset.loaded = "1";
+    document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
     tick();
     banner(null);
   } catch (err) {
