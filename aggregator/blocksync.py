@@ -204,6 +204,9 @@ class BlockSync:
         self.heavy_blocks: dict[str, int] = {}
         """The block whose stored risk row holds each wallet's last heavy measures."""
         self._pending: set[str] = set()
+        self._summarized: dict[str, tuple[OnchainVenue, Any, list[Any], dict[str, float]]] = {}
+        """Venue name → (venue, market state, accounts, price book) of the current block's readings computed without
+        the venue's detail (``OnchainVenue.summarize``): what ``evaluate`` needs for the wallets written."""
         self._touched: dict[str, MarketUpdate] = {}
         """Venue name → what the current block's logs touched, for the venues whose market state carries over."""
         self.reader: DirtyReader | None = None
@@ -270,6 +273,7 @@ class BlockSync:
         stats0 = self.ctx.rpc.stats.copy()
         report = BlockReport(block=block)
         self._touched = {}
+        self._summarized = {}
         reread = self._dirty(block, report)
         self._pending = set()
         report.dirty_wallets = len(set().union(*reread.values())) if reread else 0
@@ -299,7 +303,7 @@ class BlockSync:
                 reading = full_readings[name]
             else:
                 try:
-                    reading, snap = self._recompute(venue, results[name], book)
+                    reading, snap = self._recompute(venue, results[name], book, summarize=not report.full_sweep)
                 except VENUE_FAULTS as exc:
                     report.errors[name] = str(exc) or type(exc).__name__
                     log.warning("venue %s failed at block %d: %s", name, block.number, report.errors[name])
@@ -316,7 +320,7 @@ class BlockSync:
         readings = flag_oracle_faults(readings, self.ctx.last_prices, self.ctx.chain.max_price_jump)
         if self.reader is None and snapshots and len(snapshots) == len(inc_venues):
             self._watch(snapshots, report)
-        self._write(block, readings, report, reread)
+        readings = self._write(block, readings, report, reread)
         due = bool(self.reconcile_every) and block.number % self.reconcile_every == 0
         if reconcile if reconcile is not None else due:
             self._reconcile(block, readings, report)
@@ -328,9 +332,12 @@ class BlockSync:
         self.last_block = block
         return report
 
-    def _recompute(self, venue: OnchainVenue, read: Any, book: Mapping[str, float]) -> tuple[VenueReading, Any]:
+    def _recompute(self, venue: OnchainVenue, read: Any, book: Mapping[str, float], *,
+                   summarize: bool = True) -> tuple[VenueReading, Any]:
         """One incremental venue's reading at the block: the cache refreshed with the re-read wallets' states,
-        combined with the block's market state, evaluated by the venue's rule."""
+        combined with the block's market state, evaluated by the venue's rule — without the venue's detail where
+        it can (``summarize``; not on a full sweep, where every wallet is written), the detail then added for the
+        wallets written (:meth:`_detailed`)."""
         inc = venue.incremental
         assert inc is not None
         if isinstance(read, ConnectorError):
@@ -345,7 +352,40 @@ class BlockSync:
         tracked = set(self.wallets)
         accounts = [a for a in cache.accounts if inc.wallet_of(a) in tracked]
         snap = inc.combine(read.market, accounts)
+        if summarize and venue.summarize is not None:
+            self._summarized[venue.config.name] = (venue, read.market, accounts, dict(book))
+            return venue.summarize(snap, book), snap
         return venue.evaluate(snap, book), snap
+
+    def _detailed(self, readings: Sequence[VenueReading], wallets: set[str],
+                  report: BlockReport) -> list[VenueReading]:
+        """``readings`` with the venue's detail for ``wallets`` (those written): each summarized venue evaluated
+        again for them alone, with the block's market state and prices; the flags the summary was given since
+        (:func:`~aggregator.pipeline.flag_oracle_faults`) are kept. A venue whose evaluation fails fails the
+        block as in :meth:`_recompute`."""
+        out: list[VenueReading] = []
+        for r in readings:
+            summarized = self._summarized.get(r.venue)
+            if summarized is None or r.error is not None:
+                out.append(r)
+                continue
+            venue, market, accounts, book = summarized
+            inc = venue.incremental
+            assert inc is not None
+            mine = [a for a in accounts if inc.wallet_of(a) in wallets]
+            if not mine:
+                out.append(r)
+                continue
+            try:
+                full = {h.wallet: h for h in venue.evaluate(inc.combine(market, mine), book).healths}
+            except VENUE_FAULTS as exc:
+                report.errors[r.venue] = str(exc) or type(exc).__name__
+                log.warning("venue %s failed at block %d: %s", r.venue, r.block.number, report.errors[r.venue])
+                out.append(VenueReading(venue=r.venue, kind=r.kind, block=r.block, error=report.errors[r.venue]))
+                continue
+            out.append(dataclasses.replace(r, healths=tuple(
+                dataclasses.replace(full[h.wallet], flags=h.flags) if h.wallet in full else h for h in r.healths)))
+        return out
 
     def _live(self, name: str, live: LiveVenue, block: BlockRef, report: BlockReport) -> VenueReading:
         """A live perp venue's reading at ``block``: the block's marks (one request), budgeted polls of the accounts
@@ -410,8 +450,11 @@ class BlockSync:
         return changed
 
     def _write(self, block: BlockRef, readings: Sequence[VenueReading], report: BlockReport,
-               reread: Mapping[str, set[str]]) -> None:
+               reread: Mapping[str, set[str]]) -> list[VenueReading]:
+        """Write the wallets whose figures changed (:meth:`_changed`); ``readings`` returned with their detail
+        (:meth:`_detailed`)."""
         changed = self._changed(block, readings, reread)
+        readings = self._detailed(readings, changed, report)
         failed = [r for r in readings if r.error is not None]
         # every tracked wallet of these venues went through this block: the unwritten ones hold through it as stored
         confirmed = tuple(r.venue for r in readings if r.error is None)
@@ -427,7 +470,7 @@ class BlockSync:
                 except Exception as exc:  # the store is down: the next written block says it
                     log.error("block %d not confirmed in the store: %s", block.number, exc)
                     report.errors["store"] = str(exc)
-            return
+            return readings
         mine = [dataclasses.replace(r, healths=tuple(h for h in r.healths if h.wallet in changed))
                 if r.error is None else r for r in readings]
         batch = to_sync_batch(block, wallets, mine, datetime.now(UTC))
@@ -459,7 +502,7 @@ class BlockSync:
             log.error("block %d not stored: %s", block.number, exc)
             report.errors["store"] = str(exc)
             self._pending |= set(wallets)  # written again at the next block
-            return
+            return readings
         for row in risks:
             if row.document.get(CARRIED_FROM_KEY) == block.number:  # stored: later rows may carry from it
                 self.heavy_at[row.wallet] = now
@@ -475,6 +518,7 @@ class BlockSync:
             key = (p.source, p.asset_address.lower())
             if key not in self.ctx.last_prices or self.ctx.last_prices[key][1] <= block.number:
                 self.ctx.last_prices[key] = (p.price_usd, block.number)
+        return readings
 
     def _carry_heavy(self, row: RiskRow) -> RiskRow:
         """A per-block tier row naming the block of the wallet's last heavy measures: they are stored once, in that

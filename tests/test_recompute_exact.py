@@ -156,6 +156,34 @@ def _comparable(h: VenueHealth) -> VenueHealth:
     return replace(h, onchain_health_factor_raw=None, matches_onchain=None, flags=flags, extra=extra)
 
 
+def _summary_of(light: VenueHealth, full: VenueHealth) -> bool:
+    """Whether ``light`` is ``full`` without the venue's detail (``OnchainVenue.summarize``): every field equal but
+    the ``extra`` of the health and its positions, which hold a part of ``full``'s (the same values)."""
+    def part(a: dict[str, object], b: dict[str, object]) -> bool:
+        return all(k in b and b[k] == v for k, v in a.items())
+
+    if len(light.positions) != len(full.positions) or not part(light.extra, full.extra):
+        return False
+    if not all(part(p.extra, q.extra) for p, q in zip(light.positions, full.positions, strict=True)):
+        return False
+    positions = tuple(replace(p, extra=q.extra) for p, q in zip(light.positions, full.positions, strict=True))
+    return replace(light, extra=full.extra, positions=positions) == full
+
+
+def _summary_is_the_evaluation_without_detail(venue: OnchainVenue, snapshot: Any, book: dict[str, float],
+                                              full: VenueReading) -> None:
+    assert venue.summarize is not None
+    light = venue.summarize(snapshot, book)
+    assert (light.venue, light.kind, light.block, light.error) == (full.venue, full.kind, full.block, full.error)
+    assert light.prices == full.prices
+    assert light.markets == full.markets
+    assert len(light.healths) == len(full.healths)
+    assert all(_summary_of(h, f) for h, f in zip(light.healths, full.healths, strict=True))
+    # what it leaves out: the positions' detail
+    kept = sum(len(p.extra) for h in light.healths for p in h.positions)
+    assert kept < sum(len(p.extra) for h in full.healths for p in h.positions) or not kept
+
+
 def _evaluate(venue: OnchainVenue, snapshot: Any, book: dict[str, float]) -> VenueReading:
     return venue.evaluate(snapshot, book)
 
@@ -197,6 +225,7 @@ def test_recomputed_health_equals_a_full_read_over_random_blocks(chain: devnet.D
     aave_moved = 0  # recomputed Aave healths whose factor moved since the account was read
     aave_debt_checks = 0
     read_hf: dict[str, int | None] = {}
+    summaries = dict.fromkeys(venues, 0)  # healths compared with the venue's summary (no detail)
 
     for step in range(STEPS + 1):
         if step:
@@ -236,6 +265,9 @@ def test_recomputed_health_equals_a_full_read_over_random_blocks(chain: devnet.D
             combined = inc.combine(reads[name].market, cached[name])
             _same_snapshot(name, combined, full[name])
             ours = _evaluate(venue, combined, book)
+            if venue.summarize is not None:
+                _summary_is_the_evaluation_without_detail(venue, combined, book, ours)
+                summaries[name] += len(ours.healths)
             theirs = aave_full if name == "aave_v3" else _evaluate(venue, full[name], book)
             assert ours.error is None
             assert theirs.error is None
@@ -269,7 +301,10 @@ def test_recomputed_health_equals_a_full_read_over_random_blocks(chain: devnet.D
                     read_hf[h.wallet] = h.health_factor_raw
         dirty = set()
 
-    print(f"\nstale comparisons {stale_checks}, aave with debt {aave_debt_checks}, moved {aave_moved}")
+    print(f"\nstale comparisons {stale_checks}, aave with debt {aave_debt_checks}, moved {aave_moved}, "
+          f"summaries {summaries}")
+    for name in ("aave_v3", "morpho_blue", "uniswap_v3"):
+        assert summaries[name] >= STEPS * len(wallets), name
     # The comparisons were of accounts read at earlier blocks, and their figures moved with the market.
     for name, n in stale_checks.items():
         assert n >= STEPS * (len(wallets) - ACTORS_PER_STEP) // 2, (name, n)

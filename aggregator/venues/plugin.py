@@ -104,6 +104,12 @@ class OnchainVenue:
     """Its readings' prices feed the book the other venues of the chain are valued with."""
     incremental: Incremental | None = None
     """How its health is recomputed from cached account state with a block's market state (None: re-read)."""
+    summarize: Callable[[Any, Mapping[str, float]], VenueReading] | None = None
+    """``evaluate`` without the venue's detail: every field as ``evaluate`` gives it but ``extra``, of which each
+    health and position keeps only what is cheap and shown with the health (a recomputed health's provenance),
+    leaving out the costly part (largest withdrawals, Greeks, per-position parameters). The block path computes
+    every wallet's health with it, and ``evaluate`` again for the wallets it writes. None: ``evaluate`` for every
+    wallet."""
 
 
 @dataclass(frozen=True)

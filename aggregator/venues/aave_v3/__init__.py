@@ -48,7 +48,8 @@ class AaveV3Plugin(PluginBase):
                                         pool_addresses_provider=own.pool_addresses_provider)
         connector = AaveV3Connector(link.rpc, deployment, link.multicall)
         return OnchainVenue(own, connector, lambda snapshot, _prices: sync.evaluate(snapshot, own.name),
-                            price_source=True, incremental=incremental(connector))
+                            price_source=True, incremental=incremental(connector),
+                            summarize=lambda snapshot, _prices: sync.evaluate(snapshot, own.name, detail=False))
 
     def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch:
         """The pool, the reserves' tokens, the oracle and its feeds (from ``snapshot``'s market), the

@@ -177,9 +177,11 @@ def _positions(
     params: tuple[Mapping[int, AaveReserveParams], Mapping[int, AaveEMode]],
     balances: Sequence[AaveUserBalance],
     data: AaveAccountData,
+    detail: bool = True,
 ) -> list[PositionView]:
     """The wallet's supplies and debts, each with the parameters the protocol applies to it for this wallet and
-    (supplies) the largest withdrawal it accepts now; every position carries the account's borrowing room."""
+    (supplies) the largest withdrawal it accepts now; every position carries the account's borrowing room
+    (``detail=False``: none of that, ``extra`` empty)."""
     out: list[PositionView] = []
     reserves, emodes = params
     category = categories.get(account.emode_category) if account.emode_category else None
@@ -201,19 +203,22 @@ def _positions(
                      f"collateral={ur.usage_as_collateral:d}" if side == "collateral" else
                      f"emode={account.emode_category};scaled={ur.scaled_variable_debt_raw};"
                      f"stable={ur.stable_debt_raw};borrowing={ur.borrowing:d}")
-            if side == "collateral":
-                withdrawable = max_withdraw_raw(reserves, balances, account.emode_category, emodes, r, data)
-                own: dict[str, object] = {
-                    "max_withdraw_raw": withdrawable, "max_withdraw": from_raw(withdrawable, r.decimals),
-                    "max_withdraw_usd": from_raw(withdrawable * r.price_raw // unit, base),
-                    "scaled_raw": ur.scaled_a_token_balance_raw}
-            else:
-                own = {"scaled_raw": ur.scaled_variable_debt_raw, "stable_debt_raw": ur.stable_debt_raw}
-            detail = AaveBalanceDetail(
-                liquidation_threshold_bps=src.liquidation_threshold_bps,
-                liquidation_bonus_bps=src.liquidation_bonus_bps, ltv_bps=ltv_bps, available_borrows_usd=available_usd,
-                **own, **_reserve_fields(r), usage_as_collateral=ur.usage_as_collateral, borrowing=ur.borrowing,
-            )
+            extra: dict[str, object] = {}
+            if detail:
+                if side == "collateral":
+                    withdrawable = max_withdraw_raw(reserves, balances, account.emode_category, emodes, r, data)
+                    own: dict[str, object] = {
+                        "max_withdraw_raw": withdrawable, "max_withdraw": from_raw(withdrawable, r.decimals),
+                        "max_withdraw_usd": from_raw(withdrawable * r.price_raw // unit, base),
+                        "scaled_raw": ur.scaled_a_token_balance_raw}
+                else:
+                    own = {"scaled_raw": ur.scaled_variable_debt_raw, "stable_debt_raw": ur.stable_debt_raw}
+                extra = AaveBalanceDetail(
+                    liquidation_threshold_bps=src.liquidation_threshold_bps,
+                    liquidation_bonus_bps=src.liquidation_bonus_bps, ltv_bps=ltv_bps,
+                    available_borrows_usd=available_usd, **own, **_reserve_fields(r),
+                    usage_as_collateral=ur.usage_as_collateral, borrowing=ur.borrowing,
+                ).stored()
             out.append(
                 PositionView(
                     asset=r.symbol,
@@ -228,7 +233,7 @@ def _positions(
                     and ur.usage_as_collateral
                     and r.liquidation_threshold_bps != 0,
                     market_key=r.asset,
-                    extra=detail.stored(),
+                    extra=extra,
                     state=state,
                 )
             )
@@ -253,12 +258,14 @@ def _provenance(account: AaveAccount) -> dict[str, object]:
     return {"source": account.source, "verified_at_block": account.verified_at_block}
 
 
-def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
+def evaluate(snapshot: AaveSnapshot, venue: str, *, detail: bool = True) -> VenueReading:
     """Compute every wallet's Aave health from the snapshot, and compare it with the protocol's own.
 
     ``matches_onchain`` is exact equality of the health factor, the collateral and the debt totals,
     and the liquidation threshold; a mismatch is flagged ``onchain_mismatch``. A position priced by
-    a flagged oracle (stale, zero, negative) flags the health ``bad_oracle``.
+    a flagged oracle (stale, zero, negative) flags the health ``bad_oracle``. ``detail=False`` leaves out the
+    venue's detail (the positions' ``extra`` empty, the health's only its provenance, the largest withdrawals not
+    searched): every other field is as with it.
     """
     market = snapshot.market
     base = _base_decimals(market)
@@ -298,7 +305,7 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
         if any(ur.asset in bad_assets for ur in account.reserves):
             flags.append("bad_oracle")
         has_debt = data.total_debt_base_raw != 0
-        positions = _positions(account, by_asset, base, categories, (reserves, emodes), balances, data)
+        positions = _positions(account, by_asset, base, categories, (reserves, emodes), balances, data, detail)
         healths.append(
             VenueHealth(
                 wallet=account.wallet,
@@ -320,7 +327,7 @@ def evaluate(snapshot: AaveSnapshot, venue: str) -> VenueReading:
                 ),
                 positions=tuple(positions),
                 flags=tuple(flags),
-                extra=AaveHealthDetail(
+                extra=_provenance(account) if not detail else AaveHealthDetail(
                     base_decimals=base,
                     user_configuration=account.user_configuration_raw,
                     emode_category=account.emode_category,

@@ -35,7 +35,8 @@ class MorphoBluePlugin(PluginBase):
                                       markets=own.markets)
         connector = MorphoBlueConnector(link.rpc, deployment, link.multicall)
         return OnchainVenue(own, connector, lambda snapshot, prices: sync.evaluate(snapshot, own.name, prices),
-                            incremental=incremental(connector))
+                            incremental=incremental(connector),
+                            summarize=lambda snapshot, prices: sync.evaluate(snapshot, own.name, prices, detail=False))
 
     def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch:
         """The Morpho contract's events for the snapshot's markets, with the fee recipient as of the snapshot's

@@ -100,8 +100,11 @@ def _collateral_price_usd(m: MorphoMarket, loan_usd: float) -> float:
     return (m.price or 0.0) * loan_usd
 
 
-def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, float]) -> VenueReading:
-    """Every wallet's health on every watched market, exactly as ``Morpho._isHealthy`` judges it."""
+def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, float], *,
+             detail: bool = True) -> VenueReading:
+    """Every wallet's health on every watched market, exactly as ``Morpho._isHealthy`` judges it.
+    ``detail=False`` leaves out the venue's detail (``extra`` empty: no largest withdrawals or borrows, no
+    per-market replay state); every other field is as with it."""
     markets = {m.market_id: m for m in snapshot.markets}
     healths = []
     for account in snapshot.accounts:
@@ -115,28 +118,30 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
             state = _state(m)
             coll_price_usd = _collateral_price_usd(m, loan_usd)
             h = position_health(pos.collateral_raw, pos.borrow_shares, state, m.price_raw, m.lltv_wad)
-            # What the market can lend or pay out now: its supply not borrowed.
-            liquidity = max(m.accrued_total_supply_assets_raw - m.accrued_total_borrow_assets_raw, 0)
-            withdrawable = max_withdraw_collateral_raw(pos.collateral_raw, pos.borrow_shares, state, m.price_raw,
-                                                       m.lltv_wad)
-            borrowable = min(h.max_borrow_increase_raw, liquidity)
-            common: dict[str, object] = {
-                "market_id": m.market_id, "pair": f"{m.collateral_symbol}/{m.loan_symbol}",
-                "lltv": from_raw(m.lltv_wad, 18), "health_factor": h.health,
-                "available_borrow_raw": borrowable, "available_borrow": from_raw(borrowable, loan_dec),
-                "available_borrow_usd": from_raw(borrowable, loan_dec) * loan_usd,
-                "market_liquidity_raw": liquidity,
-            }
-            supply_out = min(pos.supply_assets_raw, liquidity)
-            details = {
-                "collateral": MorphoPositionDetail(
-                    **common, max_withdraw_raw=withdrawable, max_withdraw=from_raw(withdrawable, coll_dec),
-                    max_withdraw_usd=from_raw(withdrawable, coll_dec) * coll_price_usd),
-                "debt": MorphoPositionDetail(**common),
-                "supply": MorphoPositionDetail(
-                    **common, max_withdraw_raw=supply_out, max_withdraw=from_raw(supply_out, loan_dec),
-                    max_withdraw_usd=from_raw(supply_out, loan_dec) * loan_usd),
-            }
+            details: dict[str, MorphoPositionDetail] = {}
+            if detail:
+                # What the market can lend or pay out now: its supply not borrowed.
+                liquidity = max(m.accrued_total_supply_assets_raw - m.accrued_total_borrow_assets_raw, 0)
+                withdrawable = max_withdraw_collateral_raw(pos.collateral_raw, pos.borrow_shares, state, m.price_raw,
+                                                           m.lltv_wad)
+                borrowable = min(h.max_borrow_increase_raw, liquidity)
+                common: dict[str, object] = {
+                    "market_id": m.market_id, "pair": f"{m.collateral_symbol}/{m.loan_symbol}",
+                    "lltv": from_raw(m.lltv_wad, 18), "health_factor": h.health,
+                    "available_borrow_raw": borrowable, "available_borrow": from_raw(borrowable, loan_dec),
+                    "available_borrow_usd": from_raw(borrowable, loan_dec) * loan_usd,
+                    "market_liquidity_raw": liquidity,
+                }
+                supply_out = min(pos.supply_assets_raw, liquidity)
+                details = {
+                    "collateral": MorphoPositionDetail(
+                        **common, max_withdraw_raw=withdrawable, max_withdraw=from_raw(withdrawable, coll_dec),
+                        max_withdraw_usd=from_raw(withdrawable, coll_dec) * coll_price_usd),
+                    "debt": MorphoPositionDetail(**common),
+                    "supply": MorphoPositionDetail(
+                        **common, max_withdraw_raw=supply_out, max_withdraw=from_raw(supply_out, loan_dec),
+                        max_withdraw_usd=from_raw(supply_out, loan_dec) * loan_usd),
+                }
             coll_usd = from_raw(h.collateral_value_raw, loan_dec) * loan_usd
             borrowed_usd = from_raw(h.borrowed_raw, loan_dec) * loan_usd
             collateral_usd += coll_usd
@@ -159,8 +164,11 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
                         asset=symbol, asset_address=token, decimals=decimals,
                         side=side,  # type: ignore[arg-type]
                         amount_raw=raw, amount=from_raw(raw, decimals), price_usd=price, value_usd=value,
-                        is_collateral=is_coll, market_key=m.market_id, extra=details[side].stored(), state=own,
+                        is_collateral=is_coll, market_key=m.market_id,
+                        extra=details[side].stored() if detail else {}, state=own,
                     ))
+            if not detail:
+                continue
             per_market.append(MorphoMarketPositionDetail(
                 pair=f"{m.collateral_symbol}/{m.loan_symbol}",
                 lltv=from_raw(m.lltv_wad, 18),
@@ -190,7 +198,7 @@ def evaluate(snapshot: MorphoSnapshot, venue: str, usd_prices: Mapping[str, floa
             extra=MorphoReplayDetail(
                 markets=per_market,
                 net_worth_usd=sum(-p.value_usd if p.side == "debt" else p.value_usd for p in positions),
-            ).stored(),
+            ).stored() if detail else {},
         ))
     params: dict[str, dict[str, object]] = {
         m.market_id: MorphoMarketParamsDetail(symbol=f"{m.collateral_symbol}/{m.loan_symbol}", oracle=m.oracle,

@@ -35,7 +35,8 @@ class UniswapV3Plugin(PluginBase):
                                          position_manager=own.position_manager, factory=own.factory)
         connector = UniswapV3Connector(link.rpc, deployment, link.multicall)
         return OnchainVenue(own, connector, lambda snapshot, prices: sync.evaluate(snapshot, own.name, prices),
-                            incremental=incremental(connector))
+                            incremental=incremental(connector),
+                            summarize=lambda snapshot, prices: sync.evaluate(snapshot, own.name, prices, detail=False))
 
     def log_watch(self, venue: OnchainVenue, snapshot: Any) -> LogWatch:
         """The position manager's events (a token id → owner book seeded from ``snapshot``: stateful) and the

@@ -95,8 +95,11 @@ def _price(book: Mapping[str, float], token: str, symbol: str) -> float:
     return book[token]
 
 
-def evaluate(snapshot: UniswapSnapshot, venue: str, usd_prices: Mapping[str, float]) -> VenueReading:
-    """Every wallet's LP ranges valued at the block; USD prices come from the chain's price sources."""
+def evaluate(snapshot: UniswapSnapshot, venue: str, usd_prices: Mapping[str, float], *,
+             detail: bool = True) -> VenueReading:
+    """Every wallet's LP ranges valued at the block; USD prices come from the chain's price sources.
+    ``detail=False`` leaves out the venue's detail (``extra`` empty: no Greeks, no range prices); every other field
+    is as with it."""
     healths = []
     indexes: dict[str, PoolIndex] = {}
     for account in snapshot.accounts:
@@ -113,22 +116,24 @@ def evaluate(snapshot: UniswapSnapshot, venue: str, usd_prices: Mapping[str, flo
                 continue  # a closed NFT with nothing left to collect
             p0 = _price(usd_prices, p.token0, p.token0_symbol)
             p1 = _price(usd_prices, p.token1, p.token1_symbol)
-            greeks = lp_usd_greeks(
-                p.liquidity, pool.sqrt_price_x96 / Q96, get_sqrt_ratio_at_tick(p.tick_lower) / Q96,
-                get_sqrt_ratio_at_tick(p.tick_upper) / Q96, p.token0_decimals, p.token1_decimals, p0, p1,
-            )
-            detail: dict[str, object] = {
-                "token_id": p.token_id, "pool": p.pool, "fee": p.fee,
-                "tick_lower": p.tick_lower, "tick_upper": p.tick_upper, "tick": pool.tick,
-                "in_range": p.tick_lower <= pool.tick < p.tick_upper, "liquidity": p.liquidity,
-                "gamma00": float(greeks.gamma00), "gamma01": float(greeks.gamma01), "gamma11": float(greeks.gamma11),
-                **range_prices(p, pool.sqrt_price_x96, p0, p1),
-            }
+            fields: dict[str, object] | None = None
+            deltas = (0.0, 0.0)
+            if detail:
+                greeks = lp_usd_greeks(
+                    p.liquidity, pool.sqrt_price_x96 / Q96, get_sqrt_ratio_at_tick(p.tick_lower) / Q96,
+                    get_sqrt_ratio_at_tick(p.tick_upper) / Q96, p.token0_decimals, p.token1_decimals, p0, p1,
+                )
+                deltas = (float(greeks.delta0), float(greeks.delta1))
+                fields = {
+                    "token_id": p.token_id, "pool": p.pool, "fee": p.fee,
+                    "tick_lower": p.tick_lower, "tick_upper": p.tick_upper, "tick": pool.tick,
+                    "in_range": p.tick_lower <= pool.tick < p.tick_upper, "liquidity": p.liquidity,
+                    "gamma00": float(greeks.gamma00), "gamma01": float(greeks.gamma01),
+                    "gamma11": float(greeks.gamma11), **range_prices(p, pool.sqrt_price_x96, p0, p1),
+                }
             legs = (
-                (p.token0, p.token0_symbol, p.token0_decimals, amounts.amount0_raw, amounts.fees0_raw, p0,
-                 float(greeks.delta0)),
-                (p.token1, p.token1_symbol, p.token1_decimals, amounts.amount1_raw, amounts.fees1_raw, p1,
-                 float(greeks.delta1)),
+                (p.token0, p.token0_symbol, p.token0_decimals, amounts.amount0_raw, amounts.fees0_raw, p0, deltas[0]),
+                (p.token1, p.token1_symbol, p.token1_decimals, amounts.amount1_raw, amounts.fees1_raw, p1, deltas[1]),
             )
             for token, symbol, decimals, principal, fees, price, leg_delta in legs:
                 total = principal + fees
@@ -143,15 +148,15 @@ def evaluate(snapshot: UniswapSnapshot, venue: str, usd_prices: Mapping[str, flo
                     state=(f"token={p.token_id};range={p.tick_lower}:{p.tick_upper};liquidity={p.liquidity};"
                            f"owed={p.tokens_owed0}:{p.tokens_owed1};"
                            f"growth={p.fee_growth_inside0_last_x128}:{p.fee_growth_inside1_last_x128}"),
-                    extra=UniswapLegDetail(**detail, principal_raw=principal, fees_raw=fees, delta=leg_delta,
-                                           fees=from_raw(fees, decimals),
-                                           fees_usd=from_raw(fees, decimals) * price).stored(),
+                    extra={} if fields is None else UniswapLegDetail(
+                        **fields, principal_raw=principal, fees_raw=fees, delta=leg_delta,
+                        fees=from_raw(fees, decimals), fees_usd=from_raw(fees, decimals) * price).stored(),
                 ))
         healths.append(VenueHealth(
             wallet=account.wallet, venue=venue, kind="lp", health_factor=None, health_factor_raw=None,
             onchain_health_factor_raw=None, matches_onchain=None, collateral_usd=value, debt_usd=0.0,
             liquidation_threshold=None, positions=tuple(positions),
-            extra=UniswapHealthDetail(value_usd=value, delta=delta).stored(),
+            extra=UniswapHealthDetail(value_usd=value, delta=delta).stored() if detail else {},
         ))
     markets: dict[str, dict[str, object]] = {
         pool.address: UniswapPoolDetail(
