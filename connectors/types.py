@@ -38,7 +38,17 @@ def checksum(value: str) -> str:
     Raises :class:`InvalidAddressError` when ``value`` is not 20 hex bytes, or when it is mixed-case
     and its checksum is wrong (a typo, not a style).
     """
-    if not isinstance(value, str) or not HEX40.fullmatch(value):
+    if not isinstance(value, str):
+        raise InvalidAddressError(f"not an address (want 0x + 40 hex digits): {value!r}")
+    return _checksum(value)
+
+
+@lru_cache(maxsize=1 << 17)
+def _checksum(value: str) -> str:
+    """:func:`checksum` of a string, memoized whole (every model holding an address checks it: 273,076 calls in a
+    2,000-wallet block benchmark's six blocks, 2.4 µs each through the pattern and the EIP-55 cache; a refused
+    value raises again each time)."""
+    if not HEX40.fullmatch(value):
         raise InvalidAddressError(f"not an address (want 0x + 40 hex digits): {value!r}")
     body = value[2:]
     out = _eip55(body.lower())

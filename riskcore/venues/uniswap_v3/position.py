@@ -37,6 +37,7 @@ deltas for netting against other venues) and the Hessian ``∂²V/∂p0² = γ /
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = [
     "MAX_SQRT_RATIO",
@@ -143,8 +144,12 @@ def _div_rounding_up(x: int, y: int) -> int:
 
 
 # --- TickMath ----------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1 << 16)
 def get_sqrt_ratio_at_tick(tick: int) -> int:
     """``sqrt(1.0001 ** tick) * 2**96`` as ``TickMath.getSqrtRatioAtTick`` computes it (bit-exact).
+
+    Memoized (a range's two bounds are valued at every block: 60,280 calls, 0.61 s of a 2,000-wallet block
+    benchmark's six blocks, 10 µs each).
 
     Parameters
     ----------
