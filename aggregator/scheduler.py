@@ -18,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from rich.console import Console
 
 from aggregator.config import ConfigError, Settings, load_settings
+from aggregator.gcidle import IdleCollector
 from db.changes import CompactStats
 from db.store import Store
 
@@ -211,12 +212,15 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
         log.warning("the devnet was restarted (%s now): following it", rpc)
         console.print(f"[yellow]the devnet was restarted: following it at {rpc}[/]", soft_wrap=True)
 
+    collector = IdleCollector()
+
     def job() -> CycleReport:
         report = cycle.run()
         metrics.observe_sync(report.sync, failed=any(e.stage is Stage.SYNC for e in report.errors))
         metrics.observe_errors(report.errors)
         view.show(report)
         follow_devnet(report)
+        collector.idle()  # the sync is stored and shown: a full collection now stays out of the next block
         return report
 
     scheduler = SyncScheduler(job, settings.interval_s)
@@ -255,5 +259,6 @@ def run_forever(settings: Settings, console: Console, stop: threading.Event | No
             server.stop()
         cycle.close()
         store.close()
+        collector.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -49,6 +49,7 @@ from aggregator.blocksync import BlockReport, BlockSync
 from aggregator.chainid import identify
 from aggregator.config import Settings
 from aggregator.cycle import Cycle
+from aggregator.gcidle import IdleCollector
 from aggregator.pipeline import ChainContext, register_venues
 from aggregator.venues import plugin_of
 from benchmarks.bench_sync import RawRpc
@@ -162,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{time.perf_counter() - t:.2f} s, {first.rows} rows", flush=True)
             last = head.number
             profiler = cProfile.Profile() if args.profile else None
+            collector = IdleCollector()
+            collector.idle()
             reports: list[BlockReport] = []
             seconds: list[float] = []
             bytes_before = _db_bytes(url, store)
@@ -182,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
                         raise SystemExit(f"the API did not serve block {n}: {served.status_code} {served.text}")
                     seconds.append(time.perf_counter() - t)
                     reports.append(report)
+                    collector.idle()  # as xmargin run does once a block is stored and served (aggregator/gcidle.py)
                     if report.errors:
                         print(f"  block {n}: errors {report.errors}", flush=True)
                 last = activity.block
@@ -190,6 +194,9 @@ def run(args: argparse.Namespace) -> int:
                       f"({r.heavy_wallets} heavy), {r.rpc_requests} RPC requests, {r.eth_calls} eth_calls, "
                       f"{r.offchain_requests} off-chain, {seconds[-1]:.2f} s", flush=True)
             grown = _db_bytes(url, store) - bytes_before
+            collector.close()
+            print(f"full garbage collections between blocks (aggregator/gcidle.py, not in the block times): "
+                  f"{collector.collections - 1} after the first block, {collector.seconds:.2f} s in all", flush=True)
             if profiler is not None:
                 pstats.Stats(profiler).sort_stats(args.profile_sort).print_stats(args.profile)
                 if os.environ.get("BENCH_PROFILE_OUT"):

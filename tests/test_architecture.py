@@ -201,7 +201,7 @@ def test_aggregator_imports_no_connector_internals_outside_the_venue_packages() 
 # the one registry (connectors.registry), never by importing the plugins or their loader.
 AGGREGATOR_LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("base", frozenset({"aggregator", "aggregator.config", "aggregator.views", "aggregator.chainid",
-                        "aggregator.marketdata"})),
+                        "aggregator.marketdata", "aggregator.gcidle"})),
     ("plugins", frozenset({"aggregator.venues", "aggregator.keeper.plugin"})),
     ("engines", frozenset({"aggregator.pipeline", "aggregator.risk", "aggregator.stress", "aggregator.whatif",
                            "aggregator.alerts", "aggregator.keeper", "aggregator.cycle",
