@@ -23,7 +23,7 @@ from aggregator.devnet_cli import devnet_settings
 from aggregator.pipeline import ChainContext, read_venues, register_venues
 from aggregator.views import VenueHealth
 from db.store import Store
-from tests.test_recompute_exact import STABLES, _aave_act, _morpho_act, _prices, _uniswap_act
+from tests.test_recompute_exact import STABLES, _aave_act, _morpho_act, _prices, _summary_of, _uniswap_act
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -65,20 +65,6 @@ def _comparable(h: VenueHealth) -> VenueHealth:
     extra = {k: v for k, v in h.extra.items() if k not in _LOCAL}
     flags = tuple(f for f in h.flags if f not in ("onchain_unavailable", "onchain_mismatch", "stale"))
     return replace(h, onchain_health_factor_raw=None, matches_onchain=None, flags=flags, extra=extra)
-
-
-def _summary_of(light: VenueHealth, full: VenueHealth) -> bool:
-    """Whether ``light`` is ``full`` without the venue's detail (``OnchainVenue.summarize``): every field equal but
-    the ``extra`` of the health and its positions, which hold a part of ``full``'s (the same values)."""
-    def part(a: dict[str, object], b: dict[str, object]) -> bool:
-        return all(k in b and b[k] == v for k, v in a.items())
-
-    if len(light.positions) != len(full.positions) or not part(light.extra, full.extra):
-        return False
-    if not all(part(p.extra, q.extra) for p, q in zip(light.positions, full.positions, strict=True)):
-        return False
-    positions = tuple(replace(p, extra=q.extra) for p, q in zip(light.positions, full.positions, strict=True))
-    return replace(light, extra=full.extra, positions=positions) == full
 
 
 def _follow(sync: BlockSync, ctx: ChainContext, last: int) -> tuple[int, list[BlockReport]]:
