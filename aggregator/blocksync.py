@@ -18,8 +18,13 @@ One :class:`BlockSync` per chain keeps, for every tracked wallet and on-chain ve
    risk tier (:func:`aggregator.risk.assess_book` ``heavy=False``) in one vectorized book over all such wallets;
    its heavy measures (VaR / ES, the P&L grid) run when its positions change and otherwise on their own cadence;
    it is written in one transaction (the store keeps only changes);
-5. every ``reconcile_every`` blocks every wallet is read in full and compared with what the cache gave: each
-   disagreement is a log line and a counter (:attr:`BlockSync.mismatches_total`), and the wallet is re-read.
+5. reconciliation, spread over ``reconcile_every`` blocks so that no block pays for all of it: at each block the
+   wallets of one stable slice (``index % reconcile_every == block % reconcile_every``) are re-read with the dirty
+   ones — in the same Multicall3 run, no request more — and the health their cached state gives at the block is
+   compared with the health of the state just read (:func:`same_state`): every wallet is checked against the chain
+   once per ``reconcile_every`` blocks. Each disagreement is a log line and a counter
+   (:attr:`BlockSync.mismatches_total`), and the wallet is written from what was read. ``step(block,
+   reconcile=True)`` also reads every wallet in full by the independent read path (:meth:`BlockSync.reconcile`).
 
 A block whose logs cannot be read is a full sweep (every wallet re-read): correctness never depends on the logs.
 """
@@ -111,6 +116,19 @@ def same_state(a: VenueHealth, b: VenueHealth) -> bool:
                                                   and math.isclose(a.health_factor, b.health_factor, rel_tol=1e-12))
 
 
+class _Lap:
+    """Adds the seconds since its last call to ``phases[name]``."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases = phases
+        self.t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        t = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + t - self.t
+        self.t = t
+
+
 @dataclass
 class _VenueCache:
     market: Any = None
@@ -144,12 +162,19 @@ class BlockReport:
     seconds: float = 0.0
     full_sweep: bool = False
     reconciled: bool = False
+    """Wallets were checked against the chain at this block (a slice of them, or all with ``reconcile=True``)."""
+    reconciled_wallets: int = 0
     reconcile_mismatches: int = 0
     errors: dict[str, str] = field(default_factory=dict)
     sync_run_id: int | None = None
     readings: tuple[VenueReading, ...] = ()
     written: tuple[str, ...] = ()
     """The wallets whose rows this block wrote."""
+    changed_by_venue: dict[str, int] = field(default_factory=dict)
+    """Wallets whose figures on each venue were worth writing (:meth:`BlockSync._changed`)."""
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds by phase of the block (``logs``, ``read``, ``recompute``, ``perps``, ``select``, ``detail``,
+    ``risk``, ``store``): where a block's time goes, for the benchmark and the operator."""
 
 
 class BlockSync:
@@ -167,7 +192,8 @@ class BlockSync:
     tolerance, max_age_blocks:
         When a wallet's row is written (:func:`material_change`; at least every ``max_age_blocks``).
     reconcile_every:
-        Blocks between full re-reads compared with the cache (0: never).
+        Blocks over which every wallet is re-read once and compared with its cached state, a slice per block
+        (0: never).
     heavy_every_s:
         Seconds between a wallet's heavy risk measures (also computed when its positions change).
     clock:
@@ -268,15 +294,23 @@ class BlockSync:
         return out
 
     def step(self, block: BlockRef, *, reconcile: bool | None = None) -> BlockReport:
-        """Process ``block`` (the next of the chain, in order); ``reconcile`` forces (or skips) the sweep."""
+        """Process ``block`` (the next of the chain, in order). ``reconcile``: None (default) checks the block's
+        slice of the wallets against the chain (see the module's docstring); True reads every wallet in full by
+        the independent read path and compares (:meth:`reconcile`); False checks nothing."""
         t0 = time.perf_counter()
         stats0 = self.ctx.rpc.stats.copy()
         report = BlockReport(block=block)
         self._touched = {}
         self._summarized = {}
+        lap = _Lap(report.phases)
         reread = self._dirty(block, report)
+        lap("logs")
         self._pending = set()
         report.dirty_wallets = len(set().union(*reread.values())) if reread else 0
+        # the rolling reconciliation's slice: wallets re-read anyway (dirty, new) have nothing cached to check
+        check = set() if report.full_sweep or reconcile is not None else self._slice(block) - set().union(
+            *reread.values())
+        read = {name: wallets | check for name, wallets in reread.items()}
 
         inc_venues = [v for v in self.ctx.onchain if v.incremental is not None]
         full_venues = [v for v in self.ctx.onchain if v.incremental is None]
@@ -284,7 +318,7 @@ class BlockSync:
         for v in inc_venues:
             assert v.incremental is not None
             cache = self.caches[v.config.name]
-            order = [w for w in self.wallets if w in reread[v.config.name]]
+            order = [w for w in self.wallets if w in read[v.config.name]]
             plan[v.config.name] = VenueBlock(v.incremental, cache.accounts, order, cache.market,
                                              self._touched.get(v.config.name))
         try:
@@ -293,6 +327,7 @@ class BlockSync:
             results = dict.fromkeys(plan, exc)
         full_readings = {r.venue: r for r in read_venues(self.ctx, self.wallets, block)
                          if r.venue in {v.config.name for v in full_venues}} if full_venues else {}
+        lap("read")
 
         readings: list[VenueReading] = []
         book: dict[str, float] = {}
@@ -303,7 +338,8 @@ class BlockSync:
                 reading = full_readings[name]
             else:
                 try:
-                    reading, snap = self._recompute(venue, results[name], book, summarize=not report.full_sweep)
+                    reading, snap = self._recompute(venue, results[name], book, summarize=not report.full_sweep,
+                                                    check=check, report=report, acted=reread[name])
                 except VENUE_FAULTS as exc:
                     report.errors[name] = str(exc) or type(exc).__name__
                     log.warning("venue %s failed at block %d: %s", name, block.number, report.errors[name])
@@ -315,15 +351,23 @@ class BlockSync:
                 book.update({p.asset_address: p.price_usd for p in reading.prices if not p.flags})
             readings.append(reading)
             report.recomputed_wallets = max(report.recomputed_wallets, len(reading.healths))
+        lap("recompute")
         for name, live in self.live.items():
             readings.append(self._live(name, live, block, report))
+        lap("perps")
         readings = flag_oracle_faults(readings, self.ctx.last_prices, self.ctx.chain.max_price_jump)
         if self.reader is None and snapshots and len(snapshots) == len(inc_venues):
             self._watch(snapshots, report)
-        readings = self._write(block, readings, report, reread)
-        due = bool(self.reconcile_every) and block.number % self.reconcile_every == 0
-        if reconcile if reconcile is not None else due:
-            self._reconcile(block, readings, report)
+        readings = self._write(block, readings, report, reread, lap)
+        if check:
+            report.reconciled = True
+            report.reconciled_wallets = len(check)
+            self.mismatches_total += report.reconcile_mismatches
+        elif report.full_sweep and self.reconcile_every and reconcile is None:
+            report.reconciled = True  # every wallet was read from the chain at this block: the cache is its state
+            report.reconciled_wallets = len(self.wallets)
+        if reconcile:
+            self.reconcile(block, readings, report)
         stats = self.ctx.rpc.stats.copy()
         report.rpc_requests = stats.http_requests - stats0.http_requests
         report.eth_calls = stats.calls_by_method.get("eth_call", 0) - stats0.calls_by_method.get("eth_call", 0)
@@ -332,12 +376,24 @@ class BlockSync:
         self.last_block = block
         return report
 
+    def _slice(self, block: BlockRef) -> set[str]:
+        """The tracked wallets this block checks against the chain (every wallet once per ``reconcile_every``
+        blocks; a wallet keeps its slice while it is tracked)."""
+        every = self.reconcile_every
+        if not every:
+            return set()
+        at = block.number % every
+        return {w for i, w in enumerate(self.wallets) if i % every == at}
+
     def _recompute(self, venue: OnchainVenue, read: Any, book: Mapping[str, float], *,
-                   summarize: bool = True) -> tuple[VenueReading, Any]:
+                   summarize: bool = True, check: set[str] | None = None, report: BlockReport | None = None,
+                   acted: set[str] | None = None) -> tuple[VenueReading, Any]:
         """One incremental venue's reading at the block: the cache refreshed with the re-read wallets' states,
         combined with the block's market state, evaluated by the venue's rule — without the venue's detail where
         it can (``summarize``; not on a full sweep, where every wallet is written), the detail then added for the
-        wallets written (:meth:`_detailed`)."""
+        wallets written (:meth:`_detailed`). The wallets of ``check`` (re-read to reconcile) are compared first:
+        their health from the cached state against the health from the state read (:meth:`_check`); a wallet that
+        disagrees joins ``acted`` (it is written)."""
         inc = venue.incremental
         assert inc is not None
         if isinstance(read, ConnectorError):
@@ -348,14 +404,49 @@ class BlockSync:
             raise read.accounts
         cache = self.caches[venue.config.name]
         cache.market = read.market
+        held = [a for a in cache.accounts if inc.wallet_of(a) in check] if check else []
         cache.accounts = refreshed(cache.accounts, read.accounts, inc.wallet_of)
         tracked = set(self.wallets)
         accounts = [a for a in cache.accounts if inc.wallet_of(a) in tracked]
         snap = inc.combine(read.market, accounts)
         if summarize and venue.summarize is not None:
             self._summarized[venue.config.name] = (venue, read.market, accounts, dict(book))
-            return venue.summarize(snap, book), snap
-        return venue.evaluate(snap, book), snap
+            reading = venue.summarize(snap, book)
+        else:
+            reading = venue.evaluate(snap, book)
+        if check and report is not None:
+            wrong = self._check(venue, read.market, held, reading, book, check, report)
+            if acted is not None:
+                acted |= wrong
+        return reading, snap
+
+    def _check(self, venue: OnchainVenue, market: Any, held: Sequence[Any], reading: VenueReading,
+               book: Mapping[str, float], check: set[str], report: BlockReport) -> set[str]:
+        """The rolling reconciliation of one venue at the block: for every wallet of ``check``, the health its
+        cached account state (``held``, before this block's read) gives with the block's market state, against the
+        health the state just read gives (``reading``). A disagreement — a position or health that differs, or one
+        side without the other — is logged and counted; the wallets that disagree are returned."""
+        inc = venue.incremental
+        assert inc is not None
+        rule = venue.summarize if venue.summarize is not None else venue.evaluate
+        cached = {h.wallet: h for h in rule(inc.combine(market, held), book).healths} if held else {}
+        fresh = {h.wallet: h for h in reading.healths if h.wallet in check}
+        wrong: set[str] = set()
+        for wallet in sorted(check):
+            mine, chain = cached.get(wallet), fresh.get(wallet)
+            if mine is None and chain is None:
+                continue
+            if mine is not None and chain is not None and same_state(mine, chain):
+                continue
+            if mine is None and chain is not None and not chain.positions:
+                continue  # nothing held, nothing cached: the same
+            wrong.add(wallet)
+            log.warning("reconcile: %s %s at block %d differs from the chain (cached HF %s, chain HF %s)",
+                        venue.config.name, wallet, reading.block.number,
+                        None if mine is None else mine.health_factor_raw,
+                        None if chain is None else chain.health_factor_raw)
+        report.reconcile_mismatches += len(wrong)
+        return wrong
 
     def _detailed(self, readings: Sequence[VenueReading], wallets: set[str],
                   report: BlockReport) -> list[VenueReading]:
@@ -411,10 +502,12 @@ class BlockSync:
             report.errors["logs"] = str(exc)
 
     # --- reconciliation ---------------------------------------------------------------------------------------
-    def _reconcile(self, block: BlockRef, readings: Sequence[VenueReading], report: BlockReport) -> None:
-        """Read every wallet in full at ``block`` and compare with what the cache gave: positions (raw amounts) and
+    def reconcile(self, block: BlockRef, readings: Sequence[VenueReading], report: BlockReport) -> None:
+        """Read every wallet in full at ``block`` by the independent read path (:func:`~aggregator.pipeline.
+        read_venues`) and compare with what the cache gave (``readings``, the block's): positions (raw amounts) and
         health (raw) must be equal. A disagreement is logged, counted, and the wallet re-read at the next block."""
         report.reconciled = True
+        report.reconciled_wallets = len(self.wallets)
         mine = {r.venue: {h.wallet: h for h in r.healths} for r in readings if r.error is None}
         size = 1_000
         onchain = dataclasses.replace(self.ctx, offchain=[])  # the perp venues' budgets are the live venues' own
@@ -435,7 +528,8 @@ class BlockSync:
         self.mismatches_total += report.reconcile_mismatches
 
     # --- writing ----------------------------------------------------------------------------------------------
-    def _changed(self, block: BlockRef, readings: Sequence[VenueReading], reread: Mapping[str, set[str]]) -> set[str]:
+    def _changed(self, block: BlockRef, readings: Sequence[VenueReading], reread: Mapping[str, set[str]],
+                 report: BlockReport) -> set[str]:
         changed: set[str] = set()
         for r in readings:
             if r.error is not None:
@@ -447,14 +541,17 @@ class BlockSync:
                 if (last is None or h.wallet in acted or block.number - last[1] >= self.max_age_blocks
                         or material_change(last[0], h, self.tolerance)):
                     changed.add(h.wallet)
+                    report.changed_by_venue[r.venue] = report.changed_by_venue.get(r.venue, 0) + 1
         return changed
 
     def _write(self, block: BlockRef, readings: Sequence[VenueReading], report: BlockReport,
-               reread: Mapping[str, set[str]]) -> list[VenueReading]:
+               reread: Mapping[str, set[str]], lap: _Lap) -> list[VenueReading]:
         """Write the wallets whose figures changed (:meth:`_changed`); ``readings`` returned with their detail
         (:meth:`_detailed`)."""
-        changed = self._changed(block, readings, reread)
+        changed = self._changed(block, readings, reread, report)
+        lap("select")
         readings = self._detailed(readings, changed, report)
+        lap("detail")
         failed = [r for r in readings if r.error is not None]
         # every tracked wallet of these venues went through this block: the unwritten ones hold through it as stored
         confirmed = tuple(r.venue for r in readings if r.error is None)
@@ -487,6 +584,7 @@ class BlockSync:
         if light:
             risks += tuple(self._carry_heavy(r) for r in risk_rows(light, self.ctx.venue_types, heavy=False))
         batch = dataclasses.replace(batch, risks=risks, chain_ref_id=self.ctx.chain_ref_id, confirmed_venues=confirmed)
+        lap("risk")
         # the full sync's log lines (aggregator.pipeline.sync_batch): operators and the kill -9 campaign read them
         log.info("writing a batch of %d wallets at block %d (%d snapshots)", len(wallets), block.number,
                  len(batch.snapshots))
@@ -498,6 +596,7 @@ class BlockSync:
             report.bytes_written = stats.bytes_estimate
             report.rows_by_table = dict(stats.by_table)
             report.bytes_by_table = dict(stats.bytes_by_table)
+            lap("store")
         except SyncWriteError as exc:
             log.error("block %d not stored: %s", block.number, exc)
             report.errors["store"] = str(exc)

@@ -375,9 +375,9 @@ class Settings(_Model):
     max_backfill_blocks: Annotated[int, Field(ge=1)] = 64
     """Block mode: the most blocks one tick steps through; a longer gap is a full sweep at the head."""
     reconcile_every_blocks: Annotated[int, Field(ge=0)] = 300
-    """Block mode: at every block whose number is a multiple of this, every wallet is also read in full and compared
-    with its recomputed state; each disagreement is a log line and counts in ``xmargin_reconcile_mismatches_total``
-    (0: never)."""
+    """Block mode: every wallet is re-read and compared with its cached state once in this many blocks, a slice of
+    the wallets at each block (in the block's one Multicall3 run: no request more, and no block pays for all of it);
+    each disagreement is a log line and counts in ``xmargin_reconcile_mismatches_total`` (0: never)."""
     chains: tuple[ChainConfig, ...] = ()
     venues: tuple[SerializeAsAny[VenueConfig], ...] = ()
     """Each a venue's own model (:func:`venue_config`): a union discriminated by ``type``."""

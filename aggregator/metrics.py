@@ -156,11 +156,12 @@ class Metrics:
                                     ["chain", "status"], registry=self.registry)
         self.cycle_errors = Counter("xmargin_cycle_errors", "Cycle stages that raised.", ["stage"],
                                     registry=self.registry)
-        self.reconcile_sweeps = Counter("xmargin_reconcile_sweeps", "Block mode: blocks at which every wallet was "
-                                        "also read in full and compared with its recomputed state.", ["chain"],
+        self.reconcile_sweeps = Counter("xmargin_reconcile_sweeps", "Block mode: blocks at which wallets (a slice "
+                                        "of them, or all) were re-read and compared with their cached state.",
+                                        ["chain"],
                                         registry=self.registry)
         self.reconcile_mismatches = Counter("xmargin_reconcile_mismatches", "Block mode: (wallet, venue) states "
-                                            "a reconciliation found different from the full read.", ["chain"],
+                                            "a reconciliation found different from the chain's.", ["chain"],
                                             registry=self.registry)
         self.registry.register(_StoreCollector(store, lambda: self._rpc, lambda: self._endpoints))
 

@@ -314,3 +314,68 @@ def test_a_reconciliation_mismatch_is_logged_and_counted_in_the_metrics(
         quiet = syncer.run()  # no new block: the last one is confirmed, its reconciliation not counted again
         metrics.observe_sync(quiet)
         assert (counted("xmargin_reconcile_sweeps_total"), counted("xmargin_reconcile_mismatches_total")) == before
+
+
+def test_rolling_reconciliation_checks_every_wallet_once_a_period_inside_the_blocks_own_read(
+    chain: devnet.DevnetInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``reconcile_every_blocks = K``: each block re-reads one slice of the wallets with its dirty ones and compares
+    their cached state with the chain's — the slices of any K consecutive blocks cover every wallet once, a block's
+    check costs no request or eth_call more than a block that re-reads a dirty wallet, and a supply the dirty set
+    missed is found within K blocks, logged, counted and written from the state read."""
+    every = 3
+    onchain = dataclasses.replace(chain, services={})
+    settings = devnet_settings(onchain).model_copy(update={"sync_mode": "block", "reconcile_every_blocks": every})
+    wallets = [devnet.wallet_address(label) for label in devnet.SEED_LABELS if label != "lender"]
+    assert len(wallets) > every
+    with Store.open(f"sqlite:///{tmp_path / 'x.db'}") as store, \
+            contextlib.closing(BlockSyncer(settings, store)) as syncer:
+        store.add_wallets([(w, None) for w in wallets])
+        assert syncer.run().ok
+        sync = syncer._syncs["devnet"]
+        rpc = sync.ctx.rpc
+        last = rpc.get_block("latest").number
+        # any K consecutive blocks: disjoint slices that cover every tracked wallet
+        at = rpc.get_block(last)
+        slices = [sync._slice(at.model_copy(update={"number": n})) for n in range(last + 1, last + 1 + every)]
+        assert set().union(*slices) == set(sync.wallets)
+        assert sum(len(s) for s in slices) == len(sync.wallets)
+
+        devnet.mine(chain)
+        sync._pending.add(wallets[-1])  # a block that re-reads one wallet (as a dirty one is), nothing checked
+        plain = sync.step(rpc.get_block(last + 1), reconcile=False)
+        assert not plain.reconciled and plain.reconciled_wallets == 0
+        last += 1
+
+        # the dirty set blinded: one wallet's supply goes unseen by the recomputation
+        monkeypatch.setattr(sync, "_dirty", lambda block, report: {name: set() for name in sync._onchain})
+        target = wallets[0]
+        devnet.fund(chain, target, "WETH", 10**18)
+        devnet.supply(chain, target, "WETH", 10**18)
+        head = rpc.get_block("latest").number
+        reports = []
+        with caplog.at_level("WARNING", logger="aggregator.blocksync"):
+            for n in range(last + 1, head + every + 1):
+                if n > rpc.get_block("latest").number:
+                    devnet.mine(chain)
+                reports.append(sync.step(rpc.get_block(n)))
+        checked = sum(r.reconciled_wallets for r in reports[-every:])
+        assert checked == len(sync.wallets)
+        for r in reports:
+            assert not r.errors, r.errors
+            assert r.reconciled and r.reconciled_wallets == len(
+                {w for i, w in enumerate(sync.wallets) if i % every == r.block.number % every})
+            # (the blinded dirty set reads no logs: its request aside)
+            assert r.rpc_requests - r.get_logs <= plain.rpc_requests - plain.get_logs
+            assert r.eth_calls <= plain.eth_calls
+        found = [r for r in reports if r.reconcile_mismatches]
+        assert len(found) == 1, [(r.block.number, r.reconcile_mismatches) for r in reports]
+        assert found[0].block.number % every == sync.wallets.index(target) % every
+        assert target in found[0].written
+        assert sync.mismatches_total == found[0].reconcile_mismatches
+        assert any("reconcile: aave_v3" in r.getMessage() and target in r.getMessage() for r in caplog.records)
+        # what was read is what is cached and stored: a full read of the block agrees
+        full = {r.venue: {h.wallet: h for h in r.healths}
+                for r in read_venues(sync.ctx, [target], found[0].block)}
+        mine = {r.venue: {h.wallet: h for h in r.healths} for r in found[0].readings}
+        assert same_state(mine["aave_v3"][target], full["aave_v3"][target])
