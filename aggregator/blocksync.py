@@ -11,7 +11,10 @@ One :class:`BlockSync` per chain keeps, for every tracked wallet and on-chain ve
    a log) and the account states of the dirty wallets only, so its eth_call count does not grow with wallets;
 3. every wallet's snapshot is recomputed from its cached account state and the block's market state, exactly as
    the protocol computes it (the venue's ``combine``), then evaluated by the venue's own rule (the ``evaluate``
-   the full read uses); perp venues recompute from their cached accounts at the block's marks (one market request
+   the full read uses) — except a wallet whose figures cannot have moved past the tolerance since they were
+   stored: nothing it holds changed but what accrues, and that within ``tolerance / 8`` (the venue's
+   ``Incremental.steady``); it holds as stored, and is evaluated only if the block writes it for another venue or
+   a flagged price; perp venues recompute from their cached accounts at the block's marks (one market request
    per venue), their accounts refreshed by streams and budgeted polls (:class:`~aggregator.venues.live.
    LivePerpVenue`);
 4. a wallet whose figures moved (:func:`material_change`, or at least every ``max_age_blocks``) gets the per-block
@@ -35,7 +38,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -135,6 +138,9 @@ class _VenueCache:
     accounts: list[Any] = field(default_factory=list)
     stored: dict[str, tuple[VenueHealth, int]] = field(default_factory=dict)
     """The figures last written and their block, by wallet."""
+    inputs: dict[int, tuple[Any, dict[str, float]]] = field(default_factory=dict)
+    """The market state and price book of each block that wrote wallets, ``max_age_blocks`` back: what the
+    figures stored at that block were computed from (``Incremental.steady`` compares with them)."""
 
 
 @dataclass
@@ -144,6 +150,10 @@ class BlockReport:
     block: BlockRef
     dirty_wallets: int = 0
     recomputed_wallets: int = 0
+    steady_wallets: int = 0
+    """(wallet, venue) pairs left as stored: nothing they hold moved (``Incremental.steady``)."""
+    steady: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Those wallets, by venue (absent from ``readings``: their stored figures hold)."""
     written_wallets: int = 0
     heavy_wallets: int = 0
     rpc_requests: int = 0
@@ -196,6 +206,10 @@ class BlockSync:
         (0: never).
     heavy_every_s:
         Seconds between a wallet's heavy risk measures (also computed when its positions change).
+    skip_steady:
+        Leave out of a block's recomputation the wallets whose figures cannot have moved past ``tolerance`` since
+        they were stored (the venue's ``Incremental.steady`` with a drift of ``tolerance / 8``); False recomputes
+        every wallet at every block.
     clock:
         Seconds, monotonic (injected in tests).
     """
@@ -210,6 +224,7 @@ class BlockSync:
         max_age_blocks: int = DEFAULT_MAX_AGE_BLOCKS,
         reconcile_every: int = 300,
         heavy_every_s: float = 60.0,
+        skip_steady: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ctx = ctx
@@ -220,6 +235,7 @@ class BlockSync:
         self.max_age_blocks = max_age_blocks
         self.reconcile_every = reconcile_every
         self.heavy_every_s = heavy_every_s
+        self.skip_steady = skip_steady
         self._clock = clock
         self.wallets: list[str] = []
         self.caches: dict[str, _VenueCache] = {v.config.name: _VenueCache() for v in ctx.onchain}
@@ -233,6 +249,10 @@ class BlockSync:
         self._summarized: dict[str, tuple[OnchainVenue, Any, list[Any], dict[str, float]]] = {}
         """Venue name → (venue, market state, accounts, price book) of the current block's readings computed without
         the venue's detail (``OnchainVenue.summarize``): what ``evaluate`` needs for the wallets written."""
+        self._skipped: dict[str, set[str]] = {}
+        """Venue name → the wallets the current block left as stored (steady)."""
+        self._inputs: dict[str, tuple[Any, dict[str, float]]] = {}
+        """Venue name → the current block's market state and price book."""
         self._touched: dict[str, MarketUpdate] = {}
         """Venue name → what the current block's logs touched, for the venues whose market state carries over."""
         self.reader: DirtyReader | None = None
@@ -302,6 +322,8 @@ class BlockSync:
         report = BlockReport(block=block)
         self._touched = {}
         self._summarized = {}
+        self._skipped = {}
+        self._inputs = {}
         lap = _Lap(report.phases)
         reread = self._dirty(block, report)
         lap("logs")
@@ -339,7 +361,8 @@ class BlockSync:
             else:
                 try:
                     reading, snap = self._recompute(venue, results[name], book, summarize=not report.full_sweep,
-                                                    check=check, report=report, acted=reread[name])
+                                                    check=check, report=report, acted=reread[name],
+                                                    fresh=read[name] if reconcile is not True else None)
                 except VENUE_FAULTS as exc:
                     report.errors[name] = str(exc) or type(exc).__name__
                     log.warning("venue %s failed at block %d: %s", name, block.number, report.errors[name])
@@ -359,6 +382,9 @@ class BlockSync:
         if self.reader is None and snapshots and len(snapshots) == len(inc_venues):
             self._watch(snapshots, report)
         readings = self._write(block, readings, report, reread, lap)
+        written = set(report.written)
+        report.steady = {name: frozenset(skipped - written) for name, skipped in self._skipped.items() if skipped}
+        report.steady_wallets = sum(len(v) for v in report.steady.values())
         if check:
             report.reconciled = True
             report.reconciled_wallets = len(check)
@@ -387,11 +413,12 @@ class BlockSync:
 
     def _recompute(self, venue: OnchainVenue, read: Any, book: Mapping[str, float], *,
                    summarize: bool = True, check: set[str] | None = None, report: BlockReport | None = None,
-                   acted: set[str] | None = None) -> tuple[VenueReading, Any]:
+                   acted: set[str] | None = None, fresh: set[str] | None = None) -> tuple[VenueReading, Any]:
         """One incremental venue's reading at the block: the cache refreshed with the re-read wallets' states,
         combined with the block's market state, evaluated by the venue's rule — without the venue's detail where
         it can (``summarize``; not on a full sweep, where every wallet is written), the detail then added for the
-        wallets written (:meth:`_detailed`). The wallets of ``check`` (re-read to reconcile) are compared first:
+        wallets written (:meth:`_detailed`). With ``summarize`` and ``fresh`` (the wallets read at this block), the
+        steady wallets are left out (:meth:`_steady`). The wallets of ``check`` (re-read to reconcile) are compared:
         their health from the cached state against the health from the state read (:meth:`_check`); a wallet that
         disagrees joins ``acted`` (it is written)."""
         inc = venue.incremental
@@ -408,17 +435,53 @@ class BlockSync:
         cache.accounts = refreshed(cache.accounts, read.accounts, inc.wallet_of)
         tracked = set(self.wallets)
         accounts = [a for a in cache.accounts if inc.wallet_of(a) in tracked]
-        snap = inc.combine(read.market, accounts)
+        name = venue.config.name
+        self._inputs[name] = (read.market, dict(book))
         if summarize and venue.summarize is not None:
-            self._summarized[venue.config.name] = (venue, read.market, accounts, dict(book))
+            skipped = (self._steady(venue, cache, read.market, book, accounts, fresh, read.market.block.number)
+                       if self.skip_steady and fresh is not None and inc.steady is not None else set())
+            self._skipped[name] = skipped
+            self._summarized[name] = (venue, read.market, accounts, dict(book))
+            snap = inc.combine(read.market, [a for a in accounts if inc.wallet_of(a) not in skipped]
+                               if skipped else accounts)
             reading = venue.summarize(snap, book)
         else:
+            snap = inc.combine(read.market, accounts)
             reading = venue.evaluate(snap, book)
         if check and report is not None:
             wrong = self._check(venue, read.market, held, reading, book, check, report)
             if acted is not None:
                 acted |= wrong
         return reading, snap
+
+    def _steady(self, venue: OnchainVenue, cache: _VenueCache, market: Any, book: Mapping[str, float],
+                accounts: Sequence[Any], fresh: set[str], number: int) -> set[str]:
+        """The wallets whose figures on ``venue`` at block ``number`` cannot have moved past the tolerance since
+        they were stored: not read at this block (``fresh``), stored without a flag less than ``max_age_blocks``
+        ago, and every account state of theirs steady (``Incremental.steady``) from the market state and prices
+        of their stored block to this block's."""
+        inc = venue.incremental
+        assert inc is not None
+        assert inc.steady is not None
+        held: dict[str, list[Any]] = {}
+        for a in accounts:
+            held.setdefault(inc.wallet_of(a), []).append(a)
+        tests: dict[int, Callable[[Any], bool]] = {}
+        drift = self.tolerance / 8
+        out: set[str] = set()
+        for wallet, states in held.items():
+            last = cache.stored.get(wallet)
+            if wallet in fresh or last is None or last[0].flags or number - last[1] >= self.max_age_blocks:
+                continue
+            test = tests.get(last[1])
+            if test is None:
+                then = cache.inputs.get(last[1])
+                if then is None:
+                    continue
+                test = tests[last[1]] = inc.steady(then[0], market, then[1], book, drift)
+            if all(test(a) for a in states):
+                out.add(wallet)
+        return out
 
     def _check(self, venue: OnchainVenue, market: Any, held: Sequence[Any], reading: VenueReading,
                book: Mapping[str, float], check: set[str], report: BlockReport) -> set[str]:
@@ -474,8 +537,10 @@ class BlockSync:
                 log.warning("venue %s failed at block %d: %s", r.venue, r.block.number, report.errors[r.venue])
                 out.append(VenueReading(venue=r.venue, kind=r.kind, block=r.block, error=report.errors[r.venue]))
                 continue
+            present = {h.wallet for h in r.healths}
             out.append(dataclasses.replace(r, healths=tuple(
-                dataclasses.replace(full[h.wallet], flags=h.flags) if h.wallet in full else h for h in r.healths)))
+                dataclasses.replace(full[h.wallet], flags=h.flags) if h.wallet in full else h for h in r.healths)
+                + tuple(h for w, h in full.items() if w not in present)))  # left steady, written for another venue
         return out
 
     def _live(self, name: str, live: LiveVenue, block: BlockRef, report: BlockReport) -> VenueReading:
@@ -548,9 +613,12 @@ class BlockSync:
                reread: Mapping[str, set[str]], lap: _Lap) -> list[VenueReading]:
         """Write the wallets whose figures changed (:meth:`_changed`); ``readings`` returned with their detail
         (:meth:`_detailed`)."""
-        changed = self._changed(block, readings, reread, report)
+        changed = self._changed(block, readings, reread, report) | self._flagged_steady(readings)
         lap("select")
         readings = self._detailed(readings, changed, report)
+        if any(changed & skipped for skipped in self._skipped.values()):
+            # the steady wallets written (for another venue, a flagged price) were not flagged with the others
+            readings = flag_oracle_faults(readings, self.ctx.last_prices, self.ctx.chain.max_price_jump)
         lap("detail")
         failed = [r for r in readings if r.error is not None]
         # every tracked wallet of these venues went through this block: the unwritten ones hold through it as stored
@@ -613,11 +681,28 @@ class BlockSync:
             for h in r.healths:
                 if h.wallet in changed:
                     cache.stored[h.wallet] = (h, block.number)
+            inputs = self._inputs.get(r.venue)
+            if inputs is not None:
+                cache.inputs[block.number] = inputs
+                for old in [b for b in cache.inputs if b <= block.number - self.max_age_blocks]:
+                    del cache.inputs[old]
         for p in (p for r in readings for p in r.prices if p.price_usd > 0):
             key = (p.source, p.asset_address.lower())
             if key not in self.ctx.last_prices or self.ctx.last_prices[key][1] <= block.number:
                 self.ctx.last_prices[key] = (p.price_usd, block.number)
         return readings
+
+    def _flagged_steady(self, readings: Iterable[VenueReading]) -> set[str]:
+        """The steady wallets (left as stored) holding an asset whose price is flagged at this block: their health
+        would gain ``bad_oracle`` (steady wallets are stored without a flag), so they are written."""
+        flagged = {p.asset_address.lower() for r in readings for p in r.prices if p.flags}
+        if not flagged:
+            return set()
+        out: set[str] = set()
+        for name, skipped in self._skipped.items():
+            stored = self.caches[name].stored
+            out |= {w for w in skipped if any(p.asset_address.lower() in flagged for p in stored[w][0].positions)}
+        return out
 
     def _carry_heavy(self, row: RiskRow) -> RiskRow:
         """A per-block tier row naming the block of the wallet's last heavy measures: they are stored once, in that

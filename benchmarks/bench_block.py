@@ -193,7 +193,9 @@ def run(args: argparse.Namespace) -> int:
                         print(f"  block {n}: errors {report.errors}", flush=True)
                 last = activity.block
                 r = reports[-1]
-                print(f"block {last}: {activity.wallets} acted, {r.dirty_wallets} dirty, {r.written_wallets} written "
+                print(f"block {last}: {activity.wallets} acted, {r.dirty_wallets} dirty, {r.steady_wallets} steady "
+                      f"({ {k: len(v) for k, v in r.steady.items()} }), "
+                      f"{r.written_wallets} written "
                       f"({r.heavy_wallets} heavy), {r.rpc_requests} RPC requests, {r.eth_calls} eth_calls, "
                       f"{r.offchain_requests} off-chain, {seconds[-1]:.2f} s; changed by venue {r.changed_by_venue}",
                       flush=True)
@@ -201,9 +203,9 @@ def run(args: argparse.Namespace) -> int:
             # Every wallet read in full by the independent read path at the last block and compared with what the
             # block path gave: the count of the issue's last line (outside the block times: `xmargin run`'s rolling
             # reconciliation checks a slice of the wallets at each block, every wallet once in `every` blocks).
+            devnet.mine(dn.info)  # one more block, every wallet recomputed there (no steady skip) and swept
             t = time.perf_counter()
-            sweep = BlockReport(block=reports[-1].block)
-            sync.reconcile(reports[-1].block, reports[-1].readings, sweep)
+            sweep = sync.step(ctx.rpc.get_block(last + 1), reconcile=True)
             print(f"full reconcile sweep at block {sweep.block.number} (every wallet read in full, outside the block "
                   f"times): {time.perf_counter() - t:.2f} s, {sweep.reconcile_mismatches} mismatches; rolling "
                   f"reconciliation in the blocks: {sum(r.reconciled_wallets for r in reports)} wallet checks, "

@@ -78,6 +78,14 @@ class Incremental:
     """``(block, cached_accounts, update)`` → the block's market state, reading again only what the block's logs
     may have changed since the market state of the block before (``update``): for a venue whose market state
     grows with what the wallets hold (a pool venue's ticks and ranges). None: ``market_program`` every block."""
+    steady: Callable[[Any, Any, Mapping[str, float], Mapping[str, float], float], Callable[[Any], bool]] | None = None
+    """``(market_then, market_now, prices_then, prices_now, drift)`` → a test of an account state: True only when
+    every figure the venue's rule gives the account at ``market_now`` (valued with ``prices_now``) — its positions'
+    amounts and values, collateral, debt, health factor, liquidation threshold — is within ``drift`` (relative)
+    of what it gave at ``market_then`` (with ``prices_then``), its positions and flags the same: nothing the
+    account depends on changed but what accrues (an index, accrued totals) within the drift, integer roundings
+    included. The block path does not recompute such an account's wallet at a block that writes nothing of it
+    (:class:`aggregator.blocksync.BlockSync`). None: every wallet is recomputed every block."""
 
 
 @dataclass(frozen=True)

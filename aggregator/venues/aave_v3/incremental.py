@@ -20,7 +20,7 @@ not flagged "onchain unavailable").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregator.venues.plugin import Incremental
@@ -37,6 +37,7 @@ from connectors.evm.abi import Fn
 from connectors.evm.multicall import Call, CallResult, Plan
 from connectors.evm.program import ReadProgram
 from connectors.types import Address, BlockRef
+from riskcore.fixedpoint import ray_mul
 from riskcore.venues.aave_v3.recompute import AaveCachedBalance, stable_debt_raw
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "combine",
     "incremental",
     "market_program",
+    "steady",
 ]
 
 PRINCIPAL_BALANCE_OF = Fn("principalBalanceOf(address)(uint256)")
@@ -216,6 +218,67 @@ def wallet_of(state: AaveAccountState) -> str:
     return state.wallet
 
 
+def _within(then: int, now: int, drift: float) -> bool:
+    """An index that only grows, grown by at most ``drift`` (relative)."""
+    return then == now or (0 < then <= now and (now - then) <= drift * then)
+
+
+def steady(then: AaveMarketState, now: AaveMarketState, _prices_then: Mapping[str, float],
+           _prices_now: Mapping[str, float], drift: float) -> Callable[[AaveAccountState], bool]:
+    """The plugin's ``Incremental.steady``: an account is steady from ``then`` to ``now`` when every reserve it
+    holds kept its configuration, its oracle price and the feed's flags, and its two indexes grew by at most
+    ``drift`` — every amount and value then moves by at most ``drift`` (the health factor, a ratio of sums of
+    them, by about twice that); and when
+
+    * no amount or base-currency value it holds is under ``1 / drift`` raw units (the protocol's integer
+      roundings, one unit each, stay within ``drift``),
+    * it has no stable debt (it accrues by the timestamp, not by an index read here),
+    * every collateral it counts carries one liquidation threshold (the protocol's average threshold is an
+      integer of bps: reserves of different thresholds, weighted by values that accrue at different rates, can
+      turn it by one bps, more than the tolerance);
+    * its e-mode categories are unchanged."""
+    before = {r.asset: r for r in then.market.reserves}
+    same_categories = then.market.emode_categories == now.market.emode_categories
+    categories = {c.category_id: c for c in now.market.emode_categories}
+    reserves = {r.asset: r for r in now.market.reserves}
+    kept: dict[str, bool] = {}
+    for r in now.market.reserves:
+        b = before.get(r.asset)
+        kept[r.asset] = b is not None and (
+            b.configuration_raw == r.configuration_raw and b.price_raw == r.price_raw and r.price_raw > 0
+            and b.decimals == r.decimals and b.reserve_id == r.reserve_id
+            and (b.feed.flags if b.feed is not None else None) == (r.feed.flags if r.feed is not None else None)
+            and _within(b.normalized_income_ray, r.normalized_income_ray, drift)
+            and _within(b.normalized_variable_debt_ray, r.normalized_variable_debt_ray, drift))
+    least = 1.0 / drift
+
+    def test(state: AaveAccountState) -> bool:
+        if state.emode_category and not same_categories:
+            return False
+        category = categories.get(state.emode_category) if state.emode_category else None
+        thresholds: set[int] = set()
+        for held in state.reserves:
+            if not kept.get(held.asset, False):
+                return False
+            bal, r = held.balance, reserves[held.asset]
+            if bal.stable_principal_raw:
+                return False
+            unit = 10**r.decimals
+            for scaled, index in ((bal.scaled_a_token_balance_raw, r.normalized_income_ray),
+                                  (bal.scaled_variable_debt_raw, r.normalized_variable_debt_ray)):
+                if scaled:
+                    amount = ray_mul(scaled, index)
+                    if amount < least or amount * r.price_raw // unit < least:
+                        return False
+            if bal.scaled_a_token_balance_raw and bal.usage_as_collateral and r.liquidation_threshold_bps:
+                in_category = category is not None and r.emode_category == state.emode_category
+                thresholds.add(category.liquidation_threshold_bps if category is not None and in_category
+                               else r.liquidation_threshold_bps)
+        return len(thresholds) <= 1
+
+    return test
+
+
 def incremental(connector: AaveV3Connector) -> Incremental:
     """The plugin's :class:`~aggregator.venues.plugin.Incremental` over ``connector``."""
     return Incremental(
@@ -223,4 +286,5 @@ def incremental(connector: AaveV3Connector) -> Incremental:
         account_program=lambda wallets, block, market: account_program(connector, wallets, block, market),
         combine=combine,
         wallet_of=wallet_of,
+        steady=steady,
     )

@@ -14,7 +14,7 @@ borrow) and gives the :class:`~connectors.morpho_blue.models.MorphoSnapshot` the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregator.venues.plugin import Incremental
@@ -28,7 +28,8 @@ from connectors.types import Address, BlockRef
 from riskcore.venues.morpho_blue.health import MorphoMarketState as RiskMarket
 from riskcore.venues.morpho_blue.recompute import MorphoCachedPosition, position_assets
 
-__all__ = ["MorphoAccountState", "MorphoMarketState", "account_program", "combine", "incremental", "market_program"]
+__all__ = ["MorphoAccountState", "MorphoMarketState", "account_program", "combine", "incremental", "market_program",
+           "steady"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,60 @@ def wallet_of(state: MorphoAccountState) -> str:
     return state.wallet
 
 
+def _ratio_within(assets_then: int, shares_then: int, assets_now: int, shares_now: int, drift: float) -> bool:
+    """Assets per share grown by at most ``drift`` (relative), never shrunk."""
+    if (assets_then, shares_then) == (assets_now, shares_now):
+        return True
+    if shares_then <= 0 or shares_now <= 0 or assets_then <= 0:
+        return False
+    then, now = assets_then * shares_now, assets_now * shares_then  # both × shares_then × shares_now
+    return then <= now and (now - then) <= drift * then
+
+
+def steady(then: MorphoMarketState, now: MorphoMarketState, prices_then: Mapping[str, float],
+           prices_now: Mapping[str, float], drift: float) -> Callable[[MorphoAccountState], bool]:
+    """The plugin's ``Incremental.steady``: an account is steady from ``then`` to ``now`` when every market it
+    holds a position in kept its parameters, its oracle price and its loan token's USD price, and its supply and
+    borrow assets per share grew by at most ``drift`` — its collateral values do not move, its debt and supply
+    move by at most ``drift``, its health factor by about that — and when none of its amounts (collateral, debt,
+    supply, the collateral's value in loan units) is under ``1 / drift`` raw units (the protocol's roundings,
+    one unit each, stay within ``drift``)."""
+    before = {m.market_id: m for m in then.markets}
+    markets = {m.market_id: m for m in now.markets}
+    kept: dict[str, bool] = {}
+    for m in now.markets:
+        b = before.get(m.market_id)
+        kept[m.market_id] = b is not None and (
+            b.price_raw == m.price_raw and m.price_raw > 0 and b.lltv_wad == m.lltv_wad
+            and (b.loan_decimals, b.collateral_decimals) == (m.loan_decimals, m.collateral_decimals)
+            and m.loan_token in prices_now and prices_then.get(m.loan_token) == prices_now[m.loan_token]
+            and _ratio_within(b.accrued_total_borrow_assets_raw, b.accrued_total_borrow_shares,
+                              m.accrued_total_borrow_assets_raw, m.accrued_total_borrow_shares, drift)
+            and _ratio_within(b.accrued_total_supply_assets_raw, b.accrued_total_supply_shares,
+                              m.accrued_total_supply_assets_raw, m.accrued_total_supply_shares, drift))
+    least = 1.0 / drift
+
+    def test(state: MorphoAccountState) -> bool:
+        for market_id, pos in state.positions:
+            if not (pos.supply_shares or pos.borrow_shares or pos.collateral_raw):
+                continue
+            if not kept.get(market_id, False):
+                return False
+            m = markets[market_id]
+            if pos.collateral_raw and (pos.collateral_raw < least
+                                       or pos.collateral_raw * m.price_raw // 10**36 < least):
+                return False
+            if pos.borrow_shares and (pos.borrow_shares * m.accrued_total_borrow_assets_raw
+                                      < least * m.accrued_total_borrow_shares):
+                return False
+            if pos.supply_shares and (pos.supply_shares * m.accrued_total_supply_assets_raw
+                                      < least * m.accrued_total_supply_shares):
+                return False
+        return True
+
+    return test
+
+
 def incremental(connector: MorphoBlueConnector) -> Incremental:
     """The plugin's :class:`~aggregator.venues.plugin.Incremental` over ``connector``."""
     return Incremental(
@@ -138,4 +193,5 @@ def incremental(connector: MorphoBlueConnector) -> Incremental:
         account_program=lambda wallets, block, market: account_program(connector, wallets, block, market),
         combine=combine,
         wallet_of=wallet_of,
+        steady=steady,
     )

@@ -21,7 +21,7 @@ the cached ones).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregator.venues.plugin import Incremental, MarketUpdate
@@ -49,6 +49,7 @@ __all__ = [
     "combine",
     "incremental",
     "market_program",
+    "steady",
 ]
 
 PoolKey = tuple[str, str, int]
@@ -315,6 +316,49 @@ def wallet_of(state: UniswapAccountState) -> str:
     return state.wallet
 
 
+def _inputs(pool: PoolState, lower: int, upper: int) -> tuple[object, ...] | None:
+    """What the exact amounts of a range of ``pool`` are computed from (:func:`~aggregator.venues.uniswap_v3.sync.
+    exact_amounts`): the pool's price, tick and global fee growth, the range's two ticks and the manager's position
+    over the range (None when one was not read)."""
+    try:
+        return (pool.sqrt_price_x96, pool.tick, pool.fee_growth_global0_x128, pool.fee_growth_global1_x128,
+                pool.tick_state(lower), pool.tick_state(upper), pool.position_state(lower, upper))
+    except KeyError:
+        return None
+
+
+def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mapping[str, float],
+           prices_now: Mapping[str, float], _drift: float) -> Callable[[UniswapAccountState], bool]:
+    """The plugin's ``Incremental.steady``: an account is steady from ``then`` to ``now`` when, for every range it
+    holds, what its amounts are computed from is unchanged — the pool's price, tick and global fee growth (no swap),
+    the range's ticks and the manager's position over it — and both its tokens kept their metadata and their USD
+    price. Nothing of an LP position accrues with time, so its figures are then exactly those of ``then`` (a mint
+    or burn elsewhere in the pool, which changes its liquidity and ticks, changes none of them)."""
+    same: dict[tuple[PoolKey, int, int], bool] = {}
+
+    def range_kept(key: PoolKey, lower: int, upper: int) -> bool:
+        kept = same.get((key, lower, upper))
+        if kept is None:
+            a, b = then.pools.get(key), now.pools.get(key)
+            if a is None or b is None:
+                kept = False
+            else:
+                before = _inputs(a, lower, upper)
+                kept = before is not None and before == _inputs(b, lower, upper)
+            same[(key, lower, upper)] = kept
+        return kept
+
+    def token_kept(token: str) -> bool:
+        return (token in prices_now and prices_then.get(token) == prices_now[token]
+                and then.tokens.get(token) == now.tokens.get(token))
+
+    def test(state: UniswapAccountState) -> bool:
+        return all(range_kept(n.key, n.data.tick_lower, n.data.tick_upper) and token_kept(n.data.token0)
+                   and token_kept(n.data.token1) for n in state.nfts)
+
+    return test
+
+
 def incremental(connector: UniswapV3Connector) -> Incremental:
     """The plugin's :class:`~aggregator.venues.plugin.Incremental` over ``connector``."""
     return Incremental(
@@ -323,4 +367,5 @@ def incremental(connector: UniswapV3Connector) -> Incremental:
         account_program=lambda wallets, block, market: account_program(connector, wallets, block, market),
         combine=combine,
         wallet_of=wallet_of,
+        steady=steady,
     )
