@@ -278,6 +278,9 @@ class BlockSync:
         """Start over on another chain (a reset devnet, a new fork, an RPC pointed elsewhere): nothing processed on
         the old one stands — the next block given is the new chain's head, where every wallet is re-read."""
         self.last_block = None
+        for cache in self.caches.values():  # figures and market states of the old chain's blocks
+            cache.stored.clear()
+            cache.inputs.clear()
         self.full_sweep()
 
     # --- one block --------------------------------------------------------------------------------------------

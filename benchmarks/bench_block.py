@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         live = {v.name: plugin_of(v.type).open_live(v) for v in settings.venues
                 if not v.onchain and v.chain == chain.name}
         every = Settings.model_fields["reconcile_every_blocks"].default
-        sync = BlockSync(ctx, store, live=live, reconcile_every=every)
+        sync = BlockSync(ctx, store, live=live, reconcile_every=every, skip_steady=not args.no_steady)
         sync.track(bench.wallets)
         chain_row, head = identify(store, ctx.rpc, chain.name, chain.chain_id)
         ctx.chain_ref_id = chain_row.id
@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="profile the block steps and print the N functions with the most cumulative time")
     ap.add_argument("--write-cache-size", type=int, default=WRITE_CACHE_SIZE,
                     help="(wallet, venue) versions the block path's store keeps between writes (0: reads them back)")
+    ap.add_argument("--no-steady", action="store_true",
+                    help="recompute every wallet at every block (no Incremental.steady skip): the comparison run")
     ap.add_argument("--profile-sort", default="cumulative", help="the profile's order (pstats: cumulative, tottime)")
     ap.add_argument("--prices", choices=("history", "stress"), default="history",
                     help="history: per-block volatility of the real hourly prices, feeds updating as Chainlink's do "

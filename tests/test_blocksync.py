@@ -3,8 +3,10 @@
 Random wallets act on Aave, Morpho and Uniswap round after round (each devnet transaction is its own block), prices
 move and time passes (interest accrues without a log). :class:`aggregator.blocksync.BlockSync` follows every block
 in order: one ``eth_getLogs`` names the wallets to re-read, the market state is read every block, every other
-wallet is recomputed from its cached account state. After each round every wallet's health equals a full re-read at
-the same block (Aave's integers, Morpho's and Uniswap's exact figures), and the reconcile sweep finds nothing.
+wallet is recomputed from its cached account state, or left as stored when nothing it holds moved but what accrues
+(``Incremental.steady``). After each round every recomputed wallet's health equals a full re-read at the same block
+(Aave's integers, Morpho's and Uniswap's exact figures), every wallet left as stored holds figures within the write
+tolerance of that read, and the reconcile sweep finds nothing.
 """
 
 from __future__ import annotations

@@ -316,15 +316,25 @@ def wallet_of(state: UniswapAccountState) -> str:
     return state.wallet
 
 
-def _inputs(pool: PoolState, lower: int, upper: int) -> tuple[object, ...] | None:
-    """What the exact amounts of a range of ``pool`` are computed from (:func:`~aggregator.venues.uniswap_v3.sync.
-    exact_amounts`): the pool's price, tick and global fee growth, the range's two ticks and the manager's position
-    over the range (None when one was not read)."""
-    try:
-        return (pool.sqrt_price_x96, pool.tick, pool.fee_growth_global0_x128, pool.fee_growth_global1_x128,
-                pool.tick_state(lower), pool.tick_state(upper), pool.position_state(lower, upper))
-    except KeyError:
-        return None
+class _Indexed:
+    """A pool's ticks and manager positions by key (``PoolState.tick_state`` scans them: a pool holds the ticks of
+    every cached range)."""
+
+    def __init__(self, pool: PoolState) -> None:
+        self.pool = pool
+        self.ticks = {t.tick: t for t in pool.ticks}
+        self.ranges = {(p.tick_lower, p.tick_upper): p for p in pool.positions}
+
+    def inputs(self, lower: int, upper: int) -> tuple[object, ...] | None:
+        """What the exact amounts of a range are computed from (:func:`~aggregator.venues.uniswap_v3.sync.
+        exact_amounts`): the pool's price, tick and global fee growth, the range's two ticks and the manager's
+        position over the range (None when one was not read)."""
+        pool = self.pool
+        try:
+            return (pool.sqrt_price_x96, pool.tick, pool.fee_growth_global0_x128, pool.fee_growth_global1_x128,
+                    self.ticks[lower], self.ticks[upper], self.ranges[(lower, upper)])
+        except KeyError:
+            return None
 
 
 def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mapping[str, float],
@@ -335,16 +345,23 @@ def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mappi
     price. Nothing of an LP position accrues with time, so its figures are then exactly those of ``then`` (a mint
     or burn elsewhere in the pool, which changes its liquidity and ticks, changes none of them)."""
     same: dict[tuple[PoolKey, int, int], bool] = {}
+    pools: dict[PoolKey, tuple[_Indexed, _Indexed] | None] = {}
 
     def range_kept(key: PoolKey, lower: int, upper: int) -> bool:
         kept = same.get((key, lower, upper))
         if kept is None:
-            a, b = then.pools.get(key), now.pools.get(key)
-            if a is None or b is None:
+            if key not in pools:
+                a, b = then.pools.get(key), now.pools.get(key)
+                pools[key] = None if a is None or b is None else (
+                    (_Indexed(a), _Indexed(b)) if a is not b else (_Indexed(a),) * 2)
+            pair = pools[key]
+            if pair is None:
                 kept = False
+            elif pair[0] is pair[1]:
+                kept = pair[0].inputs(lower, upper) is not None
             else:
-                before = _inputs(a, lower, upper)
-                kept = before is not None and before == _inputs(b, lower, upper)
+                before = pair[0].inputs(lower, upper)
+                kept = before is not None and before == pair[1].inputs(lower, upper)
             same[(key, lower, upper)] = kept
         return kept
 
