@@ -348,7 +348,8 @@ def test_rolling_reconciliation_checks_every_wallet_once_a_period_inside_the_blo
         devnet.mine(chain)
         sync._pending.add(wallets[-1])  # a block that re-reads one wallet (as a dirty one is), nothing checked
         plain = sync.step(rpc.get_block(last + 1), reconcile=False)
-        assert not plain.reconciled and plain.reconciled_wallets == 0
+        assert not plain.reconciled
+        assert plain.reconciled_wallets == 0
         last += 1
 
         # the dirty set blinded: one wallet's supply goes unseen by the recomputation
@@ -367,7 +368,8 @@ def test_rolling_reconciliation_checks_every_wallet_once_a_period_inside_the_blo
         assert checked == len(sync.wallets)
         for r in reports:
             assert not r.errors, r.errors
-            assert r.reconciled and r.reconciled_wallets == len(
+            assert r.reconciled
+            assert r.reconciled_wallets == len(
                 {w for i, w in enumerate(sync.wallets) if i % every == r.block.number % every})
             # (the blinded dirty set reads no logs: its request aside)
             assert r.rpc_requests - r.get_logs <= plain.rpc_requests - plain.get_logs
