@@ -44,7 +44,15 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aggregator.dirty import DirtyReader, chain_watch
-from aggregator.pipeline import VENUE_FAULTS, ChainContext, flag_oracle_faults, read_venues, risk_rows, to_sync_batch
+from aggregator.pipeline import (
+    VENUE_FAULTS,
+    ChainContext,
+    flag_oracle_faults,
+    flagged_assets,
+    read_venues,
+    risk_rows,
+    to_sync_batch,
+)
 from aggregator.venues import kind_of
 from aggregator.venues.incremental import VenueBlock, read_block, refreshed
 from aggregator.venues.plugin import MarketUpdate, OnchainVenue
@@ -411,8 +419,7 @@ class BlockSync:
         every = self.reconcile_every
         if not every:
             return set()
-        at = block.number % every
-        return {w for i, w in enumerate(self.wallets) if i % every == at}
+        return set(self.wallets[block.number % every :: every])  # the wallets of index ≡ block (mod every)
 
     def _recompute(self, venue: OnchainVenue, read: Any, book: Mapping[str, float], *,
                    summarize: bool = True, check: set[str] | None = None, report: BlockReport | None = None,
@@ -439,12 +446,13 @@ class BlockSync:
         tracked = set(self.wallets)
         accounts = [a for a in cache.accounts if inc.wallet_of(a) in tracked]
         name = venue.config.name
-        self._inputs[name] = (read.market, dict(book))
+        prices = dict(book)  # the book as of this venue (later venues add to it)
+        self._inputs[name] = (read.market, prices)
         if summarize and venue.summarize is not None:
             skipped = (self._steady(venue, cache, read.market, book, accounts, fresh, read.market.block.number)
                        if self.skip_steady and fresh is not None and inc.steady is not None else set())
             self._skipped[name] = skipped
-            self._summarized[name] = (venue, read.market, accounts, dict(book))
+            self._summarized[name] = (venue, read.market, accounts, prices)
             snap = inc.combine(read.market, [a for a in accounts if inc.wallet_of(a) not in skipped]
                                if skipped else accounts)
             reading = venue.summarize(snap, book)
@@ -698,7 +706,7 @@ class BlockSync:
     def _flagged_steady(self, readings: Iterable[VenueReading]) -> set[str]:
         """The steady wallets (left as stored) holding an asset whose price is flagged at this block: their health
         would gain ``bad_oracle`` (steady wallets are stored without a flag), so they are written."""
-        flagged = {p.asset_address.lower() for r in readings for p in r.prices if p.flags}
+        flagged = flagged_assets(readings)
         if not flagged:
             return set()
         out: set[str] = set()

@@ -350,6 +350,12 @@ def read_consistent(ctx: ChainContext, wallets: Sequence[str], block: BlockRef) 
                    VenueReading(venue=r.venue, kind=r.kind, block=block, error=error) for r in readings]
 
 
+def flagged_assets(readings: Iterable[VenueReading]) -> set[str]:
+    """The assets (lower-case addresses) whose price is flagged in ``readings`` (stale, zero, negative, old round,
+    jump): every health holding one is ``bad_oracle``."""
+    return {p.asset_address.lower() for r in readings for p in r.prices if p.flags}
+
+
 def flag_oracle_faults(
     readings: Sequence[VenueReading], last_prices: Mapping[tuple[str, str], tuple[float, int]], max_jump: float | None
 ) -> list[VenueReading]:
@@ -370,7 +376,7 @@ def flag_oracle_faults(
                 p = dataclasses.replace(p, flags=(*p.flags, "jump"))
             prices.append(p)
         out.append(dataclasses.replace(r, prices=tuple(prices)))
-    flagged = {p.asset_address.lower() for r in out for p in r.prices if p.flags}
+    flagged = flagged_assets(out)
     if not flagged:
         return out
     return [dataclasses.replace(r, healths=tuple(
