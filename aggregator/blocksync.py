@@ -60,7 +60,7 @@ from aggregator.views import Kind, VenueHealth, VenueReading
 from connectors.errors import ConnectorError
 from connectors.types import BlockRef
 from db.errors import SyncWriteError
-from db.rows import RiskRow
+from db.rows import RiskRow, SnapshotRow
 from db.store import CARRIED_FROM_KEY, Store
 
 __all__ = ["BlockReport", "BlockSync", "LiveVenue", "material_change"]
@@ -188,6 +188,9 @@ class BlockReport:
     readings: tuple[VenueReading, ...] = ()
     written: tuple[str, ...] = ()
     """The wallets whose rows this block wrote."""
+    written_pairs: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Those wallets by venue: only the (wallet, venue) pairs whose figures moved are written (and given the venue's
+    detail); a written wallet's other venues hold as stored, and its risk row is computed with their stored figures."""
     changed_by_venue: dict[str, int] = field(default_factory=dict)
     """Wallets whose figures on each venue were worth writing (:meth:`BlockSync._changed`)."""
     phases: dict[str, float] = field(default_factory=dict)
@@ -393,8 +396,8 @@ class BlockSync:
         if self.reader is None and snapshots and len(snapshots) == len(inc_venues):
             self._watch(snapshots, report)
         readings = self._write(block, readings, report, reread, lap)
-        written = set(report.written)
-        report.steady = {name: frozenset(skipped - written) for name, skipped in self._skipped.items() if skipped}
+        report.steady = {name: frozenset(skipped - report.written_pairs.get(name, frozenset()))
+                         for name, skipped in self._skipped.items() if skipped}
         report.steady_wallets = sum(len(v) for v in report.steady.values())
         if check:
             report.reconciled = True
@@ -522,12 +525,12 @@ class BlockSync:
         report.reconcile_mismatches += len(wrong)
         return wrong
 
-    def _detailed(self, readings: Sequence[VenueReading], wallets: set[str],
+    def _detailed(self, readings: Sequence[VenueReading], pairs: Mapping[str, set[str]],
                   report: BlockReport) -> list[VenueReading]:
-        """``readings`` with the venue's detail for ``wallets`` (those written): each summarized venue evaluated
-        again for them alone, with the block's market state and prices; the flags the summary was given since
-        (:func:`~aggregator.pipeline.flag_oracle_faults`) are kept. A venue whose evaluation fails fails the
-        block as in :meth:`_recompute`."""
+        """``readings`` with the venue's detail for the wallets written on it (``pairs``, by venue): each
+        summarized venue evaluated again for them alone, with the block's market state and prices; the flags the
+        summary was given since (:func:`~aggregator.pipeline.flag_oracle_faults`) are kept. A venue whose
+        evaluation fails fails the block as in :meth:`_recompute`."""
         out: list[VenueReading] = []
         for r in readings:
             summarized = self._summarized.get(r.venue)
@@ -537,7 +540,8 @@ class BlockSync:
             venue, market, accounts, book = summarized
             inc = venue.incremental
             assert inc is not None
-            mine = [a for a in accounts if inc.wallet_of(a) in wallets]
+            wallets = pairs.get(r.venue, set())
+            mine = [a for a in accounts if inc.wallet_of(a) in wallets] if wallets else []
             if not mine:
                 out.append(r)
                 continue
@@ -551,7 +555,7 @@ class BlockSync:
             present = {h.wallet for h in r.healths}
             out.append(dataclasses.replace(r, healths=tuple(
                 dataclasses.replace(full[h.wallet], flags=h.flags) if h.wallet in full else h for h in r.healths)
-                + tuple(h for w, h in full.items() if w not in present)))  # left steady, written for another venue
+                + tuple(h for w, h in full.items() if w not in present)))  # left steady, written for a flagged price
         return out
 
     def _live(self, name: str, live: LiveVenue, block: BlockRef, report: BlockReport) -> VenueReading:
@@ -605,8 +609,10 @@ class BlockSync:
 
     # --- writing ----------------------------------------------------------------------------------------------
     def _changed(self, block: BlockRef, readings: Sequence[VenueReading], reread: Mapping[str, set[str]],
-                 report: BlockReport) -> set[str]:
-        changed: set[str] = set()
+                 report: BlockReport) -> dict[str, set[str]]:
+        """Venue name → the wallets whose figures on it are worth writing at ``block``: never stored, re-read (an
+        action, a reconcile disagreement), older than ``max_age_blocks``, or moved (:func:`material_change`)."""
+        changed: dict[str, set[str]] = {}
         for r in readings:
             if r.error is not None:
                 continue
@@ -616,19 +622,24 @@ class BlockSync:
                 last = cache.stored.get(h.wallet)
                 if (last is None or h.wallet in acted or block.number - last[1] >= self.max_age_blocks
                         or material_change(last[0], h, self.tolerance)):
-                    changed.add(h.wallet)
+                    changed.setdefault(r.venue, set()).add(h.wallet)
                     report.changed_by_venue[r.venue] = report.changed_by_venue.get(r.venue, 0) + 1
         return changed
 
     def _write(self, block: BlockRef, readings: Sequence[VenueReading], report: BlockReport,
                reread: Mapping[str, set[str]], lap: _Lap) -> list[VenueReading]:
-        """Write the wallets whose figures changed (:meth:`_changed`); ``readings`` returned with their detail
-        (:meth:`_detailed`)."""
-        changed = self._changed(block, readings, reread, report) | self._flagged_steady(readings)
+        """Write the (wallet, venue) pairs whose figures changed (:meth:`_changed`), and each written wallet's risk
+        row over all its venues (the others as stored: they hold within the tolerance); ``readings`` returned with
+        the venue's detail for the pairs written (:meth:`_detailed`)."""
+        pairs = self._changed(block, readings, reread, report)
+        for name, wallets_ in self._flagged_steady(readings).items():
+            pairs.setdefault(name, set()).update(wallets_)
+        changed = set().union(*pairs.values()) if pairs else set()
+        report.written_pairs = {name: frozenset(ws) for name, ws in pairs.items() if ws}
         lap("select")
-        readings = self._detailed(readings, changed, report)
-        if any(changed & skipped for skipped in self._skipped.values()):
-            # the steady wallets written (for another venue, a flagged price) were not flagged with the others
+        readings = self._detailed(readings, pairs, report)
+        if any(pairs.get(name, set()) & skipped for name, skipped in self._skipped.items()):
+            # the steady wallets written (a flagged price) were not flagged with the others
             readings = flag_oracle_faults(readings, self.ctx.last_prices, self.ctx.chain.max_price_jump)
         lap("detail")
         failed = [r for r in readings if r.error is not None]
@@ -647,21 +658,29 @@ class BlockSync:
                     log.error("block %d not confirmed in the store: %s", block.number, exc)
                     report.errors["store"] = str(exc)
             return readings
-        mine = [dataclasses.replace(r, healths=tuple(h for h in r.healths if h.wallet in changed))
+        mine = [dataclasses.replace(r, healths=tuple(h for h in r.healths if h.wallet in pairs.get(r.venue, ())))
                 if r.error is None else r for r in readings]
         batch = to_sync_batch(block, wallets, mine, datetime.now(UTC))
+        book = [*batch.snapshots, *self._held_pairs(block, wallets, readings, pairs)]
+        # the block's prices price every wallet's book (the held venues' positions were stored at earlier blocks):
+        # its price sources' readings, then its written positions (the perp venues' marks)
+        prices = [(p.asset, p.price_usd) for r in readings if r.error is None for p in r.prices
+                  if not p.flags and p.price_usd > 0]
+        prices += [(p.asset.symbol, p.price_usd) for s in batch.snapshots for p in s.positions
+                   if p.price_usd is not None and p.price_usd > 0]
         now = self._clock()
         moved = set().union(*reread.values()) if reread else set()
         heavy = {w for w in wallets if w in moved or now - self.heavy_at.get(w, -math.inf) >= self.heavy_every_s}
         report.heavy_wallets = len(heavy)
         risks: tuple[RiskRow, ...] = ()
         if heavy:
-            done = risk_rows([s for s in batch.snapshots if s.wallet in heavy], self.ctx.venue_types)
+            done = risk_rows([s for s in book if s.wallet in heavy], self.ctx.venue_types, prices_usd=prices)
             risks += tuple(dataclasses.replace(r, document={**r.document, CARRIED_FROM_KEY: block.number})
                            for r in done)
-        light = [s for s in batch.snapshots if s.wallet not in heavy]
+        light = [s for s in book if s.wallet not in heavy]
         if light:
-            risks += tuple(self._carry_heavy(r) for r in risk_rows(light, self.ctx.venue_types, heavy=False))
+            risks += tuple(self._carry_heavy(r) for r in risk_rows(light, self.ctx.venue_types, heavy=False,
+                                                                   prices_usd=prices))
         batch = dataclasses.replace(batch, risks=risks, chain_ref_id=self.ctx.chain_ref_id, confirmed_venues=confirmed)
         lap("risk")
         # the full sync's log lines (aggregator.pipeline.sync_batch): operators and the kill -9 campaign read them
@@ -689,8 +708,9 @@ class BlockSync:
             if r.error is not None:
                 continue
             cache = self.caches.setdefault(r.venue, _VenueCache())
+            written = pairs.get(r.venue, set())
             for h in r.healths:
-                if h.wallet in changed:
+                if h.wallet in written:
                     cache.stored[h.wallet] = (h, block.number)
             inputs = self._inputs.get(r.venue)
             if inputs is not None:
@@ -703,17 +723,33 @@ class BlockSync:
                 self.ctx.last_prices[key] = (p.price_usd, block.number)
         return readings
 
-    def _flagged_steady(self, readings: Iterable[VenueReading]) -> set[str]:
-        """The steady wallets (left as stored) holding an asset whose price is flagged at this block: their health
-        would gain ``bad_oracle`` (steady wallets are stored without a flag), so they are written."""
+    def _flagged_steady(self, readings: Iterable[VenueReading]) -> dict[str, set[str]]:
+        """By venue, the steady wallets (left as stored) holding an asset whose price is flagged at this block: their
+        health would gain ``bad_oracle`` (steady wallets are stored without a flag), so they are written."""
         flagged = flagged_assets(readings)
         if not flagged:
-            return set()
-        out: set[str] = set()
+            return {}
+        out: dict[str, set[str]] = {}
         for name, skipped in self._skipped.items():
             stored = self.caches[name].stored
-            out |= {w for w in skipped if any(p.asset_address.lower() in flagged for p in stored[w][0].positions)}
+            out[name] = {w for w in skipped if any(p.asset_address.lower() in flagged for p in stored[w][0].positions)}
         return out
+
+    def _held_pairs(self, block: BlockRef, wallets: Sequence[str], readings: Sequence[VenueReading],
+                    pairs: Mapping[str, set[str]]) -> tuple[SnapshotRow, ...]:
+        """The written wallets' venues not written at ``block`` (their figures moved less than the tolerance since
+        stored), as snapshots at the block built from the figures stored: the rest of each written wallet's book for
+        its risk row. Not written: the store holds them, confirmed through the block."""
+        held: list[VenueReading] = []
+        for r in readings:
+            cache = self.caches.get(r.venue)
+            if r.error is not None or cache is None:
+                continue
+            written = pairs.get(r.venue, set())
+            healths = tuple(cache.stored[w][0] for w in wallets if w not in written and w in cache.stored)
+            if healths:
+                held.append(dataclasses.replace(r, healths=healths, prices=(), markets={}))
+        return to_sync_batch(block, wallets, held, datetime.now(UTC)).snapshots if held else ()
 
     def _carry_heavy(self, row: RiskRow) -> RiskRow:
         """A per-block tier row naming the block of the wallet's last heavy measures: they are stored once, in that

@@ -287,10 +287,12 @@ def to_sync_batch(
 
 
 def risk_rows(
-    snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str], *, heavy: bool = True
+    snapshots: Sequence[SnapshotRow], venue_types: Mapping[str, str], *, heavy: bool = True,
+    prices_usd: Sequence[tuple[str, float]] = (),
 ) -> tuple[RiskRow, ...]:
     """The netting engine over the batch's wallets (one vectorized book), as rows stored with the sync
-    (``heavy=False``: the per-block tier, :func:`aggregator.risk.assess_book`).
+    (``heavy=False``: the per-block tier, :func:`aggregator.risk.assess_book`; ``prices_usd``: the block's prices,
+    first, :func:`aggregator.risk.build_book`).
 
     The engine's failure never costs the sync: it is logged and the batch is stored without risk rows.
     """
@@ -303,7 +305,7 @@ def risk_rows(
     if not by_wallet:
         return ()
     try:
-        inputs = build_book(by_wallet, venue_types)
+        inputs = build_book(by_wallet, venue_types, prices_usd)
         result, scenarios, extras = assess_book(inputs, heavy=heavy)
         now = _now()
         rows = [

@@ -192,9 +192,16 @@ def wallet_book(wallet: str, latest: Sequence[LatestVenueHealth], venue_types: M
     return build_book({wallet: [item.snapshot for item in latest]}, venue_types)
 
 
-def build_book(snapshots: Mapping[str, Sequence[SnapshotRow]], venue_types: Mapping[str, str]) -> RiskInputs:
-    """Many wallets' snapshots (wallet → its snapshots, one per venue) as one vectorized book."""
+def build_book(snapshots: Mapping[str, Sequence[SnapshotRow]], venue_types: Mapping[str, str],
+               prices_usd: Sequence[tuple[str, float]] = ()) -> RiskInputs:
+    """Many wallets' snapshots (wallet → its snapshots, one per venue) as one vectorized book.
+
+    Each underlying is priced by the first of ``prices_usd`` (token symbol, USD) that names it — the block's price
+    sources, when the snapshots are not all of one read (a block writing some of a wallet's venues, the others
+    held as stored) — else by the first position holding it."""
     prices: dict[str, float] = {}
+    for symbol, price_usd in prices_usd:
+        prices.setdefault(_factor(symbol)[0], price_usd)
     tokens: dict[tuple[str, str], str] = {}
     labels: dict[str, str] = {}
     wallets = [WalletSpec(w, tuple(_accounts(snaps, venue_types, prices, tokens, labels)))

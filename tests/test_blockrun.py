@@ -378,6 +378,7 @@ def test_rolling_reconciliation_checks_every_wallet_once_a_period_inside_the_blo
         assert len(found) == 1, [(r.block.number, r.reconcile_mismatches) for r in reports]
         assert found[0].block.number % every == sync.wallets.index(target) % every
         assert target in found[0].written
+        assert target in found[0].written_pairs["aave_v3"]
         assert sync.mismatches_total == found[0].reconcile_mismatches
         assert any("reconcile: aave_v3" in r.getMessage() and target in r.getMessage() for r in caplog.records)
         # what was read is what is cached and stored: a full read of the block agrees

@@ -100,7 +100,7 @@ def test_incremental_health_equals_a_full_read_block_after_block(chain: devnet.D
         acted_total = 0
         reverted = 0
         since: dict[str, int] = {}
-        detailed = bare = held = 0
+        detailed = bare = held = partial = risked = 0
         summarized = {v.config.name for v in ctx.onchain if v.summarize is not None}
         for _ in range(ROUNDS):
             prices = _prices(chain)
@@ -124,6 +124,18 @@ def test_incremental_health_equals_a_full_read_block_after_block(chain: devnet.D
                 assert not r.errors, (r.block.number, r.errors)
                 assert not r.full_sweep, r.block.number
                 assert r.get_logs == 1
+                # health rows only for the (wallet, venue) pairs whose figures moved; one risk row at most per wallet
+                assert r.rows_by_table.get("health_results", 0) <= sum(len(p) for p in r.written_pairs.values())
+                assert r.rows_by_table.get("risk_results", 0) <= r.written_wallets
+                partial += sum(1 for w in r.written if sum(w in p for p in r.written_pairs.values()) < len(
+                    [c for c in sync.caches.values() if w in c.stored and c.stored[w][0].positions]))
+            # A wallet written for some of its venues: its risk row is over all of them (the others as stored).
+            for w in next((r.written for r in reversed(done) if r.written), ()):
+                doc = store.latest_risk(w)
+                assert doc is not None, w
+                venues = {name for name, c in sync.caches.items() if w in c.stored and c.stored[w][0].positions}
+                assert venues <= set(doc.document["venue_margins_usd"]), (w, venues, doc.document["venue_margins_usd"])
+                risked += 1
             acted_total += sum(r.dirty_wallets for r in done)
             # Every wallet at the round's last block; the wallets written, with the venue's detail, at the round's
             # last block that wrote any (a block that moves nothing past the tolerance writes none).
@@ -132,11 +144,13 @@ def test_incremental_health_equals_a_full_read_block_after_block(chain: devnet.D
             for report in checked:
                 block = report.block
                 ours = {r.venue: {h.wallet: h for h in r.healths} for r in report.readings}
-                written = set(report.written)
                 for full in read_venues(ctx, wallets, block):
                     if full.venue not in sync.caches:
                         continue
                     assert full.error is None, full.error
+                    # the (wallet, venue) pairs the block wrote: a written wallet's other venues hold as stored
+                    written = report.written_pairs.get(full.venue, frozenset())
+                    assert written <= set(report.written)
                     mine = ours[full.venue]
                     steady = report.steady.get(full.venue, frozenset())
                     assert not steady & set(mine), full.venue
@@ -168,6 +182,9 @@ def test_incremental_health_equals_a_full_read_block_after_block(chain: devnet.D
         assert blocks >= 200
         print(f"healths compared with their detail {detailed}, without {bare}; left steady and held within the "
               f"tolerance {held}; steady (wallet, venue) per block {Counter(r.steady_wallets for r in reports)}")
+        print(f"written wallets with a venue left as stored {partial}; their risk rows checked {risked}")
+        assert partial >= ROUNDS
+        assert risked >= ROUNDS
         assert held >= ROUNDS
         assert detailed >= ROUNDS
         assert bare >= ROUNDS

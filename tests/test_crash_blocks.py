@@ -155,13 +155,21 @@ class BlockKill:
                 f"{verdict}")
 
 
-def _aim(target: str, log: RunLog, proc: subprocess.Popen[bytes], rng: random.Random) -> tuple[str, float]:
+def _aim(target: str, log: RunLog, proc: subprocess.Popen[bytes], rng: random.Random,
+         took_ms: tuple[list[float], list[float]] = ([], [])) -> tuple[str, float]:
     """Block mode's kill moments: every start begins with a full sweep (reads, then one write of every wallet),
-    then each block reads its logs and market state and writes the wallets whose figures moved."""
+    then each block reads its logs and market state and writes the wallets whose figures moved. ``took_ms``: the
+    sweep's writes and the later blocks' writes seen so far, in ms (a kill aimed at a write lands inside the
+    shortest seen: a later block writes only the (wallet, venue) pairs that moved, a few ms on a fast machine)."""
+
+    def within(seen: list[float], default_s: float) -> float:
+        return rng.uniform(0.0, 0.8 * min(seen) / 1000 if seen else default_s)
+
     if target == "write":  # the start's full sweep, or a later block's write (the holders of the moved price)
-        trigger, delay, k, key = "writing", rng.uniform(0.0, 0.25), rng.choice((1, 2)), "writing"
+        k = rng.choice((1, 2))
+        trigger, delay, key = "writing", within(took_ms[k - 1], 0.25 if k == 1 else 0.02), "writing"
     elif target == "later_write":  # a later block's write: short (tens of ms since the store keeps its versions)
-        trigger, delay, k, key = "writing", rng.uniform(0.0, 0.02), 2, "writing"
+        trigger, delay, k, key = "writing", within(took_ms[1], 0.02), 2, "writing"
     elif target == "read":
         trigger, delay, k, key = "running", rng.uniform(0.02, 0.5), rng.choice((1, 1, 2, 3)), "running"
     elif target == "post_sync":
@@ -186,12 +194,12 @@ def _max_run(url: str) -> tuple[int, int]:
 
 
 def _one_kill(index: int, target: str, env: dict[str, str], url: str, workdir: Path, ref: Reference, rule_id: int,
-              rng: random.Random) -> BlockKill:
+              rng: random.Random, took_ms: tuple[list[float], list[float]] = ([], [])) -> BlockKill:
     before, _ = _max_run(url)
     log = RunLog(workdir / f"block-run-{index:02d}.log", 1)
     proc = start_run(env, log.path)
     try:
-        trigger, delay = _aim(target, log, proc, rng)
+        trigger, delay = _aim(target, log, proc, rng, took_ms)
         time.sleep(delay)
         assert proc.poll() is None, f"xmargin run exited by itself (rc {proc.returncode}); see {log.path}"
     finally:
@@ -230,7 +238,8 @@ def run_block_campaign(chain: CrashChain, url: str, workdir: Path, *, n_kills: i
             if index >= n_kills and writes >= min_write and later:
                 break
             target = TARGETS[index % len(TARGETS)] if index < n_kills else ("write" if later else "later_write")
-            kills.append(_one_kill(index, target, env, url, workdir, ref, rule_id, rng))
+            took_ms = ([ms for k in kills for ms in k.write_ms[:1]], [ms for k in kills for ms in k.write_ms[1:]])
+            kills.append(_one_kill(index, target, env, url, workdir, ref, rule_id, rng, took_ms))
             print(kills[-1].summary())
         _, block_before = _max_run(url)
         log = RunLog(workdir / "block-run-resume.log", 1)

@@ -152,15 +152,17 @@ class DydxSnapshot(Frozen):
                 return acct
         raise InvalidInputError(f"subaccount {address}/{n} is not in this snapshot")
 
-    def health_inputs(self, account: str, *, price: Literal["implied", "market"] = "implied") -> dict[str, Any]:
-        """The keyword arguments of ``riskcore.venues.dydx_v4.health.DydxFigures`` for ``account``.
+    def health_inputs(self, account: str | DydxSubaccount, *,
+                      price: Literal["implied", "market"] = "implied") -> dict[str, Any]:
+        """The keyword arguments of ``riskcore.venues.dydx_v4.health.DydxFigures`` for ``account`` (its id, or one
+        of the snapshot's subaccounts: no search, for a loop over every subaccount).
 
         ``price="implied"`` values each position at the oracle price the indexer used for this very answer
         (recovered from its ``unrealizedPnl``), so the check against the indexer's equity is exact;
         ``"market"`` uses ``/perpetualMarkets``' ``oraclePrice`` (read in another request, maybe later).
         Decimals become floats here (and only here).
         """
-        acct = self.account(account)
+        acct = account if isinstance(account, DydxSubaccount) else self.account(account)
         prices: list[float] = []
         imf: list[float] = []
         mmf: list[float] = []

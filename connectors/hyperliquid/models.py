@@ -172,13 +172,14 @@ class HyperliquidSnapshot(Frozen):
                 return acct
         raise InvalidInputError(f"wallet {want} is not in this snapshot")
 
-    def health_inputs(self, wallet: str) -> dict[str, Any]:
-        """The keyword arguments of ``riskcore.venues.hyperliquid.health.HyperliquidFigures`` for ``wallet``.
+    def health_inputs(self, wallet: str | HyperliquidAccount) -> dict[str, Any]:
+        """The keyword arguments of ``riskcore.venues.hyperliquid.health.HyperliquidFigures`` for ``wallet`` (its
+        address, or one of the snapshot's accounts: no search, for a loop over every account).
 
         Decimals become floats here (and only here). Tier tables are padded to a common width with
         ``+inf`` lower bounds (and ``nan`` leverage).
         """
-        acct = self.account(wallet)
+        acct = wallet if isinstance(wallet, HyperliquidAccount) else self.account(wallet)
         pos = acct.positions
         tiers = [self._tiers(p) for p in pos]
         width = max((len(t) for t in tiers), default=1)

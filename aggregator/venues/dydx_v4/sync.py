@@ -25,7 +25,7 @@ def evaluate(
     ``wallets_by_account`` maps ``dydx1…`` addresses back to the EVM wallets xmargin tracks.
     """
     healths = []
-    figs = [DydxFigures(**snapshot.health_inputs(sub.account_id)) for sub in snapshot.accounts]
+    figs = [DydxFigures(**snapshot.health_inputs(sub)) for sub in snapshot.accounts]
     # every subaccount's rule in one stacked book (equal to dydx_health, without its per-call numpy overhead)
     for sub, fig, health in zip(snapshot.accounts, figs, dydx_health_many(figs), strict=True):
         liq = dict(zip(health.position_labels, health.liquidation_px, strict=True))

@@ -39,9 +39,8 @@ def revalue_many(accounts: Sequence[HyperliquidAccount], market: HyperliquidMark
                  marks: PerpMarks) -> list[HyperliquidAccount]:
     """:func:`revalue` of many accounts, their figures recomputed over one stacked book."""
     held = [a for a in accounts if a.positions]
-    figs = [HyperliquidFigures(**HyperliquidSnapshot(market=market, accounts=(a,), observed_at_ms=0,
-                                                     observed_at_source="local_clock").health_inputs(a.wallet))
-            for a in held]
+    snap = HyperliquidSnapshot(market=market, accounts=tuple(held), observed_at_ms=0, observed_at_source="local_clock")
+    figs = [HyperliquidFigures(**snap.health_inputs(a)) for a in held]
     marks_of = [[float(marks.price(p.coin) or p.mark_px) for p in a.positions] for a in held]
     reports = iter(hyperliquid_reported_at_many(figs, marks_of))
     return [_revalued(a, next(reports)) if a.positions else a for a in accounts]

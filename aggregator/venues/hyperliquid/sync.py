@@ -19,7 +19,7 @@ __all__ = ["evaluate"]
 def evaluate(snapshot: HyperliquidSnapshot, venue: str, block: BlockRef) -> VenueReading:
     """Every wallet's Hyperliquid margin health, checked against the venue's own reported figures."""
     healths = []
-    figs = [HyperliquidFigures(**snapshot.health_inputs(account.wallet)) for account in snapshot.accounts]
+    figs = [HyperliquidFigures(**snapshot.health_inputs(account)) for account in snapshot.accounts]
     # every account's rule and check in one stacked book: equal to the one-account functions, without ~1 ms of
     # numpy call overhead per account (tests/riskcore/test_perp_recompute.py)
     checks = check_hyperliquid_many(figs)
