@@ -38,6 +38,7 @@ from connectors.uniswap_v3.models import (
     UniswapSnapshot,
     UniswapToken,
 )
+from riskcore.venues.uniswap_v3.position import Q96, get_sqrt_ratio_at_tick
 from riskcore.venues.uniswap_v3.recompute import market_ranges
 
 __all__ = [
@@ -252,25 +253,27 @@ def combine(market: UniswapMarketState, accounts: Sequence[UniswapAccountState])
     used: dict[PoolKey, set[tuple[int, int]]] = {}
     pools_in = dict(market.pools)
     tokens_in = dict(market.tokens)
+    read_now: dict[PoolKey, list[PoolState]] = {}
     for state in accounts:  # a range read with the account at this block, absent from the market state
         if state.block.number == block.number and state.block.hash == block.hash:
             for pool in state.pools:
-                key = (pool.token0, pool.token1, pool.fee)
-                have = pools_in.get(key)
-                if have is None:
-                    pools_in[key] = pool
-                else:
-                    known = {(p.tick_lower, p.tick_upper) for p in have.positions}
-                    ticks = {t.tick for t in have.ticks}
-                    pools_in[key] = have.model_copy(update={
-                        "ticks": tuple(sorted([*have.ticks, *(t for t in pool.ticks if t.tick not in ticks)],
-                                              key=lambda t: t.tick)),
-                        "positions": tuple(sorted(
-                            [*have.positions,
-                             *(p for p in pool.positions if (p.tick_lower, p.tick_upper) not in known)],
-                            key=lambda p: (p.tick_lower, p.tick_upper))),
-                    })
+                read_now.setdefault((pool.token0, pool.token1, pool.fee), []).append(pool)
             tokens_in.update({t.address: t for t in state.tokens})
+    for key, read in read_now.items():  # merged once per pool (not once per account: a pool holds every range)
+        have = pools_in.get(key)
+        if have is None:
+            have, read = read[0], read[1:]
+        ticks = {t.tick: t for t in have.ticks}
+        ranges = {(p.tick_lower, p.tick_upper): p for p in have.positions}
+        for pool in read:
+            for t in pool.ticks:
+                ticks.setdefault(t.tick, t)
+            for p in pool.positions:
+                ranges.setdefault((p.tick_lower, p.tick_upper), p)
+        pools_in[key] = have if not read else have.model_copy(update={
+            "ticks": tuple(ticks[t] for t in sorted(ticks)),
+            "positions": tuple(ranges[r] for r in sorted(ranges)),
+        })
     accounts_out = []
     ranges_of: dict[PoolKey, set[tuple[int, int]]] = {}  # each pool's ranges, gathered once (not per NFT: O(n²))
     for state in accounts:
@@ -337,17 +340,78 @@ class _Indexed:
             return None
 
 
-def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mapping[str, float],
-           prices_now: Mapping[str, float], _drift: float) -> Callable[[UniswapAccountState], bool]:
-    """The plugin's ``Incremental.steady``: an account is steady from ``then`` to ``now`` when, for every range it
-    holds, what its amounts are computed from is unchanged — the pool's price, tick and global fee growth (no swap),
-    the range's ticks and the manager's position over it — and both its tokens kept their metadata and their USD
-    price. Nothing of an LP position accrues with time, so its figures are then exactly those of ``then`` (a mint
-    or burn elsewhere in the pool, which changes its liquidity and ticks, changes none of them)."""
-    same: dict[tuple[PoolKey, int, int], bool] = {}
-    pools: dict[PoolKey, tuple[_Indexed, _Indexed] | None] = {}
+_Q128 = float(1 << 128)
+_SLACK_RAW = 64.0
+"""Raw units the exact integer amounts may stand from the real-valued ones: each rounds down once or twice, and the
+fees paid are capped by the pool's own position, a few wei short of what its NFTs are owed."""
 
-    def range_kept(key: PoolKey, lower: int, upper: int) -> bool:
+
+@dataclass(frozen=True, slots=True)
+class _Moved:
+    """A range whose ticks and manager position are as they were while its pool swapped: the pool's √price (a
+    float, ``sqrtPriceX96 / 2**96``) then and now, the range's √prices, whether the price is inside it, and the
+    global fee growth of each token since (raw units per unit of liquidity)."""
+
+    s_then: float
+    s_now: float
+    s_lower: float
+    s_upper: float
+    inside: bool
+    fees0: float
+    fees1: float
+
+
+def _amounts(liquidity: float, s: float, lower: float, upper: float) -> tuple[float, float]:
+    """The real-valued principal of ``liquidity`` over [lower, upper] (√prices) at √price ``s``."""
+    c = min(max(s, lower), upper)
+    return liquidity * (1.0 / c - 1.0 / upper), liquidity * (c - lower)
+
+
+def _within(liquidity: int, moved: _Moved, drift: float) -> bool:
+    """Whether each token's total (principal and fees) of an NFT of ``liquidity`` over a range that ``moved`` has
+    moved by at most ``drift`` relative.
+
+    The principal is L·(1/c − 1/√upper) of token0 and L·(c − √lower) of token1 at the clamped √price c, each
+    computed at both blocks (the exact integer amounts stand within a few raw units of these); the uncollected fees
+    grew by L × the global fee growth while the price stayed inside the range (its ticks were not crossed: they are
+    unchanged), and not at all outside it. A token whose total may be zero is steady only if nothing of it moved."""
+    if liquidity == 0:
+        return True
+    lq = float(liquidity)
+    t0, t1 = _amounts(lq, moved.s_then, moved.s_lower, moved.s_upper)
+    n0, n1 = _amounts(lq, moved.s_now, moved.s_lower, moved.s_upper)
+    f0, f1 = (lq * moved.fees0 / _Q128, lq * moved.fees1 / _Q128) if moved.inside else (0.0, 0.0)
+    for then, now, fees in ((t0, n0, f0), (t1, n1, f1)):
+        slack = _SLACK_RAW + 1e-9 * then
+        floor = then - slack  # the least the stored total can be (fees owed only add to it)
+        if floor <= 0:
+            if now != then or fees > 0:
+                return False
+        elif abs(now - then) + fees + 2 * slack > drift * floor:
+            return False
+    return True
+
+
+def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mapping[str, float],
+           prices_now: Mapping[str, float], drift: float) -> Callable[[UniswapAccountState], bool]:
+    """The plugin's ``Incremental.steady``: an account is steady from ``then`` to ``now`` when both tokens of every
+    range it holds kept their metadata and their USD price, the range's ticks and the manager's position over it are
+    as they were (no tick of the range crossed), and either its pool did not swap (price, tick and global fee growth
+    unchanged: its figures are exactly those of ``then``; a mint or burn elsewhere in the pool, which changes its
+    liquidity and ticks, changes none of them) or each token's total of each NFT moved by at most ``drift`` with the
+    swaps (:func:`_within`: a bound, not the exact amounts, so that the swaps of a busy pool need no recomputation
+    of its quiet ranges)."""
+    same: dict[tuple[PoolKey, int, int], bool | _Moved] = {}
+    pools: dict[PoolKey, tuple[_Indexed, _Indexed] | None] = {}
+    sqrt_at: dict[int, float] = {}
+
+    def sqrt_of(tick: int) -> float:
+        s = sqrt_at.get(tick)
+        if s is None:
+            s = sqrt_at[tick] = get_sqrt_ratio_at_tick(tick) / Q96
+        return s
+
+    def range_kept(key: PoolKey, lower: int, upper: int) -> bool | _Moved:
         kept = same.get((key, lower, upper))
         if kept is None:
             if key not in pools:
@@ -360,8 +424,21 @@ def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mappi
             elif pair[0] is pair[1]:
                 kept = pair[0].inputs(lower, upper) is not None
             else:
-                before = pair[0].inputs(lower, upper)
-                kept = before is not None and before == pair[1].inputs(lower, upper)
+                before, after = pair[0].inputs(lower, upper), pair[1].inputs(lower, upper)
+                if before is None or after is None:
+                    kept = False
+                elif before == after:
+                    kept = True
+                elif before[4:] != after[4:]:  # the range's ticks or the manager's position changed
+                    kept = False
+                else:
+                    p, q = pair[0].pool, pair[1].pool
+                    inside = lower <= p.tick < upper
+                    d0 = (q.fee_growth_global0_x128 - p.fee_growth_global0_x128) % (1 << 256)
+                    d1 = (q.fee_growth_global1_x128 - p.fee_growth_global1_x128) % (1 << 256)
+                    kept = False if inside != (lower <= q.tick < upper) else _Moved(
+                        p.sqrt_price_x96 / Q96, q.sqrt_price_x96 / Q96, sqrt_of(lower), sqrt_of(upper), inside,
+                        float(d0), float(d1))
             same[(key, lower, upper)] = kept
         return kept
 
@@ -369,9 +446,14 @@ def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mappi
         return (token in prices_now and prices_then.get(token) == prices_now[token]
                 and then.tokens.get(token) == now.tokens.get(token))
 
+    def nft_kept(n: UniswapNft) -> bool:
+        kept = range_kept(n.key, n.data.tick_lower, n.data.tick_upper)
+        if kept is False or not (token_kept(n.data.token0) and token_kept(n.data.token1)):
+            return False
+        return kept is True or _within(n.data.liquidity, kept, drift)
+
     def test(state: UniswapAccountState) -> bool:
-        return all(range_kept(n.key, n.data.tick_lower, n.data.tick_upper) and token_kept(n.data.token0)
-                   and token_kept(n.data.token1) for n in state.nfts)
+        return all(nft_kept(n) for n in state.nfts)
 
     return test
 
