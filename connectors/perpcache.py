@@ -296,7 +296,8 @@ def poll_within_budget(
     """
     statuses = {a: cache.status(a) for a in accounts}
     plan = plan_polls(accounts, budget, health, endpoint=endpoint, reserve=reserve, statuses=statuses)
-    report = PollReport(skipped=[a for a in dict.fromkeys(accounts) if a not in set(plan)])
+    planned = set(plan)
+    report = PollReport(skipped=[a for a in dict.fromkeys(accounts) if a not in planned])
     before = 0 if budget is None else budget.charged
     for i, account in enumerate(plan):
         try:

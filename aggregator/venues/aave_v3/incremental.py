@@ -233,11 +233,15 @@ def steady(then: AaveMarketState, now: AaveMarketState, _prices_then: Mapping[st
     * no amount or base-currency value it holds is under ``1 / drift`` raw units (the protocol's integer
       roundings, one unit each, stay within ``drift``),
     * it has no stable debt (it accrues by the timestamp, not by an index read here),
-    * every collateral it counts carries one liquidation threshold (the protocol's average threshold is an
-      integer of bps: reserves of different thresholds, weighted by values that accrue at different rates, can
-      turn it by one bps, more than the tolerance);
+    * the protocol's average liquidation threshold (an integer of bps: Σ value × threshold // Σ value over the
+      collateral it counts) cannot turn: with one threshold it is that one; with several, the exact ratio at
+      ``then`` stands farther from an integer than the weights' growth can move it — (highest − lowest threshold)
+      × 2 × ``drift``, plus four units of each value's rounding — so a turn of one bps, more than the tolerance,
+      is never skipped;
     * its e-mode categories are unchanged."""
     before = {r.asset: r for r in then.market.reserves}
+    prices_then = {r.asset: r.price_raw for r in then.market.reserves}
+    income_then = {r.asset: r.normalized_income_ray for r in then.market.reserves}
     same_categories = then.market.emode_categories == now.market.emode_categories
     categories = {c.category_id: c for c in now.market.emode_categories}
     reserves = {r.asset: r for r in now.market.reserves}
@@ -257,6 +261,7 @@ def steady(then: AaveMarketState, now: AaveMarketState, _prices_then: Mapping[st
             return False
         category = categories.get(state.emode_category) if state.emode_category else None
         thresholds: set[int] = set()
+        weighted: list[tuple[int, int]] = []  # (value at then, threshold) of each collateral counted
         for held in state.reserves:
             if not kept.get(held.asset, False):
                 return False
@@ -272,9 +277,20 @@ def steady(then: AaveMarketState, now: AaveMarketState, _prices_then: Mapping[st
                         return False
             if bal.scaled_a_token_balance_raw and bal.usage_as_collateral and r.liquidation_threshold_bps:
                 in_category = category is not None and r.emode_category == state.emode_category
-                thresholds.add(category.liquidation_threshold_bps if category is not None and in_category
-                               else r.liquidation_threshold_bps)
-        return len(thresholds) <= 1
+                lt = (category.liquidation_threshold_bps if category is not None and in_category
+                      else r.liquidation_threshold_bps)
+                thresholds.add(lt)
+                weighted.append((ray_mul(bal.scaled_a_token_balance_raw, income_then[held.asset])
+                                 * prices_then[held.asset] // unit, lt))
+        if len(thresholds) <= 1:
+            return True
+        total = sum(v for v, _ in weighted)
+        if total <= 0:
+            return False
+        _, rem = divmod(sum(v * lt for v, lt in weighted), total)
+        frac = rem / total
+        move = (max(thresholds) - min(thresholds)) * 2 * drift + 4 * len(weighted) * max(thresholds) / total
+        return move < frac < 1 - move
 
     return test
 

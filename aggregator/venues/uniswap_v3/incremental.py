@@ -400,10 +400,35 @@ def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mappi
     unchanged: its figures are exactly those of ``then``; a mint or burn elsewhere in the pool, which changes its
     liquidity and ticks, changes none of them) or each token's total of each NFT moved by at most ``drift`` with the
     swaps (:func:`_within`: a bound, not the exact amounts, so that the swaps of a busy pool need no recomputation
-    of its quiet ranges)."""
-    same: dict[tuple[PoolKey, int, int], bool | _Moved] = {}
-    pools: dict[PoolKey, tuple[_Indexed, _Indexed] | None] = {}
+    of its quiet ranges).
+
+    A range read with its account at ``then`` (a full sweep, a new NFT) is not in ``then``'s market state: its pool
+    and tokens at ``then`` are the ones the account state carries, read at that block (what ``combine`` valued it
+    with)."""
+    same: dict[tuple[PoolKey, int, int, int], bool | _Moved] = {}
+    indexed: dict[int, _Indexed] = {}
     sqrt_at: dict[int, float] = {}
+
+    def index(pool: PoolState) -> _Indexed:
+        found = indexed.get(id(pool))
+        if found is None:
+            found = indexed[id(pool)] = _Indexed(pool)
+        return found
+
+    def read_then(state: UniswapAccountState) -> bool:
+        return state.block.number == then.block.number and state.block.hash == then.block.hash
+
+    def then_pool(key: PoolKey, state: UniswapAccountState) -> PoolState | None:
+        pool = then.pools.get(key)
+        if pool is None and read_then(state):
+            pool = next((p for p in state.pools if (p.token0, p.token1, p.fee) == key), None)
+        return pool
+
+    def then_token(address: str, state: UniswapAccountState) -> UniswapToken | None:
+        token = then.tokens.get(address)
+        if token is None and read_then(state):
+            token = next((t for t in state.tokens if t.address == address), None)
+        return token
 
     def sqrt_of(tick: int) -> float:
         s = sqrt_at.get(tick)
@@ -411,14 +436,11 @@ def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mappi
             s = sqrt_at[tick] = get_sqrt_ratio_at_tick(tick) / Q96
         return s
 
-    def range_kept(key: PoolKey, lower: int, upper: int) -> bool | _Moved:
-        kept = same.get((key, lower, upper))
+    def range_kept(key: PoolKey, lower: int, upper: int, state: UniswapAccountState) -> bool | _Moved:
+        a, b = then_pool(key, state), now.pools.get(key)
+        kept = same.get((key, lower, upper, id(a)))
         if kept is None:
-            if key not in pools:
-                a, b = then.pools.get(key), now.pools.get(key)
-                pools[key] = None if a is None or b is None else (
-                    (_Indexed(a), _Indexed(b)) if a is not b else (_Indexed(a),) * 2)
-            pair = pools[key]
+            pair = None if a is None or b is None else (index(a), index(b))
             if pair is None:
                 kept = False
             elif pair[0] is pair[1]:
@@ -439,21 +461,21 @@ def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mappi
                     kept = False if inside != (lower <= q.tick < upper) else _Moved(
                         p.sqrt_price_x96 / Q96, q.sqrt_price_x96 / Q96, sqrt_of(lower), sqrt_of(upper), inside,
                         float(d0), float(d1))
-            same[(key, lower, upper)] = kept
+            same[(key, lower, upper, id(a))] = kept
         return kept
 
-    def token_kept(token: str) -> bool:
+    def token_kept(token: str, state: UniswapAccountState) -> bool:
         return (token in prices_now and prices_then.get(token) == prices_now[token]
-                and then.tokens.get(token) == now.tokens.get(token))
+                and then_token(token, state) == now.tokens.get(token))
 
-    def nft_kept(n: UniswapNft) -> bool:
-        kept = range_kept(n.key, n.data.tick_lower, n.data.tick_upper)
-        if kept is False or not (token_kept(n.data.token0) and token_kept(n.data.token1)):
+    def nft_kept(n: UniswapNft, state: UniswapAccountState) -> bool:
+        kept = range_kept(n.key, n.data.tick_lower, n.data.tick_upper, state)
+        if kept is False or not (token_kept(n.data.token0, state) and token_kept(n.data.token1, state)):
             return False
         return kept is True or _within(n.data.liquidity, kept, drift)
 
     def test(state: UniswapAccountState) -> bool:
-        return all(nft_kept(n) for n in state.nfts)
+        return all(nft_kept(n, state) for n in state.nfts)
 
     return test
 
