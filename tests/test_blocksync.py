@@ -120,7 +120,7 @@ def test_incremental_health_equals_a_full_read_block_after_block(chain: devnet.D
         acted_total = 0
         reverted = 0
         since: dict[str, int] = {}
-        detailed = bare = held = partial = risked = swapped = 0
+        detailed = bare = held = partial = risked = swapped = blended = 0
         held_by: Counter[str] = Counter()
         summarized = {v.config.name for v in ctx.onchain if v.summarize is not None}
         for _ in range(ROUNDS):
@@ -189,6 +189,9 @@ def test_incremental_health_equals_a_full_read_block_after_block(chain: devnet.D
                                 held += 1
                                 held_by[full.venue] += 1
                                 swapped += _swapped_since(sync, full.venue, h.wallet)
+                                blended += full.venue == "aave_v3" and len(
+                                    {p.extra.get("liquidation_threshold_bps") for p in stored.positions
+                                     if p.is_collateral}) > 1
                             continue
                         assert same_state(got, h), (full.venue, h.wallet, block.number)
                         # The venue's detail is computed for the wallets the block wrote; every figure for all.
@@ -204,7 +207,8 @@ def test_incremental_health_equals_a_full_read_block_after_block(chain: devnet.D
               f"requests/block max {max(r.rpc_requests for r in reports)}")
         assert blocks >= 200
         print(f"healths compared with their detail {detailed}, without {bare}; left steady and held within the "
-              f"tolerance {held} {dict(held_by)}, {swapped} of them LPs whose pool traded since; "
+              f"tolerance {held} {dict(held_by)}, {swapped} of them LPs whose pool traded since, {blended} "
+              f"Aave accounts of collateral with several thresholds; "
               f"steady (wallet, venue) per block {Counter(r.steady_wallets for r in reports)}")
         print(f"written wallets with a venue left as stored {partial}; their risk rows checked {risked}")
         assert partial >= ROUNDS

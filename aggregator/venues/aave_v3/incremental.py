@@ -282,17 +282,25 @@ def steady(then: AaveMarketState, now: AaveMarketState, _prices_then: Mapping[st
                 thresholds.add(lt)
                 weighted.append((ray_mul(bal.scaled_a_token_balance_raw, income_then[held.asset])
                                  * prices_then[held.asset] // unit, lt))
-        if len(thresholds) <= 1:
-            return True
-        total = sum(v for v, _ in weighted)
-        if total <= 0:
-            return False
-        _, rem = divmod(sum(v * lt for v, lt in weighted), total)
-        frac = rem / total
-        move = (max(thresholds) - min(thresholds)) * 2 * drift + 4 * len(weighted) * max(thresholds) / total
-        return move < frac < 1 - move
+        return len(thresholds) <= 1 or average_threshold_holds(weighted, drift)
 
     return test
+
+
+def average_threshold_holds(weighted: Sequence[tuple[int, int]], drift: float) -> bool:
+    """Whether the protocol's average liquidation threshold ``Σ value × threshold // Σ value`` (bps, an integer)
+    over the collateral ``weighted`` ((value in base-currency units, threshold bps) each) stays the same integer when
+    every value grows by a factor within [1, 1 + ``drift``] and then rounds by a unit either way: the exact ratio
+    stands farther from an integer than (highest − lowest threshold) × 2 × ``drift`` plus four units of rounding per
+    value (relative to the total)."""
+    total = sum(v for v, _ in weighted)
+    if total <= 0:
+        return False
+    _, rem = divmod(sum(v * lt for v, lt in weighted), total)
+    frac = rem / total
+    lts = [lt for _, lt in weighted]
+    move = (max(lts) - min(lts)) * 2 * drift + 4 * len(weighted) * max(lts) / total
+    return move < frac < 1 - move
 
 
 def incremental(connector: AaveV3Connector) -> Incremental:
