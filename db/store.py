@@ -42,7 +42,7 @@ from db.apikeys import ApiKeyStore
 from db.automation import AutomationStore
 from db.chains import ChainStore, current_chain_ids, current_chain_ref, note_stored_block
 from db.changes import WRITE_CACHE_SIZE, ChangePolicy, CompactStats, RetentionPolicy, WriteStats, is_per_block_key
-from db.engine import make_engine, read_transaction, safe_url, upsert_insert, write_transaction
+from db.engine import JsonText, make_engine, read_transaction, safe_url, upsert_insert, write_transaction
 from db.errors import SyncWriteError, UnknownReferenceError
 from db.migrate import upgrade
 from db.models import Base
@@ -530,7 +530,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 health_rows.append((s.health, None, s, None))
 
         if new_versions:
-            rows = [r for _, r in new_versions]
+            rows = _json_text(SNAPSHOTS, [r for _, r in new_versions])
             conn.execute(
                 upsert_insert(conn, SNAPSHOTS).on_conflict_do_nothing(
                     index_elements=["wallet_id", "venue_id", "chain_ref_id", "block_number"]),
@@ -568,8 +568,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 continue
             for p in s.positions:
                 positions.append(_position_params(p, sid, row["venue_id"], refs))
-        self._insert_positions(conn, positions)
-        stats.add("positions", positions)
+        stats.add("positions", self._insert_positions(conn, positions))
         stats.positions_written = len(positions)
 
         # Each row's extra is stored as the changes from its version's base: a new version's is its first row's
@@ -603,6 +602,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 row = row | {"extra": jsondelta.diff(base, whole)}
             health.append(row)
         if health:
+            health = _json_text(HEALTH, health)
             conn.execute(upsert_insert(conn, HEALTH).on_conflict_do_nothing(
                 index_elements=["snapshot_id", "block_number"]), health)
         stats.add("health_results", health)
@@ -625,7 +625,7 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
             stats.prices_written = len(price_rows)
 
         if batch.risks:
-            risk_rows = self._risk_changes(conn, batch, refs, chain_ref, run_id, stats)
+            risk_rows = _json_text(RISK, self._risk_changes(conn, batch, refs, chain_ref, run_id, stats))
             if risk_rows:
                 conn.execute(upsert_insert(conn, RISK).on_conflict_do_nothing(
                     index_elements=["chain_ref_id", "wallet_id", "block_number"]), risk_rows)
@@ -706,13 +706,16 @@ class Store(AutomationStore, ApiKeyStore, ChainStore):
                 newest.setdefault(int(block), (int(block), ts, uh))
         return [newest[b] for b in sorted(newest)]
 
-    def _insert_positions(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+    def _insert_positions(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert ``rows``; returns them as written (binary COPY takes the values as they are)."""
         if not rows:
-            return
+            return rows
         if conn.dialect.name == "postgresql" and self.copy_threshold is not None and len(rows) >= self.copy_threshold:
             _copy_rows(conn, POSITIONS, _POSITION_COPY_COLUMNS, rows)
-        else:
-            conn.execute(sa.insert(POSITIONS), rows)
+            return rows
+        rows = _json_text(POSITIONS, rows)
+        conn.execute(sa.insert(POSITIONS), rows)
+        return rows
 
     def _record_failed_run(self, batch: SyncBatch, exc: BaseException) -> int | None:
         try:
@@ -1702,6 +1705,21 @@ def _price_params(p: PriceRow, run_id: int, refs: _Refs) -> dict[str, Any]:
         "flags": list(p.flags),
         "observed_at": p.observed_at,
     }
+
+
+_JSON_COLUMNS: dict[str, tuple[str, ...]] = {}
+
+
+def _json_text(table: sa.Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (copies) with their JSON columns' values serialized once, for the engine and the byte count alike
+    (:class:`~db.engine.JsonText`); NULLs and SQL expressions as they are."""
+    cols = _JSON_COLUMNS.get(table.name)
+    if cols is None:
+        cols = _JSON_COLUMNS[table.name] = tuple(c.name for c in table.columns if isinstance(c.type, sa.JSON))
+    if not cols or not rows:
+        return rows
+    return [r | {c: JsonText.of(r[c]) for c in cols
+                 if r.get(c) is not None and not isinstance(r[c], (JsonText, sa.ClauseElement))} for r in rows]
 
 
 def _copy_rows(
