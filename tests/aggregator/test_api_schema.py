@@ -200,10 +200,11 @@ def _valid(case: Case) -> bool:
     return case.meta is not None and case.meta.generation.mode.is_positive
 
 
-def _fit_state(case: Case, world: World) -> None:
+def _fit_state(case: Case, world: World, store: Store) -> None:
     """Make true, in a schema-valid request, what JSON Schema cannot state: the store's wallets, venues and assets
-    in a rule's body, a rule's new parameters those of its kind, history bounds in order. The choices are drawn
-    from the case's own id, so a case stays the same request when it is replayed."""
+    in a rule's body, a rule's new parameters those of its kind (the world's rules, and a rule an earlier generated
+    request created whose id a generated one names), history bounds in order. The choices are drawn from the
+    case's own id, so a case stays the same request when it is replayed."""
     if not _valid(case):
         return
     pick = random.Random(case.id).choice
@@ -231,10 +232,16 @@ def _fit_state(case: Case, world: World) -> None:
             body["params"] = params
         case.body = body
     elif (operation == ("PATCH", "/v1/alert-rules/{rule_id}") and isinstance(case.body, dict)
-          and str(case.path_parameters.get("rule_id")) in {str(r) for r in (world.rule, *world.rules_for_deletes)}
           and isinstance(case.body.get("params"), dict)):
-        threshold = case.body["params"].get("threshold") or 1.25  # the world's rules are venue_health_below
-        case.body = {**case.body, "params": {"venue": pick(world.venues), "threshold": threshold}}
+        raw = str(case.path_parameters.get("rule_id"))
+        rule = store.get_rule(int(raw)) if raw.isdecimal() and 0 < int(raw) < 2**63 else None
+        if rule is None:
+            return
+        if rule.kind == "venue_health_below":  # the world's rules
+            threshold = case.body["params"].get("threshold") or 1.25
+            case.body = {**case.body, "params": {"venue": pick(world.venues), "threshold": threshold}}
+        else:  # parameters of its kind: those it was created with
+            case.body = {**case.body, "params": dict(rule.params)}
 
 
 def _has(case: Case, location: ParameterLocation, name: str) -> bool:
@@ -311,9 +318,9 @@ lazy_schema = schemathesis.pytest.from_fixture("api_schema")
 
 @lazy_schema.parametrize()
 def test_every_operation_conforms_to_the_schema(
-    case: Case, api_key: str | None, expected_status: dict[str, int | None], world: World
+    case: Case, api_key: str | None, expected_status: dict[str, int | None], world: World, store: Store
 ) -> None:
-    _fit_state(case, world)  # here, not in a hook: the coverage phase's cases pass no hook
+    _fit_state(case, world, store)  # here, not in a hook: the coverage phase's cases pass no hook
     response = case.call_and_validate(timeout=10)
     if api_key is not None and response.request.headers.get("Authorization") == f"Bearer {api_key}":
         # The key is valid: whatever else is wrong with the request, it is not the authentication.
