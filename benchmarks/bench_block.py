@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import math
 import os
 import pstats
 import random
@@ -115,6 +116,17 @@ def _baseline(bench: Bench, url: str) -> tuple[float, float, int, int]:
     return seconds, grown, requests, calls
 
 
+def _rss_now_mb() -> float:
+    """The process's resident memory now (``ru_maxrss`` is the peak, the baseline's full cycle included)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return math.nan
+
+
 def run(args: argparse.Namespace) -> int:
     devnet.ensure_installed()
     rng = random.Random(args.seed)
@@ -150,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         store = Store.open(url, write_cache_size=args.write_cache_size)
         store.add_wallets([(w, None) for w in bench.wallets])
         register_venues(store, settings)
+        rss_before = _rss_now_mb()
         ctx = ChainContext.open(settings, chain)
         live = {v.name: plugin_of(v.type).open_live(v) for v in settings.venues
                 if not v.onchain and v.chain == chain.name}
@@ -224,6 +237,12 @@ def run(args: argparse.Namespace) -> int:
             ctx.close()
             store.close()
         n = len(reports)
+        rss_after = _rss_now_mb()
+        print(f"resident memory: {rss_before:.0f} MB before the block path (after the setup and the baseline), "
+              f"{rss_after:.0f} MB after its {n + 1} blocks: the block path holds {rss_after - rss_before:.0f} MB, "
+              f"{(rss_after - rss_before) * 1024 / max(args.wallets, 1):.0f} kB per wallet (its caches, the store's "
+              f"write cache, the API); peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+              flush=True)
         p50, p99 = statistics.median(seconds), _pct(seconds, 0.99)
         rpc = sum(r.rpc_requests for r in reports) / n
         calls = sum(r.eth_calls for r in reports) / n
