@@ -17,10 +17,13 @@ One :class:`BlockSync` per chain keeps, for every tracked wallet and on-chain ve
    a flagged price; perp venues recompute from their cached accounts at the block's marks (one market request
    per venue), their accounts refreshed by streams and budgeted polls (:class:`~aggregator.venues.live.
    LivePerpVenue`);
-4. a wallet whose figures moved (:func:`material_change`, or at least every ``max_age_blocks``) gets the per-block
-   risk tier (:func:`aggregator.risk.assess_book` ``heavy=False``) in one vectorized book over all such wallets;
-   its heavy measures (VaR / ES, the P&L grid) run when its positions change and otherwise on their own cadence;
-   it is written in one transaction (the store keeps only changes);
+4. the (wallet, venue) pairs whose figures moved (:func:`material_change`, or at least every ``max_age_blocks``)
+   are written, with the venue's detail, in one transaction (the store keeps only changes); a wallet's other venues
+   hold as stored (a perp mark's move writes the wallet's perp row, not its lending rows). Each wallet
+   written gets the per-block risk tier (:func:`aggregator.risk.assess_book` ``heavy=False``) over all its venues
+   — the ones not written from their stored figures, priced at the block's prices — in one vectorized book over
+   all such wallets; its heavy measures (VaR / ES, the P&L grid) run when its positions change and otherwise on
+   their own cadence;
 5. reconciliation, spread over ``reconcile_every`` blocks so that no block pays for all of it: at each block the
    wallets of one stable slice (``index % reconcile_every == block % reconcile_every``) are re-read with the dirty
    ones — in the same Multicall3 run, no request more — and the health their cached state gives at the block is

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
+import gc
 import math
 import os
 import pstats
@@ -162,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         store = Store.open(url, write_cache_size=args.write_cache_size)
         store.add_wallets([(w, None) for w in bench.wallets])
         register_venues(store, settings)
+        gc.collect()  # the baseline's garbage, before the block path's memory is counted from here
         rss_before = _rss_now_mb()
         ctx = ChainContext.open(settings, chain)
         live = {v.name: plugin_of(v.type).open_live(v) for v in settings.venues
@@ -200,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
                     if served.status_code != 200:
                         raise SystemExit(f"the API did not serve block {n}: {served.status_code} {served.text}")
                     seconds.append(time.perf_counter() - t)
-                    reports.append(report)
+                    # kept without its readings (every wallet's health of the block): the bench's memory, not the
+                    # block path's (`xmargin run` keeps a tick's reports only)
+                    reports.append(dataclasses.replace(report, readings=()))
                     collector.idle()  # as xmargin run does once a block is stored and served (aggregator/gcidle.py)
                     if report.errors:
                         print(f"  block {n}: errors {report.errors}", flush=True)
