@@ -120,7 +120,7 @@ class JsonText(str):
 
     @classmethod
     def of(cls, value: Any) -> JsonText:
-        return cls(json.dumps(value, separators=(",", ":")))
+        return cls(compact_json(value))
 
 
 def compact_json(value: Any) -> str:

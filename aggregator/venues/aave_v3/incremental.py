@@ -240,8 +240,6 @@ def steady(then: AaveMarketState, now: AaveMarketState, _prices_then: Mapping[st
       is never skipped;
     * its e-mode categories are unchanged."""
     before = {r.asset: r for r in then.market.reserves}
-    prices_then = {r.asset: r.price_raw for r in then.market.reserves}
-    income_then = {r.asset: r.normalized_income_ray for r in then.market.reserves}
     same_categories = then.market.emode_categories == now.market.emode_categories
     categories = {c.category_id: c for c in now.market.emode_categories}
     reserves = {r.asset: r for r in now.market.reserves}
@@ -260,8 +258,7 @@ def steady(then: AaveMarketState, now: AaveMarketState, _prices_then: Mapping[st
         if state.emode_category and not same_categories:
             return False
         category = categories.get(state.emode_category) if state.emode_category else None
-        thresholds: set[int] = set()
-        weighted: list[tuple[int, int]] = []  # (value at then, threshold) of each collateral counted
+        counted: list[tuple[str, int, int]] = []  # (asset, scaled balance, threshold) of each collateral counted
         for held in state.reserves:
             if not kept.get(held.asset, False):
                 return False
@@ -277,12 +274,15 @@ def steady(then: AaveMarketState, now: AaveMarketState, _prices_then: Mapping[st
                         return False
             if bal.scaled_a_token_balance_raw and bal.usage_as_collateral and r.liquidation_threshold_bps:
                 in_category = category is not None and r.emode_category == state.emode_category
-                lt = (category.liquidation_threshold_bps if category is not None and in_category
-                      else r.liquidation_threshold_bps)
-                thresholds.add(lt)
-                weighted.append((ray_mul(bal.scaled_a_token_balance_raw, income_then[held.asset])
-                                 * prices_then[held.asset] // unit, lt))
-        return len(thresholds) <= 1 or average_threshold_holds(weighted, drift)
+                counted.append((held.asset, bal.scaled_a_token_balance_raw,
+                                category.liquidation_threshold_bps if category is not None and in_category
+                                else r.liquidation_threshold_bps))
+        if len({lt for _, _, lt in counted}) <= 1:
+            return True
+        # each collateral's base-currency value at then, as the protocol computes it (its price is unchanged)
+        weighted = [(ray_mul(scaled, before[asset].normalized_income_ray) * before[asset].price_raw
+                     // 10 ** before[asset].decimals, lt) for asset, scaled, lt in counted]
+        return average_threshold_holds(weighted, drift)
 
     return test
 

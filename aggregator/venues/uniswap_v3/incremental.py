@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregator.venues.plugin import Incremental, MarketUpdate
+from aggregator.venues.uniswap_v3.sync import PoolIndex
 from connectors.errors import InvalidInputError
 from connectors.evm.program import ReadProgram
 from connectors.types import Address, BlockRef
@@ -319,25 +320,16 @@ def wallet_of(state: UniswapAccountState) -> str:
     return state.wallet
 
 
-class _Indexed:
-    """A pool's ticks and manager positions by key (``PoolState.tick_state`` scans them: a pool holds the ticks of
-    every cached range)."""
-
-    def __init__(self, pool: PoolState) -> None:
-        self.pool = pool
-        self.ticks = {t.tick: t for t in pool.ticks}
-        self.ranges = {(p.tick_lower, p.tick_upper): p for p in pool.positions}
-
-    def inputs(self, lower: int, upper: int) -> tuple[object, ...] | None:
-        """What the exact amounts of a range are computed from (:func:`~aggregator.venues.uniswap_v3.sync.
-        exact_amounts`): the pool's price, tick and global fee growth, the range's two ticks and the manager's
-        position over the range (None when one was not read)."""
-        pool = self.pool
-        try:
-            return (pool.sqrt_price_x96, pool.tick, pool.fee_growth_global0_x128, pool.fee_growth_global1_x128,
-                    self.ticks[lower], self.ticks[upper], self.ranges[(lower, upper)])
-        except KeyError:
-            return None
+def _inputs(pool: PoolState, index: PoolIndex, lower: int, upper: int) -> tuple[object, ...] | None:
+    """What the exact amounts of a range are computed from (:func:`~aggregator.venues.uniswap_v3.sync.
+    exact_amounts`): the pool's price, tick and global fee growth, the range's two ticks and the manager's position
+    over the range (None when one was not read), looked up in the pool's ``index`` (``PoolState.tick_state`` scans
+    the ticks of every cached range)."""
+    try:
+        return (pool.sqrt_price_x96, pool.tick, pool.fee_growth_global0_x128, pool.fee_growth_global1_x128,
+                index.ticks[lower], index.ticks[upper], index.ranges[(lower, upper)])
+    except KeyError:
+        return None
 
 
 _Q128 = float(1 << 128)
@@ -406,14 +398,14 @@ def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mappi
     and tokens at ``then`` are the ones the account state carries, read at that block (what ``combine`` valued it
     with)."""
     same: dict[tuple[PoolKey, int, int, int], bool | _Moved] = {}
-    indexed: dict[int, _Indexed] = {}
+    indexed: dict[int, PoolIndex] = {}
     sqrt_at: dict[int, float] = {}
 
-    def index(pool: PoolState) -> _Indexed:
-        found = indexed.get(id(pool))
-        if found is None:
-            found = indexed[id(pool)] = _Indexed(pool)
-        return found
+    def inputs(pool: PoolState, lower: int, upper: int) -> tuple[object, ...] | None:
+        index = indexed.get(id(pool))
+        if index is None:
+            index = indexed[id(pool)] = PoolIndex.of(pool)
+        return _inputs(pool, index, lower, upper)
 
     def read_then(state: UniswapAccountState) -> bool:
         return state.block.number == then.block.number and state.block.hash == then.block.hash
@@ -440,29 +432,25 @@ def steady(then: UniswapMarketState, now: UniswapMarketState, prices_then: Mappi
         a, b = then_pool(key, state), now.pools.get(key)
         kept = same.get((key, lower, upper, id(a)))
         if kept is None:
-            pair = None if a is None or b is None else (index(a), index(b))
-            if pair is None:
-                kept = False
-            elif pair[0] is pair[1]:
-                kept = pair[0].inputs(lower, upper) is not None
-            else:
-                before, after = pair[0].inputs(lower, upper), pair[1].inputs(lower, upper)
-                if before is None or after is None:
-                    kept = False
-                elif before == after:
-                    kept = True
-                elif before[4:] != after[4:]:  # the range's ticks or the manager's position changed
-                    kept = False
-                else:
-                    p, q = pair[0].pool, pair[1].pool
-                    inside = lower <= p.tick < upper
-                    d0 = (q.fee_growth_global0_x128 - p.fee_growth_global0_x128) % (1 << 256)
-                    d1 = (q.fee_growth_global1_x128 - p.fee_growth_global1_x128) % (1 << 256)
-                    kept = False if inside != (lower <= q.tick < upper) else _Moved(
-                        p.sqrt_price_x96 / Q96, q.sqrt_price_x96 / Q96, sqrt_of(lower), sqrt_of(upper), inside,
-                        float(d0), float(d1))
-            same[(key, lower, upper, id(a))] = kept
+            kept = same[(key, lower, upper, id(a))] = False if a is None or b is None else compared(a, b, lower, upper)
         return kept
+
+    def compared(a: PoolState, b: PoolState, lower: int, upper: int) -> bool | _Moved:
+        before = inputs(a, lower, upper)
+        after = before if b is a else inputs(b, lower, upper)
+        if before is None or after is None:
+            return False
+        if before == after:
+            return True
+        if before[4:] != after[4:]:  # the range's ticks or the manager's position changed
+            return False
+        inside = lower <= a.tick < upper
+        if inside != (lower <= b.tick < upper):
+            return False
+        d0 = (b.fee_growth_global0_x128 - a.fee_growth_global0_x128) % (1 << 256)
+        d1 = (b.fee_growth_global1_x128 - a.fee_growth_global1_x128) % (1 << 256)
+        return _Moved(a.sqrt_price_x96 / Q96, b.sqrt_price_x96 / Q96, sqrt_of(lower), sqrt_of(upper), inside,
+                      float(d0), float(d1))
 
     def token_kept(token: str, state: UniswapAccountState) -> bool:
         return (token in prices_now and prices_then.get(token) == prices_now[token]
